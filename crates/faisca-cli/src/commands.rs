@@ -1,0 +1,128 @@
+//! `faisca driver`, `faisca executor` and `faisca sql`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use faisca::{FaiscaConfig, Session};
+use faisca_common::config::parse_bytes;
+use faisca::driver::{DriverOptions, DriverServer};
+use faisca::executor::{Executor, ExecutorOptions};
+
+use crate::cli::{DriverArgs, ExecutorArgs, SqlArgs, parse_conf};
+use crate::output;
+use crate::script::split_statements;
+
+fn socket_addr(text: &str, what: &str) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .with_context(|| format!("invalid {what} '{text}': expected HOST:PORT, e.g. 127.0.0.1:7077"))
+}
+
+/// `faisca driver`: serve until Ctrl-C.
+pub async fn driver(args: DriverArgs) -> Result<()> {
+    let config = FaiscaConfig::from_pairs(parse_conf(&args.conf)?)?;
+    let bind = socket_addr(&args.bind, "--bind")?;
+    let server = DriverServer::start(DriverOptions { bind, advertise_host: args.advertise_address, config }).await?;
+    eprintln!("faisca driver listening on faisca://{}", server.address());
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    eprintln!("faisca driver stopping");
+    server.shutdown().await;
+    Ok(())
+}
+
+/// `faisca executor`: register and run tasks until Ctrl-C or until the driver goes away.
+pub async fn executor(args: ExecutorArgs) -> Result<()> {
+    let config = FaiscaConfig::from_pairs(parse_conf(&args.conf)?)?;
+    let cores = match args.cores {
+        Some(0) => bail!("invalid --cores 0: expected at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+    };
+    let memory_bytes = parse_bytes(&args.memory).map_err(|e| anyhow::anyhow!("invalid --memory: {e}"))?;
+    let bind = socket_addr(&args.bind, "--bind")?;
+    let mut executor = Executor::start(ExecutorOptions {
+        driver: args.driver.clone(),
+        cores,
+        memory_bytes,
+        work_dir: args.work_dir,
+        bind,
+        advertise_host: args.advertise_address,
+        executor_id: args.id,
+        config,
+    })
+    .await?;
+    eprintln!(
+        "faisca executor {} registered with {} ({cores} cores, {}), serving shuffle data on {}",
+        executor.id(),
+        args.driver,
+        args.memory,
+        executor.flight_address()
+    );
+    tokio::select! {
+        result = executor.wait() => {
+            result?;
+        }
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("faisca executor stopping");
+            executor.shutdown().await;
+        }
+    }
+    Ok(())
+}
+
+/// `faisca sql`.
+pub async fn sql(args: SqlArgs) -> Result<()> {
+    let text = match (&args.execute, &args.file) {
+        (Some(sql), _) => sql.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path).with_context(|| format!("cannot read SQL file {}", path.display()))?,
+        (None, None) => bail!("give SQL with -e or a file with -f"),
+    };
+    let statements = split_statements(&text);
+    if statements.is_empty() {
+        bail!("no SQL statement to run (the input holds only whitespace and comments)");
+    }
+    let mut builder = Session::builder().master(args.master.clone()).app_name("faisca sql");
+    for (k, v) in parse_conf(&args.conf)? {
+        builder = builder.config(k, v);
+    }
+    let session = builder.build().await?;
+    let result = run_statements(&session, &statements, &args).await;
+    session.stop().await;
+    result
+}
+
+async fn run_statements(session: &Session, statements: &[String], args: &SqlArgs) -> Result<()> {
+    session.wait_for_executors(1, session.config().executor_wait_timeout()).await?;
+    let mut last: Option<(datafusion::arrow::datatypes::SchemaRef, Vec<datafusion::arrow::record_batch::RecordBatch>)> = None;
+    for (i, statement) in statements.iter().enumerate() {
+        let is_last = i + 1 == statements.len();
+        if is_last && args.explain {
+            let text = session.explain_sql(statement).await?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+            return Ok(());
+        }
+        let started = Instant::now();
+        let result = session
+            .execute_sql(statement)
+            .await
+            .with_context(|| format!("statement {} failed", i + 1))?;
+        let schema = result.schema.clone();
+        let batches = faisca::client::collect(result.batches).await.with_context(|| format!("statement {} failed", i + 1))?;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        eprintln!("Time taken: {:.3} s, fetched {rows} row(s)", started.elapsed().as_secs_f64());
+        if !schema.fields().is_empty() {
+            last = Some((schema, batches));
+        }
+    }
+    if let Some((schema, batches)) = last {
+        let mut out = std::io::stdout().lock();
+        output::write(&mut out, args.format, &schema, &batches)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! The `faisca` command-line tool, as a library so that users can build their own `faisca` binary
+//! (with their own functions linked in) and tests can call commands directly.
+//!
+//! * [`cli`]: the command line (clap), one subcommand per module below.
+//! * [`commands`]: `driver`, `executor`, `sql`.
+//! * [`bench`] and [`demo`]: TPC-H on a cluster against single-process DataFusion, and the
+//!   embedded demo; both use [`tpch`] (data generated in-process, the 22 queries).
+//! * [`output`]: result formats (table, CSV, JSON lines); [`script`]: splitting SQL scripts.
+//!
+//! Only results go to stdout; logs, progress and errors go to stderr.
+
+pub mod bench;
+pub mod cli;
+pub mod commands;
+pub mod demo;
+pub mod output;
+pub mod script;
+pub mod tpch;
+
+pub use cli::{Cli, run};

@@ -1,0 +1,294 @@
+//! `FaiscaConfig`: every `faisca.*` key with its default.
+//!
+//! Keys are matched case-insensitively (DataFusion lowercases `SET` names). Keys that do not start
+//! with `faisca.` (for example `datafusion.execution.batch_size`) are kept as they are and handed to
+//! DataFusion's session configuration. An unknown `faisca.*` key or a malformed value is an error
+//! that names the key and says what was expected.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::{Error, Result};
+
+/// How a value of a key is parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    /// A byte size: `134217728`, `128m`, `4g` (binary units, as in Spark).
+    Bytes,
+    /// A duration: `30s`, `500ms`, `2m`, or a plain number of milliseconds.
+    Duration,
+    /// A non-negative integer.
+    Count,
+    /// `true` or `false`.
+    Bool,
+    /// One of a fixed set of words.
+    Choice(&'static [&'static str]),
+}
+
+/// One documented key.
+#[derive(Debug)]
+pub struct KeySpec {
+    /// The canonical spelling.
+    pub name: &'static str,
+    /// The default, in the same syntax a user writes.
+    pub default: &'static str,
+    /// How the value is parsed.
+    pub kind: ValueKind,
+    /// What the key controls.
+    pub doc: &'static str,
+}
+
+/// Every `faisca.*` key. The README's configuration table is this list.
+pub const KEYS: &[KeySpec] = &[
+    KeySpec { name: "faisca.files.maxPartitionBytes", default: "128m", kind: ValueKind::Bytes, doc: "Most bytes of files one scan task reads (Spark's spark.sql.files.maxPartitionBytes)." },
+    KeySpec { name: "faisca.files.openCostInBytes", default: "4m", kind: ValueKind::Bytes, doc: "Estimated cost of opening a file, in bytes, used when packing small files into tasks." },
+    KeySpec { name: "faisca.shuffle.partitions", default: "0", kind: ValueKind::Count, doc: "Partitions of a shuffle (joins, aggregations). 0: the total executor cores of the cluster when the query is planned." },
+    KeySpec { name: "faisca.shuffle.compression", default: "lz4", kind: ValueKind::Choice(&["lz4", "zstd", "none"]), doc: "Compression of shuffle files (Arrow IPC buffer compression)." },
+    KeySpec { name: "faisca.shuffle.spillBytes", default: "64m", kind: ValueKind::Bytes, doc: "Shuffle output a task buffers in memory before it writes the buffered part to a spill file." },
+    KeySpec { name: "faisca.shuffle.fetchConcurrency", default: "4", kind: ValueKind::Count, doc: "Map outputs one shuffle reader fetches at the same time." },
+    KeySpec { name: "faisca.rpc.maxMessageSize", default: "64m", kind: ValueKind::Bytes, doc: "Largest gRPC message sent or accepted; a stage plan over it fails the job with a clear error." },
+    KeySpec { name: "faisca.rpc.connectTimeout", default: "5s", kind: ValueKind::Duration, doc: "Timeout of one attempt to open a gRPC connection." },
+    KeySpec { name: "faisca.executor.heartbeatInterval", default: "2s", kind: ValueKind::Duration, doc: "How often an executor sends a heartbeat to the driver." },
+    KeySpec { name: "faisca.executor.registrationTimeout", default: "60s", kind: ValueKind::Duration, doc: "How long an executor keeps retrying to reach the driver at start-up." },
+    KeySpec { name: "faisca.client.executorWaitTimeout", default: "30s", kind: ValueKind::Duration, doc: "How long a client waits for at least one registered executor before it runs a query." },
+    KeySpec { name: "faisca.local.executorMemory", default: "2g", kind: ValueKind::Bytes, doc: "Memory pool of each in-process executor of a local[N] session." },
+    KeySpec { name: "faisca.task.maxAttempts", default: "4", kind: ValueKind::Count, doc: "Attempts in all of a task that fails with a retryable error." },
+    KeySpec { name: "faisca.batchSize", default: "8192", kind: ValueKind::Count, doc: "Rows per Arrow batch inside tasks (DataFusion's datafusion.execution.batch_size)." },
+];
+
+/// Parsed configuration. Build with [`FaiscaConfig::from_pairs`] or start from
+/// [`FaiscaConfig::default`] and [`FaiscaConfig::set`].
+#[derive(Debug, Clone)]
+pub struct FaiscaConfig {
+    /// `faisca.*` values by lower-cased key, validated; plus other keys verbatim.
+    values: BTreeMap<String, String>,
+}
+
+impl Default for FaiscaConfig {
+    fn default() -> Self {
+        FaiscaConfig { values: BTreeMap::new() }
+    }
+}
+
+fn spec(key: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|k| k.name.eq_ignore_ascii_case(key))
+}
+
+impl FaiscaConfig {
+    /// Parse key-value pairs; later pairs override earlier ones.
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<Self> {
+        let mut config = FaiscaConfig::default();
+        for (k, v) in pairs {
+            config.set(k.as_ref(), v.as_ref())?;
+        }
+        Ok(config)
+    }
+
+    /// Set one key, validating `faisca.*` keys.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let lower = key.trim().to_ascii_lowercase();
+        if lower.starts_with("faisca.") {
+            let spec = spec(&lower).ok_or_else(|| {
+                Error::user(format!(
+                    "unknown configuration key '{key}': expected one of {}",
+                    KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            validate(spec, value.trim())?;
+            self.values.insert(lower, value.trim().to_string());
+        } else {
+            self.values.insert(key.trim().to_string(), value.to_string());
+        }
+        Ok(())
+    }
+
+    /// All pairs that were set explicitly (canonical lower-case names for `faisca.*`).
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Pairs that are not `faisca.*` keys (handed to DataFusion).
+    pub fn other_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs().filter(|(k, _)| !k.starts_with("faisca."))
+    }
+
+    fn raw(&self, name: &str) -> &str {
+        let spec = spec(name).expect("every key read by FaiscaConfig is in KEYS");
+        self.values.get(&name.to_ascii_lowercase()).map(String::as_str).unwrap_or(spec.default)
+    }
+
+    fn bytes(&self, name: &str) -> u64 {
+        parse_bytes(self.raw(name)).expect("validated when set")
+    }
+
+    fn duration(&self, name: &str) -> Duration {
+        parse_duration(self.raw(name)).expect("validated when set")
+    }
+
+    fn count(&self, name: &str) -> u64 {
+        self.raw(name).parse().expect("validated when set")
+    }
+
+    /// `faisca.files.maxPartitionBytes`.
+    pub fn max_partition_bytes(&self) -> u64 {
+        self.bytes("faisca.files.maxPartitionBytes").max(1)
+    }
+    /// `faisca.files.openCostInBytes`.
+    pub fn open_cost_in_bytes(&self) -> u64 {
+        self.bytes("faisca.files.openCostInBytes")
+    }
+    /// `faisca.shuffle.partitions`; `None` means "the cluster's total cores".
+    pub fn shuffle_partitions(&self) -> Option<usize> {
+        match self.count("faisca.shuffle.partitions") {
+            0 => None,
+            n => Some(n as usize),
+        }
+    }
+    /// `faisca.shuffle.compression`: `lz4`, `zstd` or `none`.
+    pub fn shuffle_compression(&self) -> &str {
+        self.raw("faisca.shuffle.compression")
+    }
+    /// `faisca.shuffle.spillBytes`.
+    pub fn shuffle_spill_bytes(&self) -> u64 {
+        self.bytes("faisca.shuffle.spillBytes")
+    }
+    /// `faisca.shuffle.fetchConcurrency` (at least 1).
+    pub fn shuffle_fetch_concurrency(&self) -> usize {
+        self.count("faisca.shuffle.fetchConcurrency").max(1) as usize
+    }
+    /// `faisca.rpc.maxMessageSize`.
+    pub fn max_message_size(&self) -> usize {
+        self.bytes("faisca.rpc.maxMessageSize") as usize
+    }
+    /// `faisca.rpc.connectTimeout`.
+    pub fn connect_timeout(&self) -> Duration {
+        self.duration("faisca.rpc.connectTimeout")
+    }
+    /// `faisca.executor.heartbeatInterval`.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.duration("faisca.executor.heartbeatInterval")
+    }
+    /// `faisca.executor.registrationTimeout`.
+    pub fn registration_timeout(&self) -> Duration {
+        self.duration("faisca.executor.registrationTimeout")
+    }
+    /// `faisca.client.executorWaitTimeout`.
+    pub fn executor_wait_timeout(&self) -> Duration {
+        self.duration("faisca.client.executorWaitTimeout")
+    }
+    /// `faisca.local.executorMemory`, as written (parse with [`parse_bytes`]).
+    pub fn local_executor_memory(&self) -> &str {
+        self.raw("faisca.local.executorMemory")
+    }
+    /// `faisca.task.maxAttempts` (at least 1).
+    pub fn task_max_attempts(&self) -> u32 {
+        self.count("faisca.task.maxAttempts").clamp(1, u32::MAX as u64) as u32
+    }
+    /// `faisca.batchSize`.
+    pub fn batch_size(&self) -> usize {
+        self.count("faisca.batchSize").max(1) as usize
+    }
+}
+
+fn validate(spec: &KeySpec, value: &str) -> Result<()> {
+    let ok = match spec.kind {
+        ValueKind::Bytes => parse_bytes(value).is_ok(),
+        ValueKind::Duration => parse_duration(value).is_ok(),
+        ValueKind::Count => value.parse::<u64>().is_ok(),
+        ValueKind::Bool => value.parse::<bool>().is_ok(),
+        ValueKind::Choice(words) => words.iter().any(|w| w.eq_ignore_ascii_case(value)),
+    };
+    if ok {
+        return Ok(());
+    }
+    let expected = match spec.kind {
+        ValueKind::Bytes => "a size such as 134217728, 512k, 128m or 4g".to_string(),
+        ValueKind::Duration => "a duration such as 500ms, 30s or 2m".to_string(),
+        ValueKind::Count => "a non-negative integer".to_string(),
+        ValueKind::Bool => "true or false".to_string(),
+        ValueKind::Choice(words) => format!("one of {}", words.join(", ")),
+    };
+    Err(Error::user(format!("invalid value '{value}' for '{}': expected {expected}", spec.name)))
+}
+
+/// Parse a byte size with Spark's suffixes: `b`, `k`/`kb`, `m`/`mb`, `g`/`gb`, `t`/`tb`
+/// (powers of 1024); a bare number is bytes.
+pub fn parse_bytes(text: &str) -> Result<u64> {
+    let t = text.trim().to_ascii_lowercase();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits_end);
+    let bad = || Error::user(format!("invalid size '{text}': expected a number with an optional unit k, m, g or t (e.g. 512m, 4g)"));
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mult).ok_or_else(bad)
+}
+
+/// Parse a duration: `250ms`, `30s`, `2m`, `1h`; a bare number is milliseconds.
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let t = text.trim().to_ascii_lowercase();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits_end);
+    let bad = || Error::user(format!("invalid duration '{text}': expected a number with a unit ms, s, m or h (e.g. 500ms, 30s)"));
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    Ok(match unit.trim() {
+        "" | "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" | "min" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
+        "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
+        _ => return Err(bad()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let c = FaiscaConfig::default();
+        assert_eq!(c.max_partition_bytes(), 128 << 20);
+        assert_eq!(c.open_cost_in_bytes(), 4 << 20);
+        assert_eq!(c.shuffle_partitions(), None);
+        assert_eq!(c.task_max_attempts(), 4);
+    }
+
+    #[test]
+    fn keys_are_case_insensitive() {
+        let c = FaiscaConfig::from_pairs([("FAISCA.FILES.MAXPARTITIONBYTES", "1m"), ("faisca.shuffle.partitions", "7")]).unwrap();
+        assert_eq!(c.max_partition_bytes(), 1 << 20);
+        assert_eq!(c.shuffle_partitions(), Some(7));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = FaiscaConfig::from_pairs([("faisca.nope", "1")]).unwrap_err().to_string();
+        assert!(e.contains("faisca.nope") && e.contains("faisca.files.maxPartitionBytes"), "{e}");
+        let e = FaiscaConfig::from_pairs([("faisca.files.openCostInBytes", "lots")]).unwrap_err().to_string();
+        assert!(e.contains("faisca.files.openCostInBytes") && e.contains("expected a size"), "{e}");
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_bytes("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("4g").unwrap(), 4 << 30);
+        assert_eq!(parse_bytes("100").unwrap(), 100);
+        assert!(parse_bytes("4x").is_err());
+        assert!(parse_bytes("").is_err());
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn other_keys_pass_through() {
+        let c = FaiscaConfig::from_pairs([("datafusion.execution.batch_size", "1024")]).unwrap();
+        assert_eq!(c.other_pairs().collect::<Vec<_>>(), vec![("datafusion.execution.batch_size", "1024")]);
+    }
+}

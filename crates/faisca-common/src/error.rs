@@ -1,0 +1,194 @@
+//! The one error type of Faísca: whose fault, and whether a retry can help.
+
+use datafusion::error::DataFusionError;
+
+/// Who caused a failure. Decides how the scheduler reacts and how the CLI reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Bad SQL, a bad option, a missing table or file, a corrupt input: retrying cannot help.
+    User,
+    /// A service or resource outside Faísca failed (network, object store, disk).
+    External,
+    /// A bug or broken invariant inside Faísca.
+    Internal,
+}
+
+/// Faísca's error. Each variant carries a message meant for a person: it names the thing that was
+/// wrong and says what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The user's fault; never retryable.
+    #[error("{0}")]
+    User(String),
+    /// An external system failed; `retryable` says whether trying again may succeed.
+    #[error("{message}")]
+    External {
+        /// What failed, naming the resource.
+        message: String,
+        /// Whether another attempt may succeed.
+        retryable: bool,
+    },
+    /// An internal invariant broke.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// An error raised by DataFusion (planning or execution); classified by [`Error::fault`].
+    #[error("{0}")]
+    DataFusion(Box<DataFusionError>),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A user error with this message.
+    pub fn user(message: impl Into<String>) -> Self {
+        Error::User(message.into())
+    }
+
+    /// An external error that a retry may fix.
+    pub fn external(message: impl Into<String>) -> Self {
+        Error::External { message: message.into(), retryable: true }
+    }
+
+    /// An internal error with this message.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Internal(message.into())
+    }
+
+    /// Whose fault this error is.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Error::User(_) => Fault::User,
+            Error::External { .. } => Fault::External,
+            Error::Internal(_) => Fault::Internal,
+            Error::DataFusion(e) => datafusion_fault(e),
+        }
+    }
+
+    /// Whether running the same work again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::External { retryable, .. } => *retryable,
+            Error::DataFusion(e) => datafusion_fault(e) == Fault::External,
+            Error::User(_) => false,
+            // An internal failure may be a transient state (e.g. a lost connection surfacing oddly).
+            Error::Internal(_) => true,
+        }
+    }
+
+    /// Prefix the message with context, keeping the fault and retryability.
+    pub fn context(self, context: impl std::fmt::Display) -> Self {
+        let retryable = self.is_retryable();
+        match self.fault() {
+            Fault::User => Error::User(format!("{context}: {self}")),
+            Fault::External => Error::External { message: format!("{context}: {self}"), retryable },
+            Fault::Internal => Error::Internal(format!("{context}: {}", self.message())),
+        }
+    }
+
+    /// The message without the `internal error:` prefix.
+    pub fn message(&self) -> String {
+        match self {
+            Error::Internal(m) => m.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+fn datafusion_fault(e: &DataFusionError) -> Fault {
+    match e.find_root() {
+        DataFusionError::SQL(..)
+        | DataFusionError::Plan(_)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::Configuration(_)
+        | DataFusionError::NotImplemented(_)
+        | DataFusionError::ResourcesExhausted(_)
+        | DataFusionError::Execution(_)
+        | DataFusionError::ParquetError(_)
+        | DataFusionError::ArrowError(..) => Fault::User,
+        DataFusionError::IoError(_) | DataFusionError::ObjectStore(_) => Fault::External,
+        DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
+            Some(ours) => ours.fault(),
+            None => Fault::External,
+        },
+        _ => Fault::Internal,
+    }
+}
+
+impl From<DataFusionError> for Error {
+    fn from(e: DataFusionError) -> Self {
+        // Unwrap our own errors that travelled through DataFusion as `External`.
+        match e {
+            DataFusionError::External(inner) => match inner.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(other) => Error::DataFusion(Box::new(DataFusionError::External(other))),
+            },
+            DataFusionError::Context(context, inner) if matches!(inner.as_ref(), DataFusionError::External(b) if b.is::<Error>()) => {
+                Error::from(*inner).context(context)
+            }
+            other => Error::DataFusion(Box::new(other)),
+        }
+    }
+}
+
+impl From<Error> for DataFusionError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::DataFusion(inner) => *inner,
+            other => DataFusionError::External(Box::new(other)),
+        }
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for Error {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        Error::from(DataFusionError::from(e))
+    }
+}
+
+impl From<object_store::Error> for Error {
+    fn from(e: object_store::Error) -> Self {
+        match e {
+            object_store::Error::NotFound { path, .. } => {
+                Error::user(format!("object not found: {path} (expected an existing file or directory)"))
+            }
+            other => Error::external(format!("object store: {other}")),
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::external(format!("I/O: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_and_retries() {
+        let sql = Error::from(DataFusionError::Plan("table 'x' not found".into()));
+        assert_eq!(sql.fault(), Fault::User);
+        assert!(!sql.is_retryable());
+        let io = Error::from(std::io::Error::other("disk gone"));
+        assert_eq!(io.fault(), Fault::External);
+        assert!(io.is_retryable());
+    }
+
+    #[test]
+    fn our_error_survives_a_trip_through_datafusion() {
+        let ours = Error::user("bad option 'x'");
+        let df: DataFusionError = ours.into();
+        let back = Error::from(df);
+        assert!(matches!(back, Error::User(ref m) if m == "bad option 'x'"));
+    }
+
+    #[test]
+    fn context_keeps_the_fault() {
+        let e = Error::user("no such column").context("stage 2");
+        assert_eq!(e.fault(), Fault::User);
+        assert_eq!(e.to_string(), "stage 2: no such column");
+    }
+}

@@ -1,0 +1,22 @@
+//! Pieces every Faísca crate shares.
+//!
+//! * [`Error`] / [`Result`]: one error type that says whose fault a failure is ([`Fault`]: the user's,
+//!   an external system's, or ours) and whether retrying can help. It converts to and from gRPC
+//!   statuses so that an error keeps its meaning across processes.
+//! * [`ids`]: typed identifiers for jobs, stages, tasks, executors and sessions.
+//! * [`config`]: [`FaiscaConfig`], every `faisca.*` key with its default, parsed case-insensitively
+//!   from string pairs, plus the size (`512m`, `4g`) and duration (`30s`, `500ms`) parsers.
+//!
+//! Nothing here does I/O.
+
+pub mod config;
+pub mod error;
+pub mod ids;
+
+pub use config::FaiscaConfig;
+pub use error::{Error, Fault, Result};
+pub use ids::{ExecutorId, JobId, SessionId, StageId};
+
+/// Version of the driver ↔ executor protocol. An executor speaking another version is refused
+/// at registration with an error that names both versions.
+pub const PROTOCOL_VERSION: u32 = 1;

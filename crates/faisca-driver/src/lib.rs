@@ -1,0 +1,26 @@
+//! The driver process.
+//!
+//! One actor ([`actor::DriverState`]) owns all mutable state: sessions, executors, jobs → stages →
+//! tasks. It is driven by [`actor::Message`]s through a synchronous `receive`; anything slow (SQL
+//! planning, reading Parquet footers, streaming results) happens outside it, in the gRPC handlers,
+//! which talk to it through an [`actor::DriverHandle`] and get answers on oneshot channels.
+//!
+//! * [`server`] binds one port for both the control service ([`service`]) and the Arrow Flight
+//!   service that streams job results to clients ([`flight`]).
+//! * [`planning`] turns SQL into a [`planning::PlannedJob`]: DataFusion logical and physical
+//!   planning, Spark-style file splits, stage cutting, plan encoding.
+//! * [`scheduler`] holds the job/stage/task bookkeeping the actor uses to launch tasks on free
+//!   executor slots and to react to task results.
+//!
+//! Executors connect to the driver (never the reverse) over one bidirectional stream each; a
+//! broken stream means a lost executor.
+
+pub mod actor;
+pub mod flight;
+pub mod planning;
+pub mod scheduler;
+pub mod server;
+pub mod service;
+pub mod session;
+
+pub use server::{DriverOptions, DriverServer};

@@ -1,0 +1,219 @@
+//! SQL → what the driver does with it: a command run on the driver, or a distributed job.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::logical_expr::{LogicalPlan, Statement};
+use datafusion::physical_plan::ExecutionPlan;
+use faisca_common::ids::SessionId;
+use faisca_common::{Error, Result};
+use faisca_connectors::parquet_layout::row_group_ranges;
+use faisca_connectors::splits::{FileInput, max_split_bytes, plan_splits};
+use faisca_engine::codec::encode_stage_plan;
+use faisca_planner::scans::{FileScan, file_scans, regroup_scans};
+use faisca_planner::stages::{StageGraph, StageOutput, cut_stages};
+use futures::future::try_join_all;
+
+use crate::scheduler::{PlannedJob, PlannedStage};
+use crate::session::Session;
+
+/// What a statement turned into.
+#[derive(Debug)]
+pub enum Planned {
+    /// Rows computed on the driver (DDL results, `EXPLAIN`, catalog queries).
+    Inline {
+        /// Their schema.
+        schema: SchemaRef,
+        /// The rows.
+        batches: Vec<RecordBatch>,
+    },
+    /// A query that was only analyzed: its schema.
+    Analyzed {
+        /// Result schema.
+        schema: SchemaRef,
+    },
+    /// A `SET key = value` whose value the session must record.
+    Set {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// A distributed job to run.
+    Job(PlannedJob),
+}
+
+/// What the client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Run it.
+    Run,
+    /// Plan queries without running them; run commands.
+    Analyze,
+    /// Show the distributed plan.
+    Explain,
+}
+
+/// Plan one SQL statement of `session`. `total_cores` is the cluster's size right now.
+pub async fn plan_sql(session: &Session, session_id: &SessionId, sql: &str, mode: Mode, total_cores: usize) -> Result<Planned> {
+    let state = session.ctx.state();
+    let plan = state.create_logical_plan(sql).await?;
+    if mode == Mode::Explain {
+        return explain(session, &plan, total_cores).await;
+    }
+    match &plan {
+        LogicalPlan::Statement(Statement::SetVariable(set)) => {
+            let key = set.variable.clone();
+            let value = set.value.clone();
+            if !key.to_ascii_lowercase().starts_with("faisca.") {
+                // DataFusion validates and applies its own keys; tasks get them through the session config.
+                session.ctx.execute_logical_plan(plan.clone()).await?;
+            }
+            Ok(Planned::Set { key, value })
+        }
+        LogicalPlan::Explain(e) => explain(session, &e.plan, total_cores).await,
+        LogicalPlan::Dml(_) | LogicalPlan::Copy(_) => Err(Error::user(
+            "INSERT and COPY are not supported yet: distributed writes with a commit protocol come with the data-lake I/O work",
+        )),
+        LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::DescribeTable(_) => {
+            let df = session.ctx.execute_logical_plan(plan.clone()).await?;
+            let schema = Arc::new(df.schema().as_arrow().clone());
+            let batches = df.collect().await?;
+            Ok(Planned::Inline { schema, batches })
+        }
+        _ if mode == Mode::Analyze => Ok(Planned::Analyzed { schema: Arc::new(plan.schema().as_arrow().clone()) }),
+        _ => {
+            let physical = physical_plan(session, &plan, total_cores).await?;
+            match build_job(session, session_id, physical.clone()) {
+                Ok(job) => Ok(Planned::Job(job)),
+                // Catalog queries (information_schema, SHOW TABLES) read tables that live only in the
+                // driver; they are small and run here.
+                Err(e) if !reads_files(&physical)? && is_not_distributable(&e) => {
+                    let batches = datafusion::physical_plan::collect(physical.clone(), session.ctx.task_ctx()).await?;
+                    Ok(Planned::Inline { schema: physical.schema(), batches })
+                }
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+fn is_not_distributable(e: &Error) -> bool {
+    e.to_string().contains("cannot be distributed")
+}
+
+fn reads_files(plan: &Arc<dyn ExecutionPlan>) -> Result<bool> {
+    Ok(!file_scans(plan)?.is_empty())
+}
+
+/// Shuffle partitions of a query: `faisca.shuffle.partitions`, or the cluster's cores.
+pub fn shuffle_partitions(session: &Session, total_cores: usize) -> usize {
+    session.config.shuffle_partitions().unwrap_or(total_cores).max(1)
+}
+
+/// DataFusion's physical plan with Faísca's task splits applied to its file scans.
+pub async fn physical_plan(session: &Session, plan: &LogicalPlan, total_cores: usize) -> Result<Arc<dyn ExecutionPlan>> {
+    let mut state = session.ctx.state();
+    state.config_mut().options_mut().execution.target_partitions = shuffle_partitions(session, total_cores);
+    let physical = state.create_physical_plan(plan).await?;
+    let scans = file_scans(&physical)?;
+    if scans.is_empty() {
+        return Ok(physical);
+    }
+    let parallelism = total_cores.max(1);
+    let mut splits = Vec::with_capacity(scans.len());
+    for scan in &scans {
+        splits.push(scan_splits(session, &state, scan, parallelism).await?);
+    }
+    regroup_scans(physical, &scans, &splits)
+}
+
+async fn scan_splits(
+    session: &Session,
+    state: &datafusion::execution::SessionState,
+    scan: &FileScan,
+    parallelism: usize,
+) -> Result<Vec<Vec<faisca_connectors::splits::FilePiece>>> {
+    let max_partition = session.config.max_partition_bytes();
+    let open_cost = session.config.open_cost_in_bytes();
+    let mut inputs: Vec<FileInput> = scan
+        .files
+        .iter()
+        .map(|f| FileInput { path: f.object_meta.location.to_string(), size: f.object_meta.size, row_groups: None })
+        .collect();
+    let max_split = max_split_bytes(&inputs, max_partition, open_cost, parallelism);
+    if scan.file_type == "parquet" {
+        let store = state.runtime_env().object_store(&scan.object_store_url)?;
+        let reads = scan.files.iter().zip(&inputs).filter(|(_, input)| input.size > max_split).map(|(f, input)| {
+            let url = format!("{}{}", scan.object_store_url.as_str(), f.object_meta.location);
+            let store = store.clone();
+            let location = f.object_meta.location.clone();
+            let size = input.size;
+            async move { row_group_ranges(store, &location, size, &url).await.map(|r| (location.to_string(), r)) }
+        });
+        for (path, groups) in try_join_all(reads).await? {
+            if let Some(input) = inputs.iter_mut().find(|i| i.path == path) {
+                input.row_groups = Some(groups);
+            }
+        }
+    }
+    Ok(plan_splits(&inputs, max_partition, open_cost, parallelism))
+}
+
+/// Cut stages and encode each stage's plan.
+pub fn build_job(session: &Session, session_id: &SessionId, physical: Arc<dyn ExecutionPlan>) -> Result<PlannedJob> {
+    let schema = physical.schema();
+    let graph = cut_stages(physical)?;
+    let limit = session.config.max_message_size();
+    let mut stages = Vec::with_capacity(graph.stages.len());
+    for stage in &graph.stages {
+        let hash = match &stage.output {
+            StageOutput::Repartition(p) => Some(p),
+            _ => None,
+        };
+        let plan = encode_stage_plan(stage.plan.clone(), hash)?;
+        if plan.len() + 64 * 1024 > limit {
+            return Err(Error::user(format!(
+                "the plan of stage {} is {} bytes, too large for faisca.rpc.maxMessageSize ({limit} bytes); raise that limit or simplify the query",
+                stage.id,
+                plan.len()
+            )));
+        }
+        stages.push(PlannedStage {
+            id: stage.id,
+            plan,
+            hash_partitioned: hash.is_some(),
+            output_partitions: stage.output.partitions() as u32,
+            tasks: stage.tasks() as u32,
+            inputs: stage.inputs.clone(),
+            output_description: stage.output.describe(),
+        });
+    }
+    Ok(PlannedJob {
+        session: session_id.clone(),
+        stages,
+        schema,
+        task_config: Arc::new(faisca_proto::config_entries(&session.config)),
+        max_attempts: session.config.task_max_attempts(),
+    })
+}
+
+/// `EXPLAIN`: the logical plan and the distributed plan (stages, tasks, operators).
+async fn explain(session: &Session, plan: &LogicalPlan, total_cores: usize) -> Result<Planned> {
+    let optimized = session.ctx.state().optimize(plan)?;
+    let physical = physical_plan(session, plan, total_cores).await?;
+    let graph: StageGraph = cut_stages(physical)?;
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("plan_type", DataType::Utf8, false),
+        Field::new("plan", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from(vec!["logical_plan", "distributed_plan"])),
+            Arc::new(StringArray::from(vec![optimized.display_indent().to_string(), faisca_planner::explain::render(&graph)])),
+        ],
+    )?;
+    Ok(Planned::Inline { schema, batches: vec![batch] })
+}

@@ -1,0 +1,169 @@
+//! The control service: sessions, SQL, table registration, cluster info, executor streams.
+
+use std::pin::Pin;
+
+use datafusion::datasource::file_format::options::ParquetReadOptions;
+use faisca_common::ids::SessionId;
+use faisca_common::{Error, ExecutorId, PROTOCOL_VERSION, Result};
+use faisca_engine::codec::{batches_to_ipc, schema_to_ipc};
+use faisca_proto::driver_service_server::DriverService;
+use faisca_proto::*;
+use futures::{Stream, StreamExt};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::debug;
+
+use crate::actor::{DriverHandle, Message};
+use crate::planning::{Mode, Planned, plan_sql};
+
+/// Implements `faisca.v1.DriverService`.
+pub struct DriverServiceImpl {
+    handle: DriverHandle,
+}
+
+impl DriverServiceImpl {
+    /// A service talking to the actor behind `handle`.
+    pub fn new(handle: DriverHandle) -> Self {
+        DriverServiceImpl { handle }
+    }
+
+    async fn session(&self, id: &str) -> Result<(crate::session::Session, usize)> {
+        let id = SessionId(id.to_string());
+        self.handle.ask(|reply| Message::GetSession { id, reply }).await?
+    }
+
+    async fn execute(&self, request: ExecuteSqlRequest) -> Result<ExecuteSqlResponse> {
+        let session_id = SessionId(request.session_id.clone());
+        let (session, cores) = self.session(&request.session_id).await?;
+        let mode = match ExecuteMode::try_from(request.mode) {
+            Ok(ExecuteMode::Run) => Mode::Run,
+            Ok(ExecuteMode::Analyze) => Mode::Analyze,
+            Ok(ExecuteMode::Explain) => Mode::Explain,
+            Err(_) => return Err(Error::user(format!("unknown execute mode {}", request.mode))),
+        };
+        let planned = plan_sql(&session, &session_id, &request.sql, mode, cores).await?;
+        Ok(match planned {
+            Planned::Inline { schema, batches } => ExecuteSqlResponse {
+                schema: schema_to_ipc(&schema)?,
+                result: Some(execute_sql_response::Result::InlineRows(batches_to_ipc(&schema, &batches)?)),
+            },
+            Planned::Analyzed { schema } => ExecuteSqlResponse {
+                schema: schema_to_ipc(&schema)?,
+                result: Some(execute_sql_response::Result::PlannedOnly(true)),
+            },
+            Planned::Set { key, value } => {
+                let id = session_id.clone();
+                self.handle.ask(|reply| Message::SetSessionConfig { id, key, value, reply }).await??;
+                let schema = datafusion::arrow::datatypes::Schema::empty();
+                ExecuteSqlResponse {
+                    schema: schema_to_ipc(&schema)?,
+                    result: Some(execute_sql_response::Result::InlineRows(batches_to_ipc(&schema, &[])?)),
+                }
+            }
+            Planned::Job(job) => {
+                let schema = schema_to_ipc(&job.schema)?;
+                let stages = job.summaries();
+                let job_id = self.handle.ask(|reply| Message::SubmitJob { job, reply }).await??;
+                debug!(job = %job_id, "started job for: {}", request.sql);
+                ExecuteSqlResponse {
+                    schema,
+                    result: Some(execute_sql_response::Result::Job(JobStarted { job_id: job_id.0, stages })),
+                }
+            }
+        })
+    }
+}
+
+fn to_status(e: Error) -> Status {
+    status_from_error(&e)
+}
+
+type MessageStream = Pin<Box<dyn Stream<Item = Result<DriverMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl DriverService for DriverServiceImpl {
+    async fn create_session(&self, request: Request<CreateSessionRequest>) -> Result<Response<CreateSessionResponse>, Status> {
+        let config = config_from_entries(&request.get_ref().config).map_err(to_status)?;
+        let id = self.handle.ask(|reply| Message::CreateSession { config, reply }).await.and_then(|r| r).map_err(to_status)?;
+        Ok(Response::new(CreateSessionResponse { session_id: id.0 }))
+    }
+
+    async fn close_session(&self, request: Request<CloseSessionRequest>) -> Result<Response<CloseSessionResponse>, Status> {
+        self.handle.send(Message::CloseSession { id: SessionId(request.into_inner().session_id) });
+        Ok(Response::new(CloseSessionResponse {}))
+    }
+
+    async fn execute_sql(&self, request: Request<ExecuteSqlRequest>) -> Result<Response<ExecuteSqlResponse>, Status> {
+        self.execute(request.into_inner()).await.map(Response::new).map_err(to_status)
+    }
+
+    async fn register_table(&self, request: Request<RegisterTableRequest>) -> Result<Response<RegisterTableResponse>, Status> {
+        let request = request.into_inner();
+        let (session, _) = self.session(&request.session_id).await.map_err(to_status)?;
+        session
+            .ctx
+            .register_parquet(&request.name, &request.location, ParquetReadOptions::default())
+            .await
+            .map_err(|e| to_status(Error::from(e).context(format!("registering table '{}' at '{}'", request.name, request.location))))?;
+        Ok(Response::new(RegisterTableResponse {}))
+    }
+
+    async fn cluster_info(&self, request: Request<ClusterInfoRequest>) -> Result<Response<ClusterInfoResponse>, Status> {
+        let min_executors = request.get_ref().min_executors as usize;
+        let executors = self.handle.ask(|reply| Message::ClusterInfo { min_executors, reply }).await.map_err(to_status)?;
+        Ok(Response::new(ClusterInfoResponse { executors }))
+    }
+
+    type ExecutorConnectStream = MessageStream;
+
+    async fn executor_connect(&self, request: Request<Streaming<ExecutorMessage>>) -> Result<Response<Self::ExecutorConnectStream>, Status> {
+        let mut incoming = request.into_inner();
+        let first = incoming
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("executor stream closed before registering"))??;
+        let Some(executor_message::Message::Register(register)) = first.message else {
+            return Err(Status::invalid_argument("the first message of an executor stream must be `register`"));
+        };
+        if register.protocol_version != PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "executor {} speaks protocol version {}, but this driver speaks version {PROTOCOL_VERSION}; run the same Faísca release on driver and executors",
+                register.executor_id, register.protocol_version
+            )));
+        }
+        if register.cores == 0 {
+            return Err(Status::invalid_argument(format!("executor {} registered with 0 cores; expected at least 1", register.executor_id)));
+        }
+        let id = ExecutorId(register.executor_id.clone());
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let reply_id = id.clone();
+        self.handle
+            .ask(|reply| Message::ExecutorRegistered {
+                id: reply_id,
+                flight_address: register.flight_address.clone(),
+                cores: register.cores,
+                memory_bytes: register.memory_bytes,
+                sender,
+                reply,
+            })
+            .await
+            .and_then(|r| r)
+            .map_err(to_status)?;
+        // Forward what the executor says to the actor until its stream ends.
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            let reason = loop {
+                match incoming.next().await {
+                    Some(Ok(ExecutorMessage { message: Some(executor_message::Message::TaskStatus(status)) })) => {
+                        handle.send(Message::TaskStatus { executor: id.clone(), status });
+                    }
+                    Some(Ok(_)) => {} // heartbeats: the open stream is the liveness signal
+                    Some(Err(status)) => break format!("stream error: {}", status.message()),
+                    None => break "stream closed".to_string(),
+                }
+            };
+            handle.send(Message::ExecutorLost { id, reason });
+        });
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(receiver))))
+    }
+}

@@ -1,0 +1,24 @@
+//! Sessions: each client session owns a DataFusion `SessionContext` (its catalog) and a
+//! [`FaiscaConfig`].
+
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::SessionContext;
+use faisca_common::{FaiscaConfig, Result};
+use faisca_engine::session_config::datafusion_config;
+
+/// A session as the actor keeps it.
+#[derive(Clone)]
+pub struct Session {
+    /// DataFusion context: the session's catalog.
+    pub ctx: SessionContext,
+    /// The session's configuration (`faisca.*` and DataFusion keys set by the client or `SET`).
+    pub config: FaiscaConfig,
+}
+
+impl Session {
+    /// A new session with `config`.
+    pub fn new(config: FaiscaConfig) -> Result<Self> {
+        let state = SessionStateBuilder::new().with_config(datafusion_config(&config)?).with_default_features().build();
+        Ok(Session { ctx: SessionContext::new_with_state(state), config })
+    }
+}

@@ -1,0 +1,19 @@
+//! What runs inside a task.
+//!
+//! A task executes one partition of a stage plan (a DataFusion physical plan, decoded with
+//! [`codec::FaiscaCodec`]) and writes what it produces as shuffle output:
+//!
+//! * [`shuffle::writer`] partitions the task's batches (DataFusion's `BatchPartitioner`, so the
+//!   hash of a row is the same one `RepartitionExec` computes), buffers them as compressed Arrow IPC
+//!   streams, spills when the buffer grows past `faisca.shuffle.spillBytes`, and leaves one data file
+//!   plus one index file per task attempt.
+//! * [`shuffle::reader::ShuffleReaderExec`] is the leaf that stands where the planner cut the plan:
+//!   it reads its partition of a finished stage, from local files directly or from other executors
+//!   with Arrow Flight `DoGet`. Where to read comes from the task's [`shuffle::ShuffleEnv`], which
+//!   travels in the `TaskContext`.
+//! * [`shuffle::frames`] turns stored IPC bytes into Flight messages without decoding them.
+//! * [`codec`] encodes stage plans (with their output partitioning) and schemas for the wire.
+
+pub mod codec;
+pub mod session_config;
+pub mod shuffle;

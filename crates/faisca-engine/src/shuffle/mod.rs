@@ -1,0 +1,139 @@
+//! Shuffle files: layout on disk, writer, reader, and Flight framing.
+//!
+//! One task attempt writes `<root>/<job>/<stage>/<map>-<attempt>.data` and `.index`. The data file
+//! holds the task's output partitions one after another; each non-empty partition is one Arrow IPC
+//! stream (schema, batches, end marker). The index holds `partitions + 1` little-endian `u64` offsets:
+//! partition `p` is the half-open byte range `[index[p], index[p + 1])`. Both files appear atomically
+//! (written under a temporary name, then renamed).
+
+pub mod frames;
+pub mod reader;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arrow_flight::flight_service_client::FlightServiceClient;
+use faisca_common::{Error, Result};
+use tonic::transport::Channel;
+
+/// The files of one task attempt's shuffle output.
+#[derive(Debug, Clone)]
+pub struct ShuffleFiles {
+    /// The data file.
+    pub data: PathBuf,
+    /// The index file.
+    pub index: PathBuf,
+}
+
+impl ShuffleFiles {
+    /// Where `job`/`stage`/`map`/`attempt` lives under `root`.
+    pub fn new(root: &Path, job: &str, stage: u32, map: u32, attempt: u32) -> Self {
+        let dir = root.join(job).join(stage.to_string());
+        ShuffleFiles {
+            data: dir.join(format!("{map}-{attempt}.data")),
+            index: dir.join(format!("{map}-{attempt}.index")),
+        }
+    }
+}
+
+/// Read the byte range of `partition` from an index file.
+pub fn read_index_range(index: &Path, partition: u32) -> Result<std::ops::Range<u64>> {
+    let bytes = std::fs::read(index).map_err(|e| {
+        Error::external(format!("shuffle index {} cannot be read: {e}", index.display()))
+    })?;
+    let at = |i: usize| -> Option<u64> {
+        bytes.get(i * 8..i * 8 + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    };
+    match (at(partition as usize), at(partition as usize + 1)) {
+        (Some(start), Some(end)) if start <= end => Ok(start..end),
+        _ => Err(Error::internal(format!(
+            "shuffle index {} has no partition {partition} ({} offsets)",
+            index.display(),
+            bytes.len() / 8
+        ))),
+    }
+}
+
+/// Read partition `partition` of a local shuffle output into memory.
+pub fn read_local_partition(files: &ShuffleFiles, partition: u32) -> Result<bytes::Bytes> {
+    use std::io::{Read, Seek, SeekFrom};
+    let range = read_index_range(&files.index, partition)?;
+    let mut file = std::fs::File::open(&files.data)
+        .map_err(|e| Error::external(format!("shuffle data {} cannot be opened: {e}", files.data.display())))?;
+    file.seek(SeekFrom::Start(range.start))?;
+    let mut buf = vec![0u8; (range.end - range.start) as usize];
+    file.read_exact(&mut buf)
+        .map_err(|e| Error::external(format!("shuffle data {} is shorter than its index says: {e}", files.data.display())))?;
+    Ok(buf.into())
+}
+
+/// Where one map task's output lives (from the driver's `LaunchTask`).
+#[derive(Debug, Clone)]
+pub struct MapOutputLocation {
+    /// The map task's partition in its stage.
+    pub map_partition: u32,
+    /// The successful attempt that wrote it.
+    pub attempt: u32,
+    /// The executor holding the files.
+    pub executor_id: String,
+    /// That executor's Flight address (`host:port`).
+    pub flight_address: String,
+}
+
+/// Everything a task's shuffle readers need, handed to them through the `TaskContext`'s
+/// session-config extensions.
+#[derive(Debug)]
+pub struct ShuffleEnv {
+    /// The job the task belongs to.
+    pub job_id: String,
+    /// The executor running the task (outputs it wrote itself are read from disk).
+    pub executor_id: String,
+    /// This executor's shuffle root directory.
+    pub shuffle_root: PathBuf,
+    /// Map outputs of each input stage.
+    pub inputs: HashMap<u32, Vec<MapOutputLocation>>,
+    /// Flight connections to other executors.
+    pub clients: Arc<FlightClients>,
+    /// How many map outputs one reader fetches at once.
+    pub fetch_concurrency: usize,
+}
+
+/// A pool of Flight clients, one lazily connected channel per address.
+#[derive(Debug)]
+pub struct FlightClients {
+    channels: Mutex<HashMap<String, Channel>>,
+    max_message_size: usize,
+    connect_timeout: std::time::Duration,
+}
+
+impl FlightClients {
+    /// An empty pool.
+    pub fn new(max_message_size: usize, connect_timeout: std::time::Duration) -> Self {
+        FlightClients { channels: Mutex::new(HashMap::new()), max_message_size, connect_timeout }
+    }
+
+    /// A client for `address` (`host:port`), sharing one HTTP/2 connection per address.
+    pub fn client(&self, address: &str) -> Result<FlightServiceClient<Channel>> {
+        let channel = {
+            let mut channels = self.channels.lock().map_err(|_| Error::internal("flight client pool poisoned"))?;
+            match channels.get(address) {
+                Some(c) => c.clone(),
+                None => {
+                    let url = faisca_proto::endpoint_url(address)?;
+                    let channel = tonic::transport::Endpoint::from_shared(url)
+                        .map_err(|e| Error::user(format!("invalid executor address '{address}': {e}")))?
+                        .connect_timeout(self.connect_timeout)
+                        .tcp_nodelay(true)
+                        .connect_lazy();
+                    channels.insert(address.to_string(), channel.clone());
+                    channel
+                }
+            }
+        };
+        Ok(FlightServiceClient::new(channel)
+            .max_decoding_message_size(self.max_message_size)
+            .max_encoding_message_size(self.max_message_size))
+    }
+}

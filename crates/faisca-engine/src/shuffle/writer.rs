@@ -1,0 +1,353 @@
+//! The shuffle writer: one task's batches → one data file + one index file.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use arrow::compute::BatchCoalescer;
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::CompressionType;
+use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use arrow::record_batch::RecordBatch;
+use datafusion::physical_plan::metrics::Time;
+use datafusion::physical_plan::repartition::BatchPartitioner;
+use datafusion::physical_plan::{Partitioning, SendableRecordBatchStream};
+use faisca_common::{Error, Result};
+use futures::StreamExt;
+
+use super::ShuffleFiles;
+
+/// How a task's output is split into partitions.
+#[derive(Debug, Clone)]
+pub enum OutputPartitioning {
+    /// Everything goes to partition 0 (passthrough and result stages).
+    Single,
+    /// Rows are split by DataFusion's partitioning (hash or round-robin), the same function
+    /// `RepartitionExec` applies.
+    Repartition(Partitioning),
+}
+
+impl OutputPartitioning {
+    /// Number of output partitions.
+    pub fn partition_count(&self) -> usize {
+        match self {
+            OutputPartitioning::Single => 1,
+            OutputPartitioning::Repartition(p) => p.partition_count(),
+        }
+    }
+}
+
+/// Knobs of the writer (from `faisca.shuffle.*` and `faisca.batchSize`).
+#[derive(Debug, Clone)]
+pub struct ShuffleWriteOptions {
+    /// IPC buffer compression.
+    pub compression: Option<CompressionType>,
+    /// Buffered bytes above which buffered partitions are moved to a spill file.
+    pub spill_bytes: u64,
+    /// Target rows per written batch (small partitioned slices are coalesced up to it).
+    pub batch_size: usize,
+}
+
+impl ShuffleWriteOptions {
+    /// Options from a session configuration.
+    pub fn from_config(config: &faisca_common::FaiscaConfig) -> Self {
+        let compression = match config.shuffle_compression().to_ascii_lowercase().as_str() {
+            "zstd" => Some(CompressionType::ZSTD),
+            "none" => None,
+            _ => Some(CompressionType::LZ4_FRAME),
+        };
+        ShuffleWriteOptions { compression, spill_bytes: config.shuffle_spill_bytes(), batch_size: config.batch_size() }
+    }
+}
+
+/// Rows and bytes of one output partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionStats {
+    /// Rows written.
+    pub rows: u64,
+    /// Bytes in the data file (compressed IPC).
+    pub bytes: u64,
+}
+
+struct PartitionBuffer {
+    coalescer: BatchCoalescer,
+    writer: Option<StreamWriter<Vec<u8>>>,
+    /// Parts of this partition's IPC stream already moved to the spill file.
+    spilled: Vec<Range<u64>>,
+    rows: u64,
+}
+
+struct Writer {
+    schema: SchemaRef,
+    options: ShuffleWriteOptions,
+    ipc: IpcWriteOptions,
+    partitions: Vec<PartitionBuffer>,
+    spill_path: PathBuf,
+    spill: Option<File>,
+    spill_len: u64,
+}
+
+impl Writer {
+    fn push(&mut self, partition: usize, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let buffer = &mut self.partitions[partition];
+        buffer.rows += batch.num_rows() as u64;
+        buffer.coalescer.push_batch(batch)?;
+        while let Some(done) = buffer.coalescer.next_completed_batch() {
+            write_batch(buffer, &self.schema, &self.ipc, &done)?;
+        }
+        Ok(())
+    }
+
+    fn buffered_bytes(&self) -> u64 {
+        self.partitions.iter().filter_map(|p| p.writer.as_ref()).map(|w| w.get_ref().len() as u64).sum()
+    }
+
+    fn maybe_spill(&mut self) -> Result<()> {
+        if self.buffered_bytes() < self.options.spill_bytes {
+            return Ok(());
+        }
+        if self.spill.is_none() {
+            let file = File::options().create(true).truncate(true).read(true).write(true).open(&self.spill_path)
+                .map_err(|e| Error::external(format!("cannot create shuffle spill file {}: {e}", self.spill_path.display())))?;
+            self.spill = Some(file);
+        }
+        let file = self.spill.as_mut().expect("just created");
+        for buffer in &mut self.partitions {
+            if let Some(writer) = buffer.writer.as_mut() {
+                let bytes = std::mem::take(writer.get_mut());
+                if bytes.is_empty() {
+                    continue;
+                }
+                file.write_all(&bytes)?;
+                buffer.spilled.push(self.spill_len..self.spill_len + bytes.len() as u64);
+                self.spill_len += bytes.len() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    /// Write the data file and index; returns per-partition stats.
+    fn finish(mut self, files: &ShuffleFiles) -> Result<Vec<PartitionStats>> {
+        let mut tails = Vec::with_capacity(self.partitions.len());
+        for buffer in &mut self.partitions {
+            buffer.coalescer.finish_buffered_batch()?;
+            while let Some(done) = buffer.coalescer.next_completed_batch() {
+                write_batch(buffer, &self.schema, &self.ipc, &done)?;
+            }
+            let tail = match buffer.writer.take() {
+                Some(mut w) => {
+                    w.finish()?;
+                    w.into_inner()?
+                }
+                None => Vec::new(),
+            };
+            tails.push(tail);
+        }
+        let tmp_data = tmp_path(&files.data);
+        let tmp_index = tmp_path(&files.index);
+        let mut data = std::io::BufWriter::new(File::create(&tmp_data).map_err(|e| {
+            Error::external(format!("cannot create shuffle file {}: {e}", tmp_data.display()))
+        })?);
+        let mut offsets = Vec::with_capacity(self.partitions.len() + 1);
+        let mut stats = Vec::with_capacity(self.partitions.len());
+        let mut offset = 0u64;
+        for (buffer, tail) in self.partitions.iter().zip(&tails) {
+            offsets.push(offset);
+            let start = offset;
+            for range in &buffer.spilled {
+                let spill = self.spill.as_mut().ok_or_else(|| Error::internal("spilled ranges without a spill file"))?;
+                spill.seek(SeekFrom::Start(range.start))?;
+                let copied = std::io::copy(&mut (&mut *spill).take(range.end - range.start), &mut data)?;
+                offset += copied;
+            }
+            data.write_all(tail)?;
+            offset += tail.len() as u64;
+            stats.push(PartitionStats { rows: buffer.rows, bytes: offset - start });
+        }
+        offsets.push(offset);
+        data.flush()?;
+        drop(data);
+        let index: Vec<u8> = offsets.iter().flat_map(|o| o.to_le_bytes()).collect();
+        std::fs::write(&tmp_index, index)?;
+        // Index first: a reader that finds the data file finds its index.
+        std::fs::rename(&tmp_index, &files.index)?;
+        std::fs::rename(&tmp_data, &files.data)?;
+        if self.spill.take().is_some() {
+            let _ = std::fs::remove_file(&self.spill_path);
+        }
+        Ok(stats)
+    }
+}
+
+fn write_batch(buffer: &mut PartitionBuffer, schema: &SchemaRef, ipc: &IpcWriteOptions, batch: &RecordBatch) -> Result<()> {
+    if buffer.writer.is_none() {
+        buffer.writer = Some(StreamWriter::try_new_with_options(Vec::new(), schema, ipc.clone())?);
+    }
+    buffer.writer.as_mut().expect("just created").write(batch)?;
+    Ok(())
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".inprogress");
+    path.with_file_name(name)
+}
+
+/// Drain `stream` (partition `input_partition` of `input_partitions`) into shuffle files.
+///
+/// The files appear only when the stream ended without error; on error or when the returned future
+/// is dropped, partial files are removed.
+pub async fn write_shuffle(
+    mut stream: SendableRecordBatchStream,
+    partitioning: OutputPartitioning,
+    input_partition: usize,
+    input_partitions: usize,
+    files: &ShuffleFiles,
+    options: ShuffleWriteOptions,
+) -> Result<Vec<PartitionStats>> {
+    if let Some(dir) = files.data.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::external(format!("cannot create shuffle directory {}: {e}", dir.display())))?;
+    }
+    let schema = stream.schema();
+    let count = partitioning.partition_count();
+    let mut partitioner = match &partitioning {
+        OutputPartitioning::Single => None,
+        OutputPartitioning::Repartition(p) => {
+            Some(BatchPartitioner::try_new(p.clone(), Time::new(), input_partition, input_partitions.max(1))?)
+        }
+    };
+    let ipc = IpcWriteOptions::default().try_with_compression(options.compression)?;
+    let mut writer = Writer {
+        partitions: (0..count)
+            .map(|_| PartitionBuffer {
+                coalescer: BatchCoalescer::new(schema.clone(), options.batch_size),
+                writer: None,
+                spilled: Vec::new(),
+                rows: 0,
+            })
+            .collect(),
+        schema,
+        ipc,
+        spill_path: tmp_path(&files.data).with_extension("spill"),
+        spill: None,
+        spill_len: 0,
+        options,
+    };
+    let cleanup = CleanupGuard { paths: vec![tmp_path(&files.data), tmp_path(&files.index), writer.spill_path.clone()], armed: true };
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        match partitioner.as_mut() {
+            None => writer.push(0, batch)?,
+            Some(p) => {
+                for item in p.partition_iter(batch)? {
+                    let (partition, slice) = item?;
+                    writer.push(partition, slice)?;
+                }
+            }
+        }
+        writer.maybe_spill()?;
+    }
+    let stats = writer.finish(files)?;
+    cleanup.disarm();
+    Ok(stats)
+}
+
+/// Removes in-progress files unless disarmed (the write finished).
+struct CleanupGuard {
+    paths: Vec<PathBuf>,
+    armed: bool,
+}
+
+impl CleanupGuard {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CleanupGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            for p in &self.paths {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shuffle::read_local_partition;
+    use arrow::array::{Array, Int64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::ipc::reader::StreamReader;
+    use datafusion::physical_expr::expressions::Column;
+    use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+    use std::sync::Arc;
+
+    fn input(batches: usize, rows: i64) -> (SchemaRef, SendableRecordBatchStream) {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
+        let s = schema.clone();
+        let stream = futures::stream::iter((0..batches).map(move |b| {
+            Ok(RecordBatch::try_new(s.clone(), vec![Arc::new(Int64Array::from_iter_values(b as i64 * rows..(b as i64 + 1) * rows))]).unwrap())
+        }));
+        (schema.clone(), Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+
+    fn read_all(files: &ShuffleFiles, p: u32) -> Vec<i64> {
+        let bytes = read_local_partition(files, p).unwrap();
+        if bytes.is_empty() {
+            return vec![];
+        }
+        let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
+        reader
+            .flat_map(|b| b.unwrap().column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+            .collect()
+    }
+
+    async fn run(spill_bytes: u64) {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ShuffleFiles::new(dir.path(), "job", 1, 0, 0);
+        let (schema, stream) = input(20, 1000);
+        let hash = Partitioning::Hash(vec![Arc::new(Column::new_with_schema("k", &schema).unwrap())], 4);
+        let options = ShuffleWriteOptions { compression: Some(CompressionType::LZ4_FRAME), spill_bytes, batch_size: 512 };
+        let stats = write_shuffle(stream, OutputPartitioning::Repartition(hash), 0, 1, &files, options).await.unwrap();
+        assert_eq!(stats.len(), 4);
+        assert_eq!(stats.iter().map(|s| s.rows).sum::<u64>(), 20_000);
+        let mut all: Vec<i64> = (0..4).flat_map(|p| read_all(&files, p)).collect();
+        for p in 0..4 {
+            assert_eq!(read_all(&files, p).len() as u64, stats[p as usize].rows);
+        }
+        all.sort();
+        assert_eq!(all, (0..20_000).collect::<Vec<_>>());
+        // Nothing but the data and index file is left.
+        let left: Vec<_> = std::fs::read_dir(files.data.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+    }
+
+    #[tokio::test]
+    async fn hash_partitions_without_spill() {
+        run(u64::MAX).await;
+    }
+
+    #[tokio::test]
+    async fn hash_partitions_with_spill() {
+        run(1).await;
+    }
+
+    #[tokio::test]
+    async fn empty_input_gives_empty_partitions() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = ShuffleFiles::new(dir.path(), "job", 0, 3, 1);
+        let (_, stream) = input(0, 0);
+        let options = ShuffleWriteOptions { compression: None, spill_bytes: u64::MAX, batch_size: 8 };
+        let stats = write_shuffle(stream, OutputPartitioning::Single, 3, 4, &files, options).await.unwrap();
+        assert_eq!(stats, vec![PartitionStats::default()]);
+        assert!(read_all(&files, 0).is_empty());
+    }
+}

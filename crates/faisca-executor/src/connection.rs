@@ -1,0 +1,170 @@
+//! The executor's stream to the driver: registration, then the loop that launches tasks and
+//! reports their results.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use faisca_common::{Error, PROTOCOL_VERSION, Result};
+use faisca_proto::driver_service_client::DriverServiceClient;
+use faisca_proto::{DriverMessage, ExecutorMessage, Heartbeat, RegisterExecutor, driver_message, executor_message};
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::Streaming;
+use tracing::{info, warn};
+
+use crate::task::{TaskKey, run_task, task_key};
+use crate::{ExecutorContext, ExecutorOptions};
+
+/// A registered executor's open stream.
+pub struct Connection {
+    from_driver: Streaming<DriverMessage>,
+    to_driver: mpsc::UnboundedSender<ExecutorMessage>,
+}
+
+/// Connect to the driver and register, retrying while the driver is not reachable yet.
+pub async fn register(options: &ExecutorOptions, context: &ExecutorContext, flight_address: &str) -> Result<Connection> {
+    let url = faisca_proto::endpoint_url(&options.driver)?;
+    let deadline = Instant::now() + options.config.registration_timeout();
+    let limit = options.config.max_message_size();
+    let mut delay = Duration::from_millis(50);
+    let channel = loop {
+        let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+            .map_err(|e| Error::user(format!("invalid driver address '{}': {e}", options.driver)))?
+            .connect_timeout(options.config.connect_timeout())
+            .tcp_nodelay(true);
+        match endpoint.connect().await {
+            Ok(channel) => break channel,
+            Err(e) if Instant::now() + delay < deadline => {
+                tracing::debug!("driver at {} not reachable yet ({e}); retrying", options.driver);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                return Err(Error::external(format!(
+                    "cannot reach the driver at {} within faisca.executor.registrationTimeout ({:?}): {e}",
+                    options.driver,
+                    options.config.registration_timeout()
+                )));
+            }
+        }
+    };
+    let mut client = DriverServiceClient::new(channel).max_decoding_message_size(limit).max_encoding_message_size(limit);
+    let (to_driver, outgoing) = mpsc::unbounded_channel();
+    let register = RegisterExecutor {
+        protocol_version: PROTOCOL_VERSION,
+        executor_id: context.id.0.clone(),
+        flight_address: flight_address.to_string(),
+        cores: options.cores,
+        memory_bytes: options.memory_bytes,
+    };
+    to_driver
+        .send(ExecutorMessage { message: Some(executor_message::Message::Register(register)) })
+        .map_err(|_| Error::internal("executor outgoing stream closed"))?;
+    let mut from_driver = client
+        .executor_connect(UnboundedReceiverStream::new(outgoing))
+        .await
+        .map_err(|s| faisca_proto::error_from_status(&s, &format!("registering with the driver at {}", options.driver)))?
+        .into_inner();
+    match from_driver.next().await {
+        Some(Ok(DriverMessage { message: Some(driver_message::Message::Registered(_)) })) => {
+            info!(executor = %context.id, driver = %options.driver, %flight_address, "registered");
+            Ok(Connection { from_driver, to_driver })
+        }
+        Some(Err(s)) => Err(faisca_proto::error_from_status(&s, "registering with the driver")),
+        _ => Err(Error::external(format!("the driver at {} closed the stream during registration", options.driver))),
+    }
+}
+
+impl Connection {
+    /// Take tasks until `shutdown` fires (`Ok`) or the driver's stream breaks (`Err`).
+    pub async fn run(mut self, context: Arc<ExecutorContext>, mut shutdown: oneshot::Receiver<()>) -> Result<()> {
+        let mut tasks: JoinSet<crate::task::TaskStatusOut> = JoinSet::new();
+        let mut running: HashMap<TaskKey, tokio::task::AbortHandle> = HashMap::new();
+        let mut by_id: HashMap<tokio::task::Id, TaskKey> = HashMap::new();
+        let mut heartbeat = tokio::time::interval(context.config.heartbeat_interval());
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let result = loop {
+            tokio::select! {
+                message = self.from_driver.next() => match message {
+                    Some(Ok(DriverMessage { message: Some(m) })) => match m {
+                        driver_message::Message::LaunchTask(launch) => {
+                            let key = task_key(&launch);
+                            let handle = tasks.spawn(run_task(context.clone(), launch));
+                            by_id.insert(handle.id(), key.clone());
+                            running.insert(key, handle);
+                        }
+                        driver_message::Message::CancelTask(c) => {
+                            if let Some(h) = running.remove(&(c.job_id, c.stage_id, c.partition, c.attempt)) {
+                                h.abort();
+                            }
+                        }
+                        driver_message::Message::RemoveJob(r) => {
+                            running.retain(|key, h| {
+                                let keep = key.0 != r.job_id;
+                                if !keep {
+                                    h.abort();
+                                }
+                                keep
+                            });
+                            remove_job_files(&context, &r.job_id);
+                        }
+                        driver_message::Message::Registered(_) => {}
+                    },
+                    Some(Ok(DriverMessage { message: None })) => {}
+                    Some(Err(status)) => break Err(Error::external(format!("lost the driver connection: {}", status.message()))),
+                    None => break Err(Error::external("the driver closed the connection")),
+                },
+                Some(done) = tasks.join_next_with_id() => {
+                    let status = match done {
+                        Ok((id, status)) => {
+                            if let Some(key) = by_id.remove(&id) {
+                                running.remove(&key);
+                            }
+                            status
+                        }
+                        Err(e) if e.is_cancelled() => {
+                            if let Some(key) = by_id.remove(&e.id()) {
+                                running.remove(&key);
+                            }
+                            continue;
+                        }
+                        Err(e) => {
+                            let Some(key) = by_id.remove(&e.id()) else { continue };
+                            running.remove(&key);
+                            warn!("task {key:?} panicked: {e}");
+                            crate::task::panicked(&key, &e.to_string())
+                        }
+                    };
+                    if self.to_driver.send(ExecutorMessage { message: Some(executor_message::Message::TaskStatus(status)) }).is_err() {
+                        break Err(Error::external("the driver connection closed"));
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    let beat = Heartbeat { running_tasks: running.len() as u32 };
+                    let _ = self.to_driver.send(ExecutorMessage { message: Some(executor_message::Message::Heartbeat(beat)) });
+                }
+                _ = &mut shutdown => break Ok(()),
+            }
+        };
+        tasks.abort_all();
+        result
+    }
+}
+
+fn remove_job_files(context: &ExecutorContext, job_id: &str) {
+    if job_id.is_empty() || !job_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return;
+    }
+    let dir = context.shuffle_root.join(job_id);
+    // Deleting can take a moment for big jobs; do it off the loop.
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!("cannot remove shuffle files {}: {e}", dir.display());
+        }
+    });
+}

@@ -1,0 +1,203 @@
+//! The executor process.
+//!
+//! An executor binds an Arrow Flight server (ephemeral port by default) that serves the shuffle
+//! files its tasks wrote ([`flight`]), then connects to the driver — retrying until the driver is
+//! up or `faisca.executor.registrationTimeout` passes — and registers with its cores and memory over
+//! one bidirectional stream ([`connection`]). Down that stream come task launches, cancellations
+//! and job clean-ups; up it go heartbeats and task results. Each task ([`task`]) decodes its stage
+//! plan, executes its partition under the executor's memory pool (with a spill directory under its
+//! own subdirectory of the work dir), and writes its shuffle output.
+//!
+//! Work dir layout: `<work-dir>/<executor-id>/{shuffle,spill}`; the executor's subdirectory is
+//! removed when it stops.
+
+pub mod connection;
+pub mod flight;
+pub mod task;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::{SessionStateBuilder, TaskContext};
+use faisca_common::{Error, ExecutorId, FaiscaConfig, Result};
+use faisca_engine::shuffle::FlightClients;
+use futures::StreamExt;
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// How to start an executor.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    /// The driver's address (`faisca://host:port`, `http://host:port` or `host:port`).
+    pub driver: String,
+    /// Task slots.
+    pub cores: u32,
+    /// Memory for task execution (the DataFusion memory pool); beyond it operators spill.
+    pub memory_bytes: u64,
+    /// Directory under which the executor makes its own subdirectory.
+    pub work_dir: PathBuf,
+    /// Address for the Flight server (`0.0.0.0:0` picks a free port on every interface).
+    pub bind: SocketAddr,
+    /// Host name other processes use to reach this executor (default: the bound IP, or
+    /// 127.0.0.1 when bound to every interface).
+    pub advertise_host: Option<String>,
+    /// Executor id (default: random).
+    pub executor_id: Option<String>,
+    /// Executor-level configuration (heartbeats, timeouts, message sizes).
+    pub config: FaiscaConfig,
+}
+
+/// Shared, read-only state of a running executor, handed to every task.
+#[derive(Debug)]
+pub struct ExecutorContext {
+    /// This executor's id.
+    pub id: ExecutorId,
+    /// Where shuffle files go.
+    pub shuffle_root: PathBuf,
+    /// Functions and runtime (memory pool, disk manager, object stores) shared by tasks.
+    pub base_task_context: Arc<TaskContext>,
+    /// Flight clients to other executors.
+    pub clients: Arc<FlightClients>,
+    /// Executor-level configuration.
+    pub config: FaiscaConfig,
+}
+
+/// A running executor.
+pub struct Executor {
+    id: ExecutorId,
+    flight_address: String,
+    dir: PathBuf,
+    shutdown: Option<oneshot::Sender<()>>,
+    main: Option<tokio::task::JoinHandle<Result<()>>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Executor {
+    /// Start the Flight server, register with the driver, and start taking tasks. Returns once
+    /// registered, or with the error that prevented it.
+    pub async fn start(options: ExecutorOptions) -> Result<Self> {
+        if options.cores == 0 {
+            return Err(Error::user("executor cores must be at least 1"));
+        }
+        let id = ExecutorId(options.executor_id.clone().unwrap_or_else(|| ExecutorId::random().0));
+        if !id.0.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(Error::user(format!("executor id '{id}' may only hold letters, digits, '-' and '_'")));
+        }
+        let dir = options.work_dir.join(&id.0);
+        let shuffle_root = dir.join("shuffle");
+        let spill_dir = dir.join("spill");
+        for d in [&shuffle_root, &spill_dir] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| Error::user(format!("cannot create executor directory {}: {e}", d.display())))?;
+        }
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(FairSpillPool::new(options.memory_bytes as usize)))
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![spill_dir])))
+            .build_arc()?;
+        let state = SessionStateBuilder::new().with_default_features().with_runtime_env(runtime).build();
+        let base_task_context = Arc::new(TaskContext::from(&state));
+
+        let listener = tokio::net::TcpListener::bind(options.bind)
+            .await
+            .map_err(|e| Error::user(format!("cannot bind the executor to {}: {e}", options.bind)))?;
+        let local = listener.local_addr()?;
+        let host = options.advertise_host.clone().unwrap_or_else(|| match local.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+            ip => ip.to_string(),
+        });
+        let flight_address = format!("{host}:{}", local.port());
+        let limit = options.config.max_message_size();
+        let flight = FlightServiceServer::new(flight::ExecutorFlightService::new(shuffle_root.clone()))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
+        let (server_stop_tx, server_stop_rx) = oneshot::channel::<()>();
+        let incoming = TcpListenerStream::new(listener).map(|s| {
+            if let Ok(stream) = &s {
+                let _ = stream.set_nodelay(true);
+            }
+            s
+        });
+        let server = tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .initial_stream_window_size(4 << 20)
+                .initial_connection_window_size(8 << 20)
+                .add_service(flight)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = server_stop_rx.await;
+                })
+                .await;
+            if let Err(e) = result {
+                tracing::error!("executor Flight server stopped: {e}");
+            }
+        });
+
+        let context = Arc::new(ExecutorContext {
+            id: id.clone(),
+            shuffle_root,
+            base_task_context,
+            clients: Arc::new(FlightClients::new(limit, options.config.connect_timeout())),
+            config: options.config.clone(),
+        });
+        let registration = connection::register(&options, &context, &flight_address).await;
+        let connection = match registration {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = server_stop_tx.send(());
+                server.abort();
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let main = tokio::spawn(async move {
+            let result = connection.run(context, shutdown_rx).await;
+            let _ = server_stop_tx.send(());
+            result
+        });
+        Ok(Executor { id, flight_address, dir, shutdown: Some(shutdown_tx), main: Some(main), server })
+    }
+
+    /// This executor's id.
+    pub fn id(&self) -> &ExecutorId {
+        &self.id
+    }
+
+    /// Where other processes reach its Flight server.
+    pub fn flight_address(&self) -> &str {
+        &self.flight_address
+    }
+
+    /// Wait until the executor stops: `Err` when the driver connection broke.
+    pub async fn wait(&mut self) -> Result<()> {
+        match self.main.take() {
+            Some(main) => main.await.map_err(|e| Error::internal(format!("executor loop failed: {e}")))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Stop taking tasks, abort running ones, remove the executor's directory.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(main) = self.main.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), main).await;
+        }
+        self.server.abort();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        if let Some(main) = &self.main {
+            main.abort();
+        }
+        self.server.abort();
+    }
+}

@@ -1,0 +1,126 @@
+//! Running one task: decode the stage plan, execute one partition, write shuffle output.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::ExecutionPlanProperties;
+use faisca_common::Result;
+use faisca_engine::codec::decode_stage_plan;
+use faisca_engine::session_config::datafusion_config;
+use faisca_engine::shuffle::writer::{OutputPartitioning, ShuffleWriteOptions, write_shuffle};
+use faisca_engine::shuffle::{MapOutputLocation, ShuffleEnv, ShuffleFiles};
+use faisca_proto::{LaunchTask, PartitionStats, TaskState, TaskStatus};
+
+use crate::ExecutorContext;
+
+/// Identifies a task attempt on this executor.
+pub type TaskKey = (String, u32, u32, u32);
+
+/// What a finished task reports.
+pub type TaskStatusOut = TaskStatus;
+
+/// The status of a task whose future panicked.
+pub fn panicked(key: &TaskKey, message: &str) -> TaskStatus {
+    TaskStatus {
+        job_id: key.0.clone(),
+        stage_id: key.1,
+        partition: key.2,
+        attempt: key.3,
+        state: TaskState::Failed as i32,
+        error: Some(faisca_proto::task_error(&faisca_common::Error::internal(format!("task panicked: {message}")))),
+        partitions: vec![],
+        elapsed_micros: 0,
+    }
+}
+
+/// The key of a launch.
+pub fn task_key(t: &LaunchTask) -> TaskKey {
+    (t.job_id.clone(), t.stage_id, t.partition, t.attempt)
+}
+
+/// Run `launch` to completion and describe the outcome.
+pub async fn run_task(context: Arc<ExecutorContext>, launch: LaunchTask) -> TaskStatus {
+    let start = Instant::now();
+    let result = execute(&context, &launch).await;
+    let mut status = TaskStatus {
+        job_id: launch.job_id.clone(),
+        stage_id: launch.stage_id,
+        partition: launch.partition,
+        attempt: launch.attempt,
+        state: TaskState::Succeeded as i32,
+        error: None,
+        partitions: vec![],
+        elapsed_micros: start.elapsed().as_micros() as u64,
+    };
+    match result {
+        Ok(stats) => status.partitions = stats,
+        Err(e) => {
+            tracing::debug!("task {}/{}/{} failed: {e}", launch.job_id, launch.stage_id, launch.partition);
+            status.state = TaskState::Failed as i32;
+            status.error = Some(faisca_proto::task_error(&e));
+        }
+    }
+    status
+}
+
+async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<Vec<PartitionStats>> {
+    let config = faisca_proto::config_from_entries(&launch.config)?;
+    let inputs: HashMap<u32, Vec<MapOutputLocation>> = launch
+        .inputs
+        .iter()
+        .map(|input| {
+            let outputs = input
+                .outputs
+                .iter()
+                .map(|o| MapOutputLocation {
+                    map_partition: o.map_partition,
+                    attempt: o.attempt,
+                    executor_id: o.executor_id.clone(),
+                    flight_address: o.flight_address.clone(),
+                })
+                .collect();
+            (input.stage_id, outputs)
+        })
+        .collect();
+    let env = ShuffleEnv {
+        job_id: launch.job_id.clone(),
+        executor_id: context.id.0.clone(),
+        shuffle_root: context.shuffle_root.clone(),
+        inputs,
+        clients: context.clients.clone(),
+        fetch_concurrency: config.shuffle_fetch_concurrency(),
+    };
+    let session_config = datafusion_config(&config)?.with_extension(Arc::new(env));
+    let base = &context.base_task_context;
+    let task_context = Arc::new(TaskContext::new(
+        Some(format!("{}/{}/{}/{}", launch.job_id, launch.stage_id, launch.partition, launch.attempt)),
+        launch.job_id.clone(),
+        session_config,
+        base.scalar_functions().clone(),
+        base.higher_order_functions().clone(),
+        base.aggregate_functions().clone(),
+        base.window_functions().clone(),
+        base.runtime_env(),
+    ));
+    let output = launch.output.clone().unwrap_or_default();
+    let (plan, partitioning) = decode_stage_plan(&launch.plan, output.hash_partitioned, &task_context)?;
+    let input_partitions = plan.output_partitioning().partition_count();
+    let stream = plan.execute(launch.partition as usize, task_context)?;
+    let output_partitioning = match partitioning {
+        Some(p) => OutputPartitioning::Repartition(p),
+        None => OutputPartitioning::Single,
+    };
+    let files = ShuffleFiles::new(&context.shuffle_root, &launch.job_id, launch.stage_id, launch.partition, launch.attempt);
+    let stats = write_shuffle(
+        stream,
+        output_partitioning,
+        launch.partition as usize,
+        input_partitions,
+        &files,
+        ShuffleWriteOptions::from_config(&config),
+    )
+    .await?;
+    Ok(stats.into_iter().map(|s| PartitionStats { rows: s.rows, bytes: s.bytes }).collect())
+}

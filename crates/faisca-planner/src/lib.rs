@@ -1,0 +1,16 @@
+//! Pure planning functions: no I/O, no clocks, no network.
+//!
+//! * [`stages`]: cut a DataFusion physical plan into a [`stages::StageGraph`] at every exchange —
+//!   hash (or round-robin) repartitions, single-partition merges (`CoalescePartitionsExec`,
+//!   `SortPreservingMergeExec`) and broadcast build sides. Each cut leaves a `ShuffleReaderExec` in the
+//!   consumer; each stage runs one task per output partition of its plan.
+//! * [`scans`]: find the file scans of a plan and give them new file groups — the task splits
+//!   computed with `faisca_connectors::splits`.
+//! * [`explain`]: the text shown by `EXPLAIN` and `faisca sql --explain`.
+//!
+//! The driver calls these in order: DataFusion physical plan → [`scans`] (after reading footers) →
+//! [`stages::cut_stages`].
+
+pub mod explain;
+pub mod scans;
+pub mod stages;

@@ -1,0 +1,176 @@
+//! Stage cutting.
+
+use std::sync::Arc;
+
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::joins::{CrossJoinExec, HashJoinExec, NestedLoopJoinExec, PartitionMode};
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning};
+use faisca_common::Result;
+use faisca_engine::shuffle::reader::ShuffleReaderExec;
+
+/// How a stage's tasks lay out their output.
+#[derive(Debug, Clone)]
+pub enum StageOutput {
+    /// Rows are repartitioned (hash or round-robin) into N partitions; consumers read partition `q`
+    /// of every task.
+    Repartition(Partitioning),
+    /// Each task's output is one partition; consumer partition `q` is task `q`'s output.
+    PerTask,
+    /// The job's result, streamed to the client in task order.
+    Result,
+}
+
+impl StageOutput {
+    /// Partitions each task writes.
+    pub fn partitions(&self) -> usize {
+        match self {
+            StageOutput::Repartition(p) => p.partition_count(),
+            StageOutput::PerTask | StageOutput::Result => 1,
+        }
+    }
+
+    /// Short description: `hash(8)`, `round-robin(4)`, `per-task`, `result`.
+    pub fn describe(&self) -> String {
+        match self {
+            StageOutput::Repartition(Partitioning::Hash(_, n)) => format!("hash({n})"),
+            StageOutput::Repartition(Partitioning::RoundRobinBatch(n)) => format!("round-robin({n})"),
+            StageOutput::Repartition(p) => format!("{p}"),
+            StageOutput::PerTask => "per-task".into(),
+            StageOutput::Result => "result".into(),
+        }
+    }
+}
+
+/// One stage: the plan its tasks run (task `i` executes partition `i`), and its output.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    /// Id, unique in the job; inputs have smaller ids than their consumers.
+    pub id: u32,
+    /// The plan each task executes, with `ShuffleReaderExec` leaves for its inputs.
+    pub plan: Arc<dyn ExecutionPlan>,
+    /// How the output is partitioned.
+    pub output: StageOutput,
+    /// Ids of the stages this one reads.
+    pub inputs: Vec<u32>,
+}
+
+impl Stage {
+    /// Number of tasks.
+    pub fn tasks(&self) -> usize {
+        self.plan.output_partitioning().partition_count()
+    }
+}
+
+/// The stages of a job in dependency order; the last one produces the result.
+#[derive(Debug, Clone)]
+pub struct StageGraph {
+    /// Stages, inputs first.
+    pub stages: Vec<Stage>,
+}
+
+impl StageGraph {
+    /// The stage producing the job's result.
+    pub fn result_stage(&self) -> &Stage {
+        self.stages.last().expect("a stage graph has at least the result stage")
+    }
+}
+
+/// Cut `plan` into stages.
+pub fn cut_stages(plan: Arc<dyn ExecutionPlan>) -> Result<StageGraph> {
+    let mut cutter = Cutter { stages: Vec::new() };
+    let root = cutter.visit(plan)?;
+    cutter.add_stage(root, StageOutput::Result);
+    Ok(StageGraph { stages: cutter.stages })
+}
+
+struct Cutter {
+    stages: Vec<Stage>,
+}
+
+impl Cutter {
+    fn add_stage(&mut self, plan: Arc<dyn ExecutionPlan>, output: StageOutput) -> u32 {
+        let id = self.stages.len() as u32;
+        let mut inputs = Vec::new();
+        collect_readers(&plan, &mut inputs);
+        inputs.sort_unstable();
+        inputs.dedup();
+        self.stages.push(Stage { id, plan, output, inputs });
+        id
+    }
+
+    /// Make `plan` a stage of its own whose tasks' outputs are read one per consumer partition.
+    fn cut_per_task(&mut self, plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+        let schema = plan.schema();
+        let partitions = plan.output_partitioning().partition_count();
+        let id = self.add_stage(plan, StageOutput::PerTask);
+        Arc::new(ShuffleReaderExec::new(id, schema, partitions, false))
+    }
+
+    fn visit(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+        let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
+        let mut new_children = Vec::with_capacity(children.len());
+        for child in &children {
+            new_children.push(self.visit(child.clone())?);
+        }
+        let changed = children.iter().zip(&new_children).any(|(a, b)| !Arc::ptr_eq(a, b));
+        #[allow(deprecated)]
+        let plan = if changed { plan.with_new_children(new_children)? } else { plan };
+
+        if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
+            let partitioning = repartition.partitioning().clone();
+            if matches!(partitioning, Partitioning::Hash(..) | Partitioning::RoundRobinBatch(_)) {
+                let schema = plan.schema();
+                let n = partitioning.partition_count();
+                let id = self.add_stage(repartition.input().clone(), StageOutput::Repartition(partitioning));
+                return Ok(Arc::new(ShuffleReaderExec::new(id, schema, n, true)));
+            }
+            return Ok(plan);
+        }
+        if plan.downcast_ref::<CoalescePartitionsExec>().is_some() || plan.downcast_ref::<SortPreservingMergeExec>().is_some() {
+            let child = plan.children()[0].clone();
+            if child.output_partitioning().partition_count() <= 1 || child.downcast_ref::<ShuffleReaderExec>().is_some() {
+                return Ok(plan);
+            }
+            let reader = self.cut_per_task(child);
+            #[allow(deprecated)]
+            return Ok(plan.with_new_children(vec![reader])?);
+        }
+        if collects_left_side(&plan) && plan.output_partitioning().partition_count() > 1 {
+            // Every task of this stage builds the left side; if that side reads source data, make
+            // it a stage of its own so it is computed once and broadcast through the shuffle.
+            let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
+            if !contains_reader(&children[0]) {
+                let mut children = children;
+                children[0] = self.cut_per_task(children[0].clone());
+                #[allow(deprecated)]
+                return Ok(plan.with_new_children(children)?);
+            }
+        }
+        Ok(plan)
+    }
+}
+
+fn collects_left_side(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
+        return *join.partition_mode() == PartitionMode::CollectLeft;
+    }
+    plan.downcast_ref::<NestedLoopJoinExec>().is_some() || plan.downcast_ref::<CrossJoinExec>().is_some()
+}
+
+fn contains_reader(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.downcast_ref::<ShuffleReaderExec>().is_some() || plan.children().into_iter().any(contains_reader)
+}
+
+fn collect_readers(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<u32>) {
+    if let Some(reader) = plan.downcast_ref::<ShuffleReaderExec>() {
+        out.push(reader.stage_id());
+    }
+    for child in plan.children() {
+        collect_readers(child, out);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,12 @@
+//! Compiles `proto/faisca/v1/*.proto` with protox (pure Rust: no system `protoc`).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let file = root.join("faisca/v1/faisca.proto");
+    println!("cargo:rerun-if-changed={}", file.display());
+    let descriptors = protox::compile([&file], [&root])?;
+    tonic_prost_build::configure()
+        .bytes(".faisca.v1.LaunchTask.plan")
+        .compile_fds(descriptors)?;
+    Ok(())
+}

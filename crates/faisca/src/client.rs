@@ -1,0 +1,135 @@
+//! The gRPC side of a session: control calls and Flight result streams.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use faisca_common::{Error, Result};
+use faisca_engine::codec::{batches_from_ipc, schema_from_ipc};
+use faisca_proto::driver_service_client::DriverServiceClient;
+use faisca_proto::{ExecuteMode, ExecuteSqlRequest, ResultTicket, StageSummary, execute_sql_response, ticket};
+use futures::{Stream, StreamExt, TryStreamExt};
+use tonic::transport::Channel;
+
+/// A stream of result batches.
+pub type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>;
+
+/// Clients for one driver, sharing one HTTP/2 connection.
+#[derive(Clone, Debug)]
+pub struct DriverClient {
+    address: String,
+    control: DriverServiceClient<Channel>,
+    flight: FlightServiceClient<Channel>,
+}
+
+/// The outcome of one statement.
+pub struct StatementResult {
+    /// Schema of the rows.
+    pub schema: SchemaRef,
+    /// The rows.
+    pub batches: BatchStream,
+    /// The job's stages, when the statement ran as a job.
+    pub stages: Option<Vec<StageSummary>>,
+    /// The job id, when it ran as a job.
+    pub job_id: Option<String>,
+    /// The statement is a query that was only analyzed (nothing ran).
+    pub planned_only: bool,
+}
+
+impl DriverClient {
+    /// Connect to `address` (`faisca://host:port`, `http://host:port` or `host:port`).
+    pub async fn connect(address: &str, connect_timeout: Duration, max_message_size: usize) -> Result<Self> {
+        let url = faisca_proto::endpoint_url(address)?;
+        let channel = tonic::transport::Endpoint::from_shared(url)
+            .map_err(|e| Error::user(format!("invalid driver address '{address}': {e}")))?
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true)
+            .initial_stream_window_size(4 << 20)
+            .initial_connection_window_size(8 << 20)
+            .connect()
+            .await
+            .map_err(|e| {
+                Error::external(format!("cannot connect to the driver at {address}: {e} (is `faisca driver` running there?)"))
+            })?;
+        Ok(DriverClient {
+            address: address.to_string(),
+            control: DriverServiceClient::new(channel.clone())
+                .max_decoding_message_size(max_message_size)
+                .max_encoding_message_size(max_message_size),
+            flight: FlightServiceClient::new(channel)
+                .max_decoding_message_size(max_message_size)
+                .max_encoding_message_size(max_message_size),
+        })
+    }
+
+    /// The control client.
+    pub fn control(&self) -> DriverServiceClient<Channel> {
+        self.control.clone()
+    }
+
+    /// The driver's address as given.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn status(&self, s: tonic::Status) -> Error {
+        faisca_proto::error_from_status(&s, &format!("driver at {}", self.address))
+    }
+
+    /// Run one statement in `session_id` with `mode`.
+    pub async fn execute(&self, session_id: &str, sql: &str, mode: ExecuteMode) -> Result<StatementResult> {
+        let request = ExecuteSqlRequest { session_id: session_id.to_string(), sql: sql.to_string(), mode: mode as i32 };
+        let response = self.control.clone().execute_sql(request).await.map_err(|s| self.status(s))?.into_inner();
+        let schema = schema_from_ipc(&response.schema)?;
+        match response.result {
+            Some(execute_sql_response::Result::InlineRows(bytes)) => {
+                let (_, batches) = batches_from_ipc(&bytes)?;
+                Ok(StatementResult { schema, batches: Box::pin(futures::stream::iter(batches.into_iter().map(Ok))), stages: None, job_id: None, planned_only: false })
+            }
+            Some(execute_sql_response::Result::PlannedOnly(_)) => {
+                Ok(StatementResult { schema, batches: Box::pin(futures::stream::empty()), stages: None, job_id: None, planned_only: true })
+            }
+            Some(execute_sql_response::Result::Job(job)) => {
+                let batches = self.job_rows(&job.job_id);
+                Ok(StatementResult { schema, batches, stages: Some(job.stages), job_id: Some(job.job_id), planned_only: false })
+            }
+            None => Err(Error::internal("the driver answered ExecuteSql without a result")),
+        }
+    }
+
+    /// The rows of a job, streamed from the driver with Flight `DoGet`. Lazy: the request is sent
+    /// when the stream is first polled; dropping the stream releases the job.
+    pub fn job_rows(&self, job_id: &str) -> BatchStream {
+        let mut flight = self.flight.clone();
+        let ticket = faisca_proto::encode_ticket(ticket::Kind::Result(ResultTicket { job_id: job_id.to_string() }));
+        let address = self.address.clone();
+        let what = format!("job {job_id} on the driver at {address}");
+        let open = async move {
+            let response = flight
+                .do_get(arrow_flight::Ticket { ticket })
+                .await
+                .map_err(|s| faisca_proto::error_from_status(&s, &what))?;
+            let what = what.clone();
+            let stream = FlightRecordBatchStream::new_from_flight_data(response.into_inner().map_err(FlightError::from))
+                .map_err(move |e| match e {
+                    FlightError::Tonic(s) => faisca_proto::error_from_status(&s, &what),
+                    other => Error::external(format!("{what}: {other}")),
+                });
+            Ok::<_, Error>(stream)
+        };
+        Box::pin(futures::stream::once(open).try_flatten())
+    }
+}
+
+/// Collect a batch stream.
+pub async fn collect(mut stream: BatchStream) -> Result<Vec<RecordBatch>> {
+    let mut out = Vec::new();
+    while let Some(batch) = stream.next().await {
+        out.push(batch?);
+    }
+    Ok(out)
+}

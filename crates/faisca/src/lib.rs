@@ -1,0 +1,33 @@
+//! Faísca for Rust programs: sessions and DataFrames on a Faísca cluster.
+//!
+//! ```no_run
+//! # async fn run() -> faisca::Result<()> {
+//! let session = faisca::Session::builder().master("local[2]").build().await?;
+//! session.register_parquet("lineitem", "/data/tpch/lineitem.parquet").await?;
+//! let df = session.sql("SELECT l_returnflag, count(*) FROM lineitem GROUP BY 1").await?;
+//! df.show().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! A [`Session`] is a session on a driver: `faisca://host:port` connects to a running cluster,
+//! `local[N]` first starts a driver and N one-core executors inside this process ([`local`]) that
+//! talk real gRPC on 127.0.0.1 — the same code path as a cluster. The driver owns the session's
+//! catalog and plans everything; the client sends SQL and reads results with Arrow Flight
+//! ([`client`]). A [`DataFrame`] is a query of the session, run when its rows are asked for.
+
+pub mod client;
+pub mod dataframe;
+pub mod local;
+pub mod session;
+
+pub use dataframe::DataFrame;
+pub use faisca_common::{Error, FaiscaConfig, Result};
+pub use session::{Session, SessionBuilder};
+
+/// The driver process, for programs (like the `faisca` CLI) that run one.
+pub use faisca_driver as driver;
+/// The executor process, for programs that run one.
+pub use faisca_executor as executor;
+
+/// Arrow, as used in Faísca's results.
+pub use datafusion::arrow;

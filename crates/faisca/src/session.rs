@@ -1,0 +1,165 @@
+//! Sessions.
+
+use std::sync::Arc;
+
+use faisca_common::{Error, FaiscaConfig, Result};
+use faisca_proto::{
+    ClusterInfoRequest, CloseSessionRequest, CreateSessionRequest, ExecuteMode, ExecutorInfo, RegisterTableRequest, TableFormat,
+};
+use tokio::sync::Mutex;
+
+use crate::DataFrame;
+use crate::client::{DriverClient, StatementResult};
+use crate::local::{LocalCluster, parse_local_master};
+
+/// Builds a [`Session`].
+#[derive(Debug, Clone)]
+pub struct SessionBuilder {
+    master: String,
+    config: Vec<(String, String)>,
+    name: String,
+}
+
+impl SessionBuilder {
+    /// `local`, `local[N]`, `local[*]`, or a driver address (`faisca://host:port`, `http://host:port`).
+    pub fn master(mut self, master: impl Into<String>) -> Self {
+        self.master = master.into();
+        self
+    }
+
+    /// Set a configuration key of the session (`faisca.*` or `datafusion.*`).
+    pub fn config(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.push((key.into(), value.into()));
+        self
+    }
+
+    /// Name shown in the driver's logs.
+    pub fn app_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Connect (starting the local cluster first for `local[N]`) and open the session.
+    pub async fn build(self) -> Result<Session> {
+        let config = FaiscaConfig::from_pairs(self.config.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        let (address, local) = match parse_local_master(&self.master)? {
+            Some(n) => {
+                let cluster = LocalCluster::start(n, &config).await?;
+                (cluster.driver_address().to_string(), Some(cluster))
+            }
+            None => (self.master.clone(), None),
+        };
+        let client = DriverClient::connect(&address, config.connect_timeout(), config.max_message_size()).await?;
+        let request = CreateSessionRequest { config: faisca_proto::config_entries(&config), client_name: self.name.clone() };
+        let id = client
+            .control()
+            .create_session(request)
+            .await
+            .map_err(|s| faisca_proto::error_from_status(&s, &format!("opening a session on the driver at {address}")))?
+            .into_inner()
+            .session_id;
+        Ok(Session { inner: Arc::new(Inner { id, client, config, local: Mutex::new(local) }) })
+    }
+}
+
+struct Inner {
+    id: String,
+    client: DriverClient,
+    config: FaiscaConfig,
+    local: Mutex<Option<LocalCluster>>,
+}
+
+/// A session on a Faísca driver. Cheap to clone; clones share the session.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("id", &self.inner.id).field("driver", &self.inner.client.address()).finish()
+    }
+}
+
+impl Session {
+    /// Start building a session (master `local[2]` unless set).
+    pub fn builder() -> SessionBuilder {
+        SessionBuilder { master: "local[2]".into(), config: Vec::new(), name: "faisca".into() }
+    }
+
+    /// The session id on the driver.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The driver's address.
+    pub fn driver_address(&self) -> &str {
+        self.inner.client.address()
+    }
+
+    /// The session's configuration as given to the builder.
+    pub fn config(&self) -> &FaiscaConfig {
+        &self.inner.config
+    }
+
+    /// A DataFrame for one SQL statement. Commands (`CREATE`, `SET`, `DROP`, ...) run now, as in
+    /// Spark; a query is planned (so errors show now) and runs when its rows are asked for.
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        let result = self.inner.client.execute(&self.inner.id, sql, ExecuteMode::Analyze).await?;
+        DataFrame::new(self.clone(), sql.to_string(), result).await
+    }
+
+    /// Run one SQL statement now and return its rows as a stream (one round trip to the driver).
+    pub async fn execute_sql(&self, sql: &str) -> Result<StatementResult> {
+        self.inner.client.execute(&self.inner.id, sql, ExecuteMode::Run).await
+    }
+
+    /// The distributed plan of one SQL statement (stages, tasks, operators) as text.
+    pub async fn explain_sql(&self, sql: &str) -> Result<String> {
+        let result = self.inner.client.execute(&self.inner.id, sql, ExecuteMode::Explain).await?;
+        let batches = crate::client::collect(result.batches).await?;
+        crate::dataframe::explain_text(&batches)
+    }
+
+    /// Register a Parquet file or directory (any URL the cluster's stores can read) as table `name`.
+    pub async fn register_parquet(&self, name: &str, url: &str) -> Result<()> {
+        let request = RegisterTableRequest {
+            session_id: self.inner.id.clone(),
+            name: name.to_string(),
+            location: url.to_string(),
+            format: TableFormat::Parquet as i32,
+        };
+        self.inner
+            .client
+            .control()
+            .register_table(request)
+            .await
+            .map_err(|s| faisca_proto::error_from_status(&s, &format!("registering table '{name}'")))?;
+        Ok(())
+    }
+
+    /// Wait until at least `min` executors are registered, at most `timeout`.
+    pub async fn wait_for_executors(&self, min: usize, timeout: std::time::Duration) -> Result<Vec<ExecutorInfo>> {
+        let request = ClusterInfoRequest { min_executors: min as u32 };
+        let mut control = self.inner.client.control();
+        let call = control.cluster_info(request);
+        match tokio::time::timeout(timeout, call).await {
+            Ok(Ok(response)) => Ok(response.into_inner().executors),
+            Ok(Err(s)) => Err(faisca_proto::error_from_status(&s, "asking the driver for executors")),
+            Err(_) => Err(Error::external(format!(
+                "no executor registered with the driver at {} within {:?} (faisca.client.executorWaitTimeout); start one with `faisca executor --driver {}`",
+                self.driver_address(),
+                timeout,
+                self.driver_address()
+            ))),
+        }
+    }
+
+    /// Close the session; a `local[N]` cluster started by it is stopped.
+    pub async fn stop(&self) {
+        let _ = self.inner.client.control().close_session(CloseSessionRequest { session_id: self.inner.id.clone() }).await;
+        if let Some(cluster) = self.inner.local.lock().await.take() {
+            cluster.stop().await;
+        }
+    }
+}
