@@ -54,10 +54,17 @@ struct TpchReport {
 
 /// A short description of this machine.
 pub fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     format!("{cpus} vCPU, {model}, {}", std::env::consts::OS)
 }
@@ -68,8 +75,14 @@ async fn session_for(master: &str, conf: &[String]) -> Result<(Session, usize)> 
         builder = builder.config(k, v);
     }
     let session = builder.build().await?;
-    let executors = session.wait_for_executors(1, session.config().executor_wait_timeout()).await?;
-    let cores = executors.iter().map(|e| e.cores as usize).sum::<usize>().max(1);
+    let executors = session
+        .wait_for_executors(1, session.config().executor_wait_timeout())
+        .await?;
+    let cores = executors
+        .iter()
+        .map(|e| e.cores as usize)
+        .sum::<usize>()
+        .max(1);
     Ok((session, cores))
 }
 
@@ -78,7 +91,11 @@ async fn run_faisca(session: &Session, sql: &str) -> Result<(usize, usize, u32)>
     let result = session.execute_sql(sql).await?;
     let stages = result.stages.clone().unwrap_or_default();
     let batches = faisca::client::collect(result.batches).await?;
-    Ok((batches.iter().map(|b| b.num_rows()).sum(), stages.len(), stages.iter().map(|s| s.tasks).sum()))
+    Ok((
+        batches.iter().map(|b| b.num_rows()).sum(),
+        stages.len(),
+        stages.iter().map(|s| s.tasks).sum(),
+    ))
 }
 
 async fn run_datafusion(ctx: &SessionContext, sql: &str) -> Result<usize> {
@@ -88,15 +105,28 @@ async fn run_datafusion(ctx: &SessionContext, sql: &str) -> Result<usize> {
 
 /// `faisca bench tpch`.
 pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
-    let dir = args.data.clone().unwrap_or_else(|| data::dataset_dir(&cache_dir(), args.sf));
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let dir = args
+        .data
+        .clone()
+        .unwrap_or_else(|| data::dataset_dir(&cache_dir(), args.sf));
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let sf = args.sf;
     let gen_dir = dir.clone();
     let started = Instant::now();
     if tokio::task::spawn_blocking(move || data::ensure(&gen_dir, sf, threads)).await?? {
-        eprintln!("generated TPC-H SF{sf} in {} ({:.1} s)", dir.display(), started.elapsed().as_secs_f64());
+        eprintln!(
+            "generated TPC-H SF{sf} in {} ({:.1} s)",
+            dir.display(),
+            started.elapsed().as_secs_f64()
+        );
     }
-    let wanted: Vec<usize> = if args.queries.is_empty() { (1..=22).collect() } else { args.queries.clone() };
+    let wanted: Vec<usize> = if args.queries.is_empty() {
+        (1..=22).collect()
+    } else {
+        args.queries.clone()
+    };
     if let Some(bad) = wanted.iter().find(|q| queries::query(**q).is_none()) {
         bail!("invalid query number {bad} in --queries: expected numbers from 1 to 22");
     }
@@ -107,13 +137,23 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
         ctx.sql(&ddl).await?.collect().await?;
     }
     let mut reports = Vec::new();
-    eprintln!("TPC-H SF{sf}: Faísca on {} ({cores} cores) vs DataFusion ({cores} partitions), {} iterations", args.master, args.iterations);
-    println!("{:>5} {:>12} {:>14} {:>7} {:>7} {:>6}", "query", "faisca ms", "datafusion ms", "ratio", "stages", "tasks");
+    eprintln!(
+        "TPC-H SF{sf}: Faísca on {} ({cores} cores) vs DataFusion ({cores} partitions), {} iterations",
+        args.master, args.iterations
+    );
+    println!(
+        "{:>5} {:>12} {:>14} {:>7} {:>7} {:>6}",
+        "query", "faisca ms", "datafusion ms", "ratio", "stages", "tasks"
+    );
     for q in wanted {
         let sql = queries::query(q).expect("checked above");
         // Warm-up (also checks that both engines return the same number of rows).
-        let (rows, stages, tasks) = run_faisca(&session, sql).await.with_context(|| format!("Q{q} on Faísca"))?;
-        let df_rows = run_datafusion(&ctx, sql).await.with_context(|| format!("Q{q} on DataFusion"))?;
+        let (rows, stages, tasks) = run_faisca(&session, sql)
+            .await
+            .with_context(|| format!("Q{q} on Faísca"))?;
+        let df_rows = run_datafusion(&ctx, sql)
+            .await
+            .with_context(|| format!("Q{q} on DataFusion"))?;
         if rows != df_rows {
             bail!("Q{q}: Faísca returned {rows} rows, DataFusion {df_rows}");
         }
@@ -134,7 +174,11 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
         }
         let (f, d) = (median(&f_times), median(&d_times));
         let ratio = f.as_secs_f64() / d.as_secs_f64().max(1e-9);
-        println!("{q:>5} {:>12.1} {:>14.1} {ratio:>7.2} {stages:>7} {tasks:>6}", ms(f), ms(d));
+        println!(
+            "{q:>5} {:>12.1} {:>14.1} {ratio:>7.2} {stages:>7} {tasks:>6}",
+            ms(f),
+            ms(d)
+        );
         reports.push(QueryReport {
             query: q,
             rows,
@@ -149,7 +193,13 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
     }
     let f_total: f64 = reports.iter().map(|r| r.faisca_median_ms).sum();
     let d_total: f64 = reports.iter().map(|r| r.datafusion_median_ms).sum();
-    println!("{:>5} {:>12.1} {:>14.1} {:>7.2}", "total", f_total, d_total, f_total / d_total.max(1e-9));
+    println!(
+        "{:>5} {:>12.1} {:>14.1} {:>7.2}",
+        "total",
+        f_total,
+        d_total,
+        f_total / d_total.max(1e-9)
+    );
     let report = TpchReport {
         scale_factor: sf,
         master: args.master.clone(),
@@ -170,7 +220,8 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::write(path, serde_json::to_vec_pretty(value)?).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::write(path, serde_json::to_vec_pretty(value)?)
+        .with_context(|| format!("writing {}", path.display()))?;
     eprintln!("report written to {}", path.display());
     Ok(())
 }
@@ -193,7 +244,11 @@ pub async fn overhead(args: OverheadBenchArgs) -> Result<()> {
     let dir = tempfile::tempdir()?;
     write_small_files(dir.path(), args.tasks)?;
     let location = format!("{}/", dir.path().display());
-    session.execute_sql(&format!("CREATE EXTERNAL TABLE small STORED AS PARQUET LOCATION '{location}'")).await?;
+    session
+        .execute_sql(&format!(
+            "CREATE EXTERNAL TABLE small STORED AS PARQUET LOCATION '{location}'"
+        ))
+        .await?;
     let iterations = args.iterations.max(1);
     let time = |sql: &'static str| {
         let session = session.clone();
@@ -211,14 +266,24 @@ pub async fn overhead(args: OverheadBenchArgs) -> Result<()> {
     };
     let (empty, _) = time("SELECT 1").await?;
     // All files in one task (they pack), then one task per file.
-    session.execute_sql("SET faisca.files.openCostInBytes = 0").await?;
+    session
+        .execute_sql("SET faisca.files.openCostInBytes = 0")
+        .await?;
     let (one, one_tasks) = time("SELECT sum(v) FROM small").await?;
-    session.execute_sql("SET faisca.files.maxPartitionBytes = 1").await?;
+    session
+        .execute_sql("SET faisca.files.maxPartitionBytes = 1")
+        .await?;
     let (many, many_tasks) = time("SELECT sum(v) FROM small").await?;
     let per_task = (ms(many) - ms(one)) / (many_tasks.saturating_sub(one_tasks).max(1)) as f64;
     println!("empty job (SELECT 1)          {:>8.3} ms", ms(empty));
-    println!("scan, {one_tasks:>3} task(s) + final    {:>8.3} ms", ms(one));
-    println!("scan, {many_tasks:>3} tasks + final       {:>8.3} ms", ms(many));
+    println!(
+        "scan, {one_tasks:>3} task(s) + final    {:>8.3} ms",
+        ms(one)
+    );
+    println!(
+        "scan, {many_tasks:>3} tasks + final       {:>8.3} ms",
+        ms(many)
+    );
     println!("per extra task                {per_task:>8.3} ms");
     let report = OverheadReport {
         master: args.master.clone(),
@@ -242,7 +307,10 @@ fn write_small_files(dir: &Path, count: usize) -> Result<()> {
     use std::sync::Arc;
     let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
     for i in 0..count {
-        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from_iter_values(0..10))])?;
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from_iter_values(0..10))],
+        )?;
         let file = std::fs::File::create(dir.join(format!("part-{i:05}.parquet")))?;
         let mut w = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None)?;
         w.write(&batch)?;

@@ -81,7 +81,12 @@ pub struct SqlArgs {
     #[arg(long, default_value = "local[2]")]
     pub master: String,
     /// SQL text (statements separated by `;`).
-    #[arg(short = 'e', long = "execute", conflicts_with = "file", required_unless_present = "file")]
+    #[arg(
+        short = 'e',
+        long = "execute",
+        conflicts_with = "file",
+        required_unless_present = "file"
+    )]
     pub execute: Option<String>,
     /// A file of SQL statements.
     #[arg(short = 'f', long = "file")]
@@ -218,16 +223,33 @@ mod tests {
 
     #[test]
     fn conf_pairs() {
-        assert_eq!(parse_conf(&["a.b=1".into(), "c = x=y".into()]).unwrap(), vec![("a.b".into(), "1".into()), ("c".into(), "x=y".into())]);
+        assert_eq!(
+            parse_conf(&["a.b=1".into(), "c = x=y".into()]).unwrap(),
+            vec![("a.b".into(), "1".into()), ("c".into(), "x=y".into())]
+        );
         assert!(parse_conf(&["novalue".into()]).is_err());
         assert!(parse_conf(&["=1".into()]).is_err());
     }
 
     #[test]
     fn command_line_parses() {
-        Cli::try_parse_from(["faisca", "sql", "--master", "local[3]", "-e", "select 1", "--format", "csv"]).unwrap();
+        Cli::try_parse_from([
+            "faisca", "sql", "--master", "local[3]", "-e", "select 1", "--format", "csv",
+        ])
+        .unwrap();
         assert!(Cli::try_parse_from(["faisca", "sql"]).is_err());
-        Cli::try_parse_from(["faisca", "executor", "--driver", "faisca://h:1", "--cores", "2", "--memory", "512m"]).unwrap();
-        Cli::try_parse_from(["faisca", "bench", "tpch", "--sf", "0.1", "--queries", "1,6"]).unwrap();
+        Cli::try_parse_from([
+            "faisca",
+            "executor",
+            "--driver",
+            "faisca://h:1",
+            "--cores",
+            "2",
+            "--memory",
+            "512m",
+        ])
+        .unwrap();
+        Cli::try_parse_from(["faisca", "bench", "tpch", "--sf", "0.1", "--queries", "1,6"])
+            .unwrap();
     }
 }

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use faisca::{FaiscaConfig, Session};
-use faisca_common::config::parse_bytes;
 use faisca::driver::{DriverOptions, DriverServer};
 use faisca::executor::{Executor, ExecutorOptions};
+use faisca::{FaiscaConfig, Session};
+use faisca_common::config::parse_bytes;
 
 use crate::cli::{DriverArgs, ExecutorArgs, SqlArgs, parse_conf};
 use crate::output;
@@ -19,16 +19,25 @@ fn socket_addr(text: &str, what: &str) -> Result<SocketAddr> {
     text.to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())
-        .with_context(|| format!("invalid {what} '{text}': expected HOST:PORT, e.g. 127.0.0.1:7077"))
+        .with_context(|| {
+            format!("invalid {what} '{text}': expected HOST:PORT, e.g. 127.0.0.1:7077")
+        })
 }
 
 /// `faisca driver`: serve until Ctrl-C.
 pub async fn driver(args: DriverArgs) -> Result<()> {
     let config = FaiscaConfig::from_pairs(parse_conf(&args.conf)?)?;
     let bind = socket_addr(&args.bind, "--bind")?;
-    let server = DriverServer::start(DriverOptions { bind, advertise_host: args.advertise_address, config }).await?;
+    let server = DriverServer::start(DriverOptions {
+        bind,
+        advertise_host: args.advertise_address,
+        config,
+    })
+    .await?;
     eprintln!("faisca driver listening on faisca://{}", server.address());
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     eprintln!("faisca driver stopping");
     server.shutdown().await;
     Ok(())
@@ -40,9 +49,12 @@ pub async fn executor(args: ExecutorArgs) -> Result<()> {
     let cores = match args.cores {
         Some(0) => bail!("invalid --cores 0: expected at least 1"),
         Some(n) => n,
-        None => std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+        None => std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
     };
-    let memory_bytes = parse_bytes(&args.memory).map_err(|e| anyhow::anyhow!("invalid --memory: {e}"))?;
+    let memory_bytes =
+        parse_bytes(&args.memory).map_err(|e| anyhow::anyhow!("invalid --memory: {e}"))?;
     let bind = socket_addr(&args.bind, "--bind")?;
     let mut executor = Executor::start(ExecutorOptions {
         driver: args.driver.clone(),
@@ -78,14 +90,17 @@ pub async fn executor(args: ExecutorArgs) -> Result<()> {
 pub async fn sql(args: SqlArgs) -> Result<()> {
     let text = match (&args.execute, &args.file) {
         (Some(sql), _) => sql.clone(),
-        (None, Some(path)) => std::fs::read_to_string(path).with_context(|| format!("cannot read SQL file {}", path.display()))?,
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read SQL file {}", path.display()))?,
         (None, None) => bail!("give SQL with -e or a file with -f"),
     };
     let statements = split_statements(&text);
     if statements.is_empty() {
         bail!("no SQL statement to run (the input holds only whitespace and comments)");
     }
-    let mut builder = Session::builder().master(args.master.clone()).app_name("faisca sql");
+    let mut builder = Session::builder()
+        .master(args.master.clone())
+        .app_name("faisca sql");
     for (k, v) in parse_conf(&args.conf)? {
         builder = builder.config(k, v);
     }
@@ -96,8 +111,13 @@ pub async fn sql(args: SqlArgs) -> Result<()> {
 }
 
 async fn run_statements(session: &Session, statements: &[String], args: &SqlArgs) -> Result<()> {
-    session.wait_for_executors(1, session.config().executor_wait_timeout()).await?;
-    let mut last: Option<(datafusion::arrow::datatypes::SchemaRef, Vec<datafusion::arrow::record_batch::RecordBatch>)> = None;
+    session
+        .wait_for_executors(1, session.config().executor_wait_timeout())
+        .await?;
+    let mut last: Option<(
+        datafusion::arrow::datatypes::SchemaRef,
+        Vec<datafusion::arrow::record_batch::RecordBatch>,
+    )> = None;
     for (i, statement) in statements.iter().enumerate() {
         let is_last = i + 1 == statements.len();
         if is_last && args.explain {
@@ -113,9 +133,14 @@ async fn run_statements(session: &Session, statements: &[String], args: &SqlArgs
             .await
             .with_context(|| format!("statement {} failed", i + 1))?;
         let schema = result.schema.clone();
-        let batches = faisca::client::collect(result.batches).await.with_context(|| format!("statement {} failed", i + 1))?;
+        let batches = faisca::client::collect(result.batches)
+            .await
+            .with_context(|| format!("statement {} failed", i + 1))?;
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-        eprintln!("Time taken: {:.3} s, fetched {rows} row(s)", started.elapsed().as_secs_f64());
+        eprintln!(
+            "Time taken: {:.3} s, fetched {rows} row(s)",
+            started.elapsed().as_secs_f64()
+        );
         if !schema.fields().is_empty() {
             last = Some((schema, batches));
         }

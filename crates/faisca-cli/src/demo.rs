@@ -21,21 +21,39 @@ const DEMO_QUERIES: &[(usize, &str)] = &[
 
 /// Run the demo.
 pub async fn run(args: DemoArgs) -> Result<()> {
-    let dir = args.data.clone().unwrap_or_else(|| data::dataset_dir(&cache_dir(), args.sf));
+    let dir = args
+        .data
+        .clone()
+        .unwrap_or_else(|| data::dataset_dir(&cache_dir(), args.sf));
     let sf = args.sf;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let started = Instant::now();
     let gen_dir = dir.clone();
-    let generated = tokio::task::spawn_blocking(move || data::ensure(&gen_dir, sf, threads)).await??;
+    let generated =
+        tokio::task::spawn_blocking(move || data::ensure(&gen_dir, sf, threads)).await??;
     if generated {
-        eprintln!("generated TPC-H SF{sf} into {} in {:.1} s", dir.display(), started.elapsed().as_secs_f64());
+        eprintln!(
+            "generated TPC-H SF{sf} into {} in {:.1} s",
+            dir.display(),
+            started.elapsed().as_secs_f64()
+        );
     } else {
         eprintln!("using cached TPC-H SF{sf} in {}", dir.display());
     }
     let master = format!("local[{}]", args.executors.max(1));
     let t = Instant::now();
-    let session = Session::builder().master(master.clone()).app_name("faisca demo").build().await?;
-    eprintln!("started {master}: a driver and {} executors on 127.0.0.1 ({:.0} ms)", args.executors.max(1), t.elapsed().as_secs_f64() * 1000.0);
+    let session = Session::builder()
+        .master(master.clone())
+        .app_name("faisca demo")
+        .build()
+        .await?;
+    eprintln!(
+        "started {master}: a driver and {} executors on 127.0.0.1 ({:.0} ms)",
+        args.executors.max(1),
+        t.elapsed().as_secs_f64() * 1000.0
+    );
     let result = run_queries(&session, &dir).await;
     session.stop().await;
     result
@@ -43,21 +61,36 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
 async fn run_queries(session: &Session, dir: &std::path::Path) -> Result<()> {
     for ddl in data::create_tables_sql(dir) {
-        session.execute_sql(&ddl).await.with_context(|| format!("registering tables: {ddl}"))?;
+        session
+            .execute_sql(&ddl)
+            .await
+            .with_context(|| format!("registering tables: {ddl}"))?;
     }
     let mut total = 0.0;
     for (q, title) in DEMO_QUERIES {
         let sql = queries::query(*q).expect("demo queries are among the 22");
         let t = Instant::now();
-        let result = session.execute_sql(sql).await.with_context(|| format!("TPC-H Q{q}"))?;
+        let result = session
+            .execute_sql(sql)
+            .await
+            .with_context(|| format!("TPC-H Q{q}"))?;
         let stages = result.stages.clone().unwrap_or_default();
-        let batches = faisca::client::collect(result.batches).await.with_context(|| format!("TPC-H Q{q}"))?;
+        let batches = faisca::client::collect(result.batches)
+            .await
+            .with_context(|| format!("TPC-H Q{q}"))?;
         let elapsed = t.elapsed().as_secs_f64() * 1000.0;
         total += elapsed;
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         let tasks: u32 = stages.iter().map(|s| s.tasks).sum();
-        println!("TPC-H Q{q} ({title}): {rows} rows, {} stages, {tasks} tasks, {elapsed:.0} ms", stages.len());
-        let shown: Vec<_> = batches.iter().take(1).map(|b| b.slice(0, b.num_rows().min(5))).collect();
+        println!(
+            "TPC-H Q{q} ({title}): {rows} rows, {} stages, {tasks} tasks, {elapsed:.0} ms",
+            stages.len()
+        );
+        let shown: Vec<_> = batches
+            .iter()
+            .take(1)
+            .map(|b| b.slice(0, b.num_rows().min(5)))
+            .collect();
         println!("{}", pretty_format_batches(&shown)?);
         if rows > 5 {
             println!("({} more rows)", rows - 5);

@@ -19,7 +19,12 @@ pub enum Format {
 }
 
 /// Write `batches` (with `schema`) to `out` in `format`.
-pub fn write(out: &mut dyn Write, format: Format, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<()> {
+pub fn write(
+    out: &mut dyn Write,
+    format: Format,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<()> {
     match format {
         Format::Table => {
             if batches.iter().all(|b| b.num_rows() == 0) {
@@ -30,7 +35,9 @@ pub fn write(out: &mut dyn Write, format: Format, schema: &SchemaRef, batches: &
             }
         }
         Format::Csv => {
-            let mut writer = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(&mut *out);
+            let mut writer = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut *out);
             if batches.is_empty() {
                 writer.write(&RecordBatch::new_empty(schema.clone()))?;
             }
@@ -59,11 +66,21 @@ mod tests {
 
     #[test]
     fn csv_has_a_header_even_without_rows() {
-        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, true), Field::new("b", DataType::Int32, true)]));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int32, true),
+            Field::new("b", DataType::Int32, true),
+        ]));
         let mut out = Vec::new();
         write(&mut out, Format::Csv, &schema, &[]).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "a,b\n");
-        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int32Array::from(vec![1])), Arc::new(Int32Array::from(vec![2]))]).unwrap();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int32Array::from(vec![1])),
+                Arc::new(Int32Array::from(vec![2])),
+            ],
+        )
+        .unwrap();
         let mut out = Vec::new();
         write(&mut out, Format::Csv, &schema, &[batch.clone()]).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "a,b\n1,2\n");

@@ -65,9 +65,17 @@ fn has_code(text: &str) -> bool {
     let mut rest = text.trim_start();
     loop {
         if let Some(r) = rest.strip_prefix("--") {
-            rest = r.split_once('\n').map(|(_, r)| r).unwrap_or("").trim_start();
+            rest = r
+                .split_once('\n')
+                .map(|(_, r)| r)
+                .unwrap_or("")
+                .trim_start();
         } else if let Some(r) = rest.strip_prefix("/*") {
-            rest = r.split_once("*/").map(|(_, r)| r).unwrap_or("").trim_start();
+            rest = r
+                .split_once("*/")
+                .map(|(_, r)| r)
+                .unwrap_or("")
+                .trim_start();
         } else {
             return !rest.is_empty();
         }
@@ -83,13 +91,19 @@ mod tests {
         let s = "CREATE TABLE t AS SELECT ';' AS a; -- a comment; still comment\nSELECT \"x;y\" FROM t /* ; */ ;;\n-- only a comment\n";
         assert_eq!(
             split_statements(s),
-            vec!["CREATE TABLE t AS SELECT ';' AS a", "-- a comment; still comment\nSELECT \"x;y\" FROM t /* ; */"]
+            vec![
+                "CREATE TABLE t AS SELECT ';' AS a",
+                "-- a comment; still comment\nSELECT \"x;y\" FROM t /* ; */"
+            ]
         );
     }
 
     #[test]
     fn escaped_quotes() {
-        assert_eq!(split_statements("SELECT 'it''s; fine'; SELECT 2"), vec!["SELECT 'it''s; fine'", "SELECT 2"]);
+        assert_eq!(
+            split_statements("SELECT 'it''s; fine'; SELECT 2"),
+            vec!["SELECT 'it''s; fine'", "SELECT 2"]
+        );
     }
 
     #[test]

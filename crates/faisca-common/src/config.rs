@@ -40,20 +40,90 @@ pub struct KeySpec {
 
 /// Every `faisca.*` key. The README's configuration table is this list.
 pub const KEYS: &[KeySpec] = &[
-    KeySpec { name: "faisca.files.maxPartitionBytes", default: "128m", kind: ValueKind::Bytes, doc: "Most bytes of files one scan task reads (Spark's spark.sql.files.maxPartitionBytes)." },
-    KeySpec { name: "faisca.files.openCostInBytes", default: "4m", kind: ValueKind::Bytes, doc: "Estimated cost of opening a file, in bytes, used when packing small files into tasks." },
-    KeySpec { name: "faisca.shuffle.partitions", default: "0", kind: ValueKind::Count, doc: "Partitions of a shuffle (joins, aggregations). 0: the total executor cores of the cluster when the query is planned." },
-    KeySpec { name: "faisca.shuffle.compression", default: "lz4", kind: ValueKind::Choice(&["lz4", "zstd", "none"]), doc: "Compression of shuffle files (Arrow IPC buffer compression)." },
-    KeySpec { name: "faisca.shuffle.spillBytes", default: "64m", kind: ValueKind::Bytes, doc: "Shuffle output a task buffers in memory before it writes the buffered part to a spill file." },
-    KeySpec { name: "faisca.shuffle.fetchConcurrency", default: "4", kind: ValueKind::Count, doc: "Map outputs one shuffle reader fetches at the same time." },
-    KeySpec { name: "faisca.rpc.maxMessageSize", default: "64m", kind: ValueKind::Bytes, doc: "Largest gRPC message sent or accepted; a stage plan over it fails the job with a clear error." },
-    KeySpec { name: "faisca.rpc.connectTimeout", default: "5s", kind: ValueKind::Duration, doc: "Timeout of one attempt to open a gRPC connection." },
-    KeySpec { name: "faisca.executor.heartbeatInterval", default: "2s", kind: ValueKind::Duration, doc: "How often an executor sends a heartbeat to the driver." },
-    KeySpec { name: "faisca.executor.registrationTimeout", default: "60s", kind: ValueKind::Duration, doc: "How long an executor keeps retrying to reach the driver at start-up." },
-    KeySpec { name: "faisca.client.executorWaitTimeout", default: "30s", kind: ValueKind::Duration, doc: "How long a client waits for at least one registered executor before it runs a query." },
-    KeySpec { name: "faisca.local.executorMemory", default: "2g", kind: ValueKind::Bytes, doc: "Memory pool of each in-process executor of a local[N] session." },
-    KeySpec { name: "faisca.task.maxAttempts", default: "4", kind: ValueKind::Count, doc: "Attempts in all of a task that fails with a retryable error." },
-    KeySpec { name: "faisca.batchSize", default: "8192", kind: ValueKind::Count, doc: "Rows per Arrow batch inside tasks (DataFusion's datafusion.execution.batch_size)." },
+    KeySpec {
+        name: "faisca.files.maxPartitionBytes",
+        default: "128m",
+        kind: ValueKind::Bytes,
+        doc: "Most bytes of files one scan task reads (Spark's spark.sql.files.maxPartitionBytes).",
+    },
+    KeySpec {
+        name: "faisca.files.openCostInBytes",
+        default: "4m",
+        kind: ValueKind::Bytes,
+        doc: "Estimated cost of opening a file, in bytes, used when packing small files into tasks.",
+    },
+    KeySpec {
+        name: "faisca.shuffle.partitions",
+        default: "0",
+        kind: ValueKind::Count,
+        doc: "Partitions of a shuffle (joins, aggregations). 0: the total executor cores of the cluster when the query is planned.",
+    },
+    KeySpec {
+        name: "faisca.shuffle.compression",
+        default: "lz4",
+        kind: ValueKind::Choice(&["lz4", "zstd", "none"]),
+        doc: "Compression of shuffle files (Arrow IPC buffer compression).",
+    },
+    KeySpec {
+        name: "faisca.shuffle.spillBytes",
+        default: "64m",
+        kind: ValueKind::Bytes,
+        doc: "Shuffle output a task buffers in memory before it writes the buffered part to a spill file.",
+    },
+    KeySpec {
+        name: "faisca.shuffle.fetchConcurrency",
+        default: "4",
+        kind: ValueKind::Count,
+        doc: "Map outputs one shuffle reader fetches at the same time.",
+    },
+    KeySpec {
+        name: "faisca.rpc.maxMessageSize",
+        default: "64m",
+        kind: ValueKind::Bytes,
+        doc: "Largest gRPC message sent or accepted; a stage plan over it fails the job with a clear error.",
+    },
+    KeySpec {
+        name: "faisca.rpc.connectTimeout",
+        default: "5s",
+        kind: ValueKind::Duration,
+        doc: "Timeout of one attempt to open a gRPC connection.",
+    },
+    KeySpec {
+        name: "faisca.executor.heartbeatInterval",
+        default: "2s",
+        kind: ValueKind::Duration,
+        doc: "How often an executor sends a heartbeat to the driver.",
+    },
+    KeySpec {
+        name: "faisca.executor.registrationTimeout",
+        default: "60s",
+        kind: ValueKind::Duration,
+        doc: "How long an executor keeps retrying to reach the driver at start-up.",
+    },
+    KeySpec {
+        name: "faisca.client.executorWaitTimeout",
+        default: "30s",
+        kind: ValueKind::Duration,
+        doc: "How long a client waits for at least one registered executor before it runs a query.",
+    },
+    KeySpec {
+        name: "faisca.local.executorMemory",
+        default: "2g",
+        kind: ValueKind::Bytes,
+        doc: "Memory pool of each in-process executor of a local[N] session.",
+    },
+    KeySpec {
+        name: "faisca.task.maxAttempts",
+        default: "4",
+        kind: ValueKind::Count,
+        doc: "Attempts in all of a task that fails with a retryable error.",
+    },
+    KeySpec {
+        name: "faisca.batchSize",
+        default: "8192",
+        kind: ValueKind::Count,
+        doc: "Rows per Arrow batch inside tasks (DataFusion's datafusion.execution.batch_size).",
+    },
 ];
 
 /// Parsed configuration. Build with [`FaiscaConfig::from_pairs`] or start from
@@ -66,7 +136,9 @@ pub struct FaiscaConfig {
 
 impl Default for FaiscaConfig {
     fn default() -> Self {
-        FaiscaConfig { values: BTreeMap::new() }
+        FaiscaConfig {
+            values: BTreeMap::new(),
+        }
     }
 }
 
@@ -76,7 +148,9 @@ fn spec(key: &str) -> Option<&'static KeySpec> {
 
 impl FaiscaConfig {
     /// Parse key-value pairs; later pairs override earlier ones.
-    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (K, V)>) -> Result<Self> {
+    pub fn from_pairs<K: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self> {
         let mut config = FaiscaConfig::default();
         for (k, v) in pairs {
             config.set(k.as_ref(), v.as_ref())?;
@@ -97,7 +171,8 @@ impl FaiscaConfig {
             validate(spec, value.trim())?;
             self.values.insert(lower, value.trim().to_string());
         } else {
-            self.values.insert(key.trim().to_string(), value.to_string());
+            self.values
+                .insert(key.trim().to_string(), value.to_string());
         }
         Ok(())
     }
@@ -114,7 +189,10 @@ impl FaiscaConfig {
 
     fn raw(&self, name: &str) -> &str {
         let spec = spec(name).expect("every key read by FaiscaConfig is in KEYS");
-        self.values.get(&name.to_ascii_lowercase()).map(String::as_str).unwrap_or(spec.default)
+        self.values
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+            .unwrap_or(spec.default)
     }
 
     fn bytes(&self, name: &str) -> u64 {
@@ -182,7 +260,8 @@ impl FaiscaConfig {
     }
     /// `faisca.task.maxAttempts` (at least 1).
     pub fn task_max_attempts(&self) -> u32 {
-        self.count("faisca.task.maxAttempts").clamp(1, u32::MAX as u64) as u32
+        self.count("faisca.task.maxAttempts")
+            .clamp(1, u32::MAX as u64) as u32
     }
     /// `faisca.batchSize`.
     pub fn batch_size(&self) -> usize {
@@ -208,7 +287,10 @@ fn validate(spec: &KeySpec, value: &str) -> Result<()> {
         ValueKind::Bool => "true or false".to_string(),
         ValueKind::Choice(words) => format!("one of {}", words.join(", ")),
     };
-    Err(Error::user(format!("invalid value '{value}' for '{}': expected {expected}", spec.name)))
+    Err(Error::user(format!(
+        "invalid value '{value}' for '{}': expected {expected}",
+        spec.name
+    )))
 }
 
 /// Parse a byte size with Spark's suffixes: `b`, `k`/`kb`, `m`/`mb`, `g`/`gb`, `t`/`tb`
@@ -217,7 +299,11 @@ pub fn parse_bytes(text: &str) -> Result<u64> {
     let t = text.trim().to_ascii_lowercase();
     let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(digits_end);
-    let bad = || Error::user(format!("invalid size '{text}': expected a number with an optional unit k, m, g or t (e.g. 512m, 4g)"));
+    let bad = || {
+        Error::user(format!(
+            "invalid size '{text}': expected a number with an optional unit k, m, g or t (e.g. 512m, 4g)"
+        ))
+    };
     let n: u64 = num.parse().map_err(|_| bad())?;
     let mult: u64 = match unit.trim() {
         "" | "b" => 1,
@@ -235,7 +321,11 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
     let t = text.trim().to_ascii_lowercase();
     let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(digits_end);
-    let bad = || Error::user(format!("invalid duration '{text}': expected a number with a unit ms, s, m or h (e.g. 500ms, 30s)"));
+    let bad = || {
+        Error::user(format!(
+            "invalid duration '{text}': expected a number with a unit ms, s, m or h (e.g. 500ms, 30s)"
+        ))
+    };
     let n: u64 = num.parse().map_err(|_| bad())?;
     Ok(match unit.trim() {
         "" | "ms" => Duration::from_millis(n),
@@ -261,17 +351,31 @@ mod tests {
 
     #[test]
     fn keys_are_case_insensitive() {
-        let c = FaiscaConfig::from_pairs([("FAISCA.FILES.MAXPARTITIONBYTES", "1m"), ("faisca.shuffle.partitions", "7")]).unwrap();
+        let c = FaiscaConfig::from_pairs([
+            ("FAISCA.FILES.MAXPARTITIONBYTES", "1m"),
+            ("faisca.shuffle.partitions", "7"),
+        ])
+        .unwrap();
         assert_eq!(c.max_partition_bytes(), 1 << 20);
         assert_eq!(c.shuffle_partitions(), Some(7));
     }
 
     #[test]
     fn errors_name_the_key() {
-        let e = FaiscaConfig::from_pairs([("faisca.nope", "1")]).unwrap_err().to_string();
-        assert!(e.contains("faisca.nope") && e.contains("faisca.files.maxPartitionBytes"), "{e}");
-        let e = FaiscaConfig::from_pairs([("faisca.files.openCostInBytes", "lots")]).unwrap_err().to_string();
-        assert!(e.contains("faisca.files.openCostInBytes") && e.contains("expected a size"), "{e}");
+        let e = FaiscaConfig::from_pairs([("faisca.nope", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("faisca.nope") && e.contains("faisca.files.maxPartitionBytes"),
+            "{e}"
+        );
+        let e = FaiscaConfig::from_pairs([("faisca.files.openCostInBytes", "lots")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("faisca.files.openCostInBytes") && e.contains("expected a size"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -289,6 +393,9 @@ mod tests {
     #[test]
     fn other_keys_pass_through() {
         let c = FaiscaConfig::from_pairs([("datafusion.execution.batch_size", "1024")]).unwrap();
-        assert_eq!(c.other_pairs().collect::<Vec<_>>(), vec![("datafusion.execution.batch_size", "1024")]);
+        assert_eq!(
+            c.other_pairs().collect::<Vec<_>>(),
+            vec![("datafusion.execution.batch_size", "1024")]
+        );
     }
 }

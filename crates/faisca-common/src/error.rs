@@ -47,7 +47,10 @@ impl Error {
 
     /// An external error that a retry may fix.
     pub fn external(message: impl Into<String>) -> Self {
-        Error::External { message: message.into(), retryable: true }
+        Error::External {
+            message: message.into(),
+            retryable: true,
+        }
     }
 
     /// An internal error with this message.
@@ -81,7 +84,10 @@ impl Error {
         let retryable = self.is_retryable();
         match self.fault() {
             Fault::User => Error::User(format!("{context}: {self}")),
-            Fault::External => Error::External { message: format!("{context}: {self}"), retryable },
+            Fault::External => Error::External {
+                message: format!("{context}: {self}"),
+                retryable,
+            },
             Fault::Internal => Error::Internal(format!("{context}: {}", self.message())),
         }
     }
@@ -149,9 +155,9 @@ impl From<datafusion::arrow::error::ArrowError> for Error {
 impl From<object_store::Error> for Error {
     fn from(e: object_store::Error) -> Self {
         match e {
-            object_store::Error::NotFound { path, .. } => {
-                Error::user(format!("object not found: {path} (expected an existing file or directory)"))
-            }
+            object_store::Error::NotFound { path, .. } => Error::user(format!(
+                "object not found: {path} (expected an existing file or directory)"
+            )),
             other => Error::external(format!("object store: {other}")),
         }
     }

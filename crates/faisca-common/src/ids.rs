@@ -68,6 +68,10 @@ pub struct TaskAttemptId {
 
 impl fmt::Display for TaskAttemptId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "job {} stage {} task {} attempt {}", self.job, self.stage, self.partition, self.attempt)
+        write!(
+            f,
+            "job {} stage {} task {} attempt {}",
+            self.job, self.stage, self.partition, self.attempt
+        )
     }
 }

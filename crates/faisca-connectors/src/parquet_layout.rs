@@ -4,8 +4,8 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use faisca_common::{Error, Result};
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::file::metadata::{ParquetMetaDataReader, RowGroupMetaData};
 
 /// The byte range `[start, end)` of a row group: from its first column chunk's first page (the
@@ -15,7 +15,10 @@ use parquet::file::metadata::{ParquetMetaDataReader, RowGroupMetaData};
 pub fn row_group_range(rg: &RowGroupMetaData) -> Range<u64> {
     let first = rg.columns().first();
     let start = first
-        .map(|c| c.dictionary_page_offset().unwrap_or_else(|| c.data_page_offset()))
+        .map(|c| {
+            c.dictionary_page_offset()
+                .unwrap_or_else(|| c.data_page_offset())
+        })
         .unwrap_or(0)
         .max(0) as u64;
     start..start + rg.compressed_size().max(0) as u64
@@ -23,10 +26,21 @@ pub fn row_group_range(rg: &RowGroupMetaData) -> Range<u64> {
 
 /// Read the footer of `location` (size `size`) and return its row groups' byte ranges.
 /// `url` is the file's full URL, used in errors.
-pub async fn row_group_ranges(store: Arc<dyn ObjectStore>, location: &Path, size: u64, url: &str) -> Result<Vec<Range<u64>>> {
-    let bad = |what: String| Error::user(format!("cannot read the Parquet footer of {url}: {what} (expected a Parquet file)"));
+pub async fn row_group_ranges(
+    store: Arc<dyn ObjectStore>,
+    location: &Path,
+    size: u64,
+    url: &str,
+) -> Result<Vec<Range<u64>>> {
+    let bad = |what: String| {
+        Error::user(format!(
+            "cannot read the Parquet footer of {url}: {what} (expected a Parquet file)"
+        ))
+    };
     if size < 12 {
-        return Err(bad(format!("the file has {size} bytes, fewer than a Parquet file's 12-byte minimum")));
+        return Err(bad(format!(
+            "the file has {size} bytes, fewer than a Parquet file's 12-byte minimum"
+        )));
     }
     let tail = store.get_range(location, size - 8..size).await?;
     if &tail[4..8] != b"PAR1" {
@@ -34,9 +48,14 @@ pub async fn row_group_ranges(store: Arc<dyn ObjectStore>, location: &Path, size
     }
     let metadata_len = u32::from_le_bytes(tail[0..4].try_into().expect("4 bytes")) as u64;
     if metadata_len + 12 > size {
-        return Err(bad(format!("the footer claims {metadata_len} bytes of metadata in a {size}-byte file")));
+        return Err(bad(format!(
+            "the footer claims {metadata_len} bytes of metadata in a {size}-byte file"
+        )));
     }
-    let bytes = store.get_range(location, size - 8 - metadata_len..size - 8).await?;
-    let metadata = ParquetMetaDataReader::decode_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let bytes = store
+        .get_range(location, size - 8 - metadata_len..size - 8)
+        .await?;
+    let metadata =
+        ParquetMetaDataReader::decode_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
     Ok(metadata.row_groups().iter().map(row_group_range).collect())
 }

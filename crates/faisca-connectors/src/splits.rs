@@ -45,7 +45,12 @@ impl FilePiece {
 }
 
 /// Spark's `maxSplitBytes`.
-pub fn max_split_bytes(files: &[FileInput], max_partition_bytes: u64, open_cost: u64, parallelism: usize) -> u64 {
+pub fn max_split_bytes(
+    files: &[FileInput],
+    max_partition_bytes: u64,
+    open_cost: u64,
+    parallelism: usize,
+) -> u64 {
     let total: u64 = files.iter().map(|f| f.size + open_cost).sum();
     let per_core = total / parallelism.max(1) as u64;
     max_partition_bytes.min(open_cost.max(per_core)).max(1)
@@ -53,7 +58,11 @@ pub fn max_split_bytes(files: &[FileInput], max_partition_bytes: u64, open_cost:
 
 /// Cut one file into pieces of at most `max_split` bytes (on row-group boundaries when known).
 pub fn split_file(file: &FileInput, max_split: u64) -> Vec<FilePiece> {
-    let piece = |range: Range<u64>| FilePiece { path: file.path.clone(), file_size: file.size, range };
+    let piece = |range: Range<u64>| FilePiece {
+        path: file.path.clone(),
+        file_size: file.size,
+        range,
+    };
     if file.size <= max_split {
         return vec![piece(0..file.size)];
     }
@@ -76,9 +85,17 @@ pub fn split_file(file: &FileInput, max_split: u64) -> Vec<FilePiece> {
 }
 
 /// Plan the tasks of one scan: each inner `Vec` is what one task reads.
-pub fn plan_splits(files: &[FileInput], max_partition_bytes: u64, open_cost: u64, parallelism: usize) -> Vec<Vec<FilePiece>> {
+pub fn plan_splits(
+    files: &[FileInput],
+    max_partition_bytes: u64,
+    open_cost: u64,
+    parallelism: usize,
+) -> Vec<Vec<FilePiece>> {
     let max_split = max_split_bytes(files, max_partition_bytes, open_cost, parallelism);
-    let mut pieces: Vec<FilePiece> = files.iter().flat_map(|f| split_file(f, max_split)).collect();
+    let mut pieces: Vec<FilePiece> = files
+        .iter()
+        .flat_map(|f| split_file(f, max_split))
+        .collect();
     // Largest first; ties keep input order so that plans are deterministic.
     pieces.sort_by(|a, b| b.len().cmp(&a.len()));
     let mut tasks: Vec<Vec<FilePiece>> = Vec::new();
@@ -105,8 +122,14 @@ mod tests {
     const MIB: u64 = 1 << 20;
 
     fn file_with_row_groups(path: &str, size: u64, group: u64) -> FileInput {
-        let groups = (0..size.div_ceil(group)).map(|i| (4 + i * group).min(size)..(4 + (i + 1) * group).min(size - 8)).collect();
-        FileInput { path: path.into(), size, row_groups: Some(groups) }
+        let groups = (0..size.div_ceil(group))
+            .map(|i| (4 + i * group).min(size)..(4 + (i + 1) * group).min(size - 8))
+            .collect();
+        FileInput {
+            path: path.into(),
+            size,
+            row_groups: Some(groups),
+        }
     }
 
     #[test]
@@ -122,33 +145,61 @@ mod tests {
         for w in ranges.windows(2) {
             assert_eq!(w[0].end, w[1].start);
         }
-        assert!(tasks.iter().flatten().all(|p| p.range.end - p.range.start <= 128 * MIB));
+        assert!(
+            tasks
+                .iter()
+                .flatten()
+                .all(|p| p.range.end - p.range.start <= 128 * MIB)
+        );
     }
 
     #[test]
     fn cuts_fall_on_row_group_starts() {
         let file = file_with_row_groups("f", 50 * MIB, 3 * MIB);
-        let starts: Vec<u64> = file.row_groups.as_ref().unwrap().iter().map(|r| r.start).collect();
+        let starts: Vec<u64> = file
+            .row_groups
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|r| r.start)
+            .collect();
         for piece in split_file(&file, 10 * MIB) {
-            assert!(piece.range.start == 0 || starts.contains(&piece.range.start), "{piece:?}");
+            assert!(
+                piece.range.start == 0 || starts.contains(&piece.range.start),
+                "{piece:?}"
+            );
         }
     }
 
     #[test]
     fn a_large_file_without_row_groups_stays_whole() {
-        let file = FileInput { path: "x.parquet".into(), size: 500 * MIB, row_groups: None };
+        let file = FileInput {
+            path: "x.parquet".into(),
+            size: 500 * MIB,
+            row_groups: None,
+        };
         assert_eq!(plan_splits(&[file], 128 * MIB, 4 * MIB, 2).len(), 1);
     }
 
     #[test]
     fn a_single_huge_row_group_is_not_split() {
-        let file = FileInput { path: "x".into(), size: 400 * MIB, row_groups: Some(vec![4..400 * MIB - 100]) };
+        let file = FileInput {
+            path: "x".into(),
+            size: 400 * MIB,
+            row_groups: Some(vec![4..400 * MIB - 100]),
+        };
         assert_eq!(split_file(&file, 128 * MIB).len(), 1);
     }
 
     #[test]
     fn one_hundred_small_files_pack_into_few_tasks() {
-        let files: Vec<FileInput> = (0..100).map(|i| FileInput { path: format!("part-{i}.parquet"), size: 100_000, row_groups: None }).collect();
+        let files: Vec<FileInput> = (0..100)
+            .map(|i| FileInput {
+                path: format!("part-{i}.parquet"),
+                size: 100_000,
+                row_groups: None,
+            })
+            .collect();
         let tasks = plan_splits(&files, 128 * MIB, 4 * MIB, 2);
         // Each small file costs its size + 4 MiB open cost: ~410 MiB in all, 205 MiB per core,
         // so maxSplitBytes = 128 MiB and 31 files fit in one task.
@@ -158,7 +209,13 @@ mod tests {
 
     #[test]
     fn parallelism_spreads_small_inputs() {
-        let files: Vec<FileInput> = (0..8).map(|i| FileInput { path: format!("f{i}"), size: 10 * MIB, row_groups: None }).collect();
+        let files: Vec<FileInput> = (0..8)
+            .map(|i| FileInput {
+                path: format!("f{i}"),
+                size: 10 * MIB,
+                row_groups: None,
+            })
+            .collect();
         // 8 × (10 + 4) MiB / 4 cores = 28 MiB per task.
         let tasks = plan_splits(&files, 128 * MIB, 4 * MIB, 4);
         assert_eq!(tasks.len(), 4);
@@ -166,10 +223,20 @@ mod tests {
 
     #[test]
     fn max_split_bytes_follows_spark() {
-        let f = |size| FileInput { path: "f".into(), size, row_groups: None };
+        let f = |size| FileInput {
+            path: "f".into(),
+            size,
+            row_groups: None,
+        };
         assert_eq!(max_split_bytes(&[f(1000)], 128 * MIB, 4 * MIB, 8), 4 * MIB);
-        assert_eq!(max_split_bytes(&[f(10_000 * MIB)], 128 * MIB, 4 * MIB, 8), 128 * MIB);
-        assert_eq!(max_split_bytes(&[f(96 * MIB)], 128 * MIB, 4 * MIB, 4), 25 * MIB);
+        assert_eq!(
+            max_split_bytes(&[f(10_000 * MIB)], 128 * MIB, 4 * MIB, 8),
+            128 * MIB
+        );
+        assert_eq!(
+            max_split_bytes(&[f(96 * MIB)], 128 * MIB, 4 * MIB, 4),
+            25 * MIB
+        );
     }
 
     #[test]

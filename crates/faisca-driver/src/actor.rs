@@ -152,17 +152,39 @@ impl DriverState {
     /// Handle one message.
     pub fn receive(&mut self, message: Message) {
         match message {
-            Message::ExecutorRegistered { id, flight_address, cores, memory_bytes, sender, reply } => {
+            Message::ExecutorRegistered {
+                id,
+                flight_address,
+                cores,
+                memory_bytes,
+                sender,
+                reply,
+            } => {
                 if self.executors.contains_key(&id) {
-                    let _ = reply.send(Err(Error::user(format!("executor id '{id}' is already registered"))));
+                    let _ = reply.send(Err(Error::user(format!(
+                        "executor id '{id}' is already registered"
+                    ))));
                     return;
                 }
                 info!(executor = %id, %flight_address, cores, "executor registered");
                 let welcome = DriverMessage {
-                    message: Some(driver_message::Message::Registered(faisca_proto::Registered { executor_id: id.0.clone() })),
+                    message: Some(driver_message::Message::Registered(
+                        faisca_proto::Registered {
+                            executor_id: id.0.clone(),
+                        },
+                    )),
                 };
                 let _ = sender.send(Ok(welcome));
-                self.executors.insert(id, ExecutorEntry { flight_address, cores, memory_bytes, running: 0, sender });
+                self.executors.insert(
+                    id,
+                    ExecutorEntry {
+                        flight_address,
+                        cores,
+                        memory_bytes,
+                        running: 0,
+                        sender,
+                    },
+                );
                 let _ = reply.send(Ok(()));
                 self.answer_cluster_waiters();
                 self.schedule();
@@ -189,7 +211,12 @@ impl DriverState {
                     .ok_or_else(|| unknown_session(&id));
                 let _ = reply.send(result);
             }
-            Message::SetSessionConfig { id, key, value, reply } => {
+            Message::SetSessionConfig {
+                id,
+                key,
+                value,
+                reply,
+            } => {
                 let result = match self.sessions.get_mut(&id) {
                     Some(session) => session.config.set(&key, &value),
                     None => Err(unknown_session(&id)),
@@ -205,7 +232,8 @@ impl DriverState {
                 let mut state = JobState::new(id.clone(), job);
                 let ready = state.take_ready_tasks();
                 debug!(job = %id, stages = state.planned.stages.len(), "job submitted");
-                self.queue.extend(ready.into_iter().map(|(s, p)| (id.clone(), s, p)));
+                self.queue
+                    .extend(ready.into_iter().map(|(s, p)| (id.clone(), s, p)));
                 self.jobs.insert(id.clone(), state);
                 let _ = reply.send(Ok(id.clone()));
                 self.after_job_change(&id);
@@ -229,13 +257,18 @@ impl DriverState {
                 if let Some(job) = self.jobs.remove(&id) {
                     self.cancel_running(&job);
                     self.queue.retain(|(j, _, _)| j != &id);
-                    self.broadcast(driver_message::Message::RemoveJob(RemoveJob { job_id: id.0.clone() }));
+                    self.broadcast(driver_message::Message::RemoveJob(RemoveJob {
+                        job_id: id.0.clone(),
+                    }));
                     debug!(job = %id, elapsed_ms = job.started.elapsed().as_millis() as u64, "job done");
                 }
                 self.job_waiters.remove(&id);
                 self.schedule();
             }
-            Message::ClusterInfo { min_executors, reply } => {
+            Message::ClusterInfo {
+                min_executors,
+                reply,
+            } => {
                 if self.executors.len() >= min_executors {
                     let _ = reply.send(self.executor_infos());
                 } else {
@@ -267,7 +300,9 @@ impl DriverState {
 
     fn answer_cluster_waiters(&mut self) {
         let count = self.executors.len();
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.cluster_waiters).into_iter().partition(|(min, _)| *min <= count);
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.cluster_waiters)
+            .into_iter()
+            .partition(|(min, _)| *min <= count);
         self.cluster_waiters = waiting;
         for (_, reply) in ready {
             let _ = reply.send(self.executor_infos());
@@ -276,7 +311,9 @@ impl DriverState {
 
     fn broadcast(&self, message: driver_message::Message) {
         for e in self.executors.values() {
-            let _ = e.sender.send(Ok(DriverMessage { message: Some(message.clone()) }));
+            let _ = e.sender.send(Ok(DriverMessage {
+                message: Some(message.clone()),
+            }));
         }
     }
 
@@ -284,8 +321,15 @@ impl DriverState {
         for (executor, stage, partition, attempt) in job.running_tasks() {
             if let Some(e) = self.executors.get_mut(&executor) {
                 e.running = e.running.saturating_sub(1);
-                let cancel = CancelTask { job_id: job.id.0.clone(), stage_id: stage, partition, attempt };
-                let _ = e.sender.send(Ok(DriverMessage { message: Some(driver_message::Message::CancelTask(cancel)) }));
+                let cancel = CancelTask {
+                    job_id: job.id.0.clone(),
+                    stage_id: stage,
+                    partition,
+                    attempt,
+                };
+                let _ = e.sender.send(Ok(DriverMessage {
+                    message: Some(driver_message::Message::CancelTask(cancel)),
+                }));
             }
         }
     }
@@ -303,7 +347,9 @@ impl DriverState {
                 return;
             };
             let (job_id, stage, partition) = self.queue.pop_front().expect("checked non-empty");
-            let Some(job) = self.jobs.get_mut(&job_id) else { continue };
+            let Some(job) = self.jobs.get_mut(&job_id) else {
+                continue;
+            };
             if !matches!(job.status, JobStatus::Running) {
                 continue;
             }
@@ -311,7 +357,9 @@ impl DriverState {
                 Ok(task) => {
                     let entry = self.executors.get_mut(&executor).expect("chosen above");
                     entry.running += 1;
-                    let message = DriverMessage { message: Some(driver_message::Message::LaunchTask(task)) };
+                    let message = DriverMessage {
+                        message: Some(driver_message::Message::LaunchTask(task)),
+                    };
                     if entry.sender.send(Ok(message)).is_err() {
                         // The stream is gone; ExecutorLost will follow and requeue the task.
                         warn!(executor = %executor, "executor stream closed while launching a task");
@@ -329,7 +377,9 @@ impl DriverState {
         };
         let (stage, partition, attempt) = (status.stage_id, status.partition, status.attempt);
         let outcome = if status.state == TaskState::Succeeded as i32 {
-            let Some(entry) = self.executors.get(&executor) else { return };
+            let Some(entry) = self.executors.get(&executor) else {
+                return;
+            };
             let output = TaskOutput {
                 executor: executor.clone(),
                 flight_address: entry.flight_address.clone(),
@@ -356,7 +406,8 @@ impl DriverState {
             TaskOutcome::Retry => self.queue.push_front((job_id.clone(), stage, partition)),
             TaskOutcome::Finished => {
                 let ready = job.take_ready_tasks();
-                self.queue.extend(ready.into_iter().map(|(s, p)| (job_id.clone(), s, p)));
+                self.queue
+                    .extend(ready.into_iter().map(|(s, p)| (job_id.clone(), s, p)));
             }
             TaskOutcome::JobFailed => {}
         }
@@ -386,8 +437,15 @@ impl DriverState {
                 for (executor, stage, partition, attempt) in running {
                     if let Some(entry) = self.executors.get_mut(&executor) {
                         entry.running = entry.running.saturating_sub(1);
-                        let cancel = CancelTask { job_id: job_id.clone(), stage_id: stage, partition, attempt };
-                        let _ = entry.sender.send(Ok(DriverMessage { message: Some(driver_message::Message::CancelTask(cancel)) }));
+                        let cancel = CancelTask {
+                            job_id: job_id.clone(),
+                            stage_id: stage,
+                            partition,
+                            attempt,
+                        };
+                        let _ = entry.sender.send(Ok(DriverMessage {
+                            message: Some(driver_message::Message::CancelTask(cancel)),
+                        }));
                     }
                 }
                 self.queue.retain(|(j, _, _)| j != id);
@@ -399,7 +457,11 @@ impl DriverState {
         if self.executors.remove(id).is_none() {
             return;
         }
-        warn!(executor = %id, "executor lost: {reason}");
+        if reason == "stream closed" {
+            info!(executor = %id, "executor disconnected");
+        } else {
+            warn!(executor = %id, "executor lost: {reason}");
+        }
         let job_ids: Vec<JobId> = self.jobs.keys().cloned().collect();
         for job_id in job_ids {
             let job = self.jobs.get_mut(&job_id).expect("listed above");
@@ -416,7 +478,9 @@ impl DriverState {
 }
 
 fn unknown_session(id: &SessionId) -> Error {
-    Error::user(format!("unknown session '{id}': it was closed or the driver restarted; open a new session"))
+    Error::user(format!(
+        "unknown session '{id}': it was closed or the driver restarted; open a new session"
+    ))
 }
 
 fn job_result(job: &JobState) -> JobResult {
@@ -446,8 +510,11 @@ impl DriverHandle {
     /// Send a message built around a oneshot reply and wait for the answer.
     pub async fn ask<T>(&self, build: impl FnOnce(oneshot::Sender<T>) -> Message) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        self.sender.send(build(tx)).map_err(|_| Error::internal("the driver is shutting down"))?;
-        rx.await.map_err(|_| Error::internal("the driver dropped a request"))
+        self.sender
+            .send(build(tx))
+            .map_err(|_| Error::internal("the driver is shutting down"))?;
+        rx.await
+            .map_err(|_| Error::internal("the driver dropped a request"))
     }
 }
 

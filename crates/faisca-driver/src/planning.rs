@@ -56,7 +56,13 @@ pub enum Mode {
 }
 
 /// Plan one SQL statement of `session`. `total_cores` is the cluster's size right now.
-pub async fn plan_sql(session: &Session, session_id: &SessionId, sql: &str, mode: Mode, total_cores: usize) -> Result<Planned> {
+pub async fn plan_sql(
+    session: &Session,
+    session_id: &SessionId,
+    sql: &str,
+    mode: Mode,
+    total_cores: usize,
+) -> Result<Planned> {
     let state = session.ctx.state();
     let plan = state.create_logical_plan(sql).await?;
     if mode == Mode::Explain {
@@ -82,7 +88,9 @@ pub async fn plan_sql(session: &Session, session_id: &SessionId, sql: &str, mode
             let batches = df.collect().await?;
             Ok(Planned::Inline { schema, batches })
         }
-        _ if mode == Mode::Analyze => Ok(Planned::Analyzed { schema: Arc::new(plan.schema().as_arrow().clone()) }),
+        _ if mode == Mode::Analyze => Ok(Planned::Analyzed {
+            schema: Arc::new(plan.schema().as_arrow().clone()),
+        }),
         _ => {
             let physical = physical_plan(session, &plan, total_cores).await?;
             match build_job(session, session_id, physical.clone()) {
@@ -90,8 +98,15 @@ pub async fn plan_sql(session: &Session, session_id: &SessionId, sql: &str, mode
                 // Catalog queries (information_schema, SHOW TABLES) read tables that live only in the
                 // driver; they are small and run here.
                 Err(e) if !reads_files(&physical)? && is_not_distributable(&e) => {
-                    let batches = datafusion::physical_plan::collect(physical.clone(), session.ctx.task_ctx()).await?;
-                    Ok(Planned::Inline { schema: physical.schema(), batches })
+                    let batches = datafusion::physical_plan::collect(
+                        physical.clone(),
+                        session.ctx.task_ctx(),
+                    )
+                    .await?;
+                    Ok(Planned::Inline {
+                        schema: physical.schema(),
+                        batches,
+                    })
                 }
                 Err(e) => Err(e),
             }
@@ -109,13 +124,22 @@ fn reads_files(plan: &Arc<dyn ExecutionPlan>) -> Result<bool> {
 
 /// Shuffle partitions of a query: `faisca.shuffle.partitions`, or the cluster's cores.
 pub fn shuffle_partitions(session: &Session, total_cores: usize) -> usize {
-    session.config.shuffle_partitions().unwrap_or(total_cores).max(1)
+    session
+        .config
+        .shuffle_partitions()
+        .unwrap_or(total_cores)
+        .max(1)
 }
 
 /// DataFusion's physical plan with Faísca's task splits applied to its file scans.
-pub async fn physical_plan(session: &Session, plan: &LogicalPlan, total_cores: usize) -> Result<Arc<dyn ExecutionPlan>> {
+pub async fn physical_plan(
+    session: &Session,
+    plan: &LogicalPlan,
+    total_cores: usize,
+) -> Result<Arc<dyn ExecutionPlan>> {
     let mut state = session.ctx.state();
-    state.config_mut().options_mut().execution.target_partitions = shuffle_partitions(session, total_cores);
+    state.config_mut().options_mut().execution.target_partitions =
+        shuffle_partitions(session, total_cores);
     let physical = state.create_physical_plan(plan).await?;
     let scans = file_scans(&physical)?;
     if scans.is_empty() {
@@ -140,18 +164,35 @@ async fn scan_splits(
     let mut inputs: Vec<FileInput> = scan
         .files
         .iter()
-        .map(|f| FileInput { path: f.object_meta.location.to_string(), size: f.object_meta.size, row_groups: None })
+        .map(|f| FileInput {
+            path: f.object_meta.location.to_string(),
+            size: f.object_meta.size,
+            row_groups: None,
+        })
         .collect();
     let max_split = max_split_bytes(&inputs, max_partition, open_cost, parallelism);
     if scan.file_type == "parquet" {
         let store = state.runtime_env().object_store(&scan.object_store_url)?;
-        let reads = scan.files.iter().zip(&inputs).filter(|(_, input)| input.size > max_split).map(|(f, input)| {
-            let url = format!("{}{}", scan.object_store_url.as_str(), f.object_meta.location);
-            let store = store.clone();
-            let location = f.object_meta.location.clone();
-            let size = input.size;
-            async move { row_group_ranges(store, &location, size, &url).await.map(|r| (location.to_string(), r)) }
-        });
+        let reads = scan
+            .files
+            .iter()
+            .zip(&inputs)
+            .filter(|(_, input)| input.size > max_split)
+            .map(|(f, input)| {
+                let url = format!(
+                    "{}{}",
+                    scan.object_store_url.as_str(),
+                    f.object_meta.location
+                );
+                let store = store.clone();
+                let location = f.object_meta.location.clone();
+                let size = input.size;
+                async move {
+                    row_group_ranges(store, &location, size, &url)
+                        .await
+                        .map(|r| (location.to_string(), r))
+                }
+            });
         for (path, groups) in try_join_all(reads).await? {
             if let Some(input) = inputs.iter_mut().find(|i| i.path == path) {
                 input.row_groups = Some(groups);
@@ -162,7 +203,11 @@ async fn scan_splits(
 }
 
 /// Cut stages and encode each stage's plan.
-pub fn build_job(session: &Session, session_id: &SessionId, physical: Arc<dyn ExecutionPlan>) -> Result<PlannedJob> {
+pub fn build_job(
+    session: &Session,
+    session_id: &SessionId,
+    physical: Arc<dyn ExecutionPlan>,
+) -> Result<PlannedJob> {
     let schema = physical.schema();
     let graph = cut_stages(physical)?;
     let limit = session.config.max_message_size();
@@ -212,8 +257,14 @@ async fn explain(session: &Session, plan: &LogicalPlan, total_cores: usize) -> R
         schema.clone(),
         vec![
             Arc::new(StringArray::from(vec!["logical_plan", "distributed_plan"])),
-            Arc::new(StringArray::from(vec![optimized.display_indent().to_string(), faisca_planner::explain::render(&graph)])),
+            Arc::new(StringArray::from(vec![
+                optimized.display_indent().to_string(),
+                faisca_planner::explain::render(&graph),
+            ])),
         ],
     )?;
-    Ok(Planned::Inline { schema, batches: vec![batch] })
+    Ok(Planned::Inline {
+        schema,
+        batches: vec![batch],
+    })
 }

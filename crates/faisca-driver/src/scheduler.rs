@@ -6,9 +6,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use datafusion::arrow::datatypes::SchemaRef;
-use faisca_common::{Error, JobId, ExecutorId, Result};
 use faisca_common::ids::SessionId;
-use faisca_proto::{ConfigEntry, LaunchTask, MapOutput, PartitionStats, ShuffleOutputSpec, StageInput, StageSummary};
+use faisca_common::{Error, ExecutorId, JobId, Result};
+use faisca_proto::{
+    ConfigEntry, LaunchTask, MapOutput, PartitionStats, ShuffleOutputSpec, StageInput, StageSummary,
+};
 
 /// A stage ready to be scheduled: its encoded plan and shape.
 #[derive(Debug, Clone)]
@@ -49,7 +51,12 @@ impl PlannedJob {
     pub fn summaries(&self) -> Vec<StageSummary> {
         self.stages
             .iter()
-            .map(|s| StageSummary { stage_id: s.id, tasks: s.tasks, output: s.output_description.clone(), inputs: s.inputs.clone() })
+            .map(|s| StageSummary {
+                stage_id: s.id,
+                tasks: s.tasks,
+                output: s.output_description.clone(),
+                inputs: s.inputs.clone(),
+            })
             .collect()
     }
 }
@@ -131,7 +138,13 @@ impl JobState {
                 queued: false,
             })
             .collect();
-        JobState { id, planned, stages, status: JobStatus::Running, started: Instant::now() }
+        JobState {
+            id,
+            planned,
+            stages,
+            status: JobStatus::Running,
+            started: Instant::now(),
+        }
     }
 
     fn stage_done(&self, stage: u32) -> bool {
@@ -146,7 +159,12 @@ impl JobState {
         loop {
             let mut progressed = false;
             for i in 0..self.stages.len() {
-                if self.stages[i].queued || !self.planned.stages[i].inputs.iter().all(|&s| self.stage_done(s)) {
+                if self.stages[i].queued
+                    || !self.planned.stages[i]
+                        .inputs
+                        .iter()
+                        .all(|&s| self.stage_done(s))
+                {
                     continue;
                 }
                 self.stages[i].queued = true;
@@ -169,16 +187,29 @@ impl JobState {
     }
 
     /// Mark `(stage, partition)` as launched on `executor` and build its `LaunchTask`.
-    pub fn launch(&mut self, stage: u32, partition: u32, executor: &ExecutorId) -> Result<LaunchTask> {
+    pub fn launch(
+        &mut self,
+        stage: u32,
+        partition: u32,
+        executor: &ExecutorId,
+    ) -> Result<LaunchTask> {
         let slot = self
             .stages
             .get_mut(stage as usize)
             .and_then(|s| s.tasks.get_mut(partition as usize))
-            .ok_or_else(|| Error::internal(format!("job {} has no task {stage}/{partition}", self.id)))?;
+            .ok_or_else(|| {
+                Error::internal(format!("job {} has no task {stage}/{partition}", self.id))
+            })?;
         let TaskSlot::Pending { attempts } = *slot else {
-            return Err(Error::internal(format!("task {stage}/{partition} of job {} is not pending", self.id)));
+            return Err(Error::internal(format!(
+                "task {stage}/{partition} of job {} is not pending",
+                self.id
+            )));
         };
-        *slot = TaskSlot::Running { executor: executor.clone(), attempt: attempts };
+        *slot = TaskSlot::Running {
+            executor: executor.clone(),
+            attempt: attempts,
+        };
         let planned = &self.planned.stages[stage as usize];
         let inputs = planned
             .inputs
@@ -207,14 +238,21 @@ impl JobState {
             partition,
             attempt: attempts,
             plan: planned.plan.clone(),
-            output: Some(ShuffleOutputSpec { partitions: planned.output_partitions, hash_partitioned: planned.hash_partitioned }),
+            output: Some(ShuffleOutputSpec {
+                partitions: planned.output_partitions,
+                hash_partitioned: planned.hash_partitioned,
+            }),
             inputs,
             config: self.planned.task_config.as_ref().clone(),
         })
     }
 
     fn running_slot(&mut self, stage: u32, partition: u32, attempt: u32) -> Option<&mut TaskSlot> {
-        let slot = self.stages.get_mut(stage as usize)?.tasks.get_mut(partition as usize)?;
+        let slot = self
+            .stages
+            .get_mut(stage as usize)?
+            .tasks
+            .get_mut(partition as usize)?;
         match slot {
             TaskSlot::Running { attempt: a, .. } if *a == attempt => Some(slot),
             _ => None,
@@ -222,7 +260,13 @@ impl JobState {
     }
 
     /// A task attempt succeeded.
-    pub fn task_succeeded(&mut self, stage: u32, partition: u32, attempt: u32, output: TaskOutput) -> TaskOutcome {
+    pub fn task_succeeded(
+        &mut self,
+        stage: u32,
+        partition: u32,
+        attempt: u32,
+        output: TaskOutput,
+    ) -> TaskOutcome {
         let Some(slot) = self.running_slot(stage, partition, attempt) else {
             return TaskOutcome::Ignored;
         };
@@ -236,7 +280,13 @@ impl JobState {
 
     /// A task attempt failed with `error`: retried while attempts remain and the error allows it,
     /// otherwise the job fails.
-    pub fn task_failed(&mut self, stage: u32, partition: u32, attempt: u32, error: Error) -> TaskOutcome {
+    pub fn task_failed(
+        &mut self,
+        stage: u32,
+        partition: u32,
+        attempt: u32,
+        error: Error,
+    ) -> TaskOutcome {
         let max_attempts = self.planned.max_attempts;
         let job = self.id.clone();
         let Some(slot) = self.running_slot(stage, partition, attempt) else {
@@ -248,7 +298,9 @@ impl JobState {
             return TaskOutcome::Retry;
         }
         let error = if error.is_retryable() {
-            error.context(format!("job {job} stage {stage} task {partition} failed {attempts} times; last error"))
+            error.context(format!(
+                "job {job} stage {stage} task {partition} failed {attempts} times; last error"
+            ))
         } else {
             error
         };
@@ -261,7 +313,10 @@ impl JobState {
         let mut out = Vec::new();
         for (s, stage) in self.stages.iter().enumerate() {
             for (p, slot) in stage.tasks.iter().enumerate() {
-                if let TaskSlot::Running { executor: e, attempt } = slot
+                if let TaskSlot::Running {
+                    executor: e,
+                    attempt,
+                } = slot
                     && e == executor
                 {
                     out.push((s as u32, p as u32, *attempt));
@@ -315,7 +370,11 @@ mod tests {
         };
         let planned = PlannedJob {
             session: SessionId("s".into()),
-            stages: vec![stage(0, 2, vec![]), stage(1, 0, vec![]), stage(2, 1, vec![0, 1])],
+            stages: vec![
+                stage(0, 2, vec![]),
+                stage(1, 0, vec![]),
+                stage(2, 1, vec![0, 1]),
+            ],
             schema: Arc::new(Schema::empty()),
             task_config: Arc::new(vec![]),
             max_attempts,
@@ -324,7 +383,12 @@ mod tests {
     }
 
     fn output(e: &ExecutorId) -> TaskOutput {
-        TaskOutput { executor: e.clone(), flight_address: "h:1".into(), attempt: 0, stats: vec![] }
+        TaskOutput {
+            executor: e.clone(),
+            flight_address: "h:1".into(),
+            attempt: 0,
+            stats: vec![],
+        }
     }
 
     #[test]
@@ -335,9 +399,15 @@ mod tests {
         assert_eq!(job.take_ready_tasks(), vec![(0, 0), (0, 1)]);
         job.launch(0, 0, &e).unwrap();
         job.launch(0, 1, &e).unwrap();
-        assert_eq!(job.task_succeeded(0, 0, 0, output(&e)), TaskOutcome::Finished);
+        assert_eq!(
+            job.task_succeeded(0, 0, 0, output(&e)),
+            TaskOutcome::Finished
+        );
         assert!(job.take_ready_tasks().is_empty());
-        assert_eq!(job.task_succeeded(0, 1, 0, output(&e)), TaskOutcome::Finished);
+        assert_eq!(
+            job.task_succeeded(0, 1, 0, output(&e)),
+            TaskOutcome::Finished
+        );
         assert_eq!(job.take_ready_tasks(), vec![(2, 0)]);
         let launch = job.launch(2, 0, &e).unwrap();
         assert_eq!(launch.inputs.len(), 2);
@@ -354,13 +424,24 @@ mod tests {
         let mut job = job(2);
         job.take_ready_tasks();
         job.launch(0, 0, &e).unwrap();
-        assert_eq!(job.task_failed(0, 0, 0, Error::external("flaky")), TaskOutcome::Retry);
+        assert_eq!(
+            job.task_failed(0, 0, 0, Error::external("flaky")),
+            TaskOutcome::Retry
+        );
         // A stale report of the old attempt changes nothing.
-        assert_eq!(job.task_failed(0, 0, 0, Error::external("flaky")), TaskOutcome::Ignored);
+        assert_eq!(
+            job.task_failed(0, 0, 0, Error::external("flaky")),
+            TaskOutcome::Ignored
+        );
         let launch = job.launch(0, 0, &e).unwrap();
         assert_eq!(launch.attempt, 1);
-        assert_eq!(job.task_failed(0, 0, 1, Error::external("flaky")), TaskOutcome::JobFailed);
-        let JobStatus::Failed(err) = &job.status else { panic!("job should have failed") };
+        assert_eq!(
+            job.task_failed(0, 0, 1, Error::external("flaky")),
+            TaskOutcome::JobFailed
+        );
+        let JobStatus::Failed(err) = &job.status else {
+            panic!("job should have failed")
+        };
         assert!(err.to_string().contains("failed 2 times"), "{err}");
     }
 
@@ -370,6 +451,9 @@ mod tests {
         let mut job = job(4);
         job.take_ready_tasks();
         job.launch(0, 1, &e).unwrap();
-        assert_eq!(job.task_failed(0, 1, 0, Error::user("corrupt file x")), TaskOutcome::JobFailed);
+        assert_eq!(
+            job.task_failed(0, 1, 0, Error::user("corrupt file x")),
+            TaskOutcome::JobFailed
+        );
     }
 }

@@ -42,10 +42,13 @@ impl DriverServer {
             .await
             .map_err(|e| Error::user(format!("cannot bind the driver to {}: {e}", options.bind)))?;
         let local = listener.local_addr()?;
-        let host = options.advertise_host.clone().unwrap_or_else(|| match local.ip() {
-            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
-            ip => ip.to_string(),
-        });
+        let host = options
+            .advertise_host
+            .clone()
+            .unwrap_or_else(|| match local.ip() {
+                ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+                ip => ip.to_string(),
+            });
         let address = format!("{host}:{}", local.port());
         let (handle, actor) = spawn_actor();
         let limit = options.config.max_message_size();
@@ -77,7 +80,13 @@ impl DriverServer {
                 tracing::error!("driver server stopped: {e}");
             }
         });
-        Ok(DriverServer { address, handle, shutdown: Some(shutdown_tx), server, actor })
+        Ok(DriverServer {
+            address,
+            handle,
+            shutdown: Some(shutdown_tx),
+            server,
+            actor,
+        })
     }
 
     /// `host:port` clients and executors connect to.

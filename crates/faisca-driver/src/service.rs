@@ -29,7 +29,9 @@ impl DriverServiceImpl {
 
     async fn session(&self, id: &str) -> Result<(crate::session::Session, usize)> {
         let id = SessionId(id.to_string());
-        self.handle.ask(|reply| Message::GetSession { id, reply }).await?
+        self.handle
+            .ask(|reply| Message::GetSession { id, reply })
+            .await?
     }
 
     async fn execute(&self, request: ExecuteSqlRequest) -> Result<ExecuteSqlResponse> {
@@ -39,13 +41,20 @@ impl DriverServiceImpl {
             Ok(ExecuteMode::Run) => Mode::Run,
             Ok(ExecuteMode::Analyze) => Mode::Analyze,
             Ok(ExecuteMode::Explain) => Mode::Explain,
-            Err(_) => return Err(Error::user(format!("unknown execute mode {}", request.mode))),
+            Err(_) => {
+                return Err(Error::user(format!(
+                    "unknown execute mode {}",
+                    request.mode
+                )));
+            }
         };
         let planned = plan_sql(&session, &session_id, &request.sql, mode, cores).await?;
         Ok(match planned {
             Planned::Inline { schema, batches } => ExecuteSqlResponse {
                 schema: schema_to_ipc(&schema)?,
-                result: Some(execute_sql_response::Result::InlineRows(batches_to_ipc(&schema, &batches)?)),
+                result: Some(execute_sql_response::Result::InlineRows(batches_to_ipc(
+                    &schema, &batches,
+                )?)),
             },
             Planned::Analyzed { schema } => ExecuteSqlResponse {
                 schema: schema_to_ipc(&schema)?,
@@ -53,21 +62,37 @@ impl DriverServiceImpl {
             },
             Planned::Set { key, value } => {
                 let id = session_id.clone();
-                self.handle.ask(|reply| Message::SetSessionConfig { id, key, value, reply }).await??;
+                self.handle
+                    .ask(|reply| Message::SetSessionConfig {
+                        id,
+                        key,
+                        value,
+                        reply,
+                    })
+                    .await??;
                 let schema = datafusion::arrow::datatypes::Schema::empty();
                 ExecuteSqlResponse {
                     schema: schema_to_ipc(&schema)?,
-                    result: Some(execute_sql_response::Result::InlineRows(batches_to_ipc(&schema, &[])?)),
+                    result: Some(execute_sql_response::Result::InlineRows(batches_to_ipc(
+                        &schema,
+                        &[],
+                    )?)),
                 }
             }
             Planned::Job(job) => {
                 let schema = schema_to_ipc(&job.schema)?;
                 let stages = job.summaries();
-                let job_id = self.handle.ask(|reply| Message::SubmitJob { job, reply }).await??;
+                let job_id = self
+                    .handle
+                    .ask(|reply| Message::SubmitJob { job, reply })
+                    .await??;
                 debug!(job = %job_id, "started job for: {}", request.sql);
                 ExecuteSqlResponse {
                     schema,
-                    result: Some(execute_sql_response::Result::Job(JobStarted { job_id: job_id.0, stages })),
+                    result: Some(execute_sql_response::Result::Job(JobStarted {
+                        job_id: job_id.0,
+                        stages,
+                    })),
                 }
             }
         })
@@ -82,48 +107,93 @@ type MessageStream = Pin<Box<dyn Stream<Item = Result<DriverMessage, Status>> + 
 
 #[tonic::async_trait]
 impl DriverService for DriverServiceImpl {
-    async fn create_session(&self, request: Request<CreateSessionRequest>) -> Result<Response<CreateSessionResponse>, Status> {
+    async fn create_session(
+        &self,
+        request: Request<CreateSessionRequest>,
+    ) -> Result<Response<CreateSessionResponse>, Status> {
         let config = config_from_entries(&request.get_ref().config).map_err(to_status)?;
-        let id = self.handle.ask(|reply| Message::CreateSession { config, reply }).await.and_then(|r| r).map_err(to_status)?;
+        let id = self
+            .handle
+            .ask(|reply| Message::CreateSession { config, reply })
+            .await
+            .and_then(|r| r)
+            .map_err(to_status)?;
         Ok(Response::new(CreateSessionResponse { session_id: id.0 }))
     }
 
-    async fn close_session(&self, request: Request<CloseSessionRequest>) -> Result<Response<CloseSessionResponse>, Status> {
-        self.handle.send(Message::CloseSession { id: SessionId(request.into_inner().session_id) });
+    async fn close_session(
+        &self,
+        request: Request<CloseSessionRequest>,
+    ) -> Result<Response<CloseSessionResponse>, Status> {
+        self.handle.send(Message::CloseSession {
+            id: SessionId(request.into_inner().session_id),
+        });
         Ok(Response::new(CloseSessionResponse {}))
     }
 
-    async fn execute_sql(&self, request: Request<ExecuteSqlRequest>) -> Result<Response<ExecuteSqlResponse>, Status> {
-        self.execute(request.into_inner()).await.map(Response::new).map_err(to_status)
+    async fn execute_sql(
+        &self,
+        request: Request<ExecuteSqlRequest>,
+    ) -> Result<Response<ExecuteSqlResponse>, Status> {
+        self.execute(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
     }
 
-    async fn register_table(&self, request: Request<RegisterTableRequest>) -> Result<Response<RegisterTableResponse>, Status> {
+    async fn register_table(
+        &self,
+        request: Request<RegisterTableRequest>,
+    ) -> Result<Response<RegisterTableResponse>, Status> {
         let request = request.into_inner();
         let (session, _) = self.session(&request.session_id).await.map_err(to_status)?;
         session
             .ctx
-            .register_parquet(&request.name, &request.location, ParquetReadOptions::default())
+            .register_parquet(
+                &request.name,
+                &request.location,
+                ParquetReadOptions::default(),
+            )
             .await
-            .map_err(|e| to_status(Error::from(e).context(format!("registering table '{}' at '{}'", request.name, request.location))))?;
+            .map_err(|e| {
+                to_status(Error::from(e).context(format!(
+                    "registering table '{}' at '{}'",
+                    request.name, request.location
+                )))
+            })?;
         Ok(Response::new(RegisterTableResponse {}))
     }
 
-    async fn cluster_info(&self, request: Request<ClusterInfoRequest>) -> Result<Response<ClusterInfoResponse>, Status> {
+    async fn cluster_info(
+        &self,
+        request: Request<ClusterInfoRequest>,
+    ) -> Result<Response<ClusterInfoResponse>, Status> {
         let min_executors = request.get_ref().min_executors as usize;
-        let executors = self.handle.ask(|reply| Message::ClusterInfo { min_executors, reply }).await.map_err(to_status)?;
+        let executors = self
+            .handle
+            .ask(|reply| Message::ClusterInfo {
+                min_executors,
+                reply,
+            })
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(ClusterInfoResponse { executors }))
     }
 
     type ExecutorConnectStream = MessageStream;
 
-    async fn executor_connect(&self, request: Request<Streaming<ExecutorMessage>>) -> Result<Response<Self::ExecutorConnectStream>, Status> {
+    async fn executor_connect(
+        &self,
+        request: Request<Streaming<ExecutorMessage>>,
+    ) -> Result<Response<Self::ExecutorConnectStream>, Status> {
         let mut incoming = request.into_inner();
-        let first = incoming
-            .next()
-            .await
-            .ok_or_else(|| Status::invalid_argument("executor stream closed before registering"))??;
+        let first = incoming.next().await.ok_or_else(|| {
+            Status::invalid_argument("executor stream closed before registering")
+        })??;
         let Some(executor_message::Message::Register(register)) = first.message else {
-            return Err(Status::invalid_argument("the first message of an executor stream must be `register`"));
+            return Err(Status::invalid_argument(
+                "the first message of an executor stream must be `register`",
+            ));
         };
         if register.protocol_version != PROTOCOL_VERSION {
             return Err(Status::failed_precondition(format!(
@@ -132,7 +202,10 @@ impl DriverService for DriverServiceImpl {
             )));
         }
         if register.cores == 0 {
-            return Err(Status::invalid_argument(format!("executor {} registered with 0 cores; expected at least 1", register.executor_id)));
+            return Err(Status::invalid_argument(format!(
+                "executor {} registered with 0 cores; expected at least 1",
+                register.executor_id
+            )));
         }
         let id = ExecutorId(register.executor_id.clone());
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
@@ -154,8 +227,13 @@ impl DriverService for DriverServiceImpl {
         tokio::spawn(async move {
             let reason = loop {
                 match incoming.next().await {
-                    Some(Ok(ExecutorMessage { message: Some(executor_message::Message::TaskStatus(status)) })) => {
-                        handle.send(Message::TaskStatus { executor: id.clone(), status });
+                    Some(Ok(ExecutorMessage {
+                        message: Some(executor_message::Message::TaskStatus(status)),
+                    })) => {
+                        handle.send(Message::TaskStatus {
+                            executor: id.clone(),
+                            status,
+                        });
                     }
                     Some(Ok(_)) => {} // heartbeats: the open stream is the liveness signal
                     Some(Err(status)) => break format!("stream error: {}", status.message()),
@@ -164,6 +242,8 @@ impl DriverService for DriverServiceImpl {
             };
             handle.send(Message::ExecutorLost { id, reason });
         });
-        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(receiver))))
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(
+            receiver,
+        ))))
     }
 }

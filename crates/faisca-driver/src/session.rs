@@ -18,7 +18,13 @@ pub struct Session {
 impl Session {
     /// A new session with `config`.
     pub fn new(config: FaiscaConfig) -> Result<Self> {
-        let state = SessionStateBuilder::new().with_config(datafusion_config(&config)?).with_default_features().build();
-        Ok(Session { ctx: SessionContext::new_with_state(state), config })
+        let state = SessionStateBuilder::new()
+            .with_config(datafusion_config(&config)?)
+            .with_default_features()
+            .build();
+        Ok(Session {
+            ctx: SessionContext::new_with_state(state),
+            config,
+        })
     }
 }

@@ -32,11 +32,17 @@ impl PhysicalExtensionCodec for FaiscaCodec {
         _ctx: &TaskContext,
         _proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let node = ExtensionNode::decode(buf).map_err(|e| DataFusionError::Internal(format!("malformed Faísca plan node: {e}")))?;
+        let node = ExtensionNode::decode(buf)
+            .map_err(|e| DataFusionError::Internal(format!("malformed Faísca plan node: {e}")))?;
         match node.node {
             Some(extension_node::Node::ShuffleReader(r)) => {
                 let schema = schema_from_ipc(&r.schema)?;
-                Ok(Arc::new(ShuffleReaderExec::new(r.stage_id, schema, r.partitions as usize, r.hash_partitioned)))
+                Ok(Arc::new(ShuffleReaderExec::new(
+                    r.stage_id,
+                    schema,
+                    r.partitions as usize,
+                    r.hash_partitioned,
+                )))
             }
             None => Err(DataFusionError::Internal("empty Faísca plan node".into())),
         }
@@ -62,32 +68,48 @@ impl PhysicalExtensionCodec for FaiscaCodec {
                 hash_partitioned: reader.hash_partitioned(),
             })),
         };
-        msg.encode(buf).map_err(|e| DataFusionError::Internal(format!("encoding plan node: {e}")))
+        msg.encode(buf)
+            .map_err(|e| DataFusionError::Internal(format!("encoding plan node: {e}")))
     }
 }
 
 /// Encode a stage's task plan; with `hash` the plan is wrapped in the `RepartitionExec` whose
 /// partitioning decides each output row's partition.
-pub fn encode_stage_plan(plan: Arc<dyn ExecutionPlan>, hash: Option<&Partitioning>) -> Result<Bytes> {
+pub fn encode_stage_plan(
+    plan: Arc<dyn ExecutionPlan>,
+    hash: Option<&Partitioning>,
+) -> Result<Bytes> {
     let root = match hash {
         Some(p) => Arc::new(RepartitionExec::try_new(plan, p.clone())?) as Arc<dyn ExecutionPlan>,
         None => plan,
     };
-    let bytes = datafusion_proto::bytes::physical_plan_to_bytes_with_extension_codec(root, &FaiscaCodec)
-        .map_err(|e| Error::user(format!("this query cannot be distributed: {e}")))?;
+    let bytes =
+        datafusion_proto::bytes::physical_plan_to_bytes_with_extension_codec(root, &FaiscaCodec)
+            .map_err(|e| Error::user(format!("this query cannot be distributed: {e}")))?;
     Ok(bytes)
 }
 
 /// Decode a stage plan; returns the task plan and, when `hash_partitioned`, the output partitioning.
-pub fn decode_stage_plan(bytes: &[u8], hash_partitioned: bool, ctx: &TaskContext) -> Result<(Arc<dyn ExecutionPlan>, Option<Partitioning>)> {
-    let root = datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec(bytes, ctx, &FaiscaCodec)?;
+pub fn decode_stage_plan(
+    bytes: &[u8],
+    hash_partitioned: bool,
+    ctx: &TaskContext,
+) -> Result<(Arc<dyn ExecutionPlan>, Option<Partitioning>)> {
+    let root = datafusion_proto::bytes::physical_plan_from_bytes_with_extension_codec(
+        bytes,
+        ctx,
+        &FaiscaCodec,
+    )?;
     if !hash_partitioned {
         return Ok((root, None));
     }
-    let repartition = root
-        .downcast_ref::<RepartitionExec>()
-        .ok_or_else(|| Error::internal("hash-partitioned stage plan without a RepartitionExec root"))?;
-    Ok((repartition.input().clone(), Some(repartition.partitioning().clone())))
+    let repartition = root.downcast_ref::<RepartitionExec>().ok_or_else(|| {
+        Error::internal("hash-partitioned stage plan without a RepartitionExec root")
+    })?;
+    Ok((
+        repartition.input().clone(),
+        Some(repartition.partitioning().clone()),
+    ))
 }
 
 /// A schema as an Arrow IPC stream with no batches.
@@ -104,7 +126,10 @@ pub fn schema_from_ipc(bytes: &[u8]) -> DfResult<SchemaRef> {
 }
 
 /// Batches as one Arrow IPC stream (for small inline results).
-pub fn batches_to_ipc(schema: &Schema, batches: &[arrow::record_batch::RecordBatch]) -> DfResult<Vec<u8>> {
+pub fn batches_to_ipc(
+    schema: &Schema,
+    batches: &[arrow::record_batch::RecordBatch],
+) -> DfResult<Vec<u8>> {
     let mut w = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), schema)?;
     for b in batches {
         w.write(b)?;
@@ -114,7 +139,9 @@ pub fn batches_to_ipc(schema: &Schema, batches: &[arrow::record_batch::RecordBat
 }
 
 /// The batches of an Arrow IPC stream.
-pub fn batches_from_ipc(bytes: &[u8]) -> DfResult<(SchemaRef, Vec<arrow::record_batch::RecordBatch>)> {
+pub fn batches_from_ipc(
+    bytes: &[u8],
+) -> DfResult<(SchemaRef, Vec<arrow::record_batch::RecordBatch>)> {
     let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
     let schema = reader.schema();
     let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use faisca_common::{Error, PROTOCOL_VERSION, Result};
 use faisca_proto::driver_service_client::DriverServiceClient;
-use faisca_proto::{DriverMessage, ExecutorMessage, Heartbeat, RegisterExecutor, driver_message, executor_message};
+use faisca_proto::{
+    DriverMessage, ExecutorMessage, Heartbeat, RegisterExecutor, driver_message, executor_message,
+};
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -25,7 +27,11 @@ pub struct Connection {
 }
 
 /// Connect to the driver and register, retrying while the driver is not reachable yet.
-pub async fn register(options: &ExecutorOptions, context: &ExecutorContext, flight_address: &str) -> Result<Connection> {
+pub async fn register(
+    options: &ExecutorOptions,
+    context: &ExecutorContext,
+    flight_address: &str,
+) -> Result<Connection> {
     let url = faisca_proto::endpoint_url(&options.driver)?;
     let deadline = Instant::now() + options.config.registration_timeout();
     let limit = options.config.max_message_size();
@@ -38,7 +44,10 @@ pub async fn register(options: &ExecutorOptions, context: &ExecutorContext, flig
         match endpoint.connect().await {
             Ok(channel) => break channel,
             Err(e) if Instant::now() + delay < deadline => {
-                tracing::debug!("driver at {} not reachable yet ({e}); retrying", options.driver);
+                tracing::debug!(
+                    "driver at {} not reachable yet ({e}); retrying",
+                    options.driver
+                );
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
@@ -51,7 +60,9 @@ pub async fn register(options: &ExecutorOptions, context: &ExecutorContext, flig
             }
         }
     };
-    let mut client = DriverServiceClient::new(channel).max_decoding_message_size(limit).max_encoding_message_size(limit);
+    let mut client = DriverServiceClient::new(channel)
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
     let (to_driver, outgoing) = mpsc::unbounded_channel();
     let register = RegisterExecutor {
         protocol_version: PROTOCOL_VERSION,
@@ -61,26 +72,48 @@ pub async fn register(options: &ExecutorOptions, context: &ExecutorContext, flig
         memory_bytes: options.memory_bytes,
     };
     to_driver
-        .send(ExecutorMessage { message: Some(executor_message::Message::Register(register)) })
+        .send(ExecutorMessage {
+            message: Some(executor_message::Message::Register(register)),
+        })
         .map_err(|_| Error::internal("executor outgoing stream closed"))?;
     let mut from_driver = client
         .executor_connect(UnboundedReceiverStream::new(outgoing))
         .await
-        .map_err(|s| faisca_proto::error_from_status(&s, &format!("registering with the driver at {}", options.driver)))?
+        .map_err(|s| {
+            faisca_proto::error_from_status(
+                &s,
+                &format!("registering with the driver at {}", options.driver),
+            )
+        })?
         .into_inner();
     match from_driver.next().await {
-        Some(Ok(DriverMessage { message: Some(driver_message::Message::Registered(_)) })) => {
+        Some(Ok(DriverMessage {
+            message: Some(driver_message::Message::Registered(_)),
+        })) => {
             info!(executor = %context.id, driver = %options.driver, %flight_address, "registered");
-            Ok(Connection { from_driver, to_driver })
+            Ok(Connection {
+                from_driver,
+                to_driver,
+            })
         }
-        Some(Err(s)) => Err(faisca_proto::error_from_status(&s, "registering with the driver")),
-        _ => Err(Error::external(format!("the driver at {} closed the stream during registration", options.driver))),
+        Some(Err(s)) => Err(faisca_proto::error_from_status(
+            &s,
+            "registering with the driver",
+        )),
+        _ => Err(Error::external(format!(
+            "the driver at {} closed the stream during registration",
+            options.driver
+        ))),
     }
 }
 
 impl Connection {
     /// Take tasks until `shutdown` fires (`Ok`) or the driver's stream breaks (`Err`).
-    pub async fn run(mut self, context: Arc<ExecutorContext>, mut shutdown: oneshot::Receiver<()>) -> Result<()> {
+    pub async fn run(
+        mut self,
+        context: Arc<ExecutorContext>,
+        mut shutdown: oneshot::Receiver<()>,
+    ) -> Result<()> {
         let mut tasks: JoinSet<crate::task::TaskStatusOut> = JoinSet::new();
         let mut running: HashMap<TaskKey, tokio::task::AbortHandle> = HashMap::new();
         let mut by_id: HashMap<tokio::task::Id, TaskKey> = HashMap::new();
@@ -155,7 +188,11 @@ impl Connection {
 }
 
 fn remove_job_files(context: &ExecutorContext, job_id: &str) {
-    if job_id.is_empty() || !job_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if job_id.is_empty()
+        || !job_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         return;
     }
     let dir = context.shuffle_root.join(job_id);

@@ -84,37 +84,64 @@ impl Executor {
         if options.cores == 0 {
             return Err(Error::user("executor cores must be at least 1"));
         }
-        let id = ExecutorId(options.executor_id.clone().unwrap_or_else(|| ExecutorId::random().0));
-        if !id.0.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(Error::user(format!("executor id '{id}' may only hold letters, digits, '-' and '_'")));
+        let id = ExecutorId(
+            options
+                .executor_id
+                .clone()
+                .unwrap_or_else(|| ExecutorId::random().0),
+        );
+        if !id
+            .0
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(Error::user(format!(
+                "executor id '{id}' may only hold letters, digits, '-' and '_'"
+            )));
         }
         let dir = options.work_dir.join(&id.0);
         let shuffle_root = dir.join("shuffle");
         let spill_dir = dir.join("spill");
         for d in [&shuffle_root, &spill_dir] {
-            std::fs::create_dir_all(d)
-                .map_err(|e| Error::user(format!("cannot create executor directory {}: {e}", d.display())))?;
+            std::fs::create_dir_all(d).map_err(|e| {
+                Error::user(format!(
+                    "cannot create executor directory {}: {e}",
+                    d.display()
+                ))
+            })?;
         }
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::new(FairSpillPool::new(options.memory_bytes as usize)))
-            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![spill_dir])))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default()
+                    .with_mode(DiskManagerMode::Directories(vec![spill_dir])),
+            )
             .build_arc()?;
-        let state = SessionStateBuilder::new().with_default_features().with_runtime_env(runtime).build();
+        let state = SessionStateBuilder::new()
+            .with_default_features()
+            .with_runtime_env(runtime)
+            .build();
         let base_task_context = Arc::new(TaskContext::from(&state));
 
         let listener = tokio::net::TcpListener::bind(options.bind)
             .await
-            .map_err(|e| Error::user(format!("cannot bind the executor to {}: {e}", options.bind)))?;
+            .map_err(|e| {
+                Error::user(format!("cannot bind the executor to {}: {e}", options.bind))
+            })?;
         let local = listener.local_addr()?;
-        let host = options.advertise_host.clone().unwrap_or_else(|| match local.ip() {
-            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
-            ip => ip.to_string(),
-        });
+        let host = options
+            .advertise_host
+            .clone()
+            .unwrap_or_else(|| match local.ip() {
+                ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+                ip => ip.to_string(),
+            });
         let flight_address = format!("{host}:{}", local.port());
         let limit = options.config.max_message_size();
-        let flight = FlightServiceServer::new(flight::ExecutorFlightService::new(shuffle_root.clone()))
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit);
+        let flight =
+            FlightServiceServer::new(flight::ExecutorFlightService::new(shuffle_root.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit);
         let (server_stop_tx, server_stop_rx) = oneshot::channel::<()>();
         let incoming = TcpListenerStream::new(listener).map(|s| {
             if let Ok(stream) = &s {
@@ -159,7 +186,14 @@ impl Executor {
             let _ = server_stop_tx.send(());
             result
         });
-        Ok(Executor { id, flight_address, dir, shutdown: Some(shutdown_tx), main: Some(main), server })
+        Ok(Executor {
+            id,
+            flight_address,
+            dir,
+            shutdown: Some(shutdown_tx),
+            main: Some(main),
+            server,
+        })
     }
 
     /// This executor's id.
@@ -175,7 +209,9 @@ impl Executor {
     /// Wait until the executor stops: `Err` when the driver connection broke.
     pub async fn wait(&mut self) -> Result<()> {
         match self.main.take() {
-            Some(main) => main.await.map_err(|e| Error::internal(format!("executor loop failed: {e}")))?,
+            Some(main) => main
+                .await
+                .map_err(|e| Error::internal(format!("executor loop failed: {e}")))?,
             None => Ok(()),
         }
     }

@@ -29,7 +29,9 @@ pub fn panicked(key: &TaskKey, message: &str) -> TaskStatus {
         partition: key.2,
         attempt: key.3,
         state: TaskState::Failed as i32,
-        error: Some(faisca_proto::task_error(&faisca_common::Error::internal(format!("task panicked: {message}")))),
+        error: Some(faisca_proto::task_error(&faisca_common::Error::internal(
+            format!("task panicked: {message}"),
+        ))),
         partitions: vec![],
         elapsed_micros: 0,
     }
@@ -57,7 +59,12 @@ pub async fn run_task(context: Arc<ExecutorContext>, launch: LaunchTask) -> Task
     match result {
         Ok(stats) => status.partitions = stats,
         Err(e) => {
-            tracing::debug!("task {}/{}/{} failed: {e}", launch.job_id, launch.stage_id, launch.partition);
+            tracing::debug!(
+                "task {}/{}/{} failed: {e}",
+                launch.job_id,
+                launch.stage_id,
+                launch.partition
+            );
             status.state = TaskState::Failed as i32;
             status.error = Some(faisca_proto::task_error(&e));
         }
@@ -95,7 +102,10 @@ async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<Vec<P
     let session_config = datafusion_config(&config)?.with_extension(Arc::new(env));
     let base = &context.base_task_context;
     let task_context = Arc::new(TaskContext::new(
-        Some(format!("{}/{}/{}/{}", launch.job_id, launch.stage_id, launch.partition, launch.attempt)),
+        Some(format!(
+            "{}/{}/{}/{}",
+            launch.job_id, launch.stage_id, launch.partition, launch.attempt
+        )),
         launch.job_id.clone(),
         session_config,
         base.scalar_functions().clone(),
@@ -105,14 +115,21 @@ async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<Vec<P
         base.runtime_env(),
     ));
     let output = launch.output.clone().unwrap_or_default();
-    let (plan, partitioning) = decode_stage_plan(&launch.plan, output.hash_partitioned, &task_context)?;
+    let (plan, partitioning) =
+        decode_stage_plan(&launch.plan, output.hash_partitioned, &task_context)?;
     let input_partitions = plan.output_partitioning().partition_count();
     let stream = plan.execute(launch.partition as usize, task_context)?;
     let output_partitioning = match partitioning {
         Some(p) => OutputPartitioning::Repartition(p),
         None => OutputPartitioning::Single,
     };
-    let files = ShuffleFiles::new(&context.shuffle_root, &launch.job_id, launch.stage_id, launch.partition, launch.attempt);
+    let files = ShuffleFiles::new(
+        &context.shuffle_root,
+        &launch.job_id,
+        launch.stage_id,
+        launch.partition,
+        launch.attempt,
+    );
     let stats = write_shuffle(
         stream,
         output_partitioning,
@@ -122,5 +139,11 @@ async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<Vec<P
         ShuffleWriteOptions::from_config(&config),
     )
     .await?;
-    Ok(stats.into_iter().map(|s| PartitionStats { rows: s.rows, bytes: s.bytes }).collect())
+    Ok(stats
+        .into_iter()
+        .map(|s| PartitionStats {
+            rows: s.rows,
+            bytes: s.bytes,
+        })
+        .collect())
 }

@@ -6,11 +6,14 @@
 //!   consumer; each stage runs one task per output partition of its plan.
 //! * [`scans`]: find the file scans of a plan and give them new file groups — the task splits
 //!   computed with `faisca_connectors::splits`.
+//! * [`distributable`]: rewrites joins whose partitions share in-process state so that they stay
+//!   correct when each partition is a task of its own (run first by [`stages::cut_stages`]).
 //! * [`explain`]: the text shown by `EXPLAIN` and `faisca sql --explain`.
 //!
 //! The driver calls these in order: DataFusion physical plan → [`scans`] (after reading footers) →
 //! [`stages::cut_stages`].
 
+pub mod distributable;
 pub mod explain;
 pub mod scans;
 pub mod stages;

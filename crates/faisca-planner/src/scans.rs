@@ -23,7 +23,10 @@ pub struct FileScan {
 }
 
 fn file_scan_config(plan: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
-    plan.downcast_ref::<DataSourceExec>()?.data_source().as_ref().downcast_ref::<FileScanConfig>()
+    plan.downcast_ref::<DataSourceExec>()?
+        .data_source()
+        .as_ref()
+        .downcast_ref::<FileScanConfig>()
 }
 
 /// The file scans of `plan`, in the order [`regroup_scans`] visits them.
@@ -35,7 +38,10 @@ pub fn file_scans(plan: &Arc<dyn ExecutionPlan>) -> Result<Vec<FileScan>> {
             for group in &config.file_groups {
                 for f in group.iter() {
                     // DataFusion may already have split a file into ranges; take each file once.
-                    if !files.iter().any(|g| g.object_meta.location == f.object_meta.location) {
+                    if !files
+                        .iter()
+                        .any(|g| g.object_meta.location == f.object_meta.location)
+                    {
                         let mut whole = f.clone();
                         whole.range = None;
                         files.push(whole);
@@ -55,9 +61,17 @@ pub fn file_scans(plan: &Arc<dyn ExecutionPlan>) -> Result<Vec<FileScan>> {
 
 /// Give every file scan of `plan` new file groups: `splits[i]` for the i-th scan of
 /// [`file_scans`], one group per task. A scan with no splits (no files) is left as it is.
-pub fn regroup_scans(plan: Arc<dyn ExecutionPlan>, scans: &[FileScan], splits: &[Vec<Vec<FilePiece>>]) -> Result<Arc<dyn ExecutionPlan>> {
+pub fn regroup_scans(
+    plan: Arc<dyn ExecutionPlan>,
+    scans: &[FileScan],
+    splits: &[Vec<Vec<FilePiece>>],
+) -> Result<Arc<dyn ExecutionPlan>> {
     if scans.len() != splits.len() {
-        return Err(Error::internal(format!("{} scans but {} split lists", scans.len(), splits.len())));
+        return Err(Error::internal(format!(
+            "{} scans but {} split lists",
+            scans.len(),
+            splits.len()
+        )));
     }
     let mut index = 0usize;
     let rewritten = plan.transform_up(|node| {
@@ -82,7 +96,8 @@ pub fn regroup_scans(plan: Arc<dyn ExecutionPlan>, scans: &[FileScan], splits: &
                                 .expect("split pieces come from the scan's files");
                             let mut file = original.clone();
                             if !piece.is_whole_file() {
-                                file = file.with_range(piece.range.start as i64, piece.range.end as i64);
+                                file = file
+                                    .with_range(piece.range.start as i64, piece.range.end as i64);
                             }
                             file
                         })
@@ -90,8 +105,12 @@ pub fn regroup_scans(plan: Arc<dyn ExecutionPlan>, scans: &[FileScan], splits: &
                 )
             })
             .collect();
-        let new_config = FileScanConfigBuilder::from(config.clone()).with_file_groups(groups).build();
-        Ok(Transformed::yes(DataSourceExec::from_data_source(new_config) as Arc<dyn ExecutionPlan>))
+        let new_config = FileScanConfigBuilder::from(config.clone())
+            .with_file_groups(groups)
+            .build();
+        Ok(Transformed::yes(
+            DataSourceExec::from_data_source(new_config) as Arc<dyn ExecutionPlan>,
+        ))
     })?;
     Ok(rewritten.data)
 }

@@ -32,18 +32,34 @@ pub fn status_from_error(error: &Error) -> tonic::Status {
         CommonFault::External => "external",
         CommonFault::Internal => "internal",
     };
-    status.metadata_mut().insert(FAULT_KEY, fault.parse().expect("ascii"));
     status
         .metadata_mut()
-        .insert(RETRYABLE_KEY, if error.is_retryable() { "true" } else { "false" }.parse().expect("ascii"));
+        .insert(FAULT_KEY, fault.parse().expect("ascii"));
+    status.metadata_mut().insert(
+        RETRYABLE_KEY,
+        if error.is_retryable() {
+            "true"
+        } else {
+            "false"
+        }
+        .parse()
+        .expect("ascii"),
+    );
     status
 }
 
 /// Convert a gRPC status back into an error. `what` names the peer or call, for statuses raised by
 /// the transport rather than by Faísca (connection refused, message too large).
 pub fn error_from_status(status: &tonic::Status, what: &str) -> Error {
-    let fault = status.metadata().get(FAULT_KEY).and_then(|v| v.to_str().ok());
-    let retryable = status.metadata().get(RETRYABLE_KEY).and_then(|v| v.to_str().ok()) == Some("true");
+    let fault = status
+        .metadata()
+        .get(FAULT_KEY)
+        .and_then(|v| v.to_str().ok());
+    let retryable = status
+        .metadata()
+        .get(RETRYABLE_KEY)
+        .and_then(|v| v.to_str().ok())
+        == Some("true");
     let message = status.message().to_string();
     match fault {
         Some("user") => Error::User(message),
@@ -56,9 +72,9 @@ pub fn error_from_status(status: &tonic::Status, what: &str) -> Error {
             tonic::Code::ResourceExhausted | tonic::Code::OutOfRange => Error::user(format!(
                 "{what}: {message} (a message over the gRPC size limit: raise faisca.rpc.maxMessageSize)"
             )),
-            tonic::Code::InvalidArgument | tonic::Code::NotFound | tonic::Code::FailedPrecondition => {
-                Error::user(format!("{what}: {message}"))
-            }
+            tonic::Code::InvalidArgument
+            | tonic::Code::NotFound
+            | tonic::Code::FailedPrecondition => Error::user(format!("{what}: {message}")),
             code => Error::internal(format!("{what}: {message} (gRPC {code:?})")),
         },
     }
@@ -81,14 +97,23 @@ pub fn task_error(error: &Error) -> TaskError {
 pub fn error_from_task_error(e: &TaskError) -> Error {
     match v1::Fault::try_from(e.fault).unwrap_or(v1::Fault::Internal) {
         v1::Fault::User => Error::User(e.message.clone()),
-        v1::Fault::External => Error::External { message: e.message.clone(), retryable: e.retryable },
+        v1::Fault::External => Error::External {
+            message: e.message.clone(),
+            retryable: e.retryable,
+        },
         v1::Fault::Internal => Error::Internal(e.message.clone()),
     }
 }
 
 /// Config pairs for the wire.
 pub fn config_entries(config: &FaiscaConfig) -> Vec<ConfigEntry> {
-    config.pairs().map(|(k, v)| ConfigEntry { key: k.to_string(), value: v.to_string() }).collect()
+    config
+        .pairs()
+        .map(|(k, v)| ConfigEntry {
+            key: k.to_string(),
+            value: v.to_string(),
+        })
+        .collect()
 }
 
 /// Parse config pairs from the wire.
@@ -117,7 +142,9 @@ pub fn endpoint_url(address: &str) -> faisca_common::Result<String> {
         .or_else(|| a.strip_prefix("http://"))
         .unwrap_or(a);
     if a.starts_with("https://") {
-        return Err(Error::user(format!("address '{address}': TLS (https://) is not supported yet; expected faisca://host:port or http://host:port")));
+        return Err(Error::user(format!(
+            "address '{address}': TLS (https://) is not supported yet; expected faisca://host:port or http://host:port"
+        )));
     }
     let rest = rest.trim_end_matches('/');
     let valid = match rest.rsplit_once(':') {
@@ -125,7 +152,9 @@ pub fn endpoint_url(address: &str) -> faisca_common::Result<String> {
         None => false,
     };
     if !valid || rest.contains('/') {
-        return Err(Error::user(format!("invalid address '{address}': expected faisca://host:port or http://host:port")));
+        return Err(Error::user(format!(
+            "invalid address '{address}': expected faisca://host:port or http://host:port"
+        )));
     }
     Ok(format!("http://{rest}"))
 }
@@ -136,8 +165,14 @@ mod tests {
 
     #[test]
     fn addresses() {
-        assert_eq!(endpoint_url("faisca://127.0.0.1:7077").unwrap(), "http://127.0.0.1:7077");
-        assert_eq!(endpoint_url("http://localhost:1/").unwrap(), "http://localhost:1");
+        assert_eq!(
+            endpoint_url("faisca://127.0.0.1:7077").unwrap(),
+            "http://127.0.0.1:7077"
+        );
+        assert_eq!(
+            endpoint_url("http://localhost:1/").unwrap(),
+            "http://localhost:1"
+        );
         assert_eq!(endpoint_url("h:2").unwrap(), "http://h:2");
         assert!(endpoint_url("nohost").is_err());
         assert!(endpoint_url("faisca://h:99999").is_err());
@@ -145,7 +180,11 @@ mod tests {
 
     #[test]
     fn errors_round_trip_through_status() {
-        for e in [Error::user("bad sql"), Error::external("s3 down"), Error::internal("bug")] {
+        for e in [
+            Error::user("bad sql"),
+            Error::external("s3 down"),
+            Error::internal("bug"),
+        ] {
             let back = error_from_status(&status_from_error(&e), "test");
             assert_eq!(back.fault(), e.fault());
             assert_eq!(back.message(), e.message());

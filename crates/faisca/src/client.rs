@@ -11,7 +11,9 @@ use datafusion::arrow::record_batch::RecordBatch;
 use faisca_common::{Error, Result};
 use faisca_engine::codec::{batches_from_ipc, schema_from_ipc};
 use faisca_proto::driver_service_client::DriverServiceClient;
-use faisca_proto::{ExecuteMode, ExecuteSqlRequest, ResultTicket, StageSummary, execute_sql_response, ticket};
+use faisca_proto::{
+    ExecuteMode, ExecuteSqlRequest, ResultTicket, StageSummary, execute_sql_response, ticket,
+};
 use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::transport::Channel;
 
@@ -42,7 +44,11 @@ pub struct StatementResult {
 
 impl DriverClient {
     /// Connect to `address` (`faisca://host:port`, `http://host:port` or `host:port`).
-    pub async fn connect(address: &str, connect_timeout: Duration, max_message_size: usize) -> Result<Self> {
+    pub async fn connect(
+        address: &str,
+        connect_timeout: Duration,
+        max_message_size: usize,
+    ) -> Result<Self> {
         let url = faisca_proto::endpoint_url(address)?;
         let channel = tonic::transport::Endpoint::from_shared(url)
             .map_err(|e| Error::user(format!("invalid driver address '{address}': {e}")))?
@@ -81,23 +87,56 @@ impl DriverClient {
     }
 
     /// Run one statement in `session_id` with `mode`.
-    pub async fn execute(&self, session_id: &str, sql: &str, mode: ExecuteMode) -> Result<StatementResult> {
-        let request = ExecuteSqlRequest { session_id: session_id.to_string(), sql: sql.to_string(), mode: mode as i32 };
-        let response = self.control.clone().execute_sql(request).await.map_err(|s| self.status(s))?.into_inner();
+    pub async fn execute(
+        &self,
+        session_id: &str,
+        sql: &str,
+        mode: ExecuteMode,
+    ) -> Result<StatementResult> {
+        let request = ExecuteSqlRequest {
+            session_id: session_id.to_string(),
+            sql: sql.to_string(),
+            mode: mode as i32,
+        };
+        let response = self
+            .control
+            .clone()
+            .execute_sql(request)
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner();
         let schema = schema_from_ipc(&response.schema)?;
         match response.result {
             Some(execute_sql_response::Result::InlineRows(bytes)) => {
                 let (_, batches) = batches_from_ipc(&bytes)?;
-                Ok(StatementResult { schema, batches: Box::pin(futures::stream::iter(batches.into_iter().map(Ok))), stages: None, job_id: None, planned_only: false })
+                Ok(StatementResult {
+                    schema,
+                    batches: Box::pin(futures::stream::iter(batches.into_iter().map(Ok))),
+                    stages: None,
+                    job_id: None,
+                    planned_only: false,
+                })
             }
-            Some(execute_sql_response::Result::PlannedOnly(_)) => {
-                Ok(StatementResult { schema, batches: Box::pin(futures::stream::empty()), stages: None, job_id: None, planned_only: true })
-            }
+            Some(execute_sql_response::Result::PlannedOnly(_)) => Ok(StatementResult {
+                schema,
+                batches: Box::pin(futures::stream::empty()),
+                stages: None,
+                job_id: None,
+                planned_only: true,
+            }),
             Some(execute_sql_response::Result::Job(job)) => {
                 let batches = self.job_rows(&job.job_id);
-                Ok(StatementResult { schema, batches, stages: Some(job.stages), job_id: Some(job.job_id), planned_only: false })
+                Ok(StatementResult {
+                    schema,
+                    batches,
+                    stages: Some(job.stages),
+                    job_id: Some(job.job_id),
+                    planned_only: false,
+                })
             }
-            None => Err(Error::internal("the driver answered ExecuteSql without a result")),
+            None => Err(Error::internal(
+                "the driver answered ExecuteSql without a result",
+            )),
         }
     }
 
@@ -105,7 +144,9 @@ impl DriverClient {
     /// when the stream is first polled; dropping the stream releases the job.
     pub fn job_rows(&self, job_id: &str) -> BatchStream {
         let mut flight = self.flight.clone();
-        let ticket = faisca_proto::encode_ticket(ticket::Kind::Result(ResultTicket { job_id: job_id.to_string() }));
+        let ticket = faisca_proto::encode_ticket(ticket::Kind::Result(ResultTicket {
+            job_id: job_id.to_string(),
+        }));
         let address = self.address.clone();
         let what = format!("job {job_id} on the driver at {address}");
         let open = async move {
@@ -114,11 +155,13 @@ impl DriverClient {
                 .await
                 .map_err(|s| faisca_proto::error_from_status(&s, &what))?;
             let what = what.clone();
-            let stream = FlightRecordBatchStream::new_from_flight_data(response.into_inner().map_err(FlightError::from))
-                .map_err(move |e| match e {
-                    FlightError::Tonic(s) => faisca_proto::error_from_status(&s, &what),
-                    other => Error::external(format!("{what}: {other}")),
-                });
+            let stream = FlightRecordBatchStream::new_from_flight_data(
+                response.into_inner().map_err(FlightError::from),
+            )
+            .map_err(move |e| match e {
+                FlightError::Tonic(s) => faisca_proto::error_from_status(&s, &what),
+                other => Error::external(format!("{what}: {other}")),
+            });
             Ok::<_, Error>(stream)
         };
         Box::pin(futures::stream::once(open).try_flatten())

@@ -20,16 +20,32 @@ pub struct DataFrame {
 
 impl std::fmt::Debug for DataFrame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataFrame").field("sql", &self.sql).field("schema", &self.schema).finish()
+        f.debug_struct("DataFrame")
+            .field("sql", &self.sql)
+            .field("schema", &self.schema)
+            .finish()
     }
 }
 
 impl DataFrame {
-    pub(crate) async fn new(session: Session, sql: String, analyzed: StatementResult) -> Result<Self> {
+    pub(crate) async fn new(
+        session: Session,
+        sql: String,
+        analyzed: StatementResult,
+    ) -> Result<Self> {
         let schema = analyzed.schema.clone();
         // A command already ran on the driver; keep its rows so that collecting does not run it again.
-        let ran = if analyzed.planned_only { None } else { Some(collect(analyzed.batches).await?) };
-        Ok(DataFrame { session, sql, schema, ran })
+        let ran = if analyzed.planned_only {
+            None
+        } else {
+            Some(collect(analyzed.batches).await?)
+        };
+        Ok(DataFrame {
+            session,
+            sql,
+            schema,
+            ran,
+        })
     }
 
     /// The result schema.
@@ -45,7 +61,9 @@ impl DataFrame {
     /// Run the query; stream its rows.
     pub async fn execute_stream(&self) -> Result<BatchStream> {
         if let Some(rows) = &self.ran {
-            return Ok(Box::pin(futures::stream::iter(rows.clone().into_iter().map(Ok))));
+            return Ok(Box::pin(futures::stream::iter(
+                rows.clone().into_iter().map(Ok),
+            )));
         }
         Ok(self.session.execute_sql(&self.sql).await?.batches)
     }
@@ -91,16 +109,24 @@ pub(crate) fn explain_text(batches: &[RecordBatch]) -> Result<String> {
     let mut out = String::new();
     for b in batches {
         let (Some(types), Some(plans)) = (
-            b.column_by_name("plan_type").and_then(|c| c.as_any().downcast_ref::<StringArray>()),
-            b.column_by_name("plan").and_then(|c| c.as_any().downcast_ref::<StringArray>()),
+            b.column_by_name("plan_type")
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>()),
+            b.column_by_name("plan")
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>()),
         ) else {
-            return Err(Error::internal("EXPLAIN returned rows without plan_type and plan columns"));
+            return Err(Error::internal(
+                "EXPLAIN returned rows without plan_type and plan columns",
+            ));
         };
         for i in 0..b.num_rows() {
             if types.is_null(i) || plans.is_null(i) {
                 continue;
             }
-            out.push_str(&format!("== {} ==\n{}\n", types.value(i), plans.value(i).trim_end()));
+            out.push_str(&format!(
+                "== {} ==\n{}\n",
+                types.value(i),
+                plans.value(i).trim_end()
+            ));
         }
     }
     Ok(out)

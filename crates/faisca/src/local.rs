@@ -13,16 +13,24 @@ pub fn parse_local_master(master: &str) -> Result<Option<usize>> {
     }
     let Some(inner) = m.strip_prefix("local[").and_then(|r| r.strip_suffix(']')) else {
         if m.starts_with("local") {
-            return Err(Error::user(format!("invalid master '{master}': expected local, local[N] or local[*]")));
+            return Err(Error::user(format!(
+                "invalid master '{master}': expected local, local[N] or local[*]"
+            )));
         }
         return Ok(None);
     };
     if inner == "*" {
-        return Ok(Some(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)));
+        return Ok(Some(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        ));
     }
     match inner.parse::<usize>() {
         Ok(n) if n > 0 => Ok(Some(n)),
-        _ => Err(Error::user(format!("invalid master '{master}': expected local[N] with N ≥ 1, or local[*]"))),
+        _ => Err(Error::user(format!(
+            "invalid master '{master}': expected local[N] with N ≥ 1, or local[*]"
+        ))),
     }
 }
 
@@ -45,7 +53,11 @@ impl LocalCluster {
         let work_dir = tempfile::Builder::new()
             .prefix("faisca-local-")
             .tempdir()
-            .map_err(|e| Error::external(format!("cannot create a work directory for local executors: {e}")))?;
+            .map_err(|e| {
+                Error::external(format!(
+                    "cannot create a work directory for local executors: {e}"
+                ))
+            })?;
         let memory = parse_bytes(config.local_executor_memory())?;
         let starts = (0..executors).map(|i| {
             Executor::start(ExecutorOptions {
@@ -60,7 +72,11 @@ impl LocalCluster {
             })
         });
         let executors = futures::future::try_join_all(starts).await?;
-        Ok(LocalCluster { driver, executors, _work_dir: work_dir })
+        Ok(LocalCluster {
+            driver,
+            executors,
+            _work_dir: work_dir,
+        })
     }
 
     /// The driver's `host:port`.

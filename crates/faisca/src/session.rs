@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use faisca_common::{Error, FaiscaConfig, Result};
 use faisca_proto::{
-    ClusterInfoRequest, CloseSessionRequest, CreateSessionRequest, ExecuteMode, ExecutorInfo, RegisterTableRequest, TableFormat,
+    CloseSessionRequest, ClusterInfoRequest, CreateSessionRequest, ExecuteMode, ExecutorInfo,
+    RegisterTableRequest, TableFormat,
 };
 use tokio::sync::Mutex;
 
@@ -41,7 +42,8 @@ impl SessionBuilder {
 
     /// Connect (starting the local cluster first for `local[N]`) and open the session.
     pub async fn build(self) -> Result<Session> {
-        let config = FaiscaConfig::from_pairs(self.config.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        let config =
+            FaiscaConfig::from_pairs(self.config.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
         let (address, local) = match parse_local_master(&self.master)? {
             Some(n) => {
                 let cluster = LocalCluster::start(n, &config).await?;
@@ -49,16 +51,36 @@ impl SessionBuilder {
             }
             None => (self.master.clone(), None),
         };
-        let client = DriverClient::connect(&address, config.connect_timeout(), config.max_message_size()).await?;
-        let request = CreateSessionRequest { config: faisca_proto::config_entries(&config), client_name: self.name.clone() };
+        let client = DriverClient::connect(
+            &address,
+            config.connect_timeout(),
+            config.max_message_size(),
+        )
+        .await?;
+        let request = CreateSessionRequest {
+            config: faisca_proto::config_entries(&config),
+            client_name: self.name.clone(),
+        };
         let id = client
             .control()
             .create_session(request)
             .await
-            .map_err(|s| faisca_proto::error_from_status(&s, &format!("opening a session on the driver at {address}")))?
+            .map_err(|s| {
+                faisca_proto::error_from_status(
+                    &s,
+                    &format!("opening a session on the driver at {address}"),
+                )
+            })?
             .into_inner()
             .session_id;
-        Ok(Session { inner: Arc::new(Inner { id, client, config, local: Mutex::new(local) }) })
+        Ok(Session {
+            inner: Arc::new(Inner {
+                id,
+                client,
+                config,
+                local: Mutex::new(local),
+            }),
+        })
     }
 }
 
@@ -77,14 +99,21 @@ pub struct Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("id", &self.inner.id).field("driver", &self.inner.client.address()).finish()
+        f.debug_struct("Session")
+            .field("id", &self.inner.id)
+            .field("driver", &self.inner.client.address())
+            .finish()
     }
 }
 
 impl Session {
     /// Start building a session (master `local[2]` unless set).
     pub fn builder() -> SessionBuilder {
-        SessionBuilder { master: "local[2]".into(), config: Vec::new(), name: "faisca".into() }
+        SessionBuilder {
+            master: "local[2]".into(),
+            config: Vec::new(),
+            name: "faisca".into(),
+        }
     }
 
     /// The session id on the driver.
@@ -105,18 +134,29 @@ impl Session {
     /// A DataFrame for one SQL statement. Commands (`CREATE`, `SET`, `DROP`, ...) run now, as in
     /// Spark; a query is planned (so errors show now) and runs when its rows are asked for.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        let result = self.inner.client.execute(&self.inner.id, sql, ExecuteMode::Analyze).await?;
+        let result = self
+            .inner
+            .client
+            .execute(&self.inner.id, sql, ExecuteMode::Analyze)
+            .await?;
         DataFrame::new(self.clone(), sql.to_string(), result).await
     }
 
     /// Run one SQL statement now and return its rows as a stream (one round trip to the driver).
     pub async fn execute_sql(&self, sql: &str) -> Result<StatementResult> {
-        self.inner.client.execute(&self.inner.id, sql, ExecuteMode::Run).await
+        self.inner
+            .client
+            .execute(&self.inner.id, sql, ExecuteMode::Run)
+            .await
     }
 
     /// The distributed plan of one SQL statement (stages, tasks, operators) as text.
     pub async fn explain_sql(&self, sql: &str) -> Result<String> {
-        let result = self.inner.client.execute(&self.inner.id, sql, ExecuteMode::Explain).await?;
+        let result = self
+            .inner
+            .client
+            .execute(&self.inner.id, sql, ExecuteMode::Explain)
+            .await?;
         let batches = crate::client::collect(result.batches).await?;
         crate::dataframe::explain_text(&batches)
     }
@@ -134,18 +174,29 @@ impl Session {
             .control()
             .register_table(request)
             .await
-            .map_err(|s| faisca_proto::error_from_status(&s, &format!("registering table '{name}'")))?;
+            .map_err(|s| {
+                faisca_proto::error_from_status(&s, &format!("registering table '{name}'"))
+            })?;
         Ok(())
     }
 
     /// Wait until at least `min` executors are registered, at most `timeout`.
-    pub async fn wait_for_executors(&self, min: usize, timeout: std::time::Duration) -> Result<Vec<ExecutorInfo>> {
-        let request = ClusterInfoRequest { min_executors: min as u32 };
+    pub async fn wait_for_executors(
+        &self,
+        min: usize,
+        timeout: std::time::Duration,
+    ) -> Result<Vec<ExecutorInfo>> {
+        let request = ClusterInfoRequest {
+            min_executors: min as u32,
+        };
         let mut control = self.inner.client.control();
         let call = control.cluster_info(request);
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(response)) => Ok(response.into_inner().executors),
-            Ok(Err(s)) => Err(faisca_proto::error_from_status(&s, "asking the driver for executors")),
+            Ok(Err(s)) => Err(faisca_proto::error_from_status(
+                &s,
+                "asking the driver for executors",
+            )),
             Err(_) => Err(Error::external(format!(
                 "no executor registered with the driver at {} within {:?} (faisca.client.executorWaitTimeout); start one with `faisca executor --driver {}`",
                 self.driver_address(),
@@ -157,7 +208,14 @@ impl Session {
 
     /// Close the session; a `local[N]` cluster started by it is stopped.
     pub async fn stop(&self) {
-        let _ = self.inner.client.control().close_session(CloseSessionRequest { session_id: self.inner.id.clone() }).await;
+        let _ = self
+            .inner
+            .client
+            .control()
+            .close_session(CloseSessionRequest {
+                session_id: self.inner.id.clone(),
+            })
+            .await;
         if let Some(cluster) = self.inner.local.lock().await.take() {
             cluster.stop().await;
         }

@@ -14,29 +14,61 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use tpchgen::generators::{
-    CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator, PartSuppGenerator,
-    RegionGenerator, SupplierGenerator,
+    CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator,
+    PartSuppGenerator, RegionGenerator, SupplierGenerator,
 };
-use tpchgen_arrow::{CustomerArrow, LineItemArrow, NationArrow, OrderArrow, PartArrow, PartSuppArrow, RegionArrow, SupplierArrow};
+use tpchgen_arrow::{
+    CustomerArrow, LineItemArrow, NationArrow, OrderArrow, PartArrow, PartSuppArrow, RegionArrow,
+    SupplierArrow,
+};
 
 /// The eight TPC-H tables.
-pub const TABLES: [&str; 8] = ["nation", "region", "part", "supplier", "partsupp", "customer", "orders", "lineitem"];
+pub const TABLES: [&str; 8] = [
+    "nation", "region", "part", "supplier", "partsupp", "customer", "orders", "lineitem",
+];
 
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 1 << 19;
 
-type Batches = Box<dyn Iterator<Item = std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError>> + Send>;
+type Batches = Box<
+    dyn Iterator<Item = std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError>>
+        + Send,
+>;
 
 fn generator(table: &str, sf: f64, part: i32, parts: i32) -> (SchemaRef, Batches) {
     match table {
-        "nation" => (NationArrow::schema_ref(), Box::new(NationArrow::new(NationGenerator::new(sf, part, parts)))),
-        "region" => (RegionArrow::schema_ref(), Box::new(RegionArrow::new(RegionGenerator::new(sf, part, parts)))),
-        "part" => (PartArrow::schema_ref(), Box::new(PartArrow::new(PartGenerator::new(sf, part, parts)))),
-        "supplier" => (SupplierArrow::schema_ref(), Box::new(SupplierArrow::new(SupplierGenerator::new(sf, part, parts)))),
-        "partsupp" => (PartSuppArrow::schema_ref(), Box::new(PartSuppArrow::new(PartSuppGenerator::new(sf, part, parts)))),
-        "customer" => (CustomerArrow::schema_ref(), Box::new(CustomerArrow::new(CustomerGenerator::new(sf, part, parts)))),
-        "orders" => (OrderArrow::schema_ref(), Box::new(OrderArrow::new(OrderGenerator::new(sf, part, parts)))),
-        _ => (LineItemArrow::schema_ref(), Box::new(LineItemArrow::new(LineItemGenerator::new(sf, part, parts)))),
+        "nation" => (
+            NationArrow::schema_ref(),
+            Box::new(NationArrow::new(NationGenerator::new(sf, part, parts))),
+        ),
+        "region" => (
+            RegionArrow::schema_ref(),
+            Box::new(RegionArrow::new(RegionGenerator::new(sf, part, parts))),
+        ),
+        "part" => (
+            PartArrow::schema_ref(),
+            Box::new(PartArrow::new(PartGenerator::new(sf, part, parts))),
+        ),
+        "supplier" => (
+            SupplierArrow::schema_ref(),
+            Box::new(SupplierArrow::new(SupplierGenerator::new(sf, part, parts))),
+        ),
+        "partsupp" => (
+            PartSuppArrow::schema_ref(),
+            Box::new(PartSuppArrow::new(PartSuppGenerator::new(sf, part, parts))),
+        ),
+        "customer" => (
+            CustomerArrow::schema_ref(),
+            Box::new(CustomerArrow::new(CustomerGenerator::new(sf, part, parts))),
+        ),
+        "orders" => (
+            OrderArrow::schema_ref(),
+            Box::new(OrderArrow::new(OrderGenerator::new(sf, part, parts))),
+        ),
+        _ => (
+            LineItemArrow::schema_ref(),
+            Box::new(LineItemArrow::new(LineItemGenerator::new(sf, part, parts))),
+        ),
     }
 }
 
@@ -64,15 +96,19 @@ pub fn ensure(dir: &Path, sf: f64, threads: usize) -> Result<bool> {
         return Ok(false);
     }
     if !(sf > 0.0 && sf.is_finite()) {
-        anyhow::bail!("invalid TPC-H scale factor {sf}: expected a positive number such as 0.1 or 1");
+        anyhow::bail!(
+            "invalid TPC-H scale factor {sf}: expected a positive number such as 0.1 or 1"
+        );
     }
     if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("removing incomplete data in {}", dir.display()))?;
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("removing incomplete data in {}", dir.display()))?;
     }
     let mut jobs: Vec<(&str, i32, i32)> = Vec::new();
     for table in TABLES {
         let parts = parts_of(table, sf);
-        std::fs::create_dir_all(dir.join(table)).with_context(|| format!("creating {}", dir.join(table).display()))?;
+        std::fs::create_dir_all(dir.join(table))
+            .with_context(|| format!("creating {}", dir.join(table).display()))?;
         jobs.extend((1..=parts).map(|p| (table, p, parts)));
     }
     // Biggest first so that the threads finish together.
@@ -84,14 +120,17 @@ pub fn ensure(dir: &Path, sf: f64, threads: usize) -> Result<bool> {
                 scope.spawn(|| -> Result<()> {
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&(table, part, parts)) = jobs.get(i) else { return Ok(()) };
+                        let Some(&(table, part, parts)) = jobs.get(i) else {
+                            return Ok(());
+                        };
                         write_part(dir, table, sf, part, parts)?;
                     }
                 })
             })
             .collect();
         for w in workers {
-            w.join().map_err(|_| anyhow::anyhow!("a TPC-H generator thread panicked"))??;
+            w.join()
+                .map_err(|_| anyhow::anyhow!("a TPC-H generator thread panicked"))??;
         }
         Ok(())
     })?;

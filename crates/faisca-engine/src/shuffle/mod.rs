@@ -41,10 +41,15 @@ impl ShuffleFiles {
 /// Read the byte range of `partition` from an index file.
 pub fn read_index_range(index: &Path, partition: u32) -> Result<std::ops::Range<u64>> {
     let bytes = std::fs::read(index).map_err(|e| {
-        Error::external(format!("shuffle index {} cannot be read: {e}", index.display()))
+        Error::external(format!(
+            "shuffle index {} cannot be read: {e}",
+            index.display()
+        ))
     })?;
     let at = |i: usize| -> Option<u64> {
-        bytes.get(i * 8..i * 8 + 8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        bytes
+            .get(i * 8..i * 8 + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
     };
     match (at(partition as usize), at(partition as usize + 1)) {
         (Some(start), Some(end)) if start <= end => Ok(start..end),
@@ -60,12 +65,20 @@ pub fn read_index_range(index: &Path, partition: u32) -> Result<std::ops::Range<
 pub fn read_local_partition(files: &ShuffleFiles, partition: u32) -> Result<bytes::Bytes> {
     use std::io::{Read, Seek, SeekFrom};
     let range = read_index_range(&files.index, partition)?;
-    let mut file = std::fs::File::open(&files.data)
-        .map_err(|e| Error::external(format!("shuffle data {} cannot be opened: {e}", files.data.display())))?;
+    let mut file = std::fs::File::open(&files.data).map_err(|e| {
+        Error::external(format!(
+            "shuffle data {} cannot be opened: {e}",
+            files.data.display()
+        ))
+    })?;
     file.seek(SeekFrom::Start(range.start))?;
     let mut buf = vec![0u8; (range.end - range.start) as usize];
-    file.read_exact(&mut buf)
-        .map_err(|e| Error::external(format!("shuffle data {} is shorter than its index says: {e}", files.data.display())))?;
+    file.read_exact(&mut buf).map_err(|e| {
+        Error::external(format!(
+            "shuffle data {} is shorter than its index says: {e}",
+            files.data.display()
+        ))
+    })?;
     Ok(buf.into())
 }
 
@@ -111,19 +124,28 @@ pub struct FlightClients {
 impl FlightClients {
     /// An empty pool.
     pub fn new(max_message_size: usize, connect_timeout: std::time::Duration) -> Self {
-        FlightClients { channels: Mutex::new(HashMap::new()), max_message_size, connect_timeout }
+        FlightClients {
+            channels: Mutex::new(HashMap::new()),
+            max_message_size,
+            connect_timeout,
+        }
     }
 
     /// A client for `address` (`host:port`), sharing one HTTP/2 connection per address.
     pub fn client(&self, address: &str) -> Result<FlightServiceClient<Channel>> {
         let channel = {
-            let mut channels = self.channels.lock().map_err(|_| Error::internal("flight client pool poisoned"))?;
+            let mut channels = self
+                .channels
+                .lock()
+                .map_err(|_| Error::internal("flight client pool poisoned"))?;
             match channels.get(address) {
                 Some(c) => c.clone(),
                 None => {
                     let url = faisca_proto::endpoint_url(address)?;
                     let channel = tonic::transport::Endpoint::from_shared(url)
-                        .map_err(|e| Error::user(format!("invalid executor address '{address}': {e}")))?
+                        .map_err(|e| {
+                            Error::user(format!("invalid executor address '{address}': {e}"))
+                        })?
                         .connect_timeout(self.connect_timeout)
                         .tcp_nodelay(true)
                         .connect_lazy();

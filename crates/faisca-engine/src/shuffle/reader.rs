@@ -15,7 +15,8 @@ use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties, SendableRecordBatchStream,
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
 };
 use faisca_common::Error;
 use faisca_proto::{ShuffleTicket, ticket};
@@ -38,14 +39,23 @@ pub struct ShuffleReaderExec {
 
 impl ShuffleReaderExec {
     /// A reader of `partitions` partitions of stage `stage_id`, whose rows have `schema`.
-    pub fn new(stage_id: u32, schema: SchemaRef, partitions: usize, hash_partitioned: bool) -> Self {
+    pub fn new(
+        stage_id: u32,
+        schema: SchemaRef,
+        partitions: usize,
+        hash_partitioned: bool,
+    ) -> Self {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema),
             Partitioning::UnknownPartitioning(partitions),
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
-        ShuffleReaderExec { stage_id, hash_partitioned, properties: Arc::new(properties) }
+        ShuffleReaderExec {
+            stage_id,
+            hash_partitioned,
+            properties: Arc::new(properties),
+        }
     }
 
     /// The stage this reader reads.
@@ -66,8 +76,17 @@ impl ShuffleReaderExec {
 
 impl DisplayAs for ShuffleReaderExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let mode = if self.hash_partitioned { "hash" } else { "per-map" };
-        write!(f, "ShuffleReaderExec: stage={}, partitions={}, mode={mode}", self.stage_id, self.partitions())
+        let mode = if self.hash_partitioned {
+            "hash"
+        } else {
+            "per-map"
+        };
+        write!(
+            f,
+            "ShuffleReaderExec: stage={}, partitions={}, mode={mode}",
+            self.stage_id,
+            self.partitions()
+        )
     }
 }
 
@@ -91,61 +110,107 @@ impl ExecutionPlan for ShuffleReaderExec {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
         if children.is_empty() {
             Ok(self)
         } else {
-            Err(DataFusionError::Internal("ShuffleReaderExec has no children".into()))
+            Err(DataFusionError::Internal(
+                "ShuffleReaderExec has no children".into(),
+            ))
         }
     }
 
-    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> DfResult<SendableRecordBatchStream> {
-        let env = context.session_config().get_extension::<ShuffleEnv>().ok_or_else(|| {
-            DataFusionError::Internal("ShuffleReaderExec executed without a ShuffleEnv in its TaskContext".into())
-        })?;
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let env = context
+            .session_config()
+            .get_extension::<ShuffleEnv>()
+            .ok_or_else(|| {
+                DataFusionError::Internal(
+                    "ShuffleReaderExec executed without a ShuffleEnv in its TaskContext".into(),
+                )
+            })?;
         let outputs = env.inputs.get(&self.stage_id).ok_or_else(|| {
-            DataFusionError::Internal(format!("no map output locations for input stage {}", self.stage_id))
+            DataFusionError::Internal(format!(
+                "no map output locations for input stage {}",
+                self.stage_id
+            ))
         })?;
         let sources: Vec<(MapOutputLocation, u32)> = if self.hash_partitioned {
-            outputs.iter().map(|o| (o.clone(), partition as u32)).collect()
+            outputs
+                .iter()
+                .map(|o| (o.clone(), partition as u32))
+                .collect()
         } else {
-            outputs.iter().filter(|o| o.map_partition as usize == partition).map(|o| (o.clone(), 0)).collect()
+            outputs
+                .iter()
+                .filter(|o| o.map_partition as usize == partition)
+                .map(|o| (o.clone(), 0))
+                .collect()
         };
         let stage = self.stage_id;
         let concurrency = env.fetch_concurrency.max(1);
         let stream = futures::stream::iter(sources)
             .map(move |(output, reduce)| read_source(env.clone(), stage, output, reduce))
             .flatten_unordered(concurrency);
-        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema(), stream)))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            stream,
+        )))
     }
 }
 
 /// The batches of one (map output, reduce partition): from disk when this executor wrote it,
 /// otherwise over Flight. Lazy: nothing is read until the stream is polled.
-fn read_source(env: Arc<ShuffleEnv>, stage: u32, output: MapOutputLocation, reduce: u32) -> BoxStream<'static, DfResult<RecordBatch>> {
+fn read_source(
+    env: Arc<ShuffleEnv>,
+    stage: u32,
+    output: MapOutputLocation,
+    reduce: u32,
+) -> BoxStream<'static, DfResult<RecordBatch>> {
     let what = format!(
         "shuffle partition {reduce} of stage {stage} map task {} from executor {} at {}",
         output.map_partition, output.executor_id, output.flight_address
     );
     if output.executor_id == env.executor_id {
-        let files = ShuffleFiles::new(&env.shuffle_root, &env.job_id, stage, output.map_partition, output.attempt);
+        let files = ShuffleFiles::new(
+            &env.shuffle_root,
+            &env.job_id,
+            stage,
+            output.map_partition,
+            output.attempt,
+        );
         let fut = async move {
             let bytes = tokio::task::spawn_blocking(move || read_local_partition(&files, reduce))
                 .await
-                .map_err(|e| DataFusionError::External(Box::new(Error::internal(format!("local shuffle read panicked: {e}")))))?
+                .map_err(|e| {
+                    DataFusionError::External(Box::new(Error::internal(format!(
+                        "local shuffle read panicked: {e}"
+                    ))))
+                })?
                 .map_err(|e| DataFusionError::from(e.context(&what)))?;
-            let batches: Box<dyn Iterator<Item = DfResult<RecordBatch>> + Send> = if bytes.is_empty() {
-                Box::new(std::iter::empty())
-            } else {
-                let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
-                Box::new(reader.map(|b| b.map_err(DataFusionError::from)))
-            };
+            let batches: Box<dyn Iterator<Item = DfResult<RecordBatch>> + Send> =
+                if bytes.is_empty() {
+                    Box::new(std::iter::empty())
+                } else {
+                    let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
+                    Box::new(reader.map(|b| b.map_err(DataFusionError::from)))
+                };
             Ok::<_, DataFusionError>(futures::stream::iter(batches))
         };
         return futures::stream::once(fut).try_flatten().boxed();
     }
     let fut = async move {
-        let mut client = env.clients.client(&output.flight_address).map_err(DataFusionError::from)?;
+        let mut client = env
+            .clients
+            .client(&output.flight_address)
+            .map_err(DataFusionError::from)?;
         let ticket = faisca_proto::encode_ticket(ticket::Kind::Shuffle(ShuffleTicket {
             job_id: env.job_id.clone(),
             stage_id: stage,
@@ -158,8 +223,10 @@ fn read_source(env: Arc<ShuffleEnv>, stage: u32, output: MapOutputLocation, redu
             .await
             .map_err(|s| DataFusionError::from(faisca_proto::error_from_status(&s, &what)))?;
         let what2 = what.clone();
-        let stream = FlightRecordBatchStream::new_from_flight_data(response.into_inner().map_err(FlightError::from))
-            .map_err(move |e| DataFusionError::from(flight_error(e, &what2)));
+        let stream = FlightRecordBatchStream::new_from_flight_data(
+            response.into_inner().map_err(FlightError::from),
+        )
+        .map_err(move |e| DataFusionError::from(flight_error(e, &what2)));
         Ok::<_, DataFusionError>(stream)
     };
     futures::stream::once(fut).try_flatten().boxed()

@@ -57,7 +57,11 @@ impl ShuffleWriteOptions {
             "none" => None,
             _ => Some(CompressionType::LZ4_FRAME),
         };
-        ShuffleWriteOptions { compression, spill_bytes: config.shuffle_spill_bytes(), batch_size: config.batch_size() }
+        ShuffleWriteOptions {
+            compression,
+            spill_bytes: config.shuffle_spill_bytes(),
+            batch_size: config.batch_size(),
+        }
     }
 }
 
@@ -103,7 +107,11 @@ impl Writer {
     }
 
     fn buffered_bytes(&self) -> u64 {
-        self.partitions.iter().filter_map(|p| p.writer.as_ref()).map(|w| w.get_ref().len() as u64).sum()
+        self.partitions
+            .iter()
+            .filter_map(|p| p.writer.as_ref())
+            .map(|w| w.get_ref().len() as u64)
+            .sum()
     }
 
     fn maybe_spill(&mut self) -> Result<()> {
@@ -111,8 +119,18 @@ impl Writer {
             return Ok(());
         }
         if self.spill.is_none() {
-            let file = File::options().create(true).truncate(true).read(true).write(true).open(&self.spill_path)
-                .map_err(|e| Error::external(format!("cannot create shuffle spill file {}: {e}", self.spill_path.display())))?;
+            let file = File::options()
+                .create(true)
+                .truncate(true)
+                .read(true)
+                .write(true)
+                .open(&self.spill_path)
+                .map_err(|e| {
+                    Error::external(format!(
+                        "cannot create shuffle spill file {}: {e}",
+                        self.spill_path.display()
+                    ))
+                })?;
             self.spill = Some(file);
         }
         let file = self.spill.as_mut().expect("just created");
@@ -123,7 +141,9 @@ impl Writer {
                     continue;
                 }
                 file.write_all(&bytes)?;
-                buffer.spilled.push(self.spill_len..self.spill_len + bytes.len() as u64);
+                buffer
+                    .spilled
+                    .push(self.spill_len..self.spill_len + bytes.len() as u64);
                 self.spill_len += bytes.len() as u64;
             }
         }
@@ -150,7 +170,10 @@ impl Writer {
         let tmp_data = tmp_path(&files.data);
         let tmp_index = tmp_path(&files.index);
         let mut data = std::io::BufWriter::new(File::create(&tmp_data).map_err(|e| {
-            Error::external(format!("cannot create shuffle file {}: {e}", tmp_data.display()))
+            Error::external(format!(
+                "cannot create shuffle file {}: {e}",
+                tmp_data.display()
+            ))
         })?);
         let mut offsets = Vec::with_capacity(self.partitions.len() + 1);
         let mut stats = Vec::with_capacity(self.partitions.len());
@@ -159,14 +182,21 @@ impl Writer {
             offsets.push(offset);
             let start = offset;
             for range in &buffer.spilled {
-                let spill = self.spill.as_mut().ok_or_else(|| Error::internal("spilled ranges without a spill file"))?;
+                let spill = self
+                    .spill
+                    .as_mut()
+                    .ok_or_else(|| Error::internal("spilled ranges without a spill file"))?;
                 spill.seek(SeekFrom::Start(range.start))?;
-                let copied = std::io::copy(&mut (&mut *spill).take(range.end - range.start), &mut data)?;
+                let copied =
+                    std::io::copy(&mut (&mut *spill).take(range.end - range.start), &mut data)?;
                 offset += copied;
             }
             data.write_all(tail)?;
             offset += tail.len() as u64;
-            stats.push(PartitionStats { rows: buffer.rows, bytes: offset - start });
+            stats.push(PartitionStats {
+                rows: buffer.rows,
+                bytes: offset - start,
+            });
         }
         offsets.push(offset);
         data.flush()?;
@@ -183,9 +213,18 @@ impl Writer {
     }
 }
 
-fn write_batch(buffer: &mut PartitionBuffer, schema: &SchemaRef, ipc: &IpcWriteOptions, batch: &RecordBatch) -> Result<()> {
+fn write_batch(
+    buffer: &mut PartitionBuffer,
+    schema: &SchemaRef,
+    ipc: &IpcWriteOptions,
+    batch: &RecordBatch,
+) -> Result<()> {
     if buffer.writer.is_none() {
-        buffer.writer = Some(StreamWriter::try_new_with_options(Vec::new(), schema, ipc.clone())?);
+        buffer.writer = Some(StreamWriter::try_new_with_options(
+            Vec::new(),
+            schema,
+            ipc.clone(),
+        )?);
     }
     buffer.writer.as_mut().expect("just created").write(batch)?;
     Ok(())
@@ -210,16 +249,23 @@ pub async fn write_shuffle(
     options: ShuffleWriteOptions,
 ) -> Result<Vec<PartitionStats>> {
     if let Some(dir) = files.data.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::external(format!("cannot create shuffle directory {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::external(format!(
+                "cannot create shuffle directory {}: {e}",
+                dir.display()
+            ))
+        })?;
     }
     let schema = stream.schema();
     let count = partitioning.partition_count();
     let mut partitioner = match &partitioning {
         OutputPartitioning::Single => None,
-        OutputPartitioning::Repartition(p) => {
-            Some(BatchPartitioner::try_new(p.clone(), Time::new(), input_partition, input_partitions.max(1))?)
-        }
+        OutputPartitioning::Repartition(p) => Some(BatchPartitioner::try_new(
+            p.clone(),
+            Time::new(),
+            input_partition,
+            input_partitions.max(1),
+        )?),
     };
     let ipc = IpcWriteOptions::default().try_with_compression(options.compression)?;
     let mut writer = Writer {
@@ -238,7 +284,14 @@ pub async fn write_shuffle(
         spill_len: 0,
         options,
     };
-    let cleanup = CleanupGuard { paths: vec![tmp_path(&files.data), tmp_path(&files.index), writer.spill_path.clone()], armed: true };
+    let cleanup = CleanupGuard {
+        paths: vec![
+            tmp_path(&files.data),
+            tmp_path(&files.index),
+            writer.spill_path.clone(),
+        ],
+        armed: true,
+    };
     while let Some(batch) = stream.next().await {
         let batch = batch?;
         match partitioner.as_mut() {
@@ -294,9 +347,18 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false)]));
         let s = schema.clone();
         let stream = futures::stream::iter((0..batches).map(move |b| {
-            Ok(RecordBatch::try_new(s.clone(), vec![Arc::new(Int64Array::from_iter_values(b as i64 * rows..(b as i64 + 1) * rows))]).unwrap())
+            Ok(RecordBatch::try_new(
+                s.clone(),
+                vec![Arc::new(Int64Array::from_iter_values(
+                    b as i64 * rows..(b as i64 + 1) * rows,
+                ))],
+            )
+            .unwrap())
         }));
-        (schema.clone(), Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+        (
+            schema.clone(),
+            Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+        )
     }
 
     fn read_all(files: &ShuffleFiles, p: u32) -> Vec<i64> {
@@ -306,7 +368,15 @@ mod tests {
         }
         let reader = StreamReader::try_new(std::io::Cursor::new(bytes), None).unwrap();
         reader
-            .flat_map(|b| b.unwrap().column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+            .flat_map(|b| {
+                b.unwrap()
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
             .collect()
     }
 
@@ -314,9 +384,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = ShuffleFiles::new(dir.path(), "job", 1, 0, 0);
         let (schema, stream) = input(20, 1000);
-        let hash = Partitioning::Hash(vec![Arc::new(Column::new_with_schema("k", &schema).unwrap())], 4);
-        let options = ShuffleWriteOptions { compression: Some(CompressionType::LZ4_FRAME), spill_bytes, batch_size: 512 };
-        let stats = write_shuffle(stream, OutputPartitioning::Repartition(hash), 0, 1, &files, options).await.unwrap();
+        let hash = Partitioning::Hash(
+            vec![Arc::new(Column::new_with_schema("k", &schema).unwrap())],
+            4,
+        );
+        let options = ShuffleWriteOptions {
+            compression: Some(CompressionType::LZ4_FRAME),
+            spill_bytes,
+            batch_size: 512,
+        };
+        let stats = write_shuffle(
+            stream,
+            OutputPartitioning::Repartition(hash),
+            0,
+            1,
+            &files,
+            options,
+        )
+        .await
+        .unwrap();
         assert_eq!(stats.len(), 4);
         assert_eq!(stats.iter().map(|s| s.rows).sum::<u64>(), 20_000);
         let mut all: Vec<i64> = (0..4).flat_map(|p| read_all(&files, p)).collect();
@@ -326,7 +412,10 @@ mod tests {
         all.sort();
         assert_eq!(all, (0..20_000).collect::<Vec<_>>());
         // Nothing but the data and index file is left.
-        let left: Vec<_> = std::fs::read_dir(files.data.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(files.data.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(left.len(), 2, "{left:?}");
     }
 
@@ -345,8 +434,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = ShuffleFiles::new(dir.path(), "job", 0, 3, 1);
         let (_, stream) = input(0, 0);
-        let options = ShuffleWriteOptions { compression: None, spill_bytes: u64::MAX, batch_size: 8 };
-        let stats = write_shuffle(stream, OutputPartitioning::Single, 3, 4, &files, options).await.unwrap();
+        let options = ShuffleWriteOptions {
+            compression: None,
+            spill_bytes: u64::MAX,
+            batch_size: 8,
+        };
+        let stats = write_shuffle(stream, OutputPartitioning::Single, 3, 4, &files, options)
+            .await
+            .unwrap();
         assert_eq!(stats, vec![PartitionStats::default()]);
         assert!(read_all(&files, 0).is_empty());
     }

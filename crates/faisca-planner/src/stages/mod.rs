@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
-use datafusion::physical_plan::joins::{CrossJoinExec, HashJoinExec, NestedLoopJoinExec, PartitionMode};
+use datafusion::physical_plan::joins::{
+    CrossJoinExec, HashJoinExec, NestedLoopJoinExec, PartitionMode,
+};
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning};
@@ -35,7 +37,9 @@ impl StageOutput {
     pub fn describe(&self) -> String {
         match self {
             StageOutput::Repartition(Partitioning::Hash(_, n)) => format!("hash({n})"),
-            StageOutput::Repartition(Partitioning::RoundRobinBatch(n)) => format!("round-robin({n})"),
+            StageOutput::Repartition(Partitioning::RoundRobinBatch(n)) => {
+                format!("round-robin({n})")
+            }
             StageOutput::Repartition(p) => format!("{p}"),
             StageOutput::PerTask => "per-task".into(),
             StageOutput::Result => "result".into(),
@@ -73,16 +77,21 @@ pub struct StageGraph {
 impl StageGraph {
     /// The stage producing the job's result.
     pub fn result_stage(&self) -> &Stage {
-        self.stages.last().expect("a stage graph has at least the result stage")
+        self.stages
+            .last()
+            .expect("a stage graph has at least the result stage")
     }
 }
 
 /// Cut `plan` into stages.
 pub fn cut_stages(plan: Arc<dyn ExecutionPlan>) -> Result<StageGraph> {
+    let plan = crate::distributable::make_distributable(plan)?;
     let mut cutter = Cutter { stages: Vec::new() };
     let root = cutter.visit(plan)?;
     cutter.add_stage(root, StageOutput::Result);
-    Ok(StageGraph { stages: cutter.stages })
+    Ok(StageGraph {
+        stages: cutter.stages,
+    })
 }
 
 struct Cutter {
@@ -96,7 +105,12 @@ impl Cutter {
         collect_readers(&plan, &mut inputs);
         inputs.sort_unstable();
         inputs.dedup();
-        self.stages.push(Stage { id, plan, output, inputs });
+        self.stages.push(Stage {
+            id,
+            plan,
+            output,
+            inputs,
+        });
         id
     }
 
@@ -114,23 +128,40 @@ impl Cutter {
         for child in &children {
             new_children.push(self.visit(child.clone())?);
         }
-        let changed = children.iter().zip(&new_children).any(|(a, b)| !Arc::ptr_eq(a, b));
+        let changed = children
+            .iter()
+            .zip(&new_children)
+            .any(|(a, b)| !Arc::ptr_eq(a, b));
         #[allow(deprecated)]
-        let plan = if changed { plan.with_new_children(new_children)? } else { plan };
+        let plan = if changed {
+            plan.with_new_children(new_children)?
+        } else {
+            plan
+        };
 
         if let Some(repartition) = plan.downcast_ref::<RepartitionExec>() {
             let partitioning = repartition.partitioning().clone();
-            if matches!(partitioning, Partitioning::Hash(..) | Partitioning::RoundRobinBatch(_)) {
+            if matches!(
+                partitioning,
+                Partitioning::Hash(..) | Partitioning::RoundRobinBatch(_)
+            ) {
                 let schema = plan.schema();
                 let n = partitioning.partition_count();
-                let id = self.add_stage(repartition.input().clone(), StageOutput::Repartition(partitioning));
+                let id = self.add_stage(
+                    repartition.input().clone(),
+                    StageOutput::Repartition(partitioning),
+                );
                 return Ok(Arc::new(ShuffleReaderExec::new(id, schema, n, true)));
             }
             return Ok(plan);
         }
-        if plan.downcast_ref::<CoalescePartitionsExec>().is_some() || plan.downcast_ref::<SortPreservingMergeExec>().is_some() {
+        if plan.downcast_ref::<CoalescePartitionsExec>().is_some()
+            || plan.downcast_ref::<SortPreservingMergeExec>().is_some()
+        {
             let child = plan.children()[0].clone();
-            if child.output_partitioning().partition_count() <= 1 || child.downcast_ref::<ShuffleReaderExec>().is_some() {
+            if child.output_partitioning().partition_count() <= 1
+                || child.downcast_ref::<ShuffleReaderExec>().is_some()
+            {
                 return Ok(plan);
             }
             let reader = self.cut_per_task(child);
@@ -140,7 +171,8 @@ impl Cutter {
         if collects_left_side(&plan) && plan.output_partitioning().partition_count() > 1 {
             // Every task of this stage builds the left side; if that side reads source data, make
             // it a stage of its own so it is computed once and broadcast through the shuffle.
-            let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
+            let children: Vec<Arc<dyn ExecutionPlan>> =
+                plan.children().into_iter().cloned().collect();
             if !contains_reader(&children[0]) {
                 let mut children = children;
                 children[0] = self.cut_per_task(children[0].clone());
@@ -156,11 +188,13 @@ fn collects_left_side(plan: &Arc<dyn ExecutionPlan>) -> bool {
     if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
         return *join.partition_mode() == PartitionMode::CollectLeft;
     }
-    plan.downcast_ref::<NestedLoopJoinExec>().is_some() || plan.downcast_ref::<CrossJoinExec>().is_some()
+    plan.downcast_ref::<NestedLoopJoinExec>().is_some()
+        || plan.downcast_ref::<CrossJoinExec>().is_some()
 }
 
 fn contains_reader(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    plan.downcast_ref::<ShuffleReaderExec>().is_some() || plan.children().into_iter().any(contains_reader)
+    plan.downcast_ref::<ShuffleReaderExec>().is_some()
+        || plan.children().into_iter().any(contains_reader)
 }
 
 fn collect_readers(plan: &Arc<dyn ExecutionPlan>, out: &mut Vec<u32>) {

@@ -31,19 +31,28 @@ async fn context(broadcast_threshold: usize) -> SessionContext {
                 schema.clone(),
                 vec![
                     Arc::new(Int64Array::from_iter_values(offset..offset + rows)),
-                    Arc::new(StringArray::from_iter_values((0..rows).map(|i| format!("n{}", i % 7)))),
+                    Arc::new(StringArray::from_iter_values(
+                        (0..rows).map(|i| format!("n{}", i % 7)),
+                    )),
                 ],
             )
             .unwrap()
         };
-        let table = MemTable::try_new(schema.clone(), vec![vec![batch(0)], vec![batch(rows)]]).unwrap();
+        let table =
+            MemTable::try_new(schema.clone(), vec![vec![batch(0)], vec![batch(rows)]]).unwrap();
         ctx.register_table(name, Arc::new(table)).unwrap();
     }
     ctx
 }
 
 async fn stages_of(ctx: &SessionContext, sql: &str) -> StageGraph {
-    let plan = ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap();
+    let plan = ctx
+        .sql(sql)
+        .await
+        .unwrap()
+        .create_physical_plan()
+        .await
+        .unwrap();
     cut_stages(plan).unwrap()
 }
 
@@ -52,7 +61,9 @@ fn outline(graph: &StageGraph) -> String {
     render(graph)
         .lines()
         .map(|l| match l.find(':') {
-            Some(i) if l.trim_start().ends_with("Exec") || l.contains("Exec:") => l[..i].to_string(),
+            Some(i) if l.trim_start().ends_with("Exec") || l.contains("Exec:") => {
+                l[..i].to_string()
+            }
             _ => l.to_string(),
         })
         .collect::<Vec<_>>()
@@ -93,8 +104,8 @@ Stage 2 (tasks=3, output=hash(3), inputs=[0,1])
       ShuffleReaderExec
       ShuffleReaderExec
 Stage 3 (tasks=3, output=per-task, inputs=[2])
-  SortExec
-    ProjectionExec
+  ProjectionExec
+    SortExec
       AggregateExec
         ShuffleReaderExec
 Stage 4 (tasks=1, output=result, inputs=[3])
@@ -107,7 +118,11 @@ Stage 4 (tasks=1, output=result, inputs=[3])
 #[tokio::test]
 async fn broadcast_build_side_is_its_own_stage() {
     let ctx = context(usize::MAX).await;
-    let graph = stages_of(&ctx, "SELECT o.id, c.name FROM orders o JOIN customer c ON o.id = c.id").await;
+    let graph = stages_of(
+        &ctx,
+        "SELECT o.id, c.name FROM orders o JOIN customer c ON o.id = c.id",
+    )
+    .await;
     let text = render(&graph);
     // The build side is coalesced into one partition in its own stage and read by every probe task.
     assert!(text.contains("mode=CollectLeft"), "{text}");
@@ -133,4 +148,43 @@ async fn a_plan_without_exchanges_is_one_stage() {
     let graph = stages_of(&ctx, "SELECT id FROM orders WHERE id > 3").await;
     assert_eq!(graph.stages.len(), 1);
     assert_eq!(graph.result_stage().tasks(), 2);
+}
+
+#[tokio::test]
+async fn semi_join_with_broadcast_left_becomes_partitioned() {
+    // The left side is small enough to broadcast, but a LEFT SEMI join emits left rows that depend
+    // on every probe partition: it must become a partitioned join.
+    let ctx = context(usize::MAX).await;
+    let graph = stages_of(
+        &ctx,
+        "SELECT c.id FROM customer c WHERE c.id IN (SELECT o.id FROM orders o GROUP BY o.id)",
+    )
+    .await;
+    let text = render(&graph);
+    assert!(
+        !text.contains("mode=CollectLeft, join_type=LeftSemi"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("mode=CollectLeft, join_type=RightSemi")
+            || graph.result_stage().tasks() >= 1,
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn left_outer_join_keeps_unmatched_rows_once() {
+    let ctx = context(usize::MAX).await;
+    let graph = stages_of(
+        &ctx,
+        "SELECT c.id, o.id FROM customer c LEFT JOIN orders o ON c.id = o.id",
+    )
+    .await;
+    let text = render(&graph);
+    for line in text.lines().filter(|l| l.contains("HashJoinExec")) {
+        assert!(
+            !(line.contains("CollectLeft") && line.contains("join_type=Left")),
+            "{text}"
+        );
+    }
 }
