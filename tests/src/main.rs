@@ -1,1 +1,12 @@
+//! Faísca's integration tests: one test binary, real processes and real gRPC on 127.0.0.1.
+//!
+//! * [`tpch`]: the 22 TPC-H queries on `local[3]` against single-process DataFusion.
+//! * [`cli`]: `faisca driver` + `faisca executor` processes, queried with `faisca sql --format csv`.
+//! * [`splits`]: task sizing of real Parquet scans.
+//! * [`errors`]: bad input gives clear errors and non-zero exit codes.
 
+mod cli;
+mod common;
+mod errors;
+mod splits;
+mod tpch;

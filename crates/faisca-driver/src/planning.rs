@@ -1,6 +1,10 @@
 //! SQL → what the driver does with it: a command run on the driver, or a distributed job.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+
+use datafusion::execution::SessionStateBuilder;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -11,7 +15,7 @@ use faisca_common::{Error, Result};
 use faisca_connectors::parquet_layout::row_group_ranges;
 use faisca_connectors::splits::{FileInput, max_split_bytes, plan_splits};
 use faisca_engine::codec::encode_stage_plan;
-use faisca_planner::scans::{FileScan, file_scans, regroup_scans};
+use faisca_planner::scans::{ApplySplits, FileScan, file_scans};
 use faisca_planner::stages::{StageGraph, StageOutput, cut_stages};
 use futures::future::try_join_all;
 
@@ -132,6 +136,9 @@ pub fn shuffle_partitions(session: &Session, total_cores: usize) -> usize {
 }
 
 /// DataFusion's physical plan with Faísca's task splits applied to its file scans.
+///
+/// Planned twice: the first plan shows which files each scan reads; the second applies the splits
+/// before DataFusion's distribution rules run (see `faisca_planner::scans::ApplySplits`).
 pub async fn physical_plan(
     session: &Session,
     plan: &LogicalPlan,
@@ -140,17 +147,26 @@ pub async fn physical_plan(
     let mut state = session.ctx.state();
     state.config_mut().options_mut().execution.target_partitions =
         shuffle_partitions(session, total_cores);
-    let physical = state.create_physical_plan(plan).await?;
-    let scans = file_scans(&physical)?;
+    let first = state.create_physical_plan(plan).await?;
+    let scans = file_scans(&first)?;
     if scans.is_empty() {
-        return Ok(physical);
+        return Ok(first);
     }
     let parallelism = total_cores.max(1);
-    let mut splits = Vec::with_capacity(scans.len());
+    let mut splits = HashMap::with_capacity(scans.len());
     for scan in &scans {
-        splits.push(scan_splits(session, &state, scan, parallelism).await?);
+        splits.insert(
+            scan.key(),
+            scan_splits(session, &state, scan, parallelism).await?,
+        );
     }
-    regroup_scans(physical, &scans, &splits)
+    let mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> =
+        vec![Arc::new(ApplySplits::new(splits))];
+    rules.extend(state.physical_optimizers().iter().cloned());
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_physical_optimizer_rules(rules)
+        .build();
+    Ok(state.create_physical_plan(plan).await?)
 }
 
 async fn scan_splits(

@@ -4,14 +4,15 @@
 //!   hash (or round-robin) repartitions, single-partition merges (`CoalescePartitionsExec`,
 //!   `SortPreservingMergeExec`) and broadcast build sides. Each cut leaves a `ShuffleReaderExec` in the
 //!   consumer; each stage runs one task per output partition of its plan.
-//! * [`scans`]: find the file scans of a plan and give them new file groups — the task splits
-//!   computed with `faisca_connectors::splits`.
+//! * [`scans`]: find the file scans of a plan, and [`scans::ApplySplits`], the physical optimizer
+//!   rule that gives them the task splits computed with `faisca_connectors::splits`.
 //! * [`distributable`]: rewrites joins whose partitions share in-process state so that they stay
 //!   correct when each partition is a task of its own (run first by [`stages::cut_stages`]).
 //! * [`explain`]: the text shown by `EXPLAIN` and `faisca sql --explain`.
 //!
-//! The driver calls these in order: DataFusion physical plan → [`scans`] (after reading footers) →
-//! [`stages::cut_stages`].
+//! The driver plans a query twice: a first physical plan shows which files each scan reads; with
+//! their sizes (and row groups, read from footers) it computes splits; the second plan runs
+//! [`scans::ApplySplits`] before DataFusion's own rules; then [`stages::cut_stages`].
 
 pub mod distributable;
 pub mod explain;

@@ -2,13 +2,18 @@
 
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
+use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
-use faisca_common::{Error, Result};
+use faisca_common::Result;
 use faisca_connectors::splits::FilePiece;
 
 /// One file scan found in a plan.
@@ -29,7 +34,7 @@ fn file_scan_config(plan: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
         .downcast_ref::<FileScanConfig>()
 }
 
-/// The file scans of `plan`, in the order [`regroup_scans`] visits them.
+/// The file scans of `plan`.
 pub fn file_scans(plan: &Arc<dyn ExecutionPlan>) -> Result<Vec<FileScan>> {
     let mut scans = Vec::new();
     plan.clone().transform_up(|node| {
@@ -59,58 +64,96 @@ pub fn file_scans(plan: &Arc<dyn ExecutionPlan>) -> Result<Vec<FileScan>> {
     Ok(scans)
 }
 
-/// Give every file scan of `plan` new file groups: `splits[i]` for the i-th scan of
-/// [`file_scans`], one group per task. A scan with no splits (no files) is left as it is.
-pub fn regroup_scans(
-    plan: Arc<dyn ExecutionPlan>,
-    scans: &[FileScan],
-    splits: &[Vec<Vec<FilePiece>>],
-) -> Result<Arc<dyn ExecutionPlan>> {
-    if scans.len() != splits.len() {
-        return Err(Error::internal(format!(
-            "{} scans but {} split lists",
-            scans.len(),
-            splits.len()
-        )));
+/// Identifies a scan by its store and the set of files it reads.
+pub type ScanKey = (String, Vec<String>);
+
+impl FileScan {
+    /// This scan's key.
+    pub fn key(&self) -> ScanKey {
+        scan_key(self.object_store_url.as_str(), self.files.iter())
     }
-    let mut index = 0usize;
-    let rewritten = plan.transform_up(|node| {
-        let Some(config) = file_scan_config(&node) else {
-            return Ok(Transformed::no(node));
-        };
-        let i = index;
-        index += 1;
-        if splits[i].is_empty() {
-            return Ok(Transformed::no(node));
-        }
-        let groups: Vec<FileGroup> = splits[i]
-            .iter()
-            .map(|task| {
-                FileGroup::new(
-                    task.iter()
-                        .map(|piece| {
-                            let original = scans[i]
-                                .files
-                                .iter()
-                                .find(|f| f.object_meta.location.as_ref() == piece.path)
-                                .expect("split pieces come from the scan's files");
-                            let mut file = original.clone();
-                            if !piece.is_whole_file() {
-                                file = file
-                                    .with_range(piece.range.start as i64, piece.range.end as i64);
-                            }
-                            file
-                        })
-                        .collect(),
-                )
-            })
-            .collect();
-        let new_config = FileScanConfigBuilder::from(config.clone())
-            .with_file_groups(groups)
-            .build();
-        Ok(Transformed::yes(
-            DataSourceExec::from_data_source(new_config) as Arc<dyn ExecutionPlan>,
-        ))
-    })?;
-    Ok(rewritten.data)
+}
+
+fn scan_key<'a>(url: &str, files: impl Iterator<Item = &'a PartitionedFile>) -> ScanKey {
+    let mut paths: Vec<String> = files.map(|f| f.object_meta.location.to_string()).collect();
+    paths.sort();
+    paths.dedup();
+    (url.to_string(), paths)
+}
+
+/// A physical optimizer rule, placed before every other rule, that gives each file scan the task
+/// splits computed for it (one file group per task). Running first matters: DataFusion's
+/// distribution rules then see the real number of partitions (a one-file table split into four
+/// tasks gets a partial and a final aggregation, not a single-partition one).
+#[derive(Debug, Default)]
+pub struct ApplySplits {
+    splits: HashMap<ScanKey, Vec<Vec<FilePiece>>>,
+}
+
+impl ApplySplits {
+    /// A rule applying `splits` to the scans with those keys.
+    pub fn new(splits: HashMap<ScanKey, Vec<Vec<FilePiece>>>) -> Self {
+        ApplySplits { splits }
+    }
+}
+
+impl PhysicalOptimizerRule for ApplySplits {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let rewritten = plan.transform_up(|node| {
+            let Some(config) = file_scan_config(&node) else {
+                return Ok(Transformed::no(node));
+            };
+            let key = scan_key(
+                config.object_store_url.as_str(),
+                config.file_groups.iter().flat_map(|g| g.iter()),
+            );
+            let Some(tasks) = self.splits.get(&key).filter(|t| !t.is_empty()) else {
+                return Ok(Transformed::no(node));
+            };
+            let originals: HashMap<String, &PartitionedFile> = config
+                .file_groups
+                .iter()
+                .flat_map(|g| g.iter())
+                .map(|f| (f.object_meta.location.to_string(), f))
+                .collect();
+            let mut groups = Vec::with_capacity(tasks.len());
+            for task in tasks {
+                let mut files = Vec::with_capacity(task.len());
+                for piece in task {
+                    let Some(original) = originals.get(&piece.path) else {
+                        return Err(DataFusionError::Internal(format!(
+                            "split of unknown file {}",
+                            piece.path
+                        )));
+                    };
+                    let mut file = (*original).clone();
+                    file.range = None;
+                    if !piece.is_whole_file() {
+                        file = file.with_range(piece.range.start as i64, piece.range.end as i64);
+                    }
+                    files.push(file);
+                }
+                groups.push(FileGroup::new(files));
+            }
+            let new_config = FileScanConfigBuilder::from(config.clone())
+                .with_file_groups(groups)
+                .build();
+            Ok(Transformed::yes(
+                DataSourceExec::from_data_source(new_config) as Arc<dyn ExecutionPlan>,
+            ))
+        })?;
+        Ok(rewritten.data)
+    }
+
+    fn name(&self) -> &str {
+        "faisca_apply_splits"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
 }

@@ -1,0 +1,213 @@
+//! A driver and executors as separate processes, queried with `faisca sql`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use datafusion::prelude::SessionContext;
+use faisca_cli::tpch::{data, queries};
+
+use crate::common::{faisca_bin, tpch_dir};
+
+/// Child processes killed when dropped.
+pub struct Processes(pub Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Start `faisca driver` on a free port and return it with its address (read from its stderr).
+pub fn start_driver() -> (Child, String) {
+    let mut driver = Command::new(faisca_bin())
+        .args(["driver", "--bind", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start faisca driver");
+    let stderr = driver.stderr.take().expect("piped");
+    let mut lines = BufReader::new(stderr).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("driver printed its address")
+            .expect("utf-8");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+    // Keep draining stderr so the driver never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (driver, address)
+}
+
+/// Start an executor process with `cores` cores.
+pub fn start_executor(driver: &str, cores: u32, work_dir: &std::path::Path) -> Child {
+    Command::new(faisca_bin())
+        .args([
+            "executor",
+            "--driver",
+            driver,
+            "--cores",
+            &cores.to_string(),
+            "--memory",
+            "1g",
+            "--work-dir",
+        ])
+        .arg(work_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start faisca executor")
+}
+
+/// Run `faisca sql` and return (exit code, stdout, stderr).
+pub fn faisca_sql(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(faisca_bin())
+        .arg("sql")
+        .args(args)
+        .output()
+        .expect("run faisca sql");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Split a CSV line, honouring double quotes.
+fn csv_fields(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                chars.next();
+                fields.last_mut().expect("one field").push('"');
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(String::new()),
+            _ => fields.last_mut().expect("one field").push(c),
+        }
+    }
+    fields
+}
+
+/// CSV rows with numbers rounded to 9 significant digits, sorted (header first).
+fn normalized_csv(text: &str) -> Vec<String> {
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default().to_string();
+    let mut rows: Vec<String> = lines
+        .map(|l| {
+            csv_fields(l)
+                .into_iter()
+                .map(|f| match f.parse::<f64>() {
+                    Ok(v) if f.contains('.') || f.contains('e') => format!("{v:.8e}"),
+                    _ => f,
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    rows.sort();
+    rows.insert(0, header);
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpch_through_faisca_sql_against_driver_and_executor_processes() {
+    let dir = tpch_dir();
+    let work = tempfile::tempdir().unwrap();
+    let (driver, address) = start_driver();
+    let mut procs = Processes(vec![driver]);
+    procs.0.push(start_executor(&address, 1, work.path()));
+    procs.0.push(start_executor(&address, 1, work.path()));
+    let ddl = data::create_tables_sql(dir).join(";\n");
+    let ctx = SessionContext::new();
+    for stmt in data::create_tables_sql(dir) {
+        ctx.sql(&stmt).await.unwrap().collect().await.unwrap();
+    }
+    for (i, sql) in queries::QUERIES.iter().enumerate() {
+        let q = i + 1;
+        let script = format!("{ddl};\n{sql}");
+        let (code, stdout, stderr) = faisca_sql(&[
+            "--master",
+            &address,
+            "--format",
+            "csv",
+            "--conf",
+            "faisca.files.maxPartitionBytes=256k",
+            "-e",
+            &script,
+        ]);
+        assert_eq!(code, 0, "Q{q} failed: {stderr}");
+        let expected_batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        let schema = ctx.sql(sql).await.unwrap().schema().as_arrow().clone();
+        let mut expected = Vec::new();
+        faisca_cli::output::write(
+            &mut expected,
+            faisca_cli::output::Format::Csv,
+            &std::sync::Arc::new(schema),
+            &expected_batches,
+        )
+        .unwrap();
+        assert_eq!(
+            normalized_csv(&stdout),
+            normalized_csv(&String::from_utf8(expected).unwrap()),
+            "Q{q} differs"
+        );
+    }
+    drop(procs);
+}
+
+#[test]
+fn executor_work_dirs_are_their_own_and_removed_on_stop() {
+    let work = tempfile::tempdir().unwrap();
+    let (driver, address) = start_driver();
+    let mut procs = Processes(vec![driver]);
+    procs.0.push(start_executor(&address, 1, work.path()));
+    procs.0.push(start_executor(&address, 2, work.path()));
+    // http:// addresses work as well as faisca:// ones.
+    let http = address.replace("faisca://", "http://");
+    let (code, stdout, stderr) = faisca_sql(&[
+        "--master",
+        &http,
+        "--format",
+        "csv",
+        "-e",
+        "select 41 + 1 as answer",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "answer\n42\n");
+    let count = || std::fs::read_dir(work.path()).unwrap().count();
+    let wait_for = |want: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while count() != want && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        count()
+    };
+    assert_eq!(
+        wait_for(2),
+        2,
+        "each executor keeps its files in its own subdirectory"
+    );
+    // Ctrl-C stops an executor cleanly: its subdirectory goes away.
+    for child in &procs.0[1..] {
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+    assert_eq!(
+        wait_for(0),
+        0,
+        "stopped executors leave nothing in the work dir"
+    );
+    drop(procs);
+}

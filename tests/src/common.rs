@@ -1,0 +1,82 @@
+//! Shared helpers: TPC-H data generated once per test run, result normalization, the CLI binary.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use datafusion::arrow::array::{Array, ArrayRef, Float32Array, Float64Array};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::display::array_value_to_string;
+
+/// TPC-H SF 0.01, generated once into a temporary directory.
+pub fn tpch_dir() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, path) = DIR.get_or_init(|| {
+        let tmp = tempfile::Builder::new()
+            .prefix("faisca-tpch-")
+            .tempdir()
+            .expect("temp dir");
+        let dir = tmp.path().join("sf0.01");
+        faisca_cli::tpch::data::ensure(&dir, 0.01, 2).expect("TPC-H data generation");
+        (tmp, dir)
+    });
+    path
+}
+
+fn cell(array: &ArrayRef, row: usize) -> String {
+    if array.is_null(row) {
+        return "NULL".into();
+    }
+    // Floating-point sums depend on the order rows are added in; compare 9 significant digits.
+    match array.data_type() {
+        DataType::Float64 => format!(
+            "{:.8e}",
+            array
+                .as_any()
+                .downcast_ref::<Float64Array>()
+                .expect("f64")
+                .value(row)
+        ),
+        DataType::Float32 => format!(
+            "{:.5e}",
+            array
+                .as_any()
+                .downcast_ref::<Float32Array>()
+                .expect("f32")
+                .value(row)
+        ),
+        _ => array_value_to_string(array, row).expect("displayable"),
+    }
+}
+
+/// Rows as strings, sorted (so results are compared as multisets).
+pub fn normalized_rows(batches: &[RecordBatch]) -> Vec<String> {
+    let mut rows = Vec::new();
+    for b in batches {
+        for r in 0..b.num_rows() {
+            rows.push(
+                b.columns()
+                    .iter()
+                    .map(|c| cell(c, r))
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            );
+        }
+    }
+    rows.sort();
+    rows
+}
+
+/// The `faisca` binary next to this test binary (`cargo build -p faisca-cli` builds it; the
+/// README's test command does).
+pub fn faisca_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("faisca");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build -p faisca-cli` (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}

@@ -1,0 +1,247 @@
+//! Bad input gives an error that names the thing and says what was expected; the CLI exits ≠ 0.
+
+use faisca::{Error, Session};
+use faisca_common::Fault;
+
+use crate::cli::{Processes, faisca_sql, start_driver, start_executor};
+
+async fn local() -> Session {
+    Session::builder().master("local[1]").build().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_sql_and_unknown_tables_are_user_errors() {
+    let session = local().await;
+    let e = session.sql("SELEC 1").await.unwrap_err();
+    assert_eq!(e.fault(), Fault::User, "{e}");
+    assert!(e.to_string().contains("SELEC"), "{e}");
+    let e = session
+        .sql("SELECT * FROM no_such_table")
+        .await
+        .unwrap_err();
+    assert_eq!(e.fault(), Fault::User);
+    assert!(
+        e.to_string().contains("no_such_table") && e.to_string().contains("not found"),
+        "{e}"
+    );
+    // The session still works afterwards.
+    let rows = session
+        .sql("SELECT 1 AS x")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(rows[0].num_rows(), 1);
+    session.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_and_corrupt_files_are_named() {
+    let session = local().await;
+    let missing = "/nonexistent-faisca-dir/t.parquet";
+    let e = session.register_parquet("t", missing).await.unwrap_err();
+    assert!(e.to_string().contains("nonexistent-faisca-dir"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt.parquet");
+    std::fs::write(&corrupt, b"this is not a parquet file, just some bytes").unwrap();
+    let e = session
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE c STORED AS PARQUET LOCATION '{}'",
+            corrupt.display()
+        ))
+        .await
+        .map(|_| ())
+        .and(Err::<(), Error>(Error::user("expected an error")))
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("corrupt.parquet")
+            || e.to_string().to_lowercase().contains("parquet"),
+        "{e}"
+    );
+    session.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_errors_name_the_key() {
+    let e = Session::builder()
+        .master("local[1]")
+        .config("faisca.no.such.key", "1")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("faisca.no.such.key"), "{e}");
+    let e = Session::builder()
+        .master("local[1]")
+        .config("faisca.files.maxPartitionBytes", "lots")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("faisca.files.maxPartitionBytes")
+            && e.to_string().contains("expected"),
+        "{e}"
+    );
+    let e = Session::builder()
+        .master("local[0]")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("local[0]"), "{e}");
+    // SET is validated too.
+    let session = local().await;
+    let e = session
+        .sql("SET faisca.shuffle.partitions = many")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("faisca.shuffle.partitions"), "{e}");
+    session
+        .sql("SET faisca.shuffle.partitions = 3")
+        .await
+        .unwrap();
+    session.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_over_the_message_limit_is_a_clear_error() {
+    let session = Session::builder()
+        .master("local[1]")
+        .config("faisca.rpc.maxMessageSize", "16k")
+        .build()
+        .await
+        .unwrap();
+    let e = session
+        .sql("SELECT 1")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("faisca.rpc.maxMessageSize"), "{e}");
+    session.stop().await;
+}
+
+#[test]
+fn cli_errors_exit_non_zero_with_the_reason_on_stderr() {
+    let (code, stdout, stderr) = faisca_sql(&["--master", "local[1]", "-e", "SELEC 1"]);
+    assert_ne!(code, 0);
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("error:") && stderr.contains("SELEC"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = faisca_sql(&["--master", "local[1]", "-e", "SELECT * FROM nowhere"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("nowhere"), "{stderr}");
+
+    // Nothing listens on port 1.
+    let (code, _, stderr) = faisca_sql(&["--master", "faisca://127.0.0.1:1", "-e", "SELECT 1"]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("127.0.0.1:1") && stderr.contains("cannot connect"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = faisca_sql(&["--master", "ftp://x", "-e", "SELECT 1"]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("ftp://x"), "{stderr}");
+
+    let (code, _, stderr) =
+        faisca_sql(&["--master", "local[1]", "--conf", "oops", "-e", "SELECT 1"]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("oops") && stderr.contains("KEY=VALUE"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sql_waits_for_an_executor_then_gives_up_clearly() {
+    let (driver, address) = start_driver();
+    let _procs = Processes(vec![driver]);
+    let (code, _, stderr) = faisca_sql(&[
+        "--master",
+        &address,
+        "--conf",
+        "faisca.client.executorWaitTimeout=300ms",
+        "-e",
+        "SELECT 1",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("no executor registered") && stderr.contains("executorWaitTimeout"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sql_runs_once_a_late_executor_registers() {
+    let (driver, address) = start_driver();
+    let mut procs = Processes(vec![driver]);
+    let work = tempfile::tempdir().unwrap();
+    let addr = address.clone();
+    let sql = std::thread::spawn(move || {
+        faisca_sql(&["--master", &addr, "--format", "csv", "-e", "SELECT 7 AS x"])
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    procs.0.push(start_executor(&address, 1, work.path()));
+    let (code, stdout, stderr) = sql.join().unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "x\n7\n");
+}
+
+#[test]
+fn an_executor_without_a_driver_gives_up_clearly() {
+    let work = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::common::faisca_bin())
+        .args([
+            "executor",
+            "--driver",
+            "faisca://127.0.0.1:1",
+            "--cores",
+            "1",
+            "--conf",
+            "faisca.executor.registrationTimeout=300ms",
+            "--work-dir",
+        ])
+        .arg(work.path())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach the driver") && stderr.contains("registrationTimeout"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_speaking_another_protocol_version_is_refused() {
+    use faisca_proto::driver_service_client::DriverServiceClient;
+    use faisca_proto::{ExecutorMessage, RegisterExecutor, executor_message};
+    let (driver, address) = start_driver();
+    let _procs = Processes(vec![driver]);
+    let url = faisca_proto::endpoint_url(&address).unwrap();
+    let mut client = DriverServiceClient::connect(url).await.unwrap();
+    let register = ExecutorMessage {
+        message: Some(executor_message::Message::Register(RegisterExecutor {
+            protocol_version: 999,
+            executor_id: "old-one".into(),
+            flight_address: "127.0.0.1:9".into(),
+            cores: 1,
+            memory_bytes: 1 << 30,
+        })),
+    };
+    let status = client
+        .executor_connect(futures::stream::iter(vec![register]))
+        .await
+        .unwrap_err();
+    let message = status.message();
+    assert!(
+        message.contains("999")
+            && message.contains(&format!("version {}", faisca_common::PROTOCOL_VERSION)),
+        "{message}"
+    );
+    assert!(message.contains("old-one"), "{message}");
+}
