@@ -8,5 +8,6 @@
 mod cli;
 mod common;
 mod errors;
+mod readme;
 mod splits;
 mod tpch;

@@ -82,7 +82,7 @@ mod tests {
         )
         .unwrap();
         let mut out = Vec::new();
-        write(&mut out, Format::Csv, &schema, &[batch.clone()]).unwrap();
+        write(&mut out, Format::Csv, &schema, std::slice::from_ref(&batch)).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "a,b\n1,2\n");
         let mut out = Vec::new();
         write(&mut out, Format::Json, &schema, &[batch]).unwrap();

@@ -128,18 +128,10 @@ pub const KEYS: &[KeySpec] = &[
 
 /// Parsed configuration. Build with [`FaiscaConfig::from_pairs`] or start from
 /// [`FaiscaConfig::default`] and [`FaiscaConfig::set`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct FaiscaConfig {
     /// `faisca.*` values by lower-cased key, validated; plus other keys verbatim.
     values: BTreeMap<String, String>,
-}
-
-impl Default for FaiscaConfig {
-    fn default() -> Self {
-        FaiscaConfig {
-            values: BTreeMap::new(),
-        }
-    }
 }
 
 fn spec(key: &str) -> Option<&'static KeySpec> {

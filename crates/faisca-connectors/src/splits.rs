@@ -97,7 +97,7 @@ pub fn plan_splits(
         .flat_map(|f| split_file(f, max_split))
         .collect();
     // Largest first; ties keep input order so that plans are deterministic.
-    pieces.sort_by(|a, b| b.len().cmp(&a.len()));
+    pieces.sort_by_key(|p| std::cmp::Reverse(p.len()));
     let mut tasks: Vec<Vec<FilePiece>> = Vec::new();
     let mut current: Vec<FilePiece> = Vec::new();
     let mut current_size = 0u64;
@@ -186,7 +186,7 @@ mod tests {
         let file = FileInput {
             path: "x".into(),
             size: 400 * MIB,
-            row_groups: Some(vec![4..400 * MIB - 100]),
+            row_groups: Some(std::iter::once(4..400 * MIB - 100).collect()),
         };
         assert_eq!(split_file(&file, 128 * MIB).len(), 1);
     }

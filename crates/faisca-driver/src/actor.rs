@@ -47,6 +47,9 @@ pub struct JobResult {
     pub outputs: Vec<(String, String, u32, u32)>,
 }
 
+/// Where the answer to an [`Message::AwaitJob`] goes.
+pub type JobWaiter = oneshot::Sender<Result<JobResult, Arc<Error>>>;
+
 /// Messages the actor understands.
 pub enum Message {
     /// An executor connected and registered.
@@ -120,7 +123,7 @@ pub enum Message {
         /// The job.
         id: JobId,
         /// The result locations or the job's error.
-        reply: oneshot::Sender<Result<JobResult, Arc<Error>>>,
+        reply: JobWaiter,
     },
     /// The client has read a job's result (or gave up): its shuffle data can go.
     JobDone {
@@ -144,7 +147,7 @@ pub struct DriverState {
     jobs: HashMap<JobId, JobState>,
     /// Tasks waiting for a slot, FIFO across jobs: `(job, stage, partition)`.
     queue: VecDeque<(JobId, u32, u32)>,
-    job_waiters: HashMap<JobId, Vec<oneshot::Sender<Result<JobResult, Arc<Error>>>>>,
+    job_waiters: HashMap<JobId, Vec<JobWaiter>>,
     cluster_waiters: Vec<(usize, oneshot::Sender<Vec<ExecutorInfo>>)>,
 }
 

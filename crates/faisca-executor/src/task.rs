@@ -114,7 +114,7 @@ async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<Vec<P
         base.window_functions().clone(),
         base.runtime_env(),
     ));
-    let output = launch.output.clone().unwrap_or_default();
+    let output = launch.output.unwrap_or_default();
     let (plan, partitioning) =
         decode_stage_plan(&launch.plan, output.hash_partitioned, &task_context)?;
     let input_partitions = plan.output_partitioning().partition_count();
