@@ -4,24 +4,18 @@
 //! order and forwards their Flight messages as they are (no decoding), after one schema message of
 //! its own. When the stream ends or the client drops it, the job's shuffle data is released.
 
-use std::pin::Pin;
 use std::sync::Arc;
 
-use arrow_flight::flight_service_server::FlightService;
-use arrow_flight::{
-    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
-    HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaAsIpc, SchemaResult, Ticket,
-};
+use arrow_flight::{FlightData, SchemaAsIpc, Ticket};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use faisca_common::JobId;
+use faisca_engine::rpc::{BoxedStream, DoGetHandler};
 use faisca_engine::shuffle::FlightClients;
 use faisca_proto::{ShuffleTicket, status_from_error, ticket};
-use futures::{Stream, StreamExt, TryStreamExt};
-use tonic::{Request, Response, Status, Streaming};
+use futures::{StreamExt, TryStreamExt};
+use tonic::Status;
 
 use crate::actor::{DriverHandle, JobResult, Message};
-
-type BoxedStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 /// The driver's Flight service.
 pub struct DriverFlightService {
@@ -103,21 +97,10 @@ fn result_stream(
 }
 
 #[tonic::async_trait]
-impl FlightService for DriverFlightService {
-    type HandshakeStream = BoxedStream<HandshakeResponse>;
-    type ListFlightsStream = BoxedStream<FlightInfo>;
-    type DoGetStream = BoxedStream<FlightData>;
-    type DoPutStream = BoxedStream<PutResult>;
-    type DoActionStream = BoxedStream<arrow_flight::Result>;
-    type ListActionsStream = BoxedStream<ActionType>;
-    type DoExchangeStream = BoxedStream<FlightData>;
-
-    async fn do_get(
-        &self,
-        request: Request<Ticket>,
-    ) -> Result<Response<Self::DoGetStream>, Status> {
-        let kind = faisca_proto::decode_ticket(&request.get_ref().ticket)
-            .map_err(|e| status_from_error(&e))?;
+impl DoGetHandler for DriverFlightService {
+    async fn do_get(&self, ticket: Ticket) -> Result<BoxedStream<FlightData>, Status> {
+        let kind =
+            faisca_proto::decode_ticket(&ticket.ticket).map_err(|e| status_from_error(&e))?;
         let ticket::Kind::Result(result) = kind else {
             return Err(Status::invalid_argument(
                 "the driver serves only result tickets; shuffle tickets go to executors",
@@ -135,76 +118,8 @@ impl FlightService for DriverFlightService {
             .await
             .map_err(|e| status_from_error(&e))?;
         match outcome {
-            Ok(result) => Ok(Response::new(result_stream(
-                result,
-                job,
-                self.clients.clone(),
-                guard,
-            ))),
+            Ok(result) => Ok(result_stream(result, job, self.clients.clone(), guard)),
             Err(error) => Err(status_from_error(&error)),
         }
-    }
-
-    async fn handshake(
-        &self,
-        _: Request<Streaming<HandshakeRequest>>,
-    ) -> Result<Response<Self::HandshakeStream>, Status> {
-        Err(Status::unimplemented(
-            "handshake is not needed: Faísca has no authentication yet",
-        ))
-    }
-    async fn list_flights(
-        &self,
-        _: Request<Criteria>,
-    ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        Err(Status::unimplemented(
-            "list_flights: submit SQL through DriverService.ExecuteSql",
-        ))
-    }
-    async fn get_flight_info(
-        &self,
-        _: Request<FlightDescriptor>,
-    ) -> Result<Response<FlightInfo>, Status> {
-        Err(Status::unimplemented(
-            "get_flight_info: submit SQL through DriverService.ExecuteSql",
-        ))
-    }
-    async fn poll_flight_info(
-        &self,
-        _: Request<FlightDescriptor>,
-    ) -> Result<Response<PollInfo>, Status> {
-        Err(Status::unimplemented("poll_flight_info is not supported"))
-    }
-    async fn get_schema(
-        &self,
-        _: Request<FlightDescriptor>,
-    ) -> Result<Response<SchemaResult>, Status> {
-        Err(Status::unimplemented(
-            "get_schema: ExecuteSql returns the schema",
-        ))
-    }
-    async fn do_put(
-        &self,
-        _: Request<Streaming<FlightData>>,
-    ) -> Result<Response<Self::DoPutStream>, Status> {
-        Err(Status::unimplemented("do_put is not supported"))
-    }
-    async fn do_action(
-        &self,
-        _: Request<Action>,
-    ) -> Result<Response<Self::DoActionStream>, Status> {
-        Err(Status::unimplemented("do_action is not supported"))
-    }
-    async fn list_actions(
-        &self,
-        _: Request<Empty>,
-    ) -> Result<Response<Self::ListActionsStream>, Status> {
-        Err(Status::unimplemented("list_actions is not supported"))
-    }
-    async fn do_exchange(
-        &self,
-        _: Request<Streaming<FlightData>>,
-    ) -> Result<Response<Self::DoExchangeStream>, Status> {
-        Err(Status::unimplemented("do_exchange is not supported"))
     }
 }

@@ -4,12 +4,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
-use faisca_common::{Error, FaiscaConfig, Result};
+use faisca_common::{FaiscaConfig, Result};
+use faisca_engine::rpc;
 use faisca_engine::shuffle::FlightClients;
 use faisca_proto::driver_service_server::DriverServiceServer;
-use futures::StreamExt;
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::actor::{DriverHandle, spawn_actor};
 use crate::flight::DriverFlightService;
@@ -38,38 +37,24 @@ pub struct DriverServer {
 impl DriverServer {
     /// Bind and start serving.
     pub async fn start(options: DriverOptions) -> Result<Self> {
-        let listener = tokio::net::TcpListener::bind(options.bind)
-            .await
-            .map_err(|e| Error::user(format!("cannot bind the driver to {}: {e}", options.bind)))?;
-        let local = listener.local_addr()?;
-        let host = options
-            .advertise_host
-            .clone()
-            .unwrap_or_else(|| match local.ip() {
-                ip if ip.is_unspecified() => "127.0.0.1".to_string(),
-                ip => ip.to_string(),
-            });
-        let address = format!("{host}:{}", local.port());
+        let (listener, address) =
+            rpc::bind(options.bind, options.advertise_host.as_deref(), "driver").await?;
         let (handle, actor) = spawn_actor();
         let limit = options.config.max_message_size();
         let clients = Arc::new(FlightClients::new(limit, options.config.connect_timeout()));
         let control = DriverServiceServer::new(DriverServiceImpl::new(handle.clone()))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
-        let flight = FlightServiceServer::new(DriverFlightService::new(handle.clone(), clients))
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit);
+        let flight = FlightServiceServer::new(rpc::FlightDoGetService(DriverFlightService::new(
+            handle.clone(),
+            clients,
+        )))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-        let incoming = TcpListenerStream::new(listener).map(|s| {
-            if let Ok(stream) = &s {
-                let _ = stream.set_nodelay(true);
-            }
-            s
-        });
+        let incoming = rpc::incoming(listener);
         let server = tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
-                .initial_stream_window_size(4 << 20)
-                .initial_connection_window_size(8 << 20)
+            let result = rpc::server()
                 .add_service(control)
                 .add_service(flight)
                 .serve_with_incoming_shutdown(incoming, async {

@@ -12,8 +12,10 @@
 //!   with Arrow Flight `DoGet`. Where to read comes from the task's [`shuffle::ShuffleEnv`], which
 //!   travels in the `TaskContext`.
 //! * [`shuffle::frames`] turns stored IPC bytes into Flight messages without decoding them.
+//! * [`rpc`] holds the gRPC server and client settings both processes share.
 //! * [`codec`] encodes stage plans (with their output partitioning) and schemas for the wire.
 
 pub mod codec;
+pub mod rpc;
 pub mod session_config;
 pub mod shuffle;

@@ -37,10 +37,7 @@ pub async fn register(
     let limit = options.config.max_message_size();
     let mut delay = Duration::from_millis(50);
     let channel = loop {
-        let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
-            .map_err(|e| Error::user(format!("invalid driver address '{}': {e}", options.driver)))?
-            .connect_timeout(options.config.connect_timeout())
-            .tcp_nodelay(true);
+        let endpoint = faisca_engine::rpc::endpoint(url.clone(), options.config.connect_timeout())?;
         match endpoint.connect().await {
             Ok(channel) => break channel,
             Err(e) if Instant::now() + delay < deadline => {

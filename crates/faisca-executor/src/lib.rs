@@ -25,10 +25,9 @@ use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SessionStateBuilder, TaskContext};
 use faisca_common::{Error, ExecutorId, FaiscaConfig, Result};
+use faisca_engine::rpc;
 use faisca_engine::shuffle::FlightClients;
-use futures::StreamExt;
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// How to start an executor.
 #[derive(Debug, Clone)]
@@ -123,36 +122,18 @@ impl Executor {
             .build();
         let base_task_context = Arc::new(TaskContext::from(&state));
 
-        let listener = tokio::net::TcpListener::bind(options.bind)
-            .await
-            .map_err(|e| {
-                Error::user(format!("cannot bind the executor to {}: {e}", options.bind))
-            })?;
-        let local = listener.local_addr()?;
-        let host = options
-            .advertise_host
-            .clone()
-            .unwrap_or_else(|| match local.ip() {
-                ip if ip.is_unspecified() => "127.0.0.1".to_string(),
-                ip => ip.to_string(),
-            });
-        let flight_address = format!("{host}:{}", local.port());
+        let (listener, flight_address) =
+            rpc::bind(options.bind, options.advertise_host.as_deref(), "executor").await?;
         let limit = options.config.max_message_size();
-        let flight =
-            FlightServiceServer::new(flight::ExecutorFlightService::new(shuffle_root.clone()))
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit);
+        let flight = FlightServiceServer::new(rpc::FlightDoGetService(
+            flight::ExecutorFlightService::new(shuffle_root.clone()),
+        ))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
         let (server_stop_tx, server_stop_rx) = oneshot::channel::<()>();
-        let incoming = TcpListenerStream::new(listener).map(|s| {
-            if let Ok(stream) = &s {
-                let _ = stream.set_nodelay(true);
-            }
-            s
-        });
+        let incoming = rpc::incoming(listener);
         let server = tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
-                .initial_stream_window_size(4 << 20)
-                .initial_connection_window_size(8 << 20)
+            let result = rpc::server()
                 .add_service(flight)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = server_stop_rx.await;

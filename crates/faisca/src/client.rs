@@ -50,12 +50,7 @@ impl DriverClient {
         max_message_size: usize,
     ) -> Result<Self> {
         let url = faisca_proto::endpoint_url(address)?;
-        let channel = tonic::transport::Endpoint::from_shared(url)
-            .map_err(|e| Error::user(format!("invalid driver address '{address}': {e}")))?
-            .connect_timeout(connect_timeout)
-            .tcp_nodelay(true)
-            .initial_stream_window_size(4 << 20)
-            .initial_connection_window_size(8 << 20)
+        let channel = faisca_engine::rpc::endpoint(url, connect_timeout)?
             .connect()
             .await
             .map_err(|e| {

@@ -142,13 +142,7 @@ impl FlightClients {
                 Some(c) => c.clone(),
                 None => {
                     let url = faisca_proto::endpoint_url(address)?;
-                    let channel = tonic::transport::Endpoint::from_shared(url)
-                        .map_err(|e| {
-                            Error::user(format!("invalid executor address '{address}': {e}"))
-                        })?
-                        .connect_timeout(self.connect_timeout)
-                        .tcp_nodelay(true)
-                        .connect_lazy();
+                    let channel = crate::rpc::endpoint(url, self.connect_timeout)?.connect_lazy();
                     channels.insert(address.to_string(), channel.clone());
                     channel
                 }
