@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Faísca's benchmarks, as recorded in docs/benchmarks.md. Needs a release build:
+#   cargo build --release -p faisca-cli
+# Usage: scripts/bench.sh [SF]   (default SF 1; data is generated once into the cache directory)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sf="${1:-1}"
+bin=target/release/faisca
+mkdir -p target/faisca-bench
+"$bin" bench overhead --master 'local[2]' --iterations 200 --tasks 100 --output target/faisca-bench/overhead.json
+"$bin" bench tpch --sf "$sf" --master 'local[2]' --iterations 5 --output "target/faisca-bench/tpch-sf$sf.json"
