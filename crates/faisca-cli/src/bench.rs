@@ -131,7 +131,14 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
         bail!("invalid query number {bad} in --queries: expected numbers from 1 to 22");
     }
     let (session, cores) = session_for(&args.master, &args.conf).await?;
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(cores));
+    let mut reference = SessionConfig::new().with_target_partitions(cores);
+    for (k, v) in parse_conf(&args.reference_conf)? {
+        reference
+            .options_mut()
+            .set(&k, &v)
+            .with_context(|| format!("--reference-conf {k}={v}"))?;
+    }
+    let ctx = SessionContext::new_with_config(reference);
     for ddl in data::create_tables_sql(&dir) {
         session.execute_sql(&ddl).await?;
         ctx.sql(&ddl).await?.collect().await?;

@@ -143,6 +143,10 @@ pub struct TpchBenchArgs {
     /// Configuration `key=value` for the session (repeatable).
     #[arg(long = "conf", value_name = "KEY=VALUE")]
     pub conf: Vec<String>,
+    /// DataFusion configuration `key=value` for the single-process reference (repeatable), e.g.
+    /// `datafusion.optimizer.enable_dynamic_filter_pushdown=false` to see what run-time filters give.
+    #[arg(long = "reference-conf", value_name = "KEY=VALUE")]
+    pub reference_conf: Vec<String>,
 }
 
 /// `faisca bench overhead`.

@@ -379,6 +379,17 @@ impl DriverState {
             return; // a task of a job that already ended
         };
         let (stage, partition, attempt) = (status.stage_id, status.partition, status.attempt);
+        debug!(
+            job = %job_id,
+            stage,
+            partition,
+            attempt,
+            executor = %executor,
+            elapsed_ms = status.elapsed_micros as f64 / 1000.0,
+            rows = status.partitions.iter().map(|p| p.rows).sum::<u64>(),
+            bytes = status.partitions.iter().map(|p| p.bytes).sum::<u64>(),
+            "task finished"
+        );
         let outcome = if status.state == TaskState::Succeeded as i32 {
             let Some(entry) = self.executors.get(&executor) else {
                 return;

@@ -139,6 +139,7 @@ impl Connection {
                                 }
                                 keep
                             });
+                            context.stages.evict_job(&r.job_id);
                             remove_job_files(&context, &r.job_id);
                         }
                         driver_message::Message::Registered(_) => {}

@@ -4,8 +4,8 @@
 //! files its tasks wrote ([`flight`]), then connects to the driver — retrying until the driver is
 //! up or `faisca.executor.registrationTimeout` passes — and registers with its cores and memory over
 //! one bidirectional stream ([`connection`]). Down that stream come task launches, cancellations
-//! and job clean-ups; up it go heartbeats and task results. Each task ([`task`]) decodes its stage
-//! plan, executes its partition under the executor's memory pool (with a spill directory under its
+//! and job clean-ups; up it go heartbeats and task results. Each task ([`task`]) takes its stage's
+//! decoded plan (prepared once per stage, [`stage_cache`]), executes its partition under the executor's memory pool (with a spill directory under its
 //! own subdirectory of the work dir), and writes its shuffle output.
 //!
 //! Work dir layout: `<work-dir>/<executor-id>/{shuffle,spill}`; the executor's subdirectory is
@@ -13,6 +13,7 @@
 
 pub mod connection;
 pub mod flight;
+pub mod stage_cache;
 pub mod task;
 
 use std::net::SocketAddr;
@@ -64,6 +65,8 @@ pub struct ExecutorContext {
     pub clients: Arc<FlightClients>,
     /// Executor-level configuration.
     pub config: FaiscaConfig,
+    /// Stages prepared for their tasks.
+    pub stages: stage_cache::StageCache,
 }
 
 /// A running executor.
@@ -150,6 +153,7 @@ impl Executor {
             base_task_context,
             clients: Arc::new(FlightClients::new(limit, options.config.connect_timeout())),
             config: options.config.clone(),
+            stages: stage_cache::StageCache::default(),
         });
         let registration = connection::register(&options, &context, &flight_address).await;
         let connection = match registration {

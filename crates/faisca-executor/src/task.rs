@@ -1,16 +1,12 @@
 //! Running one task: decode the stage plan, execute one partition, write shuffle output.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::execution::TaskContext;
 use datafusion::physical_plan::ExecutionPlanProperties;
 use faisca_common::Result;
-use faisca_engine::codec::decode_stage_plan;
-use faisca_engine::session_config::datafusion_config;
-use faisca_engine::shuffle::writer::{OutputPartitioning, ShuffleWriteOptions, write_shuffle};
-use faisca_engine::shuffle::{MapOutputLocation, ShuffleEnv, ShuffleFiles};
+use faisca_engine::shuffle::ShuffleFiles;
+use faisca_engine::shuffle::writer::{OutputPartitioning, write_shuffle};
 use faisca_proto::{LaunchTask, PartitionStats, TaskState, TaskStatus};
 
 use crate::ExecutorContext;
@@ -59,6 +55,8 @@ pub async fn run_task(context: Arc<ExecutorContext>, launch: LaunchTask) -> Task
     match result {
         Ok(stats) => status.partitions = stats,
         Err(e) => {
+            // A retry must not reuse state of this run (e.g. a failed broadcast build).
+            context.stages.evict_stage(&launch.job_id, launch.stage_id);
             tracing::debug!(
                 "task {}/{}/{} failed: {e}",
                 launch.job_id,
@@ -73,52 +71,11 @@ pub async fn run_task(context: Arc<ExecutorContext>, launch: LaunchTask) -> Task
 }
 
 async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<Vec<PartitionStats>> {
-    let config = faisca_proto::config_from_entries(&launch.config)?;
-    let inputs: HashMap<u32, Vec<MapOutputLocation>> = launch
-        .inputs
-        .iter()
-        .map(|input| {
-            let outputs = input
-                .outputs
-                .iter()
-                .map(|o| MapOutputLocation {
-                    map_partition: o.map_partition,
-                    attempt: o.attempt,
-                    executor_id: o.executor_id.clone(),
-                    flight_address: o.flight_address.clone(),
-                })
-                .collect();
-            (input.stage_id, outputs)
-        })
-        .collect();
-    let env = ShuffleEnv {
-        job_id: launch.job_id.clone(),
-        executor_id: context.id.0.clone(),
-        shuffle_root: context.shuffle_root.clone(),
-        inputs,
-        clients: context.clients.clone(),
-        fetch_concurrency: config.shuffle_fetch_concurrency(),
-    };
-    let session_config = datafusion_config(&config)?.with_extension(Arc::new(env));
-    let base = &context.base_task_context;
-    let task_context = Arc::new(TaskContext::new(
-        Some(format!(
-            "{}/{}/{}/{}",
-            launch.job_id, launch.stage_id, launch.partition, launch.attempt
-        )),
-        launch.job_id.clone(),
-        session_config,
-        base.scalar_functions().clone(),
-        base.higher_order_functions().clone(),
-        base.aggregate_functions().clone(),
-        base.window_functions().clone(),
-        base.runtime_env(),
-    ));
-    let output = launch.output.unwrap_or_default();
-    let (plan, partitioning) =
-        decode_stage_plan(&launch.plan, output.hash_partitioned, &task_context)?;
+    let stage = context.stages.get_or_prepare(context, launch)?;
+    let plan = stage.plan.clone();
+    let partitioning = stage.partitioning.clone();
     let input_partitions = plan.output_partitioning().partition_count();
-    let stream = plan.execute(launch.partition as usize, task_context)?;
+    let stream = plan.execute(launch.partition as usize, stage.task_context.clone())?;
     let output_partitioning = match partitioning {
         Some(p) => OutputPartitioning::Repartition(p),
         None => OutputPartitioning::Single,
@@ -136,7 +93,7 @@ async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<Vec<P
         launch.partition as usize,
         input_partitions,
         &files,
-        ShuffleWriteOptions::from_config(&config),
+        stage.write_options.clone(),
     )
     .await?;
     Ok(stats
