@@ -142,6 +142,9 @@ async fn tpch_through_faisca_sql_against_driver_and_executor_processes() {
             "csv",
             "--conf",
             "faisca.files.maxPartitionBytes=256k",
+            // Shuffle through files here; the in-process TPC-H test keeps shuffle output in memory.
+            "--conf",
+            "faisca.shuffle.inMemory=false",
             "-e",
             &script,
         ]);

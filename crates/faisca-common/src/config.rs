@@ -71,6 +71,12 @@ pub const KEYS: &[KeySpec] = &[
         doc: "Shuffle output a task buffers in memory before it writes the buffered part to a spill file.",
     },
     KeySpec {
+        name: "faisca.shuffle.inMemory",
+        default: "true",
+        kind: ValueKind::Bool,
+        doc: "Keep a task's shuffle output in executor memory when its memory reservation allows (files otherwise).",
+    },
+    KeySpec {
         name: "faisca.shuffle.fetchConcurrency",
         default: "4",
         kind: ValueKind::Count,
@@ -217,6 +223,11 @@ impl FaiscaConfig {
     /// `faisca.shuffle.compression`: `lz4`, `zstd` or `none`.
     pub fn shuffle_compression(&self) -> &str {
         self.raw("faisca.shuffle.compression")
+    }
+    /// `faisca.shuffle.inMemory`.
+    pub fn shuffle_in_memory(&self) -> bool {
+        self.raw("faisca.shuffle.inMemory")
+            .eq_ignore_ascii_case("true")
     }
     /// `faisca.shuffle.spillBytes`.
     pub fn shuffle_spill_bytes(&self) -> u64 {

@@ -140,6 +140,7 @@ impl Connection {
                                 keep
                             });
                             context.stages.evict_job(&r.job_id);
+                            context.shuffle_memory.remove_job(&r.job_id);
                             remove_job_files(&context, &r.job_id);
                         }
                         driver_message::Message::Registered(_) => {}

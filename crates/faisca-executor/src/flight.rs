@@ -1,24 +1,45 @@
 //! The executor's Flight service: `DoGet(shuffle ticket)` streams one partition of one map output.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::{FlightData, Ticket};
+use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use faisca_common::Error;
+use faisca_common::FaiscaConfig;
 use faisca_engine::rpc::{BoxedStream, DoGetHandler};
 use faisca_engine::shuffle::frames::ipc_to_flight_data;
+use faisca_engine::shuffle::memory::MemoryShuffleStore;
+use faisca_engine::shuffle::writer::ShuffleWriteOptions;
 use faisca_engine::shuffle::{ShuffleFiles, read_local_partition};
 use faisca_proto::{status_from_error, ticket};
+use futures::TryStreamExt;
 use tonic::Status;
 
 /// Serves shuffle partitions from `shuffle_root`.
 pub struct ExecutorFlightService {
     shuffle_root: PathBuf,
+    memory: Arc<MemoryShuffleStore>,
+    ipc: IpcWriteOptions,
 }
 
 impl ExecutorFlightService {
     /// A service over `shuffle_root`.
-    pub fn new(shuffle_root: PathBuf) -> Self {
-        ExecutorFlightService { shuffle_root }
+    pub fn new(
+        shuffle_root: PathBuf,
+        memory: Arc<MemoryShuffleStore>,
+        config: &FaiscaConfig,
+    ) -> Self {
+        let compression = ShuffleWriteOptions::from_config(config).compression;
+        let ipc = IpcWriteOptions::default()
+            .try_with_compression(compression)
+            .unwrap_or_default();
+        ExecutorFlightService {
+            shuffle_root,
+            memory,
+            ipc,
+        }
     }
 }
 
@@ -44,6 +65,21 @@ impl DoGetHandler for ExecutorFlightService {
                 "invalid job id '{}' in shuffle ticket",
                 t.job_id
             )));
+        }
+        let key = (t.job_id.clone(), t.stage_id, t.map_partition, t.attempt);
+        if let Some(stored) = self.memory.get(&key) {
+            // Encoded now, for this reader; the batches stay in memory for other readers.
+            let batches = stored
+                .partitions
+                .get(t.reduce_partition as usize)
+                .cloned()
+                .unwrap_or_default();
+            let stream = FlightDataEncoderBuilder::new()
+                .with_schema(stored.schema.clone())
+                .with_options(self.ipc.clone())
+                .build(futures::stream::iter(batches.into_iter().map(Ok)))
+                .map_err(|e| Status::internal(format!("encoding shuffle output: {e}")));
+            return Ok(Box::pin(stream));
         }
         let files = ShuffleFiles::new(
             &self.shuffle_root,

@@ -28,6 +28,7 @@ use datafusion::execution::{SessionStateBuilder, TaskContext};
 use faisca_common::{Error, ExecutorId, FaiscaConfig, Result};
 use faisca_engine::rpc;
 use faisca_engine::shuffle::FlightClients;
+use faisca_engine::shuffle::memory::MemoryShuffleStore;
 use tokio::sync::oneshot;
 
 /// How to start an executor.
@@ -67,6 +68,8 @@ pub struct ExecutorContext {
     pub config: FaiscaConfig,
     /// Stages prepared for their tasks.
     pub stages: stage_cache::StageCache,
+    /// Map outputs kept in memory.
+    pub shuffle_memory: Arc<MemoryShuffleStore>,
 }
 
 /// A running executor.
@@ -128,11 +131,15 @@ impl Executor {
         let (listener, flight_address) =
             rpc::bind(options.bind, options.advertise_host.as_deref(), "executor").await?;
         let limit = options.config.max_message_size();
-        let flight = FlightServiceServer::new(rpc::FlightDoGetService(
-            flight::ExecutorFlightService::new(shuffle_root.clone()),
-        ))
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(limit);
+        let shuffle_memory = Arc::new(MemoryShuffleStore::default());
+        let flight =
+            FlightServiceServer::new(rpc::FlightDoGetService(flight::ExecutorFlightService::new(
+                shuffle_root.clone(),
+                shuffle_memory.clone(),
+                &options.config,
+            )))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit);
         let (server_stop_tx, server_stop_rx) = oneshot::channel::<()>();
         let incoming = rpc::incoming(listener);
         let server = tokio::spawn(async move {
@@ -154,6 +161,7 @@ impl Executor {
             clients: Arc::new(FlightClients::new(limit, options.config.connect_timeout())),
             config: options.config.clone(),
             stages: stage_cache::StageCache::default(),
+            shuffle_memory,
         });
         let registration = connection::register(&options, &context, &flight_address).await;
         let connection = match registration {

@@ -36,6 +36,8 @@ pub struct PreparedStage {
     pub task_context: Arc<TaskContext>,
     /// How the tasks write their output.
     pub write_options: ShuffleWriteOptions,
+    /// Whether outputs may stay in memory (`faisca.shuffle.inMemory`).
+    pub in_memory: bool,
 }
 
 type StageKey = (String, u32, u64);
@@ -123,6 +125,7 @@ fn prepare(context: &ExecutorContext, launch: &LaunchTask) -> Result<PreparedSta
         inputs,
         clients: context.clients.clone(),
         fetch_concurrency: config.shuffle_fetch_concurrency(),
+        memory: context.shuffle_memory.clone(),
     };
     let session_config = datafusion_config(&config)?.with_extension(Arc::new(env));
     let base = &context.base_task_context;
@@ -143,5 +146,6 @@ fn prepare(context: &ExecutorContext, launch: &LaunchTask) -> Result<PreparedSta
         partitioning,
         task_context,
         write_options: ShuffleWriteOptions::from_config(&config),
+        in_memory: config.shuffle_in_memory(),
     })
 }

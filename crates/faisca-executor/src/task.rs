@@ -3,10 +3,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::physical_plan::ExecutionPlanProperties;
 use faisca_common::Result;
 use faisca_engine::shuffle::ShuffleFiles;
-use faisca_engine::shuffle::writer::{OutputPartitioning, write_shuffle};
+use faisca_engine::shuffle::writer::{MemoryTarget, OutputPartitioning, write_shuffle};
 use faisca_proto::{LaunchTask, PartitionStats, TaskState, TaskStatus};
 
 use crate::ExecutorContext;
@@ -94,6 +95,20 @@ async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<Vec<P
         input_partitions,
         &files,
         stage.write_options.clone(),
+        stage.in_memory.then(|| MemoryTarget {
+            store: &context.shuffle_memory,
+            key: (
+                launch.job_id.clone(),
+                launch.stage_id,
+                launch.partition,
+                launch.attempt,
+            ),
+            reservation: MemoryConsumer::new(format!(
+                "shuffle output {}/{}/{}",
+                launch.job_id, launch.stage_id, launch.partition
+            ))
+            .register(&stage.task_context.runtime_env().memory_pool),
+        }),
     )
     .await?;
     Ok(stats

@@ -4,9 +4,11 @@
 //! holds the task's output partitions one after another; each non-empty partition is one Arrow IPC
 //! stream (schema, batches, end marker). The index holds `partitions + 1` little-endian `u64` offsets:
 //! partition `p` is the half-open byte range `[index[p], index[p + 1])`. Both files appear atomically
-//! (written under a temporary name, then renamed).
+//! (written under a temporary name, then renamed). Outputs that fit the task's memory reservation
+//! stay in memory instead ([`memory`]); readers look there first.
 
 pub mod frames;
+pub mod memory;
 pub mod reader;
 pub mod writer;
 
@@ -111,6 +113,8 @@ pub struct ShuffleEnv {
     pub clients: Arc<FlightClients>,
     /// How many map outputs one reader fetches at once.
     pub fetch_concurrency: usize,
+    /// Outputs this executor keeps in memory.
+    pub memory: Arc<memory::MemoryShuffleStore>,
 }
 
 /// A pool of Flight clients, one lazily connected channel per address.

@@ -179,6 +179,21 @@ fn read_source(
         output.map_partition, output.executor_id, output.flight_address
     );
     if output.executor_id == env.executor_id {
+        let key = (
+            env.job_id.clone(),
+            stage,
+            output.map_partition,
+            output.attempt,
+        );
+        if let Some(stored) = env.memory.get(&key) {
+            // Kept in memory by a task of this executor: the batches as they are.
+            let batches = stored
+                .partitions
+                .get(reduce as usize)
+                .cloned()
+                .unwrap_or_default();
+            return futures::stream::iter(batches.into_iter().map(Ok)).boxed();
+        }
         let files = ShuffleFiles::new(
             &env.shuffle_root,
             &env.job_id,

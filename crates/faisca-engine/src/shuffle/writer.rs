@@ -1,4 +1,5 @@
-//! The shuffle writer: one task's batches → one data file + one index file.
+//! The shuffle writer: one task's batches → its output partitions, kept in executor memory when
+//! the task's memory reservation allows ([`super::memory`]), otherwise one data file + one index file.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -16,7 +17,10 @@ use datafusion::physical_plan::{Partitioning, SendableRecordBatchStream};
 use faisca_common::{Error, Result};
 use futures::StreamExt;
 
+use datafusion::execution::memory_pool::MemoryReservation;
+
 use super::ShuffleFiles;
+use super::memory::{MemoryShuffleStore, OutputKey, StoredOutput};
 
 /// How a task's output is split into partitions.
 #[derive(Debug, Clone)]
@@ -79,6 +83,8 @@ struct PartitionBuffer {
     writer: Option<StreamWriter<Vec<u8>>>,
     /// Parts of this partition's IPC stream already moved to the spill file.
     spilled: Vec<Range<u64>>,
+    /// Batches kept in memory (memory mode).
+    kept: Vec<RecordBatch>,
     rows: u64,
 }
 
@@ -90,9 +96,50 @@ struct Writer {
     spill_path: PathBuf,
     spill: Option<File>,
     spill_len: u64,
+    /// Memory mode: the reservation covering the kept batches. `None`: files.
+    memory: Option<MemoryReservation>,
 }
 
 impl Writer {
+    /// Hand a finished batch of `partition` to memory or to the partition's IPC stream.
+    fn emit(&mut self, partition: usize, batch: RecordBatch) -> Result<()> {
+        if let Some(reservation) = self.memory.as_mut() {
+            if reservation.try_grow(batch.get_array_memory_size()).is_ok() {
+                self.partitions[partition].kept.push(batch);
+                return Ok(());
+            }
+            self.switch_to_files()?;
+        }
+        write_batch(
+            &mut self.partitions[partition],
+            &self.schema,
+            &self.ipc,
+            &batch,
+        )
+    }
+
+    /// Leave memory mode: encode what was kept into the partitions' IPC streams.
+    fn switch_to_files(&mut self) -> Result<()> {
+        let reservation = self.memory.take();
+        for buffer in &mut self.partitions {
+            for batch in std::mem::take(&mut buffer.kept) {
+                write_batch(buffer, &self.schema, &self.ipc, &batch)?;
+            }
+        }
+        drop(reservation);
+        Ok(())
+    }
+
+    /// Push out what the coalescers still hold.
+    fn flush(&mut self) -> Result<()> {
+        for p in 0..self.partitions.len() {
+            self.partitions[p].coalescer.finish_buffered_batch()?;
+            while let Some(done) = self.partitions[p].coalescer.next_completed_batch() {
+                self.emit(p, done)?;
+            }
+        }
+        Ok(())
+    }
     fn push(&mut self, partition: usize, batch: RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
@@ -100,8 +147,8 @@ impl Writer {
         let buffer = &mut self.partitions[partition];
         buffer.rows += batch.num_rows() as u64;
         buffer.coalescer.push_batch(batch)?;
-        while let Some(done) = buffer.coalescer.next_completed_batch() {
-            write_batch(buffer, &self.schema, &self.ipc, &done)?;
+        while let Some(done) = self.partitions[partition].coalescer.next_completed_batch() {
+            self.emit(partition, done)?;
         }
         Ok(())
     }
@@ -154,10 +201,6 @@ impl Writer {
     fn finish(mut self, files: &ShuffleFiles) -> Result<Vec<PartitionStats>> {
         let mut tails = Vec::with_capacity(self.partitions.len());
         for buffer in &mut self.partitions {
-            buffer.coalescer.finish_buffered_batch()?;
-            while let Some(done) = buffer.coalescer.next_completed_batch() {
-                write_batch(buffer, &self.schema, &self.ipc, &done)?;
-            }
             let tail = match buffer.writer.take() {
                 Some(mut w) => {
                     w.finish()?;
@@ -236,9 +279,22 @@ fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Drain `stream` (partition `input_partition` of `input_partitions`) into shuffle files.
+/// Where an output may be kept in memory.
+#[derive(Debug)]
+pub struct MemoryTarget<'a> {
+    /// The executor's store.
+    pub store: &'a MemoryShuffleStore,
+    /// The output's key in it.
+    pub key: OutputKey,
+    /// An empty reservation of the task, grown batch by batch; when it cannot grow, the output
+    /// goes to files.
+    pub reservation: MemoryReservation,
+}
+
+/// Drain `stream` (partition `input_partition` of `input_partitions`) into shuffle output: in
+/// `memory` while its reservation grows, otherwise into `files`.
 ///
-/// The files appear only when the stream ended without error; on error or when the returned future
+/// Files appear only when the stream ended without error; on error or when the returned future
 /// is dropped, partial files are removed.
 pub async fn write_shuffle(
     mut stream: SendableRecordBatchStream,
@@ -247,6 +303,7 @@ pub async fn write_shuffle(
     input_partitions: usize,
     files: &ShuffleFiles,
     options: ShuffleWriteOptions,
+    memory: Option<MemoryTarget<'_>>,
 ) -> Result<Vec<PartitionStats>> {
     if let Some(dir) = files.data.parent() {
         std::fs::create_dir_all(dir).map_err(|e| {
@@ -274,16 +331,23 @@ pub async fn write_shuffle(
                 coalescer: BatchCoalescer::new(schema.clone(), options.batch_size),
                 writer: None,
                 spilled: Vec::new(),
+                kept: Vec::new(),
                 rows: 0,
             })
             .collect(),
-        schema,
+        schema: schema.clone(),
         ipc,
         spill_path: tmp_path(&files.data).with_extension("spill"),
         spill: None,
         spill_len: 0,
         options,
+        memory: None,
     };
+    let mut target = None;
+    if let Some(m) = memory {
+        writer.memory = Some(m.reservation);
+        target = Some((m.store, m.key));
+    }
     let cleanup = CleanupGuard {
         paths: vec![
             tmp_path(&files.data),
@@ -304,6 +368,32 @@ pub async fn write_shuffle(
             }
         }
         writer.maybe_spill()?;
+    }
+    writer.flush()?;
+    if let (Some(reservation), Some((store, key))) = (writer.memory.take(), target) {
+        let stats = writer
+            .partitions
+            .iter()
+            .map(|p| PartitionStats {
+                rows: p.rows,
+                bytes: p
+                    .kept
+                    .iter()
+                    .map(|b| b.get_array_memory_size() as u64)
+                    .sum(),
+            })
+            .collect();
+        let partitions = writer.partitions.into_iter().map(|p| p.kept).collect();
+        store.insert(
+            key,
+            StoredOutput {
+                schema,
+                partitions,
+                reservation,
+            },
+        );
+        cleanup.disarm();
+        return Ok(stats);
     }
     let stats = writer.finish(files)?;
     cleanup.disarm();
@@ -400,6 +490,7 @@ mod tests {
             1,
             &files,
             options,
+            None,
         )
         .await
         .unwrap();
@@ -429,6 +520,85 @@ mod tests {
         run(1).await;
     }
 
+    async fn run_with_memory(
+        pool_bytes: usize,
+    ) -> (
+        ShuffleFiles,
+        MemoryShuffleStore,
+        Vec<PartitionStats>,
+        tempfile::TempDir,
+    ) {
+        use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryConsumer, MemoryPool};
+        let dir = tempfile::tempdir().unwrap();
+        let files = ShuffleFiles::new(dir.path(), "job", 2, 0, 0);
+        let (schema, stream) = input(20, 1000);
+        let hash = Partitioning::Hash(
+            vec![Arc::new(Column::new_with_schema("k", &schema).unwrap())],
+            3,
+        );
+        let options = ShuffleWriteOptions {
+            compression: None,
+            spill_bytes: u64::MAX,
+            batch_size: 512,
+        };
+        let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(pool_bytes));
+        let store = MemoryShuffleStore::default();
+        let target = MemoryTarget {
+            store: &store,
+            key: ("job".into(), 2, 0, 0),
+            reservation: MemoryConsumer::new("test").register(&pool),
+        };
+        let stats = write_shuffle(
+            stream,
+            OutputPartitioning::Repartition(hash),
+            0,
+            1,
+            &files,
+            options,
+            Some(target),
+        )
+        .await
+        .unwrap();
+        (files, store, stats, dir)
+    }
+
+    #[tokio::test]
+    async fn output_that_fits_stays_in_memory() {
+        let (files, store, stats, _dir) = run_with_memory(64 << 20).await;
+        let stored = store.get(&("job".into(), 2, 0, 0)).expect("kept in memory");
+        assert!(!files.data.exists() && !files.index.exists());
+        let mut all: Vec<i64> = stored
+            .partitions
+            .iter()
+            .flatten()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        all.sort();
+        assert_eq!(all, (0..20_000).collect::<Vec<_>>());
+        assert_eq!(stats.iter().map(|s| s.rows).sum::<u64>(), 20_000);
+        assert!(stored.reservation.size() > 0);
+        store.remove_job("job");
+        assert!(store.is_empty());
+    }
+
+    #[tokio::test]
+    async fn output_that_does_not_fit_goes_to_files_whole() {
+        // Room for a couple of batches only: the writer switches to files midway.
+        let (files, store, stats, _dir) = run_with_memory(10_000).await;
+        assert!(store.is_empty());
+        let mut all: Vec<i64> = (0..3).flat_map(|p| read_all(&files, p)).collect();
+        all.sort();
+        assert_eq!(all, (0..20_000).collect::<Vec<_>>());
+        assert_eq!(stats.iter().map(|s| s.rows).sum::<u64>(), 20_000);
+    }
+
     #[tokio::test]
     async fn empty_input_gives_empty_partitions() {
         let dir = tempfile::tempdir().unwrap();
@@ -439,9 +609,17 @@ mod tests {
             spill_bytes: u64::MAX,
             batch_size: 8,
         };
-        let stats = write_shuffle(stream, OutputPartitioning::Single, 3, 4, &files, options)
-            .await
-            .unwrap();
+        let stats = write_shuffle(
+            stream,
+            OutputPartitioning::Single,
+            3,
+            4,
+            &files,
+            options,
+            None,
+        )
+        .await
+        .unwrap();
         assert_eq!(stats, vec![PartitionStats::default()]);
         assert!(read_all(&files, 0).is_empty());
     }
