@@ -43,10 +43,10 @@ pub async fn row_group_ranges(
         )));
     }
     let tail = store.get_range(location, size - 8..size).await?;
-    if &tail[4..8] != b"PAR1" {
+    if tail.len() != 8 || &tail[4..8] != b"PAR1" {
         return Err(bad("no PAR1 magic at the end of the file".into()));
     }
-    let metadata_len = u32::from_le_bytes(tail[0..4].try_into().expect("4 bytes")) as u64;
+    let metadata_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
     if metadata_len + 12 > size {
         return Err(bad(format!(
             "the footer claims {metadata_len} bytes of metadata in a {size}-byte file"
