@@ -214,3 +214,40 @@ fn executor_work_dirs_are_their_own_and_removed_on_stop() {
     );
     drop(procs);
 }
+
+#[test]
+fn an_executor_started_before_its_driver_registers_once_the_driver_is_up() {
+    // Find a free port, then start the executor against it before any driver listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("faisca://127.0.0.1:{port}");
+    let work = tempfile::tempdir().unwrap();
+    let mut procs = Processes(vec![start_executor(&address, 1, work.path())]);
+    std::thread::sleep(Duration::from_millis(700));
+    let driver = Command::new(faisca_bin())
+        .args(["driver", "--bind", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start faisca driver");
+    procs.0.push(driver);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, stdout, stderr) = faisca_sql(&[
+        "--master",
+        &address,
+        "--format",
+        "csv",
+        "--conf",
+        "faisca.client.executorWaitTimeout=20s",
+        "-e",
+        "select 'late' as driver",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout, "driver\nlate\n");
+}
