@@ -251,3 +251,65 @@ fn an_executor_started_before_its_driver_registers_once_the_driver_is_up() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "driver\nlate\n");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_dropped_unread_releases_the_jobs_shuffle_files() {
+    let work = tempfile::tempdir().unwrap();
+    let (driver, address) = start_driver();
+    let mut procs = Processes(vec![driver]);
+    procs.0.push(start_executor(&address, 2, work.path()));
+    let session = faisca::Session::builder()
+        .master(address.clone())
+        .config("faisca.shuffle.inMemory", "false")
+        .build()
+        .await
+        .unwrap();
+    session
+        .wait_for_executors(1, Duration::from_secs(20))
+        .await
+        .unwrap();
+    for ddl in data::create_tables_sql(tpch_dir()) {
+        session.execute_sql(&ddl).await.unwrap();
+    }
+    let shuffle_dirs = || -> usize {
+        std::fs::read_dir(work.path())
+            .unwrap()
+            .map(|executor| {
+                std::fs::read_dir(executor.unwrap().path().join("shuffle"))
+                    .map(|d| d.count())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    // Read one job fully, and drop another without reading a row.
+    let read = session
+        .execute_sql("SELECT l_returnflag, count(*) FROM lineitem GROUP BY 1")
+        .await
+        .unwrap();
+    assert_eq!(
+        faisca::client::collect(read.batches)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>(),
+        3
+    );
+    let unread = session
+        .execute_sql("SELECT l_linestatus, count(*) FROM lineitem GROUP BY 1")
+        .await
+        .unwrap();
+    assert!(unread.stages.as_ref().unwrap().len() > 1);
+    drop(unread);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while shuffle_dirs() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        shuffle_dirs(),
+        0,
+        "shuffle files of finished or abandoned jobs are removed"
+    );
+    session.stop().await;
+    drop(procs);
+}

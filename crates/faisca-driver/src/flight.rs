@@ -1,6 +1,6 @@
 //! Arrow Flight on the driver: `DoGet(result ticket)` streams a job's rows to the client.
 //!
-//! The driver waits for the job, then reads the result stage's outputs from the executors in task
+//! `DoGet` answers at once; its stream waits for the job, then reads the result stage's outputs from the executors in task
 //! order and forwards their Flight messages as they are (no decoding), after one schema message of
 //! its own. When the stream ends or the client drops it, the job's shuffle data is released.
 
@@ -107,19 +107,26 @@ impl DoGetHandler for DriverFlightService {
             ));
         };
         let job = JobId(result.job_id);
+        // The stream is returned at once and waits for the job inside, so that a client can open
+        // it as soon as the job starts: dropping it at any point releases (or cancels) the job.
         let guard = JobDoneGuard {
             handle: self.handle.clone(),
             job: job.clone(),
         };
-        let id = job.clone();
-        let outcome = self
-            .handle
-            .ask(|reply| Message::AwaitJob { id, reply })
-            .await
-            .map_err(|e| status_from_error(&e))?;
-        match outcome {
-            Ok(result) => Ok(result_stream(result, job, self.clients.clone(), guard)),
-            Err(error) => Err(status_from_error(&error)),
-        }
+        let handle = self.handle.clone();
+        let clients = self.clients.clone();
+        let stream = futures::stream::once(async move {
+            let id = job.clone();
+            let outcome = handle
+                .ask(|reply| Message::AwaitJob { id, reply })
+                .await
+                .map_err(|e| status_from_error(&e))?;
+            match outcome {
+                Ok(result) => Ok(result_stream(result, job, clients, guard)),
+                Err(error) => Err(status_from_error(&error)),
+            }
+        })
+        .try_flatten();
+        Ok(Box::pin(stream))
     }
 }

@@ -1,7 +1,7 @@
 //! The executor's stream to the driver: registration, then the loop that launches tasks and
 //! reports their results.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -114,6 +114,9 @@ impl Connection {
         let mut tasks: JoinSet<crate::task::TaskStatusOut> = JoinSet::new();
         let mut running: HashMap<TaskKey, tokio::task::AbortHandle> = HashMap::new();
         let mut by_id: HashMap<tokio::task::Id, TaskKey> = HashMap::new();
+        // Jobs removed recently: a task of one that still ends (it was mid-poll when aborted, or
+        // finished just before) must not leave output behind.
+        let mut removed_jobs: VecDeque<String> = VecDeque::new();
         let mut heartbeat = tokio::time::interval(context.config.heartbeat_interval());
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = loop {
@@ -139,9 +142,11 @@ impl Connection {
                                 }
                                 keep
                             });
-                            context.stages.evict_job(&r.job_id);
-                            context.shuffle_memory.remove_job(&r.job_id);
-                            remove_job_files(&context, &r.job_id);
+                            forget_job(&context, &r.job_id);
+                            if removed_jobs.len() == REMEMBERED_REMOVED_JOBS {
+                                removed_jobs.pop_front();
+                            }
+                            removed_jobs.push_back(r.job_id);
                         }
                         driver_message::Message::Registered(_) => {}
                     },
@@ -154,12 +159,19 @@ impl Connection {
                         Ok((id, status)) => {
                             if let Some(key) = by_id.remove(&id) {
                                 running.remove(&key);
+                                if removed_jobs.contains(&key.0) {
+                                    forget_job(&context, &key.0);
+                                    continue;
+                                }
                             }
                             status
                         }
                         Err(e) if e.is_cancelled() => {
                             if let Some(key) = by_id.remove(&e.id()) {
                                 running.remove(&key);
+                                if removed_jobs.contains(&key.0) {
+                                    forget_job(&context, &key.0);
+                                }
                             }
                             continue;
                         }
@@ -184,6 +196,16 @@ impl Connection {
         tasks.abort_all();
         result
     }
+}
+
+/// How many removed jobs the loop remembers, to clean up after their late-ending tasks.
+const REMEMBERED_REMOVED_JOBS: usize = 256;
+
+/// Drop everything this executor holds for a job: prepared stages, in-memory and file outputs.
+fn forget_job(context: &ExecutorContext, job_id: &str) {
+    context.stages.evict_job(job_id);
+    context.shuffle_memory.remove_job(job_id);
+    remove_job_files(context, job_id);
 }
 
 fn remove_job_files(context: &ExecutorContext, job_id: &str) {

@@ -120,7 +120,7 @@ impl DriverClient {
                 planned_only: true,
             }),
             Some(execute_sql_response::Result::Job(job)) => {
-                let batches = self.job_rows(&job.job_id);
+                let batches = self.job_rows(&job.job_id).await?;
                 Ok(StatementResult {
                     schema,
                     batches,
@@ -135,31 +135,28 @@ impl DriverClient {
         }
     }
 
-    /// The rows of a job, streamed from the driver with Flight `DoGet`. Lazy: the request is sent
-    /// when the stream is first polled; dropping the stream releases the job.
-    pub fn job_rows(&self, job_id: &str) -> BatchStream {
-        let mut flight = self.flight.clone();
+    /// The rows of a job, streamed from the driver with Flight `DoGet`. The request is sent now
+    /// (the driver answers at once and streams once the job is done); dropping the stream, read or
+    /// not, releases the job on the driver, and cancels it if it is still running.
+    pub async fn job_rows(&self, job_id: &str) -> Result<BatchStream> {
         let ticket = faisca_proto::encode_ticket(ticket::Kind::Result(ResultTicket {
             job_id: job_id.to_string(),
         }));
-        let address = self.address.clone();
-        let what = format!("job {job_id} on the driver at {address}");
-        let open = async move {
-            let response = flight
-                .do_get(arrow_flight::Ticket { ticket })
-                .await
-                .map_err(|s| faisca_proto::error_from_status(&s, &what))?;
-            let what = what.clone();
-            let stream = FlightRecordBatchStream::new_from_flight_data(
-                response.into_inner().map_err(FlightError::from),
-            )
-            .map_err(move |e| match e {
-                FlightError::Tonic(s) => faisca_proto::error_from_status(&s, &what),
-                other => Error::external(format!("{what}: {other}")),
-            });
-            Ok::<_, Error>(stream)
-        };
-        Box::pin(futures::stream::once(open).try_flatten())
+        let what = format!("job {job_id} on the driver at {}", self.address);
+        let response = self
+            .flight
+            .clone()
+            .do_get(arrow_flight::Ticket { ticket })
+            .await
+            .map_err(|s| faisca_proto::error_from_status(&s, &what))?;
+        let stream = FlightRecordBatchStream::new_from_flight_data(
+            response.into_inner().map_err(FlightError::from),
+        )
+        .map_err(move |e| match e {
+            FlightError::Tonic(s) => faisca_proto::error_from_status(&s, &what),
+            other => Error::external(format!("{what}: {other}")),
+        });
+        Ok(Box::pin(stream))
     }
 }
 
