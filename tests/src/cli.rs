@@ -23,8 +23,14 @@ impl Drop for Processes {
 
 /// Start `faisca driver` on a free port and return it with its address (read from its stderr).
 pub fn start_driver() -> (Child, String) {
+    start_driver_with(&[])
+}
+
+/// [`start_driver`] with extra arguments (e.g. `--conf k=v`).
+pub fn start_driver_with(extra: &[&str]) -> (Child, String) {
     let mut driver = Command::new(faisca_bin())
         .args(["driver", "--bind", "127.0.0.1:0"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -47,6 +53,16 @@ pub fn start_driver() -> (Child, String) {
 
 /// Start an executor process with `cores` cores.
 pub fn start_executor(driver: &str, cores: u32, work_dir: &std::path::Path) -> Child {
+    start_executor_with(driver, cores, work_dir, &[])
+}
+
+/// [`start_executor`] with extra arguments.
+pub fn start_executor_with(
+    driver: &str,
+    cores: u32,
+    work_dir: &std::path::Path,
+    extra: &[&str],
+) -> Child {
     Command::new(faisca_bin())
         .args([
             "executor",
@@ -59,6 +75,7 @@ pub fn start_executor(driver: &str, cores: u32, work_dir: &std::path::Path) -> C
             "--work-dir",
         ])
         .arg(work_dir)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -310,6 +327,81 @@ async fn a_result_dropped_unread_releases_the_jobs_shuffle_files() {
         0,
         "shuffle files of finished or abandoned jobs are removed"
     );
+    session.stop().await;
+    drop(procs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_executor_is_dropped_after_the_heartbeat_timeout() {
+    let work = tempfile::tempdir().unwrap();
+    let (driver, address) = start_driver_with(&["--conf", "faisca.executor.heartbeatTimeout=1s"]);
+    let mut procs = Processes(vec![driver]);
+    let fast_heartbeats = ["--conf", "faisca.executor.heartbeatInterval=200ms"];
+    procs.0.push(start_executor_with(
+        &address,
+        1,
+        work.path(),
+        &fast_heartbeats,
+    ));
+    procs.0.push(start_executor_with(
+        &address,
+        1,
+        work.path(),
+        &fast_heartbeats,
+    ));
+    let session = faisca::Session::builder()
+        .master(address.clone())
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(
+        session
+            .wait_for_executors(2, Duration::from_secs(20))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // Freeze one executor: its TCP connection stays open, but it falls silent.
+    let frozen = procs.0[2].id().to_string();
+    Command::new("kill")
+        .args(["-STOP", &frozen])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut left = 2;
+    while left != 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = session
+            .wait_for_executors(0, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .len();
+    }
+    assert_eq!(left, 1, "the silent executor was not dropped");
+    // The cluster keeps working on the other executor.
+    let result = session
+        .execute_sql("SELECT count(*) AS n FROM (VALUES (1), (2), (3)) t(x)")
+        .await
+        .unwrap();
+    let rows = faisca::client::collect(result.batches).await.unwrap();
+    assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+    // Once thawed, the dropped executor finds its connection closed and exits with an error.
+    Command::new("kill")
+        .args(["-CONT", &frozen])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = procs.0[2].try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(matches!(status, Some(s) if !s.success()), "{status:?}");
     session.stop().await;
     drop(procs);
 }

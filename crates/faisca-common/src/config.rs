@@ -107,6 +107,12 @@ pub const KEYS: &[KeySpec] = &[
         doc: "How long an executor keeps retrying to reach the driver at start-up.",
     },
     KeySpec {
+        name: "faisca.executor.heartbeatTimeout",
+        default: "10s",
+        kind: ValueKind::Duration,
+        doc: "An executor silent this long (no heartbeat, no task status) is considered lost, even if its connection stays open.",
+    },
+    KeySpec {
         name: "faisca.client.executorWaitTimeout",
         default: "30s",
         kind: ValueKind::Duration,
@@ -248,6 +254,10 @@ impl FaiscaConfig {
     /// `faisca.executor.heartbeatInterval`.
     pub fn heartbeat_interval(&self) -> Duration {
         self.duration("faisca.executor.heartbeatInterval")
+    }
+    /// `faisca.executor.heartbeatTimeout`.
+    pub fn heartbeat_timeout(&self) -> Duration {
+        self.duration("faisca.executor.heartbeatTimeout")
     }
     /// `faisca.executor.registrationTimeout`.
     pub fn registration_timeout(&self) -> Duration {

@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use faisca_common::ids::SessionId;
@@ -33,6 +34,8 @@ pub struct ExecutorEntry {
     pub memory_bytes: u64,
     /// Tasks running there now.
     pub running: u32,
+    /// When the executor was last heard from (registration, heartbeat, task status).
+    last_seen: Instant,
     sender: ExecutorSender,
 }
 
@@ -73,6 +76,16 @@ pub enum Message {
         id: ExecutorId,
         /// Why.
         reason: String,
+    },
+    /// An executor sent a heartbeat.
+    Heartbeat {
+        /// Its id.
+        executor: ExecutorId,
+    },
+    /// Drop executors not heard from for longer than the heartbeat timeout, as of `now`.
+    CheckHeartbeats {
+        /// The time to judge silence against.
+        now: Instant,
     },
     /// A task finished or failed.
     TaskStatus {
@@ -140,8 +153,8 @@ pub enum Message {
 }
 
 /// The driver's state. See the module docs.
-#[derive(Default)]
 pub struct DriverState {
+    heartbeat_timeout: Duration,
     executors: HashMap<ExecutorId, ExecutorEntry>,
     sessions: HashMap<SessionId, Session>,
     jobs: HashMap<JobId, JobState>,
@@ -152,6 +165,19 @@ pub struct DriverState {
 }
 
 impl DriverState {
+    /// An empty driver that drops executors silent for longer than `heartbeat_timeout`.
+    pub fn new(heartbeat_timeout: Duration) -> Self {
+        DriverState {
+            heartbeat_timeout,
+            executors: HashMap::new(),
+            sessions: HashMap::new(),
+            jobs: HashMap::new(),
+            queue: VecDeque::new(),
+            job_waiters: HashMap::new(),
+            cluster_waiters: Vec::new(),
+        }
+    }
+
     /// Handle one message.
     pub fn receive(&mut self, message: Message) {
         match message {
@@ -185,6 +211,7 @@ impl DriverState {
                         cores,
                         memory_bytes,
                         running: 0,
+                        last_seen: Instant::now(),
                         sender,
                     },
                 );
@@ -193,6 +220,26 @@ impl DriverState {
                 self.schedule();
             }
             Message::ExecutorLost { id, reason } => self.executor_lost(&id, &reason),
+            Message::Heartbeat { executor } => {
+                if let Some(e) = self.executors.get_mut(&executor) {
+                    e.last_seen = Instant::now();
+                }
+            }
+            Message::CheckHeartbeats { now } => {
+                let timeout = self.heartbeat_timeout;
+                let silent: Vec<ExecutorId> = self
+                    .executors
+                    .iter()
+                    .filter(|(_, e)| now.saturating_duration_since(e.last_seen) > timeout)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                for id in silent {
+                    let reason = format!(
+                        "no heartbeat for more than {timeout:?} (faisca.executor.heartbeatTimeout)"
+                    );
+                    self.executor_lost(&id, &reason);
+                }
+            }
             Message::TaskStatus { executor, status } => self.task_status(executor, status),
             Message::CreateSession { config, reply } => {
                 let result = Session::new(config).map(|session| {
@@ -374,6 +421,9 @@ impl DriverState {
     }
 
     fn task_status(&mut self, executor: ExecutorId, status: TaskStatus) {
+        if let Some(e) = self.executors.get_mut(&executor) {
+            e.last_seen = Instant::now();
+        }
         let job_id = JobId(status.job_id.clone());
         let Some(job) = self.jobs.get_mut(&job_id) else {
             return; // a task of a job that already ended
@@ -532,14 +582,88 @@ impl DriverHandle {
     }
 }
 
-/// Start the actor on the current runtime. It runs until every handle is dropped.
-pub fn spawn_actor() -> (DriverHandle, tokio::task::JoinHandle<()>) {
+/// Start the actor on the current runtime. It runs until every handle is dropped. Silence of
+/// executors is checked four times per `heartbeat_timeout`.
+pub fn spawn_actor(heartbeat_timeout: Duration) -> (DriverHandle, tokio::task::JoinHandle<()>) {
     let (sender, mut receiver) = mpsc::unbounded_channel();
     let task = tokio::spawn(async move {
-        let mut state = DriverState::default();
-        while let Some(message) = receiver.recv().await {
-            state.receive(message);
+        let mut state = DriverState::new(heartbeat_timeout);
+        let mut check =
+            tokio::time::interval((heartbeat_timeout / 4).max(Duration::from_millis(10)));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                message = receiver.recv() => match message {
+                    Some(message) => state.receive(message),
+                    None => break,
+                },
+                _ = check.tick() => state.receive(Message::CheckHeartbeats { now: Instant::now() }),
+            }
         }
     });
     (DriverHandle { sender }, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(
+        state: &mut DriverState,
+        id: &str,
+    ) -> mpsc::UnboundedReceiver<Result<DriverMessage, tonic::Status>> {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let (reply, _) = oneshot::channel();
+        state.receive(Message::ExecutorRegistered {
+            id: ExecutorId(id.into()),
+            flight_address: "127.0.0.1:1".into(),
+            cores: 1,
+            memory_bytes: 1 << 30,
+            sender,
+            reply,
+        });
+        receiver
+    }
+
+    fn executors(state: &mut DriverState) -> Vec<String> {
+        let (reply, mut answer) = oneshot::channel();
+        state.receive(Message::ClusterInfo {
+            min_executors: 0,
+            reply,
+        });
+        answer
+            .try_recv()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.executor_id)
+            .collect()
+    }
+
+    #[test]
+    fn silent_executors_are_dropped_and_their_stream_closed() {
+        let mut state = DriverState::new(Duration::from_secs(10));
+        let mut quiet = register(&mut state, "quiet");
+        let _chatty = register(&mut state, "chatty");
+        state.receive(Message::CheckHeartbeats {
+            now: Instant::now() + Duration::from_secs(5),
+        });
+        assert_eq!(executors(&mut state), vec!["chatty", "quiet"]);
+        // Both were last heard from 20 s ago; only "chatty" sends a heartbeat now.
+        for e in state.executors.values_mut() {
+            e.last_seen = Instant::now() - Duration::from_secs(20);
+        }
+        state.receive(Message::Heartbeat {
+            executor: ExecutorId("chatty".into()),
+        });
+        state.receive(Message::CheckHeartbeats {
+            now: Instant::now() + Duration::from_secs(1),
+        });
+        assert_eq!(executors(&mut state), vec!["chatty"]);
+        // The dropped executor's stream ends after the welcome message.
+        assert!(matches!(quiet.try_recv(), Ok(Ok(_))));
+        assert!(matches!(
+            quiet.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+    }
 }

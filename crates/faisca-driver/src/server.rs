@@ -39,7 +39,7 @@ impl DriverServer {
     pub async fn start(options: DriverOptions) -> Result<Self> {
         let (listener, address) =
             rpc::bind(options.bind, options.advertise_host.as_deref(), "driver").await?;
-        let (handle, actor) = spawn_actor();
+        let (handle, actor) = spawn_actor(options.config.heartbeat_timeout());
         let limit = options.config.max_message_size();
         let clients = Arc::new(FlightClients::new(limit, options.config.connect_timeout()));
         let control = DriverServiceServer::new(DriverServiceImpl::new(handle.clone()))

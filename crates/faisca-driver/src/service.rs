@@ -235,7 +235,14 @@ impl DriverService for DriverServiceImpl {
                             status,
                         });
                     }
-                    Some(Ok(_)) => {} // heartbeats: the open stream is the liveness signal
+                    Some(Ok(ExecutorMessage {
+                        message: Some(executor_message::Message::Heartbeat(_)),
+                    })) => {
+                        handle.send(Message::Heartbeat {
+                            executor: id.clone(),
+                        });
+                    }
+                    Some(Ok(_)) => {}
                     Some(Err(status)) => break format!("stream error: {}", status.message()),
                     None => break "stream closed".to_string(),
                 }
