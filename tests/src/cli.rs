@@ -82,6 +82,18 @@ pub fn start_executor_with(
         .expect("start faisca executor")
 }
 
+/// Poll `done` every 20 ms for up to 10 s; returns its last answer.
+pub fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
 /// Run `faisca sql` and return (exit code, stdout, stderr).
 pub fn faisca_sql(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(faisca_bin())
@@ -206,10 +218,7 @@ fn executor_work_dirs_are_their_own_and_removed_on_stop() {
     assert_eq!(stdout, "answer\n42\n");
     let count = || std::fs::read_dir(work.path()).unwrap().count();
     let wait_for = |want: usize| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while count() != want && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(|| count() == want);
         count()
     };
     assert_eq!(
@@ -251,10 +260,7 @@ fn an_executor_started_before_its_driver_registers_once_the_driver_is_up() {
         .spawn()
         .expect("start faisca driver");
     procs.0.push(driver);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     let (code, stdout, stderr) = faisca_sql(&[
         "--master",
         &address,
@@ -391,16 +397,11 @@ async fn a_hung_executor_is_dropped_after_the_heartbeat_timeout() {
         .args(["-CONT", &frozen])
         .status()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = procs.0[2].try_wait().unwrap() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let mut status = None;
+    wait_until(|| {
+        status = procs.0[2].try_wait().unwrap();
+        status.is_some()
+    });
     assert!(matches!(status, Some(s) if !s.success()), "{status:?}");
     session.stop().await;
     drop(procs);

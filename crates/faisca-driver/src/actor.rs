@@ -304,9 +304,8 @@ impl DriverState {
                 },
             },
             Message::JobDone { id } => {
+                self.stop_job_tasks(&id);
                 if let Some(job) = self.jobs.remove(&id) {
-                    self.cancel_running(&job);
-                    self.queue.retain(|(j, _, _)| j != &id);
                     self.broadcast(driver_message::Message::RemoveJob(RemoveJob {
                         job_id: id.0.clone(),
                     }));
@@ -367,12 +366,18 @@ impl DriverState {
         }
     }
 
-    fn cancel_running(&mut self, job: &JobState) {
-        for (executor, stage, partition, attempt) in job.running_tasks() {
+    /// Stop what a job still runs: cancel its running tasks on their executors and free their
+    /// slots (once: the job forgets the tasks it stops), and drop its queued tasks.
+    fn stop_job_tasks(&mut self, id: &JobId) {
+        self.queue.retain(|(j, _, _)| j != id);
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        for (executor, stage, partition, attempt) in job.take_running_tasks() {
             if let Some(e) = self.executors.get_mut(&executor) {
                 e.running = e.running.saturating_sub(1);
                 let cancel = CancelTask {
-                    job_id: job.id.0.clone(),
+                    job_id: id.0.clone(),
                     stage_id: stage,
                     partition,
                     attempt,
@@ -495,24 +500,7 @@ impl DriverState {
                 for w in self.job_waiters.remove(id).unwrap_or_default() {
                     let _ = w.send(Err(e.clone()));
                 }
-                let job = self.jobs.get(id).expect("checked above");
-                let running = job.running_tasks();
-                let job_id = job.id.0.clone();
-                for (executor, stage, partition, attempt) in running {
-                    if let Some(entry) = self.executors.get_mut(&executor) {
-                        entry.running = entry.running.saturating_sub(1);
-                        let cancel = CancelTask {
-                            job_id: job_id.clone(),
-                            stage_id: stage,
-                            partition,
-                            attempt,
-                        };
-                        let _ = entry.sender.send(Ok(DriverMessage {
-                            message: Some(driver_message::Message::CancelTask(cancel)),
-                        }));
-                    }
-                }
-                self.queue.retain(|(j, _, _)| j != id);
+                self.stop_job_tasks(id);
             }
         }
     }

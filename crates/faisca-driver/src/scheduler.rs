@@ -326,13 +326,18 @@ impl JobState {
         out
     }
 
-    /// Every running task, as `(executor, stage, partition, attempt)`.
-    pub fn running_tasks(&self) -> Vec<(ExecutorId, u32, u32, u32)> {
+    /// Stop every running task of the job: returns them as `(executor, stage, partition, attempt)`
+    /// and marks them pending again, so that later reports of those attempts are ignored and a
+    /// second call returns nothing.
+    pub fn take_running_tasks(&mut self) -> Vec<(ExecutorId, u32, u32, u32)> {
         let mut out = Vec::new();
-        for (s, stage) in self.stages.iter().enumerate() {
-            for (p, slot) in stage.tasks.iter().enumerate() {
+        for (s, stage) in self.stages.iter_mut().enumerate() {
+            for (p, slot) in stage.tasks.iter_mut().enumerate() {
                 if let TaskSlot::Running { executor, attempt } = slot {
                     out.push((executor.clone(), s as u32, p as u32, *attempt));
+                    *slot = TaskSlot::Pending {
+                        attempts: *attempt + 1,
+                    };
                 }
             }
         }
@@ -443,6 +448,22 @@ mod tests {
             panic!("job should have failed")
         };
         assert!(err.to_string().contains("failed 2 times"), "{err}");
+    }
+
+    #[test]
+    fn taken_running_tasks_are_stopped_once() {
+        let e = ExecutorId("e".into());
+        let mut job = job(4);
+        job.take_ready_tasks();
+        job.launch(0, 0, &e).unwrap();
+        job.launch(0, 1, &e).unwrap();
+        assert_eq!(job.take_running_tasks().len(), 2);
+        assert!(job.take_running_tasks().is_empty());
+        // A report from a stopped attempt changes nothing.
+        assert_eq!(
+            job.task_succeeded(0, 0, 0, output(&e)),
+            TaskOutcome::Ignored
+        );
     }
 
     #[test]

@@ -111,7 +111,7 @@ impl Connection {
         context: Arc<ExecutorContext>,
         mut shutdown: oneshot::Receiver<()>,
     ) -> Result<()> {
-        let mut tasks: JoinSet<crate::task::TaskStatusOut> = JoinSet::new();
+        let mut tasks: JoinSet<faisca_proto::TaskStatus> = JoinSet::new();
         let mut running: HashMap<TaskKey, tokio::task::AbortHandle> = HashMap::new();
         let mut by_id: HashMap<tokio::task::Id, TaskKey> = HashMap::new();
         // Jobs removed recently: a task of one that still ends (it was mid-poll when aborted, or

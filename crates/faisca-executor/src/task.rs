@@ -15,9 +15,6 @@ use crate::ExecutorContext;
 /// Identifies a task attempt on this executor.
 pub type TaskKey = (String, u32, u32, u32);
 
-/// What a finished task reports.
-pub type TaskStatusOut = TaskStatus;
-
 /// The status of a task whose future panicked.
 pub fn panicked(key: &TaskKey, message: &str) -> TaskStatus {
     TaskStatus {
