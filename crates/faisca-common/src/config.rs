@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::{Error, Result};
 
 /// How a value of a key is parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum ValueKind {
     /// A byte size: `134217728`, `128m`, `4g` (binary units, as in Spark).
     Bytes,
@@ -23,6 +23,13 @@ pub enum ValueKind {
     Bool,
     /// One of a fixed set of words.
     Choice(&'static [&'static str]),
+    /// A small rule language of one key; `valid` checks a value, `expected` describes it.
+    Rule {
+        /// What a valid value looks like, for error messages.
+        expected: &'static str,
+        /// Whether a value is valid.
+        valid: fn(&str) -> bool,
+    },
 }
 
 /// One documented key.
@@ -129,6 +136,36 @@ pub const KEYS: &[KeySpec] = &[
         default: "4",
         kind: ValueKind::Count,
         doc: "Attempts in all of a task that fails with a retryable error.",
+    },
+    KeySpec {
+        name: "faisca.stage.maxAttempts",
+        default: "4",
+        kind: ValueKind::Count,
+        doc: "Times a stage may fail because shuffle input it reads was lost (its map tasks are re-run each time) before the job fails (Spark's spark.stage.maxConsecutiveAttempts).",
+    },
+    KeySpec {
+        name: "faisca.driver.retainedJobs",
+        default: "1000",
+        kind: ValueKind::Count,
+        doc: "Finished jobs the driver remembers for `faisca status` (driver-level; the oldest are forgotten first).",
+    },
+    KeySpec {
+        name: "faisca.test.failTasks",
+        default: "none",
+        kind: ValueKind::Rule {
+            expected: "none or STAGE:N[:user] (STAGE a stage id or *), e.g. 1:2",
+            valid: |v| parse_fail_tasks(v).is_ok(),
+        },
+        doc: "Fault injection for tests: `STAGE:N` fails the first N attempts of every task of stage STAGE (`*`: every stage) with a retryable error; `STAGE:N:user` with a non-retryable one.",
+    },
+    KeySpec {
+        name: "faisca.test.taskDelay",
+        default: "none",
+        kind: ValueKind::Rule {
+            expected: "none or STAGE:DURATION (STAGE a stage id or *), e.g. 2:500ms",
+            valid: |v| parse_task_delay(v).is_ok(),
+        },
+        doc: "Fault injection for tests: every task of stage STAGE (`*`: every stage) waits DURATION before it runs.",
     },
     KeySpec {
         name: "faisca.batchSize",
@@ -280,6 +317,97 @@ impl FaiscaConfig {
     pub fn batch_size(&self) -> usize {
         self.count("faisca.batchSize").max(1) as usize
     }
+    /// `faisca.stage.maxAttempts` (at least 1).
+    pub fn stage_max_attempts(&self) -> u32 {
+        self.count("faisca.stage.maxAttempts")
+            .clamp(1, u32::MAX as u64) as u32
+    }
+    /// `faisca.driver.retainedJobs`.
+    pub fn retained_jobs(&self) -> usize {
+        self.count("faisca.driver.retainedJobs") as usize
+    }
+    /// `faisca.test.failTasks`: the injected task failures, if any.
+    pub fn injected_failures(&self) -> Option<InjectedFailures> {
+        parse_fail_tasks(self.raw("faisca.test.failTasks")).expect("validated when set")
+    }
+    /// `faisca.test.taskDelay`: the injected delay of a stage's tasks, if any.
+    pub fn injected_delay(&self) -> Option<InjectedDelay> {
+        parse_task_delay(self.raw("faisca.test.taskDelay")).expect("validated when set")
+    }
+}
+
+/// Which stages a fault-injection rule applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageSelector {
+    /// Every stage.
+    All,
+    /// One stage.
+    Stage(u32),
+}
+
+impl StageSelector {
+    /// Whether the rule applies to `stage`.
+    pub fn matches(self, stage: u32) -> bool {
+        match self {
+            StageSelector::All => true,
+            StageSelector::Stage(s) => s == stage,
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        match text.trim() {
+            "*" => Some(StageSelector::All),
+            n => n.parse().ok().map(StageSelector::Stage),
+        }
+    }
+}
+
+/// `faisca.test.failTasks`: fail the first `attempts` attempts of the selected stages' tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InjectedFailures {
+    /// Stages whose tasks fail.
+    pub stages: StageSelector,
+    /// Attempts numbered below this fail.
+    pub attempts: u32,
+    /// Whether the injected error is retryable.
+    pub retryable: bool,
+}
+
+/// `faisca.test.taskDelay`: the selected stages' tasks wait before they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InjectedDelay {
+    /// Stages whose tasks wait.
+    pub stages: StageSelector,
+    /// How long.
+    pub delay: Duration,
+}
+
+fn parse_fail_tasks(text: &str) -> std::result::Result<Option<InjectedFailures>, ()> {
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let parts: Vec<&str> = text.split(':').collect();
+    let (stage, attempts, retryable) = match parts.as_slice() {
+        [stage, n] => (stage, n, true),
+        [stage, n, kind] if kind.trim().eq_ignore_ascii_case("user") => (stage, n, false),
+        _ => return Err(()),
+    };
+    Ok(Some(InjectedFailures {
+        stages: StageSelector::parse(stage).ok_or(())?,
+        attempts: attempts.trim().parse().map_err(|_| ())?,
+        retryable,
+    }))
+}
+
+fn parse_task_delay(text: &str) -> std::result::Result<Option<InjectedDelay>, ()> {
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let (stage, delay) = text.split_once(':').ok_or(())?;
+    Ok(Some(InjectedDelay {
+        stages: StageSelector::parse(stage).ok_or(())?,
+        delay: parse_duration(delay).map_err(|_| ())?,
+    }))
 }
 
 fn validate(spec: &KeySpec, value: &str) -> Result<()> {
@@ -289,6 +417,7 @@ fn validate(spec: &KeySpec, value: &str) -> Result<()> {
         ValueKind::Count => value.parse::<u64>().is_ok(),
         ValueKind::Bool => value.parse::<bool>().is_ok(),
         ValueKind::Choice(words) => words.iter().any(|w| w.eq_ignore_ascii_case(value)),
+        ValueKind::Rule { valid, .. } => valid(value),
     };
     if ok {
         return Ok(());
@@ -299,6 +428,7 @@ fn validate(spec: &KeySpec, value: &str) -> Result<()> {
         ValueKind::Count => "a non-negative integer".to_string(),
         ValueKind::Bool => "true or false".to_string(),
         ValueKind::Choice(words) => format!("one of {}", words.join(", ")),
+        ValueKind::Rule { expected, .. } => expected.to_string(),
     };
     Err(Error::user(format!(
         "invalid value '{value}' for '{}': expected {expected}",
@@ -401,6 +531,36 @@ mod tests {
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn fault_injection_rules() {
+        let c = FaiscaConfig::from_pairs([
+            ("faisca.test.failTasks", "1:2"),
+            ("faisca.test.taskDelay", "*:250ms"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.injected_failures(),
+            Some(InjectedFailures {
+                stages: StageSelector::Stage(1),
+                attempts: 2,
+                retryable: true
+            })
+        );
+        let delay = c.injected_delay().unwrap();
+        assert!(delay.stages.matches(7));
+        assert_eq!(delay.delay, Duration::from_millis(250));
+        let user = FaiscaConfig::from_pairs([("faisca.test.failTasks", "*:1:user")]).unwrap();
+        assert!(!user.injected_failures().unwrap().retryable);
+        assert_eq!(FaiscaConfig::default().injected_failures(), None);
+        let e = FaiscaConfig::from_pairs([("faisca.test.failTasks", "1")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("faisca.test.failTasks") && e.contains("STAGE:N"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -34,6 +34,23 @@ pub enum Error {
     /// An error raised by DataFusion (planning or execution); classified by [`Error::fault`].
     #[error("{0}")]
     DataFusion(Box<DataFusionError>),
+    /// A task could not read a finished map task's shuffle output: the output (or the executor
+    /// holding it) is gone. Not the reading task's fault: the scheduler re-runs the map task.
+    #[error("{}", .0.message)]
+    FetchFailed(Box<FetchFailure>),
+}
+
+/// Which shuffle output a task failed to read, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchFailure {
+    /// The stage that wrote the output.
+    pub stage_id: u32,
+    /// The map task (partition) that wrote it.
+    pub map_partition: u32,
+    /// The executor that held it.
+    pub executor_id: String,
+    /// What went wrong, naming the output and the executor.
+    pub message: String,
 }
 
 /// `Result` with [`Error`].
@@ -58,10 +75,46 @@ impl Error {
         Error::Internal(message.into())
     }
 
+    /// A failed read of `stage_id`/`map_partition`'s output held by `executor_id`.
+    pub fn fetch_failed(
+        stage_id: u32,
+        map_partition: u32,
+        executor_id: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::FetchFailed(Box::new(FetchFailure {
+            stage_id,
+            map_partition,
+            executor_id: executor_id.into(),
+            message: message.into(),
+        }))
+    }
+
+    /// The fetch failure this error is or wraps, looking through DataFusion's wrappers (context,
+    /// shared errors of operators that fan one error out to several partitions).
+    pub fn fetch_failure(&self) -> Option<&FetchFailure> {
+        let mut current: &(dyn std::error::Error + 'static) = match self {
+            Error::FetchFailed(f) => return Some(f),
+            Error::DataFusion(inner) => inner.as_ref(),
+            _ => return None,
+        };
+        loop {
+            if let Some(Error::FetchFailed(f)) = current.downcast_ref::<Error>() {
+                return Some(f);
+            }
+            if let Some(Error::DataFusion(inner)) = current.downcast_ref::<Error>() {
+                current = inner.as_ref();
+                continue;
+            }
+            current = current.source()?;
+        }
+    }
+
     /// Whose fault this error is.
     pub fn fault(&self) -> Fault {
         match self {
             Error::User(_) => Fault::User,
+            Error::FetchFailed(_) => Fault::External,
             Error::External { .. } => Fault::External,
             Error::Internal(_) => Fault::Internal,
             Error::DataFusion(e) => datafusion_fault(e),
@@ -74,6 +127,7 @@ impl Error {
             Error::External { retryable, .. } => *retryable,
             Error::DataFusion(e) => datafusion_fault(e) == Fault::External,
             Error::User(_) => false,
+            Error::FetchFailed(_) => true,
             // An internal failure may be a transient state (e.g. a lost connection surfacing oddly).
             Error::Internal(_) => true,
         }
@@ -81,6 +135,11 @@ impl Error {
 
     /// Prefix the message with context, keeping the fault and retryability.
     pub fn context(self, context: impl std::fmt::Display) -> Self {
+        if let Some(f) = self.fetch_failure() {
+            let mut f = f.clone();
+            f.message = format!("{context}: {self}");
+            return Error::FetchFailed(Box::new(f));
+        }
         let retryable = self.is_retryable();
         match self.fault() {
             Fault::User => Error::User(format!("{context}: {self}")),
@@ -189,6 +248,22 @@ mod tests {
         let df: DataFusionError = ours.into();
         let back = Error::from(df);
         assert!(matches!(back, Error::User(ref m) if m == "bad option 'x'"));
+    }
+
+    #[test]
+    fn fetch_failures_are_found_inside_datafusion_wrappers() {
+        let fetch = Error::fetch_failed(1, 2, "e1", "connection refused");
+        let wrapped = DataFusionError::Shared(std::sync::Arc::new(
+            DataFusionError::from(fetch).context("hash join build side"),
+        ));
+        let e = Error::from(wrapped).context("task 3");
+        let found = e.fetch_failure().expect("the fetch failure is found");
+        assert_eq!((found.stage_id, found.map_partition), (1, 2));
+        assert_eq!(found.executor_id, "e1");
+        assert!(e.is_retryable());
+        assert!(Error::user("x").fetch_failure().is_none());
+        let direct = Error::fetch_failed(0, 0, "e", "gone").context("stage 4");
+        assert_eq!(direct.fetch_failure().unwrap().message, "stage 4: gone");
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod error;
 pub mod ids;
 
 pub use config::FaiscaConfig;
-pub use error::{Error, Fault, Result};
+pub use error::{Error, Fault, FetchFailure, Result};
 pub use ids::{ExecutorId, JobId, SessionId, StageId};
 
 /// Version of the driver ↔ executor protocol. An executor speaking another version is refused

@@ -257,6 +257,9 @@ pub fn build_job(
         schema,
         task_config: Arc::new(faisca_proto::config_entries(&session.config)),
         max_attempts: session.config.task_max_attempts(),
+        stage_max_attempts: session.config.stage_max_attempts(),
+        name: String::new(),
+        sql: String::new(),
     })
 }
 

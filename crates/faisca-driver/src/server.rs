@@ -10,7 +10,7 @@ use faisca_engine::shuffle::FlightClients;
 use faisca_proto::driver_service_server::DriverServiceServer;
 use tokio::sync::oneshot;
 
-use crate::actor::{DriverHandle, spawn_actor};
+use crate::actor::{DriverHandle, DriverSettings, spawn_actor};
 use crate::flight::DriverFlightService;
 use crate::service::DriverServiceImpl;
 
@@ -39,7 +39,7 @@ impl DriverServer {
     pub async fn start(options: DriverOptions) -> Result<Self> {
         let (listener, address) =
             rpc::bind(options.bind, options.advertise_host.as_deref(), "driver").await?;
-        let (handle, actor) = spawn_actor(options.config.heartbeat_timeout());
+        let (handle, actor) = spawn_actor(DriverSettings::from_config(&options.config));
         let limit = options.config.max_message_size();
         let clients = Arc::new(FlightClients::new(limit, options.config.connect_timeout()));
         let control = DriverServiceServer::new(DriverServiceImpl::new(handle.clone()))

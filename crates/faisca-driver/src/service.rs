@@ -4,7 +4,7 @@ use std::pin::Pin;
 
 use datafusion::datasource::file_format::options::ParquetReadOptions;
 use faisca_common::ids::SessionId;
-use faisca_common::{Error, ExecutorId, PROTOCOL_VERSION, Result};
+use faisca_common::{Error, ExecutorId, JobId, PROTOCOL_VERSION, Result};
 use faisca_engine::codec::{batches_to_ipc, schema_to_ipc};
 use faisca_proto::driver_service_server::DriverService;
 use faisca_proto::*;
@@ -79,7 +79,9 @@ impl DriverServiceImpl {
                     )?)),
                 }
             }
-            Planned::Job(job) => {
+            Planned::Job(mut job) => {
+                job.name = request.job_name.clone();
+                job.sql = crate::scheduler::shorten_sql(&request.sql);
                 let schema = schema_to_ipc(&job.schema)?;
                 let stages = job.summaries();
                 let job_id = self
@@ -178,6 +180,41 @@ impl DriverService for DriverServiceImpl {
             .await
             .map_err(to_status)?;
         Ok(Response::new(ClusterInfoResponse { executors }))
+    }
+
+    async fn list_jobs(
+        &self,
+        _request: Request<ListJobsRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
+        let jobs = self
+            .handle
+            .ask(|reply| Message::ListJobs { reply })
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(ListJobsResponse { jobs }))
+    }
+
+    async fn get_job(&self, request: Request<GetJobRequest>) -> Result<Response<JobInfo>, Status> {
+        let id = JobId(request.into_inner().job_id);
+        self.handle
+            .ask(|reply| Message::GetJob { id, reply })
+            .await
+            .and_then(|r| r)
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn kill_job(
+        &self,
+        request: Request<KillJobRequest>,
+    ) -> Result<Response<JobInfo>, Status> {
+        let id = JobId(request.into_inner().job_id);
+        self.handle
+            .ask(|reply| Message::KillJob { id, reply })
+            .await
+            .and_then(|r| r)
+            .map(Response::new)
+            .map_err(to_status)
     }
 
     type ExecutorConnectStream = MessageStream;

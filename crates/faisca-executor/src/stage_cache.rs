@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning};
+use faisca_common::config::{InjectedDelay, InjectedFailures};
 use faisca_common::{Error, Result};
 use faisca_engine::codec::decode_stage_plan;
 use faisca_engine::session_config::datafusion_config;
@@ -38,6 +39,10 @@ pub struct PreparedStage {
     pub write_options: ShuffleWriteOptions,
     /// Whether outputs may stay in memory (`faisca.shuffle.inMemory`).
     pub in_memory: bool,
+    /// Test-only injected failures (`faisca.test.failTasks`).
+    pub injected_failures: Option<InjectedFailures>,
+    /// Test-only injected delay (`faisca.test.taskDelay`).
+    pub injected_delay: Option<InjectedDelay>,
 }
 
 type StageKey = (String, u32, u64);
@@ -147,5 +152,7 @@ fn prepare(context: &ExecutorContext, launch: &LaunchTask) -> Result<PreparedSta
         task_context,
         write_options: ShuffleWriteOptions::from_config(&config),
         in_memory: config.shuffle_in_memory(),
+        injected_failures: config.injected_failures(),
+        injected_delay: config.injected_delay(),
     })
 }

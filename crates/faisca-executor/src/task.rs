@@ -5,12 +5,13 @@ use std::time::Instant;
 
 use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::physical_plan::ExecutionPlanProperties;
-use faisca_common::Result;
+use faisca_common::{Error, Result};
 use faisca_engine::shuffle::ShuffleFiles;
 use faisca_engine::shuffle::writer::{MemoryTarget, OutputPartitioning, write_shuffle};
 use faisca_proto::{LaunchTask, PartitionStats, TaskState, TaskStatus};
 
 use crate::ExecutorContext;
+use crate::stage_cache::PreparedStage;
 
 /// Identifies a task attempt on this executor.
 pub type TaskKey = (String, u32, u32, u32);
@@ -70,6 +71,7 @@ pub async fn run_task(context: Arc<ExecutorContext>, launch: LaunchTask) -> Task
 
 async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<Vec<PartitionStats>> {
     let stage = context.stages.get_or_prepare(context, launch)?;
+    inject_faults(&stage, launch).await?;
     let plan = stage.plan.clone();
     let partitioning = stage.partitioning.clone();
     let input_partitions = plan.output_partitioning().partition_count();
@@ -115,4 +117,27 @@ async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<Vec<P
             bytes: s.bytes,
         })
         .collect())
+}
+
+/// Apply the test-only `faisca.test.taskDelay` and `faisca.test.failTasks` rules to this attempt.
+async fn inject_faults(stage: &PreparedStage, launch: &LaunchTask) -> Result<()> {
+    if let Some(delay) = stage.injected_delay
+        && delay.stages.matches(launch.stage_id)
+    {
+        tokio::time::sleep(delay.delay).await;
+    }
+    match stage.injected_failures {
+        Some(rule) if rule.stages.matches(launch.stage_id) && launch.attempt < rule.attempts => {
+            let message = format!(
+                "injected failure of attempt {} of task {}/{} (faisca.test.failTasks)",
+                launch.attempt, launch.stage_id, launch.partition
+            );
+            Err(if rule.retryable {
+                Error::external(message)
+            } else {
+                Error::user(message)
+            })
+        }
+        _ => Ok(()),
+    }
 }

@@ -90,11 +90,24 @@ pub fn task_error(error: &Error) -> TaskError {
             CommonFault::Internal => v1::Fault::Internal as i32,
         },
         retryable: error.is_retryable(),
+        fetch_failure: error.fetch_failure().map(|f| v1::FetchFailure {
+            stage_id: f.stage_id,
+            map_partition: f.map_partition,
+            executor_id: f.executor_id.clone(),
+        }),
     }
 }
 
 /// The error a [`TaskError`] describes.
 pub fn error_from_task_error(e: &TaskError) -> Error {
+    if let Some(f) = &e.fetch_failure {
+        return Error::fetch_failed(
+            f.stage_id,
+            f.map_partition,
+            f.executor_id.clone(),
+            e.message.clone(),
+        );
+    }
     match v1::Fault::try_from(e.fault).unwrap_or(v1::Fault::Internal) {
         v1::Fault::User => Error::User(e.message.clone()),
         v1::Fault::External => Error::External {

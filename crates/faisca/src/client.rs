@@ -12,7 +12,8 @@ use faisca_common::{Error, Result};
 use faisca_engine::codec::{batches_from_ipc, schema_from_ipc};
 use faisca_proto::driver_service_client::DriverServiceClient;
 use faisca_proto::{
-    ExecuteMode, ExecuteSqlRequest, ResultTicket, StageSummary, execute_sql_response, ticket,
+    ExecuteMode, ExecuteSqlRequest, GetJobRequest, JobInfo, KillJobRequest, ListJobsRequest,
+    ResultTicket, StageSummary, execute_sql_response, ticket,
 };
 use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::transport::Channel;
@@ -81,17 +82,20 @@ impl DriverClient {
         faisca_proto::error_from_status(&s, &format!("driver at {}", self.address))
     }
 
-    /// Run one statement in `session_id` with `mode`.
+    /// Run one statement in `session_id` with `mode`; a job it starts is called `job_name` in
+    /// `faisca status` (may be empty).
     pub async fn execute(
         &self,
         session_id: &str,
         sql: &str,
         mode: ExecuteMode,
+        job_name: &str,
     ) -> Result<StatementResult> {
         let request = ExecuteSqlRequest {
             session_id: session_id.to_string(),
             sql: sql.to_string(),
             mode: mode as i32,
+            job_name: job_name.to_string(),
         };
         let response = self
             .control
@@ -133,6 +137,45 @@ impl DriverClient {
                 "the driver answered ExecuteSql without a result",
             )),
         }
+    }
+
+    /// Running jobs and the driver's recent finished ones, oldest first.
+    pub async fn list_jobs(&self) -> Result<Vec<JobInfo>> {
+        let response = self
+            .control
+            .clone()
+            .list_jobs(ListJobsRequest {})
+            .await
+            .map_err(|s| self.status(s))?;
+        Ok(response.into_inner().jobs)
+    }
+
+    /// One job's status: stages, task attempts, failures.
+    pub async fn job(&self, job_id: &str) -> Result<JobInfo> {
+        let request = GetJobRequest {
+            job_id: job_id.to_string(),
+        };
+        let response = self
+            .control
+            .clone()
+            .get_job(request)
+            .await
+            .map_err(|s| self.status(s))?;
+        Ok(response.into_inner())
+    }
+
+    /// Cancel a running job: its tasks stop and its shuffle data is removed.
+    pub async fn kill_job(&self, job_id: &str) -> Result<JobInfo> {
+        let request = KillJobRequest {
+            job_id: job_id.to_string(),
+        };
+        let response = self
+            .control
+            .clone()
+            .kill_job(request)
+            .await
+            .map_err(|s| self.status(s))?;
+        Ok(response.into_inner())
     }
 
     /// The rows of a job, streamed from the driver with Flight `DoGet`. The request is sent now

@@ -137,17 +137,28 @@ impl Session {
         let result = self
             .inner
             .client
-            .execute(&self.inner.id, sql, ExecuteMode::Analyze)
+            .execute(&self.inner.id, sql, ExecuteMode::Analyze, "")
             .await?;
         DataFrame::new(self.clone(), sql.to_string(), result).await
     }
 
     /// Run one SQL statement now and return its rows as a stream (one round trip to the driver).
+    /// Dropping the stream before its end cancels the job.
     pub async fn execute_sql(&self, sql: &str) -> Result<StatementResult> {
+        self.execute_sql_named(sql, "").await
+    }
+
+    /// [`Session::execute_sql`], naming the job it starts (shown by `faisca status`).
+    pub async fn execute_sql_named(&self, sql: &str, job_name: &str) -> Result<StatementResult> {
         self.inner
             .client
-            .execute(&self.inner.id, sql, ExecuteMode::Run)
+            .execute(&self.inner.id, sql, ExecuteMode::Run, job_name)
             .await
+    }
+
+    /// The client of the session's driver (job status and control).
+    pub fn client(&self) -> &DriverClient {
+        &self.inner.client
     }
 
     /// The distributed plan of one SQL statement (stages, tasks, operators) as text.
@@ -155,7 +166,7 @@ impl Session {
         let result = self
             .inner
             .client
-            .execute(&self.inner.id, sql, ExecuteMode::Explain)
+            .execute(&self.inner.id, sql, ExecuteMode::Explain, "")
             .await?;
         let batches = crate::client::collect(result.batches).await?;
         crate::dataframe::explain_text(&batches)

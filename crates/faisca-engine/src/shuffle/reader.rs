@@ -178,6 +178,9 @@ fn read_source(
         "shuffle partition {reduce} of stage {stage} map task {} from executor {} at {}",
         output.map_partition, output.executor_id, output.flight_address
     );
+    // Any failure to read the output is a fetch failure: the map task's output is gone or
+    // unreadable, so the scheduler re-runs the map task rather than blaming this task.
+    let output_id = (output.map_partition, output.executor_id.clone());
     if output.executor_id == env.executor_id {
         let key = (
             env.job_id.clone(),
@@ -209,7 +212,7 @@ fn read_source(
                         "local shuffle read panicked: {e}"
                     ))))
                 })?
-                .map_err(|e| DataFusionError::from(e.context(&what)))?;
+                .map_err(|e| fetch_failed(stage, &output_id, e.context(&what)))?;
             let batches: Box<dyn Iterator<Item = DfResult<RecordBatch>> + Send> =
                 if bytes.is_empty() {
                     Box::new(std::iter::empty())
@@ -225,7 +228,7 @@ fn read_source(
         let mut client = env
             .clients
             .client(&output.flight_address)
-            .map_err(DataFusionError::from)?;
+            .map_err(|e| fetch_failed(stage, &output_id, e.context(&what)))?;
         let ticket = faisca_proto::encode_ticket(ticket::Kind::Shuffle(ShuffleTicket {
             job_id: env.job_id.clone(),
             stage_id: stage,
@@ -236,15 +239,31 @@ fn read_source(
         let response = client
             .do_get(arrow_flight::Ticket { ticket })
             .await
-            .map_err(|s| DataFusionError::from(faisca_proto::error_from_status(&s, &what)))?;
-        let what2 = what.clone();
+            .map_err(|s| {
+                fetch_failed(
+                    stage,
+                    &output_id,
+                    faisca_proto::error_from_status(&s, &what),
+                )
+            })?;
         let stream = FlightRecordBatchStream::new_from_flight_data(
             response.into_inner().map_err(FlightError::from),
         )
-        .map_err(move |e| DataFusionError::from(flight_error(e, &what2)));
+        .map_err(move |e| fetch_failed(stage, &output_id, flight_error(e, &what)));
         Ok::<_, DataFusionError>(stream)
     };
     futures::stream::once(fut).try_flatten().boxed()
+}
+
+/// `error` as a fetch failure of map task `output.0` of `stage` held by executor `output.1`.
+fn fetch_failed(stage: u32, output: &(u32, String), error: Error) -> DataFusionError {
+    let message = error.to_string();
+    DataFusionError::from(Error::fetch_failed(
+        stage,
+        output.0,
+        output.1.clone(),
+        message,
+    ))
 }
 
 fn flight_error(e: FlightError, what: &str) -> Error {

@@ -2,7 +2,10 @@
 //!
 //! `receive` is synchronous and never waits: it updates state, sends `DriverMessage`s to executors
 //! over unbounded channels, and answers requests on oneshot channels. Callers reach it through a
-//! [`DriverHandle`].
+//! [`DriverHandle`]. Executors and sessions are handled here; jobs (scheduling, failures, status,
+//! cancellation) in [`jobs`].
+
+mod jobs;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -11,13 +14,11 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::datatypes::SchemaRef;
 use faisca_common::ids::SessionId;
 use faisca_common::{Error, ExecutorId, FaiscaConfig, JobId, Result};
-use faisca_proto::{
-    CancelTask, DriverMessage, ExecutorInfo, RemoveJob, TaskState, TaskStatus, driver_message,
-};
+use faisca_proto::{DriverMessage, ExecutorInfo, JobInfo, TaskStatus, driver_message};
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::scheduler::{JobState, JobStatus, PlannedJob, TaskOutcome, TaskOutput};
+use crate::scheduler::{JobState, PlannedJob};
 use crate::session::Session;
 
 /// Sends `DriverMessage`s down one executor's stream.
@@ -143,6 +144,25 @@ pub enum Message {
         /// The job.
         id: JobId,
     },
+    /// Running jobs and the retained finished ones, in submission order.
+    ListJobs {
+        /// The jobs.
+        reply: oneshot::Sender<Vec<JobInfo>>,
+    },
+    /// One job's status.
+    GetJob {
+        /// The job.
+        id: JobId,
+        /// Its status, or an error naming the unknown job.
+        reply: oneshot::Sender<Result<JobInfo>>,
+    },
+    /// Cancel a running job.
+    KillJob {
+        /// The job.
+        id: JobId,
+        /// Its status after the cancellation, or why it could not be cancelled.
+        reply: oneshot::Sender<Result<JobInfo>>,
+    },
     /// The registered executors, once at least `min_executors` are registered.
     ClusterInfo {
         /// How many executors to wait for.
@@ -152,27 +172,56 @@ pub enum Message {
     },
 }
 
+/// Driver-level settings of the actor.
+#[derive(Debug, Clone, Copy)]
+pub struct DriverSettings {
+    /// Executors silent for longer than this are dropped (`faisca.executor.heartbeatTimeout`).
+    pub heartbeat_timeout: Duration,
+    /// Finished jobs remembered for status queries (`faisca.driver.retainedJobs`).
+    pub retained_jobs: usize,
+}
+
+impl DriverSettings {
+    /// The settings a driver configuration asks for.
+    pub fn from_config(config: &FaiscaConfig) -> Self {
+        DriverSettings {
+            heartbeat_timeout: config.heartbeat_timeout(),
+            retained_jobs: config.retained_jobs(),
+        }
+    }
+}
+
+/// A job that ended, as status queries see it.
+struct FinishedJob {
+    info: JobInfo,
+    /// The error of a failed or cancelled job.
+    error: Option<Arc<Error>>,
+}
+
 /// The driver's state. See the module docs.
 pub struct DriverState {
-    heartbeat_timeout: Duration,
+    settings: DriverSettings,
     executors: HashMap<ExecutorId, ExecutorEntry>,
     sessions: HashMap<SessionId, Session>,
+    /// Running jobs, and succeeded jobs whose result the client has not finished reading.
     jobs: HashMap<JobId, JobState>,
-    /// Tasks waiting for a slot, FIFO across jobs: `(job, stage, partition)`.
-    queue: VecDeque<(JobId, u32, u32)>,
+    /// Ended jobs, oldest first, at most `retained_jobs`.
+    finished: VecDeque<(JobId, FinishedJob)>,
+    next_job_seq: u64,
     job_waiters: HashMap<JobId, Vec<JobWaiter>>,
     cluster_waiters: Vec<(usize, oneshot::Sender<Vec<ExecutorInfo>>)>,
 }
 
 impl DriverState {
-    /// An empty driver that drops executors silent for longer than `heartbeat_timeout`.
-    pub fn new(heartbeat_timeout: Duration) -> Self {
+    /// An empty driver.
+    pub fn new(settings: DriverSettings) -> Self {
         DriverState {
-            heartbeat_timeout,
+            settings,
             executors: HashMap::new(),
             sessions: HashMap::new(),
             jobs: HashMap::new(),
-            queue: VecDeque::new(),
+            finished: VecDeque::new(),
+            next_job_seq: 0,
             job_waiters: HashMap::new(),
             cluster_waiters: Vec::new(),
         }
@@ -226,7 +275,7 @@ impl DriverState {
                 }
             }
             Message::CheckHeartbeats { now } => {
-                let timeout = self.heartbeat_timeout;
+                let timeout = self.settings.heartbeat_timeout;
                 let silent: Vec<ExecutorId> = self
                     .executors
                     .iter()
@@ -273,46 +322,17 @@ impl DriverState {
                 };
                 let _ = reply.send(result);
             }
-            Message::SubmitJob { job, reply } => {
-                if !self.sessions.contains_key(&job.session) {
-                    let _ = reply.send(Err(unknown_session(&job.session)));
-                    return;
-                }
-                let id = JobId::random();
-                let mut state = JobState::new(id.clone(), job);
-                let ready = state.take_ready_tasks();
-                debug!(job = %id, stages = state.planned.stages.len(), "job submitted");
-                self.queue
-                    .extend(ready.into_iter().map(|(s, p)| (id.clone(), s, p)));
-                self.jobs.insert(id.clone(), state);
-                let _ = reply.send(Ok(id.clone()));
-                self.after_job_change(&id);
-                self.schedule();
+            Message::SubmitJob { job, reply } => self.submit_job(job, reply),
+            Message::AwaitJob { id, reply } => self.await_job(id, reply),
+            Message::JobDone { id } => self.job_done(&id),
+            Message::ListJobs { reply } => {
+                let _ = reply.send(self.list_jobs());
             }
-            Message::AwaitJob { id, reply } => match self.jobs.get(&id) {
-                None => {
-                    let _ = reply.send(Err(Arc::new(Error::user(format!("unknown job '{id}' (finished jobs are forgotten once their result was read)")))));
-                }
-                Some(job) => match &job.status {
-                    JobStatus::Running => self.job_waiters.entry(id).or_default().push(reply),
-                    JobStatus::Succeeded => {
-                        let _ = reply.send(Ok(job_result(job)));
-                    }
-                    JobStatus::Failed(e) => {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                },
-            },
-            Message::JobDone { id } => {
-                self.stop_job_tasks(&id);
-                if let Some(job) = self.jobs.remove(&id) {
-                    self.broadcast(driver_message::Message::RemoveJob(RemoveJob {
-                        job_id: id.0.clone(),
-                    }));
-                    debug!(job = %id, elapsed_ms = job.started.elapsed().as_millis() as u64, "job done");
-                }
-                self.job_waiters.remove(&id);
-                self.schedule();
+            Message::GetJob { id, reply } => {
+                let _ = reply.send(self.job_info(&id));
+            }
+            Message::KillJob { id, reply } => {
+                let _ = reply.send(self.kill_job(&id));
             }
             Message::ClusterInfo {
                 min_executors,
@@ -366,145 +386,6 @@ impl DriverState {
         }
     }
 
-    /// Stop what a job still runs: cancel its running tasks on their executors and free their
-    /// slots (once: the job forgets the tasks it stops), and drop its queued tasks.
-    fn stop_job_tasks(&mut self, id: &JobId) {
-        self.queue.retain(|(j, _, _)| j != id);
-        let Some(job) = self.jobs.get_mut(id) else {
-            return;
-        };
-        for (executor, stage, partition, attempt) in job.take_running_tasks() {
-            if let Some(e) = self.executors.get_mut(&executor) {
-                e.running = e.running.saturating_sub(1);
-                let cancel = CancelTask {
-                    job_id: id.0.clone(),
-                    stage_id: stage,
-                    partition,
-                    attempt,
-                };
-                let _ = e.sender.send(Ok(DriverMessage {
-                    message: Some(driver_message::Message::CancelTask(cancel)),
-                }));
-            }
-        }
-    }
-
-    /// Launch queued tasks on free slots, spreading them over the executors with most free slots.
-    fn schedule(&mut self) {
-        while !self.queue.is_empty() {
-            let Some(executor) = self
-                .executors
-                .iter()
-                .filter(|(_, e)| e.running < e.cores)
-                .max_by_key(|(id, e)| (e.cores - e.running, std::cmp::Reverse((*id).clone())))
-                .map(|(id, _)| id.clone())
-            else {
-                return;
-            };
-            let (job_id, stage, partition) = self.queue.pop_front().expect("checked non-empty");
-            let Some(job) = self.jobs.get_mut(&job_id) else {
-                continue;
-            };
-            if !matches!(job.status, JobStatus::Running) {
-                continue;
-            }
-            match job.launch(stage, partition, &executor) {
-                Ok(task) => {
-                    let entry = self.executors.get_mut(&executor).expect("chosen above");
-                    entry.running += 1;
-                    let message = DriverMessage {
-                        message: Some(driver_message::Message::LaunchTask(task)),
-                    };
-                    if entry.sender.send(Ok(message)).is_err() {
-                        // The stream is gone; ExecutorLost will follow and requeue the task.
-                        warn!(executor = %executor, "executor stream closed while launching a task");
-                    }
-                }
-                Err(e) => warn!(job = %job_id, "cannot launch task {stage}/{partition}: {e}"),
-            }
-        }
-    }
-
-    fn task_status(&mut self, executor: ExecutorId, status: TaskStatus) {
-        if let Some(e) = self.executors.get_mut(&executor) {
-            e.last_seen = Instant::now();
-        }
-        let job_id = JobId(status.job_id.clone());
-        let Some(job) = self.jobs.get_mut(&job_id) else {
-            return; // a task of a job that already ended
-        };
-        let (stage, partition, attempt) = (status.stage_id, status.partition, status.attempt);
-        debug!(
-            job = %job_id,
-            stage,
-            partition,
-            attempt,
-            executor = %executor,
-            elapsed_ms = status.elapsed_micros as f64 / 1000.0,
-            rows = status.partitions.iter().map(|p| p.rows).sum::<u64>(),
-            bytes = status.partitions.iter().map(|p| p.bytes).sum::<u64>(),
-            "task finished"
-        );
-        let outcome = if status.state == TaskState::Succeeded as i32 {
-            let Some(entry) = self.executors.get(&executor) else {
-                return;
-            };
-            let output = TaskOutput {
-                executor: executor.clone(),
-                flight_address: entry.flight_address.clone(),
-                attempt,
-                stats: status.partitions.clone(),
-            };
-            job.task_succeeded(stage, partition, attempt, output)
-        } else {
-            let error = status
-                .error
-                .as_ref()
-                .map(faisca_proto::error_from_task_error)
-                .unwrap_or_else(|| Error::internal("task failed without an error"));
-            debug!(job = %job_id, stage, partition, attempt, "task failed: {error}");
-            job.task_failed(stage, partition, attempt, error)
-        };
-        if outcome != TaskOutcome::Ignored
-            && let Some(entry) = self.executors.get_mut(&executor)
-        {
-            entry.running = entry.running.saturating_sub(1);
-        }
-        match outcome {
-            TaskOutcome::Ignored => {}
-            TaskOutcome::Retry => self.queue.push_front((job_id.clone(), stage, partition)),
-            TaskOutcome::Finished => {
-                let ready = job.take_ready_tasks();
-                self.queue
-                    .extend(ready.into_iter().map(|(s, p)| (job_id.clone(), s, p)));
-            }
-            TaskOutcome::JobFailed => {}
-        }
-        self.after_job_change(&job_id);
-        self.schedule();
-    }
-
-    /// Answer waiters of a job that ended; stop what a failed job still runs.
-    fn after_job_change(&mut self, id: &JobId) {
-        let Some(job) = self.jobs.get(id) else { return };
-        match &job.status {
-            JobStatus::Running => {}
-            JobStatus::Succeeded => {
-                let result = job_result(job);
-                for w in self.job_waiters.remove(id).unwrap_or_default() {
-                    let _ = w.send(Ok(result.clone()));
-                }
-            }
-            JobStatus::Failed(e) => {
-                let e = e.clone();
-                for w in self.job_waiters.remove(id).unwrap_or_default() {
-                    let _ = w.send(Err(e.clone()));
-                }
-                self.stop_job_tasks(id);
-            }
-        }
-    }
-
     fn executor_lost(&mut self, id: &ExecutorId, reason: &str) {
         if self.executors.remove(id).is_none() {
             return;
@@ -514,18 +395,7 @@ impl DriverState {
         } else {
             warn!(executor = %id, "executor lost: {reason}");
         }
-        let job_ids: Vec<JobId> = self.jobs.keys().cloned().collect();
-        for job_id in job_ids {
-            let job = self.jobs.get_mut(&job_id).expect("listed above");
-            for (stage, partition, attempt) in job.running_on(id) {
-                let error = Error::external(format!("executor {id} was lost ({reason})"));
-                if job.task_failed(stage, partition, attempt, error) == TaskOutcome::Retry {
-                    self.queue.push_front((job_id.clone(), stage, partition));
-                }
-            }
-            self.after_job_change(&job_id);
-        }
-        self.schedule();
+        self.jobs_lost_executor(id, reason);
     }
 }
 
@@ -533,18 +403,6 @@ fn unknown_session(id: &SessionId) -> Error {
     Error::user(format!(
         "unknown session '{id}': it was closed or the driver restarted; open a new session"
     ))
-}
-
-fn job_result(job: &JobState) -> JobResult {
-    JobResult {
-        schema: job.planned.schema.clone(),
-        stage_id: (job.planned.stages.len() - 1) as u32,
-        outputs: job
-            .result_outputs()
-            .into_iter()
-            .map(|(p, out)| (out.executor.0, out.flight_address, p, out.attempt))
-            .collect(),
-    }
 }
 
 /// A cheap, cloneable way to talk to the actor.
@@ -571,11 +429,12 @@ impl DriverHandle {
 }
 
 /// Start the actor on the current runtime. It runs until every handle is dropped. Silence of
-/// executors is checked four times per `heartbeat_timeout`.
-pub fn spawn_actor(heartbeat_timeout: Duration) -> (DriverHandle, tokio::task::JoinHandle<()>) {
+/// executors is checked four times per heartbeat timeout.
+pub fn spawn_actor(settings: DriverSettings) -> (DriverHandle, tokio::task::JoinHandle<()>) {
     let (sender, mut receiver) = mpsc::unbounded_channel();
+    let heartbeat_timeout = settings.heartbeat_timeout;
     let task = tokio::spawn(async move {
-        let mut state = DriverState::new(heartbeat_timeout);
+        let mut state = DriverState::new(settings);
         let mut check =
             tokio::time::interval((heartbeat_timeout / 4).max(Duration::from_millis(10)));
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -593,65 +452,4 @@ pub fn spawn_actor(heartbeat_timeout: Duration) -> (DriverHandle, tokio::task::J
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn register(
-        state: &mut DriverState,
-        id: &str,
-    ) -> mpsc::UnboundedReceiver<Result<DriverMessage, tonic::Status>> {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let (reply, _) = oneshot::channel();
-        state.receive(Message::ExecutorRegistered {
-            id: ExecutorId(id.into()),
-            flight_address: "127.0.0.1:1".into(),
-            cores: 1,
-            memory_bytes: 1 << 30,
-            sender,
-            reply,
-        });
-        receiver
-    }
-
-    fn executors(state: &mut DriverState) -> Vec<String> {
-        let (reply, mut answer) = oneshot::channel();
-        state.receive(Message::ClusterInfo {
-            min_executors: 0,
-            reply,
-        });
-        answer
-            .try_recv()
-            .unwrap()
-            .into_iter()
-            .map(|e| e.executor_id)
-            .collect()
-    }
-
-    #[test]
-    fn silent_executors_are_dropped_and_their_stream_closed() {
-        let mut state = DriverState::new(Duration::from_secs(10));
-        let mut quiet = register(&mut state, "quiet");
-        let _chatty = register(&mut state, "chatty");
-        state.receive(Message::CheckHeartbeats {
-            now: Instant::now() + Duration::from_secs(5),
-        });
-        assert_eq!(executors(&mut state), vec!["chatty", "quiet"]);
-        // Both were last heard from 20 s ago; only "chatty" sends a heartbeat now.
-        for e in state.executors.values_mut() {
-            e.last_seen = Instant::now() - Duration::from_secs(20);
-        }
-        state.receive(Message::Heartbeat {
-            executor: ExecutorId("chatty".into()),
-        });
-        state.receive(Message::CheckHeartbeats {
-            now: Instant::now() + Duration::from_secs(1),
-        });
-        assert_eq!(executors(&mut state), vec!["chatty"]);
-        // The dropped executor's stream ends after the welcome message.
-        assert!(matches!(quiet.try_recv(), Ok(Ok(_))));
-        assert!(matches!(
-            quiet.try_recv(),
-            Err(mpsc::error::TryRecvError::Disconnected)
-        ));
-    }
-}
+mod tests;

@@ -1,0 +1,352 @@
+//! The actor's job handling: submission, scheduling (fair between sessions, FIFO within one),
+//! task reports, lost executors, cancellation, and the status of running and finished jobs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use faisca_common::ids::SessionId;
+use faisca_common::{Error, ExecutorId, JobId, Result};
+use faisca_proto::{
+    CancelTask, DriverMessage, JobInfo, RemoveJob, TaskState, TaskStatus, driver_message,
+};
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+use super::{DriverState, FinishedJob, JobResult, JobWaiter};
+use crate::scheduler::{JobState, JobStatus, PlannedJob, TaskOutcome, TaskOutput};
+
+impl DriverState {
+    pub(super) fn submit_job(&mut self, job: PlannedJob, reply: oneshot::Sender<Result<JobId>>) {
+        if !self.sessions.contains_key(&job.session) {
+            let _ = reply.send(Err(super::unknown_session(&job.session)));
+            return;
+        }
+        let id = JobId::random();
+        let seq = self.next_job_seq;
+        self.next_job_seq += 1;
+        let state = JobState::new(id.clone(), seq, job);
+        debug!(job = %id, stages = state.planned.stages.len(), "job submitted");
+        self.jobs.insert(id.clone(), state);
+        let _ = reply.send(Ok(id.clone()));
+        self.after_job_change(&id);
+        self.schedule();
+    }
+
+    pub(super) fn await_job(&mut self, id: JobId, reply: JobWaiter) {
+        if let Some(job) = self.jobs.get(&id) {
+            match &job.status {
+                JobStatus::Running => self.job_waiters.entry(id).or_default().push(reply),
+                JobStatus::Succeeded => {
+                    let _ = reply.send(Ok(job_result(job)));
+                }
+                JobStatus::Failed(e) | JobStatus::Cancelled(e) => {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+            return;
+        }
+        let answer = match self.finished_job(&id) {
+            Some(FinishedJob {
+                error: Some(error), ..
+            }) => error.clone(),
+            Some(_) => Arc::new(Error::user(format!(
+                "the result of job '{id}' was already read; a job's result can be read once"
+            ))),
+            None => Arc::new(unknown_job(&id)),
+        };
+        let _ = reply.send(Err(answer));
+    }
+
+    /// The client finished reading a job's result, or stopped: a running job is cancelled, a
+    /// succeeded one released.
+    pub(super) fn job_done(&mut self, id: &JobId) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        if job.cancel(Error::user(format!(
+            "job {id} was cancelled: its client stopped reading the result"
+        ))) {
+            self.after_job_change(id);
+        } else {
+            self.retire(id);
+        }
+        self.schedule();
+    }
+
+    pub(super) fn kill_job(&mut self, id: &JobId) -> Result<JobInfo> {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return match self.finished_job(id) {
+                Some(f) => Err(Error::user(format!(
+                    "job '{id}' cannot be killed: it already ended ({})",
+                    state_name(f.info.state)
+                ))),
+                None => Err(unknown_job(id)),
+            };
+        };
+        if !job.cancel(Error::user(format!("job {id} was cancelled (faisca kill)"))) {
+            return Err(Error::user(format!(
+                "job '{id}' cannot be killed: it already succeeded and its result is being read"
+            )));
+        }
+        let info = job.info();
+        self.after_job_change(id);
+        self.schedule();
+        Ok(info)
+    }
+
+    pub(super) fn list_jobs(&self) -> Vec<JobInfo> {
+        let mut running: Vec<&JobState> = self.jobs.values().collect();
+        running.sort_by_key(|j| j.seq);
+        self.finished
+            .iter()
+            .map(|(_, f)| f.info.clone())
+            .chain(running.into_iter().map(JobState::info))
+            .collect()
+    }
+
+    pub(super) fn job_info(&self, id: &JobId) -> Result<JobInfo> {
+        if let Some(job) = self.jobs.get(id) {
+            return Ok(job.info());
+        }
+        self.finished_job(id)
+            .map(|f| f.info.clone())
+            .ok_or_else(|| unknown_job(id))
+    }
+
+    fn finished_job(&self, id: &JobId) -> Option<&FinishedJob> {
+        self.finished.iter().find(|(j, _)| j == id).map(|(_, f)| f)
+    }
+
+    /// Forget a job: its executors drop its shuffle data, status queries see its final state.
+    fn retire(&mut self, id: &JobId) {
+        self.stop_job_tasks(id);
+        let Some(job) = self.jobs.remove(id) else {
+            return;
+        };
+        self.broadcast(driver_message::Message::RemoveJob(RemoveJob {
+            job_id: id.0.clone(),
+        }));
+        self.job_waiters.remove(id);
+        debug!(job = %id, elapsed_ms = job.started.elapsed().as_millis() as u64, "job retired");
+        if self.settings.retained_jobs == 0 {
+            return;
+        }
+        while self.finished.len() >= self.settings.retained_jobs {
+            self.finished.pop_front();
+        }
+        let finished = FinishedJob {
+            info: job.info(),
+            error: job.status.error().cloned(),
+        };
+        self.finished.push_back((id.clone(), finished));
+    }
+
+    /// Cancel the job's running tasks on their executors and free their slots (once: the job
+    /// forgets the tasks it stops).
+    fn stop_job_tasks(&mut self, id: &JobId) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        for (executor, stage, partition, attempt) in job.take_running_tasks() {
+            if let Some(e) = self.executors.get_mut(&executor) {
+                e.running = e.running.saturating_sub(1);
+                let cancel = CancelTask {
+                    job_id: id.0.clone(),
+                    stage_id: stage,
+                    partition,
+                    attempt,
+                };
+                let _ = e.sender.send(Ok(DriverMessage {
+                    message: Some(driver_message::Message::CancelTask(cancel)),
+                }));
+            }
+        }
+    }
+
+    /// Launch runnable tasks on free slots until either runs out.
+    pub(super) fn schedule(&mut self) {
+        while self.executors.values().any(|e| e.running < e.cores) {
+            let Some(job_id) = self.pick_job() else {
+                return;
+            };
+            let job = self.jobs.get_mut(&job_id).expect("picked among the jobs");
+            let Some((stage, partition, avoid)) = job.next_task() else {
+                return;
+            };
+            let executor = self.pick_executor(avoid.as_ref());
+            let job = self.jobs.get_mut(&job_id).expect("picked among the jobs");
+            match job.launch(stage, partition, &executor) {
+                Ok(task) => {
+                    let entry = self.executors.get_mut(&executor).expect("has a free slot");
+                    entry.running += 1;
+                    let message = DriverMessage {
+                        message: Some(driver_message::Message::LaunchTask(task)),
+                    };
+                    if entry.sender.send(Ok(message)).is_err() {
+                        // The stream is gone; ExecutorLost follows and reschedules the task.
+                        warn!(executor = %executor, "executor stream closed while launching a task");
+                    }
+                }
+                Err(e) => {
+                    warn!(job = %job_id, "cannot launch task {stage}/{partition}: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The job whose task runs next: among jobs with a runnable task, one of the session running
+    /// the fewest tasks now (fair between sessions), the oldest of that session (FIFO within one).
+    fn pick_job(&mut self) -> Option<JobId> {
+        let ready: Vec<JobId> = self
+            .jobs
+            .iter_mut()
+            .filter_map(|(id, job)| job.has_ready().then(|| id.clone()))
+            .collect();
+        if ready.is_empty() {
+            return None;
+        }
+        let mut running_per_session: HashMap<&SessionId, u32> = HashMap::new();
+        for job in self.jobs.values() {
+            *running_per_session.entry(&job.planned.session).or_default() += job.running();
+        }
+        ready
+            .into_iter()
+            .map(|id| {
+                let job = &self.jobs[&id];
+                (running_per_session[&job.planned.session], job.seq, id)
+            })
+            .min()
+            .map(|(_, _, id)| id)
+    }
+
+    /// The executor with the most free slots, other than `avoid` when another has a free slot.
+    fn pick_executor(&self, avoid: Option<&ExecutorId>) -> ExecutorId {
+        let free = |(id, e): &(&ExecutorId, &super::ExecutorEntry)| {
+            (e.cores - e.running, std::cmp::Reverse((*id).clone()))
+        };
+        let candidates = self.executors.iter().filter(|(_, e)| e.running < e.cores);
+        candidates
+            .clone()
+            .filter(|(id, _)| Some(*id) != avoid)
+            .max_by_key(free)
+            .or_else(|| candidates.max_by_key(free))
+            .map(|(id, _)| id.clone())
+            .expect("schedule checked for a free slot")
+    }
+
+    pub(super) fn task_status(&mut self, executor: ExecutorId, status: TaskStatus) {
+        if let Some(e) = self.executors.get_mut(&executor) {
+            e.last_seen = std::time::Instant::now();
+        }
+        let job_id = JobId(status.job_id.clone());
+        let flight_address = self
+            .executors
+            .get(&executor)
+            .map(|e| e.flight_address.clone());
+        let Some(job) = self.jobs.get_mut(&job_id) else {
+            return; // a task of a job that already ended
+        };
+        let (stage, partition, attempt) = (status.stage_id, status.partition, status.attempt);
+        debug!(
+            job = %job_id,
+            stage,
+            partition,
+            attempt,
+            executor = %executor,
+            elapsed_ms = status.elapsed_micros as f64 / 1000.0,
+            rows = status.partitions.iter().map(|p| p.rows).sum::<u64>(),
+            "task ended"
+        );
+        let outcome = if status.state == TaskState::Succeeded as i32 {
+            let Some(flight_address) = flight_address else {
+                return; // reported by an executor that was dropped meanwhile
+            };
+            let output = TaskOutput {
+                executor: executor.clone(),
+                flight_address,
+                attempt,
+                stats: status.partitions.clone(),
+            };
+            job.task_succeeded(stage, partition, attempt, output)
+        } else {
+            let error = status
+                .error
+                .as_ref()
+                .map(faisca_proto::error_from_task_error)
+                .unwrap_or_else(|| Error::internal("task failed without an error"));
+            debug!(job = %job_id, stage, partition, attempt, "task failed: {error}");
+            job.task_failed(stage, partition, attempt, error)
+        };
+        if outcome != TaskOutcome::Ignored
+            && let Some(entry) = self.executors.get_mut(&executor)
+        {
+            entry.running = entry.running.saturating_sub(1);
+        }
+        self.after_job_change(&job_id);
+        self.schedule();
+    }
+
+    /// An executor is gone: fail its running attempts and lose its outputs in every job.
+    pub(super) fn jobs_lost_executor(&mut self, id: &ExecutorId, reason: &str) {
+        let job_ids: Vec<JobId> = self.jobs.keys().cloned().collect();
+        for job_id in job_ids {
+            let job = self.jobs.get_mut(&job_id).expect("listed above");
+            let stopped = job.executor_lost(id, reason);
+            if !stopped.is_empty() {
+                debug!(job = %job_id, executor = %id, tasks = stopped.len(), "rescheduling tasks of a lost executor");
+            }
+            self.after_job_change(&job_id);
+        }
+        self.schedule();
+    }
+
+    /// Answer waiters of a job that ended; retire a failed or cancelled job at once.
+    pub(super) fn after_job_change(&mut self, id: &JobId) {
+        let Some(job) = self.jobs.get(id) else { return };
+        match &job.status {
+            JobStatus::Running => {}
+            JobStatus::Succeeded => {
+                let result = job_result(job);
+                for w in self.job_waiters.remove(id).unwrap_or_default() {
+                    let _ = w.send(Ok(result.clone()));
+                }
+            }
+            JobStatus::Failed(e) | JobStatus::Cancelled(e) => {
+                let e = e.clone();
+                for w in self.job_waiters.remove(id).unwrap_or_default() {
+                    let _ = w.send(Err(e.clone()));
+                }
+                self.retire(id);
+            }
+        }
+    }
+}
+
+fn unknown_job(id: &JobId) -> Error {
+    Error::user(format!(
+        "unknown job '{id}': expected the id of a running job or of a recent finished one (faisca.driver.retainedJobs)"
+    ))
+}
+
+fn state_name(state: i32) -> &'static str {
+    match faisca_proto::JobState::try_from(state) {
+        Ok(faisca_proto::JobState::Running) => "running",
+        Ok(faisca_proto::JobState::Succeeded) => "succeeded",
+        Ok(faisca_proto::JobState::Failed) => "failed",
+        Ok(faisca_proto::JobState::Cancelled) => "cancelled",
+        Err(_) => "unknown",
+    }
+}
+
+fn job_result(job: &JobState) -> JobResult {
+    JobResult {
+        schema: job.planned.schema.clone(),
+        stage_id: (job.planned.stages.len() - 1) as u32,
+        outputs: job
+            .result_outputs()
+            .into_iter()
+            .map(|(p, out)| (out.executor.0, out.flight_address, p, out.attempt))
+            .collect(),
+    }
+}

@@ -1,0 +1,647 @@
+//! Job → stage → task bookkeeping. Plain data, no I/O: the actor asks it what to launch and
+//! tells it what happened.
+//!
+//! A task is *runnable* when it is pending, every stage it reads has all its outputs, and its own
+//! output is still needed (it is the result stage, or a stage reading it is not complete). Runnable
+//! tasks wait in the job's ready queue; entries are checked again when taken, because a stage's
+//! inputs can become incomplete again when an executor holding some of their outputs is lost.
+//!
+//! Failures:
+//! * an ordinary failed attempt counts against `faisca.task.maxAttempts` (a non-retryable error
+//!   fails the job at once), and the next attempt avoids the executor it failed on;
+//! * a *fetch failure* (the task could not read a map output) is not the reader's fault: the map
+//!   outputs of the executor that held the output are marked lost, their tasks run again, and the
+//!   reader waits for them; it counts against the reader stage's `faisca.stage.maxAttempts`;
+//! * a lost executor fails its running attempts and loses its outputs the same way.
+
+mod info;
+
+pub use info::shorten_sql;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use datafusion::arrow::datatypes::SchemaRef;
+use faisca_common::ids::SessionId;
+use faisca_common::{Error, ExecutorId, JobId, Result};
+use faisca_proto::{
+    ConfigEntry, LaunchTask, MapOutput, PartitionStats, ShuffleOutputSpec, StageInput,
+    StageSummary, TaskFailure,
+};
+
+/// Failed attempts a job remembers for `faisca status`.
+const REMEMBERED_FAILURES: usize = 20;
+
+/// A stage ready to be scheduled: its encoded plan and shape.
+#[derive(Debug, Clone)]
+pub struct PlannedStage {
+    /// Stage id (index in the job).
+    pub id: u32,
+    /// The encoded task plan.
+    pub plan: Bytes,
+    /// Whether the plan's root is the `RepartitionExec` deciding output partitions.
+    pub hash_partitioned: bool,
+    /// Partitions each task writes.
+    pub output_partitions: u32,
+    /// Number of tasks.
+    pub tasks: u32,
+    /// Stages this one reads.
+    pub inputs: Vec<u32>,
+    /// `hash(N)`, `per-task` or `result`.
+    pub output_description: String,
+}
+
+/// Everything the actor needs to run a job.
+#[derive(Debug, Clone)]
+pub struct PlannedJob {
+    /// The session that submitted it.
+    pub session: SessionId,
+    /// Stages, inputs first; the last one produces the result.
+    pub stages: Vec<PlannedStage>,
+    /// Schema of the result rows.
+    pub schema: SchemaRef,
+    /// Configuration tasks run with.
+    pub task_config: Arc<Vec<ConfigEntry>>,
+    /// `faisca.task.maxAttempts` of the session.
+    pub max_attempts: u32,
+    /// `faisca.stage.maxAttempts` of the session.
+    pub stage_max_attempts: u32,
+    /// A name for `faisca status` (may be empty).
+    pub name: String,
+    /// The statement (shortened) for `faisca status`.
+    pub sql: String,
+}
+
+impl PlannedJob {
+    /// Summaries for the client.
+    pub fn summaries(&self) -> Vec<StageSummary> {
+        self.stages
+            .iter()
+            .map(|s| StageSummary {
+                stage_id: s.id,
+                tasks: s.tasks,
+                output: s.output_description.clone(),
+                inputs: s.inputs.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Where a finished task's output is.
+#[derive(Debug, Clone)]
+pub struct TaskOutput {
+    /// Executor holding the output.
+    pub executor: ExecutorId,
+    /// Its Flight address.
+    pub flight_address: String,
+    /// The attempt that succeeded.
+    pub attempt: u32,
+    /// Rows and bytes per output partition.
+    pub stats: Vec<PartitionStats>,
+}
+
+#[derive(Debug, Clone)]
+enum TaskSlot {
+    Pending,
+    Running { executor: ExecutorId, attempt: u32 },
+    Done(TaskOutput),
+}
+
+#[derive(Debug, Clone)]
+struct TaskProgress {
+    slot: TaskSlot,
+    /// Attempts launched so far: the next attempt's number (unique, so outputs never clash).
+    launched: u32,
+    /// Failed attempts that count against `faisca.task.maxAttempts`.
+    failures: u32,
+    /// Whether the task is in the job's ready queue.
+    queued: bool,
+    /// The executor the last counted failure happened on: the next attempt prefers another.
+    avoid: Option<ExecutorId>,
+}
+
+#[derive(Debug)]
+struct StageProgress {
+    tasks: Vec<TaskProgress>,
+    /// Tasks whose output is not available.
+    remaining: usize,
+    running: u32,
+    failed_attempts: u32,
+    rerun_tasks: u32,
+    fetch_failures: u32,
+    /// Stages reading this one.
+    consumers: Vec<u32>,
+}
+
+/// The state of a job.
+#[derive(Debug, Clone)]
+pub enum JobStatus {
+    /// Tasks are being run.
+    Running,
+    /// Every stage finished.
+    Succeeded,
+    /// The job failed with this error.
+    Failed(Arc<Error>),
+    /// The job was cancelled (`faisca kill`, or its client went away).
+    Cancelled(Arc<Error>),
+}
+
+impl JobStatus {
+    /// The error of a failed or cancelled job.
+    pub fn error(&self) -> Option<&Arc<Error>> {
+        match self {
+            JobStatus::Failed(e) | JobStatus::Cancelled(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// One job's progress.
+#[derive(Debug)]
+pub struct JobState {
+    /// The job's id.
+    pub id: JobId,
+    /// Submission order among the driver's jobs.
+    pub seq: u64,
+    /// What was planned.
+    pub planned: PlannedJob,
+    stages: Vec<StageProgress>,
+    ready: VecDeque<(u32, u32)>,
+    running: u32,
+    failures: VecDeque<TaskFailure>,
+    /// Where the job is.
+    pub status: JobStatus,
+    /// When the job was submitted.
+    pub started: Instant,
+    submitted: SystemTime,
+    ended: Option<Instant>,
+}
+
+/// What a task status means for the job.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TaskOutcome {
+    /// Nothing changed for scheduling (a stale or duplicate report).
+    Ignored,
+    /// The task finished; its stage may have finished too.
+    Finished,
+    /// The task failed and will run again.
+    Retry,
+    /// The job failed.
+    JobFailed,
+}
+
+impl JobState {
+    /// A job that has not started any task yet; its first stages' tasks are ready.
+    pub fn new(id: JobId, seq: u64, planned: PlannedJob) -> Self {
+        let task = TaskProgress {
+            slot: TaskSlot::Pending,
+            launched: 0,
+            failures: 0,
+            queued: false,
+            avoid: None,
+        };
+        let mut stages: Vec<StageProgress> = planned
+            .stages
+            .iter()
+            .map(|s| StageProgress {
+                tasks: vec![task.clone(); s.tasks as usize],
+                remaining: s.tasks as usize,
+                running: 0,
+                failed_attempts: 0,
+                rerun_tasks: 0,
+                fetch_failures: 0,
+                consumers: Vec::new(),
+            })
+            .collect();
+        for s in &planned.stages {
+            for &input in &s.inputs {
+                if let Some(stage) = stages.get_mut(input as usize) {
+                    stage.consumers.push(s.id);
+                }
+            }
+        }
+        let mut job = JobState {
+            id,
+            seq,
+            planned,
+            stages,
+            ready: VecDeque::new(),
+            running: 0,
+            failures: VecDeque::new(),
+            status: JobStatus::Running,
+            started: Instant::now(),
+            submitted: SystemTime::now(),
+            ended: None,
+        };
+        job.refresh_ready();
+        job
+    }
+
+    fn result_stage_id(&self) -> u32 {
+        (self.stages.len() - 1) as u32
+    }
+
+    fn stage_complete(&self, stage: u32) -> bool {
+        self.stages[stage as usize].remaining == 0
+    }
+
+    fn inputs_complete(&self, stage: u32) -> bool {
+        self.planned.stages[stage as usize]
+            .inputs
+            .iter()
+            .all(|&s| self.stage_complete(s))
+    }
+
+    /// Whether a stage's output is still needed: it is the result, or a reader is incomplete.
+    fn needed(&self, stage: u32) -> bool {
+        stage == self.result_stage_id()
+            || self.stages[stage as usize]
+                .consumers
+                .iter()
+                .any(|&c| !self.stage_complete(c))
+    }
+
+    fn runnable(&self, stage: u32, partition: u32) -> bool {
+        matches!(
+            self.stages[stage as usize].tasks[partition as usize].slot,
+            TaskSlot::Pending
+        ) && self.inputs_complete(stage)
+            && self.needed(stage)
+    }
+
+    /// Queue every runnable task that is not queued yet, and notice success.
+    fn refresh_ready(&mut self) {
+        if !matches!(self.status, JobStatus::Running) {
+            return;
+        }
+        for s in 0..self.stages.len() as u32 {
+            if !self.inputs_complete(s) || !self.needed(s) {
+                continue;
+            }
+            for (p, task) in self.stages[s as usize].tasks.iter_mut().enumerate() {
+                if matches!(task.slot, TaskSlot::Pending) && !task.queued {
+                    task.queued = true;
+                    self.ready.push_back((s, p as u32));
+                }
+            }
+        }
+        if self.stage_complete(self.result_stage_id()) {
+            self.status = JobStatus::Succeeded;
+            self.ended = Some(Instant::now());
+        }
+    }
+
+    /// Put a task that failed back at the front of the queue (if it can run now; otherwise
+    /// [`Self::refresh_ready`] queues it once its inputs are back).
+    fn requeue_front(&mut self, stage: u32, partition: u32) {
+        if self.runnable(stage, partition) {
+            let task = &mut self.stages[stage as usize].tasks[partition as usize];
+            if !task.queued {
+                task.queued = true;
+                self.ready.push_front((stage, partition));
+            }
+        }
+    }
+
+    /// Whether a task can be launched now. Drops queue entries that stopped being runnable.
+    pub fn has_ready(&mut self) -> bool {
+        while let Some(&(s, p)) = self.ready.front() {
+            if matches!(self.status, JobStatus::Running) && self.runnable(s, p) {
+                return true;
+            }
+            self.ready.pop_front();
+            self.stages[s as usize].tasks[p as usize].queued = false;
+        }
+        false
+    }
+
+    /// The next task to launch as `(stage, partition, executor to avoid)`.
+    pub fn next_task(&mut self) -> Option<(u32, u32, Option<ExecutorId>)> {
+        if !self.has_ready() {
+            return None;
+        }
+        let (s, p) = self.ready.pop_front()?;
+        let task = &mut self.stages[s as usize].tasks[p as usize];
+        task.queued = false;
+        Some((s, p, task.avoid.clone()))
+    }
+
+    /// Tasks of this job running now.
+    pub fn running(&self) -> u32 {
+        self.running
+    }
+
+    /// Mark `(stage, partition)` as launched on `executor` and build its `LaunchTask`.
+    pub fn launch(
+        &mut self,
+        stage: u32,
+        partition: u32,
+        executor: &ExecutorId,
+    ) -> Result<LaunchTask> {
+        let id = self.id.clone();
+        let progress = self
+            .stages
+            .get_mut(stage as usize)
+            .ok_or_else(|| Error::internal(format!("job {id} has no stage {stage}")))?;
+        let task = progress
+            .tasks
+            .get_mut(partition as usize)
+            .ok_or_else(|| Error::internal(format!("job {id} has no task {stage}/{partition}")))?;
+        if !matches!(task.slot, TaskSlot::Pending) {
+            return Err(Error::internal(format!(
+                "task {stage}/{partition} of job {id} is not pending"
+            )));
+        }
+        let attempt = task.launched;
+        task.launched += 1;
+        task.slot = TaskSlot::Running {
+            executor: executor.clone(),
+            attempt,
+        };
+        progress.running += 1;
+        self.running += 1;
+        let planned = &self.planned.stages[stage as usize];
+        let inputs = planned
+            .inputs
+            .iter()
+            .map(|&input| StageInput {
+                stage_id: input,
+                outputs: self.map_outputs(input),
+            })
+            .collect();
+        Ok(LaunchTask {
+            job_id: id.0,
+            stage_id: stage,
+            partition,
+            attempt,
+            plan: planned.plan.clone(),
+            output: Some(ShuffleOutputSpec {
+                partitions: planned.output_partitions,
+                hash_partitioned: planned.hash_partitioned,
+            }),
+            inputs,
+            config: self.planned.task_config.as_ref().clone(),
+        })
+    }
+
+    fn map_outputs(&self, stage: u32) -> Vec<MapOutput> {
+        self.stages[stage as usize]
+            .tasks
+            .iter()
+            .enumerate()
+            .filter_map(|(map, task)| match &task.slot {
+                TaskSlot::Done(out) => Some(MapOutput {
+                    map_partition: map as u32,
+                    attempt: out.attempt,
+                    executor_id: out.executor.0.clone(),
+                    flight_address: out.flight_address.clone(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The task `(stage, partition)` if `attempt` is its running attempt; marks it not running.
+    fn stop_attempt(&mut self, stage: u32, partition: u32, attempt: u32) -> Option<ExecutorId> {
+        let progress = self.stages.get_mut(stage as usize)?;
+        let task = progress.tasks.get_mut(partition as usize)?;
+        let TaskSlot::Running {
+            executor,
+            attempt: a,
+        } = &task.slot
+        else {
+            return None;
+        };
+        if *a != attempt {
+            return None;
+        }
+        let executor = executor.clone();
+        task.slot = TaskSlot::Pending;
+        progress.running -= 1;
+        self.running -= 1;
+        Some(executor)
+    }
+
+    /// A task attempt succeeded.
+    pub fn task_succeeded(
+        &mut self,
+        stage: u32,
+        partition: u32,
+        attempt: u32,
+        output: TaskOutput,
+    ) -> TaskOutcome {
+        if !matches!(self.status, JobStatus::Running)
+            || self.stop_attempt(stage, partition, attempt).is_none()
+        {
+            return TaskOutcome::Ignored;
+        }
+        let progress = &mut self.stages[stage as usize];
+        progress.tasks[partition as usize].slot = TaskSlot::Done(output);
+        progress.remaining -= 1;
+        if progress.remaining == 0 {
+            self.refresh_ready();
+        }
+        TaskOutcome::Finished
+    }
+
+    /// A task attempt failed with `error`. See the module docs for what happens.
+    pub fn task_failed(
+        &mut self,
+        stage: u32,
+        partition: u32,
+        attempt: u32,
+        error: Error,
+    ) -> TaskOutcome {
+        if !matches!(self.status, JobStatus::Running) {
+            return TaskOutcome::Ignored;
+        }
+        let Some(executor) = self.stop_attempt(stage, partition, attempt) else {
+            return TaskOutcome::Ignored;
+        };
+        self.stages[stage as usize].failed_attempts += 1;
+        self.remember_failure(stage, partition, attempt, &executor, &error);
+        if let Some(fetch) = error.fetch_failure() {
+            match self.output_location(fetch.stage_id, fetch.map_partition) {
+                // The output is where the reader looked for it: it is gone.
+                Some(Some(holder)) if holder.0 == fetch.executor_id => {
+                    self.outputs_lost(&holder);
+                    let progress = &mut self.stages[stage as usize];
+                    progress.fetch_failures += 1;
+                    if progress.fetch_failures >= self.planned.stage_max_attempts {
+                        let n = progress.fetch_failures;
+                        return self.fail(error.context(format!(
+                            "job {} stage {stage} failed {n} times because shuffle input it reads was lost (faisca.stage.maxAttempts); last error",
+                            self.id
+                        )));
+                    }
+                    self.requeue_front(stage, partition);
+                    return TaskOutcome::Retry;
+                }
+                // Already known to be lost (or re-run since): wait for it.
+                Some(_) => {
+                    self.requeue_front(stage, partition);
+                    return TaskOutcome::Retry;
+                }
+                // Not an output of this job: an ordinary failure.
+                None => {}
+            }
+        }
+        let max_attempts = self.planned.max_attempts;
+        let task = &mut self.stages[stage as usize].tasks[partition as usize];
+        task.failures += 1;
+        let failures = task.failures;
+        if error.is_retryable() && failures < max_attempts {
+            task.avoid = Some(executor);
+            self.requeue_front(stage, partition);
+            return TaskOutcome::Retry;
+        }
+        let error = if error.is_retryable() {
+            error.context(format!(
+                "job {} stage {stage} task {partition} failed {failures} times (faisca.task.maxAttempts); last error",
+                self.id
+            ))
+        } else {
+            error
+        };
+        self.fail(error)
+    }
+
+    /// `Some(Some(executor))` when the output of `(stage, map)` is available on `executor`,
+    /// `Some(None)` when the task exists but its output is not available, `None` when there is
+    /// no such task.
+    fn output_location(&self, stage: u32, map: u32) -> Option<Option<ExecutorId>> {
+        let task = self.stages.get(stage as usize)?.tasks.get(map as usize)?;
+        Some(match &task.slot {
+            TaskSlot::Done(out) => Some(out.executor.clone()),
+            _ => None,
+        })
+    }
+
+    fn fail(&mut self, error: Error) -> TaskOutcome {
+        self.status = JobStatus::Failed(Arc::new(error));
+        self.ended = Some(Instant::now());
+        TaskOutcome::JobFailed
+    }
+
+    /// Cancel a running job with `error`. Returns whether it was running.
+    pub fn cancel(&mut self, error: Error) -> bool {
+        if !matches!(self.status, JobStatus::Running) {
+            return false;
+        }
+        self.status = JobStatus::Cancelled(Arc::new(error));
+        self.ended = Some(Instant::now());
+        true
+    }
+
+    fn remember_failure(
+        &mut self,
+        stage: u32,
+        partition: u32,
+        attempt: u32,
+        executor: &ExecutorId,
+        error: &Error,
+    ) {
+        if self.failures.len() == REMEMBERED_FAILURES {
+            self.failures.pop_front();
+        }
+        self.failures.push_back(TaskFailure {
+            stage_id: stage,
+            partition,
+            attempt,
+            executor_id: executor.0.clone(),
+            message: error.message(),
+        });
+    }
+
+    /// Outputs held by `executor` are gone: their tasks run again when their output is needed.
+    /// Returns how many outputs were lost. A job that already succeeded keeps its result as
+    /// it is (its reader then fails with an error naming the executor).
+    pub fn outputs_lost(&mut self, executor: &ExecutorId) -> usize {
+        if !matches!(self.status, JobStatus::Running) {
+            return 0;
+        }
+        let mut lost = 0;
+        for progress in &mut self.stages {
+            for task in &mut progress.tasks {
+                if matches!(&task.slot, TaskSlot::Done(out) if &out.executor == executor) {
+                    task.slot = TaskSlot::Pending;
+                    progress.remaining += 1;
+                    progress.rerun_tasks += 1;
+                    lost += 1;
+                }
+            }
+        }
+        if lost > 0 {
+            self.refresh_ready();
+        }
+        lost
+    }
+
+    /// `executor` is gone: its running attempts failed with `reason`, its outputs are lost.
+    /// Returns the attempts that were running there as `(stage, partition)`.
+    pub fn executor_lost(&mut self, executor: &ExecutorId, reason: &str) -> Vec<(u32, u32)> {
+        let mut stopped = Vec::new();
+        for (stage, partition, attempt) in self.running_on(executor) {
+            let error = Error::external(format!("executor {executor} was lost ({reason})"));
+            self.task_failed(stage, partition, attempt, error);
+            stopped.push((stage, partition));
+        }
+        self.outputs_lost(executor);
+        stopped
+    }
+
+    /// Tasks running on `executor`, as `(stage, partition, attempt)`.
+    fn running_on(&self, executor: &ExecutorId) -> Vec<(u32, u32, u32)> {
+        let mut out = Vec::new();
+        for (s, stage) in self.stages.iter().enumerate() {
+            for (p, task) in stage.tasks.iter().enumerate() {
+                if let TaskSlot::Running {
+                    executor: e,
+                    attempt,
+                } = &task.slot
+                    && e == executor
+                {
+                    out.push((s as u32, p as u32, *attempt));
+                }
+            }
+        }
+        out
+    }
+
+    /// Stop every running task of the job: returns them as `(executor, stage, partition, attempt)`
+    /// and marks them pending again, so that later reports of those attempts are ignored and a
+    /// second call returns nothing.
+    pub fn take_running_tasks(&mut self) -> Vec<(ExecutorId, u32, u32, u32)> {
+        let mut out = Vec::new();
+        for (s, stage) in self.stages.iter_mut().enumerate() {
+            for (p, task) in stage.tasks.iter_mut().enumerate() {
+                if let TaskSlot::Running { executor, attempt } = &task.slot {
+                    out.push((executor.clone(), s as u32, p as u32, *attempt));
+                    task.slot = TaskSlot::Pending;
+                    stage.running -= 1;
+                }
+                task.queued = false;
+            }
+        }
+        self.running = 0;
+        self.ready.clear();
+        out
+    }
+
+    /// Outputs of the result stage, in task order (only meaningful once the job succeeded).
+    pub fn result_outputs(&self) -> Vec<(u32, TaskOutput)> {
+        self.stages[self.result_stage_id() as usize]
+            .tasks
+            .iter()
+            .enumerate()
+            .filter_map(|(p, task)| match &task.slot {
+                TaskSlot::Done(out) => Some((p as u32, out.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+}
