@@ -4,10 +4,12 @@
 //! * [`cli`]: `faisca driver` + `faisca executor` processes, queried with `faisca sql --format csv`.
 //! * [`splits`]: task sizing of real Parquet scans.
 //! * [`errors`]: bad input gives clear errors and non-zero exit codes.
+//! * [`faults`]: injected task failures, executors killed mid-query, cancellation, many jobs.
 
 mod cli;
 mod common;
 mod errors;
+mod faults;
 mod readme;
 mod splits;
 mod tpch;

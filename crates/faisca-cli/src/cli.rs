@@ -25,6 +25,12 @@ pub enum Command {
     Executor(ExecutorArgs),
     /// Run SQL statements on a cluster (or on local[N]) and print the rows of the last query.
     Sql(SqlArgs),
+    /// Run a SQL script as named jobs, showing each job's progress; exits non-zero if one fails.
+    Submit(SubmitArgs),
+    /// List the driver's jobs, or show one job's stages, task attempts and failures.
+    Status(StatusArgs),
+    /// Cancel a running job: its tasks stop and its shuffle data is removed.
+    Kill(KillArgs),
     /// Benchmarks against single-process DataFusion.
     Bench(BenchArgs),
     /// Generate TPC-H data, start local[2] and run a few TPC-H queries.
@@ -100,6 +106,57 @@ pub struct SqlArgs {
     /// Print the distributed plan of the last statement instead of running it.
     #[arg(long)]
     pub explain: bool,
+}
+
+/// `faisca submit`.
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// faisca://host:port, http://host:port, or local[N].
+    #[arg(long)]
+    pub master: String,
+    /// Configuration `key=value` for the session (repeatable).
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    pub conf: Vec<String>,
+    /// Name of the jobs in `faisca status` (default: the file name without extension).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Output format of the last query's rows.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// The SQL script (statements separated by `;`).
+    #[arg(value_name = "JOB.sql")]
+    pub file: PathBuf,
+}
+
+/// `faisca status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The driver: faisca://host:port or http://host:port.
+    #[arg(long)]
+    pub master: String,
+    /// Show this job (default: list all jobs).
+    #[arg(value_name = "JOB_ID")]
+    pub job: Option<String>,
+    /// Print JSON (one object per job and line) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Client configuration `key=value` (repeatable), e.g. faisca.rpc.connectTimeout.
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    pub conf: Vec<String>,
+}
+
+/// `faisca kill`.
+#[derive(Debug, clap::Args)]
+pub struct KillArgs {
+    /// The driver: faisca://host:port or http://host:port.
+    #[arg(long)]
+    pub master: String,
+    /// The job to cancel.
+    #[arg(value_name = "JOB_ID")]
+    pub job: String,
+    /// Client configuration `key=value` (repeatable), e.g. faisca.rpc.connectTimeout.
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    pub conf: Vec<String>,
 }
 
 /// `faisca bench`.
@@ -213,6 +270,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Driver(args) => crate::commands::driver(args).await,
         Command::Executor(args) => crate::commands::executor(args).await,
         Command::Sql(args) => crate::commands::sql(args).await,
+        Command::Submit(args) => crate::jobs::submit(args).await,
+        Command::Status(args) => crate::jobs::status(args).await,
+        Command::Kill(args) => crate::jobs::kill(args).await,
         Command::Bench(args) => match args.which {
             BenchKind::Tpch(a) => crate::bench::tpch(a).await,
             BenchKind::Overhead(a) => crate::bench::overhead(a).await,
@@ -255,5 +315,22 @@ mod tests {
         .unwrap();
         Cli::try_parse_from(["faisca", "bench", "tpch", "--sf", "0.1", "--queries", "1,6"])
             .unwrap();
+        Cli::try_parse_from([
+            "faisca",
+            "submit",
+            "--master",
+            "faisca://h:1",
+            "--name",
+            "n",
+            "--conf",
+            "a=b",
+            "j.sql",
+        ])
+        .unwrap();
+        assert!(Cli::try_parse_from(["faisca", "submit", "j.sql"]).is_err());
+        Cli::try_parse_from(["faisca", "status", "--master", "h:1", "--json"]).unwrap();
+        Cli::try_parse_from(["faisca", "status", "--master", "h:1", "job-1"]).unwrap();
+        Cli::try_parse_from(["faisca", "kill", "--master", "h:1", "job-1"]).unwrap();
+        assert!(Cli::try_parse_from(["faisca", "kill", "--master", "h:1"]).is_err());
     }
 }

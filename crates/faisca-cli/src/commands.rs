@@ -105,7 +105,14 @@ pub async fn sql(args: SqlArgs) -> Result<()> {
         builder = builder.config(k, v);
     }
     let session = builder.build().await?;
-    let result = run_statements(&session, &statements, &args).await;
+    // Ctrl-C drops the statement's result stream, which cancels its job on the driver.
+    let result = tokio::select! {
+        result = run_statements(&session, &statements, &args) => result,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("interrupted: cancelling the running statement");
+            Err(crate::jobs::Interrupted.into())
+        }
+    };
     session.stop().await;
     result
 }

@@ -3,6 +3,7 @@
 //!
 //! * [`cli`]: the command line (clap), one subcommand per module below.
 //! * [`commands`]: `driver`, `executor`, `sql`.
+//! * [`jobs`]: `submit` (with a live progress display), `status`, `kill`.
 //! * [`bench`] and [`demo`]: TPC-H on a cluster against single-process DataFusion, and the
 //!   embedded demo; both use [`tpch`] (data generated in-process, the 22 queries).
 //! * [`output`]: result formats (table, CSV, JSON lines); [`script`]: splitting SQL scripts.
@@ -13,8 +14,10 @@ pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod demo;
+pub mod jobs;
 pub mod output;
 pub mod script;
 pub mod tpch;
 
 pub use cli::{Cli, run};
+pub use jobs::Interrupted;

@@ -25,6 +25,9 @@ fn main() {
     // Do not wait for background tasks (servers, streams) once the command is done.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     if let Err(e) = result {
+        if e.downcast_ref::<faisca_cli::Interrupted>().is_some() {
+            std::process::exit(130);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

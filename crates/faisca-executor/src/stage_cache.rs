@@ -146,6 +146,7 @@ fn prepare(context: &ExecutorContext, launch: &LaunchTask) -> Result<PreparedSta
     ));
     let hash_partitioned = launch.output.unwrap_or_default().hash_partitioned;
     let (plan, partitioning) = decode_stage_plan(&launch.plan, hash_partitioned, &task_context)?;
+    let plan = faisca_engine::yielding::yield_at_leaves(plan)?;
     Ok(PreparedStage {
         plan,
         partitioning,

@@ -1,0 +1,389 @@
+//! Job control: `faisca submit`, `faisca status`, `faisca kill`, and the progress display.
+//!
+//! `submit` runs a SQL script's statements in one session. While a statement's job runs, the
+//! driver's status of the job is polled and shown: on a terminal one line per stage, redrawn in
+//! place; otherwise a plain line whenever a stage's counts change. Ctrl-C kills the job.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use faisca::client::{DriverClient, StatementResult};
+use faisca::{FaiscaConfig, Session};
+use faisca_proto::{JobInfo, JobState, StageInfo};
+use futures::StreamExt;
+use serde_json::json;
+
+use crate::cli::{KillArgs, StatusArgs, SubmitArgs, parse_conf};
+use crate::output;
+use crate::script::split_statements;
+
+/// The command was interrupted with Ctrl-C (the binary exits with status 130).
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// How often `submit` asks the driver for a running job's status.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// `faisca submit`.
+pub async fn submit(args: SubmitArgs) -> Result<()> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read SQL file {}", args.file.display()))?;
+    let statements = split_statements(&text);
+    if statements.is_empty() {
+        bail!(
+            "no SQL statement in {} (it holds only whitespace and comments)",
+            args.file.display()
+        );
+    }
+    let name = args.name.clone().unwrap_or_else(|| {
+        args.file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    let mut builder = Session::builder()
+        .master(args.master.clone())
+        .app_name(format!("faisca submit {name}"));
+    for (k, v) in parse_conf(&args.conf)? {
+        builder = builder.config(k, v);
+    }
+    let session = builder.build().await?;
+    let result = run_script(&session, &statements, &name, &args).await;
+    session.stop().await;
+    result
+}
+
+async fn run_script(
+    session: &Session,
+    statements: &[String],
+    name: &str,
+    args: &SubmitArgs,
+) -> Result<()> {
+    session
+        .wait_for_executors(1, session.config().executor_wait_timeout())
+        .await?;
+    let mut last: Option<(SchemaRef, Vec<RecordBatch>)> = None;
+    for (i, statement) in statements.iter().enumerate() {
+        let result = session
+            .execute_sql_named(statement, name)
+            .await
+            .with_context(|| format!("statement {} failed", i + 1))?;
+        let schema = result.schema.clone();
+        let batches = match result.job_id.clone() {
+            Some(job) => run_job(session.client(), &job, result).await?,
+            None => faisca::client::collect(result.batches).await?,
+        };
+        if !schema.fields().is_empty() {
+            last = Some((schema, batches));
+        }
+    }
+    if let Some((schema, batches)) = last {
+        let mut out = std::io::stdout().lock();
+        output::write(&mut out, args.format, &schema, &batches)?;
+    }
+    Ok(())
+}
+
+/// Read a job's rows while showing its progress; Ctrl-C kills it.
+async fn run_job(
+    client: &DriverClient,
+    job: &str,
+    result: StatementResult,
+) -> Result<Vec<RecordBatch>> {
+    eprintln!("job {job} submitted");
+    let mut progress = Progress::new(std::io::stderr().is_terminal());
+    let mut rows = result.batches;
+    let mut batches = Vec::new();
+    let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+    let outcome: Result<(), faisca_common::Error> = loop {
+        tokio::select! {
+            batch = rows.next() => match batch {
+                Some(Ok(b)) => batches.push(b),
+                Some(Err(e)) => break Err(e),
+                None => break Ok(()),
+            },
+            _ = ticker.tick() => {
+                if let Ok(info) = client.job(job).await {
+                    progress.show(&info);
+                }
+            }
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("cancelling job {job}");
+                drop(rows);
+                match client.kill_job(job).await {
+                    Ok(_) => eprintln!("job {job} cancelled"),
+                    Err(e) => eprintln!("could not cancel job {job}: {e}"),
+                }
+                return Err(Interrupted.into());
+            }
+        }
+    };
+    drop(rows);
+    let info = client.job(job).await.ok();
+    if let Some(info) = &info {
+        progress.show(info);
+    }
+    match outcome {
+        Ok(()) => {
+            let count: usize = batches.iter().map(|b| b.num_rows()).sum();
+            let elapsed = info.map(|i| i.elapsed_ms).unwrap_or_default();
+            eprintln!(
+                "job {job} SUCCEEDED in {:.3} s, {count} row(s)",
+                elapsed as f64 / 1000.0
+            );
+            Ok(batches)
+        }
+        Err(e) => {
+            eprintln!("job {job} FAILED");
+            Err(anyhow::Error::new(e).context(format!("job {job} failed")))
+        }
+    }
+}
+
+/// The progress display of one job.
+struct Progress {
+    terminal: bool,
+    /// Lines drawn last time (terminal) or the last line printed per stage (plain).
+    last: Vec<String>,
+}
+
+impl Progress {
+    fn new(terminal: bool) -> Self {
+        Progress {
+            terminal,
+            last: Vec::new(),
+        }
+    }
+
+    fn show(&mut self, info: &JobInfo) {
+        let lines: Vec<String> = info
+            .stages
+            .iter()
+            .map(|s| stage_line(s, info.elapsed_ms))
+            .collect();
+        let mut err = std::io::stderr().lock();
+        if self.terminal {
+            if !self.last.is_empty() {
+                let _ = write!(err, "\x1b[{}A", self.last.len());
+            }
+            for line in &lines {
+                let _ = writeln!(err, "\x1b[2K{line}");
+            }
+            self.last = lines;
+        } else {
+            // One plain line per stage whose counts changed (the elapsed time alone does not count).
+            self.last.resize(lines.len(), String::new());
+            for ((stage, line), slot) in info.stages.iter().zip(&lines).zip(&mut self.last) {
+                let key = stage_counts(stage);
+                if *slot != key {
+                    let _ = writeln!(err, "{line}");
+                    *slot = key;
+                }
+            }
+        }
+        let _ = err.flush();
+    }
+}
+
+fn stage_counts(s: &StageInfo) -> String {
+    format!(
+        "{}/{}/{}/{}/{}",
+        s.done, s.running, s.failed_attempts, s.rerun_tasks, s.tasks
+    )
+}
+
+/// `stage 1: 3/8 tasks done, 2 running, 4.1 s` plus failures and re-runs when there are some.
+fn stage_line(s: &StageInfo, elapsed_ms: u64) -> String {
+    let mut line = format!(
+        "stage {}: {}/{} tasks done, {} running, {:.1} s",
+        s.stage_id,
+        s.done,
+        s.tasks,
+        s.running,
+        elapsed_ms as f64 / 1000.0
+    );
+    if s.failed_attempts > 0 {
+        line.push_str(&format!(", {} failed attempt(s)", s.failed_attempts));
+    }
+    if s.rerun_tasks > 0 {
+        line.push_str(&format!(", {} task(s) re-run", s.rerun_tasks));
+    }
+    line
+}
+
+fn state_name(state: i32) -> &'static str {
+    match JobState::try_from(state) {
+        Ok(JobState::Running) => "RUNNING",
+        Ok(JobState::Succeeded) => "SUCCEEDED",
+        Ok(JobState::Failed) => "FAILED",
+        Ok(JobState::Cancelled) => "CANCELLED",
+        Err(_) => "UNKNOWN",
+    }
+}
+
+async fn connect(master: &str, conf: &[String]) -> Result<DriverClient> {
+    let config = FaiscaConfig::from_pairs(parse_conf(conf)?)?;
+    Ok(DriverClient::connect(master, config.connect_timeout(), config.max_message_size()).await?)
+}
+
+/// `faisca status`.
+pub async fn status(args: StatusArgs) -> Result<()> {
+    let client = connect(&args.master, &args.conf).await?;
+    let mut out = std::io::stdout().lock();
+    match &args.job {
+        Some(job) => {
+            let info = client.job(job).await?;
+            if args.json {
+                writeln!(out, "{}", job_json(&info))?;
+            } else {
+                write_job(&mut out, &info)?;
+            }
+        }
+        None => {
+            let jobs = client.list_jobs().await?;
+            if args.json {
+                for info in &jobs {
+                    writeln!(out, "{}", job_json(info))?;
+                }
+            } else {
+                write_job_list(&mut out, &jobs)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `faisca kill`.
+pub async fn kill(args: KillArgs) -> Result<()> {
+    let client = connect(&args.master, &args.conf).await?;
+    let info = client.kill_job(&args.job).await?;
+    eprintln!("job {} cancelled", info.job_id);
+    Ok(())
+}
+
+fn write_job_list(out: &mut dyn Write, jobs: &[JobInfo]) -> Result<()> {
+    writeln!(
+        out,
+        "{:<36}  {:<10}  {:>7}  {:>11}  {:>9}  NAME / SQL",
+        "JOB", "STATE", "STAGES", "TASKS", "ELAPSED"
+    )?;
+    for job in jobs {
+        let stages_done = job.stages.iter().filter(|s| s.done == s.tasks).count();
+        let tasks: u32 = job.stages.iter().map(|s| s.tasks).sum();
+        let done: u32 = job.stages.iter().map(|s| s.done).sum();
+        let label = if job.name.is_empty() {
+            job.sql.clone()
+        } else {
+            format!("{}: {}", job.name, job.sql)
+        };
+        writeln!(
+            out,
+            "{:<36}  {:<10}  {:>7}  {:>11}  {:>8.1}s  {}",
+            job.job_id,
+            state_name(job.state),
+            format!("{stages_done}/{}", job.stages.len()),
+            format!("{done}/{tasks}"),
+            job.elapsed_ms as f64 / 1000.0,
+            label
+        )?;
+    }
+    Ok(())
+}
+
+fn write_job(out: &mut dyn Write, job: &JobInfo) -> Result<()> {
+    writeln!(out, "job:      {}", job.job_id)?;
+    if !job.name.is_empty() {
+        writeln!(out, "name:     {}", job.name)?;
+    }
+    writeln!(out, "state:    {}", state_name(job.state))?;
+    writeln!(out, "elapsed:  {:.3} s", job.elapsed_ms as f64 / 1000.0)?;
+    writeln!(out, "session:  {}", job.session_id)?;
+    writeln!(out, "sql:      {}", job.sql)?;
+    if !job.error.is_empty() {
+        writeln!(out, "error:    {}", job.error)?;
+    }
+    writeln!(
+        out,
+        "\n{:>5}  {:>5}  {:>5}  {:>7}  {:>8}  {:>6}  {:>6}  {:>13}  {:<10}  INPUTS",
+        "STAGE",
+        "TASKS",
+        "DONE",
+        "RUNNING",
+        "ATTEMPTS",
+        "FAILED",
+        "RE-RUN",
+        "FETCH-FAILURES",
+        "OUTPUT"
+    )?;
+    for s in &job.stages {
+        writeln!(
+            out,
+            "{:>5}  {:>5}  {:>5}  {:>7}  {:>8}  {:>6}  {:>6}  {:>13}  {:<10}  {:?}",
+            s.stage_id,
+            s.tasks,
+            s.done,
+            s.running,
+            s.attempts,
+            s.failed_attempts,
+            s.rerun_tasks,
+            s.fetch_failures,
+            s.output,
+            s.inputs
+        )?;
+    }
+    if !job.failures.is_empty() {
+        writeln!(out, "\nfailed attempts (most recent last):")?;
+        for f in &job.failures {
+            writeln!(
+                out,
+                "  stage {} task {} attempt {} on {}: {}",
+                f.stage_id, f.partition, f.attempt, f.executor_id, f.message
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A job as one JSON object (for scripts and tests).
+pub fn job_json(job: &JobInfo) -> serde_json::Value {
+    json!({
+        "job_id": job.job_id,
+        "session_id": job.session_id,
+        "name": job.name,
+        "sql": job.sql,
+        "state": state_name(job.state),
+        "error": job.error,
+        "submitted_unix_ms": job.submitted_unix_ms,
+        "elapsed_ms": job.elapsed_ms,
+        "stages": job.stages.iter().map(|s| json!({
+            "stage_id": s.stage_id,
+            "tasks": s.tasks,
+            "done": s.done,
+            "running": s.running,
+            "attempts": s.attempts,
+            "failed_attempts": s.failed_attempts,
+            "rerun_tasks": s.rerun_tasks,
+            "fetch_failures": s.fetch_failures,
+            "output": s.output,
+            "inputs": s.inputs,
+        })).collect::<Vec<_>>(),
+        "failures": job.failures.iter().map(|f| json!({
+            "stage_id": f.stage_id,
+            "partition": f.partition,
+            "attempt": f.attempt,
+            "executor_id": f.executor_id,
+            "message": f.message,
+        })).collect::<Vec<_>>(),
+    })
+}

@@ -1,0 +1,552 @@
+//! Fault tolerance and job control: injected task failures, executors killed with SIGKILL in the
+//! middle of a shuffle, cancellation with `faisca kill` and Ctrl-C, many concurrent jobs.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
+use faisca::Session;
+use faisca_cli::tpch::{data, queries};
+use faisca_proto::{JobInfo, JobState};
+
+use crate::cli::{Processes, start_driver_with, start_executor};
+use crate::common::{faisca_bin, normalized_rows, tpch_dir};
+
+/// What single-process DataFusion answers.
+async fn expected(sql: &str) -> Vec<String> {
+    let ctx = SessionContext::new();
+    for ddl in data::create_tables_sql(tpch_dir()) {
+        ctx.sql(&ddl).await.unwrap().collect().await.unwrap();
+    }
+    normalized_rows(&ctx.sql(sql).await.unwrap().collect().await.unwrap())
+}
+
+async fn session(master: &str, config: &[(&str, &str)]) -> Session {
+    let mut builder = Session::builder().master(master);
+    for (k, v) in config {
+        builder = builder.config(*k, *v);
+    }
+    let session = builder.build().await.unwrap();
+    session
+        .wait_for_executors(1, Duration::from_secs(30))
+        .await
+        .unwrap();
+    for ddl in data::create_tables_sql(tpch_dir()) {
+        session.execute_sql(&ddl).await.unwrap();
+    }
+    session
+}
+
+/// Run `sql`, returning its rows and the job's final status.
+async fn run(session: &Session, sql: &str) -> (faisca::Result<Vec<RecordBatch>>, JobInfo) {
+    let result = session.execute_sql(sql).await.unwrap();
+    let job = result.job_id.clone().expect("a query runs as a job");
+    let rows = faisca::client::collect(result.batches).await;
+    (rows, session.client().job(&job).await.unwrap())
+}
+
+fn total(info: &JobInfo, field: impl Fn(&faisca_proto::StageInfo) -> u32) -> u32 {
+    info.stages.iter().map(field).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_task_failures_are_retried_and_the_answer_is_right() {
+    let sql = queries::query(3).unwrap();
+    // The first two attempts of every task of every stage fail; the third succeeds.
+    let session = session("local[2]", &[("faisca.test.failTasks", "*:2")]).await;
+    let (rows, info) = run(&session, sql).await;
+    assert_eq!(normalized_rows(&rows.unwrap()), expected(sql).await);
+    assert_eq!(info.state, JobState::Succeeded as i32);
+    for stage in &info.stages {
+        assert_eq!(stage.attempts, 3 * stage.tasks, "{stage:?}");
+        assert_eq!(stage.failed_attempts, 2 * stage.tasks, "{stage:?}");
+    }
+    assert!(
+        info.failures
+            .iter()
+            .all(|f| f.message.contains("injected failure")),
+        "{:?}",
+        info.failures
+    );
+    session.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_retryable_error_fails_the_job_at_once_with_its_message() {
+    let session = session("local[2]", &[("faisca.test.failTasks", "0:1:user")]).await;
+    let (rows, info) = run(&session, queries::query(1).unwrap()).await;
+    let error = rows.unwrap_err().to_string();
+    assert!(
+        error.contains("injected failure of attempt 0 of task 0/"),
+        "{error}"
+    );
+    assert!(!error.contains("failed 4 times"), "{error}");
+    assert_eq!(info.state, JobState::Failed as i32);
+    assert!(info.error.contains("injected failure"), "{}", info.error);
+    // No task was tried a second time.
+    assert!(info.failures.iter().all(|f| f.attempt == 0), "{info:?}");
+    assert_eq!(
+        total(&info, |s| s.attempts),
+        total(&info, |s| s.failed_attempts)
+            + total(&info, |s| s.done)
+            + total(&info, |s| s.running)
+    );
+    session.stop().await;
+}
+
+/// A shuffle-heavy query: two scans hash-shuffled into a join, an aggregation, a sort.
+const SHUFFLE_HEAVY: &str = "SELECT f.g, d.w, count(*) AS n, sum(f.v) AS s \
+     FROM facts f JOIN dims d ON f.k = d.k GROUP BY f.g, d.w ORDER BY f.g, d.w";
+
+/// Session settings for [`SHUFFLE_HEAVY`]: one task per file, both join sides shuffled, and every
+/// task taking a moment so that an executor can be killed at a chosen point.
+const SHUFFLE_HEAVY_CONFIG: &[(&str, &str)] = &[
+    ("faisca.files.maxPartitionBytes", "1k"),
+    ("faisca.files.openCostInBytes", "0"),
+    (
+        "datafusion.optimizer.hash_join_single_partition_threshold",
+        "0",
+    ),
+    (
+        "datafusion.optimizer.hash_join_single_partition_threshold_rows",
+        "0",
+    ),
+    ("faisca.test.taskDelay", "*:100ms"),
+];
+
+/// Write `files` Parquet files of `rows` rows each into `dir`: columns `k` (row number) and the
+/// given derived columns.
+/// A column computed from the row number.
+type DerivedColumn = (&'static str, fn(i64) -> i64);
+
+fn write_table(dir: &Path, files: usize, rows: usize, columns: &[DerivedColumn]) {
+    use datafusion::arrow::array::{ArrayRef, Int64Array};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    std::fs::create_dir_all(dir).unwrap();
+    let mut fields = vec![Field::new("k", DataType::Int64, false)];
+    fields.extend(
+        columns
+            .iter()
+            .map(|(n, _)| Field::new(*n, DataType::Int64, false)),
+    );
+    let schema = std::sync::Arc::new(Schema::new(fields));
+    for f in 0..files {
+        let keys: Vec<i64> = ((f * rows) as i64..((f + 1) * rows) as i64).collect();
+        let mut arrays: Vec<ArrayRef> = vec![std::sync::Arc::new(Int64Array::from(keys.clone()))];
+        for (_, derive) in columns {
+            let values: Vec<i64> = keys.iter().map(|&k| derive(k)).collect();
+            arrays.push(std::sync::Arc::new(Int64Array::from(values)));
+        }
+        let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
+        let file = std::fs::File::create(dir.join(format!("part-{f}.parquet"))).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+}
+
+/// Tables `facts` (12 files) and `dims` (6 files) under `dir`, as DDL statements.
+fn shuffle_heavy_tables(dir: &Path) -> Vec<String> {
+    write_table(
+        &dir.join("facts"),
+        12,
+        4000,
+        &[("g", |k| k % 7), ("v", |k| k * 3)],
+    );
+    write_table(&dir.join("dims"), 6, 8000, &[("w", |k| k % 13)]);
+    ["facts", "dims"]
+        .iter()
+        .map(|t| {
+            format!(
+                "CREATE EXTERNAL TABLE {t} STORED AS PARQUET LOCATION '{}/'",
+                dir.join(t).display()
+            )
+        })
+        .collect()
+}
+
+/// Poll the job every 10 ms until `ready` holds (at most 60 s).
+async fn wait_for_job(session: &Session, job: &str, ready: impl Fn(&JobInfo) -> bool) -> JobInfo {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let info = session.client().job(job).await.unwrap();
+        if ready(&info) {
+            return info;
+        }
+        assert!(
+            info.state == JobState::Running as i32 && Instant::now() < deadline,
+            "the job ended or stalled before the moment to kill an executor: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A stage that reads shuffle output, whose inputs are all complete, has a task running.
+fn reading_shuffle(info: &JobInfo) -> bool {
+    info.stages.iter().any(|s| {
+        s.running > 0
+            && !s.inputs.is_empty()
+            && s.inputs
+                .iter()
+                .all(|&i| info.stages[i as usize].done == info.stages[i as usize].tasks)
+    })
+}
+
+/// A map stage (no inputs) is part done and running.
+fn mid_map_stage(info: &JobInfo) -> bool {
+    info.stages
+        .iter()
+        .any(|s| s.inputs.is_empty() && s.done >= 2 && s.running > 0 && s.done < s.tasks)
+}
+
+fn status_json(address: &str, job: &str) -> String {
+    let out = Command::new(faisca_bin())
+        .args(["status", "--master", address, "--json", job])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executors_killed_during_a_shuffle_heavy_query_do_not_change_its_answer() {
+    let work = tempfile::tempdir().unwrap();
+    let tables = shuffle_heavy_tables(&work.path().join("data"));
+    let (driver, address) = start_driver_with(&[]);
+    let mut procs = Processes(vec![driver]);
+    let executor_dir = work.path().join("executors");
+    let mut executors: Vec<_> = (0..3)
+        .map(|_| start_executor(&address, 1, &executor_dir))
+        .collect();
+    let session = session(&address, SHUFFLE_HEAVY_CONFIG).await;
+    session
+        .wait_for_executors(3, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let ctx = SessionContext::new();
+    for ddl in &tables {
+        session.execute_sql(ddl).await.unwrap();
+        ctx.sql(ddl).await.unwrap().collect().await.unwrap();
+    }
+    let expected = normalized_rows(
+        &ctx.sql(SHUFFLE_HEAVY)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(expected.len(), 91);
+
+    // 1. SIGKILL an executor after the map stages finished, while the join reads their output.
+    let result = session.execute_sql(SHUFFLE_HEAVY).await.unwrap();
+    let job = result.job_id.clone().unwrap();
+    wait_for_job(&session, &job, reading_shuffle).await;
+    executors[0].kill().unwrap();
+    let rows = faisca::client::collect(result.batches).await.unwrap();
+    assert_eq!(
+        normalized_rows(&rows),
+        expected,
+        "answer after a kill in the reduce stage"
+    );
+    let info = session.client().job(&job).await.unwrap();
+    let map_reruns: u32 = info
+        .stages
+        .iter()
+        .filter(|s| s.inputs.is_empty())
+        .map(|s| s.rerun_tasks)
+        .sum();
+    assert!(map_reruns > 0, "the lost map outputs were re-run: {info:?}");
+    // `faisca status` shows the re-run tasks too.
+    let json: serde_json::Value = serde_json::from_str(&status_json(&address, &job)).unwrap();
+    assert_eq!(json["state"], "SUCCEEDED", "{json}");
+    let shown: u64 = json["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["rerun_tasks"].as_u64().unwrap())
+        .sum();
+    assert_eq!(shown, u64::from(total(&info, |s| s.rerun_tasks)), "{json}");
+
+    // An executor that comes back registers as a new one.
+    executors.push(start_executor(&address, 1, &executor_dir));
+    session
+        .wait_for_executors(3, Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    // 2. SIGKILL another executor while the map stage runs.
+    let result = session.execute_sql(SHUFFLE_HEAVY).await.unwrap();
+    let job = result.job_id.clone().unwrap();
+    wait_for_job(&session, &job, mid_map_stage).await;
+    executors[1].kill().unwrap();
+    let rows = faisca::client::collect(result.batches).await.unwrap();
+    assert_eq!(
+        normalized_rows(&rows),
+        expected,
+        "answer after a kill in a map stage"
+    );
+    let info = session.client().job(&job).await.unwrap();
+    assert!(
+        total(&info, |s| s.failed_attempts) > 0 || total(&info, |s| s.rerun_tasks) > 0,
+        "the killed executor's tasks ran again: {info:?}"
+    );
+    assert!(
+        info.failures.iter().any(|f| f.message.contains("was lost")),
+        "{:?}",
+        info.failures
+    );
+    session.stop().await;
+    procs.0.extend(executors);
+}
+
+/// CPU seconds used so far by processes `pids` (from /proc).
+fn cpu_seconds(pids: &[u32]) -> f64 {
+    pids.iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // Fields after the command name (which ends with ')'): utime and stime are 12 and 13.
+            let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+            let fields: Vec<&str> = after.split_whitespace().collect();
+            let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
+                + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+            ticks as f64 / 100.0
+        })
+        .sum()
+}
+
+/// Files under every executor's shuffle directory.
+fn shuffle_files(work: &Path) -> usize {
+    fn count(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| {
+                        let path = e.path();
+                        if path.is_dir() { count(&path) } else { 1 }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    std::fs::read_dir(work)
+        .map(|executors| {
+            executors
+                .flatten()
+                .map(|e| count(&e.path().join("shuffle")))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// A job that keeps both executors busy for a long time, with shuffle files on disk.
+fn long_job_script(dir: &Path) -> std::path::PathBuf {
+    let lineitem = tpch_dir().join("lineitem");
+    let script = dir.join("long.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "CREATE EXTERNAL TABLE lineitem STORED AS PARQUET LOCATION '{}/';\n\
+             SELECT count(*) FROM lineitem a JOIN (SELECT * FROM lineitem UNION ALL SELECT * FROM lineitem \
+             UNION ALL SELECT * FROM lineitem UNION ALL SELECT * FROM lineitem) b \
+             ON a.l_orderkey + b.l_partkey < 0;\n",
+            lineitem.display()
+        ),
+    )
+    .unwrap();
+    script
+}
+
+/// Start `faisca submit` of `script`; returns the process and the job id it printed.
+fn start_submit(address: &str, script: &Path) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(faisca_bin())
+        .args([
+            "submit",
+            "--master",
+            address,
+            "--name",
+            "long-job",
+            "--conf",
+            "faisca.shuffle.inMemory=false",
+            "--conf",
+            "faisca.batchSize=1024",
+        ])
+        .arg(script)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let job = loop {
+        let line = lines.next().expect("submit printed the job id").unwrap();
+        if let Some(rest) = line.strip_prefix("job ")
+            && let Some(id) = rest.strip_suffix(" submitted")
+        {
+            break id.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, job)
+}
+
+/// Wait until the job's tasks really run (CPU is used) and shuffle files exist.
+fn wait_until_busy(work: &Path, executors: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while shuffle_files(work) == 0 {
+        assert!(Instant::now() < deadline, "no shuffle file was written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = cpu_seconds(executors);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        cpu_seconds(executors) - before > 0.2,
+        "the long job is not using the executors' CPU"
+    );
+}
+
+/// After a cancellation: within a second the executors stop computing and hold no shuffle file.
+fn assert_stopped_and_clean(work: &Path, executors: &[u32]) {
+    std::thread::sleep(Duration::from_secs(1));
+    let before = cpu_seconds(executors);
+    std::thread::sleep(Duration::from_millis(1000));
+    let used = cpu_seconds(executors) - before;
+    assert!(
+        used < 0.15,
+        "executors still busy after the cancellation: {used} CPU s in 1 s"
+    );
+    assert_eq!(
+        shuffle_files(work),
+        0,
+        "shuffle files left after the cancellation"
+    );
+}
+
+#[test]
+fn kill_and_ctrl_c_cancel_a_long_job_and_remove_its_shuffle_files() {
+    let work = tempfile::tempdir().unwrap();
+    let (driver, address) = start_driver_with(&[]);
+    let mut procs = Processes(vec![driver]);
+    procs.0.push(start_executor(&address, 1, work.path()));
+    procs.0.push(start_executor(&address, 1, work.path()));
+    let executors: Vec<u32> = procs.0[1..].iter().map(|c| c.id()).collect();
+    let script = long_job_script(work.path());
+
+    // `faisca kill`.
+    let (mut submit, job) = start_submit(&address, &script);
+    wait_until_busy(work.path(), &executors);
+    let kill = Command::new(faisca_bin())
+        .args(["kill", "--master", &address, &job])
+        .output()
+        .unwrap();
+    assert!(
+        kill.status.success(),
+        "{}",
+        String::from_utf8_lossy(&kill.stderr)
+    );
+    let status = submit.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "submit of a killed job exits non-zero"
+    );
+    assert_stopped_and_clean(work.path(), &executors);
+    let json = status_json(&address, &job);
+    assert!(json.contains("\"state\":\"CANCELLED\""), "{json}");
+    assert!(json.contains("\"name\":\"long-job\""), "{json}");
+    // Killing it again says why not.
+    let again = Command::new(faisca_bin())
+        .args(["kill", "--master", &address, &job])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already ended (cancelled)"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // Ctrl-C in `faisca submit`.
+    let (mut submit, job) = start_submit(&address, &script);
+    wait_until_busy(work.path(), &executors);
+    let sent = Command::new("kill")
+        .args(["-INT", &submit.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert_eq!(submit.wait().unwrap().code(), Some(130));
+    assert_stopped_and_clean(work.path(), &executors);
+    assert!(status_json(&address, &job).contains("\"state\":\"CANCELLED\""));
+    drop(procs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_concurrent_jobs_from_ten_sessions_are_all_right() {
+    let work = tempfile::tempdir().unwrap();
+    let (driver, address) = start_driver_with(&["--conf", "faisca.driver.retainedJobs=40"]);
+    let mut procs = Processes(vec![driver]);
+    procs.0.push(start_executor(&address, 1, work.path()));
+    procs.0.push(start_executor(&address, 1, work.path()));
+    let sql = |k: usize| {
+        format!(
+            "SELECT count(*) AS n, sum(l_quantity) AS q FROM lineitem WHERE l_orderkey % 100 = {k}"
+        )
+    };
+    let expected_rows: Vec<Vec<String>> = {
+        let mut all = Vec::new();
+        for k in 0..100 {
+            all.push(expected(&sql(k)).await);
+        }
+        all
+    };
+    let mut sessions = Vec::new();
+    for _ in 0..10 {
+        sessions.push(session(&address, &[]).await);
+    }
+    let jobs = sessions.iter().enumerate().flat_map(|(s, session)| {
+        let sql = &sql;
+        (0..10).map(move |j| {
+            let k = s * 10 + j;
+            async move {
+                let result = session.execute_sql(&sql(k)).await.unwrap();
+                let rows = faisca::client::collect(result.batches).await.unwrap();
+                (k, normalized_rows(&rows))
+            }
+        })
+    });
+    let results = futures::future::join_all(jobs).await;
+    assert_eq!(results.len(), 100);
+    for (k, rows) in results {
+        assert_eq!(rows, expected_rows[k], "job for remainder {k}");
+    }
+    // The driver keeps no running job and only the configured number of finished ones.
+    let client = sessions[0].client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let jobs = loop {
+        let jobs = client.list_jobs().await.unwrap();
+        if jobs.iter().all(|j| j.state != JobState::Running as i32) || Instant::now() > deadline {
+            break jobs;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        jobs.len(),
+        40,
+        "faisca.driver.retainedJobs bounds the history"
+    );
+    assert!(
+        jobs.iter().all(|j| j.state == JobState::Succeeded as i32),
+        "{jobs:?}"
+    );
+    for session in &sessions {
+        session.stop().await;
+    }
+    drop(procs);
+}
