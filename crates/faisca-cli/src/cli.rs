@@ -174,6 +174,8 @@ pub enum BenchKind {
     Tpch(TpchBenchArgs),
     /// Scheduling overhead: empty-job round trip and per-task cost.
     Overhead(OverheadBenchArgs),
+    /// A TPC-H query with and without an executor process killed part-way (recovery cost).
+    Recovery(RecoveryBenchArgs),
 }
 
 /// `faisca bench tpch`.
@@ -220,6 +222,38 @@ pub struct OverheadBenchArgs {
     pub tasks: usize,
     /// Where to write the JSON report.
     #[arg(long, default_value = "target/faisca-bench/overhead.json")]
+    pub output: PathBuf,
+}
+
+/// `faisca bench recovery`.
+#[derive(Debug, clap::Args)]
+pub struct RecoveryBenchArgs {
+    /// Scale factor.
+    #[arg(long, default_value_t = 1.0)]
+    pub sf: f64,
+    /// Directory of TPC-H data (generated there if missing; default: the cache directory).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The TPC-H query.
+    #[arg(long, default_value_t = 9)]
+    pub query: usize,
+    /// Executor processes.
+    #[arg(long, default_value_t = 3)]
+    pub executors: usize,
+    /// Cores of each executor.
+    #[arg(long, default_value_t = 1)]
+    pub cores: u32,
+    /// Memory of each executor.
+    #[arg(long, default_value = "4g")]
+    pub memory: String,
+    /// Timed runs of each kind (after one warm-up run).
+    #[arg(long, default_value_t = 3)]
+    pub iterations: usize,
+    /// When to kill an executor, as a fraction of the normal median time.
+    #[arg(long, default_value_t = 0.5)]
+    pub kill_at: f64,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "target/faisca-bench/recovery.json")]
     pub output: PathBuf,
 }
 
@@ -276,6 +310,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => match args.which {
             BenchKind::Tpch(a) => crate::bench::tpch(a).await,
             BenchKind::Overhead(a) => crate::bench::overhead(a).await,
+            BenchKind::Recovery(a) => crate::bench_recovery::recovery(a).await,
         },
         Command::Demo(args) => crate::demo::run(args).await,
     }
