@@ -484,6 +484,37 @@ fn kill_and_ctrl_c_cancel_a_long_job_and_remove_its_shuffle_files() {
     assert_eq!(submit.wait().unwrap().code(), Some(130));
     assert_stopped_and_clean(work.path(), &executors);
     assert!(status_json(&address, &job).contains("\"state\":\"CANCELLED\""));
+
+    // Ctrl-C in `faisca sql`.
+    let mut sql = Command::new(faisca_bin())
+        .args([
+            "sql",
+            "--master",
+            &address,
+            "--conf",
+            "faisca.shuffle.inMemory=false",
+        ])
+        .args(["--conf", "faisca.batchSize=1024", "-f"])
+        .arg(&script)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_busy(work.path(), &executors);
+    let sent = Command::new("kill")
+        .args(["-INT", &sql.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert_eq!(sql.wait().unwrap().code(), Some(130));
+    assert_stopped_and_clean(work.path(), &executors);
+    let list = Command::new(faisca_bin())
+        .args(["status", "--master", &address, "--json"])
+        .output()
+        .unwrap();
+    let last = String::from_utf8(list.stdout).unwrap();
+    let last: serde_json::Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+    assert_eq!(last["state"], "CANCELLED", "{last}");
     drop(procs);
 }
 
