@@ -32,9 +32,6 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
-/// How often `submit` asks the driver for a running job's status.
-const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
-
 /// `faisca submit`.
 pub async fn submit(args: SubmitArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.file)
@@ -81,7 +78,10 @@ async fn run_script(
             .with_context(|| format!("statement {} failed", i + 1))?;
         let schema = result.schema.clone();
         let batches = match result.job_id.clone() {
-            Some(job) => run_job(session.client(), &job, result).await?,
+            Some(job) => {
+                let interval = session.config().progress_interval();
+                run_job(session.client(), &job, result, interval).await?
+            }
             None => faisca::client::collect(result.batches).await?,
         };
         if !schema.fields().is_empty() {
@@ -100,12 +100,13 @@ async fn run_job(
     client: &DriverClient,
     job: &str,
     result: StatementResult,
+    interval: Duration,
 ) -> Result<Vec<RecordBatch>> {
     eprintln!("job {job} submitted");
     let mut progress = Progress::new(std::io::stderr().is_terminal());
     let mut rows = result.batches;
     let mut batches = Vec::new();
-    let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+    let mut ticker = tokio::time::interval(interval);
     let outcome: Result<(), faisca_common::Error> = loop {
         tokio::select! {
             batch = rows.next() => match batch {

@@ -150,6 +150,18 @@ pub const KEYS: &[KeySpec] = &[
         doc: "Finished jobs the driver remembers for `faisca status` (driver-level; the oldest are forgotten first).",
     },
     KeySpec {
+        name: "faisca.driver.retainedTaskFailures",
+        default: "20",
+        kind: ValueKind::Count,
+        doc: "Most recent failed task attempts (with their errors) each job keeps for `faisca status` (driver-level).",
+    },
+    KeySpec {
+        name: "faisca.client.progressInterval",
+        default: "250ms",
+        kind: ValueKind::Duration,
+        doc: "How often `faisca submit` asks the driver for a running job's progress.",
+    },
+    KeySpec {
         name: "faisca.test.failTasks",
         default: "none",
         kind: ValueKind::Rule {
@@ -325,6 +337,15 @@ impl FaiscaConfig {
     /// `faisca.driver.retainedJobs`.
     pub fn retained_jobs(&self) -> usize {
         self.count("faisca.driver.retainedJobs") as usize
+    }
+    /// `faisca.driver.retainedTaskFailures`.
+    pub fn retained_task_failures(&self) -> usize {
+        self.count("faisca.driver.retainedTaskFailures") as usize
+    }
+    /// `faisca.client.progressInterval` (at least 10 ms).
+    pub fn progress_interval(&self) -> Duration {
+        self.duration("faisca.client.progressInterval")
+            .max(Duration::from_millis(10))
     }
     /// `faisca.test.failTasks`: the injected task failures, if any.
     pub fn injected_failures(&self) -> Option<InjectedFailures> {

@@ -24,7 +24,7 @@ impl DriverState {
         let id = JobId::random();
         let seq = self.next_job_seq;
         self.next_job_seq += 1;
-        let state = JobState::new(id.clone(), seq, job);
+        let state = JobState::new(id.clone(), seq, job, self.settings.retained_task_failures);
         debug!(job = %id, stages = state.planned.stages.len(), "job submitted");
         self.jobs.insert(id.clone(), state);
         let _ = reply.send(Ok(id.clone()));

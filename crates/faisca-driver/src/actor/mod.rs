@@ -179,6 +179,8 @@ pub struct DriverSettings {
     pub heartbeat_timeout: Duration,
     /// Finished jobs remembered for status queries (`faisca.driver.retainedJobs`).
     pub retained_jobs: usize,
+    /// Failed task attempts each job remembers (`faisca.driver.retainedTaskFailures`).
+    pub retained_task_failures: usize,
 }
 
 impl DriverSettings {
@@ -187,6 +189,7 @@ impl DriverSettings {
         DriverSettings {
             heartbeat_timeout: config.heartbeat_timeout(),
             retained_jobs: config.retained_jobs(),
+            retained_task_failures: config.retained_task_failures(),
         }
     }
 }

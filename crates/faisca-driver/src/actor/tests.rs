@@ -36,6 +36,7 @@ fn silent_executors_are_dropped_and_their_stream_closed() {
     let mut state = DriverState::new(DriverSettings {
         heartbeat_timeout: Duration::from_secs(10),
         retained_jobs: 10,
+        retained_task_failures: 20,
     });
     let mut quiet = register(&mut state, "quiet");
     let _chatty = register(&mut state, "chatty");
@@ -150,6 +151,7 @@ fn sessions_share_slots_and_jobs_of_one_session_run_in_order() {
     let mut state = DriverState::new(DriverSettings {
         heartbeat_timeout: Duration::from_secs(10),
         retained_jobs: 2,
+        retained_task_failures: 20,
     });
     let (a, b) = (session(&mut state), session(&mut state));
     let a1 = submit(&mut state, &a, 2);

@@ -33,9 +33,6 @@ use faisca_proto::{
     StageSummary, TaskFailure,
 };
 
-/// Failed attempts a job remembers for `faisca status`.
-const REMEMBERED_FAILURES: usize = 20;
-
 /// A stage ready to be scheduled: its encoded plan and shape.
 #[derive(Debug, Clone)]
 pub struct PlannedStage {
@@ -173,6 +170,8 @@ pub struct JobState {
     ready: VecDeque<(u32, u32)>,
     running: u32,
     failures: VecDeque<TaskFailure>,
+    /// How many failed attempts `failures` keeps (`faisca.driver.retainedTaskFailures`).
+    retained_failures: usize,
     /// Where the job is.
     pub status: JobStatus,
     /// When the job was submitted.
@@ -195,8 +194,9 @@ pub enum TaskOutcome {
 }
 
 impl JobState {
-    /// A job that has not started any task yet; its first stages' tasks are ready.
-    pub fn new(id: JobId, seq: u64, planned: PlannedJob) -> Self {
+    /// A job that has not started any task yet; its first stages' tasks are ready. It remembers
+    /// its last `retained_failures` failed attempts.
+    pub fn new(id: JobId, seq: u64, planned: PlannedJob, retained_failures: usize) -> Self {
         let task = TaskProgress {
             slot: TaskSlot::Pending,
             launched: 0,
@@ -232,6 +232,7 @@ impl JobState {
             ready: VecDeque::new(),
             running: 0,
             failures: VecDeque::new(),
+            retained_failures,
             status: JobStatus::Running,
             started: Instant::now(),
             submitted: SystemTime::now(),
@@ -545,7 +546,10 @@ impl JobState {
         executor: &ExecutorId,
         error: &Error,
     ) {
-        if self.failures.len() == REMEMBERED_FAILURES {
+        if self.retained_failures == 0 {
+            return;
+        }
+        while self.failures.len() >= self.retained_failures {
             self.failures.pop_front();
         }
         self.failures.push_back(TaskFailure {

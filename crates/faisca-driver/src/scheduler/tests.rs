@@ -25,7 +25,7 @@ fn job_of(stages: &[(u32, &[u32])], max_attempts: u32, stage_max_attempts: u32) 
         name: String::new(),
         sql: String::new(),
     };
-    JobState::new(JobId("j".into()), 0, planned)
+    JobState::new(JobId("j".into()), 0, planned, 20)
 }
 
 /// Stage 0 (2 tasks) and an empty stage 1 feed stage 2 (1 task).
