@@ -1,6 +1,7 @@
 //! Faísca's integration tests: one test binary, real processes and real gRPC on 127.0.0.1.
 //!
 //! * [`tpch`]: the 22 TPC-H queries on `local[3]` against single-process DataFusion.
+//! * [`dataframe`]: the DataFrame API against the same queries in SQL.
 //! * [`cli`]: `faisca driver` + `faisca executor` processes, queried with `faisca sql --format csv`.
 //! * [`splits`]: task sizing of real Parquet scans.
 //! * [`errors`]: bad input gives clear errors and non-zero exit codes.
@@ -8,6 +9,7 @@
 
 mod cli;
 mod common;
+mod dataframe;
 mod errors;
 mod faults;
 mod readme;

@@ -22,5 +22,6 @@ pub mod scheduler;
 pub mod server;
 pub mod service;
 pub mod session;
+pub mod sources;
 
 pub use server::{DriverOptions, DriverServer};

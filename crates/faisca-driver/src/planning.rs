@@ -32,10 +32,12 @@ pub enum Planned {
         /// The rows.
         batches: Vec<RecordBatch>,
     },
-    /// A query that was only analyzed: its schema.
+    /// A query that was only analyzed: its schema and logical plan.
     Analyzed {
         /// Result schema.
         schema: SchemaRef,
+        /// The plan, for a DataFrame to build on.
+        plan: LogicalPlan,
     },
     /// A `SET key = value` whose value the session must record.
     Set {
@@ -69,6 +71,17 @@ pub async fn plan_sql(
 ) -> Result<Planned> {
     let state = session.ctx.state();
     let plan = state.create_logical_plan(sql).await?;
+    plan_statement(session, session_id, plan, mode, total_cores).await
+}
+
+/// Plan one statement (from SQL text or a DataFrame) of `session`.
+pub async fn plan_statement(
+    session: &Session,
+    session_id: &SessionId,
+    plan: LogicalPlan,
+    mode: Mode,
+    total_cores: usize,
+) -> Result<Planned> {
     if mode == Mode::Explain {
         return explain(session, &plan, total_cores).await;
     }
@@ -94,6 +107,7 @@ pub async fn plan_sql(
         }
         _ if mode == Mode::Analyze => Ok(Planned::Analyzed {
             schema: Arc::new(plan.schema().as_arrow().clone()),
+            plan,
         }),
         _ => {
             let physical = physical_plan(session, &plan, total_cores).await?;
@@ -135,6 +149,28 @@ pub fn shuffle_partitions(session: &Session, total_cores: usize) -> usize {
         .max(1)
 }
 
+/// The partition count a DataFrame's `repartition(n, …)` asked for (the largest, if several).
+/// DataFusion re-plans exchanges to the session's target partitions and drops explicit ones, so
+/// the request becomes the query's shuffle partitions.
+fn requested_partitions(plan: &LogicalPlan) -> Result<Option<usize>> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Partitioning;
+    let mut requested: Option<usize> = None;
+    plan.apply(|node| {
+        if let LogicalPlan::Repartition(r) = node {
+            let n = match &r.partitioning_scheme {
+                Partitioning::Hash(_, n) | Partitioning::RoundRobinBatch(n) => *n,
+                _ => 0,
+            };
+            if n > 0 {
+                requested = Some(requested.map_or(n, |r| r.max(n)));
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(requested)
+}
+
 /// DataFusion's physical plan with Faísca's task splits applied to its file scans.
 ///
 /// Planned twice: the first plan shows which files each scan reads; the second applies the splits
@@ -146,7 +182,7 @@ pub async fn physical_plan(
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let mut state = session.ctx.state();
     state.config_mut().options_mut().execution.target_partitions =
-        shuffle_partitions(session, total_cores);
+        requested_partitions(plan)?.unwrap_or_else(|| shuffle_partitions(session, total_cores));
     let first = state.create_physical_plan(plan).await?;
     let scans = file_scans(&first)?;
     if scans.is_empty() {

@@ -14,7 +14,8 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::debug;
 
 use crate::actor::{DriverHandle, Message};
-use crate::planning::{Mode, Planned, plan_sql};
+use crate::planning::{Mode, Planned, plan_sql, plan_statement};
+use faisca_engine::logical_codec::{decode_logical_plan, encode_logical_plan};
 
 /// Implements `faisca.v1.DriverService`.
 pub struct DriverServiceImpl {
@@ -37,27 +38,53 @@ impl DriverServiceImpl {
     async fn execute(&self, request: ExecuteSqlRequest) -> Result<ExecuteSqlResponse> {
         let session_id = SessionId(request.session_id.clone());
         let (session, cores) = self.session(&request.session_id).await?;
-        let mode = match ExecuteMode::try_from(request.mode) {
-            Ok(ExecuteMode::Run) => Mode::Run,
-            Ok(ExecuteMode::Analyze) => Mode::Analyze,
-            Ok(ExecuteMode::Explain) => Mode::Explain,
-            Err(_) => {
-                return Err(Error::user(format!(
-                    "unknown execute mode {}",
-                    request.mode
-                )));
-            }
-        };
+        let mode = execute_mode(request.mode)?;
         let planned = plan_sql(&session, &session_id, &request.sql, mode, cores).await?;
+        self.respond(
+            &session,
+            &session_id,
+            planned,
+            &request.job_name,
+            &request.sql,
+        )
+        .await
+    }
+
+    async fn run_plan(&self, request: ExecutePlanRequest) -> Result<ExecuteSqlResponse> {
+        let session_id = SessionId(request.session_id.clone());
+        let (session, cores) = self.session(&request.session_id).await?;
+        let mode = execute_mode(request.mode)?;
+        let plan = decode_logical_plan(
+            &request.logical_plan,
+            &session.ctx.task_ctx(),
+            &session.codec(),
+        )?;
+        let text = format!("DataFrame: {}", plan.display());
+        let planned = plan_statement(&session, &session_id, plan, mode, cores).await?;
+        self.respond(&session, &session_id, planned, &request.job_name, &text)
+            .await
+    }
+
+    /// The answer to a planned statement: rows computed here, a schema, or a started job.
+    async fn respond(
+        &self,
+        session: &crate::session::Session,
+        session_id: &SessionId,
+        planned: Planned,
+        job_name: &str,
+        text: &str,
+    ) -> Result<ExecuteSqlResponse> {
         Ok(match planned {
             Planned::Inline { schema, batches } => ExecuteSqlResponse {
                 schema: schema_to_ipc(&schema)?,
+                logical_plan: Vec::new(),
                 result: Some(execute_sql_response::Result::InlineRows(batches_to_ipc(
                     &schema, &batches,
                 )?)),
             },
-            Planned::Analyzed { schema } => ExecuteSqlResponse {
+            Planned::Analyzed { schema, plan } => ExecuteSqlResponse {
                 schema: schema_to_ipc(&schema)?,
+                logical_plan: encode_logical_plan(&plan, &session.codec())?,
                 result: Some(execute_sql_response::Result::PlannedOnly(true)),
             },
             Planned::Set { key, value } => {
@@ -73,6 +100,7 @@ impl DriverServiceImpl {
                 let schema = datafusion::arrow::datatypes::Schema::empty();
                 ExecuteSqlResponse {
                     schema: schema_to_ipc(&schema)?,
+                    logical_plan: Vec::new(),
                     result: Some(execute_sql_response::Result::InlineRows(batches_to_ipc(
                         &schema,
                         &[],
@@ -80,17 +108,18 @@ impl DriverServiceImpl {
                 }
             }
             Planned::Job(mut job) => {
-                job.name = request.job_name.clone();
-                job.sql = crate::scheduler::shorten_sql(&request.sql);
+                job.name = job_name.to_string();
+                job.sql = crate::scheduler::shorten_sql(text);
                 let schema = schema_to_ipc(&job.schema)?;
                 let stages = job.summaries();
                 let job_id = self
                     .handle
                     .ask(|reply| Message::SubmitJob { job, reply })
                     .await??;
-                debug!(job = %job_id, "started job for: {}", request.sql);
+                debug!(job = %job_id, "started job for: {text}");
                 ExecuteSqlResponse {
                     schema,
+                    logical_plan: Vec::new(),
                     result: Some(execute_sql_response::Result::Job(JobStarted {
                         job_id: job_id.0,
                         stages,
@@ -98,6 +127,44 @@ impl DriverServiceImpl {
                 }
             }
         })
+    }
+
+    async fn resolve(&self, request: ResolveSourceRequest) -> Result<ResolveSourceResponse> {
+        let (session, _) = self.session(&request.session_id).await?;
+        let plan = if !request.table.is_empty() {
+            session
+                .ctx
+                .table(request.table.as_str())
+                .await?
+                .into_unoptimized_plan()
+        } else {
+            crate::sources::file_source(&session, &request).await?
+        };
+        Ok(ResolveSourceResponse {
+            logical_plan: encode_logical_plan(&plan, &session.codec())?,
+        })
+    }
+
+    async fn view(&self, request: CreateViewRequest) -> Result<CreateViewResponse> {
+        let (session, _) = self.session(&request.session_id).await?;
+        let plan = decode_logical_plan(
+            &request.logical_plan,
+            &session.ctx.task_ctx(),
+            &session.codec(),
+        )?;
+        crate::sources::register_view(&session, &request.name, plan, request.replace)?;
+        Ok(CreateViewResponse {})
+    }
+}
+
+fn execute_mode(mode: i32) -> Result<Mode> {
+    match ExecuteMode::try_from(mode) {
+        Ok(ExecuteMode::Run) => Ok(Mode::Run),
+        Ok(ExecuteMode::Analyze) => Ok(Mode::Analyze),
+        Ok(ExecuteMode::Explain) => Ok(Mode::Explain),
+        Err(_) => Err(Error::user(format!(
+            "unknown execute mode {mode}: expected RUN, ANALYZE or EXPLAIN"
+        ))),
     }
 }
 
@@ -138,6 +205,36 @@ impl DriverService for DriverServiceImpl {
         request: Request<ExecuteSqlRequest>,
     ) -> Result<Response<ExecuteSqlResponse>, Status> {
         self.execute(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn resolve_source(
+        &self,
+        request: Request<ResolveSourceRequest>,
+    ) -> Result<Response<ResolveSourceResponse>, Status> {
+        self.resolve(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn execute_plan(
+        &self,
+        request: Request<ExecutePlanRequest>,
+    ) -> Result<Response<ExecuteSqlResponse>, Status> {
+        self.run_plan(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn create_view(
+        &self,
+        request: Request<CreateViewRequest>,
+    ) -> Result<Response<CreateViewResponse>, Status> {
+        self.view(request.into_inner())
             .await
             .map(Response::new)
             .map_err(to_status)

@@ -1,9 +1,12 @@
 //! Sessions: each client session owns a DataFusion `SessionContext` (its catalog) and a
 //! [`FaiscaConfig`].
 
+use std::sync::Arc;
+
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 use faisca_common::{FaiscaConfig, Result};
+use faisca_engine::logical_codec::{DriverLogicalCodec, SourceRegistry};
 use faisca_engine::session_config::datafusion_config;
 
 /// A session as the actor keeps it.
@@ -13,6 +16,8 @@ pub struct Session {
     pub ctx: SessionContext,
     /// The session's configuration (`faisca.*` and DataFusion keys set by the client or `SET`).
     pub config: FaiscaConfig,
+    /// Table providers resolved for the session's DataFrames.
+    pub sources: Arc<SourceRegistry>,
 }
 
 impl Session {
@@ -25,6 +30,14 @@ impl Session {
         Ok(Session {
             ctx: SessionContext::new_with_state(state),
             config,
+            sources: Arc::new(SourceRegistry::default()),
         })
+    }
+
+    /// The codec for DataFrame plans exchanged with this session's client.
+    pub fn codec(&self) -> DriverLogicalCodec {
+        DriverLogicalCodec {
+            sources: self.sources.clone(),
+        }
     }
 }

@@ -13,11 +13,13 @@
 //!   travels in the `TaskContext`.
 //! * [`shuffle::frames`] turns stored IPC bytes into Flight messages without decoding them.
 //! * [`rpc`] holds the gRPC server and client settings both processes share.
-//! * [`codec`] encodes stage plans (with their output partitioning) and schemas for the wire.
+//! * [`codec`] encodes stage plans (with their output partitioning) and schemas for the wire;
+//!   [`logical_codec`] encodes DataFrame logical plans between clients and the driver.
 //! * [`yielding`] makes a decoded plan's leaves yield between batches, so that a cancelled task
 //!   stops promptly.
 
 pub mod codec;
+pub mod logical_codec;
 pub mod rpc;
 pub mod session_config;
 pub mod shuffle;

@@ -12,8 +12,9 @@ use faisca_common::{Error, Result};
 use faisca_engine::codec::{batches_from_ipc, schema_from_ipc};
 use faisca_proto::driver_service_client::DriverServiceClient;
 use faisca_proto::{
-    ExecuteMode, ExecuteSqlRequest, GetJobRequest, JobInfo, KillJobRequest, ListJobsRequest,
-    ResultTicket, StageSummary, execute_sql_response, ticket,
+    CreateViewRequest, ExecuteMode, ExecutePlanRequest, ExecuteSqlRequest, ExecuteSqlResponse,
+    GetJobRequest, JobInfo, KillJobRequest, ListJobsRequest, ResolveSourceRequest, ResultTicket,
+    StageSummary, execute_sql_response, ticket,
 };
 use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::transport::Channel;
@@ -41,6 +42,8 @@ pub struct StatementResult {
     pub job_id: Option<String>,
     /// The statement is a query that was only analyzed (nothing ran).
     pub planned_only: bool,
+    /// For an analyzed query: its logical plan as the driver encoded it.
+    pub logical_plan: Vec<u8>,
 }
 
 impl DriverClient {
@@ -104,6 +107,72 @@ impl DriverClient {
             .await
             .map_err(|s| self.status(s))?
             .into_inner();
+        self.statement_result(response).await
+    }
+
+    /// Run a DataFrame's logical plan (encoded with the client codec) in `session_id`.
+    pub async fn execute_plan(
+        &self,
+        session_id: &str,
+        logical_plan: Vec<u8>,
+        mode: ExecuteMode,
+        job_name: &str,
+    ) -> Result<StatementResult> {
+        let request = ExecutePlanRequest {
+            session_id: session_id.to_string(),
+            logical_plan,
+            mode: mode as i32,
+            job_name: job_name.to_string(),
+        };
+        let response = self
+            .control
+            .clone()
+            .execute_plan(request)
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner();
+        self.statement_result(response).await
+    }
+
+    /// Ask the driver to resolve a DataFrame source; returns the scan's encoded logical plan.
+    pub async fn resolve_source(&self, request: ResolveSourceRequest) -> Result<Vec<u8>> {
+        let what = if request.table.is_empty() {
+            format!("{} source at '{}'", request.format, request.location)
+        } else {
+            format!("table '{}'", request.table)
+        };
+        let response = self
+            .control
+            .clone()
+            .resolve_source(request)
+            .await
+            .map_err(|s| faisca_proto::error_from_status(&s, &format!("resolving the {what}")))?;
+        Ok(response.into_inner().logical_plan)
+    }
+
+    /// Register an encoded logical plan as a temporary view of `session_id`.
+    pub async fn create_view(
+        &self,
+        session_id: &str,
+        name: &str,
+        logical_plan: Vec<u8>,
+        replace: bool,
+    ) -> Result<()> {
+        let request = CreateViewRequest {
+            session_id: session_id.to_string(),
+            name: name.to_string(),
+            logical_plan,
+            replace,
+        };
+        self.control
+            .clone()
+            .create_view(request)
+            .await
+            .map_err(|s| faisca_proto::error_from_status(&s, &format!("creating view '{name}'")))?;
+        Ok(())
+    }
+
+    async fn statement_result(&self, response: ExecuteSqlResponse) -> Result<StatementResult> {
         let schema = schema_from_ipc(&response.schema)?;
         match response.result {
             Some(execute_sql_response::Result::InlineRows(bytes)) => {
@@ -114,6 +183,7 @@ impl DriverClient {
                     stages: None,
                     job_id: None,
                     planned_only: false,
+                    logical_plan: Vec::new(),
                 })
             }
             Some(execute_sql_response::Result::PlannedOnly(_)) => Ok(StatementResult {
@@ -122,6 +192,7 @@ impl DriverClient {
                 stages: None,
                 job_id: None,
                 planned_only: true,
+                logical_plan: response.logical_plan,
             }),
             Some(execute_sql_response::Result::Job(job)) => {
                 let batches = self.job_rows(&job.job_id).await?;
@@ -131,6 +202,7 @@ impl DriverClient {
                     stages: Some(job.stages),
                     job_id: Some(job.job_id),
                     planned_only: false,
+                    logical_plan: Vec::new(),
                 })
             }
             None => Err(Error::internal(

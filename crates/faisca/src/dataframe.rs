@@ -1,89 +1,414 @@
-//! DataFrames (the full Spark-style API arrives with its own issue; this is the core).
+//! DataFrames with Spark's vocabulary.
+//!
+//! A [`DataFrame`] is a DataFusion logical plan over sources the driver resolved (see
+//! [`crate::Session::read`], [`crate::Session::table`], [`crate::Session::sql`]). Transformations
+//! build a new plan here, in the client, without touching data; actions (`collect`, `show`,
+//! `count`, `execute_stream`, `explain`) send the plan to the driver, which plans it into stages
+//! and runs it on the executors. Commands (DDL, `SET`) given to `Session::sql` run at once, as in
+//! Spark; their DataFrame holds the rows they returned.
 
-use datafusion::arrow::array::{Array, StringArray};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, Int64Array, StringArray};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::common::{Column, JoinType};
+use datafusion::dataframe::DataFrame as DfDataFrame;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, Partitioning, SortExpr};
+use datafusion::prelude::coalesce as coalesce_expr;
 use faisca_common::{Error, Result};
+use faisca_engine::logical_codec::{ClientLogicalCodec, encode_logical_plan};
+use faisca_proto::ExecuteMode;
 
 use crate::Session;
-use crate::client::{BatchStream, StatementResult, collect};
+use crate::client::{BatchStream, collect};
+use crate::columns::{IntoColumns, IntoCondition, IntoSorts};
+use crate::grouped::GroupedData;
 
-/// A query of a session. Its rows are computed by the cluster when asked for.
+/// A distributed query of a session. Cheap to clone; transformations return new DataFrames.
+#[derive(Clone)]
 pub struct DataFrame {
     session: Session,
-    sql: String,
-    schema: SchemaRef,
+    plan: LogicalPlan,
     /// Rows of a command that already ran when the DataFrame was made.
-    ran: Option<Vec<RecordBatch>>,
+    ran: Option<Arc<Vec<RecordBatch>>>,
 }
 
 impl std::fmt::Debug for DataFrame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DataFrame")
-            .field("sql", &self.sql)
-            .field("schema", &self.schema)
+            .field("plan", &self.plan.display_indent().to_string())
             .finish()
     }
 }
 
+/// How two DataFrames are joined: Spark's names (`inner`, `left`/`left_outer`, `right`,
+/// `full`/`outer`/`full_outer`, `semi`/`left_semi`, `anti`/`left_anti`, `cross`).
+fn join_type(how: &str) -> Result<Option<JoinType>> {
+    Ok(Some(
+        match how.to_ascii_lowercase().replace('_', "").as_str() {
+            "inner" => JoinType::Inner,
+            "left" | "leftouter" => JoinType::Left,
+            "right" | "rightouter" => JoinType::Right,
+            "full" | "outer" | "fullouter" => JoinType::Full,
+            "semi" | "leftsemi" => JoinType::LeftSemi,
+            "anti" | "leftanti" => JoinType::LeftAnti,
+            "cross" => return Ok(None),
+            _ => {
+                return Err(Error::user(format!(
+                    "unknown join type '{how}': expected inner, left, right, full, semi, anti or cross"
+                )));
+            }
+        },
+    ))
+}
+
 impl DataFrame {
-    pub(crate) async fn new(
+    pub(crate) fn from_plan(session: Session, plan: LogicalPlan) -> Self {
+        DataFrame {
+            session,
+            plan,
+            ran: None,
+        }
+    }
+
+    pub(crate) fn from_command(
         session: Session,
-        sql: String,
-        analyzed: StatementResult,
+        schema: SchemaRef,
+        rows: Vec<RecordBatch>,
     ) -> Result<Self> {
-        let schema = analyzed.schema.clone();
-        // A command already ran on the driver; keep its rows so that collecting does not run it again.
-        let ran = if analyzed.planned_only {
-            None
-        } else {
-            Some(collect(analyzed.batches).await?)
-        };
+        let dfschema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())?;
+        let plan = LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
+            produce_one_row: false,
+            schema: Arc::new(dfschema),
+        });
         Ok(DataFrame {
             session,
-            sql,
-            schema,
-            ran,
+            plan,
+            ran: Some(Arc::new(rows)),
         })
+    }
+
+    /// The DataFusion logical plan (the escape hatch: build on it with DataFusion's API and come
+    /// back with [`Session::data_frame`]).
+    pub fn logical_plan(&self) -> &LogicalPlan {
+        &self.plan
+    }
+
+    /// The session this DataFrame belongs to.
+    pub fn session(&self) -> &Session {
+        &self.session
     }
 
     /// The result schema.
     pub fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        Arc::new(self.plan.schema().as_arrow().clone())
     }
 
-    /// The SQL text.
-    pub fn sql(&self) -> &str {
-        &self.sql
+    /// Column names, in order.
+    pub fn columns(&self) -> Vec<String> {
+        self.plan
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
     }
 
-    /// Run the query; stream its rows.
+    fn df(&self) -> DfDataFrame {
+        DfDataFrame::new(self.session.planner_state(), self.plan.clone())
+    }
+
+    fn derive(&self, df: datafusion::error::Result<DfDataFrame>) -> Result<DataFrame> {
+        Ok(DataFrame::from_plan(
+            self.session.clone(),
+            df?.into_unoptimized_plan(),
+        ))
+    }
+
+    fn derive_plan(&self, plan: datafusion::error::Result<LogicalPlan>) -> Result<DataFrame> {
+        Ok(DataFrame::from_plan(self.session.clone(), plan?))
+    }
+
+    // ---- transformations ----
+
+    /// Columns or expressions: `select(["a", "b"])`, `select(vec![col("a"), col("b") + lit(1)])`.
+    pub fn select(&self, columns: impl IntoColumns) -> Result<DataFrame> {
+        let exprs = columns.into_exprs()?;
+        self.derive(self.df().select(exprs))
+    }
+
+    /// SQL expressions: `select_expr(&["a", "b * 2 AS double_b", "upper(c)"])`.
+    pub fn select_expr(&self, exprs: &[&str]) -> Result<DataFrame> {
+        let df = self.df();
+        let parsed = exprs
+            .iter()
+            .map(|text| crate::columns::parse_aliased(&df, text))
+            .collect::<Result<Vec<_>>>()?;
+        self.derive(df.select(parsed))
+    }
+
+    /// Rows for which `condition` holds: an expression or SQL text (`"a > 1 AND b IS NOT NULL"`).
+    pub fn filter(&self, condition: impl IntoCondition) -> Result<DataFrame> {
+        let df = self.df();
+        let condition = condition.into_condition(&df)?;
+        self.derive(df.filter(condition))
+    }
+
+    /// [`DataFrame::filter`] (Spark's `where`; `where` is a Rust keyword).
+    pub fn where_(&self, condition: impl IntoCondition) -> Result<DataFrame> {
+        self.filter(condition)
+    }
+
+    /// Add or replace column `name`.
+    pub fn with_column(&self, name: &str, expr: Expr) -> Result<DataFrame> {
+        self.derive(self.df().with_column(name, expr))
+    }
+
+    /// Rename column `existing` to `new` (no-op when there is no such column, as in Spark).
+    pub fn with_column_renamed(&self, existing: &str, new: &str) -> Result<DataFrame> {
+        self.derive(self.df().with_column_renamed(existing, new))
+    }
+
+    /// Drop the named columns (names that do not exist are ignored, as in Spark).
+    pub fn drop(&self, columns: &[&str]) -> Result<DataFrame> {
+        let present: Vec<&str> = columns
+            .iter()
+            .copied()
+            .filter(|c| self.plan.schema().has_column_with_unqualified_name(c))
+            .collect();
+        self.derive(self.df().drop_columns(&present))
+    }
+
+    /// Give the DataFrame a name to qualify its columns with (`a.x` after `alias("a")`), e.g. to
+    /// join a DataFrame with itself.
+    pub fn alias(&self, name: &str) -> Result<DataFrame> {
+        self.derive(self.df().alias(name))
+    }
+
+    /// Group rows for aggregation: `group_by(["k"])?.agg(vec![sum(col("v"))])`.
+    pub fn group_by(&self, columns: impl IntoColumns) -> Result<GroupedData> {
+        Ok(GroupedData::new(self.clone(), columns.into_exprs()?))
+    }
+
+    /// Aggregate over all rows (no grouping).
+    pub fn agg(&self, aggregates: Vec<Expr>) -> Result<DataFrame> {
+        self.derive(self.df().aggregate(vec![], aggregates))
+    }
+
+    /// Join with `other` on columns of the same name in both (`on`, Spark's `USING` semantics:
+    /// each key appears once), with join type `how` (see [`join_type`] for the names).
+    pub fn join(&self, other: &DataFrame, on: &[&str], how: &str) -> Result<DataFrame> {
+        let Some(join_type) = join_type(how)? else {
+            return self.cross_join(other);
+        };
+        for key in on {
+            for (side, df) in [("left", self), ("right", other)] {
+                if !df.plan.schema().has_column_with_unqualified_name(key) {
+                    return Err(Error::user(format!(
+                        "join key '{key}' is not a column of the {side} DataFrame: expected one of {}",
+                        df.columns().join(", ")
+                    )));
+                }
+            }
+        }
+        let left = self.plan.clone();
+        let right = other.plan.clone();
+        let joined = LogicalPlanBuilder::from(left.clone())
+            .join_using(
+                right.clone(),
+                join_type,
+                on.iter().map(|k| Column::from_name(*k)).collect::<Vec<_>>(),
+            )
+            .and_then(|b| b.build())
+            .map_err(same_name_hint)?;
+        // Each key once (from the side that has it, either for a full join), then the other
+        // columns of the left, then those of the right.
+        let left_col = |name: &str| column_of(&left, name);
+        let right_col = |name: &str| column_of(&right, name);
+        let mut projection = Vec::new();
+        for key in on {
+            let l = left_col(key)?;
+            let key_expr = match join_type {
+                JoinType::Right => right_col(key)?,
+                JoinType::Full => coalesce_expr(vec![l, right_col(key)?]).alias(*key),
+                _ => l,
+            };
+            projection.push(key_expr);
+        }
+        let rest = |plan: &LogicalPlan| -> Vec<Expr> {
+            plan.schema()
+                .iter()
+                .filter(|(_, f)| !on.contains(&f.name().as_str()))
+                .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+                .collect()
+        };
+        projection.extend(rest(&left));
+        if !matches!(join_type, JoinType::LeftSemi | JoinType::LeftAnti) {
+            projection.extend(rest(&right));
+        }
+        self.derive_plan(
+            LogicalPlanBuilder::from(joined)
+                .project(projection)
+                .and_then(|b| b.build()),
+        )
+    }
+
+    /// Join with `other` where `condition` holds (both sides' columns stay), with join type `how`.
+    pub fn join_on(&self, other: &DataFrame, condition: Expr, how: &str) -> Result<DataFrame> {
+        let Some(join_type) = join_type(how)? else {
+            return self.cross_join(other)?.filter(condition);
+        };
+        self.derive(
+            self.df()
+                .join_on(other.df(), join_type, [condition])
+                .map_err(|e| DataFusionError::External(Box::new(same_name_hint(e)))),
+        )
+    }
+
+    /// Every row of this DataFrame with every row of `other`.
+    pub fn cross_join(&self, other: &DataFrame) -> Result<DataFrame> {
+        self.derive_plan(
+            LogicalPlanBuilder::from(self.plan.clone())
+                .cross_join(other.plan.clone())
+                .and_then(|b| b.build()),
+        )
+    }
+
+    /// Sort: `order_by(["a"])`, `order_by(vec![desc(col("b")), asc(col("a"))])`.
+    pub fn order_by(&self, sorts: impl IntoSorts) -> Result<DataFrame> {
+        let sorts: Vec<SortExpr> = sorts.into_sorts()?;
+        self.derive(self.df().sort(sorts))
+    }
+
+    /// [`DataFrame::order_by`].
+    pub fn sort(&self, sorts: impl IntoSorts) -> Result<DataFrame> {
+        self.order_by(sorts)
+    }
+
+    /// The first `n` rows.
+    pub fn limit(&self, n: usize) -> Result<DataFrame> {
+        self.derive(self.df().limit(0, Some(n)))
+    }
+
+    /// Distinct rows.
+    pub fn distinct(&self) -> Result<DataFrame> {
+        self.derive(self.df().distinct())
+    }
+
+    /// One row per distinct value of `subset` (all columns when empty); which row is kept is
+    /// unspecified, as in Spark.
+    pub fn drop_duplicates(&self, subset: &[&str]) -> Result<DataFrame> {
+        if subset.is_empty() {
+            return self.distinct();
+        }
+        let on = subset
+            .iter()
+            .map(|c| column_of(&self.plan, c))
+            .collect::<Result<Vec<_>>>()?;
+        let all = self
+            .plan
+            .schema()
+            .iter()
+            .map(|(q, f)| Expr::Column(Column::new(q.cloned(), f.name())))
+            .collect();
+        self.derive(self.df().distinct_on(on, all, None))
+    }
+
+    /// Rows of both, matched by position (Spark's `union`: duplicates kept).
+    pub fn union(&self, other: &DataFrame) -> Result<DataFrame> {
+        self.derive(self.df().union(other.df()))
+    }
+
+    /// Rows of both, matched by column name (duplicates kept).
+    pub fn union_by_name(&self, other: &DataFrame) -> Result<DataFrame> {
+        self.derive(self.df().union_by_name(other.df()))
+    }
+
+    /// Redistribute rows into `n` partitions, by hash of `columns` (round-robin when empty).
+    /// DataFusion plans exchanges itself (it keeps a hash exchange only where an operator needs
+    /// one), so the request sets how many partitions — tasks — the query's shuffles have.
+    pub fn repartition(&self, n: usize, columns: impl IntoColumns) -> Result<DataFrame> {
+        if n == 0 {
+            return Err(Error::user("repartition needs at least 1 partition"));
+        }
+        let exprs = columns.into_exprs()?;
+        let partitioning = if exprs.is_empty() {
+            Partitioning::RoundRobinBatch(n)
+        } else {
+            Partitioning::Hash(exprs, n)
+        };
+        self.derive(self.df().repartition(partitioning))
+    }
+
+    /// Fewer partitions: the query's shuffles have `n` partitions (see
+    /// [`DataFrame::repartition`]).
+    pub fn coalesce(&self, n: usize) -> Result<DataFrame> {
+        self.repartition(n, Vec::<Expr>::new())
+    }
+
+    // ---- actions ----
+
+    fn encoded(&self) -> Result<Vec<u8>> {
+        encode_logical_plan(&self.plan, &ClientLogicalCodec)
+    }
+
+    /// Run the query on the cluster; stream its rows. Dropping the stream cancels the job.
     pub async fn execute_stream(&self) -> Result<BatchStream> {
         if let Some(rows) = &self.ran {
-            return Ok(Box::pin(futures::stream::iter(
-                rows.clone().into_iter().map(Ok),
-            )));
+            let rows = rows.as_ref().clone();
+            return Ok(Box::pin(futures::stream::iter(rows.into_iter().map(Ok))));
         }
-        Ok(self.session.execute_sql(&self.sql).await?.batches)
+        let result = self
+            .session
+            .client()
+            .execute_plan(self.session.id(), self.encoded()?, ExecuteMode::Run, "")
+            .await?;
+        Ok(result.batches)
     }
 
-    /// Run the query; collect its rows.
+    /// Run the query on the cluster; collect its rows.
     pub async fn collect(&self) -> Result<Vec<RecordBatch>> {
-        if let Some(rows) = &self.ran {
-            return Ok(rows.clone());
-        }
         collect(self.execute_stream().await?).await
     }
 
-    /// Print up to `20` rows as a table.
+    /// Number of rows (computed on the cluster).
+    pub async fn count(&self) -> Result<u64> {
+        let counted = self.derive(self.df().aggregate(
+            vec![],
+            vec![datafusion::functions_aggregate::expr_fn::count(
+                    datafusion::prelude::lit(1),
+                )
+                .alias("count")],
+        ))?;
+        let batches = counted.collect().await?;
+        let value = batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .and_then(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .map(|a| a.value(0))
+            })
+            .ok_or_else(|| Error::internal("count returned no row"))?;
+        Ok(value as u64)
+    }
+
+    /// Print up to 20 rows as a table.
     pub async fn show(&self) -> Result<()> {
         self.show_n(20).await
     }
 
-    /// Print up to `n` rows as a table.
+    /// Print up to `n` rows as a table (only `n` rows are computed and sent).
     pub async fn show_n(&self, n: usize) -> Result<()> {
-        let batches = self.collect().await?;
+        let batches = if self.ran.is_some() {
+            self.collect().await?
+        } else {
+            self.limit(n)?.collect().await?
+        };
         let mut left = n;
         let mut shown = Vec::new();
         for b in batches {
@@ -98,10 +423,67 @@ impl DataFrame {
         Ok(())
     }
 
-    /// The distributed plan: stages with their task counts, and each stage's operators.
+    /// The optimized logical plan and the distributed plan: stages with their task counts, and
+    /// each stage's operators.
     pub async fn explain(&self) -> Result<String> {
-        self.session.explain_sql(&self.sql).await
+        let result = self
+            .session
+            .client()
+            .execute_plan(self.session.id(), self.encoded()?, ExecuteMode::Explain, "")
+            .await?;
+        explain_text(&collect(result.batches).await?)
     }
+
+    /// Register this DataFrame as the temporary view `name` of the session (replacing one of
+    /// that name), for SQL: `session.sql("SELECT … FROM name")`.
+    pub async fn create_or_replace_temp_view(&self, name: &str) -> Result<()> {
+        self.session
+            .client()
+            .create_view(self.session.id(), name, self.encoded()?, true)
+            .await
+    }
+
+    /// Register this DataFrame as the temporary view `name`; an error if the name is taken.
+    pub async fn create_temp_view(&self, name: &str) -> Result<()> {
+        self.session
+            .client()
+            .create_view(self.session.id(), name, self.encoded()?, false)
+            .await
+    }
+}
+
+/// A join of two DataFrames with the same name (a DataFrame with itself) needs an alias.
+fn same_name_hint(e: DataFusionError) -> Error {
+    let duplicate = matches!(
+        e.find_root(),
+        DataFusionError::SchemaError(s, _)
+            if matches!(**s, datafusion::common::SchemaError::DuplicateQualifiedField { .. })
+    );
+    let e = Error::from(e);
+    if duplicate {
+        e.context("both sides of the join have the same name: give one side another with .alias(\"name\")")
+    } else {
+        e
+    }
+}
+
+/// The column `name` of `plan`, qualified as the plan qualifies it.
+fn column_of(plan: &LogicalPlan, name: &str) -> Result<Expr> {
+    let (qualifier, field) = plan
+        .schema()
+        .qualified_field_with_unqualified_name(name)
+        .map_err(|_| {
+            Error::user(format!(
+                "no column '{name}': expected one of {}",
+                plan.schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+    Ok(Expr::Column(Column::new(qualifier.cloned(), field.name())))
 }
 
 /// The `plan` column of EXPLAIN rows, joined, with `plan_type` headers.

@@ -16,12 +16,20 @@
 //! ([`client`]). A [`DataFrame`] is a query of the session, run when its rows are asked for.
 
 pub mod client;
+mod columns;
 pub mod dataframe;
+pub mod functions;
+mod grouped;
 pub mod local;
+mod reader;
 pub mod session;
 
+pub use columns::{IntoColumns, IntoCondition, IntoSorts};
 pub use dataframe::DataFrame;
 pub use faisca_common::{Error, FaiscaConfig, Result};
+pub use functions::{Over, Window, WindowSpec};
+pub use grouped::GroupedData;
+pub use reader::DataFrameReader;
 pub use session::{Session, SessionBuilder};
 
 /// The driver process, for programs (like the `faisca` CLI) that run one.
@@ -29,5 +37,9 @@ pub use faisca_driver as driver;
 /// The executor process, for programs that run one.
 pub use faisca_executor as executor;
 
+/// DataFusion, whose expressions and logical plans DataFrames are made of.
+pub use datafusion;
 /// Arrow, as used in Faísca's results.
 pub use datafusion::arrow;
+/// An expression: what column functions take and return.
+pub use datafusion::logical_expr::Expr;

@@ -9,9 +9,15 @@ use faisca_proto::{
 };
 use tokio::sync::Mutex;
 
-use crate::DataFrame;
+use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use faisca_engine::logical_codec::{ClientLogicalCodec, decode_logical_plan};
+use faisca_engine::session_config::datafusion_config;
+
 use crate::client::{DriverClient, StatementResult};
 use crate::local::{LocalCluster, parse_local_master};
+use crate::{DataFrame, DataFrameReader};
 
 /// Builds a [`Session`].
 #[derive(Debug, Clone)]
@@ -73,11 +79,18 @@ impl SessionBuilder {
             })?
             .into_inner()
             .session_id;
+        let planner = SessionContext::new_with_state(
+            SessionStateBuilder::new()
+                .with_config(datafusion_config(&config)?)
+                .with_default_features()
+                .build(),
+        );
         Ok(Session {
             inner: Arc::new(Inner {
                 id,
                 client,
                 config,
+                planner,
                 local: Mutex::new(local),
             }),
         })
@@ -88,6 +101,8 @@ struct Inner {
     id: String,
     client: DriverClient,
     config: FaiscaConfig,
+    /// Where DataFrame plans are built: functions and options, no tables, no data.
+    planner: SessionContext,
     local: Mutex<Option<LocalCluster>>,
 }
 
@@ -132,14 +147,55 @@ impl Session {
     }
 
     /// A DataFrame for one SQL statement. Commands (`CREATE`, `SET`, `DROP`, ...) run now, as in
-    /// Spark; a query is planned (so errors show now) and runs when its rows are asked for.
+    /// Spark; a query is planned (so errors show now), can be transformed further, and runs when
+    /// its rows are asked for.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
         let result = self
             .inner
             .client
             .execute(&self.inner.id, sql, ExecuteMode::Analyze, "")
             .await?;
-        DataFrame::new(self.clone(), sql.to_string(), result).await
+        if result.planned_only {
+            return self.data_frame_from_driver(&result.logical_plan);
+        }
+        let schema = result.schema.clone();
+        DataFrame::from_command(
+            self.clone(),
+            schema,
+            crate::client::collect(result.batches).await?,
+        )
+    }
+
+    /// Read files: `session.read().parquet(url)`, `.option("header", "true").csv(url)`, …
+    pub fn read(&self) -> DataFrameReader {
+        DataFrameReader::new(self.clone())
+    }
+
+    /// A table or view of the session's catalog.
+    pub async fn table(&self, name: &str) -> Result<DataFrame> {
+        let request = faisca_proto::ResolveSourceRequest {
+            session_id: self.inner.id.clone(),
+            table: name.to_string(),
+            ..Default::default()
+        };
+        let plan = self.inner.client.resolve_source(request).await?;
+        self.data_frame_from_driver(&plan)
+    }
+
+    /// A DataFrame of a DataFusion logical plan built on this session's DataFrames (the escape
+    /// hatch back from [`DataFrame::logical_plan`]).
+    pub fn data_frame(&self, plan: LogicalPlan) -> DataFrame {
+        DataFrame::from_plan(self.clone(), plan)
+    }
+
+    pub(crate) fn data_frame_from_driver(&self, plan: &[u8]) -> Result<DataFrame> {
+        let plan = decode_logical_plan(plan, &self.inner.planner.task_ctx(), &ClientLogicalCodec)?;
+        Ok(DataFrame::from_plan(self.clone(), plan))
+    }
+
+    /// The state DataFrame plans are built with.
+    pub(crate) fn planner_state(&self) -> SessionState {
+        self.inner.planner.state()
     }
 
     /// Run one SQL statement now and return its rows as a stream (one round trip to the driver).

@@ -1,0 +1,135 @@
+//! DataFrame sources the driver resolves for its clients (files of a format at a URL) and
+//! temporary views made from DataFrames.
+//!
+//! A file source is what `CREATE EXTERNAL TABLE` would make, without a name in the catalog: the
+//! format's table factory infers the schema and discovers Hive-style partition directories
+//! (`year=2024/month=1/`). Options take DataFusion's names (`format.has_header`) or Spark's
+//! (`header`, `sep`, …).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::common::{DFSchema, TableReference};
+use datafusion::datasource::provider_as_source;
+use datafusion::datasource::view::ViewTable;
+use datafusion::logical_expr::{CreateExternalTable, LogicalPlan, LogicalPlanBuilder};
+use faisca_common::{Error, Result};
+use faisca_proto::ResolveSourceRequest;
+
+use crate::session::Session;
+
+/// Formats a DataFrame reader accepts.
+pub const FORMATS: &[&str] = &["parquet", "csv", "json", "arrow", "avro"];
+
+/// Spark's reader option names and DataFusion's equivalents.
+const SPARK_OPTIONS: &[(&str, &str)] = &[
+    ("header", "format.has_header"),
+    ("sep", "format.delimiter"),
+    ("delimiter", "format.delimiter"),
+    ("quote", "format.quote"),
+    ("escape", "format.escape"),
+    ("comment", "format.comment"),
+    ("nullvalue", "format.null_value"),
+    ("dateformat", "format.date_format"),
+    ("timestampformat", "format.timestamp_format"),
+    ("compression", "format.compression"),
+    ("newlinesinvalue", "format.newlines_in_values"),
+];
+
+/// A reader option as DataFusion's table factories name it.
+pub fn option_key(key: &str) -> String {
+    let lower = key.trim().to_ascii_lowercase();
+    if let Some((_, ours)) = SPARK_OPTIONS.iter().find(|(spark, _)| *spark == lower) {
+        return ours.to_string();
+    }
+    if lower.contains('.') {
+        lower
+    } else {
+        format!("format.{lower}")
+    }
+}
+
+/// The scan of the files at `request.location` in `request.format`.
+pub async fn file_source(session: &Session, request: &ResolveSourceRequest) -> Result<LogicalPlan> {
+    let format = request.format.trim().to_ascii_lowercase();
+    if !FORMATS.contains(&format.as_str()) {
+        return Err(Error::user(format!(
+            "unknown data source format '{}': expected one of {}",
+            request.format,
+            FORMATS.join(", ")
+        )));
+    }
+    if request.location.trim().is_empty() {
+        return Err(Error::user(format!(
+            "no location given for the {format} source: expected a URL or path"
+        )));
+    }
+    let options: HashMap<String, String> = request
+        .options
+        .iter()
+        .map(|o| (option_key(&o.key), o.value.clone()))
+        .collect();
+    let state = session.ctx.state();
+    let factory = state
+        .table_factories()
+        .get(&format.to_ascii_uppercase())
+        .cloned()
+        .ok_or_else(|| Error::internal(format!("no table factory for format {format}")))?;
+    // A name of its own, so that columns of two sources joined together stay distinguishable.
+    let stem: String = request
+        .location
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let stem = if stem.is_empty() {
+        format.clone()
+    } else {
+        stem
+    };
+    let name = TableReference::bare(format!("{stem}_{}", session.sources.next_id()));
+    let command = CreateExternalTable::builder(
+        name.clone(),
+        request.location.clone(),
+        format.to_ascii_uppercase(),
+        Arc::new(DFSchema::empty()),
+    )
+    .with_options(options)
+    .build();
+    let provider = factory.create(&state, &command).await.map_err(|e| {
+        Error::from(e).context(format!("reading {format} at '{}'", request.location))
+    })?;
+    Ok(LogicalPlanBuilder::scan(name, provider_as_source(provider), None)?.build()?)
+}
+
+/// Register `plan` as the temporary view `name`; an existing table or view of that name is
+/// replaced when `replace`, and an error otherwise.
+pub fn register_view(
+    session: &Session,
+    name: &str,
+    plan: LogicalPlan,
+    replace: bool,
+) -> Result<()> {
+    if name.trim().is_empty() {
+        return Err(Error::user("a view needs a name"));
+    }
+    let exists = session.ctx.table_exist(name)?;
+    if exists && !replace {
+        return Err(Error::user(format!(
+            "a table or view named '{name}' already exists: use create_or_replace_temp_view to replace it"
+        )));
+    }
+    if exists {
+        session.ctx.deregister_table(name)?;
+    }
+    session
+        .ctx
+        .register_table(name, Arc::new(ViewTable::new(plan, None)))?;
+    Ok(())
+}
