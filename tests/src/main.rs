@@ -5,6 +5,7 @@
 //! * [`cli`]: `faisca driver` + `faisca executor` processes, queried with `faisca sql --format csv`.
 //! * [`splits`]: task sizing of real Parquet scans.
 //! * [`errors`]: bad input gives clear errors and non-zero exit codes.
+//! * [`udf`]: user-defined functions on the cluster, and an executor that lacks one.
 //! * [`faults`]: injected task failures, executors killed mid-query, cancellation, many jobs.
 
 mod cli;
@@ -15,3 +16,4 @@ mod faults;
 mod readme;
 mod splits;
 mod tpch;
+mod udf;

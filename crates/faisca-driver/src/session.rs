@@ -23,10 +23,11 @@ pub struct Session {
 impl Session {
     /// A new session with `config`.
     pub fn new(config: FaiscaConfig) -> Result<Self> {
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_config(datafusion_config(&config)?)
             .with_default_features()
             .build();
+        faisca_engine::udf::add_registered(&mut state)?;
         Ok(Session {
             ctx: SessionContext::new_with_state(state),
             config,

@@ -99,6 +99,12 @@ pub fn decode_stage_plan(
         bytes,
         ctx,
         &FaiscaCodec,
+    )
+    .map_err(
+        |e| match crate::udf::missing_function_error(&e.to_string()) {
+            Some(missing) => missing,
+            None => Error::from(e),
+        },
     )?;
     if !hash_partitioned {
         return Ok((root, None));

@@ -15,6 +15,7 @@
 //! * [`rpc`] holds the gRPC server and client settings both processes share.
 //! * [`codec`] encodes stage plans (with their output partitioning) and schemas for the wire;
 //!   [`logical_codec`] encodes DataFrame logical plans between clients and the driver.
+//! * [`udf`] holds the user-defined functions every process of a program registers.
 //! * [`yielding`] makes a decoded plan's leaves yield between batches, so that a cancelled task
 //!   stops promptly.
 
@@ -23,4 +24,5 @@ pub mod logical_codec;
 pub mod rpc;
 pub mod session_config;
 pub mod shuffle;
+pub mod udf;
 pub mod yielding;

@@ -122,10 +122,11 @@ impl Executor {
                     .with_mode(DiskManagerMode::Directories(vec![spill_dir])),
             )
             .build_arc()?;
-        let state = SessionStateBuilder::new()
+        let mut state = SessionStateBuilder::new()
             .with_default_features()
             .with_runtime_env(runtime)
             .build();
+        faisca_engine::udf::add_registered(&mut state)?;
         let base_task_context = Arc::new(TaskContext::from(&state));
 
         let (listener, flight_address) =

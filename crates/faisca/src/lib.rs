@@ -34,6 +34,8 @@ pub use session::{Session, SessionBuilder};
 
 /// The driver process, for programs (like the `faisca` CLI) that run one.
 pub use faisca_driver as driver;
+/// User-defined functions: register them before starting sessions, drivers or executors.
+pub use faisca_engine::udf;
 /// The executor process, for programs that run one.
 pub use faisca_executor as executor;
 

@@ -79,12 +79,12 @@ impl SessionBuilder {
             })?
             .into_inner()
             .session_id;
-        let planner = SessionContext::new_with_state(
-            SessionStateBuilder::new()
-                .with_config(datafusion_config(&config)?)
-                .with_default_features()
-                .build(),
-        );
+        let mut planner_state = SessionStateBuilder::new()
+            .with_config(datafusion_config(&config)?)
+            .with_default_features()
+            .build();
+        faisca_engine::udf::add_registered(&mut planner_state)?;
+        let planner = SessionContext::new_with_state(planner_state);
         Ok(Session {
             inner: Arc::new(Inner {
                 id,
