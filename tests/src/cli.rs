@@ -28,7 +28,12 @@ pub fn start_driver() -> (Child, String) {
 
 /// [`start_driver`] with extra arguments (e.g. `--conf k=v`).
 pub fn start_driver_with(extra: &[&str]) -> (Child, String) {
-    let mut driver = Command::new(faisca_bin())
+    start_driver_from(Command::new(faisca_bin()), extra)
+}
+
+/// Start `faisca driver` from `command` (the `faisca` binary, perhaps with extra environment).
+pub fn start_driver_from(mut command: Command, extra: &[&str]) -> (Child, String) {
+    let mut driver = command
         .args(["driver", "--bind", "127.0.0.1:0"])
         .args(extra)
         .stdout(Stdio::null())

@@ -6,6 +6,7 @@
 //! * [`splits`]: task sizing of real Parquet scans.
 //! * [`errors`]: bad input gives clear errors and non-zero exit codes.
 //! * [`udf`]: user-defined functions on the cluster, and an executor that lacks one.
+//! * [`s3`]: Parquet on a real S3-compatible server (moto), Hive partitions, AWS_* environment.
 //! * [`faults`]: injected task failures, executors killed mid-query, cancellation, many jobs.
 
 mod cli;
@@ -14,6 +15,7 @@ mod dataframe;
 mod errors;
 mod faults;
 mod readme;
+mod s3;
 mod splits;
 mod tpch;
 mod udf;

@@ -214,7 +214,14 @@ impl FaiscaConfig {
     /// Set one key, validating `faisca.*` keys.
     pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
         let lower = key.trim().to_ascii_lowercase();
-        if lower.starts_with("faisca.") {
+        if lower.starts_with("faisca.store.") {
+            if !is_store_key(&lower) {
+                return Err(Error::user(format!(
+                    "invalid object store key '{key}': expected faisca.store.<s3|gs|az>.<bucket>.<option>, e.g. faisca.store.s3.my-bucket.endpoint"
+                )));
+            }
+            self.values.insert(lower, value.trim().to_string());
+        } else if lower.starts_with("faisca.") {
             let spec = spec(&lower).ok_or_else(|| {
                 Error::user(format!(
                     "unknown configuration key '{key}': expected one of {}",
@@ -429,6 +436,17 @@ fn parse_task_delay(text: &str) -> std::result::Result<Option<InjectedDelay>, ()
         stages: StageSelector::parse(stage).ok_or(())?,
         delay: parse_duration(delay).map_err(|_| ())?,
     }))
+}
+
+/// Whether `key` (lower-case) is `faisca.store.<s3|gs|az>.<bucket>.<option>`.
+pub fn is_store_key(key: &str) -> bool {
+    let Some(rest) = key.strip_prefix("faisca.store.") else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.splitn(3, '.').collect();
+    parts.len() == 3
+        && ["s3", "gs", "az"].contains(&parts[0])
+        && parts.iter().all(|p| !p.is_empty())
 }
 
 fn validate(spec: &KeySpec, value: &str) -> Result<()> {

@@ -6,7 +6,11 @@
 //! * [`parquet_layout`]: reads Parquet footers (through `object_store`) to find the byte ranges
 //!   of row groups, which is where a large file may be split.
 //!
-//! Kafka (offset ranges, checkpoints) and object-store configuration from URLs come with later work.
+//! * [`stores`]: object stores by URL (`file`, `s3`, `gs`, `az`, `http(s)`, `memory`), configured
+//!   from each process's environment and the session's `faisca.store.*` keys.
+//!
+//! Kafka (offset ranges, checkpoints) comes with later work.
 
 pub mod parquet_layout;
 pub mod splits;
+pub mod stores;

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionContext;
 use faisca_common::{FaiscaConfig, Result};
+use faisca_connectors::stores::StoreRegistry;
 use faisca_engine::logical_codec::{DriverLogicalCodec, SourceRegistry};
 use faisca_engine::session_config::datafusion_config;
 
@@ -23,8 +25,12 @@ pub struct Session {
 impl Session {
     /// A new session with `config`.
     pub fn new(config: FaiscaConfig) -> Result<Self> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_object_store_registry(Arc::new(StoreRegistry::new(&config)))
+            .build_arc()?;
         let mut state = SessionStateBuilder::new()
             .with_config(datafusion_config(&config)?)
+            .with_runtime_env(runtime)
             .with_default_features()
             .build();
         faisca_engine::udf::add_registered(&mut state)?;

@@ -19,7 +19,7 @@ use faisca_proto::ResolveSourceRequest;
 use crate::session::Session;
 
 /// Formats a DataFrame reader accepts.
-pub const FORMATS: &[&str] = &["parquet", "csv", "json", "arrow", "avro"];
+pub const FORMATS: &[&str] = &["parquet", "csv", "json", "arrow"];
 
 /// Spark's reader option names and DataFusion's equivalents.
 const SPARK_OPTIONS: &[(&str, &str)] = &[

@@ -58,3 +58,48 @@ pub fn datafusion_config(config: &FaiscaConfig) -> Result<SessionConfig> {
     }
     Ok(df)
 }
+
+/// The `faisca.store.*` pairs of a configuration.
+type StoreKeys = Vec<(String, String)>;
+
+/// Runtimes by object-store options: tasks of sessions with the same `faisca.store.*` keys share
+/// one runtime (and so their store clients and connections); every runtime shares the memory
+/// pool, disk manager and caches of `base`.
+#[derive(Debug, Default)]
+pub struct RuntimesByStores {
+    runtimes: std::sync::Mutex<
+        std::collections::HashMap<
+            StoreKeys,
+            std::sync::Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+        >,
+    >,
+}
+
+impl RuntimesByStores {
+    /// The runtime for tasks run with `config`.
+    pub fn runtime(
+        &self,
+        base: &datafusion::execution::runtime_env::RuntimeEnv,
+        config: &FaiscaConfig,
+    ) -> Result<std::sync::Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
+        let key: StoreKeys = config
+            .pairs()
+            .filter(|(k, _)| k.starts_with("faisca.store."))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut runtimes = self
+            .runtimes
+            .lock()
+            .map_err(|_| Error::internal("runtime cache lock poisoned"))?;
+        if let Some(runtime) = runtimes.get(&key) {
+            return Ok(runtime.clone());
+        }
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(base)
+            .with_object_store_registry(std::sync::Arc::new(
+                faisca_connectors::stores::StoreRegistry::new(config),
+            ))
+            .build_arc()?;
+        runtimes.insert(key, runtime.clone());
+        Ok(runtime)
+    }
+}

@@ -70,6 +70,8 @@ pub struct ExecutorContext {
     pub stages: stage_cache::StageCache,
     /// Map outputs kept in memory.
     pub shuffle_memory: Arc<MemoryShuffleStore>,
+    /// Task runtimes by the object-store options of their sessions.
+    pub runtimes: faisca_engine::session_config::RuntimesByStores,
 }
 
 /// A running executor.
@@ -163,6 +165,7 @@ impl Executor {
             config: options.config.clone(),
             stages: stage_cache::StageCache::default(),
             shuffle_memory,
+            runtimes: Default::default(),
         });
         let registration = connection::register(&options, &context, &flight_address).await;
         let connection = match registration {

@@ -142,7 +142,9 @@ fn prepare(context: &ExecutorContext, launch: &LaunchTask) -> Result<PreparedSta
         base.higher_order_functions().clone(),
         base.aggregate_functions().clone(),
         base.window_functions().clone(),
-        base.runtime_env(),
+        context
+            .runtimes
+            .runtime(base.runtime_env().as_ref(), &config)?,
     ));
     let hash_partitioned = launch.output.unwrap_or_default().hash_partitioned;
     let (plan, partitioning) = decode_stage_plan(&launch.plan, hash_partitioned, &task_context)?;

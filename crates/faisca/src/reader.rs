@@ -24,8 +24,8 @@ impl DataFrameReader {
         }
     }
 
-    /// The format [`DataFrameReader::load`] reads: `parquet` (default), `csv`, `json`, `arrow`,
-    /// `avro`.
+    /// The format [`DataFrameReader::load`] reads: `parquet` (default), `csv`, `json` (newline
+    /// delimited), `arrow` (IPC files).
     pub fn format(mut self, format: &str) -> Self {
         self.format = format.to_string();
         self
