@@ -42,22 +42,36 @@ async fn missing_and_corrupt_files_are_named() {
     let missing = "/nonexistent-faisca-dir/t.parquet";
     let e = session.register_parquet("t", missing).await.unwrap_err();
     assert!(e.to_string().contains("nonexistent-faisca-dir"), "{e}");
+    // A directory with a good file and a truncated one: the error names the bad file's URL,
+    // whether the schema is inferred (footers read at CREATE) or given (footers read at planning).
     let dir = tempfile::tempdir().unwrap();
-    let corrupt = dir.path().join("corrupt.parquet");
-    std::fs::write(&corrupt, b"this is not a parquet file, just some bytes").unwrap();
+    let good = std::fs::read(crate::common::tpch_dir().join("nation/part-1.parquet")).unwrap();
+    std::fs::write(dir.path().join("good.parquet"), &good).unwrap();
+    std::fs::write(
+        dir.path().join("truncated.parquet"),
+        &good[..good.len() / 2],
+    )
+    .unwrap();
+    let bad_url = format!("file://{}/truncated.parquet", dir.path().display());
     let e = session
         .sql(&format!(
-            "CREATE EXTERNAL TABLE c STORED AS PARQUET LOCATION '{}'",
-            corrupt.display()
+            "CREATE EXTERNAL TABLE c STORED AS PARQUET LOCATION '{}/'",
+            dir.path().display()
         ))
         .await
-        .map(|_| ())
-        .and(Err::<(), Error>(Error::user("expected an error")))
         .unwrap_err();
+    assert!(e.to_string().contains(&bad_url), "{e}");
+    assert!(!e.is_retryable(), "a corrupt file is not retried: {e}");
+    let sql = format!(
+        "CREATE EXTERNAL TABLE c2 (n_nationkey BIGINT, n_name VARCHAR, n_regionkey BIGINT, n_comment VARCHAR) \
+         STORED AS PARQUET LOCATION '{}/'; SELECT count(*) FROM c2",
+        dir.path().display()
+    );
+    let (code, _, stderr) = crate::cli::faisca_sql(&["--master", "local[1]", "-e", &sql]);
+    assert_eq!(code, 1);
     assert!(
-        e.to_string().contains("corrupt.parquet")
-            || e.to_string().to_lowercase().contains("parquet"),
-        "{e}"
+        stderr.contains(&bad_url),
+        "the CLI shows the file: {stderr}"
     );
     session.stop().await;
 }

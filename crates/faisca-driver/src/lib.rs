@@ -16,6 +16,7 @@
 //! broken stream means a lost executor.
 
 pub mod actor;
+pub mod diagnose;
 pub mod flight;
 pub mod planning;
 pub mod scheduler;

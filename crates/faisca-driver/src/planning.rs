@@ -100,7 +100,14 @@ pub async fn plan_statement(
             "INSERT and COPY are not supported yet: distributed writes with a commit protocol come with the data-lake I/O work",
         )),
         LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::DescribeTable(_) => {
-            let df = session.ctx.execute_logical_plan(plan.clone()).await?;
+            let df = match session.ctx.execute_logical_plan(plan.clone()).await {
+                Ok(df) => df,
+                Err(e) => {
+                    return Err(
+                        crate::diagnose::name_bad_parquet_file(session, &plan, e.into()).await,
+                    );
+                }
+            };
             let schema = Arc::new(df.schema().as_arrow().clone());
             let batches = df.collect().await?;
             Ok(Planned::Inline { schema, batches })
@@ -171,11 +178,23 @@ fn requested_partitions(plan: &LogicalPlan) -> Result<Option<usize>> {
     Ok(requested)
 }
 
-/// DataFusion's physical plan with Faísca's task splits applied to its file scans.
+/// DataFusion's physical plan with Faísca's task splits applied to its file scans; a Parquet
+/// error names the file.
 ///
 /// Planned twice: the first plan shows which files each scan reads; the second applies the splits
 /// before DataFusion's distribution rules run (see `faisca_planner::scans::ApplySplits`).
 pub async fn physical_plan(
+    session: &Session,
+    plan: &LogicalPlan,
+    total_cores: usize,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    match split_physical_plan(session, plan, total_cores).await {
+        Ok(physical) => Ok(physical),
+        Err(e) => Err(crate::diagnose::name_bad_parquet_file(session, plan, e).await),
+    }
+}
+
+async fn split_physical_plan(
     session: &Session,
     plan: &LogicalPlan,
     total_cores: usize,
