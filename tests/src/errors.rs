@@ -1,6 +1,6 @@
 //! Bad input gives an error that names the thing and says what was expected; the CLI exits ≠ 0.
 
-use faisca::{Error, Session};
+use faisca::Session;
 use faisca_common::Fault;
 
 use crate::cli::{Processes, faisca_sql, start_driver, start_executor};
