@@ -16,10 +16,12 @@ pub mod bench_recovery;
 pub mod cli;
 pub mod commands;
 pub mod demo;
+mod entry;
 pub mod jobs;
 pub mod output;
 pub mod script;
 pub mod tpch;
 
 pub use cli::{Cli, run};
+pub use entry::main;
 pub use jobs::Interrupted;

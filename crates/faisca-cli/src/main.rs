@@ -1,34 +1,5 @@
 //! The `faisca` binary. See `faisca --help`.
 
-use clap::Parser;
-
 fn main() {
-    let cli = faisca_cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FAISCA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            std::process::exit(1);
-        }
-    };
-    let result = runtime.block_on(faisca_cli::run(cli));
-    // Do not wait for background tasks (servers, streams) once the command is done.
-    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
-    if let Err(e) = result {
-        if e.downcast_ref::<faisca_cli::Interrupted>().is_some() {
-            std::process::exit(130);
-        }
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+    faisca_cli::main();
 }
