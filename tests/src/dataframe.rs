@@ -467,3 +467,81 @@ async fn views_sql_dataframes_and_other_formats() {
     assert!(err.contains("no_such_option"), "{err}");
     fx.session.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_time_windows_match_sql() {
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    use datafusion::functions::core::expr_ext::FieldAccessor;
+    let fx = Fixture::new().await;
+    let ts = DataType::Timestamp(TimeUnit::Nanosecond, None);
+    let orders = fx
+        .parquet("orders")
+        .await
+        .filter(col("o_orderdate").lt(lit("1992-03-01")))
+        .unwrap()
+        .with_column("ts", cast(col("o_orderdate"), ts.clone()))
+        .unwrap();
+    let source = "(SELECT CAST(o_orderdate AS TIMESTAMP) AS ts FROM orders WHERE o_orderdate < DATE '1992-03-01')";
+
+    // Tumbling: one window per row.
+    let tumbling = orders
+        .group_by(vec![window(col("ts"), "7 days", None).unwrap()])
+        .unwrap()
+        .agg(vec![count(lit(1)).alias("n")])
+        .unwrap()
+        .select(vec![
+            col("window").field("start").alias("start"),
+            col("window").field("end").alias("end"),
+            col("n"),
+        ])
+        .unwrap();
+    fx.same(
+        "tumbling window",
+        &tumbling,
+        &format!(
+            "SELECT date_bin(INTERVAL '7 days', ts, TIMESTAMP '1970-01-01') AS start, \
+             date_bin(INTERVAL '7 days', ts, TIMESTAMP '1970-01-01') + INTERVAL '7 days' AS end, \
+             count(1) AS n FROM {source} GROUP BY 1, 2"
+        ),
+    )
+    .await;
+
+    // Hopping: 7-day windows every 2 days; a row is in every window that holds it.
+    let hopping = orders
+        .group_by(vec![window(col("ts"), "7 days", Some("2 days")).unwrap()])
+        .unwrap()
+        .agg(vec![count(lit(1)).alias("n")])
+        .unwrap()
+        .select(vec![col("window").field("start").alias("start"), col("n")])
+        .unwrap();
+    fx.same(
+        "hopping window",
+        &hopping,
+        &format!(
+            "SELECT start, count(1) AS n FROM (\
+               SELECT ts, date_bin(INTERVAL '2 days', ts, TIMESTAMP '1970-01-01') - o AS start FROM {source} \
+               CROSS JOIN (VALUES (INTERVAL '0 days'), (INTERVAL '2 days'), (INTERVAL '4 days'), (INTERVAL '6 days')) AS offsets(o)) \
+             WHERE start + INTERVAL '7 days' > ts GROUP BY start"
+        ),
+    )
+    .await;
+
+    assert!(hopping.count().await.unwrap() > tumbling.count().await.unwrap() * 3);
+
+    // A hopping window outside group_by, and bad durations, are clear errors.
+    let err = orders
+        .select(vec![window(col("ts"), "7 days", Some("1 day")).unwrap()])
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("use it in group_by"), "{err}");
+    let err = window(col("ts"), "a while", None).unwrap_err().to_string();
+    assert!(err.contains("invalid window duration 'a while'"), "{err}");
+    let err = window(col("ts"), "1 hour", Some("2 hours"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("longer than its duration"), "{err}");
+    fx.session.stop().await;
+}

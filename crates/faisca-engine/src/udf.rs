@@ -67,6 +67,7 @@ pub fn add_registered(state: &mut SessionState) -> Result<()> {
     for f in &r.aggregate {
         state.register_udaf(f.clone())?;
     }
+    state.register_udf(Arc::new(ScalarUDF::new_from_impl(HoppingWindow::default())))?;
     Ok(())
 }
 
@@ -114,5 +115,62 @@ mod tests {
         .unwrap()
         .to_string();
         assert!(e.contains("'add_one'"), "{e}");
+    }
+}
+
+/// The name of [`HoppingWindow`].
+pub const HOPPING_WINDOW: &str = "faisca_hopping_window";
+
+/// `window(ts, duration, slide)` with a slide shorter than the duration: each row belongs to
+/// several windows, so the DataFrame API turns this marker (in `group_by`) into an explode of
+/// window starts. Evaluated anywhere else it is an error that says so.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct HoppingWindow {
+    signature: datafusion::logical_expr::Signature,
+}
+
+impl Default for HoppingWindow {
+    fn default() -> Self {
+        HoppingWindow {
+            signature: datafusion::logical_expr::Signature::any(
+                3,
+                datafusion::logical_expr::Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for HoppingWindow {
+    fn name(&self) -> &str {
+        HOPPING_WINDOW
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        &self.signature
+    }
+
+    fn return_type(
+        &self,
+        args: &[arrow::datatypes::DataType],
+    ) -> datafusion::error::Result<arrow::datatypes::DataType> {
+        use arrow::datatypes::{DataType, Field};
+        let time = args.first().cloned().unwrap_or(DataType::Null);
+        Ok(DataType::Struct(
+            vec![
+                Field::new("start", time.clone(), true),
+                Field::new("end", time, true),
+            ]
+            .into(),
+        ))
+    }
+
+    fn invoke_with_args(
+        &self,
+        _args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::error::Result<datafusion::logical_expr::ColumnarValue> {
+        Err(Error::user(
+            "window(time, duration, slide) with a slide shorter than the duration puts a row in several windows: use it in group_by",
+        )
+        .into())
     }
 }

@@ -188,9 +188,56 @@ impl DataFrame {
         self.derive(self.df().alias(name))
     }
 
-    /// Group rows for aggregation: `group_by(["k"])?.agg(vec![sum(col("v"))])`.
+    /// Group rows for aggregation: `group_by(["k"])?.agg(vec![sum(col("v"))])`. A hopping
+    /// [`crate::functions::window`] among the keys puts each row in every window it falls in.
     pub fn group_by(&self, columns: impl IntoColumns) -> Result<GroupedData> {
-        Ok(GroupedData::new(self.clone(), columns.into_exprs()?))
+        let mut df = self.clone();
+        let mut keys = Vec::new();
+        for key in columns.into_exprs()? {
+            match hopping_window(&key) {
+                Some((name, time, duration, slide)) => {
+                    df = df.explode_hopping_window(&name, time, duration, slide)?;
+                    keys.push(datafusion::prelude::col(name.as_str()));
+                }
+                None => keys.push(key),
+            }
+        }
+        Ok(GroupedData::new(df, keys))
+    }
+
+    /// One row per (row, hopping window it falls in), with the window as struct column `name`.
+    fn explode_hopping_window(
+        &self,
+        name: &str,
+        time: Expr,
+        duration: i64,
+        slide: i64,
+    ) -> Result<DataFrame> {
+        use crate::functions::{interval, window_start, window_struct};
+        const STARTS: &str = "__faisca_window_start";
+        let windows = (duration + slide - 1) / slide;
+        let last = window_start(time.clone(), slide);
+        let first = last.clone() - interval((windows - 1) * slide);
+        let series = self
+            .session
+            .planner_state()
+            .scalar_functions()
+            .get("generate_series")
+            .cloned()
+            .ok_or_else(|| Error::internal("generate_series is not available"))?;
+        let starts = series.call(vec![first, last, interval(slide)]);
+        let start = datafusion::prelude::col(STARTS);
+        let df = self
+            .df()
+            .with_column(STARTS, starts)?
+            .unnest_columns(&[STARTS])?
+            .filter((start.clone() + interval(duration)).gt(time))?
+            .with_column(name, window_struct(start, duration))?
+            .drop_columns(&[STARTS])?;
+        Ok(DataFrame::from_plan(
+            self.session.clone(),
+            df.into_unoptimized_plan(),
+        ))
     }
 
     /// Aggregate over all rows (no grouping).
@@ -449,6 +496,28 @@ impl DataFrame {
             .client()
             .create_view(self.session.id(), name, self.encoded()?, false)
             .await
+    }
+}
+
+/// `(name, time, duration, slide)` of a hopping `window(..)` key.
+fn hopping_window(key: &Expr) -> Option<(String, Expr, i64, i64)> {
+    let (name, inner) = match key {
+        Expr::Alias(a) => (a.name.clone(), a.expr.as_ref()),
+        other => ("window".to_string(), other),
+    };
+    let Expr::ScalarFunction(call) = inner else {
+        return None;
+    };
+    if call.func.name() != faisca_engine::udf::HOPPING_WINDOW {
+        return None;
+    }
+    let nanos = |e: &Expr| match e {
+        Expr::Literal(datafusion::common::ScalarValue::Int64(Some(n)), _) => Some(*n),
+        _ => None,
+    };
+    match call.args.as_slice() {
+        [time, d, s] => Some((name, time.clone(), nanos(d)?, nanos(s)?)),
+        _ => None,
     }
 }
 

@@ -259,3 +259,78 @@ impl Over for Expr {
         Ok(builder.build()?)
     }
 }
+
+/// A duration (`"10 minutes"`, `"1 hour"`, `"30 seconds"`) in nanoseconds; months are rejected
+/// (their length varies).
+fn duration_nanos(text: &str) -> Result<i64> {
+    let bad = |why: String| {
+        Error::user(format!(
+            "invalid window duration '{text}': {why} (expected e.g. '10 minutes', '1 hour', '30 seconds')"
+        ))
+    };
+    let interval =
+        datafusion::arrow::compute::kernels::cast_utils::parse_interval_month_day_nano(text)
+            .map_err(|e| bad(e.to_string()))?;
+    if interval.months != 0 {
+        return Err(bad("months have no fixed length".into()));
+    }
+    let nanos = i64::from(interval.days)
+        .checked_mul(86_400_000_000_000)
+        .and_then(|d| d.checked_add(interval.nanoseconds))
+        .ok_or_else(|| bad("too long".into()))?;
+    if nanos <= 0 {
+        return Err(bad("not positive".into()));
+    }
+    Ok(nanos)
+}
+
+pub(crate) fn interval(nanos: i64) -> Expr {
+    lit(ScalarValue::IntervalMonthDayNano(Some(
+        datafusion::arrow::datatypes::IntervalMonthDayNano::new(0, 0, nanos),
+    )))
+}
+
+/// The start of the `stride`-long window (aligned to the Unix epoch) holding `time`.
+pub(crate) fn window_start(time: Expr, stride_nanos: i64) -> Expr {
+    f::date_bin(
+        interval(stride_nanos),
+        time,
+        lit(ScalarValue::TimestampNanosecond(Some(0), None)),
+    )
+}
+
+/// `{start, end}` of a window that starts at `start` and lasts `duration_nanos`.
+pub(crate) fn window_struct(start: Expr, duration_nanos: i64) -> Expr {
+    f::named_struct(vec![
+        lit("start"),
+        start.clone(),
+        lit("end"),
+        start + interval(duration_nanos),
+    ])
+}
+
+/// Spark's event-time `window(time, duration, slide)`: a `{start, end}` struct column named
+/// `window`. Windows are aligned to the Unix epoch; `start` is inclusive and `end` exclusive.
+/// Without a slide (or with a slide equal to the duration) windows are tumbling: one per row. A
+/// shorter slide makes hopping windows, in which a row belongs to several windows: such a
+/// `window` goes in `group_by`, which gives each row one group per window it falls in.
+pub fn window(time: Expr, duration: &str, slide: Option<&str>) -> Result<Expr> {
+    let d = duration_nanos(duration)?;
+    let s = match slide {
+        Some(s) => duration_nanos(s)?,
+        None => d,
+    };
+    if s > d {
+        return Err(Error::user(format!(
+            "window slide '{}' is longer than its duration '{duration}': expected a slide at most the duration",
+            slide.unwrap_or_default()
+        )));
+    }
+    if s == d {
+        return Ok(window_struct(window_start(time, d), d).alias("window"));
+    }
+    let marker = datafusion::logical_expr::ScalarUDF::new_from_impl(
+        faisca_engine::udf::HoppingWindow::default(),
+    );
+    Ok(marker.call(vec![time, lit(d), lit(s)]).alias("window"))
+}
