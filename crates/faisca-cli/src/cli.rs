@@ -176,6 +176,8 @@ pub enum BenchKind {
     Overhead(OverheadBenchArgs),
     /// A TPC-H query with and without an executor process killed part-way (recovery cost).
     Recovery(RecoveryBenchArgs),
+    /// Parquet decode throughput of TPC-H lineitem (GB/s of Arrow output per core).
+    Scan(ScanBenchArgs),
 }
 
 /// `faisca bench tpch`.
@@ -222,6 +224,26 @@ pub struct OverheadBenchArgs {
     pub tasks: usize,
     /// Where to write the JSON report.
     #[arg(long, default_value = "target/faisca-bench/overhead.json")]
+    pub output: PathBuf,
+}
+
+/// `faisca bench scan`.
+#[derive(Debug, clap::Args)]
+pub struct ScanBenchArgs {
+    /// Scale factor.
+    #[arg(long, default_value_t = 1.0)]
+    pub sf: f64,
+    /// Directory of TPC-H data (generated there if missing; default: the cache directory).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// faisca://host:port, http://host:port, or local[N].
+    #[arg(long, default_value = "local[2]")]
+    pub master: String,
+    /// Timed runs per engine (after one warm-up run).
+    #[arg(long, default_value_t = 5)]
+    pub iterations: usize,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "target/faisca-bench/scan.json")]
     pub output: PathBuf,
 }
 
@@ -311,6 +333,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             BenchKind::Tpch(a) => crate::bench::tpch(a).await,
             BenchKind::Overhead(a) => crate::bench::overhead(a).await,
             BenchKind::Recovery(a) => crate::bench_recovery::recovery(a).await,
+            BenchKind::Scan(a) => crate::bench_scan::scan(a).await,
         },
         Command::Demo(args) => crate::demo::run(args).await,
     }

@@ -6,13 +6,15 @@
 //! * [`jobs`]: `submit` (with a live progress display), `status`, `kill`.
 //! * [`bench`] and [`demo`]: TPC-H on a cluster against single-process DataFusion, and the
 //!   embedded demo; both use [`tpch`] (data generated in-process, the 22 queries).
-//!   [`bench_recovery`] times a query while an executor process is killed.
+//!   [`bench_recovery`] times a query while an executor process is killed; [`bench_scan`]
+//!   measures Parquet decode throughput.
 //! * [`output`]: result formats (table, CSV, JSON lines); [`script`]: splitting SQL scripts.
 //!
 //! Only results go to stdout; logs, progress and errors go to stderr.
 
 pub mod bench;
 pub mod bench_recovery;
+pub mod bench_scan;
 pub mod cli;
 pub mod commands;
 pub mod demo;

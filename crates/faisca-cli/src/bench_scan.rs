@@ -1,0 +1,147 @@
+//! `faisca bench scan`: Parquet decode throughput of TPC-H lineitem, every column decoded and
+//! aggregated inside the tasks (so almost nothing reaches the client), against single-process
+//! DataFusion on the same files in the same run.
+//!
+//! Throughput is Arrow output: the bytes of the decoded columns (values, offsets and validity
+//! buffers, as the scan hands them on), counted once by streaming `SELECT *` through DataFusion,
+//! divided by the query's time and the cores that ran it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use datafusion::arrow::array::Array;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use faisca::Session;
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::bench::{machine, median};
+use crate::cli::{ScanBenchArgs, cache_dir};
+use crate::tpch::data;
+
+#[derive(Serialize)]
+struct ScanReport {
+    scale_factor: f64,
+    master: String,
+    cores: usize,
+    machine: String,
+    arrow_bytes: u64,
+    faisca_ms: Vec<f64>,
+    datafusion_ms: Vec<f64>,
+    faisca_gb_per_s_per_core: f64,
+    datafusion_gb_per_s_per_core: f64,
+    ratio: f64,
+}
+
+/// `SELECT min(c), max(c), … FROM lineitem` over every column: each value is decoded.
+async fn all_columns_query(ctx: &SessionContext) -> Result<String> {
+    let schema = ctx.table("lineitem").await?.schema().clone();
+    let aggregates: Vec<String> = schema
+        .fields()
+        .iter()
+        .flat_map(|f| [format!("min({0})", f.name()), format!("max({0})", f.name())])
+        .collect();
+    Ok(format!("SELECT {} FROM lineitem", aggregates.join(", ")))
+}
+
+async fn arrow_bytes(ctx: &SessionContext) -> Result<u64> {
+    let mut stream = ctx
+        .sql("SELECT * FROM lineitem")
+        .await?
+        .execute_stream()
+        .await?;
+    let mut bytes = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        bytes += batch
+            .columns()
+            .iter()
+            .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64)
+            .sum::<u64>();
+    }
+    Ok(bytes)
+}
+
+/// `faisca bench scan`.
+pub async fn scan(args: ScanBenchArgs) -> Result<()> {
+    let dir = args
+        .data
+        .clone()
+        .unwrap_or_else(|| data::dataset_dir(&cache_dir(), args.sf));
+    let (gen_dir, sf) = (dir.clone(), args.sf);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    tokio::task::spawn_blocking(move || data::ensure(&gen_dir, sf, threads)).await??;
+    let session = Session::builder()
+        .master(args.master.clone())
+        .app_name("faisca bench scan")
+        .build()
+        .await?;
+    let executors = session
+        .wait_for_executors(1, session.config().executor_wait_timeout())
+        .await?;
+    let cores: usize = executors
+        .iter()
+        .map(|e| e.cores as usize)
+        .sum::<usize>()
+        .max(1);
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(cores));
+    let ddl = data::create_tables_sql(&dir)
+        .into_iter()
+        .find(|d| d.contains("lineitem"))
+        .context("no lineitem table in the TPC-H data")?;
+    session.execute_sql(&ddl).await?;
+    ctx.sql(&ddl).await?.collect().await?;
+    let sql = all_columns_query(&ctx).await?;
+    let bytes = arrow_bytes(&ctx).await?;
+    eprintln!(
+        "TPC-H SF{sf} lineitem: {:.2} GB of Arrow data; Faísca on {} ({cores} cores) vs DataFusion ({cores} partitions)",
+        bytes as f64 / 1e9,
+        args.master
+    );
+    // Warm-up, then alternate the engines.
+    faisca::client::collect(session.execute_sql(&sql).await?.batches).await?;
+    ctx.sql(&sql).await?.collect().await?;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for i in 0..args.iterations.max(1) {
+        for engine in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
+            let t = Instant::now();
+            if engine == 0 {
+                faisca::client::collect(session.execute_sql(&sql).await?.batches).await?;
+                ours.push(t.elapsed());
+            } else {
+                ctx.sql(&sql).await?.collect().await?;
+                theirs.push(t.elapsed());
+            }
+        }
+    }
+    let rate = |d: Duration| bytes as f64 / 1e9 / d.as_secs_f64() / cores as f64;
+    let (f, d) = (median(&ours), median(&theirs));
+    let report = ScanReport {
+        scale_factor: sf,
+        master: args.master.clone(),
+        cores,
+        machine: machine(),
+        arrow_bytes: bytes,
+        faisca_ms: ours.iter().map(|t| t.as_secs_f64() * 1000.0).collect(),
+        datafusion_ms: theirs.iter().map(|t| t.as_secs_f64() * 1000.0).collect(),
+        faisca_gb_per_s_per_core: rate(f),
+        datafusion_gb_per_s_per_core: rate(d),
+        ratio: f.as_secs_f64() / d.as_secs_f64().max(1e-9),
+    };
+    println!(
+        "faisca      {:>8.1} ms  {:>5.2} GB/s per core\ndatafusion  {:>8.1} ms  {:>5.2} GB/s per core\nratio       {:>8.2}",
+        f.as_secs_f64() * 1000.0,
+        report.faisca_gb_per_s_per_core,
+        d.as_secs_f64() * 1000.0,
+        report.datafusion_gb_per_s_per_core,
+        report.ratio
+    );
+    if let Some(parent) = args.output.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.output, serde_json::to_string_pretty(&report)?)?;
+    session.stop().await;
+    Ok(())
+}
