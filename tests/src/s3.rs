@@ -254,6 +254,19 @@ async fn parquet_on_s3_reads_like_local_files_and_prunes_hive_partitions() {
         vec!["buy|25", "view|75"]
     );
 
+    // Store keys SET in a running session apply to the driver and the executors.
+    let later = Session::builder().master("local[1]").build().await.unwrap();
+    for (k, v) in moto.session_keys("lake") {
+        later.sql(&format!("SET {k} = '{v}'")).await.unwrap();
+    }
+    let nation = later
+        .read()
+        .parquet("s3://lake/tpch/nation/")
+        .await
+        .unwrap();
+    assert_eq!(nation.count().await.unwrap(), 25);
+    later.stop().await;
+
     // A missing bucket or path: the error names it.
     let err = session.read().parquet("s3://lake/nothing-here/").await;
     let err = match err {

@@ -54,7 +54,7 @@ fn memory_store() -> Arc<dyn ObjectStore> {
 /// The stores of one session (see the module docs).
 #[derive(Debug)]
 pub struct StoreRegistry {
-    options: StoreOptions,
+    options: RwLock<StoreOptions>,
     stores: RwLock<HashMap<String, Arc<dyn ObjectStore>>>,
 }
 
@@ -62,8 +62,19 @@ impl StoreRegistry {
     /// A registry whose stores take `config`'s `faisca.store.*` options.
     pub fn new(config: &FaiscaConfig) -> Self {
         StoreRegistry {
-            options: store_options(config),
+            options: RwLock::new(store_options(config)),
             stores: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Take `config`'s `faisca.store.*` options from now on (after a `SET`): stores built with
+    /// the old options are dropped and built again when next used.
+    pub fn reconfigure(&self, config: &FaiscaConfig) {
+        if let Ok(mut options) = self.options.write() {
+            *options = store_options(config);
+        }
+        if let Ok(mut stores) = self.stores.write() {
+            stores.retain(|key, _| key.starts_with("file://") || key.starts_with("memory://"));
         }
     }
 
@@ -71,11 +82,12 @@ impl StoreRegistry {
         format!("{}://{}", url.scheme(), url.authority())
     }
 
-    fn options(&self, scheme: &str, bucket: &str) -> &[(String, String)] {
+    fn options(&self, scheme: &str, bucket: &str) -> Vec<(String, String)> {
         self.options
-            .get(&(scheme.to_string(), bucket.to_string()))
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+            .read()
+            .ok()
+            .and_then(|o| o.get(&(scheme.to_string(), bucket.to_string())).cloned())
+            .unwrap_or_default()
     }
 
     fn build(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
@@ -98,7 +110,7 @@ impl StoreRegistry {
                     b = b.with_endpoint(endpoint);
                 }
                 for (option, value) in self.options("s3", bucket) {
-                    let key = option.parse().map_err(|e| bad_option("s3", option, e))?;
+                    let key = option.parse().map_err(|e| bad_option("s3", &option, e))?;
                     b = b.with_config(key, value);
                 }
                 let endpoint = b
@@ -112,7 +124,7 @@ impl StoreRegistry {
             "gs" => {
                 let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
                 for (option, value) in self.options("gs", bucket) {
-                    let key = option.parse().map_err(|e| bad_option("gs", option, e))?;
+                    let key = option.parse().map_err(|e| bad_option("gs", &option, e))?;
                     b = b.with_config(key, value);
                 }
                 b.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
@@ -120,7 +132,7 @@ impl StoreRegistry {
             "az" | "abfs" | "abfss" | "azure" => {
                 let mut b = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
                 for (option, value) in self.options("az", bucket) {
-                    let key = option.parse().map_err(|e| bad_option("az", option, e))?;
+                    let key = option.parse().map_err(|e| bad_option("az", &option, e))?;
                     b = b.with_config(key, value);
                 }
                 b.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)

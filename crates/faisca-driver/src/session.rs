@@ -20,13 +20,16 @@ pub struct Session {
     pub config: FaiscaConfig,
     /// Table providers resolved for the session's DataFrames.
     pub sources: Arc<SourceRegistry>,
+    /// The object stores of the session's runtime.
+    pub stores: Arc<StoreRegistry>,
 }
 
 impl Session {
     /// A new session with `config`.
     pub fn new(config: FaiscaConfig) -> Result<Self> {
+        let stores = Arc::new(StoreRegistry::new(&config));
         let runtime = RuntimeEnvBuilder::new()
-            .with_object_store_registry(Arc::new(StoreRegistry::new(&config)))
+            .with_object_store_registry(stores.clone())
             .build_arc()?;
         let mut state = SessionStateBuilder::new()
             .with_config(datafusion_config(&config)?)
@@ -38,6 +41,7 @@ impl Session {
             ctx: SessionContext::new_with_state(state),
             config,
             sources: Arc::new(SourceRegistry::default()),
+            stores,
         })
     }
 

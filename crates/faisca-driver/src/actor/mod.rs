@@ -320,7 +320,11 @@ impl DriverState {
                 reply,
             } => {
                 let result = match self.sessions.get_mut(&id) {
-                    Some(session) => session.config.set(&key, &value),
+                    Some(session) => session.config.set(&key, &value).map(|()| {
+                        if key.to_ascii_lowercase().starts_with("faisca.store.") {
+                            session.stores.reconfigure(&session.config);
+                        }
+                    }),
                     None => Err(unknown_session(&id)),
                 };
                 let _ = reply.send(result);
