@@ -73,6 +73,35 @@ async fn missing_and_corrupt_files_are_named() {
         stderr.contains(&bad_url),
         "the CLI shows the file: {stderr}"
     );
+
+    // A file whose footer is fine but whose pages are garbage fails in the task; the error
+    // names the file too, and the job is not retried.
+    let pages = tempfile::tempdir().unwrap();
+    let mut bytes =
+        std::fs::read(crate::common::tpch_dir().join("lineitem/part-1.parquet")).unwrap();
+    let end = bytes.len() - 200_000;
+    bytes[1000..end].fill(0xff);
+    std::fs::write(pages.path().join("garbled.parquet"), &bytes).unwrap();
+    session
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE garbled STORED AS PARQUET LOCATION '{}/'",
+            pages.path().display()
+        ))
+        .await
+        .unwrap();
+    let result = session
+        .execute_sql("SELECT sum(l_quantity), max(l_comment) FROM garbled")
+        .await
+        .unwrap();
+    let job = result.job_id.clone().unwrap();
+    let e = faisca::client::collect(result.batches).await.unwrap_err();
+    let garbled_url = format!("file://{}/garbled.parquet", pages.path().display());
+    assert!(e.to_string().contains(&garbled_url), "{e}");
+    let info = session.client().job(&job).await.unwrap();
+    assert!(
+        info.stages.iter().all(|s| s.attempts <= s.tasks),
+        "not retried: {info:?}"
+    );
     session.stop().await;
 }
 

@@ -22,6 +22,7 @@
 pub mod codec;
 pub mod logical_codec;
 pub mod rpc;
+pub mod scan_files;
 pub mod session_config;
 pub mod shuffle;
 pub mod udf;

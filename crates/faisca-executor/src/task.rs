@@ -54,6 +54,7 @@ pub async fn run_task(context: Arc<ExecutorContext>, launch: LaunchTask) -> Task
     match result {
         Ok(stats) => status.partitions = stats,
         Err(e) => {
+            let e = with_files(&context, &launch, e);
             // A retry must not reuse state of this run (e.g. a failed broadcast build).
             context.stages.evict_stage(&launch.job_id, launch.stage_id);
             tracing::debug!(
@@ -117,6 +118,31 @@ async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<Vec<P
             bytes: s.bytes,
         })
         .collect())
+}
+
+/// A data error (a corrupt page, a value that does not fit) raised while the task read files
+/// says which files those were: DataFusion's readers do not name them.
+fn with_files(context: &ExecutorContext, launch: &LaunchTask, error: Error) -> Error {
+    let message = error.to_string();
+    let reading = ["Parquet error", "Arrow error", "Csv error", "Json error"];
+    if error.fault() != faisca_common::Fault::User
+        || !reading.iter().any(|r| message.contains(r))
+        || message.contains("://")
+    {
+        return error;
+    }
+    let Ok(stage) = context.stages.get_or_prepare(context, launch) else {
+        return error;
+    };
+    let files = faisca_engine::scan_files::task_files(&stage.plan, launch.partition as usize);
+    match files.len() {
+        0 => error,
+        1 => error.context(format!("reading {}", files[0])),
+        n => error.context(format!(
+            "reading one of {n} files: {}",
+            files.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+        )),
+    }
 }
 
 /// Apply the test-only `faisca.test.taskDelay` and `faisca.test.failTasks` rules to this attempt.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -15,6 +15,7 @@ use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use faisca_common::Result;
 use faisca_connectors::splits::FilePiece;
+use faisca_engine::scan_files::file_scan_config;
 
 /// One file scan found in a plan.
 #[derive(Debug, Clone)]
@@ -25,13 +26,6 @@ pub struct FileScan {
     pub file_type: String,
     /// Every file of the scan, whole (any ranges DataFusion set are dropped).
     pub files: Vec<PartitionedFile>,
-}
-
-fn file_scan_config(plan: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
-    plan.downcast_ref::<DataSourceExec>()?
-        .data_source()
-        .as_ref()
-        .downcast_ref::<FileScanConfig>()
 }
 
 /// The file scans of `plan`.
