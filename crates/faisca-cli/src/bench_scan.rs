@@ -33,7 +33,9 @@ struct ScanReport {
     ratio: f64,
 }
 
-/// `SELECT min(c), max(c), … FROM lineitem` over every column: each value is decoded.
+/// `SELECT min(c), max(c), … FROM lineitem WHERE l_orderkey % 2 >= 0` over every column: the
+/// filter holds for every row but is not provable from Parquet statistics, so every value is
+/// decoded (without it, min/max are answered from the footers).
 async fn all_columns_query(ctx: &SessionContext) -> Result<String> {
     let schema = ctx.table("lineitem").await?.schema().clone();
     let aggregates: Vec<String> = schema
@@ -41,7 +43,10 @@ async fn all_columns_query(ctx: &SessionContext) -> Result<String> {
         .iter()
         .flat_map(|f| [format!("min({0})", f.name()), format!("max({0})", f.name())])
         .collect();
-    Ok(format!("SELECT {} FROM lineitem", aggregates.join(", ")))
+    Ok(format!(
+        "SELECT {} FROM lineitem WHERE l_orderkey % 2 >= 0",
+        aggregates.join(", ")
+    ))
 }
 
 async fn arrow_bytes(ctx: &SessionContext) -> Result<u64> {
