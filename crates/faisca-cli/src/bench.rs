@@ -8,7 +8,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use faisca::Session;
 use serde::Serialize;
 
-use crate::cli::{OverheadBenchArgs, TpchBenchArgs, cache_dir, parse_conf};
+use crate::cli::{OverheadBenchArgs, TpchBenchArgs, parse_conf};
 use crate::tpch::{data, queries};
 
 /// The median of `samples`.
@@ -70,11 +70,7 @@ pub fn machine() -> String {
 }
 
 async fn session_for(master: &str, conf: &[String]) -> Result<(Session, usize)> {
-    let mut builder = Session::builder().master(master).app_name("faisca bench");
-    for (k, v) in parse_conf(conf)? {
-        builder = builder.config(k, v);
-    }
-    let session = builder.build().await?;
+    let session = crate::commands::session(master, "faisca bench", conf).await?;
     let executors = session
         .wait_for_executors(1, session.config().executor_wait_timeout())
         .await?;
@@ -105,23 +101,8 @@ async fn run_datafusion(ctx: &SessionContext, sql: &str) -> Result<usize> {
 
 /// `faisca bench tpch`.
 pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
-    let dir = args
-        .data
-        .clone()
-        .unwrap_or_else(|| data::dataset_dir(&cache_dir(), args.sf));
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
     let sf = args.sf;
-    let gen_dir = dir.clone();
-    let started = Instant::now();
-    if tokio::task::spawn_blocking(move || data::ensure(&gen_dir, sf, threads)).await?? {
-        eprintln!(
-            "generated TPC-H SF{sf} in {} ({:.1} s)",
-            dir.display(),
-            started.elapsed().as_secs_f64()
-        );
-    }
+    let (dir, _) = data::prepare(args.data.clone(), sf).await?;
     let wanted: Vec<usize> = if args.queries.is_empty() {
         (1..=22).collect()
     } else {

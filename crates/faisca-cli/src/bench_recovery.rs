@@ -20,7 +20,7 @@ use faisca::Session;
 use serde::Serialize;
 
 use crate::bench::{machine, median};
-use crate::cli::{RecoveryBenchArgs, cache_dir};
+use crate::cli::RecoveryBenchArgs;
 use crate::tpch::{data, queries};
 
 /// Child processes, SIGKILLed when dropped.
@@ -142,15 +142,7 @@ pub async fn recovery(args: RecoveryBenchArgs) -> Result<()> {
             args.executors
         );
     }
-    let dir = args
-        .data
-        .clone()
-        .unwrap_or_else(|| data::dataset_dir(&cache_dir(), args.sf));
-    let (gen_dir, sf) = (dir.clone(), args.sf);
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    tokio::task::spawn_blocking(move || data::ensure(&gen_dir, sf, threads)).await??;
+    let (dir, _) = data::prepare(args.data.clone(), args.sf).await?;
     let exe = std::env::current_exe().context("locating the faisca binary")?;
     let work = tempfile::Builder::new()
         .prefix("faisca-recovery-")

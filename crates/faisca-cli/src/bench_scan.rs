@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use datafusion::arrow::array::Array;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use faisca::Session;
 use futures::StreamExt;
 use serde::Serialize;
 
 use crate::bench::{machine, median};
-use crate::cli::{ScanBenchArgs, cache_dir};
+use crate::cli::ScanBenchArgs;
 use crate::tpch::data;
 
 #[derive(Serialize)]
@@ -69,20 +68,9 @@ async fn arrow_bytes(ctx: &SessionContext) -> Result<u64> {
 
 /// `faisca bench scan`.
 pub async fn scan(args: ScanBenchArgs) -> Result<()> {
-    let dir = args
-        .data
-        .clone()
-        .unwrap_or_else(|| data::dataset_dir(&cache_dir(), args.sf));
-    let (gen_dir, sf) = (dir.clone(), args.sf);
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    tokio::task::spawn_blocking(move || data::ensure(&gen_dir, sf, threads)).await??;
-    let session = Session::builder()
-        .master(args.master.clone())
-        .app_name("faisca bench scan")
-        .build()
-        .await?;
+    let sf = args.sf;
+    let (dir, _) = data::prepare(args.data.clone(), sf).await?;
+    let session = crate::commands::session(&args.master, "faisca bench scan", &[]).await?;
     let executors = session
         .wait_for_executors(1, session.config().executor_wait_timeout())
         .await?;

@@ -24,6 +24,15 @@ fn socket_addr(text: &str, what: &str) -> Result<SocketAddr> {
         })
 }
 
+/// A session on `master` named `app_name`, with `--conf KEY=VALUE` pairs.
+pub async fn session(master: &str, app_name: &str, conf: &[String]) -> Result<Session> {
+    let mut builder = Session::builder().master(master).app_name(app_name);
+    for (k, v) in parse_conf(conf)? {
+        builder = builder.config(k, v);
+    }
+    Ok(builder.build().await?)
+}
+
 /// `faisca driver`: serve until Ctrl-C.
 pub async fn driver(args: DriverArgs) -> Result<()> {
     let config = FaiscaConfig::from_pairs(parse_conf(&args.conf)?)?;
@@ -98,13 +107,7 @@ pub async fn sql(args: SqlArgs) -> Result<()> {
     if statements.is_empty() {
         bail!("no SQL statement to run (the input holds only whitespace and comments)");
     }
-    let mut builder = Session::builder()
-        .master(args.master.clone())
-        .app_name("faisca sql");
-    for (k, v) in parse_conf(&args.conf)? {
-        builder = builder.config(k, v);
-    }
-    let session = builder.build().await?;
+    let session = session(&args.master, "faisca sql", &args.conf).await?;
     // Ctrl-C drops the statement's result stream, which cancels its job on the driver.
     let result = tokio::select! {
         result = run_statements(&session, &statements, &args) => result,

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use faisca::Session;
 
-use crate::cli::{DemoArgs, cache_dir};
+use crate::cli::DemoArgs;
 use crate::tpch::{data, queries};
 
 /// The queries the demo runs, with a one-line description.
@@ -21,25 +21,9 @@ const DEMO_QUERIES: &[(usize, &str)] = &[
 
 /// Run the demo.
 pub async fn run(args: DemoArgs) -> Result<()> {
-    let dir = args
-        .data
-        .clone()
-        .unwrap_or_else(|| data::dataset_dir(&cache_dir(), args.sf));
     let sf = args.sf;
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let started = Instant::now();
-    let gen_dir = dir.clone();
-    let generated =
-        tokio::task::spawn_blocking(move || data::ensure(&gen_dir, sf, threads)).await??;
-    if generated {
-        eprintln!(
-            "generated TPC-H SF{sf} into {} in {:.1} s",
-            dir.display(),
-            started.elapsed().as_secs_f64()
-        );
-    } else {
+    let (dir, generated) = data::prepare(args.data.clone(), sf).await?;
+    if !generated {
         eprintln!("using cached TPC-H SF{sf} in {}", dir.display());
     }
     let master = format!("local[{}]", args.executors.max(1));

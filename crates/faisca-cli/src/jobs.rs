@@ -49,13 +49,9 @@ pub async fn submit(args: SubmitArgs) -> Result<()> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default()
     });
-    let mut builder = Session::builder()
-        .master(args.master.clone())
-        .app_name(format!("faisca submit {name}"));
-    for (k, v) in parse_conf(&args.conf)? {
-        builder = builder.config(k, v);
-    }
-    let session = builder.build().await?;
+    let session =
+        crate::commands::session(&args.master, &format!("faisca submit {name}"), &args.conf)
+            .await?;
     let result = run_script(&session, &statements, &name, &args).await;
     session.stop().await;
     result

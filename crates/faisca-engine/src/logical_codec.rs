@@ -64,6 +64,18 @@ impl SourceRegistry {
     }
 }
 
+fn decode_source(buf: &[u8]) -> DfResult<u64> {
+    SourceRef::decode(buf)
+        .map(|s| s.source_id)
+        .map_err(|e| Error::user(format!("malformed DataFrame source reference: {e}")).into())
+}
+
+fn encode_source(source_id: u64, buf: &mut Vec<u8>) -> DfResult<()> {
+    SourceRef { source_id }
+        .encode(buf)
+        .map_err(|e| DataFusionError::Internal(format!("encoding a source reference: {e}")))
+}
+
 fn no_extensions() -> DataFusionError {
     DataFusionError::NotImplemented(
         "user-defined logical plan nodes cannot be sent between client and driver".into(),
@@ -93,12 +105,7 @@ impl LogicalExtensionCodec for DriverLogicalCodec {
         _schema: SchemaRef,
         _ctx: &TaskContext,
     ) -> DfResult<Arc<dyn TableProvider>> {
-        let source = SourceRef::decode(buf).map_err(|e| {
-            DataFusionError::from(Error::user(format!(
-                "malformed DataFrame source reference: {e}"
-            )))
-        })?;
-        Ok(self.sources.get(source.source_id)?)
+        Ok(self.sources.get(decode_source(buf)?)?)
     }
 
     fn try_encode_table_provider(
@@ -111,9 +118,7 @@ impl LogicalExtensionCodec for DriverLogicalCodec {
             Some(remote) => remote.source_id,
             None => self.sources.add(node)?,
         };
-        SourceRef { source_id }
-            .encode(buf)
-            .map_err(|e| DataFusionError::Internal(format!("encoding a source reference: {e}")))
+        encode_source(source_id, buf)
     }
 }
 
@@ -137,11 +142,8 @@ impl LogicalExtensionCodec for ClientLogicalCodec {
         schema: SchemaRef,
         _ctx: &TaskContext,
     ) -> DfResult<Arc<dyn TableProvider>> {
-        let source = SourceRef::decode(buf).map_err(|e| {
-            DataFusionError::Internal(format!("malformed source reference from the driver: {e}"))
-        })?;
         Ok(Arc::new(RemoteTable {
-            source_id: source.source_id,
+            source_id: decode_source(buf)?,
             name: table_ref.to_string(),
             schema,
         }))
@@ -158,11 +160,7 @@ impl LogicalExtensionCodec for ClientLogicalCodec {
                 "table '{table_ref}' was not resolved by the driver: build DataFrames from session.read(), session.table() or session.sql()"
             )))
         })?;
-        SourceRef {
-            source_id: remote.source_id,
-        }
-        .encode(buf)
-        .map_err(|e| DataFusionError::Internal(format!("encoding a source reference: {e}")))
+        encode_source(remote.source_id, buf)
     }
 }
 

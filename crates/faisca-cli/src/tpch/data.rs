@@ -84,6 +84,27 @@ fn parts_of(table: &str, sf: f64) -> i32 {
     ((weight * sf).ceil() as i32).clamp(1, 64)
 }
 
+/// Make sure TPC-H SF `sf` exists in `dir` (default: the cache directory's dataset), generating
+/// it on a blocking thread with all cores if needed. Returns the directory and whether it was
+/// generated now (a line on stderr says so, with the time it took).
+pub async fn prepare(dir: Option<PathBuf>, sf: f64) -> Result<(PathBuf, bool)> {
+    let dir = dir.unwrap_or_else(|| dataset_dir(&crate::cli::cache_dir(), sf));
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let started = std::time::Instant::now();
+    let gen_dir = dir.clone();
+    let generated = tokio::task::spawn_blocking(move || ensure(&gen_dir, sf, threads)).await??;
+    if generated {
+        eprintln!(
+            "generated TPC-H SF{sf} into {} in {:.1} s",
+            dir.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok((dir, generated))
+}
+
 /// The directory for scale factor `sf` under `root`.
 pub fn dataset_dir(root: &Path, sf: f64) -> PathBuf {
     root.join(format!("tpch-sf{sf}"))
