@@ -106,6 +106,52 @@ async fn missing_and_corrupt_files_are_named() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_that_disagree_on_a_column_type_are_named() {
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+    let session = local().await;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, batch: RecordBatch| {
+        let file = std::fs::File::create(dir.path().join(name)).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    };
+    let ints = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    let strings = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)]));
+    write(
+        "a.parquet",
+        RecordBatch::try_new(ints, vec![Arc::new(Int64Array::from(vec![1, 2]))]).unwrap(),
+    );
+    write(
+        "b.parquet",
+        RecordBatch::try_new(strings, vec![Arc::new(StringArray::from(vec!["x"]))]).unwrap(),
+    );
+    let location = format!("{}/", dir.path().display());
+    let by_sql = session
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE mixed STORED AS PARQUET LOCATION '{location}'"
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    let by_reader = session
+        .read()
+        .parquet(&location)
+        .await
+        .unwrap_err()
+        .to_string();
+    for e in [by_sql, by_reader] {
+        assert!(e.contains("'id'"), "{e}");
+        assert!(e.contains("a.parquet") && e.contains("b.parquet"), "{e}");
+        assert!(e.contains("Int64") && e.contains("Utf8"), "{e}");
+    }
+    session.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configuration_errors_name_the_key() {
     let e = Session::builder()
         .master("local[1]")

@@ -7,6 +7,8 @@
 //! * [`errors`]: bad input gives clear errors and non-zero exit codes.
 //! * [`udf`]: user-defined functions on the cluster, and an executor that lacks one.
 //! * [`s3`]: Parquet on a real S3-compatible server (moto), Hive partitions, AWS_* environment.
+//! * [`writes`]: DataFrame writers, `COPY`, `INSERT INTO`, save modes, the commit protocol under
+//!   faults, on local files and on S3.
 //! * [`faults`]: injected task failures, executors killed mid-query, cancellation, many jobs.
 
 mod cli;
@@ -19,3 +21,4 @@ mod s3;
 mod splits;
 mod tpch;
 mod udf;
+mod writes;

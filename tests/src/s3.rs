@@ -90,6 +90,60 @@ impl Moto {
         moto
     }
 
+    /// Start moto with IAM authentication and create `bucket`: requests must then be signed with
+    /// the returned `(access key id, secret)` of a user allowed `s3:*`.
+    pub fn start_with_auth(bucket: &str) -> (Moto, String, String) {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let program = moto_program();
+        // The four set-up requests below are the only unauthenticated ones.
+        let child = Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", "4")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let script = r#"
+import json, sys, boto3
+kw = dict(endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id="setup", aws_secret_access_key="setup")
+boto3.client("s3", **kw).create_bucket(Bucket=sys.argv[2])
+iam = boto3.client("iam", **kw)
+iam.create_user(UserName="faisca")
+policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+iam.put_user_policy(UserName="faisca", PolicyName="s3", PolicyDocument=json.dumps(policy))
+key = iam.create_access_key(UserName="faisca")["AccessKey"]
+print(key["AccessKeyId"], key["SecretAccessKey"])
+"#;
+        let python = program.parent().unwrap().join("python");
+        let out = Command::new(python)
+            .args(["-c", script, &moto.endpoint, bucket])
+            .output()
+            .expect("run the moto set-up script");
+        assert!(
+            out.status.success(),
+            "moto set-up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut words = text.split_whitespace();
+        let id = words.next().unwrap().to_string();
+        let secret = words.next().unwrap().to_string();
+        (moto, id, secret)
+    }
+
     /// A client of bucket `bucket`.
     pub fn store(&self, bucket: &str) -> Arc<dyn ObjectStore> {
         Arc::new(
@@ -331,4 +385,72 @@ async fn driver_and_executor_processes_use_their_aws_environment() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout, "n_regionkey,n\n0,5\n1,5\n2,5\n3,5\n4,5\n");
     drop(procs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_are_a_clear_error_and_write_nothing() {
+    let (moto, id, secret) = Moto::start_with_auth("secure");
+    let keys = |id: &str, secret: &str| {
+        [
+            ("endpoint", moto.endpoint.clone()),
+            ("region", "us-east-1".to_string()),
+            ("access_key_id", id.to_string()),
+            ("secret_access_key", secret.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("faisca.store.s3.secure.{k}"), v))
+        .collect::<Vec<_>>()
+    };
+    let session_with = |keys: Vec<(String, String)>| async move {
+        let mut builder = Session::builder().master("local[1]");
+        for (k, v) in keys {
+            builder = builder.config(k, v);
+        }
+        builder.build().await.unwrap()
+    };
+    let good = session_with(keys(&id, &secret)).await;
+    let nation = good
+        .read()
+        .parquet(&format!("{}/", tpch_dir().join("nation").display()))
+        .await
+        .unwrap();
+    assert_eq!(
+        nation.write().parquet("s3://secure/nation/").await.unwrap(),
+        25
+    );
+    let read = good.read().parquet("s3://secure/nation/").await.unwrap();
+    assert_eq!(read.count().await.unwrap(), 25);
+
+    let bad = session_with(keys(&id, "not-the-secret")).await;
+    let e = bad
+        .read()
+        .parquet("s3://secure/nation/")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("s3://secure/nation/"), "names the location: {e}");
+    assert!(
+        e.contains("403") || e.contains("Forbidden") || e.contains("Signature"),
+        "{e}"
+    );
+    let bad_nation = bad
+        .read()
+        .parquet(&format!("{}/", tpch_dir().join("nation").display()))
+        .await
+        .unwrap();
+    let e = bad_nation
+        .write()
+        .mode("append")
+        .parquet("s3://secure/nation/")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("s3://secure/nation/"),
+        "names the destination: {e}"
+    );
+    // Nothing was written: still the 25 rows of the good write.
+    assert_eq!(read.count().await.unwrap(), 25);
+    good.stop().await;
+    bad.stop().await;
 }

@@ -178,6 +178,34 @@ pub enum BenchKind {
     Recovery(RecoveryBenchArgs),
     /// Parquet decode throughput of TPC-H lineitem (GB/s of Arrow output per core).
     Scan(ScanBenchArgs),
+    /// Partitioned Parquet write of TPC-H lineitem, against DataFusion's `COPY`.
+    Write(WriteBenchArgs),
+}
+
+/// `faisca bench write`.
+#[derive(Debug, clap::Args)]
+pub struct WriteBenchArgs {
+    /// Scale factor.
+    #[arg(long, default_value_t = 1.0)]
+    pub sf: f64,
+    /// Directory of TPC-H data (generated there if missing; default: the cache directory).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// faisca://host:port, http://host:port, or local[N].
+    #[arg(long, default_value = "local[2]")]
+    pub master: String,
+    /// Timed runs per engine (after one warm-up run).
+    #[arg(long, default_value_t = 3)]
+    pub iterations: usize,
+    /// Column to partition the output by.
+    #[arg(long, default_value = "l_shipmode")]
+    pub partition_by: String,
+    /// Directory the outputs are written below (default: a temporary directory).
+    #[arg(long)]
+    pub scratch: Option<PathBuf>,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "target/faisca-bench/write.json")]
+    pub output: PathBuf,
 }
 
 /// `faisca bench tpch`.
@@ -334,6 +362,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             BenchKind::Overhead(a) => crate::bench::overhead(a).await,
             BenchKind::Recovery(a) => crate::bench_recovery::recovery(a).await,
             BenchKind::Scan(a) => crate::bench_scan::scan(a).await,
+            BenchKind::Write(a) => crate::bench_write::write(a).await,
         },
         Command::Demo(args) => crate::demo::run(args).await,
     }

@@ -225,6 +225,7 @@ fn state_name(state: i32) -> &'static str {
         Ok(JobState::Succeeded) => "SUCCEEDED",
         Ok(JobState::Failed) => "FAILED",
         Ok(JobState::Cancelled) => "CANCELLED",
+        Ok(JobState::Committing) => "COMMITTING",
         Err(_) => "UNKNOWN",
     }
 }

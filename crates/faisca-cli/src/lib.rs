@@ -15,6 +15,7 @@
 pub mod bench;
 pub mod bench_recovery;
 pub mod bench_scan;
+pub mod bench_write;
 pub mod cli;
 pub mod commands;
 pub mod demo;

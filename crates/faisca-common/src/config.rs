@@ -180,6 +180,18 @@ pub const KEYS: &[KeySpec] = &[
         doc: "Fault injection for tests: every task of stage STAGE (`*`: every stage) waits DURATION before it runs.",
     },
     KeySpec {
+        name: "faisca.write.commitConcurrency",
+        default: "16",
+        kind: ValueKind::Count,
+        doc: "Files the driver moves to their final names at once when it commits a write.",
+    },
+    KeySpec {
+        name: "faisca.test.stopCommitAfterManifest",
+        default: "false",
+        kind: ValueKind::Bool,
+        doc: "Fault injection for tests: a write's commit stops right after recording its manifest, as if the driver died there (the next write to the destination finishes it).",
+    },
+    KeySpec {
         name: "faisca.batchSize",
         default: "8192",
         kind: ValueKind::Count,
@@ -353,6 +365,15 @@ impl FaiscaConfig {
     pub fn progress_interval(&self) -> Duration {
         self.duration("faisca.client.progressInterval")
             .max(Duration::from_millis(10))
+    }
+    /// `faisca.write.commitConcurrency` (at least 1).
+    pub fn write_commit_concurrency(&self) -> usize {
+        (self.count("faisca.write.commitConcurrency") as usize).max(1)
+    }
+    /// `faisca.test.stopCommitAfterManifest`.
+    pub fn test_stop_commit_after_manifest(&self) -> bool {
+        self.raw("faisca.test.stopCommitAfterManifest")
+            .eq_ignore_ascii_case("true")
     }
     /// `faisca.test.failTasks`: the injected task failures, if any.
     pub fn injected_failures(&self) -> Option<InjectedFailures> {

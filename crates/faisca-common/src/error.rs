@@ -70,6 +70,15 @@ impl Error {
         }
     }
 
+    /// An external error that retrying will not fix (denied access, a corrupt record left by
+    /// another run).
+    pub fn external_final(message: impl Into<String>) -> Self {
+        Error::External {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
     /// An internal error with this message.
     pub fn internal(message: impl Into<String>) -> Self {
         Error::Internal(message.into())

@@ -8,9 +8,11 @@
 //!
 //! * [`stores`]: object stores by URL (`file`, `s3`, `gs`, `az`, `http(s)`, `memory`), configured
 //!   from each process's environment and the session's `faisca.store.*` keys.
+//! * [`hidden`]: the store wrapper that makes listings skip `_`/`.` names, as Spark's do.
 //!
 //! Kafka (offset ranges, checkpoints) comes with later work.
 
+pub mod hidden;
 pub mod parquet_layout;
 pub mod splits;
 pub mod stores;

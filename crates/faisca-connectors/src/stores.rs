@@ -1,6 +1,9 @@
 //! Object stores by URL: `file://` (and bare paths), `s3://`, `gs://`, `az://`/`abfss://`,
 //! `http(s)://`, `memory://`.
 //!
+//! Every store built here lists like Spark ([`crate::hidden`]): names starting with `_` or `.`
+//! are not data.
+//!
 //! [`StoreRegistry`] is the `ObjectStoreRegistry` of a session's DataFusion runtime, on the
 //! driver and on every executor: a store is built the first time a URL of its bucket is used,
 //! from the process's environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`, as each cloud's SDK reads
@@ -170,7 +173,9 @@ impl ObjectStoreRegistry for StoreRegistry {
         if let Some(store) = self.stores.read().ok().and_then(|s| s.get(&key).cloned()) {
             return Ok(store);
         }
-        let store = self.build(url).map_err(DataFusionError::from)?;
+        let built = self.build(url).map_err(DataFusionError::from)?;
+        // Listings skip markers and work areas (`_SUCCESS`, `_temporary/`, `.crc`), as Spark's do.
+        let store: Arc<dyn ObjectStore> = Arc::new(crate::hidden::HideMarkers::new(built));
         if let Ok(mut stores) = self.stores.write() {
             stores.entry(key).or_insert_with(|| store.clone());
         }

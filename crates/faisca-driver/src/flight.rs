@@ -1,6 +1,7 @@
 //! Arrow Flight on the driver: `DoGet(result ticket)` streams a job's rows to the client.
 //!
-//! `DoGet` answers at once; its stream waits for the job, then reads the result stage's outputs from the executors in task
+//! `DoGet` answers at once; its stream waits for the job (and a write job's commit), then sends
+//! the rows the driver computed (a write's `count`) or reads the result stage's outputs from the executors in task
 //! order and forwards their Flight messages as they are (no decoding), after one schema message of
 //! its own. When the stream ends or the client drops it, the job's shuffle data is released.
 
@@ -56,6 +57,18 @@ fn result_stream(
     clients: Arc<FlightClients>,
     guard: JobDoneGuard,
 ) -> BoxedStream<FlightData> {
+    if let Some(batches) = result.inline {
+        let data = arrow_flight::utils::batches_to_flight_data(&result.schema, batches)
+            .map_err(|e| Status::internal(format!("encoding a job's result: {e}")));
+        let items: Vec<Result<FlightData, Status>> = match data {
+            Ok(data) => data.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        };
+        return Box::pin(futures::stream::iter(items).map(move |item| {
+            let _keep_until_the_stream_is_dropped = &guard;
+            item
+        }));
+    }
     let schema_message: FlightData =
         SchemaAsIpc::new(&result.schema, &IpcWriteOptions::default()).into();
     let stage = result.stage_id;

@@ -9,6 +9,8 @@
 //!   service that streams job results to clients ([`flight`]).
 //! * [`planning`] turns SQL into a [`planning::PlannedJob`]: DataFusion logical and physical
 //!   planning, Spark-style file splits, stage cutting, plan encoding.
+//! * [`write`] plans writes (`COPY`, `INSERT INTO`, DataFrame writers): save modes, the sink of the
+//!   job's last stage, and the commit the actor starts once every write task succeeded.
 //! * [`scheduler`] holds the job/stage/task bookkeeping the actor uses to launch tasks on free
 //!   executor slots and to react to task results.
 //!
@@ -24,5 +26,6 @@ pub mod server;
 pub mod service;
 pub mod session;
 pub mod sources;
+pub mod write;
 
 pub use server::{DriverOptions, DriverServer};

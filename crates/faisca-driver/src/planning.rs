@@ -96,16 +96,54 @@ pub async fn plan_statement(
             Ok(Planned::Set { key, value })
         }
         LogicalPlan::Explain(e) => explain(session, &e.plan, total_cores).await,
-        LogicalPlan::Dml(_) | LogicalPlan::Copy(_) => Err(Error::user(
-            "INSERT and COPY are not supported yet: distributed writes with a commit protocol come with the data-lake I/O work",
-        )),
+        // Writes are commands: they run now in every mode (as `session.sql("INSERT …")` does in Spark).
+        LogicalPlan::Copy(copy) => {
+            let request = crate::write::copy_request(copy);
+            plan_write(
+                session,
+                session_id,
+                request,
+                copy.input.as_ref().clone(),
+                total_cores,
+            )
+            .await
+        }
+        LogicalPlan::Dml(dml) => {
+            match crate::write::insert_request(dml)? {
+                Some(request) => {
+                    plan_write(
+                        session,
+                        session_id,
+                        request,
+                        dml.input.as_ref().clone(),
+                        total_cores,
+                    )
+                    .await
+                }
+                // An in-memory table lives in this driver's catalog: DataFusion inserts into it here.
+                None => {
+                    let df = session.ctx.execute_logical_plan(plan.clone()).await?;
+                    let schema = Arc::new(df.schema().as_arrow().clone());
+                    let batches = df.collect().await?;
+                    Ok(Planned::Inline { schema, batches })
+                }
+            }
+        }
         LogicalPlan::Ddl(_) | LogicalPlan::Statement(_) | LogicalPlan::DescribeTable(_) => {
             let df = match session.ctx.execute_logical_plan(plan.clone()).await {
                 Ok(df) => df,
                 Err(e) => {
-                    return Err(
-                        crate::diagnose::name_bad_parquet_file(session, &plan, e.into()).await,
-                    );
+                    let e = crate::diagnose::name_bad_parquet_file(session, &plan, e.into()).await;
+                    let e = match &plan {
+                        LogicalPlan::Ddl(
+                            datafusion::logical_expr::DdlStatement::CreateExternalTable(create),
+                        ) => {
+                            crate::diagnose::name_mismatched_files(session, &create.locations, e)
+                                .await
+                        }
+                        _ => e,
+                    };
+                    return Err(e);
                 }
             };
             let schema = Arc::new(df.schema().as_arrow().clone());
@@ -135,6 +173,33 @@ pub async fn plan_statement(
                 }
                 Err(e) => Err(e),
             }
+        }
+    }
+}
+
+/// Plan a write of `input`: a job whose last stage writes files, or nothing (`ignore` mode and the
+/// destination holds data).
+pub async fn plan_write(
+    session: &Session,
+    session_id: &SessionId,
+    request: crate::write::WriteRequest,
+    input: LogicalPlan,
+    total_cores: usize,
+) -> Result<Planned> {
+    match crate::write::plan_write(session, request, input).await? {
+        crate::write::PlannedWrite::Skip => Ok(Planned::Inline {
+            schema: crate::write::count_schema(),
+            batches: vec![crate::write::count_batch(0)?],
+        }),
+        crate::write::PlannedWrite::Job { input, write } => {
+            let physical = physical_plan(session, &input, total_cores).await?;
+            let mut job = build_job(session, session_id, physical)?;
+            job.schema = crate::write::count_schema();
+            job.write = Some(write);
+            if let Some(last) = job.stages.last_mut() {
+                last.output_description = "write".to_string();
+            }
+            Ok(Planned::Job(job))
         }
     }
 }
@@ -232,6 +297,15 @@ async fn scan_splits(
 ) -> Result<Vec<Vec<faisca_connectors::splits::FilePiece>>> {
     let max_partition = session.config.max_partition_bytes();
     let open_cost = session.config.open_cost_in_bytes();
+    let visible = crate::write::committed_files(state, scan).await?;
+    if visible.is_empty() {
+        // One task that reads nothing: the scan must not fall back to the files it listed.
+        return Ok(vec![Vec::new()]);
+    }
+    let scan = &FileScan {
+        files: visible,
+        ..scan.clone()
+    };
     let mut inputs: Vec<FileInput> = scan
         .files
         .iter()
@@ -315,6 +389,7 @@ pub fn build_job(
         stage_max_attempts: session.config.stage_max_attempts(),
         name: String::new(),
         sql: String::new(),
+        write: None,
     })
 }
 

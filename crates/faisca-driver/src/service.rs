@@ -60,7 +60,28 @@ impl DriverServiceImpl {
             &session.codec(),
         )?;
         let text = format!("DataFrame: {}", plan.display());
-        let planned = plan_statement(&session, &session_id, plan, mode, cores).await?;
+        let planned = match request.write {
+            Some(write) if mode == Mode::Run => {
+                let write = crate::write::WriteRequest {
+                    url: write.url,
+                    format: write.format,
+                    mode: (!write.mode.is_empty()).then_some(write.mode),
+                    partition_by: write.partition_by,
+                    options: write
+                        .options
+                        .into_iter()
+                        .map(|e| (e.key, e.value))
+                        .collect(),
+                };
+                crate::planning::plan_write(&session, &session_id, write, plan, cores).await?
+            }
+            Some(_) => {
+                return Err(Error::user(
+                    "a DataFrame write can only be run, not analyzed or explained",
+                ));
+            }
+            None => plan_statement(&session, &session_id, plan, mode, cores).await?,
+        };
         self.respond(&session, &session_id, planned, &request.job_name, &text)
             .await
     }

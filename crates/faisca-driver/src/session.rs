@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionContext;
 use faisca_common::{FaiscaConfig, Result};
@@ -28,8 +29,12 @@ impl Session {
     /// A new session with `config`.
     pub fn new(config: FaiscaConfig) -> Result<Self> {
         let stores = Arc::new(StoreRegistry::new(&config));
+        // No listing cache: a data lake changes between queries (our own writes among others),
+        // and Spark lists a path each time it is read. DataFusion's default cache never expires.
+        let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
         let runtime = RuntimeEnvBuilder::new()
             .with_object_store_registry(stores.clone())
+            .with_cache_manager(caches)
             .build_arc()?;
         let mut state = SessionStateBuilder::new()
             .with_config(datafusion_config(&config)?)

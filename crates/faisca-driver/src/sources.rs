@@ -102,9 +102,18 @@ pub async fn file_source(session: &Session, request: &ResolveSourceRequest) -> R
     )
     .with_options(options)
     .build();
-    let provider = factory.create(&state, &command).await.map_err(|e| {
-        Error::from(e).context(format!("reading {format} at '{}'", request.location))
-    })?;
+    let provider = match factory.create(&state, &command).await {
+        Ok(provider) => provider,
+        Err(e) => {
+            let e = crate::diagnose::name_mismatched_files(
+                session,
+                std::slice::from_ref(&request.location),
+                e.into(),
+            )
+            .await;
+            return Err(e.context(format!("reading {format} at '{}'", request.location)));
+        }
+    };
     Ok(LogicalPlanBuilder::scan(name, provider_as_source(provider), None)?.build()?)
 }
 

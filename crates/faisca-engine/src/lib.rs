@@ -16,6 +16,8 @@
 //! * [`codec`] encodes stage plans (with their output partitioning) and schemas for the wire;
 //!   [`logical_codec`] encodes DataFrame logical plans between clients and the driver.
 //! * [`udf`] holds the user-defined functions every process of a program registers.
+//! * [`sink`] writes a write job's files (one writer per task, under `_temporary/`) and holds the
+//!   commit protocol the driver runs when every task succeeded.
 //! * [`yielding`] makes a decoded plan's leaves yield between batches, so that a cancelled task
 //!   stops promptly.
 
@@ -25,5 +27,6 @@ pub mod rpc;
 pub mod scan_files;
 pub mod session_config;
 pub mod shuffle;
+pub mod sink;
 pub mod udf;
 pub mod yielding;

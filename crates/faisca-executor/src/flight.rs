@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
 use arrow_flight::{FlightData, Ticket};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use faisca_common::Error;
@@ -74,7 +74,10 @@ impl DoGetHandler for ExecutorFlightService {
                 .get(t.reduce_partition as usize)
                 .cloned()
                 .unwrap_or_default();
+            // Dictionaries travel as dictionaries: the reader decodes with the stage's schema,
+            // which the default (hydrating them to plain arrays) would contradict.
             let stream = FlightDataEncoderBuilder::new()
+                .with_dictionary_handling(DictionaryHandling::Resend)
                 .with_schema(stored.schema.clone())
                 .with_options(self.ipc.clone())
                 .build(futures::stream::iter(batches.into_iter().map(Ok)))

@@ -63,6 +63,7 @@ fn fingerprint(launch: &LaunchTask) -> u64 {
     for input in &launch.inputs {
         input.encode_to_vec().hash(&mut h);
     }
+    launch.sink.as_ref().map(|s| s.encode_to_vec()).hash(&mut h);
     for entry in &launch.config {
         (&entry.key, &entry.value).hash(&mut h);
     }

@@ -8,7 +8,9 @@ use datafusion::physical_plan::ExecutionPlanProperties;
 use faisca_common::{Error, Result};
 use faisca_engine::shuffle::ShuffleFiles;
 use faisca_engine::shuffle::writer::{MemoryTarget, OutputPartitioning, write_shuffle};
-use faisca_proto::{LaunchTask, PartitionStats, TaskState, TaskStatus};
+use faisca_engine::sink::writer::{TaskAttempt, write_task};
+use faisca_engine::sink::{Destination, FileSinkSpec};
+use faisca_proto::{LaunchTask, PartitionStats, TaskState, TaskStatus, WrittenFile};
 
 use crate::ExecutorContext;
 use crate::stage_cache::PreparedStage;
@@ -29,6 +31,7 @@ pub fn panicked(key: &TaskKey, message: &str) -> TaskStatus {
         ))),
         partitions: vec![],
         elapsed_micros: 0,
+        written: vec![],
     }
 }
 
@@ -50,9 +53,11 @@ pub async fn run_task(context: Arc<ExecutorContext>, launch: LaunchTask) -> Task
         error: None,
         partitions: vec![],
         elapsed_micros: start.elapsed().as_micros() as u64,
+        written: vec![],
     };
     match result {
-        Ok(stats) => status.partitions = stats,
+        Ok(TaskOutput::Shuffle(stats)) => status.partitions = stats,
+        Ok(TaskOutput::Files(files)) => status.written = files,
         Err(e) => {
             let e = with_files(&context, &launch, e);
             // A retry must not reuse state of this run (e.g. a failed broadcast build).
@@ -70,9 +75,22 @@ pub async fn run_task(context: Arc<ExecutorContext>, launch: LaunchTask) -> Task
     status
 }
 
-async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<Vec<PartitionStats>> {
+/// What a successful task produced.
+enum TaskOutput {
+    /// Shuffle output: rows and bytes per output partition.
+    Shuffle(Vec<PartitionStats>),
+    /// Files left in the attempt's directory of a write.
+    Files(Vec<WrittenFile>),
+}
+
+async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<TaskOutput> {
     let stage = context.stages.get_or_prepare(context, launch)?;
     inject_faults(&stage, launch).await?;
+    if let Some(sink) = &launch.sink {
+        return write_files(&stage, launch, sink)
+            .await
+            .map(TaskOutput::Files);
+    }
     let plan = stage.plan.clone();
     let partitioning = stage.partitioning.clone();
     let input_partitions = plan.output_partitioning().partition_count();
@@ -111,13 +129,36 @@ async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<Vec<P
         }),
     )
     .await?;
-    Ok(stats
-        .into_iter()
-        .map(|s| PartitionStats {
-            rows: s.rows,
-            bytes: s.bytes,
-        })
-        .collect())
+    Ok(TaskOutput::Shuffle(
+        stats
+            .into_iter()
+            .map(|s| PartitionStats {
+                rows: s.rows,
+                bytes: s.bytes,
+            })
+            .collect(),
+    ))
+}
+
+/// A write task: its partition's rows → files under its attempt directory.
+async fn write_files(
+    stage: &PreparedStage,
+    launch: &LaunchTask,
+    sink: &faisca_proto::FileSink,
+) -> Result<Vec<WrittenFile>> {
+    let spec = FileSinkSpec::from_proto(sink)?;
+    let context = &stage.task_context;
+    let options = spec.table_options(context.session_config().options())?;
+    let destination = Destination::resolve(&spec.url, context.runtime_env().as_ref())?;
+    let stream = stage
+        .plan
+        .execute(launch.partition as usize, context.clone())?;
+    let attempt = TaskAttempt {
+        job: launch.job_id.clone(),
+        partition: launch.partition,
+        attempt: launch.attempt,
+    };
+    write_task(stream, &spec, &options, &destination, &attempt).await
 }
 
 /// A data error (a corrupt page, a value that does not fit) raised while the task read files

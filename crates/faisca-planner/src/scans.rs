@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use std::collections::HashMap;
 
+use datafusion::common::Statistics;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::listing::PartitionedFile;
@@ -133,9 +134,15 @@ impl PhysicalOptimizerRule for ApplySplits {
                 }
                 groups.push(FileGroup::new(files));
             }
-            let new_config = FileScanConfigBuilder::from(config.clone())
-                .with_file_groups(groups)
-                .build();
+            let kept: std::collections::HashSet<&str> =
+                tasks.iter().flatten().map(|p| p.path.as_str()).collect();
+            let mut builder = FileScanConfigBuilder::from(config.clone()).with_file_groups(groups);
+            if kept.len() < originals.len() {
+                // Files were left out (uncommitted writes): the listed statistics overcount.
+                let schema = config.file_source().table_schema().table_schema().clone();
+                builder = builder.with_statistics(Statistics::new_unknown(&schema));
+            }
+            let new_config = builder.build();
             Ok(Transformed::yes(
                 DataSourceExec::from_data_source(new_config) as Arc<dyn ExecutionPlan>,
             ))

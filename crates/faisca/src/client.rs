@@ -110,19 +110,22 @@ impl DriverClient {
         self.statement_result(response).await
     }
 
-    /// Run a DataFrame's logical plan (encoded with the client codec) in `session_id`.
+    /// Run a DataFrame's logical plan (encoded with the client codec) in `session_id`; with
+    /// `write`, write its rows instead of returning them.
     pub async fn execute_plan(
         &self,
         session_id: &str,
         logical_plan: Vec<u8>,
         mode: ExecuteMode,
         job_name: &str,
+        write: Option<faisca_proto::WriteRequest>,
     ) -> Result<StatementResult> {
         let request = ExecutePlanRequest {
             session_id: session_id.to_string(),
             logical_plan,
             mode: mode as i32,
             job_name: job_name.to_string(),
+            write,
         };
         let response = self
             .control

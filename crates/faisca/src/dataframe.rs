@@ -398,8 +398,13 @@ impl DataFrame {
 
     // ---- actions ----
 
-    fn encoded(&self) -> Result<Vec<u8>> {
+    pub(crate) fn encoded(&self) -> Result<Vec<u8>> {
         encode_logical_plan(&self.plan, &ClientLogicalCodec)
+    }
+
+    /// Write the rows to files: `df.write().mode("overwrite").parquet(url)`.
+    pub fn write(&self) -> crate::DataFrameWriter {
+        crate::DataFrameWriter::new(self.clone())
     }
 
     /// Run the query on the cluster; stream its rows. Dropping the stream cancels the job.
@@ -411,7 +416,13 @@ impl DataFrame {
         let result = self
             .session
             .client()
-            .execute_plan(self.session.id(), self.encoded()?, ExecuteMode::Run, "")
+            .execute_plan(
+                self.session.id(),
+                self.encoded()?,
+                ExecuteMode::Run,
+                "",
+                None,
+            )
             .await?;
         Ok(result.batches)
     }
@@ -476,7 +487,13 @@ impl DataFrame {
         let result = self
             .session
             .client()
-            .execute_plan(self.session.id(), self.encoded()?, ExecuteMode::Explain, "")
+            .execute_plan(
+                self.session.id(),
+                self.encoded()?,
+                ExecuteMode::Explain,
+                "",
+                None,
+            )
             .await?;
         explain_text(&collect(result.batches).await?)
     }

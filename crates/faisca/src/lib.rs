@@ -23,6 +23,7 @@ mod grouped;
 pub mod local;
 mod reader;
 pub mod session;
+mod writer;
 
 pub use columns::{IntoColumns, IntoCondition, IntoSorts};
 pub use dataframe::DataFrame;
@@ -31,6 +32,7 @@ pub use functions::{Over, Window, WindowSpec};
 pub use grouped::GroupedData;
 pub use reader::DataFrameReader;
 pub use session::{Session, SessionBuilder};
+pub use writer::DataFrameWriter;
 
 /// The driver process, for programs (like the `faisca` CLI) that run one.
 pub use faisca_driver as driver;

@@ -35,7 +35,9 @@ impl DriverState {
     pub(super) fn await_job(&mut self, id: JobId, reply: JobWaiter) {
         if let Some(job) = self.jobs.get(&id) {
             match &job.status {
-                JobStatus::Running => self.job_waiters.entry(id).or_default().push(reply),
+                JobStatus::Running | JobStatus::Committing => {
+                    self.job_waiters.entry(id).or_default().push(reply)
+                }
                 JobStatus::Succeeded => {
                     let _ = reply.send(Ok(job_result(job)));
                 }
@@ -63,6 +65,11 @@ impl DriverState {
         let Some(job) = self.jobs.get_mut(id) else {
             return;
         };
+        if matches!(job.status, JobStatus::Committing) {
+            // The commit finishes regardless; the job is retired when it ends.
+            job.abandoned = true;
+            return;
+        }
         if job.cancel(Error::user(format!(
             "job {id} was cancelled: its client stopped reading the result"
         ))) {
@@ -83,6 +90,11 @@ impl DriverState {
                 None => Err(unknown_job(id)),
             };
         };
+        if matches!(job.status, JobStatus::Committing) {
+            return Err(Error::user(format!(
+                "job '{id}' cannot be killed: every task finished and its files are being committed"
+            )));
+        }
         if !job.cancel(Error::user(format!("job {id} was cancelled (faisca kill)"))) {
             return Err(Error::user(format!(
                 "job '{id}' cannot be killed: it already succeeded and its result is being read"
@@ -127,6 +139,13 @@ impl DriverState {
             job_id: id.0.clone(),
         }));
         self.job_waiters.remove(id);
+        if let Some(write) = &job.planned.write
+            && job.status.error().is_some()
+        {
+            let write = write.clone();
+            let job_id = id.clone();
+            tokio::spawn(async move { crate::write::abort_job(&write, &job_id).await });
+        }
         debug!(job = %id, elapsed_ms = job.started.elapsed().as_millis() as u64, "job retired");
         if self.settings.retained_jobs == 0 {
             return;
@@ -267,6 +286,7 @@ impl DriverState {
                 flight_address,
                 attempt,
                 stats: status.partitions.clone(),
+                written: status.written.clone(),
             };
             job.task_succeeded(stage, partition, attempt, output)
         } else {
@@ -306,10 +326,14 @@ impl DriverState {
         let Some(job) = self.jobs.get(id) else { return };
         match &job.status {
             JobStatus::Running => {}
+            JobStatus::Committing => self.start_commit(id),
             JobStatus::Succeeded => {
                 let result = job_result(job);
                 for w in self.job_waiters.remove(id).unwrap_or_default() {
                     let _ = w.send(Ok(result.clone()));
+                }
+                if job.abandoned {
+                    self.retire(id);
                 }
             }
             JobStatus::Failed(e) | JobStatus::Cancelled(e) => {
@@ -320,6 +344,50 @@ impl DriverState {
                 self.retire(id);
             }
         }
+    }
+}
+
+impl DriverState {
+    /// Every task of a write job succeeded: publish its files off the actor; the outcome comes
+    /// back as [`super::Message::CommitEnded`].
+    fn start_commit(&mut self, id: &JobId) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        if job.commit_started {
+            return;
+        }
+        job.commit_started = true;
+        let Some(write) = job.planned.write.clone() else {
+            return;
+        };
+        let files = job.written_files();
+        let Some(reply) = self.myself.clone() else {
+            job.commit_ended(Err(Error::internal(
+                "this driver state cannot run work off the actor (no reply address)",
+            )));
+            self.after_job_change(id);
+            return;
+        };
+        let job_id = id.clone();
+        debug!(job = %id, files = files.len(), "committing");
+        tokio::spawn(async move {
+            let result = crate::write::commit_job(&write, &job_id, &files).await;
+            if let Some(sender) = reply.upgrade() {
+                let _ = sender.send(super::Message::CommitEnded { id: job_id, result });
+            }
+        });
+    }
+
+    pub(super) fn commit_ended(&mut self, id: &JobId, result: Result<u64>) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        if let Err(e) = &result {
+            warn!(job = %id, "commit failed: {e}");
+        }
+        job.commit_ended(result);
+        self.after_job_change(id);
     }
 }
 
@@ -335,6 +403,7 @@ fn state_name(state: i32) -> &'static str {
         Ok(faisca_proto::JobState::Succeeded) => "succeeded",
         Ok(faisca_proto::JobState::Failed) => "failed",
         Ok(faisca_proto::JobState::Cancelled) => "cancelled",
+        Ok(faisca_proto::JobState::Committing) => "committing",
         Err(_) => "unknown",
     }
 }
@@ -348,5 +417,10 @@ fn job_result(job: &JobState) -> JobResult {
             .into_iter()
             .map(|(p, out)| (out.executor.0, out.flight_address, p, out.attempt))
             .collect(),
+        inline: job
+            .written_rows()
+            .map(|rows| crate::write::count_batch(rows).map(|b| vec![b]))
+            .transpose()
+            .unwrap_or_default(),
     }
 }

@@ -49,6 +49,8 @@ pub struct JobResult {
     pub stage_id: u32,
     /// `(executor id, flight address, map partition, attempt)` per result task, in task order.
     pub outputs: Vec<(String, String, u32, u32)>,
+    /// Rows computed by the driver instead (a write job's `count`).
+    pub inline: Option<Vec<datafusion::arrow::array::RecordBatch>>,
 }
 
 /// Where the answer to an [`Message::AwaitJob`] goes.
@@ -163,6 +165,13 @@ pub enum Message {
         /// Its status after the cancellation, or why it could not be cancelled.
         reply: oneshot::Sender<Result<JobInfo>>,
     },
+    /// The commit of a write job ended.
+    CommitEnded {
+        /// The job.
+        id: JobId,
+        /// Rows written, or why the commit failed.
+        result: Result<u64>,
+    },
     /// The registered executors, once at least `min_executors` are registered.
     ClusterInfo {
         /// How many executors to wait for.
@@ -213,6 +222,9 @@ pub struct DriverState {
     next_job_seq: u64,
     job_waiters: HashMap<JobId, Vec<JobWaiter>>,
     cluster_waiters: Vec<(usize, oneshot::Sender<Vec<ExecutorInfo>>)>,
+    /// Where spawned work (a write's commit) reports back; weak, so the actor still ends when
+    /// every handle is dropped.
+    myself: Option<mpsc::WeakUnboundedSender<Message>>,
 }
 
 impl DriverState {
@@ -227,7 +239,13 @@ impl DriverState {
             next_job_seq: 0,
             job_waiters: HashMap::new(),
             cluster_waiters: Vec::new(),
+            myself: None,
         }
+    }
+
+    /// Let spawned work report back through `sender`.
+    pub fn set_reply_address(&mut self, sender: mpsc::WeakUnboundedSender<Message>) {
+        self.myself = Some(sender);
     }
 
     /// Handle one message.
@@ -341,6 +359,7 @@ impl DriverState {
             Message::KillJob { id, reply } => {
                 let _ = reply.send(self.kill_job(&id));
             }
+            Message::CommitEnded { id, result } => self.commit_ended(&id, result),
             Message::ClusterInfo {
                 min_executors,
                 reply,
@@ -439,9 +458,11 @@ impl DriverHandle {
 /// executors is checked four times per heartbeat timeout.
 pub fn spawn_actor(settings: DriverSettings) -> (DriverHandle, tokio::task::JoinHandle<()>) {
     let (sender, mut receiver) = mpsc::unbounded_channel();
+    let weak = sender.downgrade();
     let heartbeat_timeout = settings.heartbeat_timeout;
     let task = tokio::spawn(async move {
         let mut state = DriverState::new(settings);
+        state.set_reply_address(weak);
         let mut check =
             tokio::time::interval((heartbeat_timeout / 4).max(Duration::from_millis(10)));
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

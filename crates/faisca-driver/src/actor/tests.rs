@@ -108,6 +108,7 @@ fn submit(state: &mut DriverState, session: &SessionId, tasks: u32) -> JobId {
         stage_max_attempts: 4,
         name: String::new(),
         sql: String::new(),
+        write: None,
     };
     let (reply, mut answer) = oneshot::channel();
     state.receive(Message::SubmitJob {
@@ -142,6 +143,7 @@ fn succeed(state: &mut DriverState, job: &JobId, partition: u32) {
             error: None,
             partitions: vec![],
             elapsed_micros: 0,
+            written: vec![],
         },
     });
 }

@@ -25,6 +25,7 @@ impl JobState {
     pub fn info(&self) -> JobInfo {
         let (state, error) = match &self.status {
             JobStatus::Running => (faisca_proto::JobState::Running, String::new()),
+            JobStatus::Committing => (faisca_proto::JobState::Committing, String::new()),
             JobStatus::Succeeded => (faisca_proto::JobState::Succeeded, String::new()),
             JobStatus::Failed(e) => (faisca_proto::JobState::Failed, e.message()),
             JobStatus::Cancelled(e) => (faisca_proto::JobState::Cancelled, e.message()),

@@ -71,6 +71,8 @@ pub struct PlannedJob {
     pub name: String,
     /// The statement (shortened) for `faisca status`.
     pub sql: String,
+    /// Set for a write job: its last stage writes files, which the driver commits.
+    pub write: Option<Arc<crate::write::JobWrite>>,
 }
 
 impl PlannedJob {
@@ -99,6 +101,8 @@ pub struct TaskOutput {
     pub attempt: u32,
     /// Rows and bytes per output partition.
     pub stats: Vec<PartitionStats>,
+    /// Files a write task left in its attempt directory.
+    pub written: Vec<faisca_proto::WrittenFile>,
 }
 
 #[derive(Debug, Clone)]
@@ -139,7 +143,9 @@ struct StageProgress {
 pub enum JobStatus {
     /// Tasks are being run.
     Running,
-    /// Every stage finished.
+    /// Every task of a write job finished; the driver is publishing the files.
+    Committing,
+    /// Every stage finished (and a write job's files are committed).
     Succeeded,
     /// The job failed with this error.
     Failed(Arc<Error>),
@@ -178,6 +184,11 @@ pub struct JobState {
     pub started: Instant,
     submitted: SystemTime,
     ended: Option<Instant>,
+    written_rows: Option<u64>,
+    /// Whether the actor started the commit of this write job.
+    pub commit_started: bool,
+    /// Whether the client stopped waiting while the job was committing (retire it when done).
+    pub abandoned: bool,
 }
 
 /// What a task status means for the job.
@@ -237,6 +248,9 @@ impl JobState {
             started: Instant::now(),
             submitted: SystemTime::now(),
             ended: None,
+            written_rows: None,
+            commit_started: false,
+            abandoned: false,
         };
         job.refresh_ready();
         job
@@ -291,8 +305,12 @@ impl JobState {
             }
         }
         if self.stage_complete(self.result_stage_id()) {
-            self.status = JobStatus::Succeeded;
-            self.ended = Some(Instant::now());
+            if self.planned.write.is_some() {
+                self.status = JobStatus::Committing;
+            } else {
+                self.status = JobStatus::Succeeded;
+                self.ended = Some(Instant::now());
+            }
         }
     }
 
@@ -386,6 +404,10 @@ impl JobState {
             }),
             inputs,
             config: self.planned.task_config.as_ref().clone(),
+            sink: match &self.planned.write {
+                Some(write) if stage == self.result_stage_id() => Some(write.sink.clone()),
+                _ => None,
+            },
         })
     }
 
@@ -569,7 +591,16 @@ impl JobState {
             return 0;
         }
         let mut lost = 0;
-        for progress in &mut self.stages {
+        // A write stage's output is files in the destination's store, not on the executor.
+        let durable = self
+            .planned
+            .write
+            .is_some()
+            .then(|| self.result_stage_id() as usize);
+        for (s, progress) in self.stages.iter_mut().enumerate() {
+            if Some(s) == durable {
+                continue;
+            }
             for task in &mut progress.tasks {
                 if matches!(&task.slot, TaskSlot::Done(out) if &out.executor == executor) {
                     task.slot = TaskSlot::Pending;
@@ -634,6 +665,42 @@ impl JobState {
         self.running = 0;
         self.ready.clear();
         out
+    }
+
+    /// The commit of a write job ended: the job succeeded with `rows` written, or failed.
+    pub fn commit_ended(&mut self, result: Result<u64>) {
+        if !matches!(self.status, JobStatus::Committing) {
+            return;
+        }
+        self.ended = Some(Instant::now());
+        match result {
+            Ok(rows) => {
+                self.written_rows = Some(rows);
+                self.status = JobStatus::Succeeded;
+            }
+            Err(e) => self.status = JobStatus::Failed(Arc::new(e)),
+        }
+    }
+
+    /// Rows a committed write job wrote.
+    pub fn written_rows(&self) -> Option<u64> {
+        self.written_rows
+    }
+
+    /// The files of the successful attempt of each write task.
+    pub fn written_files(&self) -> Vec<crate::write::TaskFile> {
+        self.result_outputs()
+            .into_iter()
+            .flat_map(|(partition, out)| {
+                out.written
+                    .into_iter()
+                    .map(move |file| crate::write::TaskFile {
+                        partition,
+                        attempt: out.attempt,
+                        file,
+                    })
+            })
+            .collect()
     }
 
     /// Outputs of the result stage, in task order (only meaningful once the job succeeded).

@@ -24,6 +24,7 @@ fn job_of(stages: &[(u32, &[u32])], max_attempts: u32, stage_max_attempts: u32) 
         stage_max_attempts,
         name: String::new(),
         sql: String::new(),
+        write: None,
     };
     JobState::new(JobId("j".into()), 0, planned, 20)
 }
@@ -48,6 +49,7 @@ fn output(executor: &ExecutorId, attempt: u32) -> TaskOutput {
         flight_address: "h:1".into(),
         attempt,
         stats: vec![],
+        written: vec![],
     }
 }
 

@@ -1,0 +1,338 @@
+//! Writes: `COPY … TO`, `INSERT INTO` a file table, and DataFrame writers become a job whose last
+//! stage writes files ([`faisca_engine::sink`]) and which the driver commits.
+//!
+//! Planning a write resolves the destination with the session's stores, finishes any commit that an
+//! earlier driver left half-done there, applies the save mode (`error` fails on a destination that
+//! holds data, `ignore` skips the job), and checks the format options, so that a bad option fails
+//! before any task runs. The job's result is one row, `count`: the rows written.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{RecordBatch, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::listing::ListingTable;
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::dml::CopyTo;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
+use faisca_common::{Error, JobId, Result};
+use faisca_engine::sink::commit::{self, CommitOptions};
+use faisca_engine::sink::{Destination, FileSinkSpec, SaveMode, WriteFormat};
+
+pub use faisca_engine::sink::commit::TaskFile;
+
+use crate::session::Session;
+use crate::sources::option_key;
+
+/// What the driver needs to commit a write job.
+#[derive(Debug)]
+pub struct JobWrite {
+    /// Where the files go.
+    pub destination: Destination,
+    /// The save mode.
+    pub mode: SaveMode,
+    /// What the write tasks are told.
+    pub sink: faisca_proto::FileSink,
+    /// How the commit runs.
+    pub commit: CommitOptions,
+}
+
+/// A write as a statement or a DataFrame asks for it.
+#[derive(Debug, Clone, Default)]
+pub struct WriteRequest {
+    /// Destination URL or path.
+    pub url: String,
+    /// `parquet`, `csv` or `json`.
+    pub format: String,
+    /// Save mode (Spark's names); `None` means `error`, or what an `OPTIONS ('mode' …)` says.
+    pub mode: Option<String>,
+    /// Hive-style partition columns.
+    pub partition_by: Vec<String>,
+    /// Options: Faísca's (`mode`, `maxRecordsPerFile`, `partitionOverwriteMode`), Spark's
+    /// format names (`header`, `sep`, `compression`) or DataFusion's (`format.*`).
+    pub options: HashMap<String, String>,
+}
+
+/// A planned write.
+#[derive(Debug)]
+pub enum PlannedWrite {
+    /// Nothing to do (`ignore` and the destination holds data).
+    Skip,
+    /// Run `input` as a job whose last stage writes.
+    Job {
+        /// The rows to write.
+        input: LogicalPlan,
+        /// The write.
+        write: Arc<JobWrite>,
+    },
+}
+
+/// The result schema of a write: `count`, the rows written.
+pub fn count_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::UInt64,
+        false,
+    )]))
+}
+
+/// The one-row result of a write of `rows` rows.
+pub fn count_batch(rows: u64) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new(
+        count_schema(),
+        vec![Arc::new(UInt64Array::from(vec![rows]))],
+    )?)
+}
+
+/// The write a `COPY` statement asks for (save mode `error` unless its options say otherwise).
+pub fn copy_request(copy: &CopyTo) -> WriteRequest {
+    WriteRequest {
+        url: copy.output_url.clone(),
+        format: copy.file_type.get_ext(),
+        mode: None,
+        partition_by: copy.partition_by.clone(),
+        options: copy.options.clone(),
+    }
+}
+
+/// The write an `INSERT INTO` / `INSERT OVERWRITE` of a file table asks for, or `None` when the
+/// table is not a file table (an in-memory table of the driver).
+pub fn insert_request(dml: &DmlStatement) -> Result<Option<WriteRequest>> {
+    let WriteOp::Insert(op) = dml.op else {
+        return Err(Error::user(format!(
+            "{} is not supported: Faísca writes files, and files are not updated in place; rewrite the table with INSERT OVERWRITE",
+            dml.op.name()
+        )));
+    };
+    let provider = source_as_provider(&dml.target)?;
+    let Some(table) = provider.downcast_ref::<ListingTable>() else {
+        return Ok(None);
+    };
+    let mode = match op {
+        InsertOp::Append => "append",
+        InsertOp::Overwrite => "overwrite",
+        InsertOp::Replace => {
+            return Err(Error::user(format!(
+                "REPLACE INTO {} is not supported: file tables have no keys; use INSERT INTO or INSERT OVERWRITE",
+                dml.table_name
+            )));
+        }
+    };
+    let url = table
+        .table_paths()
+        .first()
+        .ok_or_else(|| Error::internal(format!("table {} has no location", dml.table_name)))?
+        .as_str()
+        .to_string();
+    let listing = table.options();
+    let mut options = HashMap::new();
+    if let Some(csv) = listing.format.downcast_ref::<CsvFormat>() {
+        let csv = csv.options();
+        if let Some(header) = csv.has_header {
+            options.insert("format.has_header".into(), header.to_string());
+        }
+        options.insert(
+            "format.delimiter".into(),
+            (csv.delimiter as char).to_string(),
+        );
+    }
+    Ok(Some(WriteRequest {
+        url,
+        format: listing.format.get_ext(),
+        mode: Some(mode.into()),
+        partition_by: listing
+            .table_partition_cols
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect(),
+        options,
+    }))
+}
+
+/// Faísca's own write options, taken out of `options`: save mode, rows per file, and whether an
+/// overwrite replaces only the partitions written.
+fn take_write_options(
+    options: &mut HashMap<String, String>,
+) -> Result<(Option<String>, u64, bool)> {
+    let mut mode = None;
+    let mut max_records = 0;
+    let mut dynamic = false;
+    for (key, value) in std::mem::take(options) {
+        let name = key.trim().to_ascii_lowercase();
+        let name = name.strip_prefix("format.").unwrap_or(&name).to_string();
+        match name.as_str() {
+            "mode" => mode = Some(value),
+            "maxrecordsperfile" => {
+                max_records = value.trim().parse::<i64>().map_err(|_| {
+                    Error::user(format!(
+                        "invalid write option maxRecordsPerFile = '{value}': expected a whole number (0 or less: no limit)"
+                    ))
+                })?.max(0) as u64
+            }
+            "partitionoverwritemode" => {
+                dynamic = match value.trim().to_ascii_lowercase().as_str() {
+                    "dynamic" => true,
+                    "static" => false,
+                    _ => {
+                        return Err(Error::user(format!(
+                            "invalid write option partitionOverwriteMode = '{value}': expected static or dynamic"
+                        )));
+                    }
+                }
+            }
+            _ => {
+                options.insert(option_key(&key), value);
+            }
+        }
+    }
+    Ok((mode, max_records, dynamic))
+}
+
+/// Plan a write of `input` as `request` says: resolve and check the destination.
+pub async fn plan_write(
+    session: &Session,
+    mut request: WriteRequest,
+    input: LogicalPlan,
+) -> Result<PlannedWrite> {
+    let format = WriteFormat::parse(&request.format)?;
+    let (option_mode, max_records_per_file, dynamic_overwrite) =
+        take_write_options(&mut request.options)?;
+    let mode = SaveMode::parse(
+        request
+            .mode
+            .as_deref()
+            .or(option_mode.as_deref())
+            .unwrap_or("error"),
+    )?;
+    let spec = FileSinkSpec {
+        url: request.url.clone(),
+        format,
+        partition_by: request.partition_by.clone(),
+        max_records_per_file,
+        options: request.options.clone(),
+    };
+    let state = session.ctx.state();
+    let table_options = spec.table_options(state.config_options())?;
+    let schema = Arc::new(input.schema().as_arrow().clone());
+    faisca_engine::sink::writer::check(&spec, &table_options, &schema)?;
+    let destination = Destination::resolve(&request.url, state.runtime_env())?;
+    let concurrency = session.config.write_commit_concurrency();
+    let resumed = commit::resume_pending(&destination, concurrency).await?;
+    if !resumed.is_empty() {
+        tracing::info!(destination = %request.url, jobs = ?resumed, "finished interrupted commits");
+    }
+    if !commit::check_destination(&destination, mode).await? {
+        return Ok(PlannedWrite::Skip);
+    }
+    Ok(PlannedWrite::Job {
+        input,
+        write: Arc::new(JobWrite {
+            destination,
+            mode,
+            sink: spec.to_proto(),
+            commit: CommitOptions {
+                dynamic_overwrite,
+                concurrency,
+                stop_after_manifest: session.config.test_stop_commit_after_manifest(),
+            },
+        }),
+    })
+}
+
+/// The files of `scan` that readers may see: not under `_temporary/`, and not hidden by a commit
+/// in progress in the directory tree they belong to (see [`commit::uncommitted_files`]).
+pub async fn committed_files(
+    state: &datafusion::execution::SessionState,
+    scan: &faisca_planner::scans::FileScan,
+) -> Result<Vec<datafusion::datasource::listing::PartitionedFile>> {
+    use std::collections::BTreeSet;
+    let files: Vec<_> = scan
+        .files
+        .iter()
+        .filter(|f| !faisca_engine::sink::is_temporary(f.object_meta.location.as_ref()))
+        .cloned()
+        .collect();
+    // A table's root: a file's directory above its `column=value` directories.
+    let roots: BTreeSet<String> = files
+        .iter()
+        .map(|f| {
+            let path = f.object_meta.location.as_ref();
+            let mut segments: Vec<&str> = path.split('/').collect();
+            segments.pop();
+            while segments.last().is_some_and(|s| s.contains('=')) {
+                segments.pop();
+            }
+            segments.join("/")
+        })
+        .collect();
+    let store = state.runtime_env().object_store(&scan.object_store_url)?;
+    let mut hidden = std::collections::HashSet::new();
+    for root in roots {
+        let destination = Destination {
+            url: format!("{}{root}", scan.object_store_url.as_str()),
+            store: store.clone(),
+            root: object_store::path::Path::from(root.as_str()),
+        };
+        for relative in commit::uncommitted_files(&destination).await? {
+            hidden.insert(faisca_engine::sink::join(&destination.root, &relative)?.to_string());
+        }
+    }
+    if hidden.is_empty() {
+        return Ok(files);
+    }
+    Ok(files
+        .into_iter()
+        .filter(|f| !hidden.contains(f.object_meta.location.as_ref()))
+        .collect())
+}
+
+/// Commit a write job whose tasks wrote `files`. Returns the rows written.
+pub async fn commit_job(write: &JobWrite, job: &JobId, files: &[TaskFile]) -> Result<u64> {
+    let manifest =
+        commit::plan_manifest(&write.destination, &job.0, write.mode, files, &write.commit).await?;
+    commit::commit(&write.destination, &manifest, &write.commit).await
+}
+
+/// Remove what a failed or cancelled write job left in its temporary directory.
+pub async fn abort_job(write: &JobWrite, job: &JobId) {
+    if let Err(e) = commit::abort(&write.destination, &job.0).await {
+        tracing::warn!(job = %job, destination = %write.destination.url, "could not remove the temporary files of a failed write: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_options_are_taken_out_and_spark_names_mapped() {
+        let mut options: HashMap<String, String> = [
+            ("format.mode", "overwrite"),
+            ("maxRecordsPerFile", "1000"),
+            ("partitionOverwriteMode", "dynamic"),
+            ("header", "true"),
+            ("format.compression", "zstd"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let (mode, max, dynamic) = take_write_options(&mut options).unwrap();
+        assert_eq!(mode.as_deref(), Some("overwrite"));
+        assert_eq!((max, dynamic), (1000, true));
+        assert_eq!(
+            options.get("format.has_header").map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(options.len(), 2);
+        let mut bad: HashMap<String, String> =
+            [("maxRecordsPerFile".to_string(), "lots".to_string())].into();
+        assert!(
+            take_write_options(&mut bad)
+                .unwrap_err()
+                .to_string()
+                .contains("maxRecordsPerFile")
+        );
+    }
+}
