@@ -278,6 +278,13 @@ async fn dataframe_verbs_match_sql() {
         "repartition(5) makes a 5-task stage:\n{plan}"
     );
     assert_eq!(orders.coalesce(1).unwrap().count().await.unwrap(), 15000);
+
+    // Global min/max over many tasks: each partial aggregate prunes rows with the bounds it has
+    // learned (DataFusion's aggregate dynamic filter); the answer must not change.
+    let sql = "SELECT min(l_orderkey) AS a, max(l_orderkey) AS b, min(l_comment) AS c, \
+               max(l_shipdate) AS d, min(l_extendedprice) AS e FROM lineitem WHERE l_orderkey % 2 >= 0";
+    let df = fx.session.sql(sql).await.unwrap();
+    fx.same("global min/max", &df, sql).await;
     fx.session.stop().await;
 }
 

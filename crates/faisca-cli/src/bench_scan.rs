@@ -70,7 +70,7 @@ async fn arrow_bytes(ctx: &SessionContext) -> Result<u64> {
 pub async fn scan(args: ScanBenchArgs) -> Result<()> {
     let sf = args.sf;
     let (dir, _) = data::prepare(args.data.clone(), sf).await?;
-    let session = crate::commands::session(&args.master, "faisca bench scan", &[]).await?;
+    let session = crate::commands::session(&args.master, "faisca bench scan", &args.conf).await?;
     let executors = session
         .wait_for_executors(1, session.config().executor_wait_timeout())
         .await?;
@@ -79,7 +79,14 @@ pub async fn scan(args: ScanBenchArgs) -> Result<()> {
         .map(|e| e.cores as usize)
         .sum::<usize>()
         .max(1);
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(cores));
+    let mut reference = SessionConfig::new().with_target_partitions(cores);
+    for (k, v) in crate::cli::parse_conf(&args.reference_conf)? {
+        reference
+            .options_mut()
+            .set(&k, &v)
+            .with_context(|| format!("--reference-conf {k}={v}"))?;
+    }
+    let ctx = SessionContext::new_with_config(reference);
     let ddl = data::create_tables_sql(&dir)
         .into_iter()
         .find(|d| d.contains("lineitem"))

@@ -273,6 +273,12 @@ pub struct ScanBenchArgs {
     /// Where to write the JSON report.
     #[arg(long, default_value = "target/faisca-bench/scan.json")]
     pub output: PathBuf,
+    /// Configuration `key=value` for the session (repeatable).
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    pub conf: Vec<String>,
+    /// DataFusion configuration `key=value` for the single-process reference (repeatable).
+    #[arg(long = "reference-conf", value_name = "KEY=VALUE")]
+    pub reference_conf: Vec<String>,
 }
 
 /// `faisca bench recovery`.
