@@ -275,7 +275,15 @@ pub async fn committed_files(
             store: store.clone(),
             root: object_store::path::Path::from(root.as_str()),
         };
-        for relative in commit::uncommitted_files(&destination).await? {
+        // A store that cannot list (a plain HTTP server) holds no Faísca commits: nothing to hide.
+        let pending = match commit::uncommitted_files(&destination).await {
+            Ok(pending) => pending,
+            Err(e) => {
+                tracing::debug!(location = %destination.url, "no commit check: {e}");
+                continue;
+            }
+        };
+        for relative in pending {
             hidden.insert(faisca_engine::sink::join(&destination.root, &relative)?.to_string());
         }
     }
