@@ -51,8 +51,8 @@ fn moto_program() -> PathBuf {
 }
 
 impl Moto {
-    /// Start moto and create `buckets`.
-    pub fn start(buckets: &[&str]) -> Moto {
+    /// Start moto on a free port with extra environment `env`, and wait until it listens.
+    fn spawn(env: &[(&str, &str)]) -> Moto {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -60,19 +60,26 @@ impl Moto {
             .port();
         let child = Command::new(moto_program())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start moto_server");
-        let moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "moto_server did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
+        Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Start moto and create `buckets`.
+    pub fn start(buckets: &[&str]) -> Moto {
+        let moto = Moto::spawn(&[]);
+        let port: u16 = moto.endpoint.rsplit(':').next().unwrap().parse().unwrap();
         for bucket in buckets {
             let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
             write!(
@@ -93,29 +100,8 @@ impl Moto {
     /// Start moto with IAM authentication and create `bucket`: requests must then be signed with
     /// the returned `(access key id, secret)` of a user allowed `s3:*`.
     pub fn start_with_auth(bucket: &str) -> (Moto, String, String) {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let program = moto_program();
         // The four set-up requests below are the only unauthenticated ones.
-        let child = Command::new(&program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("INITIAL_NO_AUTH_ACTION_COUNT", "4")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let moto = Moto::spawn(&[("INITIAL_NO_AUTH_ACTION_COUNT", "4")]);
         let script = r#"
 import json, sys, boto3
 kw = dict(endpoint_url=sys.argv[1], region_name="us-east-1", aws_access_key_id="setup", aws_secret_access_key="setup")
@@ -127,7 +113,7 @@ iam.put_user_policy(UserName="faisca", PolicyName="s3", PolicyDocument=json.dump
 key = iam.create_access_key(UserName="faisca")["AccessKey"]
 print(key["AccessKeyId"], key["SecretAccessKey"])
 "#;
-        let python = program.parent().unwrap().join("python");
+        let python = moto_program().parent().unwrap().join("python");
         let out = Command::new(python)
             .args(["-c", script, &moto.endpoint, bucket])
             .output()

@@ -53,6 +53,42 @@ struct TpchReport {
 }
 
 /// A short description of this machine.
+/// A session on `master` (with `conf`) and a single-process DataFusion reference with as many
+/// partitions as the cluster has cores (with `reference_conf`), both with TPC-H `lineitem` of
+/// `dir` registered. Returns them and the cluster's cores.
+pub async fn lineitem_engines(
+    master: &str,
+    app_name: &str,
+    conf: &[String],
+    reference_conf: &[String],
+    dir: &std::path::Path,
+) -> Result<(faisca::Session, SessionContext, usize)> {
+    let session = crate::commands::session(master, app_name, conf).await?;
+    let executors = session
+        .wait_for_executors(1, session.config().executor_wait_timeout())
+        .await?;
+    let cores: usize = executors
+        .iter()
+        .map(|e| e.cores as usize)
+        .sum::<usize>()
+        .max(1);
+    let mut reference = SessionConfig::new().with_target_partitions(cores);
+    for (k, v) in parse_conf(reference_conf)? {
+        reference
+            .options_mut()
+            .set(&k, &v)
+            .with_context(|| format!("--reference-conf {k}={v}"))?;
+    }
+    let ctx = SessionContext::new_with_config(reference);
+    let ddl = crate::tpch::data::create_tables_sql(dir)
+        .into_iter()
+        .find(|d| d.contains("lineitem"))
+        .context("no lineitem table in the TPC-H data")?;
+    session.execute_sql(&ddl).await?;
+    ctx.sql(&ddl).await?.collect().await?;
+    Ok((session, ctx, cores))
+}
+
 pub fn machine() -> String {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())

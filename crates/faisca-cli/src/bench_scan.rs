@@ -8,9 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use datafusion::arrow::array::Array;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use serde::Serialize;
 
@@ -70,29 +70,14 @@ async fn arrow_bytes(ctx: &SessionContext) -> Result<u64> {
 pub async fn scan(args: ScanBenchArgs) -> Result<()> {
     let sf = args.sf;
     let (dir, _) = data::prepare(args.data.clone(), sf).await?;
-    let session = crate::commands::session(&args.master, "faisca bench scan", &args.conf).await?;
-    let executors = session
-        .wait_for_executors(1, session.config().executor_wait_timeout())
-        .await?;
-    let cores: usize = executors
-        .iter()
-        .map(|e| e.cores as usize)
-        .sum::<usize>()
-        .max(1);
-    let mut reference = SessionConfig::new().with_target_partitions(cores);
-    for (k, v) in crate::cli::parse_conf(&args.reference_conf)? {
-        reference
-            .options_mut()
-            .set(&k, &v)
-            .with_context(|| format!("--reference-conf {k}={v}"))?;
-    }
-    let ctx = SessionContext::new_with_config(reference);
-    let ddl = data::create_tables_sql(&dir)
-        .into_iter()
-        .find(|d| d.contains("lineitem"))
-        .context("no lineitem table in the TPC-H data")?;
-    session.execute_sql(&ddl).await?;
-    ctx.sql(&ddl).await?.collect().await?;
+    let (session, ctx, cores) = crate::bench::lineitem_engines(
+        &args.master,
+        "faisca bench scan",
+        &args.conf,
+        &args.reference_conf,
+        &dir,
+    )
+    .await?;
     let sql = all_columns_query(&ctx).await?;
     let bytes = arrow_bytes(&ctx).await?;
     eprintln!(

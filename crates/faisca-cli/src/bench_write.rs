@@ -6,8 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use datafusion::prelude::{SessionConfig, SessionContext};
+use anyhow::Result;
 use serde::Serialize;
 
 use crate::bench::{machine, median};
@@ -57,22 +56,8 @@ pub async fn write(args: WriteBenchArgs) -> Result<()> {
         Some(p) => tempfile::tempdir_in(p)?,
         None => tempfile::tempdir()?,
     };
-    let session = crate::commands::session(&args.master, "faisca bench write", &[]).await?;
-    let executors = session
-        .wait_for_executors(1, session.config().executor_wait_timeout())
-        .await?;
-    let cores: usize = executors
-        .iter()
-        .map(|e| e.cores as usize)
-        .sum::<usize>()
-        .max(1);
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(cores));
-    let ddl = data::create_tables_sql(&dir)
-        .into_iter()
-        .find(|d| d.contains("lineitem"))
-        .context("no lineitem table in the TPC-H data")?;
-    session.execute_sql(&ddl).await?;
-    ctx.sql(&ddl).await?.collect().await?;
+    let (session, ctx, cores) =
+        crate::bench::lineitem_engines(&args.master, "faisca bench write", &[], &[], &dir).await?;
     let column = &args.partition_by;
     let copy = |target: &Path, mode: &str| {
         format!(
@@ -91,13 +76,14 @@ pub async fn write(args: WriteBenchArgs) -> Result<()> {
         faisca::client::collect(session.execute_sql(&sql).await?.batches).await?;
         anyhow::Ok(())
     };
+    // DataFusion's COPY adds files to a directory: it starts from an empty one each time (the
+    // removal is not timed).
     let run_theirs = || async {
-        // DataFusion's COPY adds files to a directory: start from an empty one each time.
-        let _ = std::fs::remove_dir_all(&theirs_dir);
         ctx.sql(&copy(&theirs_dir, "")).await?.collect().await?;
         anyhow::Ok(())
     };
     run_ours().await?;
+    let _ = std::fs::remove_dir_all(&theirs_dir);
     run_theirs().await?;
     let (mut ours, mut theirs): (Vec<Duration>, Vec<Duration>) = (Vec::new(), Vec::new());
     for i in 0..args.iterations.max(1) {
@@ -110,7 +96,7 @@ pub async fn write(args: WriteBenchArgs) -> Result<()> {
                 run_ours().await?;
                 ours.push(t.elapsed());
             } else {
-                ctx.sql(&copy(&theirs_dir, "")).await?.collect().await?;
+                run_theirs().await?;
                 theirs.push(t.elapsed());
             }
         }

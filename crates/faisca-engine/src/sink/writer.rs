@@ -206,10 +206,7 @@ struct DirectoryFiles {
 /// Check a write of rows of `schema` before any task runs: the partition columns exist and leave
 /// data columns, and the format options make a writer.
 pub fn check(spec: &FileSinkSpec, options: &TableOptions, schema: &SchemaRef) -> Result<()> {
-    let partition_columns = partition_indices(schema, &spec.partition_by)?;
-    let data_columns: Vec<usize> = (0..schema.fields().len())
-        .filter(|i| !partition_columns.contains(i))
-        .collect();
+    let (partition_columns, data_columns) = split_columns(schema, &spec.partition_by)?;
     for &i in &partition_columns {
         partition_type_supported(schema.field(i).data_type(), schema.field(i).name())?;
     }
@@ -226,10 +223,7 @@ pub async fn write_task(
     attempt: &TaskAttempt,
 ) -> Result<Vec<WrittenFile>> {
     let schema = stream.schema();
-    let partition_columns = partition_indices(&schema, &spec.partition_by)?;
-    let data_columns: Vec<usize> = (0..schema.fields().len())
-        .filter(|i| !partition_columns.contains(i))
-        .collect();
+    let (partition_columns, data_columns) = split_columns(&schema, &spec.partition_by)?;
     let data_schema = Arc::new(schema.project(&data_columns)?);
     let encoding = Encoding::new(spec, options, &data_schema)?;
     let mut writer = TaskWriter {
@@ -345,6 +339,15 @@ impl TaskWriter<'_> {
         }
         Ok(self.written)
     }
+}
+
+/// Indices of the partition columns named `names`, and of the other (data) columns.
+fn split_columns(schema: &Schema, names: &[String]) -> Result<(Vec<usize>, Vec<usize>)> {
+    let partition_columns = partition_indices(schema, names)?;
+    let data_columns = (0..schema.fields().len())
+        .filter(|i| !partition_columns.contains(i))
+        .collect();
+    Ok((partition_columns, data_columns))
 }
 
 fn partition_indices(schema: &Schema, names: &[String]) -> Result<Vec<usize>> {
