@@ -5,6 +5,9 @@
 # * An S3-compatible server: moto (PyPI `moto[server]`), installed once into a Python venv under
 #   the cache directory. Tests start their own moto_server on a free 127.0.0.1 port and stop it
 #   (FAISCA_MOTO_SERVER names the program).
+# * Kafka-protocol brokers: noida-db (PyPI) in a second venv, and Tansu (crates.io, built once
+#   with SQLite storage, ~10-20 minutes, kept in the cache). Tests start their own brokers on free
+#   127.0.0.1 ports and stop them (FAISCA_NOIDA_DB, FAISCA_TANSU name the programs).
 # * Every test starts its own drivers and executors on 127.0.0.1 (in-process for local[N], as
 #   separate `faisca` processes for the CLI tests).
 set -euo pipefail
@@ -20,6 +23,25 @@ if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c "import moto, sys
     "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$moto_version"
 fi
 export FAISCA_MOTO_SERVER="$venv/bin/moto_server"
+
+kafka_venv="${FAISCA_KAFKA_VENV:-$cache/venv-kafka}"
+noida_version="0.2.3"
+if [ ! -x "$kafka_venv/bin/noida-db" ] || ! "$kafka_venv/bin/pip" show noida-db 2>/dev/null | grep -qx "Version: $noida_version"; then
+    echo "installing noida-db $noida_version into $kafka_venv" >&2
+    mkdir -p "$(dirname "$kafka_venv")"
+    python3 -m venv "$kafka_venv"
+    "$kafka_venv/bin/pip" install --quiet --disable-pip-version-check "noida-db==$noida_version"
+fi
+export FAISCA_NOIDA_DB="$kafka_venv/bin/noida-db"
+
+tansu_root="$cache/tansu"
+tansu_version="0.6.0"
+if [ ! -x "$tansu_root/bin/tansu" ] || ! "$tansu_root/bin/tansu" --version 2>/dev/null | grep -q "$tansu_version"; then
+    echo "building tansu $tansu_version into $tansu_root (once; 10-20 minutes)" >&2
+    CARGO_TARGET_DIR="$cache/tansu-target" cargo install --quiet tansu --version "$tansu_version" --locked --features libsql --root "$tansu_root"
+    rm -rf "$cache/tansu-target"
+fi
+export FAISCA_TANSU="$tansu_root/bin/tansu"
 
 # The CLI tests run the `faisca` binary as separate driver, executor and client processes.
 cargo build --locked -p faisca-cli

@@ -426,7 +426,11 @@ async fn views_sql_dataframes_and_other_formats() {
         .session
         .read()
         .format("json")
-        .load(&dir.path().join("people.json").display().to_string())
+        .option(
+            "path",
+            &dir.path().join("people.json").display().to_string(),
+        )
+        .load()
         .await
         .unwrap();
     assert_eq!(json.count().await.unwrap(), 2);
@@ -449,7 +453,7 @@ async fn views_sql_dataframes_and_other_formats() {
         .session
         .read()
         .format("xml")
-        .load("/tmp")
+        .load_path("/tmp")
         .await
         .unwrap_err()
         .to_string();

@@ -9,6 +9,7 @@
 //! * [`s3`]: Parquet on a real S3-compatible server (moto), Hive partitions, AWS_* environment.
 //! * [`writes`]: DataFrame writers, `COPY`, `INSERT INTO`, save modes, the commit protocol under
 //!   faults, on local files and on S3.
+//! * [`kafka`]: the Kafka source on real brokers (noida-db, Tansu) and librdkafka's mock cluster.
 //! * [`faults`]: injected task failures, executors killed mid-query, cancellation, many jobs.
 
 mod cli;
@@ -16,6 +17,8 @@ mod common;
 mod dataframe;
 mod errors;
 mod faults;
+mod kafka;
+mod kafka_brokers;
 mod readme;
 mod s3;
 mod splits;

@@ -192,6 +192,18 @@ pub const KEYS: &[KeySpec] = &[
         doc: "Fault injection for tests: a write's commit stops right after recording its manifest, as if the driver died there (the next write to the destination finishes it).",
     },
     KeySpec {
+        name: "faisca.kafka.requestTimeout",
+        default: "10s",
+        kind: ValueKind::Duration,
+        doc: "Timeout of each request the driver makes to Kafka brokers when it plans a run (topics, offsets); each is tried fetchOffset.numRetries + 1 times.",
+    },
+    KeySpec {
+        name: "faisca.kafka.maxRecordsPerTask",
+        default: "1000000",
+        kind: ValueKind::Count,
+        doc: "Most offsets one Kafka task reads when the source sets no maxRecordsPerPartition; larger ranges are split.",
+    },
+    KeySpec {
         name: "faisca.batchSize",
         default: "8192",
         kind: ValueKind::Count,
@@ -286,6 +298,14 @@ impl FaiscaConfig {
     /// `faisca.files.openCostInBytes`.
     pub fn open_cost_in_bytes(&self) -> u64 {
         self.bytes("faisca.files.openCostInBytes")
+    }
+    /// `faisca.kafka.requestTimeout`.
+    pub fn kafka_request_timeout(&self) -> Duration {
+        self.duration("faisca.kafka.requestTimeout")
+    }
+    /// `faisca.kafka.maxRecordsPerTask` (at least 1).
+    pub fn kafka_max_records_per_task(&self) -> u64 {
+        self.count("faisca.kafka.maxRecordsPerTask").max(1)
     }
     /// `faisca.shuffle.partitions`; `None` means "the cluster's total cores".
     pub fn shuffle_partitions(&self) -> Option<usize> {

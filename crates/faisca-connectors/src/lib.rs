@@ -10,9 +10,11 @@
 //!   from each process's environment and the session's `faisca.store.*` keys.
 //! * [`hidden`]: the store wrapper that makes listings skip `_`/`.` names, as Spark's do.
 //!
-//! Kafka (offset ranges, checkpoints) comes with later work.
+//! * [`kafka`]: the Kafka source: options, offset planning, task splits, checkpoints, and the
+//!   range reader executors run.
 
 pub mod hidden;
+pub mod kafka;
 pub mod parquet_layout;
 pub mod splits;
 pub mod stores;

@@ -97,11 +97,33 @@ fn result_stream(
                 Ok::<_, Status>(response.into_inner())
             }
         });
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = failed.clone();
     let body = parts
         .try_flatten()
-        .try_filter(|d| futures::future::ready(!is_schema_message(d)));
+        .try_filter(|d| futures::future::ready(!is_schema_message(d)))
+        .inspect(move |item| {
+            if item.is_err() {
+                seen.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    // Once every row was streamed, the Kafka runs the job read are committed, and only then
+    // does the stream end: a client's next query sees the checkpoint moved on.
+    let kafka = result.kafka;
+    let commit = futures::stream::once(async move {
+        if kafka.is_empty() || failed.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        crate::kafka::record_done(&kafka).await.err().map(|e| {
+            Err(status_from_error(&e.context(
+                "every row was sent, but the Kafka checkpoint was not committed: the next run reads this batch again",
+            )))
+        })
+    })
+    .filter_map(futures::future::ready);
     let stream = futures::stream::once(async move { Ok(schema_message) })
         .chain(body)
+        .chain(commit)
         .map(move |item| {
             let _keep_until_the_stream_is_dropped = &guard;
             item

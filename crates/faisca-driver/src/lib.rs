@@ -20,6 +20,7 @@
 pub mod actor;
 pub mod diagnose;
 pub mod flight;
+pub mod kafka;
 pub mod planning;
 pub mod scheduler;
 pub mod server;

@@ -15,10 +15,12 @@ use faisca_common::{Error, Result};
 use faisca_connectors::parquet_layout::row_group_ranges;
 use faisca_connectors::splits::{FileInput, max_split_bytes, plan_splits};
 use faisca_engine::codec::encode_stage_plan;
+use faisca_planner::kafka_scans::{ApplyKafkaTasks, kafka_sources};
 use faisca_planner::scans::{ApplySplits, FileScan, file_scans};
 use faisca_planner::stages::{StageGraph, StageOutput, cut_stages};
 use futures::future::try_join_all;
 
+use crate::kafka::KafkaRun;
 use crate::scheduler::{PlannedJob, PlannedStage};
 use crate::session::Session;
 
@@ -155,9 +157,12 @@ pub async fn plan_statement(
             plan,
         }),
         _ => {
-            let physical = physical_plan(session, &plan, total_cores).await?;
-            match build_job(session, session_id, physical.clone()) {
-                Ok(job) => Ok(Planned::Job(job)),
+            let (physical, runs) = physical_plan(session, &plan, total_cores).await?;
+            match build_job(session, session_id, physical.clone(), runs) {
+                Ok(job) => {
+                    record_kafka_starts(&job).await?;
+                    Ok(Planned::Job(job))
+                }
                 // Catalog queries (information_schema, SHOW TABLES) read tables that live only in the
                 // driver; they are small and run here.
                 Err(e) if !reads_files(&physical)? && is_not_distributable(&e) => {
@@ -192,16 +197,25 @@ pub async fn plan_write(
             batches: vec![crate::write::count_batch(0)?],
         }),
         crate::write::PlannedWrite::Job { input, write } => {
-            let physical = physical_plan(session, &input, total_cores).await?;
-            let mut job = build_job(session, session_id, physical)?;
+            let (physical, runs) = physical_plan(session, &input, total_cores).await?;
+            let mut job = build_job(session, session_id, physical, runs)?;
             job.schema = crate::write::count_schema();
             job.write = Some(write);
             if let Some(last) = job.stages.last_mut() {
                 last.output_description = "write".to_string();
             }
+            record_kafka_starts(&job).await?;
             Ok(Planned::Job(job))
         }
     }
+}
+
+/// Before a job reading Kafka starts: record its runs' ranges in their checkpoints.
+async fn record_kafka_starts(job: &PlannedJob) -> Result<()> {
+    for run in &job.kafka {
+        run.record_start().await?;
+    }
+    Ok(())
 }
 
 fn is_not_distributable(e: &Error) -> bool {
@@ -243,16 +257,17 @@ fn requested_partitions(plan: &LogicalPlan) -> Result<Option<usize>> {
     Ok(requested)
 }
 
-/// DataFusion's physical plan with Faísca's task splits applied to its file scans; a Parquet
-/// error names the file.
+/// DataFusion's physical plan with Faísca's task splits applied to its file scans and the planned
+/// offset ranges to its Kafka scans (with those runs); a Parquet error names the file.
 ///
-/// Planned twice: the first plan shows which files each scan reads; the second applies the splits
-/// before DataFusion's distribution rules run (see `faisca_planner::scans::ApplySplits`).
+/// Planned twice: the first plan shows which files each scan reads and which Kafka sources it
+/// reads; the second applies the splits and ranges before DataFusion's distribution rules run
+/// (see `faisca_planner::scans::ApplySplits`, `faisca_planner::kafka_scans::ApplyKafkaTasks`).
 pub async fn physical_plan(
     session: &Session,
     plan: &LogicalPlan,
     total_cores: usize,
-) -> Result<Arc<dyn ExecutionPlan>> {
+) -> Result<(Arc<dyn ExecutionPlan>, Vec<Arc<KafkaRun>>)> {
     match split_physical_plan(session, plan, total_cores).await {
         Ok(physical) => Ok(physical),
         Err(e) => Err(crate::diagnose::name_bad_parquet_file(session, plan, e).await),
@@ -263,30 +278,46 @@ async fn split_physical_plan(
     session: &Session,
     plan: &LogicalPlan,
     total_cores: usize,
-) -> Result<Arc<dyn ExecutionPlan>> {
+) -> Result<(Arc<dyn ExecutionPlan>, Vec<Arc<KafkaRun>>)> {
     let mut state = session.ctx.state();
     state.config_mut().options_mut().execution.target_partitions =
         requested_partitions(plan)?.unwrap_or_else(|| shuffle_partitions(session, total_cores));
     let first = state.create_physical_plan(plan).await?;
     let scans = file_scans(&first)?;
-    if scans.is_empty() {
-        return Ok(first);
+    let kafka = kafka_sources(&first)?;
+    if scans.is_empty() && kafka.is_empty() {
+        return Ok((first, Vec::new()));
     }
-    let parallelism = total_cores.max(1);
-    let mut splits = HashMap::with_capacity(scans.len());
-    for scan in &scans {
-        splits.insert(
-            scan.key(),
-            scan_splits(session, &state, scan, parallelism).await?,
-        );
+    let mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> = Vec::new();
+    if !scans.is_empty() {
+        let parallelism = total_cores.max(1);
+        let mut splits = HashMap::with_capacity(scans.len());
+        for scan in &scans {
+            splits.insert(
+                scan.key(),
+                scan_splits(session, &state, scan, parallelism).await?,
+            );
+        }
+        rules.push(Arc::new(ApplySplits::new(splits)));
     }
-    let mut rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> =
-        vec![Arc::new(ApplySplits::new(splits))];
+    let runs = if kafka.is_empty() {
+        Vec::new()
+    } else {
+        let runs =
+            crate::kafka::plan_runs(&state, kafka, session.config.kafka_request_timeout()).await?;
+        let max_records = session.config.kafka_max_records_per_task();
+        let tasks = runs
+            .iter()
+            .map(|run| (run.options.key.clone(), run.tasks(max_records)))
+            .collect();
+        rules.push(Arc::new(ApplyKafkaTasks::new(tasks)));
+        runs
+    };
     rules.extend(state.physical_optimizers().iter().cloned());
     let state = SessionStateBuilder::new_from_existing(state)
         .with_physical_optimizer_rules(rules)
         .build();
-    Ok(state.create_physical_plan(plan).await?)
+    Ok((state.create_physical_plan(plan).await?, runs))
 }
 
 async fn scan_splits(
@@ -352,6 +383,7 @@ pub fn build_job(
     session: &Session,
     session_id: &SessionId,
     physical: Arc<dyn ExecutionPlan>,
+    kafka: Vec<Arc<KafkaRun>>,
 ) -> Result<PlannedJob> {
     let schema = physical.schema();
     let graph = cut_stages(physical)?;
@@ -390,13 +422,14 @@ pub fn build_job(
         name: String::new(),
         sql: String::new(),
         write: None,
+        kafka,
     })
 }
 
 /// `EXPLAIN`: the logical plan and the distributed plan (stages, tasks, operators).
 async fn explain(session: &Session, plan: &LogicalPlan, total_cores: usize) -> Result<Planned> {
     let optimized = session.ctx.state().optimize(plan)?;
-    let physical = physical_plan(session, plan, total_cores).await?;
+    let (physical, _) = physical_plan(session, plan, total_cores).await?;
     let graph: StageGraph = cut_stages(physical)?;
     let schema = Arc::new(Schema::new(vec![
         Field::new("plan_type", DataType::Utf8, false),

@@ -42,6 +42,10 @@ impl Session {
             .with_default_features()
             .build();
         faisca_engine::udf::add_registered(&mut state)?;
+        state.table_factories_mut().insert(
+            faisca_engine::kafka::KAFKA_FORMAT.to_string(),
+            Arc::new(faisca_engine::kafka::KafkaTableFactory),
+        );
         Ok(Session {
             ctx: SessionContext::new_with_state(state),
             config,

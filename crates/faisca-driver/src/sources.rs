@@ -1,7 +1,7 @@
 //! DataFrame sources the driver resolves for its clients (files of a format at a URL) and
 //! temporary views made from DataFrames.
 //!
-//! A file source is what `CREATE EXTERNAL TABLE` would make, without a name in the catalog: the
+//! A source is what `CREATE EXTERNAL TABLE` would make, without a name in the catalog: for files, the
 //! format's table factory infers the schema and discovers Hive-style partition directories
 //! (`year=2024/month=1/`). Options take DataFusion's names (`format.has_header`) or Spark's
 //! (`header`, `sep`, …).
@@ -19,7 +19,7 @@ use faisca_proto::ResolveSourceRequest;
 use crate::session::Session;
 
 /// Formats a DataFrame reader accepts.
-pub const FORMATS: &[&str] = &["parquet", "csv", "json", "arrow"];
+pub const FORMATS: &[&str] = &["parquet", "csv", "json", "arrow", "kafka"];
 
 /// Spark's reader option names and DataFusion's equivalents.
 const SPARK_OPTIONS: &[(&str, &str)] = &[
@@ -59,7 +59,8 @@ pub async fn file_source(session: &Session, request: &ResolveSourceRequest) -> R
             FORMATS.join(", ")
         )));
     }
-    if request.location.trim().is_empty() {
+    let kafka = format == "kafka";
+    if request.location.trim().is_empty() && !kafka {
         return Err(Error::user(format!(
             "no location given for the {format} source: expected a URL or path"
         )));
@@ -104,6 +105,7 @@ pub async fn file_source(session: &Session, request: &ResolveSourceRequest) -> R
     .build();
     let provider = match factory.create(&state, &command).await {
         Ok(provider) => provider,
+        Err(e) if kafka => return Err(Error::from(e)),
         Err(e) => {
             let e = crate::diagnose::name_mismatched_files(
                 session,

@@ -1,6 +1,7 @@
 //! Plans and schemas on the wire.
 //!
-//! Stage plans travel as datafusion-proto bytes. Our own nodes ([`ShuffleReaderExec`]) are encoded
+//! Stage plans travel as datafusion-proto bytes. Our own nodes ([`ShuffleReaderExec`],
+//! [`crate::kafka::KafkaScanExec`]) are encoded
 //! by [`FaiscaCodec`]. A stage whose output is hash-partitioned travels with its
 //! `RepartitionExec` as the root, so the partitioning expressions use datafusion-proto's own
 //! encoding; [`decode_stage_plan`] takes that root off again.
@@ -44,6 +45,7 @@ impl PhysicalExtensionCodec for FaiscaCodec {
                     r.hash_partitioned,
                 )))
             }
+            Some(extension_node::Node::KafkaScan(k)) => crate::kafka::decode_scan(k),
             None => Err(DataFusionError::Internal("empty Faísca plan node".into())),
         }
     }
@@ -54,6 +56,16 @@ impl PhysicalExtensionCodec for FaiscaCodec {
         buf: &mut Vec<u8>,
         _proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<()> {
+        if let Some(scan) = node.downcast_ref::<crate::kafka::KafkaScanExec>() {
+            let msg = ExtensionNode {
+                node: Some(extension_node::Node::KafkaScan(crate::kafka::encode_scan(
+                    scan,
+                )?)),
+            };
+            return msg
+                .encode(buf)
+                .map_err(|e| DataFusionError::Internal(format!("encoding plan node: {e}")));
+        }
         let Some(reader) = node.downcast_ref::<ShuffleReaderExec>() else {
             return Err(DataFusionError::NotImplemented(format!(
                 "{} cannot be sent to executors (no datafusion-proto encoding)",

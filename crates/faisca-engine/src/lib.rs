@@ -22,6 +22,7 @@
 //!   stops promptly.
 
 pub mod codec;
+pub mod kafka;
 pub mod logical_codec;
 pub mod rpc;
 pub mod scan_files;

@@ -6,6 +6,8 @@
 //!   consumer; each stage runs one task per output partition of its plan.
 //! * [`scans`]: find the file scans of a plan, and [`scans::ApplySplits`], the physical optimizer
 //!   rule that gives them the task splits computed with `faisca_connectors::splits`.
+//! * [`kafka_scans`]: the Kafka sources of a plan, and [`kafka_scans::ApplyKafkaTasks`], which gives
+//!   each scan the offset ranges the driver planned for its run.
 //! * [`distributable`]: rewrites joins whose partitions share in-process state so that they stay
 //!   correct when each partition is a task of its own (run first by [`stages::cut_stages`]).
 //! * [`explain`]: the text shown by `EXPLAIN` and `faisca sql --explain`.
@@ -16,5 +18,6 @@
 
 pub mod distributable;
 pub mod explain;
+pub mod kafka_scans;
 pub mod scans;
 pub mod stages;

@@ -25,7 +25,7 @@ impl DataFrameReader {
     }
 
     /// The format [`DataFrameReader::load`] reads: `parquet` (default), `csv`, `json` (newline
-    /// delimited), `arrow` (IPC files).
+    /// delimited), `arrow` (IPC files), `kafka`.
     pub fn format(mut self, format: &str) -> Self {
         self.format = format.to_string();
         self
@@ -38,38 +38,55 @@ impl DataFrameReader {
         self
     }
 
-    /// Read the files at `url` (a file, a directory, `s3://…`, …) in the chosen format.
-    pub async fn load(self, url: &str) -> Result<DataFrame> {
+    /// Read the source the format and options describe, as Spark's `load()`: files at the
+    /// `path` option's URL, or a source that needs no path (`format("kafka")` with its
+    /// `subscribe`/`subscribePattern`/`assign` option).
+    pub async fn load(self) -> Result<DataFrame> {
+        let path = self
+            .options
+            .iter()
+            .rev()
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("path"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let options = self
+            .options
+            .iter()
+            .filter(|(k, _)| !k.trim().eq_ignore_ascii_case("path"))
+            .map(|(k, v)| ConfigEntry {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect();
         let request = ResolveSourceRequest {
             session_id: self.session.id().to_string(),
             format: self.format.clone(),
-            location: url.to_string(),
-            options: self
-                .options
-                .iter()
-                .map(|(k, v)| ConfigEntry {
-                    key: k.clone(),
-                    value: v.clone(),
-                })
-                .collect(),
+            location: path,
+            options,
             table: String::new(),
         };
         let plan = self.session.client().resolve_source(request).await?;
         self.session.data_frame_from_driver(&plan)
     }
 
+    /// Read the files at `url` (a file, a directory, `s3://…`, …) in the chosen format: Spark's
+    /// `load(path)`.
+    pub async fn load_path(self, url: &str) -> Result<DataFrame> {
+        self.option("path", url).load().await
+    }
+
     /// Read Parquet files.
     pub async fn parquet(self, url: &str) -> Result<DataFrame> {
-        self.format("parquet").load(url).await
+        self.format("parquet").load_path(url).await
     }
 
     /// Read CSV files.
     pub async fn csv(self, url: &str) -> Result<DataFrame> {
-        self.format("csv").load(url).await
+        self.format("csv").load_path(url).await
     }
 
     /// Read newline-delimited JSON files.
     pub async fn json(self, url: &str) -> Result<DataFrame> {
-        self.format("json").load(url).await
+        self.format("json").load_path(url).await
     }
 }

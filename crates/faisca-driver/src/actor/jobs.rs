@@ -370,9 +370,17 @@ impl DriverState {
             return;
         };
         let job_id = id.clone();
+        let kafka = job.planned.kafka.clone();
         debug!(job = %id, files = files.len(), "committing");
         tokio::spawn(async move {
-            let result = crate::write::commit_job(&write, &job_id, &files).await;
+            let mut result = crate::write::commit_job(&write, &job_id, &files).await;
+            if result.is_ok()
+                && let Err(e) = crate::kafka::record_done(&kafka).await
+            {
+                result = Err(e.context(
+                    "the files were committed, but not the Kafka checkpoint: the next run reads this batch again",
+                ));
+            }
             if let Some(sender) = reply.upgrade() {
                 let _ = sender.send(super::Message::CommitEnded { id: job_id, result });
             }
@@ -409,7 +417,13 @@ fn state_name(state: i32) -> &'static str {
 }
 
 fn job_result(job: &JobState) -> JobResult {
+    let kafka = if job.planned.write.is_some() {
+        Vec::new()
+    } else {
+        job.planned.kafka.clone()
+    };
     JobResult {
+        kafka,
         schema: job.planned.schema.clone(),
         stage_id: (job.planned.stages.len() - 1) as u32,
         outputs: job

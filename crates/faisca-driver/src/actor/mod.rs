@@ -51,6 +51,9 @@ pub struct JobResult {
     pub outputs: Vec<(String, String, u32, u32)>,
     /// Rows computed by the driver instead (a write job's `count`).
     pub inline: Option<Vec<datafusion::arrow::array::RecordBatch>>,
+    /// Kafka runs to commit once the whole result was streamed (none for a write job: its
+    /// commit records them).
+    pub kafka: Vec<Arc<crate::kafka::KafkaRun>>,
 }
 
 /// Where the answer to an [`Message::AwaitJob`] goes.

@@ -109,6 +109,7 @@ fn submit(state: &mut DriverState, session: &SessionId, tasks: u32) -> JobId {
         name: String::new(),
         sql: String::new(),
         write: None,
+        kafka: Vec::new(),
     };
     let (reply, mut answer) = oneshot::channel();
     state.receive(Message::SubmitJob {

@@ -73,6 +73,8 @@ pub struct PlannedJob {
     pub sql: String,
     /// Set for a write job: its last stage writes files, which the driver commits.
     pub write: Option<Arc<crate::write::JobWrite>>,
+    /// The Kafka runs the job reads: committed in their checkpoints once its output is delivered.
+    pub kafka: Vec<Arc<crate::kafka::KafkaRun>>,
 }
 
 impl PlannedJob {

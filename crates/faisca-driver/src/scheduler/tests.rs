@@ -25,6 +25,7 @@ fn job_of(stages: &[(u32, &[u32])], max_attempts: u32, stage_max_attempts: u32) 
         name: String::new(),
         sql: String::new(),
         write: None,
+        kafka: Vec::new(),
     };
     JobState::new(JobId("j".into()), 0, planned, 20)
 }

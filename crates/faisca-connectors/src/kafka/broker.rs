@@ -1,0 +1,277 @@
+//! The brokers, through librdkafka: the [`OffsetSource`] the driver plans runs with, the consumer
+//! configuration tasks read with, and offset commits to a consumer group.
+//!
+//! Every call blocks (librdkafka's API is synchronous): run them off the async runtime. Lookups
+//! are tried `fetchOffset.numRetries + 1` times, `fetchOffset.retryIntervalMs` apart, each bounded
+//! by the request timeout, so an unreachable cluster fails in bounded time with its address named.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use faisca_common::{Error, Result};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use super::options::{KafkaOptions, ReadOptions, Subscription};
+use super::resolve::{OffsetSource, PartitionBounds};
+use super::{OffsetRange, TopicPartition};
+
+/// The consumer configuration every reader and lookup uses: the user's `kafka.*` properties, and
+/// what exact ranges need (no automatic commits or resets, partition-end events, no topic
+/// creation by reading).
+pub fn consumer_config(read: &ReadOptions) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    for (k, v) in &read.kafka_params {
+        config.set(k, v);
+    }
+    if !read.kafka_params.contains_key("group.id") {
+        // librdkafka wants one for a consumer; with assign() no group is ever joined.
+        config.set("group.id", "faisca-reader");
+    }
+    config
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "error")
+        .set("allow.auto.create.topics", "false");
+    config
+}
+
+/// Whether an error says the user's setup is wrong (retrying cannot help).
+fn is_users_fault(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::GroupAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+                | RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::InvalidArgument
+        )
+    )
+}
+
+/// A connection to the brokers of one source, for planning.
+pub struct Broker {
+    consumer: BaseConsumer,
+    servers: String,
+    timeout: Duration,
+    retries: u32,
+    interval: Duration,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("servers", &self.servers)
+            .finish()
+    }
+}
+
+impl Broker {
+    /// A client for `options`' brokers; `timeout` bounds each request.
+    pub fn connect(options: &KafkaOptions, timeout: Duration) -> Result<Broker> {
+        let consumer: BaseConsumer = consumer_config(&options.read).create().map_err(|e| {
+            Error::user(format!(
+                "cannot create a Kafka client for '{}': {e}",
+                options.bootstrap_servers()
+            ))
+        })?;
+        Ok(Broker {
+            consumer,
+            servers: options.bootstrap_servers().to_string(),
+            timeout,
+            retries: options.fetch_retries,
+            interval: options.fetch_retry_interval,
+        })
+    }
+
+    fn retrying<T>(&self, what: &str, call: impl Fn() -> Result<T, KafkaError>) -> Result<T> {
+        let attempts = self.retries.saturating_add(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match call() {
+                Ok(v) => return Ok(v),
+                Err(e) if is_users_fault(&e) => {
+                    return Err(Error::user(format!(
+                        "Kafka brokers at '{}': {what}: {e}",
+                        self.servers
+                    )));
+                }
+                Err(e) if attempt >= attempts => {
+                    return Err(Error::external(format!(
+                        "Kafka brokers at '{}' did not answer: {what} failed {attempt} time(s), each within {} ms: {e}",
+                        self.servers,
+                        self.timeout.as_millis()
+                    )));
+                }
+                Err(e) => {
+                    tracing::debug!(servers = %self.servers, attempt, error = %e, "{what}: retrying");
+                    std::thread::sleep(self.interval);
+                }
+            }
+        }
+    }
+
+    /// Every topic and its partition count (internal topics, `__…`, left out).
+    fn topics(&self) -> Result<BTreeMap<String, Vec<i32>>> {
+        let metadata = self.retrying("fetching the topic list", || {
+            self.consumer.fetch_metadata(None, self.timeout)
+        })?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() && !t.name().starts_with("__"))
+            .map(|t| {
+                let mut ps: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+                ps.sort_unstable();
+                (t.name().to_string(), ps)
+            })
+            .collect())
+    }
+
+    fn missing_topic(&self, topic: &str, topics: &BTreeMap<String, Vec<i32>>) -> Error {
+        let mut known: Vec<&str> = topics.keys().map(String::as_str).take(20).collect();
+        if known.is_empty() {
+            known.push("none");
+        }
+        Error::user(format!(
+            "Kafka topic '{topic}' does not exist at '{}' (topics there: {})",
+            self.servers,
+            known.join(", ")
+        ))
+    }
+}
+
+impl OffsetSource for Broker {
+    fn partitions(&self, subscription: &Subscription) -> Result<Vec<TopicPartition>> {
+        let topics = self.topics()?;
+        let mut out = Vec::new();
+        let mut add = |topic: &str, ps: &[i32]| {
+            out.extend(ps.iter().map(|p| TopicPartition {
+                topic: topic.to_string(),
+                partition: *p,
+            }))
+        };
+        match subscription {
+            Subscription::Topics(names) => {
+                for name in names {
+                    let ps = topics
+                        .get(name)
+                        .ok_or_else(|| self.missing_topic(name, &topics))?;
+                    add(name, ps);
+                }
+            }
+            Subscription::Pattern(pattern) => {
+                let re = regex::Regex::new(&format!("^(?:{pattern})$"))
+                    .map_err(|e| Error::user(format!("Kafka option 'subscribePattern': {e}")))?;
+                for (name, ps) in topics.iter().filter(|(n, _)| re.is_match(n)) {
+                    add(name, ps);
+                }
+            }
+            Subscription::Assign(assigned) => {
+                for (name, wanted) in assigned {
+                    let ps = topics
+                        .get(name)
+                        .ok_or_else(|| self.missing_topic(name, &topics))?;
+                    if let Some(p) = wanted.iter().find(|p| !ps.contains(p)) {
+                        return Err(Error::user(format!(
+                            "Kafka option 'assign' names partition {p} of topic '{name}', which has partitions 0..{}",
+                            ps.len()
+                        )));
+                    }
+                    add(name, wanted);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn bounds(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, PartitionBounds>> {
+        let mut out = BTreeMap::new();
+        for tp in partitions {
+            let (earliest, latest) =
+                self.retrying(&format!("fetching the offsets of {tp}"), || {
+                    self.consumer
+                        .fetch_watermarks(&tp.topic, tp.partition, self.timeout)
+                })?;
+            out.insert(tp.clone(), PartitionBounds { earliest, latest });
+        }
+        Ok(out)
+    }
+
+    fn offsets_for_times(
+        &self,
+        query: &[(TopicPartition, i64)],
+    ) -> Result<BTreeMap<TopicPartition, Option<i64>>> {
+        let mut tpl = TopicPartitionList::with_capacity(query.len());
+        for (tp, ms) in query {
+            tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*ms))
+                .map_err(|e| Error::internal(format!("{tp}: {e}")))?;
+        }
+        let found = self.retrying("looking up offsets by timestamp", || {
+            self.consumer.offsets_for_times(tpl.clone(), self.timeout)
+        })?;
+        let mut out = BTreeMap::new();
+        for elem in found.elements() {
+            let tp = TopicPartition {
+                topic: elem.topic().to_string(),
+                partition: elem.partition(),
+            };
+            elem.error().map_err(|e| {
+                Error::external(format!(
+                    "Kafka brokers at '{}': looking up {tp} by timestamp: {e}",
+                    self.servers
+                ))
+            })?;
+            let offset = match elem.offset() {
+                Offset::Offset(o) if o >= 0 => Some(o),
+                _ => None,
+            };
+            out.insert(tp, offset);
+        }
+        Ok(out)
+    }
+}
+
+/// After a successful run, commit its end offsets to the consumer group `kafka.group.id` (for lag
+/// monitoring; the checkpoint stays the source of truth). Nothing without a group.
+pub fn commit_to_group(
+    read: &ReadOptions,
+    ranges: &[OffsetRange],
+    timeout: Duration,
+) -> Result<()> {
+    let Some(group) = read.kafka_params.get("group.id") else {
+        return Ok(());
+    };
+    if ranges.is_empty() {
+        return Ok(());
+    }
+    let servers = read
+        .kafka_params
+        .get("bootstrap.servers")
+        .cloned()
+        .unwrap_or_default();
+    let mut config = consumer_config(read);
+    config.set("socket.timeout.ms", timeout.as_millis().max(10).to_string());
+    let consumer: BaseConsumer = config
+        .create()
+        .map_err(|e| Error::user(format!("cannot create a Kafka client for '{servers}': {e}")))?;
+    let mut tpl = TopicPartitionList::with_capacity(ranges.len());
+    for r in ranges {
+        tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.end))
+            .map_err(|e| Error::internal(format!("{r}: {e}")))?;
+    }
+    consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
+        Error::external(format!(
+            "committing offsets to Kafka consumer group '{group}' at '{servers}': {e}"
+        ))
+    })
+}

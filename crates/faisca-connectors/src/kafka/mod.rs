@@ -1,0 +1,83 @@
+//! The Kafka source: offsets planned once per query on the driver, exact ranges read on executors.
+//!
+//! * [`options`]: Spark's option names (`subscribe`, `startingOffsets`, `kafka.*`, …) parsed and
+//!   checked when the table is created.
+//! * [`resolve`]: pure planning of one run's half-open `[start, end)` range per topic-partition
+//!   from the options, the brokers' offsets and the previous run's checkpoint; data-loss rules.
+//! * [`splits`]: ranges cut into tasks (`maxRecordsPerPartition`, `minPartitions`, the default
+//!   records per task).
+//! * [`broker`]: the [`resolve::OffsetSource`] backed by librdkafka (metadata, watermarks,
+//!   offsets by time), with bounded retries; committing offsets to a consumer group.
+//! * [`checkpoint`]: Spark's `offsets/` and `commits/` logs in any object store: a run records its
+//!   ranges before it starts and a commit after its output is delivered, so a run that died in
+//!   between is redone with the same ranges.
+//! * [`reader`]: reads a task's ranges with `assign()` (no consumer group) into Arrow batches of
+//!   Spark's row schema ([`schema`]).
+
+pub mod broker;
+pub mod checkpoint;
+pub mod options;
+pub mod reader;
+pub mod resolve;
+pub mod schema;
+pub mod splits;
+
+use serde::{Deserialize, Serialize};
+
+/// One partition of one topic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TopicPartition {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// The records of one topic-partition with offsets in `[start, end)`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OffsetRange {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// First offset read.
+    pub start: i64,
+    /// First offset not read.
+    pub end: i64,
+}
+
+impl OffsetRange {
+    /// Offsets in the range (records, unless some are transaction markers or aborted).
+    pub fn len(&self) -> u64 {
+        (self.end - self.start).max(0) as u64
+    }
+
+    /// Whether the range holds no offset.
+    pub fn is_empty(&self) -> bool {
+        self.end <= self.start
+    }
+
+    /// Its topic-partition.
+    pub fn topic_partition(&self) -> TopicPartition {
+        TopicPartition {
+            topic: self.topic.clone(),
+            partition: self.partition,
+        }
+    }
+}
+
+impl std::fmt::Display for OffsetRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}-{} [{}, {})",
+            self.topic, self.partition, self.start, self.end
+        )
+    }
+}

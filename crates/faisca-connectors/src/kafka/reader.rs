@@ -1,0 +1,413 @@
+//! Reads a task's offset ranges into Arrow batches of Spark's Kafka schema.
+//!
+//! Each range is read with `assign()` at its start offset (no consumer group). A range ends by
+//! offset, never by count: it is done at the first record at or past its end, or when the
+//! partition reports its end with the consumer's position at or past it — so transaction markers
+//! and aborted records (skipped under `read_committed`) never make a task wait or read more. A
+//! retried task reads exactly the same records. Payloads are copied once, from librdkafka's
+//! buffers straight into the Arrow builders.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, RecordBatch,
+    RecordBatchOptions, StringBuilder, StructBuilder, TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::datatypes::{Field, SchemaRef};
+use faisca_common::{Error, Result};
+use futures::{FutureExt, StreamExt};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Headers, Message, Timestamp};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use super::OffsetRange;
+use super::broker::consumer_config;
+use super::options::ReadOptions;
+use super::schema::{header_fields, kafka_schema};
+
+/// Spark's `timestampType` for a record without a timestamp, and its `timestamp` (ms).
+const NO_TIMESTAMP_TYPE: i32 = -1;
+const NO_TIMESTAMP_MS: i64 = -1;
+
+/// One column being built, by its index in the full schema.
+enum ColumnBuilder {
+    Key(BinaryBuilder),
+    Value(BinaryBuilder),
+    Topic(StringBuilder),
+    Partition(Int32Builder),
+    Offset(Int64Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+    TimestampType(Int32Builder),
+    Headers(ListBuilder<StructBuilder>),
+}
+
+impl ColumnBuilder {
+    fn new(column: usize, capacity: usize) -> ColumnBuilder {
+        match column {
+            0 => ColumnBuilder::Key(BinaryBuilder::with_capacity(capacity, capacity * 16)),
+            1 => ColumnBuilder::Value(BinaryBuilder::with_capacity(capacity, capacity * 128)),
+            2 => ColumnBuilder::Topic(StringBuilder::with_capacity(capacity, capacity * 16)),
+            3 => ColumnBuilder::Partition(Int32Builder::with_capacity(capacity)),
+            4 => ColumnBuilder::Offset(Int64Builder::with_capacity(capacity)),
+            5 => ColumnBuilder::Timestamp(
+                TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
+            ),
+            6 => ColumnBuilder::TimestampType(Int32Builder::with_capacity(capacity)),
+            _ => {
+                let entries = StructBuilder::new(
+                    header_fields(),
+                    vec![
+                        Box::new(StringBuilder::new()),
+                        Box::new(BinaryBuilder::new()),
+                    ],
+                );
+                ColumnBuilder::Headers(ListBuilder::new(entries).with_field(Arc::new(Field::new(
+                    "item",
+                    datafusion::arrow::datatypes::DataType::Struct(header_fields()),
+                    true,
+                ))))
+            }
+        }
+    }
+
+    fn append(&mut self, message: &BorrowedMessage<'_>) {
+        match self {
+            ColumnBuilder::Key(b) => b.append_option(message.key()),
+            ColumnBuilder::Value(b) => b.append_option(message.payload()),
+            ColumnBuilder::Topic(b) => b.append_value(message.topic()),
+            ColumnBuilder::Partition(b) => b.append_value(message.partition()),
+            ColumnBuilder::Offset(b) => b.append_value(message.offset()),
+            ColumnBuilder::Timestamp(b) => {
+                let ms = match message.timestamp() {
+                    Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => ms,
+                    Timestamp::NotAvailable => NO_TIMESTAMP_MS,
+                };
+                b.append_value(ms.saturating_mul(1000));
+            }
+            ColumnBuilder::TimestampType(b) => b.append_value(match message.timestamp() {
+                Timestamp::CreateTime(_) => 0,
+                Timestamp::LogAppendTime(_) => 1,
+                Timestamp::NotAvailable => NO_TIMESTAMP_TYPE,
+            }),
+            ColumnBuilder::Headers(b) => match message.headers() {
+                Some(headers) if headers.count() > 0 => {
+                    let entries = b.values();
+                    for header in headers.iter() {
+                        entries
+                            .field_builder::<StringBuilder>(0)
+                            .expect("header key builder")
+                            .append_value(header.key);
+                        entries
+                            .field_builder::<BinaryBuilder>(1)
+                            .expect("header value builder")
+                            .append_option(header.value);
+                        entries.append(true);
+                    }
+                    b.append(true);
+                }
+                _ => b.append_null(),
+            },
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Key(b) | ColumnBuilder::Value(b) => Arc::new(b.finish()),
+            ColumnBuilder::Topic(b) => Arc::new(b.finish()),
+            ColumnBuilder::Partition(b) | ColumnBuilder::TimestampType(b) => Arc::new(b.finish()),
+            ColumnBuilder::Offset(b) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
+            ColumnBuilder::Headers(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+fn lost(range: &OffsetRange, from: i64, to: i64, why: &str) -> Error {
+    Error::user(format!(
+        "Kafka partition {}-{}: records [{from}, {to}) of this task's range [{}, {}) are gone ({why}): set 'failOnDataLoss' to 'false' to skip lost records",
+        range.topic, range.partition, range.start, range.end
+    ))
+}
+
+/// The range being read and the next offset expected.
+struct Cursor {
+    range: OffsetRange,
+    next: i64,
+}
+
+/// Reads a task's ranges, one after the other.
+pub struct RangeReader {
+    consumer: Arc<StreamConsumer>,
+    read: ReadOptions,
+    pending: VecDeque<OffsetRange>,
+    current: Option<Cursor>,
+    columns: Vec<usize>,
+    schema: SchemaRef,
+    batch_size: usize,
+    last_error: Option<String>,
+}
+
+impl std::fmt::Debug for RangeReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RangeReader")
+            .field("pending", &self.pending)
+            .finish()
+    }
+}
+
+fn servers(read: &ReadOptions) -> &str {
+    read.kafka_params
+        .get("bootstrap.servers")
+        .map(String::as_str)
+        .unwrap_or_default()
+}
+
+impl RangeReader {
+    /// A reader of `ranges` producing the columns `projection` picks from the source schema
+    /// (all when `None`), `batch_size` rows at most per batch. Must be called within a Tokio
+    /// runtime.
+    pub fn new(
+        read: &ReadOptions,
+        ranges: Vec<OffsetRange>,
+        projection: Option<&[usize]>,
+        batch_size: usize,
+    ) -> Result<RangeReader> {
+        let full = kafka_schema(read.include_headers);
+        let columns: Vec<usize> = match projection {
+            Some(p) => p.to_vec(),
+            None => (0..full.fields().len()).collect(),
+        };
+        if let Some(bad) = columns.iter().find(|c| **c >= full.fields().len()) {
+            return Err(Error::internal(format!(
+                "Kafka scan projection names column {bad} of a {}-column schema",
+                full.fields().len()
+            )));
+        }
+        let schema = Arc::new(full.project(&columns)?);
+        let consumer: StreamConsumer = consumer_config(read).create().map_err(|e| {
+            Error::user(format!(
+                "cannot create a Kafka client for '{}': {e}",
+                servers(read)
+            ))
+        })?;
+        Ok(RangeReader {
+            consumer: Arc::new(consumer),
+            read: read.clone(),
+            pending: ranges.into_iter().filter(|r| !r.is_empty()).collect(),
+            current: None,
+            columns,
+            schema,
+            batch_size: batch_size.max(1),
+            last_error: None,
+        })
+    }
+
+    /// The schema of the batches.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn assign(&self, range: &OffsetRange, offset: i64) -> Result<()> {
+        let mut tpl = TopicPartitionList::with_capacity(1);
+        tpl.add_partition_offset(&range.topic, range.partition, Offset::Offset(offset))
+            .map_err(|e| Error::internal(format!("{range}: {e}")))?;
+        self.consumer.assign(&tpl).map_err(|e| {
+            Error::external(format!(
+                "Kafka partition {}-{} at '{}': cannot start reading at offset {offset}: {e}",
+                range.topic,
+                range.partition,
+                servers(&self.read)
+            ))
+        })
+    }
+
+    /// The consumer's position in the current range's partition.
+    fn position(&self, range: &OffsetRange) -> Option<i64> {
+        let positions = self.consumer.position().ok()?;
+        let elem = positions.find_partition(&range.topic, range.partition)?;
+        match elem.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Records of the current range were deleted: fail, or move on to what is left.
+    async fn offset_out_of_range(&mut self) -> Result<()> {
+        let Some(cursor) = self.current.as_ref() else {
+            return Ok(());
+        };
+        if self.read.fail_on_data_loss {
+            return Err(lost(
+                &cursor.range,
+                cursor.next,
+                cursor.range.end,
+                "the log no longer holds them, e.g. deleted by retention",
+            ));
+        }
+        let consumer = self.consumer.clone();
+        let (topic, partition) = (cursor.range.topic.clone(), cursor.range.partition);
+        let timeout = self.read.poll_timeout;
+        let (earliest, _) = tokio::task::spawn_blocking(move || {
+            consumer.fetch_watermarks(&topic, partition, timeout)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("offset lookup task: {e}")))?
+        .map_err(|e| {
+            Error::external(format!(
+                "Kafka partition {}-{}: looking up its first offset: {e}",
+                cursor.range.topic, cursor.range.partition
+            ))
+        })?;
+        tracing::warn!(range = %cursor.range, skipped_to = earliest, "Kafka records lost, skipped (failOnDataLoss=false)");
+        if earliest >= cursor.range.end {
+            self.current = None;
+        } else {
+            let next = earliest.max(cursor.next);
+            let range = cursor.range.clone();
+            self.assign(&range, next)?;
+            self.current = Some(Cursor { range, next });
+        }
+        Ok(())
+    }
+
+    /// The next batch; `None` once every range is read.
+    pub async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let mut builders: Vec<ColumnBuilder> = self
+            .columns
+            .iter()
+            .map(|c| ColumnBuilder::new(*c, self.batch_size))
+            .collect();
+        let mut rows = 0usize;
+        let consumer = self.consumer.clone();
+        let mut stream = consumer.stream();
+        while rows < self.batch_size {
+            if self.current.is_none() {
+                let Some(range) = self.pending.pop_front() else {
+                    break;
+                };
+                self.assign(&range, range.start)?;
+                self.current = Some(Cursor {
+                    next: range.start,
+                    range,
+                });
+            }
+            let event = match stream.next().now_or_never() {
+                Some(event) => event,
+                None => match tokio::time::timeout(self.read.poll_timeout, stream.next()).await {
+                    Ok(event) => event,
+                    Err(_) => return Err(self.timed_out()),
+                },
+            };
+            let Some(event) = event else {
+                return Err(Error::internal("the Kafka message stream ended"));
+            };
+            let cursor = self.current.as_mut().expect("a range is being read");
+            match event {
+                Ok(message) => {
+                    if message.partition() != cursor.range.partition
+                        || message.topic() != cursor.range.topic
+                    {
+                        continue; // Fetched for an earlier range.
+                    }
+                    let offset = message.offset();
+                    if offset < cursor.next {
+                        continue;
+                    }
+                    if offset >= cursor.range.end {
+                        self.current = None;
+                        continue;
+                    }
+                    for b in builders.iter_mut() {
+                        b.append(&message);
+                    }
+                    rows += 1;
+                    cursor.next = offset + 1;
+                    if cursor.next >= cursor.range.end {
+                        self.current = None;
+                    }
+                }
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    if partition != cursor.range.partition {
+                        continue;
+                    }
+                    let (range, next) = (cursor.range.clone(), cursor.next);
+                    let position = self.position(&range).unwrap_or(next).max(next);
+                    if position >= range.end {
+                        self.current = None;
+                    } else if self.read.fail_on_data_loss {
+                        return Err(lost(
+                            &range,
+                            position,
+                            range.end,
+                            &format!("the partition now ends at offset {position}"),
+                        ));
+                    } else {
+                        tracing::warn!(%range, end = position, "Kafka partition shorter than planned, records skipped (failOnDataLoss=false)");
+                        self.current = None;
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange
+                        )
+                    ) =>
+                {
+                    self.offset_out_of_range().await?;
+                }
+                Err(e)
+                    if matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::TopicAuthorizationFailed
+                                | RDKafkaErrorCode::SaslAuthenticationFailed
+                                | RDKafkaErrorCode::Authentication
+                        )
+                    ) =>
+                {
+                    return Err(Error::user(format!(
+                        "Kafka partition {}-{} at '{}': {e}",
+                        cursor.range.topic,
+                        cursor.range.partition,
+                        servers(&self.read)
+                    )));
+                }
+                Err(e) => {
+                    // Transport errors and the like: librdkafka retries; the poll timeout bounds it.
+                    tracing::debug!(range = %cursor.range, error = %e, "Kafka consumer error");
+                    self.last_error = Some(e.to_string());
+                }
+            }
+        }
+        if rows == 0 && self.current.is_none() && self.pending.is_empty() {
+            return Ok(None);
+        }
+        let columns: Vec<ArrayRef> = builders.iter_mut().map(ColumnBuilder::finish).collect();
+        let batch = RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )?;
+        Ok(Some(batch))
+    }
+
+    fn timed_out(&self) -> Error {
+        let (what, next) = match &self.current {
+            Some(c) => (c.range.to_string(), c.next),
+            None => ("a range".to_string(), -1),
+        };
+        let last = self
+            .last_error
+            .as_deref()
+            .map(|e| format!(" (last error: {e})"))
+            .unwrap_or_default();
+        Error::external(format!(
+            "Kafka brokers at '{}' sent no record for {what} at offset {next} within {} ms ('kafkaConsumer.pollTimeoutMs'){last}",
+            servers(&self.read),
+            self.read.poll_timeout.as_millis()
+        ))
+    }
+}

@@ -1,0 +1,176 @@
+//! Kafka runs on the driver: each query plans the offsets of its Kafka sources once, records them
+//! in the source's checkpoint before its job starts, and records the commit after the output was
+//! delivered (a write's commit, or the whole result streamed to the client).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::execution::SessionState;
+use faisca_common::{Error, Result};
+use faisca_connectors::kafka::OffsetRange;
+use faisca_connectors::kafka::broker::{Broker, commit_to_group};
+use faisca_connectors::kafka::checkpoint::{Checkpoint, NextRun};
+use faisca_connectors::kafka::options::KafkaOptions;
+use faisca_connectors::kafka::resolve::plan_ranges;
+use faisca_connectors::kafka::splits::split_ranges;
+use faisca_engine::sink::Destination;
+use tracing::{debug, info};
+
+/// One Kafka source's part in one run of a query.
+#[derive(Debug)]
+pub struct KafkaRun {
+    /// The source.
+    pub options: Arc<KafkaOptions>,
+    /// Its offset log, with `checkpointLocation`.
+    pub checkpoint: Option<Checkpoint>,
+    /// The batch number in the log.
+    pub batch_id: u64,
+    /// Whether this run planned a new batch (false: it redoes one that never committed).
+    pub fresh: bool,
+    /// The planned range of every partition (empty ones too).
+    pub ranges: Vec<OffsetRange>,
+    /// Bound of each request to the brokers.
+    pub request_timeout: Duration,
+}
+
+impl KafkaRun {
+    /// The run's tasks.
+    pub fn tasks(&self, default_max_records: u64) -> Vec<Vec<OffsetRange>> {
+        split_ranges(
+            &self.ranges,
+            self.options.min_partitions,
+            self.options
+                .max_records_per_partition
+                .unwrap_or(default_max_records),
+        )
+    }
+
+    /// Before the job starts: record a new batch's ranges in the checkpoint.
+    pub async fn record_start(&self) -> Result<()> {
+        let Some(checkpoint) = &self.checkpoint else {
+            return Ok(());
+        };
+        if self.fresh {
+            checkpoint
+                .record_offsets(self.batch_id, &self.options.key, &self.ranges)
+                .await?;
+        }
+        debug!(
+            checkpoint = checkpoint.url(),
+            batch = self.batch_id,
+            fresh = self.fresh,
+            "Kafka run recorded"
+        );
+        Ok(())
+    }
+
+    /// After the output was delivered: record the commit, then (with `kafka.group.id`) commit
+    /// the end offsets to the consumer group.
+    pub async fn record_done(&self) -> Result<()> {
+        if let Some(checkpoint) = &self.checkpoint {
+            checkpoint.record_commit(self.batch_id).await?;
+            info!(
+                checkpoint = checkpoint.url(),
+                batch = self.batch_id,
+                "Kafka run committed"
+            );
+        }
+        if self.options.read.kafka_params.contains_key("group.id") {
+            let read = self.options.read.clone();
+            let ranges = self.ranges.clone();
+            let timeout = self.request_timeout;
+            tokio::task::spawn_blocking(move || commit_to_group(&read, &ranges, timeout))
+                .await
+                .map_err(|e| Error::internal(format!("group commit task: {e}")))??;
+        }
+        Ok(())
+    }
+}
+
+/// Record the end of every run of a job; the first failure is returned after all were tried.
+pub async fn record_done(runs: &[Arc<KafkaRun>]) -> Result<()> {
+    let mut first = None;
+    for run in runs {
+        if let Err(e) = run.record_done().await {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// Plan one run of each source (distinct by key) of a query.
+pub async fn plan_runs(
+    state: &SessionState,
+    sources: Vec<Arc<KafkaOptions>>,
+    request_timeout: Duration,
+) -> Result<Vec<Arc<KafkaRun>>> {
+    let mut by_checkpoint: HashMap<String, String> = HashMap::new();
+    let mut runs = Vec::with_capacity(sources.len());
+    for options in sources {
+        if let Some(location) = &options.checkpoint_location
+            && let Some(other) = by_checkpoint.insert(location.clone(), options.key.clone())
+            && other != options.key
+        {
+            return Err(Error::user(format!(
+                "two Kafka sources of this query use the checkpointLocation '{location}': give each source its own"
+            )));
+        }
+        runs.push(Arc::new(plan_run(state, options, request_timeout).await?));
+    }
+    Ok(runs)
+}
+
+async fn plan_run(
+    state: &SessionState,
+    options: Arc<KafkaOptions>,
+    request_timeout: Duration,
+) -> Result<KafkaRun> {
+    let checkpoint = match &options.checkpoint_location {
+        Some(url) => {
+            let dest = Destination::resolve(url, state.runtime_env())
+                .map_err(|e| e.context(format!("Kafka option 'checkpointLocation' ('{url}')")))?;
+            Some(Checkpoint::new(url, dest.store, dest.root))
+        }
+        None => None,
+    };
+    let next = match &checkpoint {
+        Some(cp) => cp.next_run().await?,
+        None => NextRun::Fresh {
+            batch_id: 0,
+            previous: None,
+        },
+    };
+    let (batch_id, previous) = match next {
+        NextRun::Redo(entry) => {
+            info!(
+                batch = entry.batch_id,
+                "Kafka run redoes a batch that never committed"
+            );
+            return Ok(KafkaRun {
+                options,
+                checkpoint,
+                batch_id: entry.batch_id,
+                fresh: false,
+                ranges: entry.ranges,
+                request_timeout,
+            });
+        }
+        NextRun::Fresh { batch_id, previous } => (batch_id, previous),
+    };
+    let planning = options.clone();
+    let ranges = tokio::task::spawn_blocking(move || {
+        let broker = Broker::connect(&planning, request_timeout)?;
+        plan_ranges(&planning, &broker, previous.as_deref())
+    })
+    .await
+    .map_err(|e| Error::internal(format!("Kafka offset planning task: {e}")))??;
+    Ok(KafkaRun {
+        options,
+        checkpoint,
+        batch_id,
+        fresh: true,
+        ranges,
+        request_timeout,
+    })
+}

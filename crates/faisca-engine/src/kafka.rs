@@ -1,0 +1,388 @@
+//! Kafka tables: [`KafkaTableFactory`] (`CREATE EXTERNAL TABLE … STORED AS KAFKA`, and DataFrame
+//! `format("kafka")`), [`KafkaTable`], and the scan node [`KafkaScanExec`].
+//!
+//! A table holds its checked options only: its offsets are planned per query, not at `CREATE`.
+//! Planning a query first yields an *unplanned* scan (one placeholder partition); the driver then
+//! plans the run's ranges once (see `faisca_connectors::kafka`) and puts them in the scan, one
+//! task per partition, before DataFusion's distribution rules run. Executors receive the ranges
+//! in the stage plan and read exactly those.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::{CreateExternalTable, Expr};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    SendableRecordBatchStream,
+};
+use faisca_common::Error;
+use faisca_connectors::kafka::OffsetRange;
+use faisca_connectors::kafka::options::{KafkaOptions, ReadOptions};
+use faisca_connectors::kafka::reader::RangeReader;
+use faisca_connectors::kafka::schema::kafka_schema;
+
+/// The format name of Kafka tables (`STORED AS KAFKA`, `format("kafka")`).
+pub const KAFKA_FORMAT: &str = "KAFKA";
+
+/// Makes [`KafkaTable`]s from `CREATE EXTERNAL TABLE … STORED AS KAFKA LOCATION 'topic'`.
+#[derive(Debug, Default)]
+pub struct KafkaTableFactory;
+
+#[async_trait]
+impl TableProviderFactory for KafkaTableFactory {
+    async fn create(
+        &self,
+        _state: &dyn Session,
+        cmd: &CreateExternalTable,
+    ) -> DfResult<Arc<dyn TableProvider>> {
+        if !cmd.schema.fields().is_empty() {
+            return Err(Error::user(format!(
+                "Kafka table '{}' declares columns: a Kafka table's columns are fixed (key, value, topic, partition, offset, timestamp, timestampType, and headers with 'includeHeaders'); leave the column list out",
+                cmd.name
+            ))
+            .into());
+        }
+        if !cmd.table_partition_cols.is_empty() {
+            return Err(Error::user(format!(
+                "Kafka table '{}' has PARTITIONED BY: Kafka tables are partitioned by their topic-partitions; leave it out",
+                cmd.name
+            ))
+            .into());
+        }
+        let options: HashMap<String, String> = cmd
+            .options
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let options = KafkaOptions::parse(&cmd.locations.join(","), &options)
+            .map_err(|e| e.context(format!("Kafka table '{}'", cmd.name)))?;
+        Ok(Arc::new(KafkaTable::new(options)))
+    }
+}
+
+/// A Kafka source as a table.
+#[derive(Debug)]
+pub struct KafkaTable {
+    options: Arc<KafkaOptions>,
+    schema: SchemaRef,
+}
+
+impl KafkaTable {
+    /// A table reading what `options` describe.
+    pub fn new(options: KafkaOptions) -> Self {
+        let schema = kafka_schema(options.read.include_headers);
+        KafkaTable {
+            options: Arc::new(options),
+            schema,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for KafkaTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(KafkaScanExec::unplanned(
+            self.options.clone(),
+            projection.cloned(),
+        )?))
+    }
+}
+
+/// Reads Kafka offset ranges: partition `i` reads `tasks[i]`.
+#[derive(Debug, Clone)]
+pub struct KafkaScanExec {
+    key: String,
+    read: ReadOptions,
+    /// Every option, on the driver (to plan the run); executors do without.
+    options: Option<Arc<KafkaOptions>>,
+    projection: Option<Vec<usize>>,
+    tasks: Vec<Vec<OffsetRange>>,
+    planned: bool,
+    properties: Arc<PlanProperties>,
+}
+
+fn properties(schema: SchemaRef, partitions: usize) -> Arc<PlanProperties> {
+    Arc::new(PlanProperties::new(
+        EquivalenceProperties::new(schema),
+        Partitioning::UnknownPartitioning(partitions.max(1)),
+        EmissionType::Incremental,
+        Boundedness::Bounded,
+    ))
+}
+
+impl KafkaScanExec {
+    fn projected_schema(read: &ReadOptions, projection: Option<&[usize]>) -> DfResult<SchemaRef> {
+        let full = kafka_schema(read.include_headers);
+        Ok(match projection {
+            Some(p) => Arc::new(full.project(p)?),
+            None => full,
+        })
+    }
+
+    /// A scan whose ranges the driver has yet to plan.
+    pub fn unplanned(options: Arc<KafkaOptions>, projection: Option<Vec<usize>>) -> DfResult<Self> {
+        let schema = Self::projected_schema(&options.read, projection.as_deref())?;
+        Ok(KafkaScanExec {
+            key: options.key.clone(),
+            read: options.read.clone(),
+            options: Some(options),
+            projection,
+            tasks: vec![Vec::new()],
+            planned: false,
+            properties: properties(schema, 1),
+        })
+    }
+
+    /// A scan reading `tasks` (one partition each), as decoded on an executor.
+    pub fn planned(
+        key: String,
+        read: ReadOptions,
+        projection: Option<Vec<usize>>,
+        tasks: Vec<Vec<OffsetRange>>,
+    ) -> DfResult<Self> {
+        let schema = Self::projected_schema(&read, projection.as_deref())?;
+        let tasks = if tasks.is_empty() {
+            vec![Vec::new()]
+        } else {
+            tasks
+        };
+        let properties = properties(schema, tasks.len());
+        Ok(KafkaScanExec {
+            key,
+            read,
+            options: None,
+            projection,
+            tasks,
+            planned: true,
+            properties,
+        })
+    }
+
+    /// This scan with its run's tasks.
+    pub fn with_tasks(&self, tasks: Vec<Vec<OffsetRange>>) -> Self {
+        let tasks = if tasks.is_empty() {
+            vec![Vec::new()]
+        } else {
+            tasks
+        };
+        KafkaScanExec {
+            properties: properties(self.schema(), tasks.len()),
+            tasks,
+            planned: true,
+            ..self.clone()
+        }
+    }
+
+    /// Identifies the source (its location and options) within a query.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The source's options (on the driver only).
+    pub fn options(&self) -> Option<&Arc<KafkaOptions>> {
+        self.options.as_ref()
+    }
+
+    /// What executors need to read.
+    pub fn read_options(&self) -> &ReadOptions {
+        &self.read
+    }
+
+    /// The projected columns.
+    pub fn projection(&self) -> Option<&[usize]> {
+        self.projection.as_deref()
+    }
+
+    /// The ranges of each task.
+    pub fn tasks(&self) -> &[Vec<OffsetRange>] {
+        &self.tasks
+    }
+
+    /// Whether the run's ranges are in.
+    pub fn is_planned(&self) -> bool {
+        self.planned
+    }
+}
+
+impl DisplayAs for KafkaScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let ranges: Vec<&OffsetRange> = self.tasks.iter().flatten().collect();
+        let records: u64 = ranges.iter().map(|r| r.len()).sum();
+        write!(
+            f,
+            "KafkaScanExec: servers={}, tasks={}, ranges={}, offsets={records}",
+            self.read
+                .kafka_params
+                .get("bootstrap.servers")
+                .map(String::as_str)
+                .unwrap_or_default(),
+            self.tasks.len(),
+            ranges.len()
+        )?;
+        if self.projection.is_some() {
+            let schema = self.schema();
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            write!(f, ", projection=[{}]", names.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl ExecutionPlan for KafkaScanExec {
+    fn name(&self) -> &str {
+        "KafkaScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            Err(DataFusionError::Internal(
+                "KafkaScanExec has no children".into(),
+            ))
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        if !self.planned {
+            return Err(Error::internal(
+                "a Kafka scan ran before the driver planned its offset ranges",
+            )
+            .into());
+        }
+        let ranges = self.tasks.get(partition).cloned().ok_or_else(|| {
+            Error::internal(format!(
+                "Kafka scan partition {partition} of {} does not exist",
+                self.tasks.len()
+            ))
+        })?;
+        let batch_size = context.session_config().batch_size();
+        let reader = RangeReader::new(&self.read, ranges, self.projection.as_deref(), batch_size)?;
+        let schema = reader.schema();
+        let stream = futures::stream::try_unfold(reader, |mut reader| async move {
+            match reader.next_batch().await {
+                Ok(Some(batch)) => Ok(Some((batch, reader))),
+                Ok(None) => Ok(None),
+                Err(e) => Err(DataFusionError::from(e)),
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+}
+
+/// A planned scan as its wire message.
+pub fn encode_scan(scan: &KafkaScanExec) -> DfResult<faisca_proto::KafkaScanNode> {
+    if !scan.planned {
+        return Err(Error::internal(
+            "a Kafka scan was sent to executors before its ranges were planned",
+        )
+        .into());
+    }
+    Ok(faisca_proto::KafkaScanNode {
+        key: scan.key.clone(),
+        kafka_params: scan.read.kafka_params.clone().into_iter().collect(),
+        include_headers: scan.read.include_headers,
+        fail_on_data_loss: scan.read.fail_on_data_loss,
+        poll_timeout_ms: scan.read.poll_timeout.as_millis() as u64,
+        has_projection: scan.projection.is_some(),
+        projection: scan
+            .projection
+            .iter()
+            .flatten()
+            .map(|c| *c as u32)
+            .collect(),
+        tasks: scan
+            .tasks
+            .iter()
+            .map(|ranges| faisca_proto::KafkaTask {
+                ranges: ranges
+                    .iter()
+                    .map(|r| faisca_proto::KafkaOffsetRange {
+                        topic: r.topic.clone(),
+                        partition: r.partition,
+                        start: r.start,
+                        end: r.end,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    })
+}
+
+/// The scan a wire message describes.
+pub fn decode_scan(node: faisca_proto::KafkaScanNode) -> DfResult<Arc<dyn ExecutionPlan>> {
+    let read = ReadOptions {
+        kafka_params: node.kafka_params.into_iter().collect(),
+        include_headers: node.include_headers,
+        fail_on_data_loss: node.fail_on_data_loss,
+        poll_timeout: std::time::Duration::from_millis(node.poll_timeout_ms),
+    };
+    let projection = node
+        .has_projection
+        .then(|| node.projection.iter().map(|c| *c as usize).collect());
+    let tasks = node
+        .tasks
+        .into_iter()
+        .map(|t| {
+            t.ranges
+                .into_iter()
+                .map(|r| OffsetRange {
+                    topic: r.topic,
+                    partition: r.partition,
+                    start: r.start,
+                    end: r.end,
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Arc::new(KafkaScanExec::planned(
+        node.key, read, projection, tasks,
+    )?))
+}

@@ -1,0 +1,535 @@
+//! The Kafka source on real Kafka-protocol brokers (noida-db, and Tansu when installed): Spark's
+//! options and row schema, exact offset ranges, incremental `latest` runs with a checkpoint, data
+//! loss, unreachable brokers, and request errors injected with librdkafka's mock cluster.
+
+use std::time::{Duration, Instant};
+
+use faisca::Session;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::FutureProducer;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+use crate::common::normalized_rows;
+use crate::kafka_brokers::{Broker, Kind, Record, now_ms, tansu_program};
+
+async fn session() -> Session {
+    Session::builder().master("local[2]").build().await.unwrap()
+}
+
+async fn rows(session: &Session, sql: &str) -> Vec<String> {
+    let df = session
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    normalized_rows(&df.collect().await.unwrap_or_else(|e| panic!("{sql}: {e}")))
+}
+
+async fn error(session: &Session, sql: &str) -> String {
+    match session.sql(sql).await {
+        Err(e) => e.to_string(),
+        Ok(df) => df
+            .collect()
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{sql} succeeded"))
+            .to_string(),
+    }
+}
+
+async fn count(session: &Session, table: &str) -> u64 {
+    let r = rows(session, &format!("SELECT count(*) FROM {table}")).await;
+    r[0].parse().unwrap()
+}
+
+/// `CREATE EXTERNAL TABLE name STORED AS KAFKA LOCATION 'location' OPTIONS (…)`.
+async fn create(
+    session: &Session,
+    name: &str,
+    location: &str,
+    servers: &str,
+    options: &[(&str, &str)],
+) {
+    let mut all = vec![format!("'kafka.bootstrap.servers' '{servers}'")];
+    all.extend(options.iter().map(|(k, v)| format!("'{k}' '{v}'")));
+    let sql = format!(
+        "CREATE EXTERNAL TABLE {name} STORED AS KAFKA LOCATION '{location}' OPTIONS ({})",
+        all.join(", ")
+    );
+    session
+        .sql(&sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+async fn explain(session: &Session, sql: &str) -> String {
+    rows(session, &format!("EXPLAIN {sql}")).await.join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_exact_ranges_with_sparks_schema() {
+    let broker = Broker::start(Kind::Noida);
+    let s = &broker.servers;
+    broker.create_topic("events", 3).await;
+    let base = now_ms() - 3_600_000;
+    let timed: Vec<Record> = (0..10)
+        .map(|i| Record {
+            timestamp_ms: Some(base + i * 1000),
+            ..Record::new(Some(&format!("k{i}")), &format!("p0-{i}"))
+        })
+        .collect();
+    broker.produce("events", 0, &timed).await;
+    broker.produce_values("events", 1, "p1-", 10).await;
+    broker.produce_values("events", 2, "p2-", 10).await;
+    let session = session().await;
+
+    create(&session, "events", "events", s, &[]).await;
+    assert_eq!(count(&session, "events").await, 30);
+    assert_eq!(
+        rows(
+            &session,
+            "SELECT partition, min(offset), max(offset), count(*) FROM events GROUP BY partition"
+        )
+        .await,
+        ["0|0|9|10", "1|0|9|10", "2|0|9|10"]
+    );
+    // Spark's schema: names, types, values.
+    assert_eq!(
+        rows(&session, "SELECT arrow_typeof(key), arrow_typeof(value), arrow_typeof(topic), arrow_typeof(partition), arrow_typeof(offset), arrow_typeof(timestamp), arrow_typeof(\"timestampType\") FROM events LIMIT 1").await,
+        ["Binary|Binary|Utf8|Int32|Int64|Timestamp(µs, \"UTC\")|Int32"]
+    );
+    assert_eq!(
+        rows(&session, &format!("SELECT CAST(key AS VARCHAR), CAST(value AS VARCHAR), topic, \"timestampType\", CAST(timestamp AS BIGINT) = {} FROM events WHERE partition = 0 AND offset = 3", (base + 3000) * 1000)).await,
+        ["k3|p0-3|events|0|true"]
+    );
+
+    // Explicit offsets (-2 earliest, -1 latest), ending offsets.
+    create(
+        &session,
+        "slice",
+        "events",
+        s,
+        &[
+            ("startingOffsets", r#"{"events":{"0":2,"1":-2,"2":-1}}"#),
+            ("endingOffsets", r#"{"events":{"0":5,"1":3,"2":-1}}"#),
+        ],
+    )
+    .await;
+    assert_eq!(
+        rows(
+            &session,
+            "SELECT partition, CAST(value AS VARCHAR) FROM slice"
+        )
+        .await,
+        ["0|p0-2", "0|p0-3", "0|p0-4", "1|p1-0", "1|p1-1", "1|p1-2"]
+    );
+    // Timestamps: partition 0's records are an hour old, the others are new.
+    create(
+        &session,
+        "since",
+        "events",
+        s,
+        &[("startingTimestamp", &(base + 5000).to_string())],
+    )
+    .await;
+    assert_eq!(count(&session, "since").await, 25);
+    create(
+        &session,
+        "window",
+        "events",
+        s,
+        &[
+            ("startingTimestamp", &(base + 5000).to_string()),
+            ("endingTimestamp", &(base + 8000).to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        rows(&session, "SELECT CAST(value AS VARCHAR) FROM window").await,
+        ["p0-5", "p0-6", "p0-7"]
+    );
+    // assign overrides LOCATION.
+    create(
+        &session,
+        "one",
+        "ignored",
+        s,
+        &[("assign", r#"{"events":[1]}"#)],
+    )
+    .await;
+    assert_eq!(
+        rows(&session, "SELECT DISTINCT partition FROM one").await,
+        ["1"]
+    );
+
+    // Tasks: one per partition, cut by maxRecordsPerPartition or minPartitions; every record once.
+    let plan = explain(&session, "SELECT count(*) FROM events").await;
+    assert!(plan.contains("Stage 0 (tasks=3"), "{plan}");
+    create(
+        &session,
+        "small",
+        "events",
+        s,
+        &[("maxRecordsPerPartition", "4")],
+    )
+    .await;
+    let plan = explain(&session, "SELECT count(*) FROM small").await;
+    assert!(
+        plan.contains("Stage 0 (tasks=9") && plan.contains("KafkaScanExec"),
+        "{plan}"
+    );
+    assert_eq!(
+        rows(
+            &session,
+            "SELECT count(*), count(DISTINCT (partition, offset)) FROM small"
+        )
+        .await,
+        ["30|30"]
+    );
+    create(&session, "wide", "events", s, &[("minPartitions", "6")]).await;
+    let plan = explain(&session, "SELECT count(*) FROM wide").await;
+    assert!(plan.contains("Stage 0 (tasks=6"), "{plan}");
+    assert_eq!(count(&session, "wide").await, 30);
+
+    // Pattern subscription over several topics; headers.
+    broker.create_topic("logs-a", 1).await;
+    broker.create_topic("logs-b", 2).await;
+    broker.produce_values("logs-a", 0, "a", 2).await;
+    broker.produce_values("logs-b", 1, "b", 3).await;
+    create(
+        &session,
+        "logs",
+        "unused",
+        s,
+        &[("subscribePattern", "logs-.*")],
+    )
+    .await;
+    assert_eq!(
+        rows(&session, "SELECT topic, count(*) FROM logs GROUP BY topic").await,
+        ["logs-a|2", "logs-b|3"]
+    );
+    broker.create_topic("tagged", 1).await;
+    broker
+        .produce(
+            "tagged",
+            0,
+            &[
+                Record {
+                    headers: vec![
+                        ("trace".into(), Some(b"abc".to_vec())),
+                        ("empty".into(), None),
+                    ],
+                    ..Record::new(None, "with")
+                },
+                Record::new(None, "without"),
+            ],
+        )
+        .await;
+    create(
+        &session,
+        "tagged",
+        "tagged",
+        s,
+        &[("includeHeaders", "true")],
+    )
+    .await;
+    assert_eq!(
+        rows(&session, "SELECT CAST(value AS VARCHAR), key IS NULL, cardinality(headers), headers[1]['key'], CAST(headers[1]['value'] AS VARCHAR), headers[2]['value'] IS NULL FROM tagged").await,
+        ["without|true|NULL|NULL|NULL|true", "with|true|2|trace|abc|true"]
+    );
+
+    // The DataFrame reader, with Spark's option names.
+    let df = session
+        .read()
+        .format("kafka")
+        .option("kafka.bootstrap.servers", s)
+        .option("subscribe", "events,logs-a")
+        .option(
+            "endingOffsets",
+            r#"{"events":{"0":1,"1":1,"2":1},"logs-a":{"0":-1}}"#,
+        )
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(df.count().await.unwrap(), 5);
+}
+
+/// `startingOffsets = latest` with a checkpoint, on one broker.
+async fn incremental_runs(broker: &Broker) {
+    let s = &broker.servers;
+    let topic = format!("orders-{}", now_ms());
+    broker.create_topic(&topic, 2).await;
+    broker.produce_values(&topic, 0, "a", 5).await;
+    broker.produce_values(&topic, 1, "b", 5).await;
+    let checkpoint = tempfile::tempdir().unwrap();
+    let cp = format!("file://{}/cp", checkpoint.path().display());
+    let session = session().await;
+    create(
+        &session,
+        "orders",
+        &topic,
+        s,
+        &[("startingOffsets", "latest"), ("checkpointLocation", &cp)],
+    )
+    .await;
+    create(
+        &session,
+        "everything",
+        &topic,
+        s,
+        &[("checkpointLocation", &format!("{cp}-earliest"))],
+    )
+    .await;
+
+    // A first run reads everything; then only what is new.
+    assert_eq!(count(&session, "orders").await, 10);
+    assert_eq!(count(&session, "orders").await, 0);
+    broker.produce_values(&topic, 0, "c", 3).await;
+    assert_eq!(
+        rows(&session, "SELECT CAST(value AS VARCHAR) FROM orders").await,
+        ["c0", "c1", "c2"]
+    );
+    // earliest with a checkpoint: the whole log, every run.
+    assert_eq!(count(&session, "everything").await, 13);
+    assert_eq!(count(&session, "everything").await, 13);
+
+    // A run that dies after recording its ranges and before its commit is redone with the same
+    // ranges, even though more records arrived since.
+    broker.produce_values(&topic, 1, "d", 4).await;
+    session
+        .sql("SET faisca.test.failTasks = '*:1:user'")
+        .await
+        .unwrap();
+    let e = error(&session, "SELECT count(*) FROM orders").await;
+    assert!(e.contains("injected"), "{e}");
+    session
+        .sql("SET faisca.test.failTasks = 'none'")
+        .await
+        .unwrap();
+    broker.produce_values(&topic, 0, "e", 2).await;
+    assert_eq!(
+        rows(&session, "SELECT CAST(value AS VARCHAR) FROM orders").await,
+        ["d0", "d1", "d2", "d3"]
+    );
+    assert_eq!(
+        rows(&session, "SELECT CAST(value AS VARCHAR) FROM orders").await,
+        ["e0", "e1"]
+    );
+    let logged = std::fs::read_dir(checkpoint.path().join("cp/offsets"))
+        .unwrap()
+        .count();
+    let committed = std::fs::read_dir(checkpoint.path().join("cp/commits"))
+        .unwrap()
+        .count();
+    // Batches 0..=4 planned (the failed one redone under its number), all committed.
+    assert_eq!((logged, committed), (5, 5));
+
+    // Kafka → Parquet, appending each batch once.
+    let lake = tempfile::tempdir().unwrap();
+    let out = lake.path().join("orders").display().to_string();
+    let cp2 = format!("file://{}/cp2", checkpoint.path().display());
+    let read = |session: &Session| {
+        session
+            .read()
+            .format("kafka")
+            .option("kafka.bootstrap.servers", s)
+            .option("subscribe", &topic)
+            .option("startingOffsets", "latest")
+            .option("checkpointLocation", &cp2)
+    };
+    let df = read(&session).load().await.unwrap();
+    let written = df
+        .select_expr(&["CAST(value AS VARCHAR) AS v", "partition", "offset"])
+        .unwrap()
+        .write()
+        .mode("append")
+        .parquet(&out)
+        .await
+        .unwrap();
+    assert_eq!(written, 19);
+    broker.produce_values(&topic, 1, "f", 1).await;
+    let df = read(&session).load().await.unwrap();
+    let written = df
+        .select_expr(&["CAST(value AS VARCHAR) AS v", "partition", "offset"])
+        .unwrap()
+        .write()
+        .mode("append")
+        .parquet(&out)
+        .await
+        .unwrap();
+    assert_eq!(written, 1);
+    let lake_rows = session.read().parquet(&out).await.unwrap();
+    assert_eq!(lake_rows.count().await.unwrap(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn latest_reads_only_new_records_on_noida_db() {
+    incremental_runs(&Broker::start(Kind::Noida)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn latest_reads_only_new_records_on_tansu() {
+    if tansu_program().is_none() {
+        panic!(
+            "tansu is not installed: run scripts/test.sh, which installs it (or set FAISCA_TANSU)"
+        );
+    }
+    incremental_runs(&Broker::start(Kind::Tansu)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_options_missing_topics_lost_records_and_dead_brokers_are_clear_errors() {
+    let broker = Broker::start(Kind::Noida);
+    let s = &broker.servers;
+    let session = session().await;
+    let create_error = |options: &'static str| {
+        let session = session.clone();
+        let s = s.clone();
+        async move {
+            error(&session, &format!("CREATE EXTERNAL TABLE bad STORED AS KAFKA LOCATION 't' OPTIONS ('kafka.bootstrap.servers' '{s}', {options})")).await
+        }
+    };
+    let e = create_error("'startingOffsets' 'latest'").await;
+    assert!(
+        e.contains("'startingOffsets' is 'latest'") && e.contains("'checkpointLocation'"),
+        "{e}"
+    );
+    let e = create_error("'startingOffset' 'earliest'").await;
+    assert!(e.contains("unknown Kafka option 'startingoffset'"), "{e}");
+    let e = create_error("'failOnDataLoss' 'sometimes'").await;
+    assert!(e.contains("'failOnDataLoss' is 'sometimes'"), "{e}");
+    let e = create_error("'kafka.auto.offset.reset' 'earliest'").await;
+    assert!(
+        e.contains("'kafka.auto.offset.reset' is not supported"),
+        "{e}"
+    );
+
+    // A topic that does not exist: named at query time (a table is not checked when created).
+    create(&session, "ghost", "no-such-topic", s, &[]).await;
+    let e = error(&session, "SELECT * FROM ghost").await;
+    assert!(
+        e.contains("Kafka topic 'no-such-topic' does not exist"),
+        "{e}"
+    );
+
+    // Records gone: the topic was deleted and re-created with fewer records since the last run.
+    broker.create_topic("shrinks", 1).await;
+    broker.produce_values("shrinks", 0, "old", 6).await;
+    let checkpoint = tempfile::tempdir().unwrap();
+    let cp = format!("file://{}/cp", checkpoint.path().display());
+    create(
+        &session,
+        "strict",
+        "shrinks",
+        s,
+        &[("startingOffsets", "latest"), ("checkpointLocation", &cp)],
+    )
+    .await;
+    assert_eq!(count(&session, "strict").await, 6);
+    broker.delete_topic("shrinks").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    broker.create_topic("shrinks", 1).await;
+    broker.produce_values("shrinks", 0, "new", 2).await;
+    let e = error(&session, "SELECT * FROM strict").await;
+    assert!(
+        e.contains("shrinks-0")
+            && e.contains("stopped at offset 6")
+            && e.contains("'failOnDataLoss'"),
+        "{e}"
+    );
+    create(
+        &session,
+        "lenient",
+        "shrinks",
+        s,
+        &[
+            ("startingOffsets", "latest"),
+            ("checkpointLocation", &cp),
+            ("failOnDataLoss", "false"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        rows(&session, "SELECT CAST(value AS VARCHAR) FROM lenient").await,
+        ["new0", "new1"]
+    );
+
+    // No broker: bounded retries, then an error naming the address.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    session
+        .sql("SET faisca.kafka.requestTimeout = '500ms'")
+        .await
+        .unwrap();
+    create(
+        &session,
+        "down",
+        "t",
+        &dead,
+        &[
+            ("fetchOffset.numRetries", "1"),
+            ("fetchOffset.retryIntervalMs", "100"),
+        ],
+    )
+    .await;
+    let started = Instant::now();
+    let e = error(&session, "SELECT * FROM down").await;
+    assert!(
+        e.contains(&dead) && e.contains("did not answer") && e.contains("2 time(s)"),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fetch_errors_injected_by_the_mock_cluster_are_retried_exactly() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("faulty", 2, 1).unwrap();
+    let servers = mock.bootstrap_servers();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .create()
+        .unwrap();
+    for p in 0..2 {
+        for i in 0..50 {
+            producer
+                .send(
+                    rdkafka::producer::FutureRecord::<str, str>::to("faulty")
+                        .partition(p)
+                        .payload(&format!("{p}-{i}")),
+                    Duration::from_secs(5),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    let session = session().await;
+    create(
+        &session,
+        "faulty",
+        "faulty",
+        &servers,
+        &[("maxRecordsPerPartition", "20")],
+    )
+    .await;
+    // Every fetch answered with transient errors first: librdkafka retries, each range is read once.
+    mock.request_errors(
+        RDKafkaApiKey::Fetch,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 4],
+    );
+    assert_eq!(
+        rows(&session, "SELECT count(*), count(DISTINCT (partition, offset)), min(offset), max(offset) FROM faulty").await,
+        ["100|100|0|49"]
+    );
+    // Offset lookups failing with a retryable error are tried again (fetchOffset.numRetries).
+    mock.request_errors(
+        RDKafkaApiKey::ListOffsets,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT; 2],
+    );
+    assert_eq!(count(&session, "faulty").await, 100);
+}

@@ -1,0 +1,258 @@
+//! Kafka-protocol brokers for the tests, on free 127.0.0.1 ports, stopped when dropped:
+//! noida-db (PyPI, installed by the test command) and, when installed, Tansu. Plus topic creation
+//! and producing through librdkafka.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+
+/// Which broker program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// noida-db: in memory, fast, transactions.
+    Noida,
+    /// Tansu: SQLite storage; no topic auto-creation, no transactions.
+    Tansu,
+}
+
+/// A running broker.
+pub struct Broker {
+    child: Child,
+    /// `host:port` for `kafka.bootstrap.servers`.
+    pub servers: String,
+    /// Which one.
+    pub kind: Kind,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("faisca-ci")
+}
+
+fn program(variable: &str, fallback: PathBuf) -> Option<PathBuf> {
+    std::env::var_os(variable)
+        .map(PathBuf::from)
+        .or(Some(fallback))
+        .filter(|p| p.exists())
+}
+
+/// The noida-db program (`FAISCA_NOIDA_DB`, or the test command's venv).
+pub fn noida_program() -> PathBuf {
+    program(
+        "FAISCA_NOIDA_DB",
+        cache_dir().join("venv-kafka/bin/noida-db"),
+    )
+    .expect("noida-db not found: run scripts/test.sh, which installs it (or set FAISCA_NOIDA_DB)")
+}
+
+/// The Tansu program (`FAISCA_TANSU`, or the test command's install), if installed.
+pub fn tansu_program() -> Option<PathBuf> {
+    program("FAISCA_TANSU", cache_dir().join("tansu/bin/tansu"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Broker {
+    /// Start a broker of `kind` and wait until it accepts connections.
+    pub fn start(kind: Kind) -> Broker {
+        let port = free_port();
+        let dir = tempfile::Builder::new()
+            .prefix("faisca-kafka-")
+            .tempdir()
+            .unwrap();
+        let mut command = match kind {
+            Kind::Noida => {
+                let mut c = Command::new(noida_program());
+                c.args([
+                    "start",
+                    "--only",
+                    "kafka",
+                    "--kafka-port",
+                    &port.to_string(),
+                ])
+                .arg("--data-dir")
+                .arg(dir.path());
+                c
+            }
+            Kind::Tansu => {
+                let mut c = Command::new(tansu_program().expect("tansu is installed"));
+                let url = format!("tcp://127.0.0.1:{port}");
+                c.args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
+                .arg("--storage-engine")
+                .arg(format!(
+                    "sqlite://{}",
+                    dir.path().join("tansu.db").display()
+                ));
+                c
+            }
+        };
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {kind:?}: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "{kind:?} did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Broker {
+            child,
+            servers: format!("127.0.0.1:{port}"),
+            kind,
+            _dir: dir,
+        }
+    }
+
+    fn config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.servers);
+        c
+    }
+
+    /// Create `topic` with `partitions` partitions.
+    pub async fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = self.config().create().unwrap();
+        let results = admin
+            .create_topics(
+                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+            .unwrap();
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, e)) => panic!("creating topic {t}: {e}"),
+            }
+        }
+    }
+
+    /// Delete `topic` (noida-db only: Tansu deletes every topic).
+    pub async fn delete_topic(&self, topic: &str) {
+        assert_eq!(
+            self.kind,
+            Kind::Noida,
+            "Tansu's DeleteTopics deletes all topics"
+        );
+        let admin: AdminClient<DefaultClientContext> = self.config().create().unwrap();
+        for r in admin
+            .delete_topics(&[topic], &AdminOptions::new())
+            .await
+            .unwrap()
+        {
+            r.unwrap_or_else(|(t, e)| panic!("deleting topic {t}: {e}"));
+        }
+    }
+
+    /// A producer (acks from the leader; no compression).
+    pub fn producer(&self) -> FutureProducer {
+        self.config()
+            .set("message.timeout.ms", "10000")
+            .set("linger.ms", "5")
+            .create()
+            .unwrap()
+    }
+
+    /// Produce `records` to `topic` partition `partition`, waiting for every acknowledgement.
+    pub async fn produce(&self, topic: &str, partition: i32, records: &[Record]) {
+        let producer = self.producer();
+        let sends = records.iter().map(|r| {
+            let mut record = FutureRecord::to(topic)
+                .partition(partition)
+                .payload(r.value.as_bytes());
+            if let Some(key) = &r.key {
+                record = record.key(key.as_bytes());
+            }
+            if let Some(ts) = r.timestamp_ms {
+                record = record.timestamp(ts);
+            }
+            if !r.headers.is_empty() {
+                let mut headers = OwnedHeaders::new();
+                for (k, v) in &r.headers {
+                    headers = headers.insert(Header {
+                        key: k,
+                        value: v.as_deref(),
+                    });
+                }
+                record = record.headers(headers);
+            }
+            producer.send(record, Duration::from_secs(10))
+        });
+        for result in futures::future::join_all(sends).await {
+            result.unwrap_or_else(|(e, _)| panic!("producing to {topic}-{partition}: {e}"));
+        }
+    }
+
+    /// Produce `n` records `"{prefix}{i}"` (keys `k{i}`, current time) to a partition.
+    pub async fn produce_values(&self, topic: &str, partition: i32, prefix: &str, n: usize) {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record::new(Some(&format!("k{i}")), &format!("{prefix}{i}")))
+            .collect();
+        self.produce(topic, partition, &records).await;
+    }
+}
+
+/// One record to produce.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Key.
+    pub key: Option<String>,
+    /// Value.
+    pub value: String,
+    /// Create time (ms); the producer's clock when `None`.
+    pub timestamp_ms: Option<i64>,
+    /// Headers.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Record {
+    /// A record with `key` and `value`.
+    pub fn new(key: Option<&str>, value: &str) -> Record {
+        Record {
+            key: key.map(str::to_string),
+            value: value.to_string(),
+            timestamp_ms: None,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
