@@ -237,6 +237,44 @@ async fn reads_exact_ranges_with_sparks_schema() {
         ["without|true|NULL|NULL|NULL|true", "with|true|2|trace|abc|true"]
     );
 
+    // JSON values to columns, in SQL and with the DataFrame API.
+    broker.create_topic("people", 2).await;
+    broker
+        .produce(
+            "people",
+            0,
+            &[
+                Record::new(None, r#"{"id": 1, "name": "ana", "tags": ["a", "b"]}"#),
+                Record::new(None, "{not json"),
+            ],
+        )
+        .await;
+    broker
+        .produce(
+            "people",
+            1,
+            &[Record::new(None, r#"{"id": 2, "name": "rui"}"#)],
+        )
+        .await;
+    create(&session, "people", "people", s, &[]).await;
+    assert_eq!(
+        rows(&session, "SELECT p['id'], p['name'], cardinality(p['tags']) FROM (SELECT from_json(value, 'id INT, name STRING, tags ARRAY<STRING>') AS p FROM people)").await,
+        ["1|ana|2", "2|rui|NULL", "NULL|NULL|NULL"]
+    );
+    let people = session.table("people").await.unwrap();
+    let parsed = people
+        .select([faisca::functions::from_json(
+            faisca::functions::col("value"),
+            "id INT, name STRING",
+        )
+        .alias("p")])
+        .unwrap()
+        .select_expr(&["p['name'] AS name"])
+        .unwrap()
+        .filter("name IS NOT NULL")
+        .unwrap();
+    assert_eq!(parsed.count().await.unwrap(), 2);
+
     // The DataFrame reader, with Spark's option names.
     let df = session
         .read()

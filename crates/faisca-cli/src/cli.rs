@@ -180,6 +180,37 @@ pub enum BenchKind {
     Scan(ScanBenchArgs),
     /// Partitioned Parquet write of TPC-H lineitem, against DataFusion's `COPY`.
     Write(WriteBenchArgs),
+    /// Kafka → Arrow batches on noida-db, against a plain librdkafka consumer.
+    Kafka(KafkaBenchArgs),
+}
+
+/// `faisca bench kafka`.
+#[derive(Debug, clap::Args)]
+pub struct KafkaBenchArgs {
+    /// Records to produce and read.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub records: u64,
+    /// Bytes of each record's value.
+    #[arg(long, default_value_t = 100)]
+    pub value_bytes: usize,
+    /// Partitions of the topic.
+    #[arg(long, default_value_t = 20)]
+    pub partitions: i32,
+    /// Brokers (default: a noida-db started for the run).
+    #[arg(long)]
+    pub servers: Option<String>,
+    /// faisca://host:port, http://host:port, or local[N].
+    #[arg(long, default_value = "local[2]")]
+    pub master: String,
+    /// Timed runs per reader (after one warm-up run).
+    #[arg(long, default_value_t = 3)]
+    pub iterations: usize,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "target/faisca-bench/kafka.json")]
+    pub output: PathBuf,
+    /// Configuration `key=value` for the session (repeatable).
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    pub conf: Vec<String>,
 }
 
 /// `faisca bench write`.
@@ -369,6 +400,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             BenchKind::Recovery(a) => crate::bench_recovery::recovery(a).await,
             BenchKind::Scan(a) => crate::bench_scan::scan(a).await,
             BenchKind::Write(a) => crate::bench_write::write(a).await,
+            BenchKind::Kafka(a) => crate::bench_kafka::kafka(a).await,
         },
         Command::Demo(args) => crate::demo::run(args).await,
     }

@@ -7,12 +7,14 @@
 //! * [`bench`] and [`demo`]: TPC-H on a cluster against single-process DataFusion, and the
 //!   embedded demo; both use [`tpch`] (data generated in-process, the 22 queries).
 //!   [`bench_recovery`] times a query while an executor process is killed; [`bench_scan`]
-//!   measures Parquet decode throughput.
+//!   measures Parquet decode throughput; [`bench_write`] partitioned writes; [`bench_kafka`]
+//!   Kafka reads against a plain librdkafka consumer.
 //! * [`output`]: result formats (table, CSV, JSON lines); [`script`]: splitting SQL scripts.
 //!
 //! Only results go to stdout; logs, progress and errors go to stderr.
 
 pub mod bench;
+pub mod bench_kafka;
 pub mod bench_recovery;
 pub mod bench_scan;
 pub mod bench_write;

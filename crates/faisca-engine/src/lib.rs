@@ -15,13 +15,16 @@
 //! * [`rpc`] holds the gRPC server and client settings both processes share.
 //! * [`codec`] encodes stage plans (with their output partitioning) and schemas for the wire;
 //!   [`logical_codec`] encodes DataFrame logical plans between clients and the driver.
-//! * [`udf`] holds the user-defined functions every process of a program registers.
+//! * [`udf`] holds the user-defined functions every process of a program registers;
+//!   [`functions`] Faísca's built-in ones (`from_json`).
+//! * [`kafka`]: Kafka tables and the scan node that reads planned offset ranges.
 //! * [`sink`] writes a write job's files (one writer per task, under `_temporary/`) and holds the
 //!   commit protocol the driver runs when every task succeeded.
 //! * [`yielding`] makes a decoded plan's leaves yield between batches, so that a cancelled task
 //!   stops promptly.
 
 pub mod codec;
+pub mod functions;
 pub mod kafka;
 pub mod logical_codec;
 pub mod rpc;

@@ -68,6 +68,9 @@ pub fn add_registered(state: &mut SessionState) -> Result<()> {
         state.register_udaf(f.clone())?;
     }
     state.register_udf(Arc::new(ScalarUDF::new_from_impl(HoppingWindow::default())))?;
+    for f in crate::functions::builtin_scalar() {
+        state.register_udf(f)?;
+    }
     Ok(())
 }
 

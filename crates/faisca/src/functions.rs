@@ -35,6 +35,16 @@ pub fn desc(expr: Expr) -> SortExpr {
     expr.sort(false, false)
 }
 
+/// Spark's `from_json`: JSON text (a string, or a Kafka record's binary `value`) to a struct of
+/// `schema`, Spark's DDL (`"id BIGINT, name STRING, tags ARRAY<STRING>"`). Malformed JSON gives a
+/// struct of nulls; fields are read with `get_field` or `col("s")["name"]` in SQL.
+pub fn from_json(value: Expr, schema: &str) -> Expr {
+    let udf = datafusion::logical_expr::ScalarUDF::from(
+        faisca_engine::functions::from_json::FromJson::new(),
+    );
+    udf.call(vec![value, lit(schema)])
+}
+
 /// Upper-case.
 pub fn upper(e: Expr) -> Expr {
     f::upper(e)

@@ -1,0 +1,325 @@
+//! `faisca bench kafka`: Kafka → Arrow batches. Records of a fixed size spread over many
+//! partitions of a noida-db broker (started here, or given with `--servers`) are read by Faísca
+//! (`SELECT count(*), sum(octet_length(value)) FROM t` on the cluster) and by a plain librdkafka
+//! consumer (one `BaseConsumer` assigned every partition, polling and summing payload sizes), in
+//! the same run. Reports both rates, and Faísca's records per second per core of CPU time.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use faisca::Session;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use serde::Serialize;
+
+use crate::bench::{machine, median};
+use crate::cli::KafkaBenchArgs;
+
+/// A noida-db started for the benchmark, stopped when dropped.
+struct LocalBroker(Child, #[allow(dead_code)] tempfile::TempDir);
+
+impl Drop for LocalBroker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn noida_program() -> PathBuf {
+    std::env::var_os("FAISCA_NOIDA_DB")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .unwrap_or_else(std::env::temp_dir)
+                .join("faisca-ci/venv-kafka/bin/noida-db")
+        })
+}
+
+fn start_broker() -> Result<(LocalBroker, String)> {
+    let program = noida_program();
+    if !program.exists() {
+        bail!(
+            "no --servers given and no noida-db at {}: run the README's test command once (it installs noida-db) or set FAISCA_NOIDA_DB",
+            program.display()
+        );
+    }
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let dir = tempfile::tempdir()?;
+    let child = Command::new(&program)
+        .args([
+            "start",
+            "--only",
+            "kafka",
+            "--kafka-port",
+            &port.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    let broker = LocalBroker(child, dir);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            bail!("noida-db did not start on port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok((broker, format!("127.0.0.1:{port}")))
+}
+
+/// CPU time (user + system) this process has used.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at state (field 3).
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state.
+    let total = ticks(11) + ticks(12);
+    Duration::from_millis(total * 10)
+}
+
+fn produce(servers: &str, topic: &str, partitions: i32, records: u64, bytes: usize) -> Result<()> {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("message.timeout.ms", "60000")
+        .create()?;
+    let payload = vec![b'x'; bytes];
+    for i in 0..records {
+        let key = i.to_le_bytes();
+        let mut record = BaseRecord::to(topic)
+            .partition((i % partitions as u64) as i32)
+            .key(&key[..])
+            .payload(&payload[..]);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, back))
+                    if e.rdkafka_error_code()
+                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+                {
+                    producer.poll(Duration::from_millis(10));
+                    record = back;
+                }
+                Err((e, _)) => bail!("producing to {topic}: {e}"),
+            }
+        }
+        if i % 10_000 == 0 {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    producer.flush(Duration::from_secs(120))?;
+    Ok(())
+}
+
+/// The plain consumer: every partition from offset 0 to its end; returns (records, payload bytes).
+fn plain_consumer(servers: &str, topic: &str, partitions: i32, records: u64) -> Result<(u64, u64)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", "faisca-bench-plain")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let (mut n, mut bytes) = (0u64, 0u64);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while n < records {
+        if Instant::now() > deadline {
+            bail!("the plain consumer read {n} of {records} records in 10 minutes");
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                n += 1;
+                bytes += m.payload().map_or(0, |p| p.len() as u64);
+            }
+            Some(Err(e)) => bail!("plain consumer: {e}"),
+            None => {}
+        }
+    }
+    Ok((n, bytes))
+}
+
+#[derive(Serialize)]
+struct KafkaReport {
+    machine: String,
+    master: String,
+    records: u64,
+    value_bytes: usize,
+    partitions: i32,
+    faisca_ms: Vec<f64>,
+    faisca_cpu_ms: Vec<f64>,
+    plain_ms: Vec<f64>,
+    plain_cpu_ms: Vec<f64>,
+    faisca_records_per_s: f64,
+    plain_records_per_s: f64,
+    faisca_records_per_cpu_s: f64,
+    plain_records_per_cpu_s: f64,
+    rate_ratio: f64,
+}
+
+/// `faisca bench kafka`.
+pub async fn kafka(args: KafkaBenchArgs) -> Result<()> {
+    let (_broker, servers) = match &args.servers {
+        Some(s) => (None, s.clone()),
+        None => {
+            let (b, s) = start_broker()?;
+            (Some(b), s)
+        }
+    };
+    let topic = format!("bench-{}", std::process::id());
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .create()?;
+    for r in admin
+        .create_topics(
+            &[NewTopic::new(
+                &topic,
+                args.partitions,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new(),
+        )
+        .await?
+    {
+        r.map_err(|(t, e)| anyhow::anyhow!("creating topic {t}: {e}"))?;
+    }
+    let t = Instant::now();
+    {
+        let (servers, topic) = (servers.clone(), topic.clone());
+        let (partitions, records, bytes) = (args.partitions, args.records, args.value_bytes);
+        tokio::task::spawn_blocking(move || produce(&servers, &topic, partitions, records, bytes))
+            .await??;
+    }
+    eprintln!(
+        "produced {} records of {} bytes over {} partitions in {:.1} s",
+        args.records,
+        args.value_bytes,
+        args.partitions,
+        t.elapsed().as_secs_f64()
+    );
+
+    let mut builder = Session::builder().master(&args.master);
+    for (k, v) in crate::cli::parse_conf(&args.conf)? {
+        builder = builder.config(k, v);
+    }
+    let session = builder.build().await?;
+    session
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE bench STORED AS KAFKA LOCATION '{topic}' OPTIONS ('kafka.bootstrap.servers' '{servers}')"
+        ))
+        .await?;
+    let sql = "SELECT count(*), sum(octet_length(value)) FROM bench";
+    let expected = format!(
+        "{}|{}",
+        args.records,
+        args.records * args.value_bytes as u64
+    );
+    let run_faisca = || async {
+        let batches = faisca::client::collect(session.execute_sql(sql).await?.batches).await?;
+        let got = datafusion::arrow::util::pretty::pretty_format_batches(&batches)?.to_string();
+        let row: Vec<String> = got
+            .lines()
+            .nth(3)
+            .unwrap_or_default()
+            .split('|')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect();
+        if row.join("|") != expected {
+            bail!("Faísca read {row:?}, expected {expected}");
+        }
+        Ok::<_, anyhow::Error>(())
+    };
+    // Warm-up of both, then alternate.
+    run_faisca().await?;
+    let plain = {
+        let (servers, topic) = (servers.clone(), topic.clone());
+        let (partitions, records) = (args.partitions, args.records);
+        move || plain_consumer(&servers, &topic, partitions, records)
+    };
+    let p = plain.clone();
+    tokio::task::spawn_blocking(p).await??;
+    let (mut ours, mut ours_cpu, mut theirs, mut theirs_cpu) = (vec![], vec![], vec![], vec![]);
+    for i in 0..args.iterations.max(1) {
+        for engine in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
+            let (t, cpu) = (Instant::now(), process_cpu());
+            if engine == 0 {
+                run_faisca().await?;
+                ours.push(t.elapsed());
+                ours_cpu.push(process_cpu().saturating_sub(cpu));
+            } else {
+                let p = plain.clone();
+                let (n, bytes) = tokio::task::spawn_blocking(p).await??;
+                theirs.push(t.elapsed());
+                theirs_cpu.push(process_cpu().saturating_sub(cpu));
+                if n != args.records || bytes != args.records * args.value_bytes as u64 {
+                    bail!("the plain consumer read {n} records, {bytes} bytes");
+                }
+            }
+        }
+    }
+    session.stop().await;
+    let rate = |d: Duration| args.records as f64 / d.as_secs_f64().max(1e-9);
+    let (f, d) = (median(&ours), median(&theirs));
+    let (fc, dc) = (median(&ours_cpu), median(&theirs_cpu));
+    let to_ms = |v: &[Duration]| {
+        v.iter()
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .collect::<Vec<_>>()
+    };
+    let report = KafkaReport {
+        machine: machine(),
+        master: args.master.clone(),
+        records: args.records,
+        value_bytes: args.value_bytes,
+        partitions: args.partitions,
+        faisca_ms: to_ms(&ours),
+        faisca_cpu_ms: to_ms(&ours_cpu),
+        plain_ms: to_ms(&theirs),
+        plain_cpu_ms: to_ms(&theirs_cpu),
+        faisca_records_per_s: rate(f),
+        plain_records_per_s: rate(d),
+        faisca_records_per_cpu_s: rate(fc),
+        plain_records_per_cpu_s: rate(dc),
+        rate_ratio: rate(f) / rate(d),
+    };
+    println!(
+        "faisca  {:>8.0} ms  {:>10.0} records/s  {:>10.0} records/s per CPU-second\nplain   {:>8.0} ms  {:>10.0} records/s  {:>10.0} records/s per CPU-second\nFaísca's rate / plain consumer's rate: {:.2}",
+        f.as_secs_f64() * 1000.0,
+        report.faisca_records_per_s,
+        report.faisca_records_per_cpu_s,
+        d.as_secs_f64() * 1000.0,
+        report.plain_records_per_s,
+        report.plain_records_per_cpu_s,
+        report.rate_ratio
+    );
+    if let Some(parent) = args.output.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.output, serde_json::to_string_pretty(&report)?)?;
+    Ok(())
+}
