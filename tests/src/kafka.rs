@@ -275,6 +275,40 @@ async fn reads_exact_ranges_with_sparks_schema() {
         .unwrap();
     assert_eq!(parsed.count().await.unwrap(), 2);
 
+    // With kafka.group.id, a run's end offsets are committed to the group (for lag monitoring).
+    create(
+        &session,
+        "grouped",
+        "events",
+        s,
+        &[("kafka.group.id", "faisca-lag")],
+    )
+    .await;
+    assert_eq!(count(&session, "grouped").await, 30);
+    let servers = s.clone();
+    let committed = tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &servers)
+            .set("group.id", "faisca-lag")
+            .create()
+            .unwrap();
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for p in 0..3 {
+            tpl.add_partition("events", p);
+        }
+        let got = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .unwrap();
+        got.elements()
+            .iter()
+            .map(|e| format!("{}:{:?}", e.partition(), e.offset()))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    assert_eq!(committed, ["0:Offset(10)", "1:Offset(10)", "2:Offset(10)"]);
+
     // The DataFrame reader, with Spark's option names.
     let df = session
         .read()
@@ -570,4 +604,71 @@ async fn fetch_errors_injected_by_the_mock_cluster_are_retried_exactly() {
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT; 2],
     );
     assert_eq!(count(&session, "faulty").await, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transactions_aborted_records_and_markers_never_stall_a_range() {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let broker = Broker::start(Kind::Noida);
+    broker.create_topic("tx", 1).await;
+    let servers = broker.servers.clone();
+    // Committed 3, aborted 2, committed 1, and finally a transaction left open.
+    let producer = tokio::task::spawn_blocking(move || {
+        let producer: BaseProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &servers)
+            .set("transactional.id", "faisca-test")
+            .create()
+            .unwrap();
+        let t = Duration::from_secs(10);
+        producer.init_transactions(t).unwrap();
+        let batch = |values: &[&str]| {
+            producer.begin_transaction().unwrap();
+            for v in values {
+                producer
+                    .send(BaseRecord::<(), str>::to("tx").partition(0).payload(*v))
+                    .unwrap();
+            }
+            producer.flush(t).unwrap();
+        };
+        batch(&["c1", "c2", "c3"]);
+        producer.commit_transaction(t).unwrap();
+        batch(&["a1", "a2"]);
+        producer.abort_transaction(t).unwrap();
+        batch(&["c4"]);
+        producer.commit_transaction(t).unwrap();
+        batch(&["open"]);
+        producer
+    })
+    .await
+    .unwrap();
+    let session = session().await;
+    create(
+        &session,
+        "tx",
+        "tx",
+        &broker.servers,
+        &[("kafkaConsumer.pollTimeoutMs", "20000")],
+    )
+    .await;
+    let started = Instant::now();
+    assert_eq!(
+        rows(&session, "SELECT CAST(value AS VARCHAR) FROM tx").await,
+        ["c1", "c2", "c3", "c4"]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "waited {:?}",
+        started.elapsed()
+    );
+    // Read uncommitted, the open and aborted records are there too.
+    create(
+        &session,
+        "dirty",
+        "tx",
+        &broker.servers,
+        &[("kafka.isolation.level", "read_uncommitted")],
+    )
+    .await;
+    assert_eq!(count(&session, "dirty").await, 7);
+    drop(producer);
 }
