@@ -61,6 +61,31 @@ async fn create(
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
+const AVRO_PERSON: &str = r#"{"type":"record","name":"person","fields":[{"name":"id","type":"long"},{"name":"name","type":["null","string"]}]}"#;
+
+/// One `AVRO_PERSON` datum in Avro's binary encoding.
+fn avro_person(id: i64, name: Option<&str>) -> Vec<u8> {
+    fn long(n: i64, out: &mut Vec<u8>) {
+        let mut z = ((n << 1) ^ (n >> 63)) as u64;
+        while z >= 0x80 {
+            out.push((z as u8 & 0x7f) | 0x80);
+            z >>= 7;
+        }
+        out.push(z as u8);
+    }
+    let mut out = Vec::new();
+    long(id, &mut out);
+    match name {
+        None => long(0, &mut out),
+        Some(s) => {
+            long(1, &mut out);
+            long(s.len() as i64, &mut out);
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+    out
+}
+
 async fn explain(session: &Session, sql: &str) -> String {
     rows(session, &format!("EXPLAIN {sql}")).await.join("\n")
 }
@@ -308,6 +333,27 @@ async fn reads_exact_ranges_with_sparks_schema() {
     .await
     .unwrap();
     assert_eq!(committed, ["0:Offset(10)", "1:Offset(10)", "2:Offset(10)"]);
+
+    // Raw Avro values (Spark's from_avro with a JSON schema).
+    broker.create_topic("avro", 1).await;
+    let producer = broker.producer();
+    for (id, name) in [(1i64, Some("ana")), (2, None)] {
+        let value = avro_person(id, name);
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::<(), [u8]>::to("avro")
+                    .partition(0)
+                    .payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+    create(&session, "avro", "avro", s, &[]).await;
+    assert_eq!(
+        rows(&session, &format!("SELECT p['id'], p['name'] FROM (SELECT from_avro(value, '{AVRO_PERSON}') AS p FROM avro)")).await,
+        ["1|ana", "2|NULL"]
+    );
 
     // The DataFrame reader, with Spark's option names.
     let df = session

@@ -45,6 +45,15 @@ pub fn from_json(value: Expr, schema: &str) -> Expr {
     udf.call(vec![value, lit(schema)])
 }
 
+/// Spark's `from_avro`: binary Avro datums (a Kafka record's `value`) to a struct of the Avro
+/// record schema `schema_json`; a value that is not one datum of that schema fails the query.
+pub fn from_avro(value: Expr, schema_json: &str) -> Expr {
+    let udf = datafusion::logical_expr::ScalarUDF::from(
+        faisca_engine::functions::from_avro::FromAvro::new(),
+    );
+    udf.call(vec![value, lit(schema_json)])
+}
+
 /// Upper-case.
 pub fn upper(e: Expr) -> Expr {
     f::upper(e)
