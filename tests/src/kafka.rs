@@ -406,9 +406,13 @@ async fn incremental_runs(broker: &Broker) {
         rows(&session, "SELECT CAST(value AS VARCHAR) FROM orders").await,
         ["c0", "c1", "c2"]
     );
-    // earliest with a checkpoint: the whole log, every run.
+    // earliest with a checkpoint: the whole log, every run; explicit offsets: those, every run.
     assert_eq!(count(&session, "everything").await, 13);
     assert_eq!(count(&session, "everything").await, 13);
+    let from = format!(r#"{{"{topic}":{{"0":6,"1":-2}}}}"#);
+    create(&session, "pinned", &topic, s, &[("startingOffsets", &from), ("checkpointLocation", &format!("{cp}-pinned"))]).await;
+    assert_eq!(count(&session, "pinned").await, 7);
+    assert_eq!(count(&session, "pinned").await, 7);
 
     // A run that dies after recording its ranges and before its commit is redone with the same
     // ranges, even though more records arrived since.
