@@ -410,7 +410,17 @@ async fn incremental_runs(broker: &Broker) {
     assert_eq!(count(&session, "everything").await, 13);
     assert_eq!(count(&session, "everything").await, 13);
     let from = format!(r#"{{"{topic}":{{"0":6,"1":-2}}}}"#);
-    create(&session, "pinned", &topic, s, &[("startingOffsets", &from), ("checkpointLocation", &format!("{cp}-pinned"))]).await;
+    create(
+        &session,
+        "pinned",
+        &topic,
+        s,
+        &[
+            ("startingOffsets", &from),
+            ("checkpointLocation", &format!("{cp}-pinned")),
+        ],
+    )
+    .await;
     assert_eq!(count(&session, "pinned").await, 7);
     assert_eq!(count(&session, "pinned").await, 7);
 

@@ -17,7 +17,8 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{Field, SchemaRef};
 use faisca_common::{Error, Result};
 use futures::{FutureExt, StreamExt};
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::ClientContext;
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message, Timestamp};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -131,6 +132,26 @@ fn lost(range: &OffsetRange, from: i64, to: i64, why: &str) -> Error {
     ))
 }
 
+/// librdkafka's callbacks for range readers: a partition's end is how ranges finish, not an
+/// error worth a log line; other client errors are logged as warnings (the reader itself reports
+/// what stops a task).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
+        {
+            tracing::trace!("librdkafka: {error}: {reason}");
+        } else {
+            tracing::warn!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
 /// The range being read and the next offset expected.
 struct Cursor {
     range: OffsetRange,
@@ -139,7 +160,7 @@ struct Cursor {
 
 /// Reads a task's ranges, one after the other.
 pub struct RangeReader {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<ReaderContext>>,
     read: ReadOptions,
     pending: VecDeque<OffsetRange>,
     current: Option<Cursor>,
@@ -186,12 +207,14 @@ impl RangeReader {
             )));
         }
         let schema = Arc::new(full.project(&columns)?);
-        let consumer: StreamConsumer = consumer_config(read).create().map_err(|e| {
-            Error::user(format!(
-                "cannot create a Kafka client for '{}': {e}",
-                servers(read)
-            ))
-        })?;
+        let consumer: StreamConsumer<ReaderContext> = consumer_config(read)
+            .create_with_context(ReaderContext)
+            .map_err(|e| {
+                Error::user(format!(
+                    "cannot create a Kafka client for '{}': {e}",
+                    servers(read)
+                ))
+            })?;
         Ok(RangeReader {
             consumer: Arc::new(consumer),
             read: read.clone(),
