@@ -140,6 +140,8 @@ fn plain_consumer(servers: &str, topic: &str, partitions: i32, records: u64) -> 
         .set("bootstrap.servers", servers)
         .set("group.id", "faisca-bench-plain")
         .set("enable.auto.commit", "false")
+        // noida-db answers a fetch of every partition with all of their records at once.
+        .set("receive.message.max.bytes", "2000000000")
         .create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
