@@ -9,70 +9,14 @@
 //! command installs, or `FAISCA_NOIDA_DB`), creates the topic `clicks` and produces sample clicks
 //! (`user,page,millis`) between runs.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use faisca::Session;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-
-/// A broker started for this run, stopped when dropped.
-struct LocalBroker(Child, #[allow(dead_code)] tempfile::TempDir);
-
-impl Drop for LocalBroker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_local_broker() -> anyhow::Result<(LocalBroker, String)> {
-    let program = std::env::var_os("FAISCA_NOIDA_DB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                .unwrap_or_else(std::env::temp_dir);
-            cache.join("faisca-ci/venv-kafka/bin/noida-db")
-        });
-    if !program.exists() {
-        bail!(
-            "no brokers given and no noida-db at {}: run the README's test command once (it installs noida-db), set FAISCA_NOIDA_DB, or pass BOOTSTRAP_SERVERS TOPIC",
-            program.display()
-        );
-    }
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let dir = tempfile::tempdir()?;
-    let child = Command::new(&program)
-        .args([
-            "start",
-            "--only",
-            "kafka",
-            "--kafka-port",
-            &port.to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", program.display()))?;
-    let broker = LocalBroker(child, dir);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("noida-db did not start on port {port}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok((broker, format!("127.0.0.1:{port}")))
-}
 
 /// Produce `n` clicks `user,page,millis`, starting at click number `from`.
 async fn produce_clicks(servers: &str, topic: &str, from: usize, n: usize) -> anyhow::Result<()> {
@@ -138,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
     let (_broker, servers, topic) = match args.as_slice() {
         [servers, topic] => (None, servers.clone(), topic.clone()),
         [] => {
-            let (broker, servers) = start_local_broker()?;
+            let (broker, servers) = faisca_cli::local_kafka::start_noida()?;
             let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
                 .set("bootstrap.servers", &servers)
                 .create()?;

@@ -5,12 +5,9 @@
 //! consumer (one `BaseConsumer` assigned every partition, polling and summing payload sizes), in
 //! the same run. Reports both rates, and Faísca's records per second per core of CPU time.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use faisca::Session;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -23,63 +20,6 @@ use serde::Serialize;
 
 use crate::bench::{machine, median};
 use crate::cli::KafkaBenchArgs;
-
-/// A noida-db started for the benchmark, stopped when dropped.
-struct LocalBroker(Child, #[allow(dead_code)] tempfile::TempDir);
-
-impl Drop for LocalBroker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn noida_program() -> PathBuf {
-    std::env::var_os("FAISCA_NOIDA_DB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-                .unwrap_or_else(std::env::temp_dir)
-                .join("faisca-ci/venv-kafka/bin/noida-db")
-        })
-}
-
-fn start_broker() -> Result<(LocalBroker, String)> {
-    let program = noida_program();
-    if !program.exists() {
-        bail!(
-            "no --servers given and no noida-db at {}: run the README's test command once (it installs noida-db) or set FAISCA_NOIDA_DB",
-            program.display()
-        );
-    }
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let dir = tempfile::tempdir()?;
-    let child = Command::new(&program)
-        .args([
-            "start",
-            "--only",
-            "kafka",
-            "--kafka-port",
-            &port.to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", program.display()))?;
-    let broker = LocalBroker(child, dir);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            bail!("noida-db did not start on port {port}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok((broker, format!("127.0.0.1:{port}")))
-}
 
 /// CPU time (user + system) this process has used.
 fn process_cpu() -> Duration {
@@ -189,7 +129,7 @@ pub async fn kafka(args: KafkaBenchArgs) -> Result<()> {
     let (_broker, servers) = match &args.servers {
         Some(s) => (None, s.clone()),
         None => {
-            let (b, s) = start_broker()?;
+            let (b, s) = crate::local_kafka::start_noida()?;
             (Some(b), s)
         }
     };

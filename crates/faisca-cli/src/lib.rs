@@ -8,7 +8,8 @@
 //!   embedded demo; both use [`tpch`] (data generated in-process, the 22 queries).
 //!   [`bench_recovery`] times a query while an executor process is killed; [`bench_scan`]
 //!   measures Parquet decode throughput; [`bench_write`] partitioned writes; [`bench_kafka`]
-//!   Kafka reads against a plain librdkafka consumer.
+//!   Kafka reads against a plain librdkafka consumer; [`local_kafka`] starts a noida-db broker for
+//!   them and the examples.
 //! * [`output`]: result formats (table, CSV, JSON lines); [`script`]: splitting SQL scripts.
 //!
 //! Only results go to stdout; logs, progress and errors go to stderr.
@@ -23,6 +24,7 @@ pub mod commands;
 pub mod demo;
 mod entry;
 pub mod jobs;
+pub mod local_kafka;
 pub mod output;
 pub mod script;
 pub mod tpch;
