@@ -109,22 +109,25 @@ impl Broker {
                     "--advertised-listener-url",
                     &url,
                 ])
-                .arg("--storage-engine")
-                .arg(format!(
-                    "sqlite://{}",
-                    dir.path().join("tansu.db").display()
-                ));
+                // Tansu opens a sqlite:// file relative to its working directory.
+                .args(["--storage-engine", "sqlite://tansu.db"])
+                .current_dir(dir.path());
                 c
             }
         };
+        let log = dir.path().join("broker.log");
         let child = command
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("starting {kind:?}: {e}"));
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "{kind:?} did not start");
+            assert!(
+                Instant::now() < deadline,
+                "{kind:?} did not start on port {port}: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Broker {
