@@ -26,7 +26,7 @@ export FAISCA_MOTO_SERVER="$venv/bin/moto_server"
 
 kafka_venv="${FAISCA_KAFKA_VENV:-$cache/venv-kafka}"
 noida_version="0.2.3"
-if [ ! -x "$kafka_venv/bin/noida-db" ] || ! "$kafka_venv/bin/pip" show noida-db 2>/dev/null | grep -qx "Version: $noida_version"; then
+if [ ! -x "$kafka_venv/bin/noida-db" ] || ! "$kafka_venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('noida-db') != '$noida_version')" 2>/dev/null; then
     echo "installing noida-db $noida_version into $kafka_venv" >&2
     mkdir -p "$(dirname "$kafka_venv")"
     python3 -m venv "$kafka_venv"
@@ -36,7 +36,7 @@ export FAISCA_NOIDA_DB="$kafka_venv/bin/noida-db"
 
 tansu_root="$cache/tansu"
 tansu_version="0.6.0"
-if [ ! -x "$tansu_root/bin/tansu" ] || ! "$tansu_root/bin/tansu" --version 2>/dev/null | grep -q "$tansu_version"; then
+if [ ! -x "$tansu_root/bin/tansu" ] || [[ "$("$tansu_root/bin/tansu" --version 2>/dev/null)" != *"$tansu_version"* ]]; then
     echo "building tansu $tansu_version into $tansu_root (once; 10-20 minutes)" >&2
     CARGO_TARGET_DIR="$cache/tansu-target" cargo install --quiet tansu --version "$tansu_version" --locked --features libsql --root "$tansu_root"
     rm -rf "$cache/tansu-target"
