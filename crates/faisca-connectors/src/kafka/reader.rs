@@ -14,7 +14,7 @@ use datafusion::arrow::array::{
     ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, ListBuilder, RecordBatch,
     RecordBatchOptions, StringBuilder, StructBuilder, TimestampMicrosecondBuilder,
 };
-use datafusion::arrow::datatypes::{Field, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use faisca_common::{Error, Result};
 use futures::{FutureExt, StreamExt};
 use rdkafka::ClientContext;
@@ -26,7 +26,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use super::OffsetRange;
 use super::broker::consumer_config;
 use super::options::ReadOptions;
-use super::schema::{header_fields, kafka_schema};
+use super::schema::{header_fields, headers_type, kafka_schema};
 
 /// Spark's `timestampType` for a record without a timestamp, and its `timestamp` (ms).
 const NO_TIMESTAMP_TYPE: i32 = -1;
@@ -64,11 +64,10 @@ impl ColumnBuilder {
                         Box::new(BinaryBuilder::new()),
                     ],
                 );
-                ColumnBuilder::Headers(ListBuilder::new(entries).with_field(Arc::new(Field::new(
-                    "item",
-                    datafusion::arrow::datatypes::DataType::Struct(header_fields()),
-                    true,
-                ))))
+                let DataType::List(item) = headers_type() else {
+                    unreachable!("the headers column is a list")
+                };
+                ColumnBuilder::Headers(ListBuilder::new(entries).with_field(item))
             }
         }
     }

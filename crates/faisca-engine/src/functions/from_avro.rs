@@ -11,10 +11,9 @@ use std::sync::Arc;
 
 use arrow_avro::reader::ReaderBuilder;
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, StructArray, UInt32Array};
-use datafusion::arrow::compute::take;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
-use datafusion::common::{ScalarValue, exec_err, plan_err};
+use datafusion::common::{exec_err, plan_err};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
@@ -116,30 +115,7 @@ fn decode(schema: &str, values: &[Option<&[u8]>]) -> DfResult<ArrayRef> {
             present.len()
         );
     }
-    let structs: ArrayRef = Arc::new(StructArray::from(batch));
-    let mut next = 0u32;
-    let indices: UInt32Array = (0..values.len())
-        .map(|i| {
-            if present.get(next as usize) == Some(&i) {
-                next += 1;
-                Some(next - 1)
-            } else {
-                None
-            }
-        })
-        .collect();
-    Ok(take(&structs, &indices, None)?)
-}
-
-fn schema_argument(args: &[Option<&ScalarValue>]) -> Option<String> {
-    match args.get(1) {
-        Some(Some(
-            ScalarValue::Utf8(Some(s))
-            | ScalarValue::LargeUtf8(Some(s))
-            | ScalarValue::Utf8View(Some(s)),
-        )) => Some(s.clone()),
-        _ => None,
-    }
+    super::spread_rows(batch, &present, values.len())
 }
 
 impl ScalarUDFImpl for FromAvro {
@@ -167,12 +143,16 @@ impl ScalarUDFImpl for FromAvro {
                 f.data_type()
             );
         }
-        let Some(schema) = schema_argument(args.scalar_arguments) else {
+        let Some(schema) = args
+            .scalar_arguments
+            .get(1)
+            .and_then(|v| v.and_then(|v| v.try_as_str().flatten()))
+        else {
             return plan_err!(
                 "from_avro(value, schema): schema must be a string literal holding an Avro record schema in JSON"
             );
         };
-        let fields = avro_fields(&schema)?;
+        let fields = avro_fields(schema)?;
         Ok(Arc::new(Field::new(
             self.name(),
             DataType::Struct(fields),
@@ -181,13 +161,12 @@ impl ScalarUDFImpl for FromAvro {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let schema = match &args.args.get(1) {
-            Some(ColumnarValue::Scalar(
-                ScalarValue::Utf8(Some(s))
-                | ScalarValue::LargeUtf8(Some(s))
-                | ScalarValue::Utf8View(Some(s)),
-            )) => s.clone(),
-            _ => return exec_err!("from_avro: the schema argument must be a string literal"),
+        let schema = match args.args.get(1) {
+            Some(ColumnarValue::Scalar(v)) => v.try_as_str().flatten().map(str::to_string),
+            _ => None,
+        };
+        let Some(schema) = schema else {
+            return exec_err!("from_avro: the schema argument must be a string literal");
         };
         let input = args.args[0].to_array(args.number_rows)?;
         let values: Vec<Option<&[u8]>> = match input.data_type() {

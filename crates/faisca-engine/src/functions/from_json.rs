@@ -5,12 +5,11 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, UInt32Array};
-use datafusion::arrow::compute::take;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema};
 use datafusion::arrow::json::ReaderBuilder;
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::common::{ScalarValue, exec_err, plan_err};
+use datafusion::common::{exec_err, plan_err};
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
@@ -132,19 +131,7 @@ fn from_json(fields: &Fields, values: &[Option<&[u8]>]) -> DfResult<ArrayRef> {
             }
         }
     };
-    let structs: ArrayRef = Arc::new(datafusion::arrow::array::StructArray::from(batch));
-    let mut next = 0u32;
-    let indices: UInt32Array = (0..values.len())
-        .map(|i| {
-            if present.get(next as usize) == Some(&i) {
-                next += 1;
-                Some(next - 1)
-            } else {
-                None
-            }
-        })
-        .collect();
-    Ok(take(&structs, &indices, None)?)
+    super::spread_rows(batch, &present, values.len())
 }
 
 impl ScalarUDFImpl for FromJson {
@@ -169,19 +156,19 @@ impl ScalarUDFImpl for FromJson {
                 f.data_type()
             );
         }
-        let schema = match args.scalar_arguments.get(1) {
-            Some(Some(
-                ScalarValue::Utf8(Some(s))
-                | ScalarValue::LargeUtf8(Some(s))
-                | ScalarValue::Utf8View(Some(s)),
-            )) => s.clone(),
-            _ => {
+        let schema = match args
+            .scalar_arguments
+            .get(1)
+            .and_then(|v| v.and_then(|v| v.try_as_str().flatten()))
+        {
+            Some(s) => s,
+            None => {
                 return plan_err!(
                     "from_json(value, schema): schema must be a string literal in Spark's DDL, e.g. 'id BIGINT, name STRING'"
                 );
             }
         };
-        let fields = parse_schema(&schema)?;
+        let fields = parse_schema(schema)?;
         Ok(Arc::new(Field::new(
             self.name(),
             DataType::Struct(fields),

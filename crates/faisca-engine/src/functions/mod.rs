@@ -10,6 +10,10 @@ pub mod from_json;
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::{ArrayRef, StructArray, UInt32Array};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::ScalarUDF;
 
 /// The built-in scalar functions.
@@ -18,4 +22,24 @@ pub fn builtin_scalar() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::from(from_json::FromJson::new())),
         Arc::new(ScalarUDF::from(from_avro::FromAvro::new())),
     ]
+}
+
+/// The struct column of `len` rows whose rows `present[k]` are row `k` of `decoded` and whose
+/// other rows (null or empty inputs) are null.
+pub(crate) fn spread_rows(
+    decoded: RecordBatch,
+    present: &[usize],
+    len: usize,
+) -> DfResult<ArrayRef> {
+    let structs: ArrayRef = Arc::new(StructArray::from(decoded));
+    let mut next = 0usize;
+    let indices: UInt32Array = (0..len)
+        .map(|i| {
+            (present.get(next) == Some(&i)).then(|| {
+                next += 1;
+                (next - 1) as u32
+            })
+        })
+        .collect();
+    Ok(take(&structs, &indices, None)?)
 }
