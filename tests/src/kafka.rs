@@ -732,3 +732,60 @@ async fn transactions_aborted_records_and_markers_never_stall_a_range() {
     assert_eq!(count(&session, "dirty").await, 7);
     drop(producer);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broker_lost_while_tasks_read_fails_the_job_after_the_poll_timeout() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("lost", 2, 1).unwrap();
+    let servers = mock.bootstrap_servers();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .create()
+        .unwrap();
+    for p in 0..2 {
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::<str, str>::to("lost")
+                    .partition(p)
+                    .payload("x"),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+    }
+    let session = session().await;
+    create(
+        &session,
+        "lost",
+        "lost",
+        &servers,
+        &[("kafkaConsumer.pollTimeoutMs", "1000")],
+    )
+    .await;
+    // Tasks wait a second before they run: the broker goes away after the driver planned the ranges.
+    session
+        .sql("SET faisca.test.taskDelay = '*:1s'")
+        .await
+        .unwrap();
+    session
+        .sql("SET faisca.task.maxAttempts = 2")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let query = tokio::spawn(async move { error(&session, "SELECT count(*) FROM lost").await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    mock.broker_down(1).unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(60), query)
+        .await
+        .expect("the job fails within a minute")
+        .unwrap();
+    assert!(
+        message.contains("sent no record") && message.contains("kafkaConsumer.pollTimeoutMs"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -304,6 +304,11 @@ impl RangeReader {
         let mut rows = 0usize;
         let consumer = self.consumer.clone();
         let mut stream = consumer.stream();
+        // The poll timeout counts from the last progress (a record or a partition's end), so
+        // errors arriving now and then (a broker that went away) cannot keep a task waiting.
+        // The clock is read only when the stream has nothing ready.
+        let mut deadline = tokio::time::Instant::now() + self.read.poll_timeout;
+        let mut progressed = false;
         while rows < self.batch_size {
             if self.current.is_none() {
                 let Some(range) = self.pending.pop_front() else {
@@ -317,15 +322,22 @@ impl RangeReader {
             }
             let event = match stream.next().now_or_never() {
                 Some(event) => event,
-                None => match tokio::time::timeout(self.read.poll_timeout, stream.next()).await {
-                    Ok(event) => event,
-                    Err(_) => return Err(self.timed_out()),
-                },
+                None => {
+                    if progressed {
+                        deadline = tokio::time::Instant::now() + self.read.poll_timeout;
+                        progressed = false;
+                    }
+                    match tokio::time::timeout_at(deadline, stream.next()).await {
+                        Ok(event) => event,
+                        Err(_) => return Err(self.timed_out()),
+                    }
+                }
             };
             let Some(event) = event else {
                 return Err(Error::internal("the Kafka message stream ended"));
             };
             let cursor = self.current.as_mut().expect("a range is being read");
+            progressed |= matches!(event, Ok(_) | Err(KafkaError::PartitionEOF(_)));
             match event {
                 Ok(message) => {
                     if message.partition() != cursor.range.partition
