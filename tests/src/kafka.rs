@@ -11,6 +11,7 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use crate::common::normalized_rows;
 use crate::kafka_brokers::{Broker, Kind, Record, now_ms, tansu_program};
+use crate::schema_registry::{TestRegistry, framed};
 
 async fn session() -> Session {
     Session::builder().master("local[2]").build().await.unwrap()
@@ -83,6 +84,18 @@ fn avro_person(id: i64, name: Option<&str>) -> Vec<u8> {
             out.extend_from_slice(s.as_bytes());
         }
     }
+    out
+}
+
+/// `AVRO_PERSON` with an optional `email` added (a compatible evolution).
+const AVRO_PERSON_V2: &str = r#"{"type":"record","name":"person","fields":[{"name":"id","type":"long"},{"name":"name","type":["null","string"]},{"name":"email","type":["null","string"],"default":null}]}"#;
+
+/// One `AVRO_PERSON_V2` datum.
+fn avro_person_v2(id: i64, name: Option<&str>, email: &str) -> Vec<u8> {
+    let mut out = avro_person(id, name);
+    out.push(2); // Union branch 1 (string), zig-zag encoded.
+    out.push((email.len() as u8) << 1);
+    out.extend_from_slice(email.as_bytes());
     out
 }
 
@@ -787,5 +800,150 @@ async fn a_broker_lost_while_tasks_read_fails_the_job_after_the_poll_timeout() {
         started.elapsed() < Duration::from_secs(30),
         "{:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn confluent_framed_avro_is_read_with_the_registrys_writer_schemas() {
+    // faisca:secret
+    let registry = TestRegistry::start(
+        &[(1, AVRO_PERSON), (2, AVRO_PERSON_V2)],
+        Some("ZmFpc2NhOnNlY3JldA=="),
+    );
+    let broker = Broker::start(Kind::Noida);
+    let s = &broker.servers;
+    broker.create_topic("people", 1).await;
+    broker.create_topic("odd", 1).await;
+    let producer = broker.producer();
+    let send = |topic: &'static str, value: Option<Vec<u8>>| {
+        let producer = producer.clone();
+        async move {
+            let mut record = rdkafka::producer::FutureRecord::<(), [u8]>::to(topic).partition(0);
+            if let Some(v) = &value {
+                record = record.payload(v);
+            }
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .unwrap();
+        }
+    };
+    // Two writer schemas in one topic, and a null value.
+    send("people", Some(framed(1, &avro_person(1, Some("ana"))))).await;
+    send(
+        "people",
+        Some(framed(2, &avro_person_v2(2, None, "b@x.pt"))),
+    )
+    .await;
+    send("people", None).await;
+    send("people", Some(framed(1, &avro_person(3, None)))).await;
+    // Not framed; framed with an id the registry lacks; a truncated datum.
+    send("odd", Some(b"plain text".to_vec())).await;
+    send("odd", Some(framed(99, &avro_person(4, None)))).await;
+    send("odd", Some(framed(1, &avro_person(5, Some("cut"))[..3]))).await;
+
+    let session = session().await;
+    create(&session, "people", "people", s, &[]).await;
+    create(&session, "odd", "odd", s, &[]).await;
+    let address = &registry.address;
+    let with_registry = format!(
+        "MAP {{'schemaRegistryAddress': '{address}', 'basic.auth.user.info': 'faisca:secret'}}"
+    );
+    let people = format!(
+        "SELECT offset, p['id'], p['name'], p['email'] FROM (SELECT offset, from_avro(value, '{AVRO_PERSON_V2}', {with_registry}) AS p FROM people) ORDER BY offset"
+    );
+    let expected = [
+        "0|1|ana|NULL",
+        "1|2|NULL|b@x.pt",
+        "2|NULL|NULL|NULL",
+        "3|3|NULL|NULL",
+    ];
+    assert_eq!(rows(&session, &people).await, expected);
+    assert_eq!(rows(&session, &people).await, expected);
+    // The DataFrame API, with Spark's from_avro(data, jsonFormatSchema, options).
+    let emails = session
+        .table("people")
+        .await
+        .unwrap()
+        .select([faisca::functions::from_avro_with_options(
+            faisca::functions::col("value"),
+            AVRO_PERSON_V2,
+            &[
+                ("schemaRegistryAddress", address.as_str()),
+                ("basic.auth.user.info", "faisca:secret"),
+            ],
+        )
+        .alias("p")])
+        .unwrap()
+        .select_expr(&["p['email'] AS email"])
+        .unwrap()
+        .filter("email IS NOT NULL")
+        .unwrap();
+    assert_eq!(emails.count().await.unwrap(), 1);
+    // Each executor asks once per id; local[2] executors share this process.
+    assert_eq!(registry.requests("/schemas/ids/1"), 1);
+    assert_eq!(registry.requests("/schemas/ids/2"), 1);
+    // Read with the older schema: the newer field is dropped (Avro schema resolution).
+    assert_eq!(
+        rows(&session, &format!("SELECT o, p FROM (SELECT offset AS o, from_avro(value, '{AVRO_PERSON}', {with_registry}) AS p FROM people) ORDER BY o")).await,
+        ["0|{id: 1, name: ana}", "1|{id: 2, name: }", "2|NULL", "3|{id: 3, name: }"]
+    );
+
+    let odd = |offset: i64, options: &str| {
+        format!(
+            "SELECT p['id'] FROM (SELECT from_avro(value, '{AVRO_PERSON}', {options}) AS p FROM odd WHERE offset = {offset})"
+        )
+    };
+    let e = error(&session, &odd(0, &with_registry)).await;
+    assert!(
+        e.contains("value 0 of this batch is not in the Confluent Schema Registry wire format")
+            && e.contains("PERMISSIVE"),
+        "{e}"
+    );
+    let e = error(&session, &odd(1, &with_registry)).await;
+    assert!(
+        e.contains("no schema with id 99") && e.contains(address.as_str()),
+        "{e}"
+    );
+    let e = error(&session, &odd(2, &with_registry)).await;
+    assert!(e.contains("not one Avro datum"), "{e}");
+    // PERMISSIVE: nulls for values that are not datums; an unknown id is still an error.
+    let permissive = format!(
+        "MAP {{'schemaRegistryAddress': '{address}', 'basic.auth.user.info': 'faisca:secret', 'mode': 'permissive'}}"
+    );
+    assert_eq!(
+        rows(&session, &format!("SELECT offset, from_avro(value, '{AVRO_PERSON}', {permissive})['id'] FROM odd WHERE offset <> 1 ORDER BY offset")).await,
+        ["0|NULL", "2|NULL"]
+    );
+    // Wrong credentials, an unreachable registry, bad options: errors naming them.
+    let e = error(
+        &session,
+        &odd(1, &format!("MAP {{'schemaRegistryAddress': '{address}'}}")),
+    )
+    .await;
+    assert!(
+        e.contains("401") && e.contains("schemaRegistryAddress"),
+        "{e}"
+    );
+    let e = error(
+        &session,
+        &odd(
+            1,
+            "MAP {'schemaRegistryAddress': 'http://127.0.0.1:1', 'schemaRegistryTimeout': '2s'}",
+        ),
+    )
+    .await;
+    assert!(
+        e.contains("cannot fetch a writer schema") && e.contains("127.0.0.1:1"),
+        "{e}"
+    );
+    let e = error(&session, &odd(1, "MAP {'schemaRegistryUrl': 'x'}")).await;
+    assert!(e.contains("no option 'schemaRegistryUrl'"), "{e}");
+    let e = error(&session, &odd(1, "MAP {'mode': 'lenient'}")).await;
+    assert!(e.contains("'mode' is 'lenient'"), "{e}");
+    // Raw values with options (no registry): PERMISSIVE applies the same way.
+    assert_eq!(
+        rows(&session, &format!("SELECT from_avro(value, '{AVRO_PERSON}', MAP {{'mode': 'PERMISSIVE'}}) IS NULL FROM odd WHERE offset = 0")).await,
+        ["true"]
     );
 }

@@ -9,7 +9,8 @@
 //! * [`s3`]: Parquet on a real S3-compatible server (moto), Hive partitions, AWS_* environment.
 //! * [`writes`]: DataFrame writers, `COPY`, `INSERT INTO`, save modes, the commit protocol under
 //!   faults, on local files and on S3.
-//! * [`kafka`]: the Kafka source on real brokers (noida-db, Tansu) and librdkafka's mock cluster.
+//! * [`kafka`]: the Kafka source on real brokers (noida-db, Tansu) and librdkafka's mock cluster;
+//!   Avro values framed for a schema registry ([`schema_registry`]: a minimal one, as none runs here).
 //! * [`faults`]: injected task failures, executors killed mid-query, cancellation, many jobs.
 
 mod cli;
@@ -21,6 +22,7 @@ mod kafka;
 mod kafka_brokers;
 mod readme;
 mod s3;
+mod schema_registry;
 mod splits;
 mod tpch;
 mod udf;

@@ -40,6 +40,7 @@ impl Session {
             .with_config(datafusion_config(&config)?)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_optimizer_rules(faisca_engine::session_config::optimizer_rules())
             .build();
         faisca_engine::udf::add_registered(&mut state)?;
         state.table_factories_mut().insert(

@@ -103,3 +103,20 @@ impl RuntimesByStores {
         Ok(runtime)
     }
 }
+
+/// DataFusion's logical optimizer rules that Faísca leaves out: the leaf-expression pushdown
+/// pair moves `get_field(f(x), 'a')` below a filter when `f(x)` comes from an inner projection,
+/// so a fallible function such as `from_avro` runs on rows the filter removes (and fails the
+/// query on them); see apache/datafusion#25459 for the family of bugs.
+pub const LEFT_OUT_OPTIMIZER_RULES: &[&str] =
+    &["extract_leaf_expressions", "push_down_leaf_projections"];
+
+/// DataFusion's default logical optimizer rules less [`LEFT_OUT_OPTIMIZER_RULES`].
+pub fn optimizer_rules()
+-> Vec<std::sync::Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>> {
+    datafusion::optimizer::Optimizer::new()
+        .rules
+        .into_iter()
+        .filter(|r| !LEFT_OUT_OPTIMIZER_RULES.contains(&r.name()))
+        .collect()
+}

@@ -54,6 +54,23 @@ pub fn from_avro(value: Expr, schema_json: &str) -> Expr {
     udf.call(vec![value, lit(schema_json)])
 }
 
+/// Spark's `from_avro(data, jsonFormatSchema, options)`. Options: `mode` (`FAILFAST`, the
+/// default, or `PERMISSIVE`: a null struct for a value that is not a datum);
+/// `schemaRegistryAddress` (values in the Confluent Schema Registry wire format, decoded with the
+/// writer schema their id names, fetched from that registry, and read as `schema_json`);
+/// `basic.auth.user.info` (`user:password` for the registry); `schemaRegistryTimeout` (`30s`).
+pub fn from_avro_with_options(value: Expr, schema_json: &str, options: &[(&str, &str)]) -> Expr {
+    let udf = datafusion::logical_expr::ScalarUDF::from(
+        faisca_engine::functions::from_avro::FromAvro::new(),
+    );
+    let (keys, values) = options.iter().map(|(k, v)| (lit(*k), lit(*v))).unzip();
+    udf.call(vec![
+        value,
+        lit(schema_json),
+        datafusion::functions_nested::map::map(keys, values),
+    ])
+}
+
 /// Upper-case.
 pub fn upper(e: Expr) -> Expr {
     f::upper(e)

@@ -1,25 +1,42 @@
-//! `from_avro(value, avro_schema_json)`: binary Avro datums (e.g. Kafka record values written
-//! without framing) to a struct, as Spark's `from_avro(data, jsonFormatSchema)`: the schema is an
-//! Avro record schema in JSON; a null value gives a null struct; a value that is not exactly one
-//! datum of the schema fails the query naming the row (Spark's default FAILFAST mode).
+//! `from_avro(value, avro_schema_json [, options])`: binary Avro datums (e.g. Kafka record
+//! values) to a struct, as Spark's `from_avro(data, jsonFormatSchema, options)`. The schema is an
+//! Avro record schema in JSON; a null value gives a null struct.
 //!
-//! Decoding uses arrow-avro's streaming decoder, which reads framed messages: each value gets a
-//! Confluent-style frame (magic byte, schema id 0) in front, so no copy of the Avro logic lives
-//! here.
+//! Options (a map of strings, e.g. `map('mode', 'PERMISSIVE')`; keys match case-insensitively):
+//!
+//! * `mode`: `FAILFAST` (the default, as in Spark) fails the query at a value that is not one
+//!   datum of its schema, naming the row; `PERMISSIVE` gives a null struct for it.
+//! * `schemaRegistryAddress`: the values are in the Confluent Schema Registry wire format (a
+//!   zero byte, a 4-byte schema id, the datum). Each value is decoded with the writer schema its
+//!   id names, fetched from this registry ([`super::schema_registry`]), and resolved against the
+//!   given schema as the reader schema (Avro schema evolution: added fields take their defaults).
+//! * `basic.auth.user.info`: `user:password` for the registry (Confluent's client setting).
+//! * `schemaRegistryTimeout`: timeout of each registry request (`30s` by default; `500ms`, `2m`
+//!   or plain milliseconds).
+//!
+//! Decoding uses arrow-avro's streaming decoder, which reads framed messages: raw values get a
+//! frame (magic byte, schema id 0) in front, so no copy of the Avro logic lives here.
 
+use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
-use arrow_avro::reader::ReaderBuilder;
+use arrow_avro::reader::{Decoder, ReaderBuilder};
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
-use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
-use datafusion::common::{exec_err, plan_err};
+use datafusion::common::{ScalarValue, exec_err, plan_err};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{
-    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
 };
 
+use super::schema_registry::{HEADER_LEN, MAGIC, Registry, schema_id};
+
 const FRAME_ID: u32 = 0;
+const DEFAULT_REGISTRY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The `from_avro` function.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -37,20 +54,120 @@ impl FromAvro {
     /// The function.
     pub fn new() -> Self {
         FromAvro {
-            signature: Signature::any(2, Volatility::Immutable),
+            signature: Signature::one_of(
+                vec![TypeSignature::Any(2), TypeSignature::Any(3)],
+                Volatility::Immutable,
+            ),
         }
     }
 }
 
-fn store(schema: &str) -> DfResult<SchemaStore> {
-    let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
-    store
-        .set(
-            Fingerprint::Id(FRAME_ID),
-            AvroSchema::new(schema.to_string()),
-        )
-        .map_err(|e| bad_schema(schema, &e.to_string()))?;
-    Ok(store)
+/// How values are read, from the options map.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AvroOptions {
+    /// `mode` is `PERMISSIVE`: malformed values give null structs.
+    pub permissive: bool,
+    /// `schemaRegistryAddress` and its settings: values are Confluent-framed.
+    pub registry: Option<Registry>,
+}
+
+const OPTION_NAMES: &str =
+    "'mode', 'schemaRegistryAddress', 'basic.auth.user.info', 'schemaRegistryTimeout'";
+
+impl AvroOptions {
+    /// Options from `(key, value)` pairs.
+    pub fn parse(pairs: &[(String, String)]) -> DfResult<AvroOptions> {
+        let mut options = AvroOptions::default();
+        let (mut address, mut user_info, mut timeout) = (None, None, DEFAULT_REGISTRY_TIMEOUT);
+        for (key, value) in pairs {
+            match key.to_ascii_lowercase().as_str() {
+                "mode" => {
+                    options.permissive = match value.to_ascii_uppercase().as_str() {
+                        "FAILFAST" => false,
+                        "PERMISSIVE" => true,
+                        _ => {
+                            return plan_err!(
+                                "from_avro option 'mode' is '{value}'; expected FAILFAST or PERMISSIVE"
+                            );
+                        }
+                    }
+                }
+                "schemaregistryaddress" => {
+                    let url = value.trim_end_matches('/');
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        return plan_err!(
+                            "from_avro option 'schemaRegistryAddress' is '{value}'; expected an http:// or https:// URL of a Confluent Schema Registry"
+                        );
+                    }
+                    address = Some(url.to_string());
+                }
+                "basic.auth.user.info" => user_info = Some(value.clone()),
+                "schemaregistrytimeout" => {
+                    timeout = faisca_common::config::parse_duration(value)
+                        .ok()
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(|| {
+                            DataFusionError::Plan(format!(
+                                "from_avro option 'schemaRegistryTimeout' is '{value}'; expected a positive duration such as 30s, 500ms or 2m"
+                            ))
+                        })?;
+                }
+                _ => {
+                    return plan_err!(
+                        "from_avro has no option '{key}'; expected one of {OPTION_NAMES}"
+                    );
+                }
+            }
+        }
+        if let Some(address) = address {
+            options.registry = Some(Registry {
+                address,
+                user_info,
+                timeout,
+            });
+        } else if user_info.is_some() {
+            return plan_err!(
+                "from_avro option 'basic.auth.user.info' needs 'schemaRegistryAddress'"
+            );
+        }
+        Ok(options)
+    }
+
+    /// Options from the function's third argument: a map of strings (or null: the defaults).
+    pub fn from_scalar(value: Option<&ScalarValue>) -> DfResult<AvroOptions> {
+        let pairs = match value {
+            None => vec![],
+            Some(v) if v.is_null() => vec![],
+            Some(ScalarValue::Map(map)) => {
+                if map.is_empty() {
+                    vec![]
+                } else {
+                    let entries = map.value(0);
+                    let strings = |column: &ArrayRef| -> DfResult<Vec<Option<String>>> {
+                        let column = cast(column, &DataType::Utf8)?;
+                        Ok(column
+                            .as_string::<i32>()
+                            .iter()
+                            .map(|s| s.map(str::to_string))
+                            .collect())
+                    };
+                    let keys = strings(entries.column(0))?;
+                    let values = strings(entries.column(1))?;
+                    keys.into_iter()
+                        .zip(values)
+                        .map(|(k, v)| (k.unwrap_or_default(), v.unwrap_or_default()))
+                        .collect()
+                }
+            }
+            Some(other) => {
+                return plan_err!(
+                    "from_avro(value, schema, options): options must be a map of strings, e.g. map('mode', 'PERMISSIVE'); got {}",
+                    other.data_type()
+                );
+            }
+        };
+        AvroOptions::parse(&pairs)
+    }
 }
 
 fn bad_schema(schema: &str, why: &str) -> DataFusionError {
@@ -59,63 +176,229 @@ fn bad_schema(schema: &str, why: &str) -> DataFusionError {
     ))
 }
 
-/// The struct fields an Avro record schema decodes to.
-pub fn avro_fields(schema: &str) -> DfResult<Fields> {
-    let decoder = ReaderBuilder::new()
-        .with_writer_schema_store(store(schema)?)
-        .with_active_fingerprint(Fingerprint::Id(FRAME_ID))
-        .build_decoder()
+/// A decoder of raw datums of `schema` (framed with id [`FRAME_ID`]).
+fn raw_decoder(schema: &str, batch_size: usize) -> DfResult<Decoder> {
+    let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
+    store
+        .set(
+            Fingerprint::Id(FRAME_ID),
+            AvroSchema::new(schema.to_string()),
+        )
         .map_err(|e| bad_schema(schema, &e.to_string()))?;
-    Ok(decoder.schema().fields().clone())
+    ReaderBuilder::new()
+        .with_writer_schema_store(store)
+        .with_active_fingerprint(Fingerprint::Id(FRAME_ID))
+        .with_batch_size(batch_size)
+        .build_decoder()
+        .map_err(|e| bad_schema(schema, &e.to_string()))
 }
 
-fn decode(schema: &str, values: &[Option<&[u8]>]) -> DfResult<ArrayRef> {
-    let present: Vec<usize> = (0..values.len()).filter(|i| values[*i].is_some()).collect();
-    let mut decoder = ReaderBuilder::new()
-        .with_writer_schema_store(store(schema)?)
-        .with_active_fingerprint(Fingerprint::Id(FRAME_ID))
-        .with_batch_size(present.len().max(1))
+/// A decoder of Confluent-framed values written with the schemas `writers` (id, JSON), read as
+/// `reader`.
+fn registry_decoder(
+    reader: &str,
+    writers: &[(u32, Arc<str>)],
+    batch_size: usize,
+) -> DfResult<Decoder> {
+    let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
+    for (id, schema) in writers {
+        store
+            .set(Fingerprint::Id(*id), AvroSchema::new(schema.to_string()))
+            .map_err(|e| {
+                DataFusionError::Execution(format!(
+                    "from_avro: the registry's schema {id} is not a usable Avro schema ({e}): {schema}"
+                ))
+            })?;
+    }
+    ReaderBuilder::new()
+        .with_writer_schema_store(store)
+        .with_reader_schema(AvroSchema::new(reader.to_string()))
+        .with_batch_size(batch_size)
         .build_decoder()
-        .map_err(|e| bad_schema(schema, &e.to_string()))?;
-    for (n, i) in present.iter().enumerate() {
-        let mut framed = Vec::with_capacity(5 + values[*i].map_or(0, <[u8]>::len));
-        framed.push(0u8);
-        framed.extend_from_slice(&FRAME_ID.to_be_bytes());
-        framed.extend_from_slice(values[*i].unwrap_or_default());
-        let malformed = |why: String| {
+        .map_err(|e| {
             DataFusionError::Execution(format!(
-                "from_avro: value {n} of this batch is not one Avro datum of the given schema ({why})"
+                "from_avro: the given schema cannot read values written with the registry's schemas {:?} ({e})",
+                writers.iter().map(|(id, _)| id).collect::<Vec<_>>()
             ))
-        };
-        let used = decoder
-            .decode(&framed)
-            .map_err(|e| malformed(e.to_string()))?;
-        if used != framed.len() {
-            return Err(malformed(format!(
-                "{} of its {} bytes were left over",
-                framed.len() - used,
-                framed.len() - 5
-            )));
+        })
+}
+
+/// The struct fields an Avro record schema decodes to.
+pub fn avro_fields(schema: &str) -> DfResult<Fields> {
+    Ok(raw_decoder(schema, 1)?.schema().fields().clone())
+}
+
+/// Feeds one framed value to `decoder`, flushing into `batches` when a change of writer schema
+/// asks for it (`since_flush` then starts over).
+fn feed(
+    decoder: &mut Decoder,
+    framed: &[u8],
+    batches: &mut Vec<RecordBatch>,
+    since_flush: &mut Vec<usize>,
+) -> Result<(), String> {
+    let mut used = 0;
+    while used < framed.len() {
+        let n = decoder.decode(&framed[used..]).map_err(|e| e.to_string())?;
+        used += n;
+        if used == framed.len() {
+            break;
+        }
+        if decoder.capacity() == 0 && !decoder.batch_is_empty() {
+            if let Some(batch) = decoder.flush().map_err(|e| e.to_string())? {
+                batches.push(batch);
+            }
+            since_flush.clear();
+        } else {
+            let datum = framed.len() - HEADER_LEN;
+            return Err(if used <= HEADER_LEN {
+                format!("its {datum} bytes end before the datum does")
+            } else {
+                format!(
+                    "{} of its {datum} bytes were left over",
+                    framed.len() - used
+                )
+            });
         }
     }
-    let batch = decoder
+    Ok(())
+}
+
+fn flush(decoder: &mut Decoder) -> DfResult<Option<RecordBatch>> {
+    decoder
         .flush()
-        .map_err(|e| DataFusionError::Execution(format!("from_avro: {e}")))?;
-    let Some(batch) = batch else {
-        let fields = avro_fields(schema)?;
-        return Ok(datafusion::arrow::array::new_null_array(
-            &DataType::Struct(fields),
-            values.len(),
-        ));
+        .map_err(|e| DataFusionError::Execution(format!("from_avro: {e}")))
+}
+
+/// Decodes `framed` (input row, framed bytes) into one batch and the input rows of its rows.
+/// Malformed values fail unless `permissive`, where they are left out.
+fn decode_framed(
+    make: &dyn Fn() -> DfResult<Decoder>,
+    framed: &[(usize, Cow<'_, [u8]>)],
+    permissive: bool,
+) -> DfResult<Option<(RecordBatch, Vec<usize>)>> {
+    let mut decoder = make()?;
+    let mut batches = Vec::new();
+    let mut decoded: Vec<usize> = Vec::with_capacity(framed.len());
+    let mut since_flush: Vec<usize> = Vec::new();
+    for (k, (row, bytes)) in framed.iter().enumerate() {
+        match feed(&mut decoder, bytes, &mut batches, &mut since_flush) {
+            Ok(()) => {
+                decoded.push(*row);
+                since_flush.push(k);
+            }
+            Err(why) if !permissive => {
+                return exec_err!(
+                    "from_avro: value {row} of this batch is not one Avro datum of its schema ({why}); set the option 'mode' to 'PERMISSIVE' for a null instead"
+                );
+            }
+            Err(_) => {
+                // The rows since the last flush may be half-built: decode them again afresh.
+                decoder = make()?;
+                for j in since_flush.drain(..) {
+                    let mut ignored = Vec::new();
+                    feed(&mut decoder, &framed[j].1, &mut batches, &mut ignored).map_err(
+                        |why| {
+                            DataFusionError::Internal(format!(
+                                "from_avro: value {} decoded once but not twice ({why})",
+                                framed[j].0
+                            ))
+                        },
+                    )?;
+                }
+                if let Some(batch) = flush(&mut decoder)? {
+                    batches.push(batch);
+                }
+            }
+        }
+    }
+    if let Some(batch) = flush(&mut decoder)? {
+        batches.push(batch);
+    }
+    let Some(first) = batches.first() else {
+        return Ok(None);
     };
-    if batch.num_rows() != present.len() {
+    let batch = concat_batches(&first.schema(), &batches)?;
+    if batch.num_rows() != decoded.len() {
         return exec_err!(
             "from_avro decoded {} rows from {} values",
             batch.num_rows(),
-            present.len()
+            decoded.len()
         );
     }
-    super::spread_rows(batch, &present, values.len())
+    Ok(Some((batch, decoded)))
+}
+
+fn decode(schema: &str, values: &[Option<&[u8]>], options: &AvroOptions) -> DfResult<ArrayRef> {
+    let present: Vec<usize> = (0..values.len()).filter(|i| values[*i].is_some()).collect();
+    // One more than the values: the decoder's capacity runs out only when the writer schema
+    // changes, never at the last value.
+    let batch_size = present.len() + 1;
+    let decoded = match &options.registry {
+        None => {
+            let framed: Vec<(usize, Cow<[u8]>)> = present
+                .iter()
+                .map(|i| {
+                    let datum = values[*i].unwrap_or_default();
+                    let mut framed = Vec::with_capacity(HEADER_LEN + datum.len());
+                    framed.push(MAGIC);
+                    framed.extend_from_slice(&FRAME_ID.to_be_bytes());
+                    framed.extend_from_slice(datum);
+                    (*i, Cow::Owned(framed))
+                })
+                .collect();
+            decode_framed(
+                &|| raw_decoder(schema, batch_size),
+                &framed,
+                options.permissive,
+            )?
+        }
+        Some(registry) => {
+            let mut framed: Vec<(usize, Cow<[u8]>)> = Vec::with_capacity(present.len());
+            let mut ids: Vec<u32> = Vec::new();
+            for i in &present {
+                let value = values[*i].unwrap_or_default();
+                match schema_id(value) {
+                    Some(id) => {
+                        if !ids.contains(&id) {
+                            ids.push(id);
+                        }
+                        framed.push((*i, Cow::Borrowed(value)));
+                    }
+                    None if options.permissive => {}
+                    None => {
+                        return exec_err!(
+                            "from_avro: value {i} of this batch is not in the Confluent Schema Registry wire format (expected a zero byte and a 4-byte schema id before the Avro datum; it has {} bytes{}); set the option 'mode' to 'PERMISSIVE' for a null instead",
+                            value.len(),
+                            value
+                                .first()
+                                .map(|b| format!(", the first is {b}"))
+                                .unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            if framed.is_empty() {
+                None
+            } else {
+                let writers: Vec<(u32, Arc<str>)> = ids
+                    .iter()
+                    .map(|id| Ok((*id, registry.schema(*id)?)))
+                    .collect::<DfResult<_>>()?;
+                decode_framed(
+                    &|| registry_decoder(schema, &writers, batch_size),
+                    &framed,
+                    options.permissive,
+                )?
+            }
+        }
+    };
+    match decoded {
+        Some((batch, rows)) => super::spread_rows(batch, &rows, values.len()),
+        None => Ok(datafusion::arrow::array::new_null_array(
+            &DataType::Struct(avro_fields(schema)?),
+            values.len(),
+        )),
+    }
 }
 
 impl ScalarUDFImpl for FromAvro {
@@ -152,6 +435,9 @@ impl ScalarUDFImpl for FromAvro {
                 "from_avro(value, schema): schema must be a string literal holding an Avro record schema in JSON"
             );
         };
+        if let Some(Some(options)) = args.scalar_arguments.get(2) {
+            AvroOptions::from_scalar(Some(options))?;
+        }
         let fields = avro_fields(schema)?;
         Ok(Arc::new(Field::new(
             self.name(),
@@ -168,6 +454,15 @@ impl ScalarUDFImpl for FromAvro {
         let Some(schema) = schema else {
             return exec_err!("from_avro: the schema argument must be a string literal");
         };
+        let options = match args.args.get(2) {
+            None => AvroOptions::default(),
+            Some(ColumnarValue::Scalar(v)) => AvroOptions::from_scalar(Some(v))?,
+            Some(ColumnarValue::Array(_)) => {
+                return exec_err!(
+                    "from_avro: the options argument must be a constant map, e.g. map('mode', 'PERMISSIVE')"
+                );
+            }
+        };
         let input = args.args[0].to_array(args.number_rows)?;
         let values: Vec<Option<&[u8]>> = match input.data_type() {
             DataType::Binary => input.as_binary::<i32>().iter().collect(),
@@ -176,7 +471,15 @@ impl ScalarUDFImpl for FromAvro {
             DataType::Null => vec![None; input.len()],
             other => return exec_err!("from_avro expects binary values, got {other}"),
         };
-        Ok(ColumnarValue::Array(decode(&schema, &values)?))
+        let decoded = decode(&schema, &values, &options)?;
+        // Schema resolution annotates fields (e.g. with their defaults); the planned type has
+        // no such metadata.
+        let expected = args.return_field.data_type();
+        Ok(ColumnarValue::Array(if decoded.data_type() == expected {
+            decoded
+        } else {
+            cast(&decoded, expected)?
+        }))
     }
 }
 
@@ -220,7 +523,7 @@ mod tests {
     fn datums_to_structs() {
         let a = person(7, Some("ana"));
         let b = person(-3, None);
-        let out = decode(SCHEMA, &[Some(&a), None, Some(&b)]).unwrap();
+        let out = decode(SCHEMA, &[Some(&a), None, Some(&b)], &AvroOptions::default()).unwrap();
         let shown: Vec<String> = (0..out.len())
             .map(|i| {
                 if out.is_null(i) {
@@ -238,7 +541,9 @@ mod tests {
     fn malformed_input_and_schemas_are_named() {
         let mut extra = person(1, None);
         extra.push(9);
-        let e = decode(SCHEMA, &[Some(&extra)]).unwrap_err().to_string();
+        let e = decode(SCHEMA, &[Some(&extra)], &AvroOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("value 0") && e.contains("not one Avro datum"),
             "{e}"

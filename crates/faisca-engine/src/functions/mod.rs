@@ -2,11 +2,13 @@
 //!
 //! * [`from_json`]: Spark's `from_json(value, 'a INT, b STRING')` → a struct; the schema is
 //!   Spark's DDL ([`ddl`]).
-//! * [`from_avro`]: Spark's `from_avro(value, avro_schema_json)` → a struct.
+//! * [`from_avro`]: Spark's `from_avro(value, avro_schema_json [, options])` → a struct, from
+//!   raw Avro datums or the Confluent Schema Registry wire format ([`schema_registry`]).
 
 pub mod ddl;
 pub mod from_avro;
 pub mod from_json;
+pub mod schema_registry;
 
 use std::sync::Arc;
 
