@@ -27,6 +27,7 @@ pub mod codec;
 pub mod functions;
 pub mod kafka;
 pub mod logical_codec;
+pub mod pipeline;
 pub mod rpc;
 pub mod scan_files;
 pub mod session_config;

@@ -1,0 +1,203 @@
+//! Fused stage pipelines: a chain of narrow operators run as one compiled program.
+//!
+//! The planner (`faisca-planner`'s fusion pass) replaces each maximal chain of filters and
+//! projections in a stage with a [`exec::PipelineExec`] holding a [`PipelineSpec`]: the steps,
+//! each with DataFusion physical expressions and its output schema. The spec travels to
+//! executors through [`crate::codec`] (expressions in datafusion-proto's encoding). Each executor
+//! compiles a spec once ([`CompiledPipeline::compile`], cached per process by the spec's bytes in
+//! [`cache`]) into typed kernels ([`kernel`]) and runs every batch of the task through it:
+//!
+//! * a filter narrows a [`selection::Selection`] of the batch's rows: nothing is copied;
+//! * a projection of plain columns renames and reorders columns, keeping the selection;
+//! * a computed projection evaluates its expressions for the selected rows only, densely;
+//! * at the end, columns still under a selection are gathered once.
+//!
+//! Whatever the kernels cannot compile stays a plain DataFusion operator: the planner asks
+//! [`CompiledPipeline::compile`] before it fuses, so a fused plan never runs a step that the
+//! executor would have to refuse.
+
+pub mod cache;
+pub mod exec;
+pub mod kernel;
+pub mod selection;
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow::datatypes::SchemaRef;
+use datafusion::error::Result as DfResult;
+use datafusion::physical_expr::PhysicalExpr;
+
+use kernel::{Predicate, Unsupported, Value};
+use selection::Selection;
+
+/// One step of a pipeline.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Keep the rows for which `predicate` is true.
+    Filter {
+        /// A boolean expression over the step's input.
+        predicate: Arc<dyn PhysicalExpr>,
+    },
+    /// Compute `exprs` (named by the output schema's fields).
+    Project {
+        /// One expression per output column, over the step's input.
+        exprs: Vec<Arc<dyn PhysicalExpr>>,
+        /// The step's output schema.
+        schema: SchemaRef,
+    },
+}
+
+impl Step {
+    /// A short rendering for `EXPLAIN`.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::Filter { predicate } => format!("filter({predicate})"),
+            Step::Project { exprs, schema } => {
+                let items: Vec<String> = exprs
+                    .iter()
+                    .zip(schema.fields())
+                    .map(|(e, f)| {
+                        let shown = e.to_string();
+                        let plain = shown.split('@').next() == Some(f.name().as_str());
+                        if plain {
+                            shown
+                        } else {
+                            format!("{shown} as {}", f.name())
+                        }
+                    })
+                    .collect();
+                format!("project({})", items.join(", "))
+            }
+        }
+    }
+}
+
+/// What a pipeline does: its input's schema and its steps, in order.
+#[derive(Debug, Clone)]
+pub struct PipelineSpec {
+    /// The schema of the batches the pipeline reads.
+    pub input_schema: SchemaRef,
+    /// The steps.
+    pub steps: Vec<Step>,
+}
+
+impl PipelineSpec {
+    /// The schema of the batches the pipeline produces.
+    pub fn output_schema(&self) -> SchemaRef {
+        self.steps
+            .iter()
+            .rev()
+            .find_map(|s| match s {
+                Step::Project { schema, .. } => Some(schema.clone()),
+                Step::Filter { .. } => None,
+            })
+            .unwrap_or_else(|| self.input_schema.clone())
+    }
+}
+
+/// A step ready to run.
+#[derive(Debug)]
+enum CompiledStep {
+    Filter(Predicate),
+    /// A projection of plain columns: picks them, keeps the selection.
+    Pick(Vec<usize>, SchemaRef),
+    /// A projection with computed values: evaluates them for the selected rows.
+    Compute(Vec<Value>, SchemaRef),
+}
+
+/// A pipeline compiled into kernels.
+#[derive(Debug)]
+pub struct CompiledPipeline {
+    steps: Vec<CompiledStep>,
+    output_schema: SchemaRef,
+}
+
+impl CompiledPipeline {
+    /// Compiles `spec`; `Err` names the first expression no kernel exists for.
+    pub fn compile(spec: &PipelineSpec) -> Result<CompiledPipeline, Unsupported> {
+        let mut schema = spec.input_schema.clone();
+        let mut steps = Vec::with_capacity(spec.steps.len());
+        for step in &spec.steps {
+            match step {
+                Step::Filter { predicate } => {
+                    steps.push(CompiledStep::Filter(kernel::compile_predicate(
+                        predicate, &schema,
+                    )?));
+                }
+                Step::Project { exprs, schema: out } => {
+                    let values: Vec<Value> = exprs
+                        .iter()
+                        .map(|e| kernel::compile_value(e, &schema))
+                        .collect::<Result<_, _>>()?;
+                    let columns: Option<Vec<usize>> = values
+                        .iter()
+                        .map(|v| match v {
+                            Value::Column(i) => Some(*i),
+                            _ => None,
+                        })
+                        .collect();
+                    steps.push(match columns {
+                        Some(c) => CompiledStep::Pick(c, out.clone()),
+                        None => CompiledStep::Compute(values, out.clone()),
+                    });
+                    schema = out.clone();
+                }
+            }
+        }
+        Ok(CompiledPipeline {
+            steps,
+            output_schema: schema,
+        })
+    }
+
+    /// The schema of the batches [`CompiledPipeline::run`] returns.
+    pub fn output_schema(&self) -> SchemaRef {
+        self.output_schema.clone()
+    }
+
+    /// Runs `batch` through every step; `None` when no row is left.
+    pub fn run(&self, batch: &RecordBatch) -> DfResult<Option<RecordBatch>> {
+        let mut batch = batch.clone();
+        let mut sel = Selection::All(batch.num_rows());
+        for step in &self.steps {
+            match step {
+                CompiledStep::Filter(p) => {
+                    sel = p.select(&batch, &sel)?;
+                    if sel.is_empty() {
+                        return Ok(None);
+                    }
+                }
+                CompiledStep::Pick(columns, schema) => {
+                    let picked: Vec<ArrayRef> =
+                        columns.iter().map(|i| batch.column(*i).clone()).collect();
+                    batch = with_rows(schema, picked, batch.num_rows())?;
+                }
+                CompiledStep::Compute(values, schema) => {
+                    let n = sel.len();
+                    let computed: Vec<ArrayRef> = values
+                        .iter()
+                        .map(|v| v.eval(&batch, &sel)?.into_array(n))
+                        .collect::<DfResult<_>>()?;
+                    batch = with_rows(schema, computed, n)?;
+                    sel = Selection::All(n);
+                }
+            }
+        }
+        if sel.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(sel.gather_batch(&batch)?))
+    }
+}
+
+fn with_rows(schema: &SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> DfResult<RecordBatch> {
+    Ok(RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(rows)),
+    )?)
+}
+
+#[cfg(test)]
+mod tests;
