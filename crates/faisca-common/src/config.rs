@@ -204,6 +204,12 @@ pub const KEYS: &[KeySpec] = &[
         doc: "Most offsets one Kafka task reads when the source sets no maxRecordsPerPartition; larger ranges are split.",
     },
     KeySpec {
+        name: "faisca.codegen.enabled",
+        default: "true",
+        kind: ValueKind::Bool,
+        doc: "Fuse each stage's chains of filters and projections into one compiled pipeline (PipelineExec); false runs DataFusion's operators one by one.",
+    },
+    KeySpec {
         name: "faisca.batchSize",
         default: "8192",
         kind: ValueKind::Count,
@@ -298,6 +304,10 @@ impl FaiscaConfig {
     /// `faisca.files.openCostInBytes`.
     pub fn open_cost_in_bytes(&self) -> u64 {
         self.bytes("faisca.files.openCostInBytes")
+    }
+    /// `faisca.codegen.enabled`.
+    pub fn codegen_enabled(&self) -> bool {
+        self.raw("faisca.codegen.enabled").eq_ignore_ascii_case("true")
     }
     /// `faisca.kafka.requestTimeout`.
     pub fn kafka_request_timeout(&self) -> Duration {

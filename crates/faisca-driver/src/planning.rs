@@ -378,6 +378,16 @@ async fn scan_splits(
     Ok(plan_splits(&inputs, max_partition, open_cost, parallelism))
 }
 
+/// The stages of `physical`, their operator chains fused into pipelines unless
+/// `faisca.codegen.enabled` is off.
+fn stage_graph(session: &Session, physical: Arc<dyn ExecutionPlan>) -> Result<StageGraph> {
+    let mut graph = cut_stages(physical)?;
+    if session.config.codegen_enabled() {
+        faisca_planner::fusion::fuse_stages(&mut graph)?;
+    }
+    Ok(graph)
+}
+
 /// Cut stages and encode each stage's plan.
 pub fn build_job(
     session: &Session,
@@ -386,7 +396,7 @@ pub fn build_job(
     kafka: Vec<Arc<KafkaRun>>,
 ) -> Result<PlannedJob> {
     let schema = physical.schema();
-    let graph = cut_stages(physical)?;
+    let graph = stage_graph(session, physical)?;
     let limit = session.config.max_message_size();
     let mut stages = Vec::with_capacity(graph.stages.len());
     for stage in &graph.stages {
@@ -430,7 +440,7 @@ pub fn build_job(
 async fn explain(session: &Session, plan: &LogicalPlan, total_cores: usize) -> Result<Planned> {
     let optimized = session.ctx.state().optimize(plan)?;
     let (physical, _) = physical_plan(session, plan, total_cores).await?;
-    let graph: StageGraph = cut_stages(physical)?;
+    let graph: StageGraph = stage_graph(session, physical)?;
     let schema = Arc::new(Schema::new(vec![
         Field::new("plan_type", DataType::Utf8, false),
         Field::new("plan", DataType::Utf8, false),

@@ -1,7 +1,7 @@
 //! Plans and schemas on the wire.
 //!
 //! Stage plans travel as datafusion-proto bytes. Our own nodes ([`ShuffleReaderExec`],
-//! [`crate::kafka::KafkaScanExec`]) are encoded
+//! [`crate::kafka::KafkaScanExec`], [`crate::pipeline::exec::PipelineExec`]) are encoded
 //! by [`FaiscaCodec`]. A stage whose output is hash-partitioned travels with its
 //! `RepartitionExec` as the root, so the partitioning expressions use datafusion-proto's own
 //! encoding; [`decode_stage_plan`] takes that root off again.
@@ -29,8 +29,8 @@ impl PhysicalExtensionCodec for FaiscaCodec {
     fn try_decode(
         &self,
         buf: &[u8],
-        _inputs: &[Arc<dyn ExecutionPlan>],
-        _ctx: &TaskContext,
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
         _proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let node = ExtensionNode::decode(buf)
@@ -46,6 +46,15 @@ impl PhysicalExtensionCodec for FaiscaCodec {
                 )))
             }
             Some(extension_node::Node::KafkaScan(k)) => crate::kafka::decode_scan(k),
+            Some(extension_node::Node::Pipeline(p)) => {
+                let [input] = inputs else {
+                    return Err(DataFusionError::Internal(format!(
+                        "a pipeline node has one input, got {}",
+                        inputs.len()
+                    )));
+                };
+                crate::pipeline::wire::decode(p, input.clone(), ctx, self)
+            }
             None => Err(DataFusionError::Internal("empty Faísca plan node".into())),
         }
     }
@@ -56,6 +65,16 @@ impl PhysicalExtensionCodec for FaiscaCodec {
         buf: &mut Vec<u8>,
         _proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<()> {
+        if let Some(pipeline) = node.downcast_ref::<crate::pipeline::exec::PipelineExec>() {
+            let msg = ExtensionNode {
+                node: Some(extension_node::Node::Pipeline(
+                    crate::pipeline::wire::encode(pipeline, self)?,
+                )),
+            };
+            return msg
+                .encode(buf)
+                .map_err(|e| DataFusionError::Internal(format!("encoding plan node: {e}")));
+        }
         if let Some(scan) = node.downcast_ref::<crate::kafka::KafkaScanExec>() {
             let msg = ExtensionNode {
                 node: Some(extension_node::Node::KafkaScan(crate::kafka::encode_scan(

@@ -10,14 +10,18 @@
 //!   each scan the offset ranges the driver planned for its run.
 //! * [`distributable`]: rewrites joins whose partitions share in-process state so that they stay
 //!   correct when each partition is a task of its own (run first by [`stages::cut_stages`]).
+//! * [`fusion`]: replaces each chain of filters and projections in a stage with a
+//!   `PipelineExec`, a compiled pipeline (`faisca.codegen.enabled`).
 //! * [`explain`]: the text shown by `EXPLAIN` and `faisca sql --explain`.
 //!
 //! The driver plans a query twice: a first physical plan shows which files each scan reads; with
 //! their sizes (and row groups, read from footers) it computes splits; the second plan runs
-//! [`scans::ApplySplits`] before DataFusion's own rules; then [`stages::cut_stages`].
+//! [`scans::ApplySplits`] before DataFusion's own rules; then [`stages::cut_stages`] and
+//! [`fusion::fuse_stages`].
 
 pub mod distributable;
 pub mod explain;
+pub mod fusion;
 pub mod kafka_scans;
 pub mod scans;
 pub mod stages;

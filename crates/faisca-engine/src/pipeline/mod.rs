@@ -20,6 +20,7 @@ pub mod cache;
 pub mod exec;
 pub mod kernel;
 pub mod selection;
+pub mod wire;
 
 use std::sync::Arc;
 

@@ -1,0 +1,103 @@
+//! Pipelines on the wire: [`PipelineSpec`] ⇄ the `PipelineNode` message, expressions in
+//! datafusion-proto's encoding.
+
+use std::sync::Arc;
+
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion_proto::physical_plan::PhysicalExtensionCodec;
+use datafusion_proto::physical_plan::from_proto::parse_physical_expr;
+use datafusion_proto::physical_plan::to_proto::serialize_physical_expr;
+use datafusion_proto::protobuf::PhysicalExprNode;
+use faisca_proto::{PipelineFilter, PipelineNode, PipelineProject, PipelineStep, pipeline_step};
+use prost::Message;
+
+use super::exec::PipelineExec;
+use super::{PipelineSpec, Step, cache};
+use crate::codec::{schema_from_ipc, schema_to_ipc};
+
+/// The message for `pipeline`.
+pub fn encode(pipeline: &PipelineExec, codec: &dyn PhysicalExtensionCodec) -> DfResult<PipelineNode> {
+    let spec = pipeline.spec();
+    let expr = |e| -> DfResult<Vec<u8>> { Ok(serialize_physical_expr(e, codec)?.encode_to_vec()) };
+    let steps = spec
+        .steps
+        .iter()
+        .map(|step| {
+            Ok(PipelineStep {
+                step: Some(match step {
+                    Step::Filter { predicate } => pipeline_step::Step::Filter(PipelineFilter {
+                        predicate: expr(predicate)?,
+                    }),
+                    Step::Project { exprs, schema } => {
+                        pipeline_step::Step::Project(PipelineProject {
+                            exprs: exprs.iter().map(expr).collect::<DfResult<_>>()?,
+                            schema: schema_to_ipc(schema)?,
+                        })
+                    }
+                }),
+            })
+        })
+        .collect::<DfResult<_>>()?;
+    Ok(PipelineNode {
+        input_schema: schema_to_ipc(&spec.input_schema)?,
+        steps,
+    })
+}
+
+fn malformed(why: impl std::fmt::Display) -> DataFusionError {
+    DataFusionError::Internal(format!("malformed pipeline node: {why}"))
+}
+
+/// The `PipelineExec` of `node` over `input`, compiled (or found compiled) on this executor.
+pub fn decode(
+    node: PipelineNode,
+    input: Arc<dyn ExecutionPlan>,
+    ctx: &TaskContext,
+    codec: &dyn PhysicalExtensionCodec,
+) -> DfResult<Arc<dyn ExecutionPlan>> {
+    let key = node.encode_to_vec();
+    let input_schema = schema_from_ipc(&node.input_schema)?;
+    if input.schema().fields() != input_schema.fields() {
+        return Err(malformed(format!(
+            "its input produces {:?}, the pipeline expects {:?}",
+            input.schema(),
+            input_schema
+        )));
+    }
+    let mut schema = input_schema.clone();
+    let mut steps = Vec::with_capacity(node.steps.len());
+    for step in node.steps {
+        let expr = |bytes: &[u8], schema: &arrow::datatypes::Schema| {
+            let proto = PhysicalExprNode::decode(bytes).map_err(malformed)?;
+            parse_physical_expr(&proto, ctx, schema, codec)
+        };
+        steps.push(match step.step.ok_or_else(|| malformed("empty step"))? {
+            pipeline_step::Step::Filter(f) => Step::Filter {
+                predicate: expr(&f.predicate, &schema)?,
+            },
+            pipeline_step::Step::Project(p) => {
+                let exprs = p
+                    .exprs
+                    .iter()
+                    .map(|e| expr(e, &schema))
+                    .collect::<DfResult<Vec<_>>>()?;
+                let out = schema_from_ipc(&p.schema)?;
+                schema = out.clone();
+                Step::Project { exprs, schema: out }
+            }
+        });
+    }
+    let spec = Arc::new(PipelineSpec {
+        input_schema,
+        steps,
+    });
+    let program = cache::compiled(&key, &spec).map_err(|why| {
+        DataFusionError::Internal(format!(
+            "the driver fused a step this executor cannot compile: {why}"
+        ))
+    })?;
+    let properties = Arc::new(PipelineExec::plain_properties(&input, &spec));
+    Ok(Arc::new(PipelineExec::new(input, spec, program, properties)))
+}
