@@ -1,4 +1,5 @@
-//! The 22 TPC-H queries on `local[3]` give the rows single-process DataFusion gives.
+//! The 22 TPC-H queries on `local[3]` give the rows single-process DataFusion gives, with the
+//! stage compiler's fused pipelines and without them.
 
 use datafusion::prelude::SessionContext;
 use faisca::Session;
@@ -23,26 +24,53 @@ async fn tpch_22_queries_match_datafusion_on_local_3() {
     }
     let mut multi_stage = 0;
     let mut non_empty = 0;
+    let mut fused = 0;
     for (i, sql) in queries::QUERIES.iter().enumerate() {
         let q = i + 1;
-        let result = session
-            .execute_sql(sql)
-            .await
-            .unwrap_or_else(|e| panic!("Q{q}: {e}"));
-        let stages = result.stages.clone().unwrap_or_default();
-        let ours = faisca::client::collect(result.batches)
-            .await
-            .unwrap_or_else(|e| panic!("Q{q}: {e}"));
         let expected = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-        let (ours, expected) = (normalized_rows(&ours), normalized_rows(&expected));
+        let expected = normalized_rows(&expected);
         if !expected.is_empty() {
             non_empty += 1;
         }
-        assert_eq!(ours, expected, "Q{q} differs");
-        if stages.len() > 1 {
-            multi_stage += 1;
+        for codegen in [true, false] {
+            session
+                .execute_sql(&format!("SET faisca.codegen.enabled = {codegen}"))
+                .await
+                .unwrap();
+            let explained = session
+                .execute_sql(&format!("EXPLAIN {sql}"))
+                .await
+                .unwrap_or_else(|e| panic!("EXPLAIN Q{q}: {e}"));
+            let plan = normalized_rows(&faisca::client::collect(explained.batches).await.unwrap())
+                .join("\n");
+            if codegen {
+                fused += usize::from(plan.contains("PipelineExec"));
+            } else {
+                assert!(
+                    !plan.contains("PipelineExec"),
+                    "Q{q} fused with codegen off: {plan}"
+                );
+            }
+            let result = session
+                .execute_sql(sql)
+                .await
+                .unwrap_or_else(|e| panic!("Q{q} (codegen {codegen}): {e}"));
+            let stages = result.stages.clone().unwrap_or_default();
+            let ours = faisca::client::collect(result.batches)
+                .await
+                .unwrap_or_else(|e| panic!("Q{q} (codegen {codegen}): {e}"));
+            assert_eq!(
+                normalized_rows(&ours),
+                expected,
+                "Q{q} differs (codegen {codegen})"
+            );
+            if codegen && stages.len() > 1 {
+                multi_stage += 1;
+            }
         }
     }
+    // Most queries filter or compute before their first exchange.
+    assert!(fused >= 18, "only {fused} queries had a fused pipeline");
     // The comparison means something only if the queries really ran distributed.
     assert!(
         multi_stage >= 18,
@@ -64,6 +92,8 @@ async fn explain_shows_stages_and_tasks() {
     assert!(text.contains("Stage 0 (tasks="), "{text}");
     assert!(text.contains("output=result"), "{text}");
     assert!(text.contains("ShuffleReaderExec"), "{text}");
+    // Q3's filters and projections run fused: one line per pipeline, listing its steps.
+    assert!(text.contains("PipelineExec: steps=[filter("), "{text}");
     // The DataFrame runs when collected; commands ran when created.
     assert_eq!(
         df.collect()

@@ -307,7 +307,8 @@ impl FaiscaConfig {
     }
     /// `faisca.codegen.enabled`.
     pub fn codegen_enabled(&self) -> bool {
-        self.raw("faisca.codegen.enabled").eq_ignore_ascii_case("true")
+        self.raw("faisca.codegen.enabled")
+            .eq_ignore_ascii_case("true")
     }
     /// `faisca.kafka.requestTimeout`.
     pub fn kafka_request_timeout(&self) -> Duration {

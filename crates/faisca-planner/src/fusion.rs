@@ -68,9 +68,7 @@ fn steps_of(plan: &Arc<dyn ExecutionPlan>) -> Option<Vec<Step>> {
             let input = filter.input().schema();
             let exprs = indices
                 .iter()
-                .map(|i| {
-                    Arc::new(Column::new(input.field(*i).name(), *i)) as Arc<dyn PhysicalExpr>
-                })
+                .map(|i| Arc::new(Column::new(input.field(*i).name(), *i)) as Arc<dyn PhysicalExpr>)
                 .collect();
             steps.push(Step::Project {
                 exprs,

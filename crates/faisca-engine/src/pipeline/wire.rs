@@ -18,7 +18,10 @@ use super::{PipelineSpec, Step, cache};
 use crate::codec::{schema_from_ipc, schema_to_ipc};
 
 /// The message for `pipeline`.
-pub fn encode(pipeline: &PipelineExec, codec: &dyn PhysicalExtensionCodec) -> DfResult<PipelineNode> {
+pub fn encode(
+    pipeline: &PipelineExec,
+    codec: &dyn PhysicalExtensionCodec,
+) -> DfResult<PipelineNode> {
     let spec = pipeline.spec();
     let expr = |e| -> DfResult<Vec<u8>> { Ok(serialize_physical_expr(e, codec)?.encode_to_vec()) };
     let steps = spec
@@ -99,5 +102,7 @@ pub fn decode(
         ))
     })?;
     let properties = Arc::new(PipelineExec::plain_properties(&input, &spec));
-    Ok(Arc::new(PipelineExec::new(input, spec, program, properties)))
+    Ok(Arc::new(PipelineExec::new(
+        input, spec, program, properties,
+    )))
 }
