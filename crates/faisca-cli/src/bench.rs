@@ -30,11 +30,18 @@ fn ms(d: Duration) -> f64 {
 struct QueryReport {
     query: usize,
     rows: usize,
+    /// Faísca with fused pipelines (`faisca.codegen.enabled=true`).
     faisca_ms: Vec<f64>,
+    /// Faísca with DataFusion's operators one by one (`faisca.codegen.enabled=false`).
+    unfused_ms: Vec<f64>,
     datafusion_ms: Vec<f64>,
     faisca_median_ms: f64,
+    unfused_median_ms: f64,
     datafusion_median_ms: f64,
+    /// Fused Faísca time / DataFusion time.
     ratio: f64,
+    /// Unfused time / fused time (above 1: fusion is faster).
+    fusion_speedup: f64,
     stages: usize,
     tasks: u32,
 }
@@ -48,8 +55,10 @@ struct TpchReport {
     machine: String,
     queries: Vec<QueryReport>,
     faisca_total_ms: f64,
+    unfused_total_ms: f64,
     datafusion_total_ms: f64,
     ratio: f64,
+    fusion_speedup: f64,
 }
 
 /// A short description of this machine.
@@ -162,67 +171,87 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
     }
     let mut reports = Vec::new();
     eprintln!(
-        "TPC-H SF{sf}: Faísca on {} ({cores} cores) vs DataFusion ({cores} partitions), {} iterations",
+        "TPC-H SF{sf}: Faísca on {} ({cores} cores) with and without fusion vs DataFusion ({cores} partitions), {} iterations",
         args.master, args.iterations
     );
     println!(
-        "{:>5} {:>12} {:>14} {:>7} {:>7} {:>6}",
-        "query", "faisca ms", "datafusion ms", "ratio", "stages", "tasks"
+        "{:>5} {:>10} {:>11} {:>14} {:>7} {:>8} {:>7} {:>6}",
+        "query", "fused ms", "unfused ms", "datafusion ms", "ratio", "speedup", "stages", "tasks"
     );
+    let codegen = |on: bool| format!("SET faisca.codegen.enabled = {on}");
     for q in wanted {
         let sql = queries::query(q).expect("checked above");
-        // Warm-up (also checks that both engines return the same number of rows).
+        // Warm-up (also checks that every engine returns the same number of rows).
+        session.execute_sql(&codegen(false)).await?;
+        let (unfused_rows, _, _) = run_faisca(&session, sql)
+            .await
+            .with_context(|| format!("Q{q} on Faísca without fusion"))?;
+        session.execute_sql(&codegen(true)).await?;
         let (rows, stages, tasks) = run_faisca(&session, sql)
             .await
             .with_context(|| format!("Q{q} on Faísca"))?;
         let df_rows = run_datafusion(&ctx, sql)
             .await
             .with_context(|| format!("Q{q} on DataFusion"))?;
-        if rows != df_rows {
-            bail!("Q{q}: Faísca returned {rows} rows, DataFusion {df_rows}");
+        if rows != df_rows || unfused_rows != df_rows {
+            bail!(
+                "Q{q}: Faísca returned {rows} rows ({unfused_rows} without fusion), DataFusion {df_rows}"
+            );
         }
-        let mut f_times = Vec::new();
-        let mut d_times = Vec::new();
+        let mut times = [Vec::new(), Vec::new(), Vec::new()];
         for i in 0..args.iterations.max(1) {
-            // Alternate which engine goes first, so neither always runs on a warmer cache.
-            for engine in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
+            // Rotate which engine goes first, so none always runs on a warmer cache.
+            for k in 0..3 {
+                let engine = (i + k) % 3;
+                if engine < 2 {
+                    session.execute_sql(&codegen(engine == 0)).await?;
+                }
                 let t = Instant::now();
-                if engine == 0 {
+                if engine < 2 {
                     run_faisca(&session, sql).await?;
-                    f_times.push(t.elapsed());
                 } else {
                     run_datafusion(&ctx, sql).await?;
-                    d_times.push(t.elapsed());
                 }
+                times[engine].push(t.elapsed());
             }
         }
-        let (f, d) = (median(&f_times), median(&d_times));
+        session.execute_sql(&codegen(true)).await?;
+        let [f_times, u_times, d_times] = times;
+        let (f, u, d) = (median(&f_times), median(&u_times), median(&d_times));
         let ratio = f.as_secs_f64() / d.as_secs_f64().max(1e-9);
+        let speedup = u.as_secs_f64() / f.as_secs_f64().max(1e-9);
         println!(
-            "{q:>5} {:>12.1} {:>14.1} {ratio:>7.2} {stages:>7} {tasks:>6}",
+            "{q:>5} {:>10.1} {:>11.1} {:>14.1} {ratio:>7.2} {speedup:>8.2} {stages:>7} {tasks:>6}",
             ms(f),
+            ms(u),
             ms(d)
         );
         reports.push(QueryReport {
             query: q,
             rows,
             faisca_ms: f_times.iter().map(|t| ms(*t)).collect(),
+            unfused_ms: u_times.iter().map(|t| ms(*t)).collect(),
             datafusion_ms: d_times.iter().map(|t| ms(*t)).collect(),
             faisca_median_ms: ms(f),
+            unfused_median_ms: ms(u),
             datafusion_median_ms: ms(d),
             ratio,
+            fusion_speedup: speedup,
             stages,
             tasks,
         });
     }
     let f_total: f64 = reports.iter().map(|r| r.faisca_median_ms).sum();
+    let u_total: f64 = reports.iter().map(|r| r.unfused_median_ms).sum();
     let d_total: f64 = reports.iter().map(|r| r.datafusion_median_ms).sum();
     println!(
-        "{:>5} {:>12.1} {:>14.1} {:>7.2}",
+        "{:>5} {:>10.1} {:>11.1} {:>14.1} {:>7.2} {:>8.2}",
         "total",
         f_total,
+        u_total,
         d_total,
-        f_total / d_total.max(1e-9)
+        f_total / d_total.max(1e-9),
+        u_total / f_total.max(1e-9)
     );
     let report = TpchReport {
         scale_factor: sf,
@@ -232,8 +261,10 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
         machine: machine(),
         queries: reports,
         faisca_total_ms: f_total,
+        unfused_total_ms: u_total,
         datafusion_total_ms: d_total,
         ratio: f_total / d_total.max(1e-9),
+        fusion_speedup: u_total / f_total.max(1e-9),
     };
     write_json(&args.output, &report)?;
     session.stop().await;

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::compute::BatchCoalescer;
+use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
@@ -14,6 +16,7 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
+use super::selection::Selection;
 use super::{CompiledPipeline, PipelineSpec, Step};
 
 /// Runs [`PipelineSpec`] steps over its input's batches with a [`CompiledPipeline`].
@@ -121,18 +124,68 @@ impl ExecutionPlan for PipelineExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
+        let batch_size = context.session_config().batch_size().max(1);
         let input = self.input.execute(partition, context)?;
-        let program = self.program.clone();
-        let stream = input.filter_map(move |batch| {
-            let out = match batch {
-                Ok(batch) => program.run(&batch).transpose(),
-                Err(e) => Some(Err(e)),
-            };
-            futures::future::ready(out)
+        let schema = self.program.output_schema();
+        let state = Coalescing {
+            input,
+            program: self.program.clone(),
+            coalescer: BatchCoalescer::new(schema, batch_size)
+                .with_biggest_coalesce_batch_size(Some(batch_size / 2)),
+            done: false,
+        };
+        let stream = futures::stream::unfold(state, |mut state| async move {
+            let next = state.next().await;
+            next.map(|item| (item, state))
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.program.output_schema(),
             stream,
         )))
+    }
+}
+
+/// The pipeline's output stream: input batches run through the program, gathered into
+/// full-sized batches.
+struct Coalescing {
+    input: SendableRecordBatchStream,
+    program: Arc<CompiledPipeline>,
+    coalescer: BatchCoalescer,
+    done: bool,
+}
+
+impl Coalescing {
+    async fn next(&mut self) -> Option<DfResult<RecordBatch>> {
+        loop {
+            if let Some(batch) = self.coalescer.next_completed_batch() {
+                return Some(Ok(batch));
+            }
+            if self.done {
+                return None;
+            }
+            match self.input.next().await {
+                Some(Ok(batch)) => {
+                    let pushed = match self.program.run_parts(&batch) {
+                        Ok(None) => Ok(()),
+                        Ok(Some((out, Selection::All(_)))) => self.coalescer.push_batch(out),
+                        Ok(Some((out, sel))) => {
+                            let mask = sel.mask(out.num_rows());
+                            self.coalescer.push_batch_with_filter(out, &mask)
+                        }
+                        Err(e) => return Some(Err(e)),
+                    };
+                    if let Err(e) = pushed {
+                        return Some(Err(e.into()));
+                    }
+                }
+                Some(Err(e)) => return Some(Err(e)),
+                None => {
+                    self.done = true;
+                    if let Err(e) = self.coalescer.finish_buffered_batch() {
+                        return Some(Err(e.into()));
+                    }
+                }
+            }
+        }
     }
 }

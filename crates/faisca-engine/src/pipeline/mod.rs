@@ -10,7 +10,9 @@
 //! * a filter narrows a [`selection::Selection`] of the batch's rows: nothing is copied;
 //! * a projection of plain columns renames and reorders columns, keeping the selection;
 //! * a computed projection evaluates its expressions for the selected rows only, densely;
-//! * at the end, columns still under a selection are gathered once.
+//! * at the end, columns still under a selection are gathered once, straight into batches of
+//!   `datafusion.execution.batch_size` rows (small batches from selective filters are
+//!   coalesced, as DataFusion's `FilterExec` does).
 //!
 //! Whatever the kernels cannot compile stays a plain DataFusion operator: the planner asks
 //! [`CompiledPipeline::compile`] before it fuses, so a fused plan never runs a step that the
@@ -159,6 +161,15 @@ impl CompiledPipeline {
 
     /// Runs `batch` through every step; `None` when no row is left.
     pub fn run(&self, batch: &RecordBatch) -> DfResult<Option<RecordBatch>> {
+        match self.run_parts(batch)? {
+            None => Ok(None),
+            Some((batch, sel)) => Ok(Some(sel.gather_batch(&batch)?)),
+        }
+    }
+
+    /// Runs `batch` through every step, leaving the last selection to the caller (who may
+    /// gather it straight into a larger output batch); `None` when no row is left.
+    pub fn run_parts(&self, batch: &RecordBatch) -> DfResult<Option<(RecordBatch, Selection)>> {
         let mut batch = batch.clone();
         let mut sel = Selection::All(batch.num_rows());
         for step in &self.steps {
@@ -188,7 +199,7 @@ impl CompiledPipeline {
         if sel.is_empty() {
             return Ok(None);
         }
-        Ok(Some(sel.gather_batch(&batch)?))
+        Ok(Some((batch, sel)))
     }
 }
 

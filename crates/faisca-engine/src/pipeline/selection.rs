@@ -47,6 +47,21 @@ impl Selection {
         }
     }
 
+    /// The selection as a filter mask over a batch of `rows` rows.
+    pub fn mask(&self, rows: usize) -> arrow::array::BooleanArray {
+        let mut bits = arrow::array::BooleanBufferBuilder::new(rows);
+        match self {
+            Selection::All(_) => bits.append_n(rows, true),
+            Selection::Rows(selected) => {
+                bits.append_n(rows, false);
+                for r in selected {
+                    bits.set_bit(*r as usize, true);
+                }
+            }
+        }
+        arrow::array::BooleanArray::new(bits.finish(), None)
+    }
+
     /// The selected rows of `batch`.
     pub fn gather_batch(&self, batch: &RecordBatch) -> DfResult<RecordBatch> {
         if let Selection::All(_) = self {
