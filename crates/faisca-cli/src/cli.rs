@@ -182,6 +182,23 @@ pub enum BenchKind {
     Write(WriteBenchArgs),
     /// Kafka → Arrow batches on noida-db, against a plain librdkafka consumer.
     Kafka(KafkaBenchArgs),
+    /// Fused pipelines against DataFusion's filter → projection → partial aggregate chain, on
+    /// in-memory TPC-H lineitem batches (Q1 and Q6 shapes), one thread.
+    Kernels(KernelsBenchArgs),
+}
+
+/// `faisca bench kernels`.
+#[derive(Debug, clap::Args)]
+pub struct KernelsBenchArgs {
+    /// Scale factor of the generated lineitem batches.
+    #[arg(long, default_value_t = 0.5)]
+    pub sf: f64,
+    /// Timed runs per variant (after one warm-up run).
+    #[arg(long, default_value_t = 10)]
+    pub iterations: usize,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "target/faisca-bench/kernels.json")]
+    pub output: PathBuf,
 }
 
 /// `faisca bench kafka`.
@@ -401,6 +418,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             BenchKind::Scan(a) => crate::bench_scan::scan(a).await,
             BenchKind::Write(a) => crate::bench_write::write(a).await,
             BenchKind::Kafka(a) => crate::bench_kafka::kafka(a).await,
+            BenchKind::Kernels(a) => crate::bench_kernels::kernels(a).await,
         },
         Command::Demo(args) => crate::demo::run(args).await,
     }

@@ -16,6 +16,7 @@
 
 pub mod bench;
 pub mod bench_kafka;
+pub mod bench_kernels;
 pub mod bench_recovery;
 pub mod bench_scan;
 pub mod bench_write;
