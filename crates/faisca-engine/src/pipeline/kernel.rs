@@ -644,6 +644,33 @@ fn arith_typed<T: Arithmetic>(
 }
 
 impl Value {
+    /// Marks the input columns this value reads.
+    pub fn columns(&self, used: &mut [bool]) {
+        match self {
+            Value::Column(i) => used[*i] = true,
+            Value::Literal(_) => {}
+            Value::Arith(a) => {
+                a.left.columns(used);
+                a.right.columns(used);
+            }
+            Value::Truth(p) => p.columns(used),
+        }
+    }
+
+    /// This value reading column `map[i]` where it read column `i`.
+    pub fn remap(&self, map: &[usize]) -> Value {
+        match self {
+            Value::Column(i) => Value::Column(map[*i]),
+            Value::Literal(v) => Value::Literal(v.clone()),
+            Value::Arith(a) => Value::Arith(Box::new(Arith {
+                left: a.left.remap(map),
+                right: a.right.remap(map),
+                ..(**a).clone()
+            })),
+            Value::Truth(p) => Value::Truth(Box::new(p.remap(map))),
+        }
+    }
+
     /// The value for every selected row of `batch`.
     pub fn eval(&self, batch: &RecordBatch, sel: &Selection) -> DfResult<Dense> {
         Ok(match self {
@@ -767,12 +794,14 @@ where
 
 #[inline(always)]
 fn narrow_rows(sel: &Selection, mut keep: impl FnMut(u32) -> bool) -> Selection {
-    let mut out = Vec::with_capacity(sel.len());
+    // Branch-free: every row is written, and the cursor moves only past kept ones.
+    let mut out = vec![0u32; sel.len() + 1];
+    let mut n = 0;
     for row in sel.rows() {
-        if keep(row) {
-            out.push(row);
-        }
+        out[n] = row;
+        n += usize::from(keep(row));
     }
+    out.truncate(n);
     Selection::Rows(out)
 }
 
@@ -789,6 +818,40 @@ fn datum(d: &Dense) -> DfResult<Box<dyn arrow::array::Datum>> {
 }
 
 impl Predicate {
+    /// Marks the input columns this predicate reads.
+    pub fn columns(&self, used: &mut [bool]) {
+        match self {
+            Predicate::Compare { left, right, .. } => {
+                left.columns(used);
+                right.columns(used);
+            }
+            Predicate::And(terms) | Predicate::Or(terms) => {
+                terms.iter().for_each(|t| t.columns(used))
+            }
+            Predicate::Not(p) => p.columns(used),
+            Predicate::IsNull(v) | Predicate::IsNotNull(v) | Predicate::Boolean(v) => {
+                v.columns(used)
+            }
+        }
+    }
+
+    /// This predicate reading column `map[i]` where it read column `i`.
+    pub fn remap(&self, map: &[usize]) -> Predicate {
+        match self {
+            Predicate::Compare { op, left, right } => Predicate::Compare {
+                op: *op,
+                left: left.remap(map),
+                right: right.remap(map),
+            },
+            Predicate::And(terms) => Predicate::And(terms.iter().map(|t| t.remap(map)).collect()),
+            Predicate::Or(terms) => Predicate::Or(terms.iter().map(|t| t.remap(map)).collect()),
+            Predicate::Not(p) => Predicate::Not(Box::new(p.remap(map))),
+            Predicate::IsNull(v) => Predicate::IsNull(v.remap(map)),
+            Predicate::IsNotNull(v) => Predicate::IsNotNull(v.remap(map)),
+            Predicate::Boolean(v) => Predicate::Boolean(v.remap(map)),
+        }
+    }
+
     /// The rows of `sel` for which the predicate is true.
     pub fn select(&self, batch: &RecordBatch, sel: &Selection) -> DfResult<Selection> {
         if sel.is_empty() {

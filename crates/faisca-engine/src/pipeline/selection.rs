@@ -81,12 +81,14 @@ impl Selection {
 
     /// Rows of this selection whose position `i` in it has `keep(i)`.
     pub fn narrow(&self, mut keep: impl FnMut(usize) -> bool) -> Selection {
-        let mut out = Vec::with_capacity(self.len());
+        // Branch-free: every row is written, and the cursor moves only past kept ones.
+        let mut out = vec![0u32; self.len() + 1];
+        let mut n = 0;
         for (i, row) in self.rows().enumerate() {
-            if keep(i) {
-                out.push(row);
-            }
+            out[n] = row;
+            n += usize::from(keep(i));
         }
+        out.truncate(n);
         Selection::Rows(out)
     }
 
