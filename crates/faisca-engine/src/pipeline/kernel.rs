@@ -805,9 +805,51 @@ fn narrow_rows(sel: &Selection, mut keep: impl FnMut(u32) -> bool) -> Selection 
     Selection::Rows(out)
 }
 
-/// Rows of `sel` whose dense truth value is true.
+/// Rows of `sel` whose dense truth value is true (null counts as false).
 fn select_true(truth: &BooleanArray, sel: &Selection) -> Selection {
-    sel.narrow(|i| truth.is_valid(i) && truth.value(i))
+    let bits = match truth.nulls() {
+        Some(nulls) if truth.null_count() > 0 => truth.values() & nulls.inner(),
+        _ => truth.values().clone(),
+    };
+    // Word-at-a-time over the set bits.
+    Selection::Rows(match sel {
+        Selection::All(_) => bits.set_indices().map(|i| i as u32).collect(),
+        Selection::Rows(rows) => bits.set_indices().map(|i| rows[i]).collect(),
+    })
+}
+
+/// Rows of `sel` where `left op right`, both columns of one primitive type: a fast path.
+fn select_column_column<T: ArrowPrimitiveType>(
+    left: &PrimitiveArray<T>,
+    op: CmpOp,
+    right: &PrimitiveArray<T>,
+    sel: &Selection,
+) -> Selection
+where
+    T::Native: SqlOrder,
+{
+    let (l, r) = (left.values(), right.values());
+    let nulls = left.null_count() > 0 || right.null_count() > 0;
+    macro_rules! narrow {
+        ($op:expr) => {
+            if nulls {
+                narrow_rows(sel, |row| {
+                    let row = row as usize;
+                    left.is_valid(row) && right.is_valid(row) && compare($op, l[row], r[row])
+                })
+            } else {
+                narrow_rows(sel, |row| compare($op, l[row as usize], r[row as usize]))
+            }
+        };
+    }
+    match op {
+        CmpOp::Eq => narrow!(CmpOp::Eq),
+        CmpOp::NotEq => narrow!(CmpOp::NotEq),
+        CmpOp::Lt => narrow!(CmpOp::Lt),
+        CmpOp::LtEq => narrow!(CmpOp::LtEq),
+        CmpOp::Gt => narrow!(CmpOp::Gt),
+        CmpOp::GtEq => narrow!(CmpOp::GtEq),
+    }
 }
 
 fn datum(d: &Dense) -> DfResult<Box<dyn arrow::array::Datum>> {
@@ -876,6 +918,18 @@ impl Predicate {
                     }, _ => None);
                     if let Some(s) = done {
                         return Ok(s);
+                    }
+                }
+                if let (Value::Column(a), Value::Column(b)) = (left, right) {
+                    let (a, b) = (batch.column(*a), batch.column(*b));
+                    let dt = a.data_type().clone();
+                    if b.data_type() == &dt {
+                        let done: Option<Selection> = with_primitive_type!(&dt, T => {
+                            Some(select_column_column::<T>(a.as_primitive::<T>(), *op, b.as_primitive::<T>(), sel))
+                        }, _ => None);
+                        if let Some(s) = done {
+                            return Ok(s);
+                        }
                     }
                 }
                 Ok(select_true(&self.truth(batch, sel)?, sel))
