@@ -11,6 +11,7 @@
 //!   faults, on local files and on S3.
 //! * [`kafka`]: the Kafka source on real brokers (noida-db, Tansu) and librdkafka's mock cluster;
 //!   Avro values framed for a schema registry ([`schema_registry`]: a minimal one, as none runs here).
+//! * [`fusion`]: fused pipelines next to DataFusion's operators in one query.
 //! * [`faults`]: injected task failures, executors killed mid-query, cancellation, many jobs.
 
 mod cli;
@@ -18,6 +19,7 @@ mod common;
 mod dataframe;
 mod errors;
 mod faults;
+mod fusion;
 mod kafka;
 mod kafka_brokers;
 mod readme;
