@@ -127,9 +127,17 @@ impl ExecutionPlan for PipelineExec {
         let batch_size = context.session_config().batch_size().max(1);
         let input = self.input.execute(partition, context)?;
         let schema = self.program.output_schema();
+        // Only filters shrink batches: a pipeline without one passes its batches on as they
+        // come (as DataFusion's ProjectionExec does), with no copy.
+        let filters = self
+            .spec
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::Filter { .. }));
         let state = Coalescing {
             input,
             program: self.program.clone(),
+            filters,
             coalescer: BatchCoalescer::new(schema, batch_size)
                 .with_biggest_coalesce_batch_size(Some(batch_size / 2)),
             done: false,
@@ -150,6 +158,8 @@ impl ExecutionPlan for PipelineExec {
 struct Coalescing {
     input: SendableRecordBatchStream,
     program: Arc<CompiledPipeline>,
+    /// Whether the pipeline filters (otherwise its batches are not coalesced).
+    filters: bool,
     coalescer: BatchCoalescer,
     done: bool,
 }
@@ -164,6 +174,11 @@ impl Coalescing {
                 return None;
             }
             match self.input.next().await {
+                Some(Ok(batch)) if !self.filters => match self.program.run(&batch) {
+                    Ok(Some(out)) => return Some(Ok(out)),
+                    Ok(None) => {}
+                    Err(e) => return Some(Err(e)),
+                },
                 Some(Ok(batch)) => {
                     let pushed = match self.program.run_parts(&batch) {
                         Ok(None) => Ok(()),
