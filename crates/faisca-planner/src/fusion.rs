@@ -168,3 +168,79 @@ fn fuse_chain(
     }
     group.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::expressions::{BinaryExpr, Literal};
+    use datafusion::physical_plan::displayable;
+    use datafusion::physical_plan::empty::EmptyExec;
+    use datafusion::physical_plan::projection::ProjectionExpr;
+
+    use super::*;
+
+    fn show(plan: &Arc<dyn ExecutionPlan>) -> String {
+        displayable(plan.as_ref()).indent(false).to_string()
+    }
+
+    fn col(name: &str, i: usize) -> Arc<dyn PhysicalExpr> {
+        Arc::new(Column::new(name, i))
+    }
+
+    fn bin(
+        l: Arc<dyn PhysicalExpr>,
+        op: Operator,
+        r: Arc<dyn PhysicalExpr>,
+    ) -> Arc<dyn PhysicalExpr> {
+        Arc::new(BinaryExpr::new(l, op, r))
+    }
+
+    #[test]
+    fn chains_fuse_and_split_where_the_compiler_refuses() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Int64, true),
+        ]));
+        let scan: Arc<dyn ExecutionPlan> = Arc::new(EmptyExec::new(schema));
+        let one = Arc::new(Literal::new(ScalarValue::Int64(Some(1))));
+        let filter: Arc<dyn ExecutionPlan> = Arc::new(
+            FilterExec::try_new(bin(col("a", 0), Operator::Gt, one.clone()), scan.clone()).unwrap(),
+        );
+        let sum = ProjectionExpr::new(bin(col("a", 0), Operator::Plus, col("b", 1)), "s");
+        let project: Arc<dyn ExecutionPlan> =
+            Arc::new(ProjectionExec::try_new(vec![sum], filter).unwrap());
+        // Division has no kernel: this filter stays DataFusion's, between two pipelines.
+        let divided: Arc<dyn ExecutionPlan> = Arc::new(
+            FilterExec::try_new(
+                bin(
+                    bin(col("s", 0), Operator::Divide, one.clone()),
+                    Operator::Gt,
+                    one.clone(),
+                ),
+                project,
+            )
+            .unwrap(),
+        );
+        let on_top: Arc<dyn ExecutionPlan> = Arc::new(
+            FilterExec::try_new(bin(col("s", 0), Operator::Lt, one.clone()), divided).unwrap(),
+        );
+        let fused = show(&fuse(on_top).unwrap());
+        assert_eq!(
+            fused.lines().map(str::trim).collect::<Vec<_>>(),
+            [
+                "PipelineExec: steps=[filter(s@0 < 1)]",
+                "FilterExec: s@0 / 1 > 1",
+                "PipelineExec: steps=[filter(a@0 > 1), project(a@0 + b@1 as s)]",
+                "EmptyExec",
+            ],
+            "{fused}"
+        );
+        // Column picks alone are not worth a pipeline.
+        let picks: Arc<dyn ExecutionPlan> = Arc::new(
+            ProjectionExec::try_new(vec![ProjectionExpr::new(col("b", 1), "b")], scan).unwrap(),
+        );
+        assert_eq!(show(&fuse(picks.clone()).unwrap()), show(&picks));
+    }
+}
