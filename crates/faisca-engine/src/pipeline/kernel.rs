@@ -34,7 +34,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{
-    BinaryExpr, Column, IsNotNullExpr, IsNullExpr, Literal, NotExpr,
+    BinaryExpr, Column, InListExpr, IsNotNullExpr, IsNullExpr, Literal, NotExpr,
 };
 
 use super::selection::Selection;
@@ -312,6 +312,31 @@ pub fn compile_predicate(
             n.arg(),
             schema,
         )?)));
+    }
+    if let Some(l) = any.downcast_ref::<InListExpr>() {
+        // `x IN (a, b)` is `x = a OR x = b` in three-valued logic; `NOT IN` its negation.
+        let t = data_type(l.expr(), schema)?;
+        if !is_comparable(&t) || l.list().is_empty() {
+            return Err(unsupported(expr.as_ref(), &format!("IN list of {t}")));
+        }
+        let x = compile_value(l.expr(), schema)?;
+        let mut terms = Vec::with_capacity(l.list().len());
+        for item in l.list() {
+            if data_type(item, schema)? != t {
+                return Err(unsupported(expr.as_ref(), "IN list of mixed types"));
+            }
+            terms.push(Predicate::Compare {
+                op: CmpOp::Eq,
+                left: x.clone(),
+                right: compile_value(item, schema)?,
+            });
+        }
+        let any_of = Predicate::Or(terms);
+        return Ok(if l.negated() {
+            Predicate::Not(Box::new(any_of))
+        } else {
+            any_of
+        });
     }
     if let Some(n) = any.downcast_ref::<IsNullExpr>() {
         return Ok(Predicate::IsNull(compile_value(n.arg(), schema)?));

@@ -13,7 +13,7 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{
-    BinaryExpr, Column, IsNotNullExpr, IsNullExpr, Literal, NotExpr,
+    BinaryExpr, Column, IsNotNullExpr, IsNullExpr, Literal, NotExpr, in_list,
 };
 
 use super::*;
@@ -148,7 +148,29 @@ fn predicate(rng: &mut Rng, depth: u32) -> Arc<dyn PhysicalExpr> {
         Operator::GtEq,
     ][rng.below(6) as usize];
     if depth == 0 || rng.chance(40) {
-        return match rng.below(7) {
+        return match rng.below(9) {
+            7 => {
+                let items = (0..1 + rng.below(3))
+                    .map(|_| {
+                        lit(ScalarValue::Utf8(Some(
+                            ["a", "b", "ab", "c"][rng.below(4) as usize].into(),
+                        )))
+                    })
+                    .collect();
+                in_list(col("s"), items, &rng.chance(30), &schema()).unwrap()
+            }
+            8 => {
+                let items = (0..1 + rng.below(4))
+                    .map(|_| {
+                        lit(ScalarValue::Int32(if rng.chance(10) {
+                            None
+                        } else {
+                            Some(rng.below(40) as i32 - 20)
+                        }))
+                    })
+                    .collect();
+                in_list(col("i"), items, &rng.chance(30), &schema()).unwrap()
+            }
             0 => bin(col("t"), op, lit(ScalarValue::Date32(Some(10_050)))),
             1 => bin(col("s"), op, lit(ScalarValue::Utf8(Some("ab".into())))),
             2 => Arc::new(IsNullExpr::new(col(["i", "d", "s"][rng.below(3) as usize]))),
