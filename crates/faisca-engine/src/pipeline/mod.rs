@@ -9,7 +9,9 @@
 //!
 //! * a filter narrows a [`selection::Selection`] of the batch's rows: nothing is copied;
 //! * a projection of plain columns renames and reorders columns, keeping the selection;
-//! * a computed projection evaluates its expressions for the selected rows only, densely;
+//! * a computed projection evaluates its expressions for the selected rows only, densely (when
+//!   most rows survive, for every row, keeping the selection: no kernel can fail on a row the
+//!   filter dropped, and a dense pass beats gathering);
 //! * at the end, columns still under a selection are gathered once, straight into batches of
 //!   `datafusion.execution.batch_size` rows (small batches from selective filters are
 //!   coalesced, as DataFusion's `FilterExec` does).
@@ -225,6 +227,18 @@ impl CompiledPipeline {
                     batch = with_rows(schema, picked, batch.num_rows())?;
                 }
                 CompiledStep::Compute(values, schema) => {
+                    if matches!(sel, Selection::Rows(_)) && sel.len() * 2 > batch.num_rows() {
+                        // Most rows survive: compute over every row (the kernels cannot fail on
+                        // the rows the filter dropped) and keep the selection for the end.
+                        let all = Selection::All(batch.num_rows());
+                        let computed: Vec<ArrayRef> = values
+                            .values
+                            .iter()
+                            .map(|v| v.eval(&batch, &all)?.into_array(all.len()))
+                            .collect::<DfResult<_>>()?;
+                        batch = with_rows(schema, computed, all.len())?;
+                        continue;
+                    }
                     let n = sel.len();
                     let computed: Vec<ArrayRef> = if let Selection::Rows(_) = &sel {
                         // Arrow's filter kernel copies runs of selected rows faster than the
