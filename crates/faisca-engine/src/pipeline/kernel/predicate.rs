@@ -1,0 +1,352 @@
+//! Predicate kernels: comparisons with fast paths that narrow the selection directly, Kleene
+//! logic, and three-valued truth arrays where a predicate is used as a value.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BooleanArray, PrimitiveArray, RecordBatch};
+use arrow::compute::kernels::{boolean, cmp};
+use arrow::datatypes::{
+    ArrowNativeTypeOp, ArrowPrimitiveType, DataType, Date32Type, Date64Type, Decimal128Type,
+    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
+    UInt32Type, UInt64Type,
+};
+use datafusion::common::ScalarValue;
+use datafusion::error::Result as DfResult;
+
+use super::super::selection::Selection;
+use super::*;
+
+/// Native values as SQL compares them: Arrow's total order, except that DataFusion makes
+/// `-0.0` equal `+0.0` (adding `+0.0` turns `-0.0` into `+0.0` and leaves every other value,
+/// NaN included, as it is).
+trait SqlOrder: ArrowNativeTypeOp {
+    #[inline(always)]
+    fn sql(self) -> Self {
+        self
+    }
+}
+
+macro_rules! sql_order_as_is {
+    ($($t:ty),*) => {$(impl SqlOrder for $t {})*};
+}
+
+sql_order_as_is!(i8, i16, i32, i64, u8, u16, u32, u64, i128);
+
+impl SqlOrder for f32 {
+    #[inline(always)]
+    fn sql(self) -> Self {
+        self + 0.0
+    }
+}
+
+impl SqlOrder for f64 {
+    #[inline(always)]
+    fn sql(self) -> Self {
+        self + 0.0
+    }
+}
+
+/// A dense operand of a comparison with `-0.0` made `+0.0`, as DataFusion compares floats.
+fn sql_zeros(d: Dense) -> DfResult<Dense> {
+    Ok(match d {
+        Dense::Array(a) => match a.data_type() {
+            DataType::Float64 => Dense::Array(Arc::new(
+                a.as_primitive::<Float64Type>()
+                    .unary::<_, Float64Type>(|v| v + 0.0),
+            )),
+            DataType::Float32 => Dense::Array(Arc::new(
+                a.as_primitive::<Float32Type>()
+                    .unary::<_, Float32Type>(|v| v + 0.0),
+            )),
+            _ => Dense::Array(a),
+        },
+        Dense::Scalar(ScalarValue::Float64(Some(v))) => {
+            Dense::Scalar(ScalarValue::Float64(Some(v + 0.0)))
+        }
+        Dense::Scalar(ScalarValue::Float32(Some(v))) => {
+            Dense::Scalar(ScalarValue::Float32(Some(v + 0.0)))
+        }
+        other => other,
+    })
+}
+
+/// `left op right` for primitive values, as DataFusion compares them.
+#[inline(always)]
+fn compare<N: SqlOrder>(op: CmpOp, a: N, b: N) -> bool {
+    let (a, b) = (a.sql(), b.sql());
+    match op {
+        CmpOp::Eq => a.is_eq(b),
+        CmpOp::NotEq => a.is_ne(b),
+        CmpOp::Lt => a.is_lt(b),
+        CmpOp::LtEq => a.is_le(b),
+        CmpOp::Gt => a.is_gt(b),
+        CmpOp::GtEq => a.is_ge(b),
+    }
+}
+
+fn flip(op: CmpOp) -> CmpOp {
+    match op {
+        CmpOp::Lt => CmpOp::Gt,
+        CmpOp::LtEq => CmpOp::GtEq,
+        CmpOp::Gt => CmpOp::Lt,
+        CmpOp::GtEq => CmpOp::LtEq,
+        same => same,
+    }
+}
+
+/// Rows of `sel` where `column op constant` is true: the selection's fast path.
+fn select_column_constant<T: ArrowPrimitiveType>(
+    column: &PrimitiveArray<T>,
+    op: CmpOp,
+    constant: T::Native,
+    sel: &Selection,
+) -> Selection
+where
+    T::Native: SqlOrder,
+{
+    let values = column.values();
+    macro_rules! narrow {
+        ($op:expr) => {
+            if column.null_count() == 0 {
+                narrow_rows(sel, |row| compare($op, values[row as usize], constant))
+            } else {
+                narrow_rows(sel, |row| {
+                    column.is_valid(row as usize) && compare($op, values[row as usize], constant)
+                })
+            }
+        };
+    }
+    match op {
+        CmpOp::Eq => narrow!(CmpOp::Eq),
+        CmpOp::NotEq => narrow!(CmpOp::NotEq),
+        CmpOp::Lt => narrow!(CmpOp::Lt),
+        CmpOp::LtEq => narrow!(CmpOp::LtEq),
+        CmpOp::Gt => narrow!(CmpOp::Gt),
+        CmpOp::GtEq => narrow!(CmpOp::GtEq),
+    }
+}
+
+#[inline(always)]
+fn narrow_rows(sel: &Selection, mut keep: impl FnMut(u32) -> bool) -> Selection {
+    // Branch-free: every row is written, and the cursor moves only past kept ones.
+    let mut out = vec![0u32; sel.len() + 1];
+    let mut n = 0;
+    for row in sel.rows() {
+        out[n] = row;
+        n += usize::from(keep(row));
+    }
+    out.truncate(n);
+    Selection::Rows(out)
+}
+
+/// Rows of `sel` whose dense truth value is true (null counts as false).
+fn select_true(truth: &BooleanArray, sel: &Selection) -> Selection {
+    let bits = match truth.nulls() {
+        Some(nulls) if truth.null_count() > 0 => truth.values() & nulls.inner(),
+        _ => truth.values().clone(),
+    };
+    // Word-at-a-time over the set bits.
+    Selection::Rows(match sel {
+        Selection::All(_) => bits.set_indices().map(|i| i as u32).collect(),
+        Selection::Rows(rows) => bits.set_indices().map(|i| rows[i]).collect(),
+    })
+}
+
+/// Rows of `sel` where `left op right`, both columns of one primitive type: a fast path.
+fn select_column_column<T: ArrowPrimitiveType>(
+    left: &PrimitiveArray<T>,
+    op: CmpOp,
+    right: &PrimitiveArray<T>,
+    sel: &Selection,
+) -> Selection
+where
+    T::Native: SqlOrder,
+{
+    let (l, r) = (left.values(), right.values());
+    let nulls = left.null_count() > 0 || right.null_count() > 0;
+    macro_rules! narrow {
+        ($op:expr) => {
+            if nulls {
+                narrow_rows(sel, |row| {
+                    let row = row as usize;
+                    left.is_valid(row) && right.is_valid(row) && compare($op, l[row], r[row])
+                })
+            } else {
+                narrow_rows(sel, |row| compare($op, l[row as usize], r[row as usize]))
+            }
+        };
+    }
+    match op {
+        CmpOp::Eq => narrow!(CmpOp::Eq),
+        CmpOp::NotEq => narrow!(CmpOp::NotEq),
+        CmpOp::Lt => narrow!(CmpOp::Lt),
+        CmpOp::LtEq => narrow!(CmpOp::LtEq),
+        CmpOp::Gt => narrow!(CmpOp::Gt),
+        CmpOp::GtEq => narrow!(CmpOp::GtEq),
+    }
+}
+
+fn datum(d: &Dense) -> DfResult<Box<dyn arrow::array::Datum>> {
+    Ok(match d {
+        Dense::Array(a) => Box::new(a.clone()),
+        Dense::Scalar(s) => Box::new(s.to_scalar()?),
+    })
+}
+
+impl Predicate {
+    /// Marks the input columns this predicate reads.
+    pub fn columns(&self, used: &mut [bool]) {
+        match self {
+            Predicate::Compare { left, right, .. } => {
+                left.columns(used);
+                right.columns(used);
+            }
+            Predicate::And(terms) | Predicate::Or(terms) => {
+                terms.iter().for_each(|t| t.columns(used))
+            }
+            Predicate::Not(p) => p.columns(used),
+            Predicate::IsNull(v) | Predicate::IsNotNull(v) | Predicate::Boolean(v) => {
+                v.columns(used)
+            }
+        }
+    }
+
+    /// This predicate reading column `map[i]` where it read column `i`.
+    pub fn remap(&self, map: &[usize]) -> Predicate {
+        match self {
+            Predicate::Compare { op, left, right } => Predicate::Compare {
+                op: *op,
+                left: left.remap(map),
+                right: right.remap(map),
+            },
+            Predicate::And(terms) => Predicate::And(terms.iter().map(|t| t.remap(map)).collect()),
+            Predicate::Or(terms) => Predicate::Or(terms.iter().map(|t| t.remap(map)).collect()),
+            Predicate::Not(p) => Predicate::Not(Box::new(p.remap(map))),
+            Predicate::IsNull(v) => Predicate::IsNull(v.remap(map)),
+            Predicate::IsNotNull(v) => Predicate::IsNotNull(v.remap(map)),
+            Predicate::Boolean(v) => Predicate::Boolean(v.remap(map)),
+        }
+    }
+
+    /// The rows of `sel` for which the predicate is true.
+    pub fn select(&self, batch: &RecordBatch, sel: &Selection) -> DfResult<Selection> {
+        if sel.is_empty() {
+            return Ok(Selection::Rows(Vec::new()));
+        }
+        match self {
+            Predicate::Compare { op, left, right } => {
+                let fast = match (left, right) {
+                    (Value::Column(c), Value::Literal(v)) => Some((*c, *op, v)),
+                    (Value::Literal(v), Value::Column(c)) => Some((*c, flip(*op), v)),
+                    _ => None,
+                };
+                if let Some((c, op, v)) = fast {
+                    let column = batch.column(c);
+                    if v.is_null() {
+                        return Ok(Selection::Rows(Vec::new()));
+                    }
+                    let dt = column.data_type().clone();
+                    let done: Option<Selection> = with_primitive_type!(&dt, T => {
+                        let constant = constant::<T>(v, &dt)?.unwrap_or_default();
+                        Some(select_column_constant::<T>(column.as_primitive::<T>(), op, constant, sel))
+                    }, _ => None);
+                    if let Some(s) = done {
+                        return Ok(s);
+                    }
+                }
+                if let (Value::Column(a), Value::Column(b)) = (left, right) {
+                    let (a, b) = (batch.column(*a), batch.column(*b));
+                    let dt = a.data_type().clone();
+                    if b.data_type() == &dt {
+                        let done: Option<Selection> = with_primitive_type!(&dt, T => {
+                            Some(select_column_column::<T>(a.as_primitive::<T>(), *op, b.as_primitive::<T>(), sel))
+                        }, _ => None);
+                        if let Some(s) = done {
+                            return Ok(s);
+                        }
+                    }
+                }
+                Ok(select_true(&self.truth(batch, sel)?, sel))
+            }
+            Predicate::And(terms) => {
+                let mut current = sel.clone();
+                for t in terms {
+                    current = t.select(batch, &current)?;
+                    if current.is_empty() {
+                        break;
+                    }
+                }
+                Ok(current)
+            }
+            Predicate::Or(terms) => {
+                let mut out = Selection::Rows(Vec::new());
+                for t in terms {
+                    out = out.union(&t.select(batch, sel)?);
+                }
+                Ok(out)
+            }
+            Predicate::IsNull(Value::Column(c)) | Predicate::IsNotNull(Value::Column(c)) => {
+                let column = batch.column(*c);
+                let want_null = matches!(self, Predicate::IsNull(_));
+                Ok(narrow_rows(sel, |row| {
+                    column.is_null(row as usize) == want_null
+                }))
+            }
+            _ => Ok(select_true(&self.truth(batch, sel)?, sel)),
+        }
+    }
+
+    /// The predicate's three-valued truth for every selected row.
+    pub fn truth(&self, batch: &RecordBatch, sel: &Selection) -> DfResult<BooleanArray> {
+        let n = sel.len();
+        let broadcast = |b: &BooleanArray| -> DfResult<BooleanArray> {
+            if b.len() == n {
+                return Ok(b.clone());
+            }
+            let v = ScalarValue::try_from_array(b, 0)?;
+            Ok(v.to_array_of_size(n)?.as_boolean().clone())
+        };
+        match self {
+            Predicate::Compare { op, left, right } => {
+                let l = sql_zeros(left.eval(batch, sel)?)?;
+                let r = sql_zeros(right.eval(batch, sel)?)?;
+                let (l, r) = (datum(&l)?, datum(&r)?);
+                let (l, r) = (l.as_ref(), r.as_ref());
+                let out = match op {
+                    CmpOp::Eq => cmp::eq(l, r)?,
+                    CmpOp::NotEq => cmp::neq(l, r)?,
+                    CmpOp::Lt => cmp::lt(l, r)?,
+                    CmpOp::LtEq => cmp::lt_eq(l, r)?,
+                    CmpOp::Gt => cmp::gt(l, r)?,
+                    CmpOp::GtEq => cmp::gt_eq(l, r)?,
+                };
+                broadcast(&out)
+            }
+            Predicate::And(terms) | Predicate::Or(terms) => {
+                let and = matches!(self, Predicate::And(_));
+                let mut acc: Option<BooleanArray> = None;
+                for t in terms {
+                    let v = t.truth(batch, sel)?;
+                    acc = Some(match acc {
+                        None => v,
+                        Some(a) if and => boolean::and_kleene(&a, &v)?,
+                        Some(a) => boolean::or_kleene(&a, &v)?,
+                    });
+                }
+                Ok(acc.unwrap_or_else(|| BooleanArray::from(vec![and; n])))
+            }
+            Predicate::Not(p) => Ok(boolean::not(&p.truth(batch, sel)?)?),
+            Predicate::IsNull(v) | Predicate::IsNotNull(v) => {
+                let want_null = matches!(self, Predicate::IsNull(_));
+                Ok(match v.eval(batch, sel)? {
+                    Dense::Array(a) => (0..n).map(|i| Some(a.is_null(i) == want_null)).collect(),
+                    Dense::Scalar(s) => BooleanArray::from(vec![s.is_null() == want_null; n]),
+                })
+            }
+            Predicate::Boolean(v) => {
+                let a = v.eval(batch, sel)?.into_array(n)?;
+                Ok(a.as_boolean().clone())
+            }
+        }
+    }
+}
