@@ -631,20 +631,28 @@ async fn bad_options_missing_topics_lost_records_and_dead_brokers_are_clear_erro
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fetch_errors_injected_by_the_mock_cluster_are_retried_exactly() {
+/// A one-broker librdkafka mock cluster with `topic` of `partitions` partitions holding
+/// `records` records `"{partition}-{i}"` each; returns it and its bootstrap servers.
+async fn mock_topic(
+    topic: &str,
+    partitions: i32,
+    records: usize,
+) -> (
+    MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    String,
+) {
     let mock = MockCluster::new(1).unwrap();
-    mock.create_topic("faulty", 2, 1).unwrap();
+    mock.create_topic(topic, partitions, 1).unwrap();
     let servers = mock.bootstrap_servers();
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", &servers)
         .create()
         .unwrap();
-    for p in 0..2 {
-        for i in 0..50 {
+    for p in 0..partitions {
+        for i in 0..records {
             producer
                 .send(
-                    rdkafka::producer::FutureRecord::<str, str>::to("faulty")
+                    rdkafka::producer::FutureRecord::<str, str>::to(topic)
                         .partition(p)
                         .payload(&format!("{p}-{i}")),
                     Duration::from_secs(5),
@@ -653,6 +661,12 @@ async fn fetch_errors_injected_by_the_mock_cluster_are_retried_exactly() {
                 .unwrap();
         }
     }
+    (mock, servers)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fetch_errors_injected_by_the_mock_cluster_are_retried_exactly() {
+    let (mock, servers) = mock_topic("faulty", 2, 50).await;
     let session = session().await;
     create(
         &session,
@@ -748,24 +762,7 @@ async fn transactions_aborted_records_and_markers_never_stall_a_range() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_broker_lost_while_tasks_read_fails_the_job_after_the_poll_timeout() {
-    let mock = MockCluster::new(1).unwrap();
-    mock.create_topic("lost", 2, 1).unwrap();
-    let servers = mock.bootstrap_servers();
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &servers)
-        .create()
-        .unwrap();
-    for p in 0..2 {
-        producer
-            .send(
-                rdkafka::producer::FutureRecord::<str, str>::to("lost")
-                    .partition(p)
-                    .payload("x"),
-                Duration::from_secs(5),
-            )
-            .await
-            .unwrap();
-    }
+    let (mock, servers) = mock_topic("lost", 2, 1).await;
     let session = session().await;
     create(
         &session,

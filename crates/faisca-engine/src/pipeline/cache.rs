@@ -29,13 +29,3 @@ pub fn compiled(key: &[u8], spec: &PipelineSpec) -> Result<Arc<CompiledPipeline>
     programs.insert(key.to_vec(), Arc::downgrade(&program));
     Ok(program)
 }
-
-/// How many compiled programs are alive (for tests).
-pub fn live_programs() -> usize {
-    PROGRAMS
-        .lock()
-        .expect("pipeline cache")
-        .values()
-        .filter(|p| p.strong_count() > 0)
-        .count()
-}

@@ -120,6 +120,8 @@ struct Computed {
     narrow: Vec<usize>,
     /// `values` reading column `k` of the narrowed batch where they read `narrow[k]`.
     narrowed: Vec<Value>,
+    /// The schema of the narrowed batch.
+    narrow_schema: SchemaRef,
 }
 
 impl Computed {
@@ -132,21 +134,13 @@ impl Computed {
             map[*i] = k;
         }
         let narrowed = values.iter().map(|v| v.remap(&map)).collect();
+        let narrow_schema = Arc::new(input.project(&narrow).expect("columns of the input"));
         Computed {
             values,
             narrow,
             narrowed,
+            narrow_schema,
         }
-    }
-
-    fn narrow_schema(&self, batch: &RecordBatch) -> SchemaRef {
-        let schema = batch.schema();
-        Arc::new(arrow::datatypes::Schema::new(
-            self.narrow
-                .iter()
-                .map(|i| schema.field(*i).clone())
-                .collect::<Vec<_>>(),
-        ))
     }
 }
 
@@ -250,7 +244,7 @@ impl CompiledPipeline {
                             .iter()
                             .map(|i| Ok(arrow::compute::filter(batch.column(*i).as_ref(), &mask)?))
                             .collect::<DfResult<_>>()?;
-                        let filtered = with_rows(&values.narrow_schema(&batch), columns, n)?;
+                        let filtered = with_rows(&values.narrow_schema, columns, n)?;
                         let all = Selection::All(n);
                         values
                             .narrowed
