@@ -1,5 +1,6 @@
-//! Operator fusion: each maximal chain of filters and projections in a stage plan becomes one
-//! [`PipelineExec`] over the chain's input.
+//! Operator fusion: each maximal chain of filters and projections in a stage plan, with the
+//! partial aggregate on top of it if there is one, becomes one [`PipelineExec`] over the
+//! chain's input.
 //!
 //! A chain is read bottom-up; each operator contributes its steps (a `FilterExec` with an
 //! embedded projection contributes a filter and a column pick). A step joins the current
@@ -12,10 +13,12 @@ use std::sync::Arc;
 
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::{ExecutionPlan, InputOrderMode};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use faisca_common::Result;
+use faisca_engine::pipeline::aggregate::{AggregateFunction, AggregateKind, AggregateStep};
 use faisca_engine::pipeline::exec::PipelineExec;
 use faisca_engine::pipeline::{CompiledPipeline, PipelineSpec, Step};
 
@@ -35,7 +38,7 @@ pub fn fuse(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
         // Collect the chain from the top down.
         let mut chain = vec![plan.clone()];
         let mut below = plan.children()[0].clone();
-        while steps_of(&below).is_some() {
+        while steps_of(&below).is_some() && !is_partial_aggregate(&below) {
             chain.push(below.clone());
             below = below.children()[0].clone();
         }
@@ -77,6 +80,9 @@ fn steps_of(plan: &Arc<dyn ExecutionPlan>) -> Option<Vec<Step>> {
         }
         return Some(steps);
     }
+    if let Some(aggregate) = plan.downcast_ref::<AggregateExec>() {
+        return aggregate_step(aggregate).map(|step| vec![step]);
+    }
     if let Some(projection) = plan.downcast_ref::<ProjectionExec>() {
         return Some(vec![Step::Project {
             exprs: projection.expr().iter().map(|p| p.expr.clone()).collect(),
@@ -86,10 +92,51 @@ fn steps_of(plan: &Arc<dyn ExecutionPlan>) -> Option<Vec<Step>> {
     None
 }
 
+fn is_partial_aggregate(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.downcast_ref::<AggregateExec>()
+        .is_some_and(|a| *a.mode() == AggregateMode::Partial)
+}
+
+/// The step for a partial aggregate the pipeline can compute: one set of group keys, no
+/// `FILTER`, `DISTINCT` or ordered aggregates, no limit or dynamic filter, and groups emitted
+/// at the end (no input order to stream on).
+fn aggregate_step(aggregate: &AggregateExec) -> Option<Step> {
+    let group_by = aggregate.group_expr();
+    let plain = *aggregate.mode() == AggregateMode::Partial
+        && !group_by.has_grouping_set()
+        && group_by.null_expr().is_empty()
+        && aggregate.filter_expr().iter().all(Option::is_none)
+        && aggregate.limit_options().is_none()
+        && aggregate.dynamic_expressions_produced().is_empty()
+        && *aggregate.input_order_mode() == InputOrderMode::Linear;
+    if !plain {
+        return None;
+    }
+    let functions = aggregate
+        .aggr_expr()
+        .iter()
+        .map(|f| {
+            let arguments = f.expressions();
+            if f.is_distinct() || !f.order_bys().is_empty() || arguments.len() != 1 {
+                return None;
+            }
+            Some(AggregateFunction {
+                kind: AggregateKind::from_name(f.fun().name())?,
+                argument: arguments[0].clone(),
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Step::Aggregate(AggregateStep {
+        keys: group_by.expr().iter().map(|(e, _)| e.clone()).collect(),
+        functions,
+        schema: aggregate.schema(),
+    }))
+}
+
 /// Whether `steps` do more than pick columns.
 fn worth_a_pipeline(steps: &[Step]) -> bool {
     steps.iter().any(|s| match s {
-        Step::Filter { .. } => true,
+        Step::Filter { .. } | Step::Aggregate(_) => true,
         Step::Project { exprs, .. } => exprs.iter().any(|e| e.downcast_ref::<Column>().is_none()),
     })
 }

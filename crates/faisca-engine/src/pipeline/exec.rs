@@ -1,5 +1,6 @@
 //! `PipelineExec`: the plan node that runs a fused chain of operators.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -16,6 +18,7 @@ use datafusion::physical_plan::{
 };
 use futures::StreamExt;
 
+use super::aggregate::{Aggregator, SkipProbe};
 use super::selection::Selection;
 use super::{CompiledPipeline, PipelineSpec, Step};
 
@@ -95,6 +98,11 @@ impl ExecutionPlan for PipelineExec {
             let exprs: Vec<&Arc<dyn PhysicalExpr>> = match step {
                 Step::Filter { predicate } => vec![predicate],
                 Step::Project { exprs, .. } => exprs.iter().collect(),
+                Step::Aggregate(a) => a
+                    .keys
+                    .iter()
+                    .chain(a.functions.iter().map(|f| &f.argument))
+                    .collect(),
             };
             for e in exprs {
                 if f(e)? == TreeNodeRecursion::Stop {
@@ -125,6 +133,35 @@ impl ExecutionPlan for PipelineExec {
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
         let batch_size = context.session_config().batch_size().max(1);
+        if let Some(program) = self.program.aggregate() {
+            let options = &context.session_config().options().execution;
+            let probe = SkipProbe {
+                rows_threshold: options.skip_partial_aggregation_probe_rows_threshold,
+                ratio_threshold: options.skip_partial_aggregation_probe_ratio_threshold,
+            };
+            let aggregator = Aggregator::new(program.clone(), probe)?;
+            let reservation = MemoryConsumer::new(format!("PipelineExec[{partition}]"))
+                .with_can_spill(true)
+                .register(context.memory_pool());
+            let input = self.input.execute(partition, context)?;
+            let state = Aggregating {
+                input,
+                program: self.program.clone(),
+                aggregator,
+                reservation,
+                batch_size,
+                pending: VecDeque::new(),
+                done: false,
+            };
+            let stream = futures::stream::unfold(state, |mut state| async move {
+                let next = state.next().await;
+                next.map(|item| (item, state))
+            });
+            return Ok(Box::pin(RecordBatchStreamAdapter::new(
+                self.program.output_schema(),
+                stream,
+            )));
+        }
         let input = self.input.execute(partition, context)?;
         let schema = self.program.output_schema();
         // Only filters shrink batches: a pipeline without one passes its batches on as they
@@ -201,6 +238,81 @@ impl Coalescing {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The stream of a pipeline that ends in a partial aggregate: every input batch runs through
+/// the steps into the aggregator; the states come out at the end (or earlier, when grouping is
+/// given up or memory runs short), in batches of at most `batch_size` rows.
+struct Aggregating {
+    input: SendableRecordBatchStream,
+    program: Arc<CompiledPipeline>,
+    aggregator: Aggregator,
+    reservation: MemoryReservation,
+    batch_size: usize,
+    pending: VecDeque<RecordBatch>,
+    done: bool,
+}
+
+impl Aggregating {
+    async fn next(&mut self) -> Option<DfResult<RecordBatch>> {
+        loop {
+            if let Some(batch) = self.pending.pop_front() {
+                return Some(Ok(batch));
+            }
+            if self.done {
+                return None;
+            }
+            let emitted = match self.input.next().await {
+                Some(Ok(batch)) => match self.add(&batch) {
+                    Ok(emitted) => emitted,
+                    Err(e) => return Some(Err(e)),
+                },
+                Some(Err(e)) => return Some(Err(e)),
+                None => {
+                    self.done = true;
+                    let out = self.aggregator.emit();
+                    self.reservation.free();
+                    match out {
+                        Ok(out) => out,
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
+            };
+            if let Some(out) = emitted {
+                self.split(out);
+            }
+        }
+    }
+
+    /// Runs `batch` into the aggregator; states to send on now, if any.
+    fn add(&mut self, batch: &RecordBatch) -> DfResult<Option<RecordBatch>> {
+        let Some((batch, sel)) = self.program.run_parts(batch)? else {
+            return Ok(None);
+        };
+        let emitted = self.aggregator.update(&batch, &sel)?;
+        if self.reservation.try_resize(self.aggregator.size()).is_ok() {
+            return Ok(emitted);
+        }
+        // The pool is short: send the groups on now (the final aggregate merges them) and
+        // start again with none, as DataFusion's partial aggregate does.
+        let early = self.aggregator.emit()?;
+        self.reservation.try_resize(self.aggregator.size())?;
+        if let Some(e) = emitted {
+            self.split(e);
+        }
+        Ok(early)
+    }
+
+    /// Queues `batch` in pieces of at most `batch_size` rows.
+    fn split(&mut self, batch: RecordBatch) {
+        let rows = batch.num_rows();
+        let mut offset = 0;
+        while offset < rows {
+            let len = self.batch_size.min(rows - offset);
+            self.pending.push_back(batch.slice(offset, len));
+            offset += len;
         }
     }
 }

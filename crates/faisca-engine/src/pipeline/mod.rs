@@ -20,6 +20,7 @@
 //! [`CompiledPipeline::compile`] before it fuses, so a fused plan never runs a step that the
 //! executor would have to refuse.
 
+pub mod aggregate;
 pub mod cache;
 pub mod exec;
 pub mod kernel;
@@ -51,6 +52,8 @@ pub enum Step {
         /// The step's output schema.
         schema: SchemaRef,
     },
+    /// A partial aggregate of the rows (the last step, when present).
+    Aggregate(aggregate::AggregateStep),
 }
 
 impl Step {
@@ -74,6 +77,7 @@ impl Step {
                     .collect();
                 format!("project({})", items.join(", "))
             }
+            Step::Aggregate(a) => a.describe(),
         }
     }
 }
@@ -95,6 +99,7 @@ impl PipelineSpec {
             .rev()
             .find_map(|s| match s {
                 Step::Project { schema, .. } => Some(schema.clone()),
+                Step::Aggregate(a) => Some(a.schema.clone()),
                 Step::Filter { .. } => None,
             })
             .unwrap_or_else(|| self.input_schema.clone())
@@ -148,6 +153,8 @@ impl Computed {
 #[derive(Debug)]
 pub struct CompiledPipeline {
     steps: Vec<CompiledStep>,
+    /// The partial aggregate the steps feed, if any.
+    aggregate: Option<Arc<aggregate::CompiledAggregate>>,
     output_schema: SchemaRef,
 }
 
@@ -156,8 +163,17 @@ impl CompiledPipeline {
     pub fn compile(spec: &PipelineSpec) -> Result<CompiledPipeline, Unsupported> {
         let mut schema = spec.input_schema.clone();
         let mut steps = Vec::with_capacity(spec.steps.len());
+        let mut aggregate = None;
         for step in &spec.steps {
+            if aggregate.is_some() {
+                return Err("a pipeline's partial aggregate must be its last step".into());
+            }
             match step {
+                Step::Aggregate(a) => {
+                    let compiled = aggregate::CompiledAggregate::compile(a, &schema)?;
+                    schema = compiled.schema();
+                    aggregate = Some(Arc::new(compiled));
+                }
                 Step::Filter { predicate } => {
                     steps.push(CompiledStep::Filter(kernel::compile_predicate(
                         predicate, &schema,
@@ -185,6 +201,7 @@ impl CompiledPipeline {
         }
         Ok(CompiledPipeline {
             steps,
+            aggregate,
             output_schema: schema,
         })
     }
@@ -194,7 +211,13 @@ impl CompiledPipeline {
         self.output_schema.clone()
     }
 
-    /// Runs `batch` through every step; `None` when no row is left.
+    /// The partial aggregate at the end of the pipeline, if any ([`CompiledPipeline::run_parts`]
+    /// stops before it: the caller feeds an [`aggregate::Aggregator`]).
+    pub fn aggregate(&self) -> Option<&Arc<aggregate::CompiledAggregate>> {
+        self.aggregate.as_ref()
+    }
+
+    /// Runs `batch` through every step but a final aggregate; `None` when no row is left.
     pub fn run(&self, batch: &RecordBatch) -> DfResult<Option<RecordBatch>> {
         match self.run_parts(batch)? {
             None => Ok(None),
@@ -202,7 +225,7 @@ impl CompiledPipeline {
         }
     }
 
-    /// Runs `batch` through every step, leaving the last selection to the caller (who may
+    /// Runs `batch` through every step but a final aggregate, leaving the last selection to the caller (who may
     /// gather it straight into a larger output batch); `None` when no row is left.
     pub fn run_parts(&self, batch: &RecordBatch) -> DfResult<Option<(RecordBatch, Selection)>> {
         let mut batch = batch.clone();

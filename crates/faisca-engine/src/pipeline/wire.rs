@@ -10,9 +10,13 @@ use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use datafusion_proto::physical_plan::from_proto::parse_physical_expr;
 use datafusion_proto::physical_plan::to_proto::serialize_physical_expr;
 use datafusion_proto::protobuf::PhysicalExprNode;
-use faisca_proto::{PipelineFilter, PipelineNode, PipelineProject, PipelineStep, pipeline_step};
+use faisca_proto::{
+    PipelineAggregate, PipelineAggregateFunction, PipelineFilter, PipelineNode, PipelineProject,
+    PipelineStep, pipeline_step,
+};
 use prost::Message;
 
+use super::aggregate::{AggregateFunction, AggregateKind, AggregateStep};
 use super::exec::PipelineExec;
 use super::{PipelineSpec, Step, cache};
 use crate::codec::{schema_from_ipc, schema_to_ipc};
@@ -39,6 +43,20 @@ pub fn encode(
                             schema: schema_to_ipc(schema)?,
                         })
                     }
+                    Step::Aggregate(a) => pipeline_step::Step::Aggregate(PipelineAggregate {
+                        keys: a.keys.iter().map(expr).collect::<DfResult<_>>()?,
+                        functions: a
+                            .functions
+                            .iter()
+                            .map(|f| {
+                                Ok(PipelineAggregateFunction {
+                                    function: f.kind.name().to_string(),
+                                    argument: expr(&f.argument)?,
+                                })
+                            })
+                            .collect::<DfResult<_>>()?,
+                        schema: schema_to_ipc(&a.schema)?,
+                    }),
                 }),
             })
         })
@@ -89,6 +107,32 @@ pub fn decode(
                 let out = schema_from_ipc(&p.schema)?;
                 schema = out.clone();
                 Step::Project { exprs, schema: out }
+            }
+            pipeline_step::Step::Aggregate(a) => {
+                let keys = a
+                    .keys
+                    .iter()
+                    .map(|e| expr(e, &schema))
+                    .collect::<DfResult<Vec<_>>>()?;
+                let functions = a
+                    .functions
+                    .iter()
+                    .map(|f| {
+                        Ok(AggregateFunction {
+                            kind: AggregateKind::from_name(&f.function).ok_or_else(|| {
+                                malformed(format!("unknown aggregate function {:?}", f.function))
+                            })?,
+                            argument: expr(&f.argument, &schema)?,
+                        })
+                    })
+                    .collect::<DfResult<Vec<_>>>()?;
+                let out = schema_from_ipc(&a.schema)?;
+                schema = out.clone();
+                Step::Aggregate(AggregateStep {
+                    keys,
+                    functions,
+                    schema: out,
+                })
             }
         });
     }

@@ -402,6 +402,7 @@ macro_rules! with_primitive_type {
         }
     };
 }
+pub(crate) use with_primitive_type;
 
 /// A scalar as the native value of `T` (cast to `t` first); `None` for null.
 pub(super) fn constant<T: ArrowPrimitiveType>(

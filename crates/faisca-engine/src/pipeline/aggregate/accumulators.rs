@@ -1,0 +1,396 @@
+//! Typed partial-aggregate accumulators: one state vector per aggregate, indexed by group, updated
+//! straight from a batch's selection.
+//!
+//! Each accumulator produces exactly the partial state DataFusion's own accumulator for the same
+//! function produces (the fields of the replaced `AggregateExec`'s output): `sum` → the sum,
+//! null for a group that saw no non-null value; `count` → an `Int64` count; `avg` → a `UInt64`
+//! count and the sum; `min`/`max` → the extreme value (floats in Arrow's total order), null when
+//! none was seen. Sums wrap on overflow as DataFusion's do.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, PrimitiveArray, UInt64Array, new_null_array,
+};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{ArrowNativeTypeOp, ArrowPrimitiveType, DataType};
+use datafusion::error::Result as DfResult;
+
+use crate::pipeline::selection::Selection;
+
+/// Where an aggregate's argument comes from for the selected rows of a batch.
+#[derive(Debug, Clone, Copy)]
+pub enum Arg<'a> {
+    /// The same value for every row: null or not (what `count(1)` counts).
+    Constant {
+        /// Whether the constant is null.
+        null: bool,
+    },
+    /// One value per selected row, in selection order.
+    Dense(&'a ArrayRef),
+    /// A column of the batch, read through the selection.
+    Rows(&'a ArrayRef),
+}
+
+impl Arg<'_> {
+    /// The argument as one value per selected row.
+    pub fn dense(&self, sel: &Selection, data_type: &DataType) -> DfResult<ArrayRef> {
+        Ok(match self {
+            Arg::Constant { null: true } => new_null_array(data_type, sel.len()),
+            Arg::Constant { null: false } => {
+                Arc::new(BooleanArray::from(vec![true; sel.len()])) as ArrayRef
+            }
+            Arg::Dense(a) => (*a).clone(),
+            Arg::Rows(a) => sel.gather(a)?,
+        })
+    }
+}
+
+/// Calls `f(k, i)` for each selected row: `k` its position in the selection, `i` its index in
+/// the argument array (`k` for dense arrays, the row number for batch columns).
+#[inline(always)]
+fn visit(sel: &Selection, by_row: bool, mut f: impl FnMut(usize, usize)) {
+    match sel {
+        Selection::Rows(rows) if by_row => {
+            for (k, r) in rows.iter().enumerate() {
+                f(k, *r as usize)
+            }
+        }
+        _ => {
+            for k in 0..sel.len() {
+                f(k, k)
+            }
+        }
+    }
+}
+
+/// Calls `f(group, value)` for each selected row whose argument is not null.
+#[inline(always)]
+fn fold<T: ArrowPrimitiveType>(
+    arg: &Arg,
+    sel: &Selection,
+    groups: Option<&[u32]>,
+    mut f: impl FnMut(usize, T::Native),
+) {
+    let (array, by_row) = match arg {
+        Arg::Dense(a) => (*a, false),
+        Arg::Rows(a) => (*a, true),
+        Arg::Constant { .. } => unreachable!("typed accumulators take array arguments"),
+    };
+    let values = array.as_primitive::<T>().values();
+    let nulls = array.nulls().filter(|n| n.null_count() > 0);
+    match (groups, nulls) {
+        (None, None) => visit(sel, by_row, |_, i| f(0, values[i])),
+        (Some(g), None) => visit(sel, by_row, |k, i| f(g[k] as usize, values[i])),
+        (None, Some(n)) => visit(sel, by_row, |_, i| {
+            if n.is_valid(i) {
+                f(0, values[i])
+            }
+        }),
+        (Some(g), Some(n)) => visit(sel, by_row, |k, i| {
+            if n.is_valid(i) {
+                f(g[k] as usize, values[i])
+            }
+        }),
+    }
+}
+
+/// A partial aggregate's state for every group.
+pub trait Accumulate: Send + Sync + Debug {
+    /// Makes room for `groups` groups (new groups start empty).
+    fn resize(&mut self, groups: usize);
+    /// Adds the selected rows; `groups[k]` is the group of the `k`-th selected row (`None`:
+    /// every row is in group 0).
+    fn update(&mut self, arg: &Arg, sel: &Selection, groups: Option<&[u32]>);
+    /// The states of every group, in group order; the accumulator is left with no group.
+    fn emit(&mut self) -> Vec<ArrayRef>;
+    /// Each selected row's own state (the skip-partial mode: no grouping).
+    fn row_states(&self, arg: &Arg, sel: &Selection) -> DfResult<Vec<ArrayRef>>;
+    /// Reorders groups: group `i` becomes group `order[i]`.
+    fn permute(&mut self, order: &[usize]);
+    /// Bytes held.
+    fn size(&self) -> usize;
+}
+
+fn permuted<T: Copy + Default>(values: &[T], order: &[usize]) -> Vec<T> {
+    let mut out = vec![T::default(); values.len()];
+    for (i, v) in values.iter().enumerate() {
+        out[order[i]] = *v;
+    }
+    out
+}
+
+fn primitive<T: ArrowPrimitiveType>(
+    values: Vec<T::Native>,
+    nulls: Option<NullBuffer>,
+    data_type: &DataType,
+) -> ArrayRef {
+    Arc::new(PrimitiveArray::<T>::new(values.into(), nulls).with_data_type(data_type.clone()))
+}
+
+fn seen_nulls(seen: &[bool]) -> Option<NullBuffer> {
+    if seen.iter().all(|s| *s) {
+        None
+    } else {
+        Some(NullBuffer::from(seen.to_vec()))
+    }
+}
+
+/// The argument's values per selected row, typed as the state (`data_type`).
+fn dense_values<T: ArrowPrimitiveType>(
+    arg: &Arg,
+    sel: &Selection,
+    data_type: &DataType,
+) -> DfResult<ArrayRef> {
+    let dense = arg.dense(sel, data_type)?;
+    let typed = dense.as_primitive::<T>().clone();
+    Ok(Arc::new(typed.with_data_type(data_type.clone())))
+}
+
+/// `sum`: wrapping, null for a group with no non-null value.
+#[derive(Debug)]
+pub struct Sum<T: ArrowPrimitiveType> {
+    sums: Vec<T::Native>,
+    seen: Vec<bool>,
+    state_type: DataType,
+}
+
+impl<T: ArrowPrimitiveType> Sum<T> {
+    /// A sum whose state has type `state_type` (of `T`'s native type).
+    pub fn new(state_type: DataType) -> Self {
+        Sum {
+            sums: Vec::new(),
+            seen: Vec::new(),
+            state_type,
+        }
+    }
+}
+
+impl<T: ArrowPrimitiveType + Debug> Accumulate for Sum<T> {
+    fn resize(&mut self, groups: usize) {
+        self.sums.resize(groups, T::Native::default());
+        self.seen.resize(groups, false);
+    }
+
+    fn update(&mut self, arg: &Arg, sel: &Selection, groups: Option<&[u32]>) {
+        let (sums, seen) = (&mut self.sums, &mut self.seen);
+        fold::<T>(arg, sel, groups, |g, v| {
+            sums[g] = sums[g].add_wrapping(v);
+            seen[g] = true;
+        });
+    }
+
+    fn emit(&mut self) -> Vec<ArrayRef> {
+        let nulls = seen_nulls(&self.seen);
+        self.seen.clear();
+        vec![primitive::<T>(
+            std::mem::take(&mut self.sums),
+            nulls,
+            &self.state_type,
+        )]
+    }
+
+    fn row_states(&self, arg: &Arg, sel: &Selection) -> DfResult<Vec<ArrayRef>> {
+        Ok(vec![dense_values::<T>(arg, sel, &self.state_type)?])
+    }
+
+    fn permute(&mut self, order: &[usize]) {
+        self.sums = permuted(&self.sums, order);
+        self.seen = permuted(&self.seen, order);
+    }
+
+    fn size(&self) -> usize {
+        self.sums.capacity() * std::mem::size_of::<T::Native>() + self.seen.capacity()
+    }
+}
+
+/// `count`: non-null values (every row for a non-null constant).
+#[derive(Debug, Default)]
+pub struct Count {
+    counts: Vec<i64>,
+}
+
+impl Accumulate for Count {
+    fn resize(&mut self, groups: usize) {
+        self.counts.resize(groups, 0);
+    }
+
+    fn update(&mut self, arg: &Arg, sel: &Selection, groups: Option<&[u32]>) {
+        let counts = &mut self.counts;
+        let (array, by_row) = match arg {
+            Arg::Constant { null: true } => return,
+            Arg::Constant { null: false } => {
+                match groups {
+                    None => counts[0] += sel.len() as i64,
+                    Some(g) => g.iter().for_each(|g| counts[*g as usize] += 1),
+                }
+                return;
+            }
+            Arg::Dense(a) => (*a, false),
+            Arg::Rows(a) => (*a, true),
+        };
+        let nulls = array.logical_nulls().filter(|n| n.null_count() > 0);
+        match (groups, nulls) {
+            (None, None) => counts[0] += sel.len() as i64,
+            (Some(g), None) => g.iter().for_each(|g| counts[*g as usize] += 1),
+            (None, Some(n)) => visit(sel, by_row, |_, i| counts[0] += n.is_valid(i) as i64),
+            (Some(g), Some(n)) => visit(sel, by_row, |k, i| {
+                counts[g[k] as usize] += n.is_valid(i) as i64
+            }),
+        }
+    }
+
+    fn emit(&mut self) -> Vec<ArrayRef> {
+        vec![Arc::new(Int64Array::from(std::mem::take(&mut self.counts)))]
+    }
+
+    fn row_states(&self, arg: &Arg, sel: &Selection) -> DfResult<Vec<ArrayRef>> {
+        let counts: Vec<i64> = match arg {
+            Arg::Constant { null } => vec![i64::from(!null); sel.len()],
+            _ => {
+                let dense = arg.dense(sel, &DataType::Null)?;
+                match dense.logical_nulls() {
+                    None => vec![1; sel.len()],
+                    Some(n) => n.iter().map(i64::from).collect(),
+                }
+            }
+        };
+        Ok(vec![Arc::new(Int64Array::from(counts))])
+    }
+
+    fn permute(&mut self, order: &[usize]) {
+        self.counts = permuted(&self.counts, order);
+    }
+
+    fn size(&self) -> usize {
+        self.counts.capacity() * 8
+    }
+}
+
+/// `avg`: a count and a wrapping sum (null when the count is 0).
+#[derive(Debug)]
+pub struct Avg<T: ArrowPrimitiveType> {
+    counts: Vec<u64>,
+    sums: Vec<T::Native>,
+    sum_type: DataType,
+}
+
+impl<T: ArrowPrimitiveType> Avg<T> {
+    /// An average whose sum state has type `sum_type` (of `T`'s native type).
+    pub fn new(sum_type: DataType) -> Self {
+        Avg {
+            counts: Vec::new(),
+            sums: Vec::new(),
+            sum_type,
+        }
+    }
+}
+
+impl<T: ArrowPrimitiveType + Debug> Accumulate for Avg<T> {
+    fn resize(&mut self, groups: usize) {
+        self.counts.resize(groups, 0);
+        self.sums.resize(groups, T::Native::default());
+    }
+
+    fn update(&mut self, arg: &Arg, sel: &Selection, groups: Option<&[u32]>) {
+        let (counts, sums) = (&mut self.counts, &mut self.sums);
+        fold::<T>(arg, sel, groups, |g, v| {
+            sums[g] = sums[g].add_wrapping(v);
+            counts[g] += 1;
+        });
+    }
+
+    fn emit(&mut self) -> Vec<ArrayRef> {
+        let seen: Vec<bool> = self.counts.iter().map(|c| *c > 0).collect();
+        let sums = primitive::<T>(
+            std::mem::take(&mut self.sums),
+            seen_nulls(&seen),
+            &self.sum_type,
+        );
+        let counts = Arc::new(UInt64Array::from(std::mem::take(&mut self.counts)));
+        vec![counts, sums]
+    }
+
+    fn row_states(&self, arg: &Arg, sel: &Selection) -> DfResult<Vec<ArrayRef>> {
+        let sums = dense_values::<T>(arg, sel, &self.sum_type)?;
+        let counts: Vec<u64> = match sums.logical_nulls() {
+            None => vec![1; sel.len()],
+            Some(n) => n.iter().map(u64::from).collect(),
+        };
+        Ok(vec![Arc::new(UInt64Array::from(counts)), sums])
+    }
+
+    fn permute(&mut self, order: &[usize]) {
+        self.counts = permuted(&self.counts, order);
+        self.sums = permuted(&self.sums, order);
+    }
+
+    fn size(&self) -> usize {
+        self.counts.capacity() * 8 + self.sums.capacity() * std::mem::size_of::<T::Native>()
+    }
+}
+
+/// `min` (`MAX == false`) or `max` (`MAX == true`), in Arrow's total order.
+#[derive(Debug)]
+pub struct Extreme<T: ArrowPrimitiveType, const MAX: bool> {
+    values: Vec<T::Native>,
+    seen: Vec<bool>,
+    data_type: DataType,
+}
+
+impl<T: ArrowPrimitiveType, const MAX: bool> Extreme<T, MAX> {
+    /// A min or max over values of `data_type`.
+    pub fn new(data_type: DataType) -> Self {
+        Extreme {
+            values: Vec::new(),
+            seen: Vec::new(),
+            data_type,
+        }
+    }
+}
+
+impl<T: ArrowPrimitiveType + Debug, const MAX: bool> Accumulate for Extreme<T, MAX> {
+    fn resize(&mut self, groups: usize) {
+        self.values.resize(groups, T::Native::default());
+        self.seen.resize(groups, false);
+    }
+
+    fn update(&mut self, arg: &Arg, sel: &Selection, groups: Option<&[u32]>) {
+        let (values, seen) = (&mut self.values, &mut self.seen);
+        fold::<T>(arg, sel, groups, |g, v| {
+            let better = if MAX {
+                values[g].is_lt(v)
+            } else {
+                v.is_lt(values[g])
+            };
+            if !seen[g] || better {
+                values[g] = v;
+                seen[g] = true;
+            }
+        });
+    }
+
+    fn emit(&mut self) -> Vec<ArrayRef> {
+        let nulls = seen_nulls(&self.seen);
+        self.seen.clear();
+        vec![primitive::<T>(
+            std::mem::take(&mut self.values),
+            nulls,
+            &self.data_type,
+        )]
+    }
+
+    fn row_states(&self, arg: &Arg, sel: &Selection) -> DfResult<Vec<ArrayRef>> {
+        Ok(vec![dense_values::<T>(arg, sel, &self.data_type)?])
+    }
+
+    fn permute(&mut self, order: &[usize]) {
+        self.values = permuted(&self.values, order);
+        self.seen = permuted(&self.seen, order);
+    }
+
+    fn size(&self) -> usize {
+        self.values.capacity() * std::mem::size_of::<T::Native>() + self.seen.capacity()
+    }
+}
