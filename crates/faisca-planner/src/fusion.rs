@@ -291,3 +291,7 @@ mod tests {
         assert_eq!(show(&fuse(picks.clone()).unwrap()), show(&picks));
     }
 }
+
+#[cfg(test)]
+#[path = "fusion_aggregate_tests.rs"]
+mod aggregate_tests;

@@ -268,21 +268,26 @@ impl Accumulate for Count {
     }
 }
 
-/// `avg`: a count and a wrapping sum (null when the count is 0).
+/// `avg`: a count and a wrapping sum. A group that saw no value has a null sum, and, as in
+/// DataFusion's grouped accumulator (whose final merge counts any non-null count as a value
+/// seen), a null count too; without `GROUP BY` the count is 0, as DataFusion's plain
+/// accumulator has it.
 #[derive(Debug)]
 pub struct Avg<T: ArrowPrimitiveType> {
     counts: Vec<u64>,
     sums: Vec<T::Native>,
     sum_type: DataType,
+    grouped: bool,
 }
 
 impl<T: ArrowPrimitiveType> Avg<T> {
     /// An average whose sum state has type `sum_type` (of `T`'s native type).
-    pub fn new(sum_type: DataType) -> Self {
+    pub fn new(sum_type: DataType, grouped: bool) -> Self {
         Avg {
             counts: Vec::new(),
             sums: Vec::new(),
             sum_type,
+            grouped,
         }
     }
 }
@@ -303,22 +308,17 @@ impl<T: ArrowPrimitiveType + Debug> Accumulate for Avg<T> {
 
     fn emit(&mut self) -> Vec<ArrayRef> {
         let seen: Vec<bool> = self.counts.iter().map(|c| *c > 0).collect();
-        let sums = primitive::<T>(
-            std::mem::take(&mut self.sums),
-            seen_nulls(&seen),
-            &self.sum_type,
-        );
-        let counts = Arc::new(UInt64Array::from(std::mem::take(&mut self.counts)));
-        vec![counts, sums]
+        let nulls = seen_nulls(&seen);
+        let sums = primitive::<T>(std::mem::take(&mut self.sums), nulls.clone(), &self.sum_type);
+        let counts = std::mem::take(&mut self.counts).into();
+        let count_nulls = if self.grouped { nulls } else { None };
+        vec![Arc::new(UInt64Array::new(counts, count_nulls)), sums]
     }
 
     fn row_states(&self, arg: &Arg, sel: &Selection) -> DfResult<Vec<ArrayRef>> {
         let sums = dense_values::<T>(arg, sel, &self.sum_type)?;
-        let counts: Vec<u64> = match sums.logical_nulls() {
-            None => vec![1; sel.len()],
-            Some(n) => n.iter().map(u64::from).collect(),
-        };
-        Ok(vec![Arc::new(UInt64Array::from(counts)), sums])
+        let counts = UInt64Array::new(vec![1; sel.len()].into(), sums.logical_nulls());
+        Ok(vec![Arc::new(counts), sums])
     }
 
     fn permute(&mut self, order: &[usize]) {

@@ -152,11 +152,11 @@ fn states_match(kind: AggregateKind, arg: &DataType, states: &[DataType]) -> boo
 }
 
 impl CompiledFunction {
-    fn accumulator(&self) -> Box<dyn Accumulate> {
+    fn accumulator(&self, grouped: bool) -> Box<dyn Accumulate> {
         let state = self.state_types.last().expect("checked at compile time").clone();
         with_primitive_type!(&self.argument_type, T => match self.kind {
             AggregateKind::Sum => Box::new(Sum::<T>::new(state)),
-            AggregateKind::Avg => Box::new(Avg::<T>::new(state)),
+            AggregateKind::Avg => Box::new(Avg::<T>::new(state, grouped)),
             AggregateKind::Min => Box::new(Extreme::<T, false>::new(state)),
             AggregateKind::Max => Box::new(Extreme::<T, true>::new(state)),
             AggregateKind::Count => Box::new(Count::default()),
@@ -273,7 +273,7 @@ impl Aggregator {
             Some(GroupKeys::new(program.key_schema.clone())?)
         };
         let mut accumulators: Vec<Box<dyn Accumulate>> =
-            program.functions.iter().map(|f| f.accumulator()).collect();
+            program.functions.iter().map(|f| f.accumulator(keys.is_some())).collect();
         if keys.is_none() {
             accumulators.iter_mut().for_each(|a| a.resize(1));
         }
