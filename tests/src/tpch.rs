@@ -94,6 +94,19 @@ async fn explain_shows_stages_and_tasks() {
     assert!(text.contains("ShuffleReaderExec"), "{text}");
     // Q3's filters and projections run fused: one line per pipeline, listing its steps.
     assert!(text.contains("PipelineExec: steps=[filter("), "{text}");
+    // Q1's partial aggregate runs in the pipeline of its filter and projection.
+    let q1 = session
+        .sql(queries::query(1).unwrap())
+        .await
+        .unwrap()
+        .explain()
+        .await
+        .unwrap();
+    assert!(
+        q1.contains("partial_aggregate(keys=[l_returnflag@"),
+        "Q1's partial aggregate is not fused:\n{q1}"
+    );
+    assert!(!q1.contains("mode=Partial"), "{q1}");
     // The DataFrame runs when collected; commands ran when created.
     assert_eq!(
         df.collect()

@@ -1,8 +1,9 @@
 //! Fused stage pipelines: a chain of narrow operators run as one compiled program.
 //!
 //! The planner (`faisca-planner`'s fusion pass) replaces each maximal chain of filters and
-//! projections in a stage with a [`exec::PipelineExec`] holding a [`PipelineSpec`]: the steps,
-//! each with DataFusion physical expressions and its output schema. The spec travels to
+//! projections in a stage, and the partial aggregate on top of it, with a
+//! [`exec::PipelineExec`] holding a [`PipelineSpec`]: the steps, each with DataFusion physical
+//! expressions and its output schema. The spec travels to
 //! executors through [`crate::codec`] (expressions in datafusion-proto's encoding). Each executor
 //! compiles a spec once ([`CompiledPipeline::compile`], cached per process by the spec's bytes in
 //! [`cache`]) into typed kernels ([`kernel`]) and runs every batch of the task through it:
@@ -14,7 +15,9 @@
 //!   filter dropped, and a dense pass beats gathering);
 //! * at the end, columns still under a selection are gathered once, straight into batches of
 //!   `datafusion.execution.batch_size` rows (small batches from selective filters are
-//!   coalesced, as DataFusion's `FilterExec` does).
+//!   coalesced, as DataFusion's `FilterExec` does);
+//! * or, when the last step is a partial aggregate ([`aggregate`]), the selected rows update
+//!   the aggregate's states directly and the states come out when the input ends.
 //!
 //! Whatever the kernels cannot compile stays a plain DataFusion operator: the planner asks
 //! [`CompiledPipeline::compile`] before it fuses, so a fused plan never runs a step that the

@@ -3,7 +3,7 @@
 //! Few distinct keys (TPC-H Q1's two flag columns) take a fast path, [`SmallKeys`]: each key
 //! column keeps a tiny dictionary of its distinct values, each encoded in 128 bits (fixed-width
 //! values by their bytes, strings of up to 12 bytes by their Arrow view or their bytes, booleans
-//! as 0/1), found by a scan of a few entries or a small map; the per-column numbers pack into
+//! as 0/1), found in a small open-addressing table; the per-column numbers pack into
 //! one `u32`, which a direct table (one or two columns) or a map turns into the group number.
 //! No row is hashed as a whole and nothing is gathered. When a column exceeds 255 distinct
 //! values, a value does not fit (a long string, a float), or there are more than four key
@@ -31,8 +31,6 @@ use crate::pipeline::selection::Selection;
 const SMALL_MAX_COLUMNS: usize = 4;
 /// Distinct values per column on the fast path (numbers 0..=255; one may be null).
 const SMALL_MAX_DISTINCT: usize = 256;
-/// Dictionary size up to which a column is scanned rather than hashed.
-const SCAN_LIMIT: usize = 16;
 
 /// How a key column's values are encoded on the fast path.
 #[derive(Debug, Clone)]
@@ -59,39 +57,73 @@ fn encoding(data_type: &DataType) -> Option<Encoding> {
     })
 }
 
-/// One key column's dictionary: its distinct values (`None` = null) and their numbers.
+/// Slots in a dictionary's hash table (four per possible value: probes stay short).
+const SLOTS: usize = 4 * SMALL_MAX_DISTINCT;
+/// An empty slot.
+const EMPTY: u16 = u16::MAX;
+
+/// One key column's dictionary: its distinct values and their numbers, in a small
+/// open-addressing table (no allocation per lookup, one probe for most values).
 #[derive(Debug)]
 struct Dictionary {
     encoding: Encoding,
     data_type: DataType,
+    /// The values by number (`None` = null).
     values: Vec<Option<u128>>,
-    map: HashMap<Option<u128>, u8>,
+    /// The number of the null value, if seen.
+    null: Option<u8>,
+    slots: Vec<(u128, u16)>,
 }
 
 impl Dictionary {
-    /// The number of `value`, added if new; `None` when the dictionary is full.
-    #[inline]
-    fn number(&mut self, value: Option<u128>) -> Option<u8> {
-        if self.values.len() <= SCAN_LIMIT {
-            if let Some(i) = self.values.iter().position(|v| *v == value) {
-                return Some(i as u8);
-            }
-        } else if let Some(i) = self.map.get(&value) {
-            return Some(*i);
+    fn new(encoding: Encoding, data_type: DataType) -> Dictionary {
+        Dictionary {
+            encoding,
+            data_type,
+            values: Vec::new(),
+            null: None,
+            slots: vec![(0, EMPTY); SLOTS],
         }
+    }
+
+    /// The number of `value` (`None` = null), added if new; `None` when the dictionary is
+    /// full.
+    #[inline(always)]
+    fn number(&mut self, value: Option<u128>) -> Option<u8> {
+        let Some(v) = value else {
+            return self.null_number();
+        };
+        let folded = (v as u64) ^ ((v >> 64) as u64).rotate_left(29);
+        let mut slot = (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize % SLOTS;
+        loop {
+            let (key, number) = self.slots[slot];
+            if number == EMPTY {
+                let number = self.add(Some(v))?;
+                self.slots[slot] = (v, number as u16);
+                return Some(number);
+            }
+            if key == v {
+                return Some(number as u8);
+            }
+            slot = (slot + 1) % SLOTS;
+        }
+    }
+
+    #[cold]
+    fn null_number(&mut self) -> Option<u8> {
+        if self.null.is_none() {
+            self.null = Some(self.add(None)?);
+        }
+        self.null
+    }
+
+    #[cold]
+    fn add(&mut self, value: Option<u128>) -> Option<u8> {
         if self.values.len() == SMALL_MAX_DISTINCT {
             return None;
         }
-        let i = self.values.len() as u8;
         self.values.push(value);
-        if self.values.len() > SCAN_LIMIT {
-            if self.map.is_empty() {
-                self.map = self.values.iter().enumerate().map(|(i, v)| (*v, i as u8)).collect();
-            } else {
-                self.map.insert(value, i);
-            }
-        }
-        Some(i)
+        Some((self.values.len() - 1) as u8)
     }
 
     /// Adds the numbers of the selected rows of `column` to `packed` at bit `shift`; `false`
@@ -196,7 +228,7 @@ fn decode_short(v: u128) -> String {
 }
 
 /// [`Dictionary::pack`] for one encoding: `read` encodes a non-null row's value (`None`: it
-/// does not fit). Repeated values (runs are common in sorted data) skip the lookup.
+/// does not fit).
 #[inline(always)]
 fn pack_with(
     dict: &mut Dictionary,
@@ -206,9 +238,7 @@ fn pack_with(
     shift: u32,
     read: impl Fn(usize) -> Option<u128>,
 ) -> bool {
-    let mut last: Option<(Option<u128>, u8)> = None;
-    for (k, row) in sel.rows().enumerate() {
-        let row = row as usize;
+    let mut one = |k: usize, row: usize| -> bool {
         let value = match nulls {
             Some(n) if n.is_null(row) => None,
             _ => match read(row) {
@@ -216,19 +246,18 @@ fn pack_with(
                 None => return false,
             },
         };
-        let number = match last {
-            Some((v, i)) if v == value => i,
-            _ => match dict.number(value) {
-                Some(i) => {
-                    last = Some((value, i));
-                    i
-                }
-                None => return false,
-            },
-        };
-        packed[k] |= (number as u32) << shift;
+        match dict.number(value) {
+            Some(number) => {
+                packed[k] |= (number as u32) << shift;
+                true
+            }
+            None => false,
+        }
+    };
+    match sel {
+        Selection::All(n) => (0..*n).all(|row| one(row, row)),
+        Selection::Rows(rows) => rows.iter().enumerate().all(|(k, row)| one(k, *row as usize)),
     }
-    true
 }
 
 /// The fast path's state.
@@ -251,14 +280,7 @@ impl SmallKeys {
         let columns = schema
             .fields()
             .iter()
-            .map(|f| {
-                Some(Dictionary {
-                    encoding: encoding(f.data_type())?,
-                    data_type: f.data_type().clone(),
-                    values: Vec::new(),
-                    map: HashMap::new(),
-                })
-            })
+            .map(|f| Some(Dictionary::new(encoding(f.data_type())?, f.data_type().clone())))
             .collect::<Option<Vec<_>>>()?;
         let table = if columns.len() <= 2 {
             vec![u32::MAX; 1 << (8 * columns.len())]
@@ -284,24 +306,24 @@ impl SmallKeys {
         }
         out.clear();
         out.reserve(packed.len());
-        let direct = self.columns.len() <= 2;
-        let mut last = (u32::MAX, 0u32);
-        for key in packed {
-            if key == last.0 {
-                out.push(last.1);
-                continue;
+        if self.columns.len() <= 2 {
+            for key in packed {
+                let slot = &mut self.table[key as usize];
+                if *slot == u32::MAX {
+                    *slot = self.groups.len() as u32;
+                    self.groups.push(key);
+                }
+                out.push(*slot);
             }
-            let slot = if direct {
-                &mut self.table[key as usize]
-            } else {
-                self.map.entry(key).or_insert(u32::MAX)
-            };
-            if *slot == u32::MAX {
-                *slot = self.groups.len() as u32;
-                self.groups.push(key);
+        } else {
+            for key in packed {
+                let slot = self.map.entry(key).or_insert(u32::MAX);
+                if *slot == u32::MAX {
+                    *slot = self.groups.len() as u32;
+                    self.groups.push(key);
+                }
+                out.push(*slot);
             }
-            last = (key, *slot);
-            out.push(*slot);
         }
         true
     }
