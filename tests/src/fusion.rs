@@ -1,6 +1,7 @@
-//! The stage compiler in whole queries: a join whose one side runs fused and whose other side
-//! keeps DataFusion's operators (an expression the compiler does not know) must still meet at
-//! the same shuffle partitions, and give DataFusion's rows.
+//! The stage compiler in whole queries: a join whose one side runs fused (its pipeline splits
+//! rows into shuffle partitions itself) and whose other side keeps DataFusion's operators (an
+//! expression the compiler does not know; the shuffle writer splits its rows) must still meet
+//! at the same shuffle partitions, and give DataFusion's rows.
 
 use datafusion::prelude::SessionContext;
 use faisca::Session;
@@ -19,6 +20,15 @@ async fn a_join_of_a_fused_side_and_an_unfused_side_gives_datafusions_rows() {
     let session = Session::builder()
         .master("local[3]")
         .config("faisca.files.maxPartitionBytes", "256k")
+        // Both sides shuffled by the join key (no broadcast of the small side).
+        .config(
+            "datafusion.optimizer.hash_join_single_partition_threshold",
+            "0",
+        )
+        .config(
+            "datafusion.optimizer.hash_join_single_partition_threshold_rows",
+            "0",
+        )
         .build()
         .await
         .unwrap();
@@ -40,6 +50,9 @@ async fn a_join_of_a_fused_side_and_an_unfused_side_gives_datafusions_rows() {
         "{plan}"
     );
     assert!(plan.contains("FilterExec: o_totalprice"), "{plan}");
+    // The fused side computes its shuffle partitions in the pipeline's pass; the other side's
+    // are computed by the shuffle writer: the two must agree row for row.
+    assert!(plan.contains(", hash_partition([l_orderkey@"), "{plan}");
     let expected = normalized_rows(&ctx.sql(JOIN).await.unwrap().collect().await.unwrap());
     assert_eq!(expected.len(), 5, "{expected:?}");
     for codegen in ["true", "false"] {

@@ -4,10 +4,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::execution::memory_pool::MemoryConsumer;
-use datafusion::physical_plan::ExecutionPlanProperties;
+use datafusion::physical_plan::{ExecutionPlanProperties, Partitioning};
 use faisca_common::{Error, Result};
+use faisca_engine::pipeline::exec::PipelineExec;
 use faisca_engine::shuffle::ShuffleFiles;
-use faisca_engine::shuffle::writer::{MemoryTarget, OutputPartitioning, write_shuffle};
+use faisca_engine::shuffle::writer::{
+    MemoryTarget, OutputPartitioning, write_shuffle, write_split_shuffle,
+};
 use faisca_engine::sink::writer::{TaskAttempt, write_task};
 use faisca_engine::sink::{Destination, FileSinkSpec};
 use faisca_proto::{LaunchTask, PartitionStats, TaskState, TaskStatus, WrittenFile};
@@ -92,13 +95,7 @@ async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<TaskO
             .map(TaskOutput::Files);
     }
     let plan = stage.plan.clone();
-    let partitioning = stage.partitioning.clone();
     let input_partitions = plan.output_partitioning().partition_count();
-    let stream = plan.execute(launch.partition as usize, stage.task_context.clone())?;
-    let output_partitioning = match partitioning {
-        Some(p) => OutputPartitioning::Repartition(p),
-        None => OutputPartitioning::Single,
-    };
     let files = ShuffleFiles::new(
         &context.shuffle_root,
         &launch.job_id,
@@ -106,29 +103,54 @@ async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<TaskO
         launch.partition,
         launch.attempt,
     );
-    let stats = write_shuffle(
-        stream,
-        output_partitioning,
-        launch.partition as usize,
-        input_partitions,
-        &files,
-        stage.write_options.clone(),
-        stage.in_memory.then(|| MemoryTarget {
-            store: &context.shuffle_memory,
-            key: (
-                launch.job_id.clone(),
-                launch.stage_id,
-                launch.partition,
-                launch.attempt,
-            ),
-            reservation: MemoryConsumer::new(format!(
-                "shuffle output {}/{}/{}",
-                launch.job_id, launch.stage_id, launch.partition
-            ))
-            .register(&stage.task_context.runtime_env().memory_pool),
-        }),
-    )
-    .await?;
+    let memory = stage.in_memory.then(|| MemoryTarget {
+        store: &context.shuffle_memory,
+        key: (
+            launch.job_id.clone(),
+            launch.stage_id,
+            launch.partition,
+            launch.attempt,
+        ),
+        reservation: MemoryConsumer::new(format!(
+            "shuffle output {}/{}/{}",
+            launch.job_id, launch.stage_id, launch.partition
+        ))
+        .register(&stage.task_context.runtime_env().memory_pool),
+    });
+    let partition = launch.partition as usize;
+    let options = stage.write_options.clone();
+    // A pipeline that computes the stage's hash partitioning splits its rows itself.
+    let fused_split = match (&stage.partitioning, plan.downcast_ref::<PipelineExec>()) {
+        (Some(Partitioning::Hash(keys, count)), Some(pipeline))
+            if pipeline.splits_like(keys, *count) =>
+        {
+            Some((pipeline, *count))
+        }
+        _ => None,
+    };
+    let stats = match fused_split {
+        Some((pipeline, count)) => {
+            let split = pipeline.execute_split(partition, stage.task_context.clone())?;
+            write_split_shuffle(plan.schema(), split, count, &files, options, memory).await?
+        }
+        None => {
+            let stream = plan.execute(partition, stage.task_context.clone())?;
+            let output_partitioning = match stage.partitioning.clone() {
+                Some(p) => OutputPartitioning::Repartition(p),
+                None => OutputPartitioning::Single,
+            };
+            write_shuffle(
+                stream,
+                output_partitioning,
+                partition,
+                input_partitions,
+                &files,
+                options,
+                memory,
+            )
+            .await?
+        }
+    };
     Ok(TaskOutput::Shuffle(
         stats
             .into_iter()

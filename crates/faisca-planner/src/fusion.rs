@@ -14,22 +14,62 @@ use std::sync::Arc;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
-use datafusion::physical_plan::{ExecutionPlan, InputOrderMode};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::{ExecutionPlan, InputOrderMode, Partitioning};
 use faisca_common::Result;
 use faisca_engine::pipeline::aggregate::{AggregateFunction, AggregateKind, AggregateStep};
 use faisca_engine::pipeline::exec::PipelineExec;
+use faisca_engine::pipeline::partition::PartitionStep;
 use faisca_engine::pipeline::{CompiledPipeline, PipelineSpec, Step};
 
-use crate::stages::StageGraph;
+use crate::stages::{StageGraph, StageOutput};
 
-/// Fuses every stage plan of `graph`.
+/// Fuses every stage plan of `graph`; a hash-partitioned stage whose plan is a pipeline also
+/// gets its partitioning as the pipeline's last step.
 pub fn fuse_stages(graph: &mut StageGraph) -> Result<()> {
     for stage in &mut graph.stages {
-        stage.plan = fuse(stage.plan.clone())?;
+        let fused = fuse(stage.plan.clone())?;
+        stage.plan = match &stage.output {
+            StageOutput::Repartition(Partitioning::Hash(keys, count)) => {
+                with_partition_step(fused, keys, *count)?
+            }
+            _ => fused,
+        };
     }
     Ok(())
+}
+
+/// `plan` with a hash partitioning by `keys` into `count` partitions as its last step, when
+/// `plan` is a pipeline and the keys are columns of its output (otherwise as it is: the shuffle
+/// writer partitions its output).
+fn with_partition_step(
+    plan: Arc<dyn ExecutionPlan>,
+    keys: &[Arc<dyn PhysicalExpr>],
+    count: usize,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let Some(pipeline) = plan.downcast_ref::<PipelineExec>() else {
+        return Ok(plan);
+    };
+    let columns: Option<Vec<Column>> = keys
+        .iter()
+        .map(|k| k.downcast_ref::<Column>().cloned())
+        .collect();
+    let Some(columns) = columns else {
+        return Ok(plan);
+    };
+    let mut spec = pipeline.spec().as_ref().clone();
+    spec.steps
+        .push(Step::Partition(PartitionStep { columns, count }));
+    let Ok(program) = CompiledPipeline::compile(&spec) else {
+        return Ok(plan);
+    };
+    Ok(Arc::new(PipelineExec::new(
+        pipeline.input().clone(),
+        Arc::new(spec),
+        Arc::new(program),
+        pipeline.properties().clone(),
+    )))
 }
 
 /// `plan` with its chains of narrow operators fused.
@@ -138,6 +178,7 @@ fn worth_a_pipeline(steps: &[Step]) -> bool {
     steps.iter().any(|s| match s {
         Step::Filter { .. } | Step::Aggregate(_) => true,
         Step::Project { exprs, .. } => exprs.iter().any(|e| e.downcast_ref::<Column>().is_none()),
+        Step::Partition(_) => false,
     })
 }
 

@@ -159,10 +159,19 @@ async fn check(seed: u64, rows_per_batch: usize, many: u64, probe_rows: usize) {
         })
         .collect();
     let ctx = context(1 + rng.below(600) as usize, probe_rows);
-    ctx.register_table("t", Arc::new(MemTable::try_new(schema(), partitions).unwrap()))
-        .unwrap();
+    ctx.register_table(
+        "t",
+        Arc::new(MemTable::try_new(schema(), partitions).unwrap()),
+    )
+    .unwrap();
     for sql in QUERIES {
-        let plan = ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap();
+        let plan = ctx
+            .sql(sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
         let fused = fuse(plan.clone()).unwrap();
         let shown = displayable(fused.as_ref()).indent(false).to_string();
         assert!(

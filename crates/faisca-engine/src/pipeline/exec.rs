@@ -17,8 +17,10 @@ use datafusion::physical_plan::{
     PlanProperties, SendableRecordBatchStream,
 };
 use futures::StreamExt;
+use futures::stream::BoxStream;
 
 use super::aggregate::{Aggregator, SkipProbe};
+use super::partition::{HashSplitter, Pieces};
 use super::selection::Selection;
 use super::{CompiledPipeline, PipelineSpec, Step};
 
@@ -68,6 +70,63 @@ impl PipelineExec {
     pub fn input(&self) -> &Arc<dyn ExecutionPlan> {
         &self.input
     }
+
+    /// Whether the pipeline's partition step hashes exactly `keys` (column expressions over
+    /// its output) into `count` partitions: then [`PipelineExec::execute_split`] splits rows
+    /// as a shuffle writer partitioning by `Hash(keys, count)` would.
+    pub fn splits_like(&self, keys: &[Arc<dyn PhysicalExpr>], count: usize) -> bool {
+        let Some(step) = self.program.partition() else {
+            return false;
+        };
+        step.count == count
+            && step.columns.len() == keys.len()
+            && step.columns.iter().zip(keys).all(|(c, k)| {
+                k.downcast_ref::<datafusion::physical_expr::expressions::Column>() == Some(c)
+            })
+    }
+
+    /// Runs partition `partition` like [`ExecutionPlan::execute`], handing its rows on split
+    /// by the pipeline's partition step: one item of pieces per input batch (or per batch of
+    /// aggregate states). `Err` if the pipeline has no partition step.
+    pub fn execute_split(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<BoxStream<'static, DfResult<Pieces>>> {
+        let step = self.program.partition().ok_or_else(|| {
+            DataFusionError::Internal("execute_split of a pipeline with no partition step".into())
+        })?;
+        let mut splitter = HashSplitter::new(step);
+        if self.program.aggregate().is_some() {
+            let states = self.execute(partition, context)?;
+            return Ok(states
+                .map(move |batch| {
+                    let batch = batch?;
+                    let all = Selection::All(batch.num_rows());
+                    splitter.split(&batch, &all)
+                })
+                .boxed());
+        }
+        let input = self.input.execute(partition, context)?;
+        let program = self.program.clone();
+        let state = (input, program, splitter);
+        Ok(
+            futures::stream::unfold(state, |(mut input, program, mut splitter)| async move {
+                loop {
+                    let pieces = match input.next().await? {
+                        Ok(batch) => match program.run_parts(&batch) {
+                            Ok(None) => continue,
+                            Ok(Some((batch, sel))) => splitter.split(&batch, &sel),
+                            Err(e) => Err(e),
+                        },
+                        Err(e) => Err(e),
+                    };
+                    return Some((pieces, (input, program, splitter)));
+                }
+            })
+            .boxed(),
+        )
+    }
 }
 
 impl DisplayAs for PipelineExec {
@@ -103,6 +162,7 @@ impl ExecutionPlan for PipelineExec {
                     .iter()
                     .chain(a.functions.iter().map(|f| &f.argument))
                     .collect(),
+                Step::Partition(_) => vec![],
             };
             for e in exprs {
                 if f(e)? == TreeNodeRecursion::Stop {

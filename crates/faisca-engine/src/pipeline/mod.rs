@@ -17,7 +17,12 @@
 //!   `datafusion.execution.batch_size` rows (small batches from selective filters are
 //!   coalesced, as DataFusion's `FilterExec` does);
 //! * or, when the last step is a partial aggregate ([`aggregate`]), the selected rows update
-//!   the aggregate's states directly and the states come out when the input ends.
+//!   the aggregate's states directly and the states come out when the input ends;
+//! * and when the stage's shuffle write is hash-partitioned, a final partition step
+//!   ([`partition`]) splits the selected rows (or the aggregate's states) by the hash of their
+//!   keys in the same pass, taking each partition's rows straight from the batch under its
+//!   selection ([`exec::PipelineExec::execute_split`], which the executor's shuffle writer
+//!   reads; a plain `execute` ignores the step).
 //!
 //! Whatever the kernels cannot compile stays a plain DataFusion operator: the planner asks
 //! [`CompiledPipeline::compile`] before it fuses, so a fused plan never runs a step that the
@@ -27,6 +32,7 @@ pub mod aggregate;
 pub mod cache;
 pub mod exec;
 pub mod kernel;
+pub mod partition;
 pub mod selection;
 pub mod wire;
 
@@ -55,8 +61,11 @@ pub enum Step {
         /// The step's output schema.
         schema: SchemaRef,
     },
-    /// A partial aggregate of the rows (the last step, when present).
+    /// A partial aggregate of the rows (last but for a partition step, when present).
     Aggregate(aggregate::AggregateStep),
+    /// The hash partitioning of the stage's shuffle write (the last step, when present): it
+    /// changes no row, only how [`exec::PipelineExec::execute_split`] hands them on.
+    Partition(partition::PartitionStep),
 }
 
 impl Step {
@@ -81,6 +90,7 @@ impl Step {
                 format!("project({})", items.join(", "))
             }
             Step::Aggregate(a) => a.describe(),
+            Step::Partition(p) => p.describe(),
         }
     }
 }
@@ -103,7 +113,7 @@ impl PipelineSpec {
             .find_map(|s| match s {
                 Step::Project { schema, .. } => Some(schema.clone()),
                 Step::Aggregate(a) => Some(a.schema.clone()),
-                Step::Filter { .. } => None,
+                Step::Filter { .. } | Step::Partition(_) => None,
             })
             .unwrap_or_else(|| self.input_schema.clone())
     }
@@ -158,6 +168,8 @@ pub struct CompiledPipeline {
     steps: Vec<CompiledStep>,
     /// The partial aggregate the steps feed, if any.
     aggregate: Option<Arc<aggregate::CompiledAggregate>>,
+    /// The partitioning of the output, if any.
+    partition: Option<partition::PartitionStep>,
     output_schema: SchemaRef,
 }
 
@@ -167,11 +179,21 @@ impl CompiledPipeline {
         let mut schema = spec.input_schema.clone();
         let mut steps = Vec::with_capacity(spec.steps.len());
         let mut aggregate = None;
+        let mut partition = None;
         for step in &spec.steps {
-            if aggregate.is_some() {
-                return Err("a pipeline's partial aggregate must be its last step".into());
+            if partition.is_some() {
+                return Err("a pipeline's partition step must be its last step".into());
+            }
+            if aggregate.is_some() && !matches!(step, Step::Partition(_)) {
+                return Err(
+                    "only a partition step may follow a pipeline's partial aggregate".into(),
+                );
             }
             match step {
+                Step::Partition(p) => {
+                    check_partition(p, &schema)?;
+                    partition = Some(p.clone());
+                }
                 Step::Aggregate(a) => {
                     let compiled = aggregate::CompiledAggregate::compile(a, &schema)?;
                     schema = compiled.schema();
@@ -205,8 +227,14 @@ impl CompiledPipeline {
         Ok(CompiledPipeline {
             steps,
             aggregate,
+            partition,
             output_schema: schema,
         })
+    }
+
+    /// The partitioning of the output, if the pipeline computes it.
+    pub fn partition(&self) -> Option<&partition::PartitionStep> {
+        self.partition.as_ref()
     }
 
     /// The schema of the batches [`CompiledPipeline::run`] returns.
@@ -294,6 +322,22 @@ impl CompiledPipeline {
         }
         Ok(Some((batch, sel)))
     }
+}
+
+/// Checks that `step` hashes columns of `schema` into at least one partition.
+fn check_partition(step: &partition::PartitionStep, schema: &SchemaRef) -> Result<(), Unsupported> {
+    if step.count == 0 {
+        return Err("a partition step needs at least one partition".into());
+    }
+    for c in &step.columns {
+        let named = schema.fields().get(c.index()).map(|f| f.name().as_str());
+        if named != Some(c.name()) {
+            return Err(
+                format!("partition column {c} is not a column of the pipeline's output").into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 fn with_rows(schema: &SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> DfResult<RecordBatch> {

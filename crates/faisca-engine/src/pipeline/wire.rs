@@ -5,19 +5,21 @@ use std::sync::Arc;
 
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use datafusion_proto::physical_plan::from_proto::parse_physical_expr;
 use datafusion_proto::physical_plan::to_proto::serialize_physical_expr;
 use datafusion_proto::protobuf::PhysicalExprNode;
 use faisca_proto::{
-    PipelineAggregate, PipelineAggregateFunction, PipelineFilter, PipelineNode, PipelineProject,
-    PipelineStep, pipeline_step,
+    PipelineAggregate, PipelineAggregateFunction, PipelineFilter, PipelineNode, PipelinePartition,
+    PipelineProject, PipelineStep, pipeline_step,
 };
 use prost::Message;
 
 use super::aggregate::{AggregateFunction, AggregateKind, AggregateStep};
 use super::exec::PipelineExec;
+use super::partition::PartitionStep;
 use super::{PipelineSpec, Step, cache};
 use crate::codec::{schema_from_ipc, schema_to_ipc};
 
@@ -56,6 +58,10 @@ pub fn encode(
                             })
                             .collect::<DfResult<_>>()?,
                         schema: schema_to_ipc(&a.schema)?,
+                    }),
+                    Step::Partition(p) => pipeline_step::Step::Partition(PipelinePartition {
+                        columns: p.columns.iter().map(|c| c.index() as u32).collect(),
+                        count: p.count as u32,
                     }),
                 }),
             })
@@ -132,6 +138,25 @@ pub fn decode(
                     keys,
                     functions,
                     schema: out,
+                })
+            }
+            pipeline_step::Step::Partition(p) => {
+                let columns = p
+                    .columns
+                    .iter()
+                    .map(|i| {
+                        let field = schema.fields().get(*i as usize).ok_or_else(|| {
+                            malformed(format!(
+                                "partition column {i} of a {}-column output",
+                                schema.fields().len()
+                            ))
+                        })?;
+                        Ok(Column::new(field.name(), *i as usize))
+                    })
+                    .collect::<DfResult<Vec<_>>>()?;
+                Step::Partition(PartitionStep {
+                    columns,
+                    count: p.count as usize,
                 })
             }
         });

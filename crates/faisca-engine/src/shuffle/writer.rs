@@ -11,11 +11,13 @@ use arrow::datatypes::SchemaRef;
 use arrow::ipc::CompressionType;
 use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
 use arrow::record_batch::RecordBatch;
+use datafusion::error::Result as DfResult;
 use datafusion::physical_plan::metrics::Time;
 use datafusion::physical_plan::repartition::BatchPartitioner;
 use datafusion::physical_plan::{Partitioning, SendableRecordBatchStream};
 use faisca_common::{Error, Result};
 use futures::StreamExt;
+use futures::stream::BoxStream;
 
 use datafusion::execution::memory_pool::MemoryReservation;
 
@@ -297,10 +299,40 @@ pub struct MemoryTarget<'a> {
 /// Files appear only when the stream ended without error; on error or when the returned future
 /// is dropped, partial files are removed.
 pub async fn write_shuffle(
-    mut stream: SendableRecordBatchStream,
+    stream: SendableRecordBatchStream,
     partitioning: OutputPartitioning,
     input_partition: usize,
     input_partitions: usize,
+    files: &ShuffleFiles,
+    options: ShuffleWriteOptions,
+    memory: Option<MemoryTarget<'_>>,
+) -> Result<Vec<PartitionStats>> {
+    let schema = stream.schema();
+    let count = partitioning.partition_count();
+    let mut partitioner = match &partitioning {
+        OutputPartitioning::Single => None,
+        OutputPartitioning::Repartition(p) => Some(BatchPartitioner::try_new(
+            p.clone(),
+            Time::new(),
+            input_partition,
+            input_partitions.max(1),
+        )?),
+    };
+    let split = stream
+        .map(move |batch| match partitioner.as_mut() {
+            None => Ok(vec![(0, batch?)]),
+            Some(p) => p.partition_iter(batch?)?.collect(),
+        })
+        .boxed();
+    write_split_shuffle(schema, split, count, files, options, memory).await
+}
+
+/// [`write_shuffle`] for rows already split into `count` partitions: each item of `split` is
+/// one batch's `(partition, rows)` pieces (a fused pipeline's partition step makes them).
+pub async fn write_split_shuffle(
+    schema: SchemaRef,
+    mut split: BoxStream<'static, DfResult<Vec<(usize, RecordBatch)>>>,
+    count: usize,
     files: &ShuffleFiles,
     options: ShuffleWriteOptions,
     memory: Option<MemoryTarget<'_>>,
@@ -313,17 +345,6 @@ pub async fn write_shuffle(
             ))
         })?;
     }
-    let schema = stream.schema();
-    let count = partitioning.partition_count();
-    let mut partitioner = match &partitioning {
-        OutputPartitioning::Single => None,
-        OutputPartitioning::Repartition(p) => Some(BatchPartitioner::try_new(
-            p.clone(),
-            Time::new(),
-            input_partition,
-            input_partitions.max(1),
-        )?),
-    };
     let ipc = IpcWriteOptions::default().try_with_compression(options.compression)?;
     let mut writer = Writer {
         partitions: (0..count)
@@ -356,16 +377,14 @@ pub async fn write_shuffle(
         ],
         armed: true,
     };
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        match partitioner.as_mut() {
-            None => writer.push(0, batch)?,
-            Some(p) => {
-                for item in p.partition_iter(batch)? {
-                    let (partition, slice) = item?;
-                    writer.push(partition, slice)?;
-                }
+    while let Some(pieces) = split.next().await {
+        for (partition, rows) in pieces? {
+            if partition >= count {
+                return Err(Error::internal(format!(
+                    "a shuffle piece for partition {partition} of a {count}-partition output"
+                )));
             }
+            writer.push(partition, rows)?;
         }
         writer.maybe_spill()?;
     }

@@ -139,7 +139,12 @@ fn lanes_add<N: ArrowNativeTypeOp>(
             let g = &g[..len];
             let whole = len - len % LANES;
             for k in (0..whole).step_by(LANES) {
-                let (a, b, c, d) = (g[k] as usize, g[k + 1] as usize, g[k + 2] as usize, g[k + 3] as usize);
+                let (a, b, c, d) = (
+                    g[k] as usize,
+                    g[k + 1] as usize,
+                    g[k + 2] as usize,
+                    g[k + 3] as usize,
+                );
                 l0[a] = l0[a].add_wrapping(value(k));
                 l1[b] = l1[b].add_wrapping(value(k + 1));
                 l2[c] = l2[c].add_wrapping(value(k + 2));
@@ -421,7 +426,11 @@ impl<T: ArrowPrimitiveType + Debug> Accumulate for Avg<T> {
     fn emit(&mut self) -> Vec<ArrayRef> {
         let seen: Vec<bool> = self.counts.iter().map(|c| *c > 0).collect();
         let nulls = seen_nulls(&seen);
-        let sums = primitive::<T>(std::mem::take(&mut self.sums), nulls.clone(), &self.sum_type);
+        let sums = primitive::<T>(
+            std::mem::take(&mut self.sums),
+            nulls.clone(),
+            &self.sum_type,
+        );
         let counts = std::mem::take(&mut self.counts).into();
         let count_nulls = if self.grouped { nulls } else { None };
         vec![Arc::new(UInt64Array::new(counts, count_nulls)), sums]

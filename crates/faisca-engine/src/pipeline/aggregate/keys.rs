@@ -13,11 +13,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow::array::ArrayData;
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, LargeStringArray, StringArray, StringViewArray,
     make_array,
 };
-use arrow::array::ArrayData;
 use arrow::buffer::{Buffer, MutableBuffer, NullBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::error::Result as DfResult;
@@ -203,10 +203,7 @@ impl Dictionary {
                     Arc::new(StringArray::from(strings))
                 }
             }
-            Encoding::Boolean => Arc::new(BooleanArray::new(
-                raw.map(|v| v == 1).collect(),
-                nulls,
-            )),
+            Encoding::Boolean => Arc::new(BooleanArray::new(raw.map(|v| v == 1).collect(), nulls)),
         })
     }
 }
@@ -256,7 +253,10 @@ fn pack_with(
     };
     match sel {
         Selection::All(n) => (0..*n).all(|row| one(row, row)),
-        Selection::Rows(rows) => rows.iter().enumerate().all(|(k, row)| one(k, *row as usize)),
+        Selection::Rows(rows) => rows
+            .iter()
+            .enumerate()
+            .all(|(k, row)| one(k, *row as usize)),
     }
 }
 
@@ -280,7 +280,12 @@ impl SmallKeys {
         let columns = schema
             .fields()
             .iter()
-            .map(|f| Some(Dictionary::new(encoding(f.data_type())?, f.data_type().clone())))
+            .map(|f| {
+                Some(Dictionary::new(
+                    encoding(f.data_type())?,
+                    f.data_type().clone(),
+                ))
+            })
             .collect::<Option<Vec<_>>>()?;
         let table = if columns.len() <= 2 {
             vec![u32::MAX; 1 << (8 * columns.len())]
@@ -446,7 +451,10 @@ impl GroupKeys {
         let Path::General(general) = &mut self.path else {
             unreachable!("the general path was just set")
         };
-        let gathered: Vec<ArrayRef> = keys.iter().map(|k| sel.gather(k)).collect::<DfResult<_>>()?;
+        let gathered: Vec<ArrayRef> = keys
+            .iter()
+            .map(|k| sel.gather(k))
+            .collect::<DfResult<_>>()?;
         general.intern(&gathered, &mut self.groups_out)?;
         out.clear();
         out.extend(self.groups_out.iter().map(|g| *g as u32));

@@ -145,7 +145,8 @@ fn states_match(kind: AggregateKind, arg: &DataType, states: &[DataType]) -> boo
         }
         (AggregateKind::Count, [Int64]) => true,
         (AggregateKind::Min | AggregateKind::Max, [state]) => {
-            state == arg && with_primitive_type!(arg, T => { let _ = std::marker::PhantomData::<T>; true }, _ => false)
+            state == arg
+                && with_primitive_type!(arg, T => { let _ = std::marker::PhantomData::<T>; true }, _ => false)
         }
         _ => false,
     }
@@ -153,7 +154,11 @@ fn states_match(kind: AggregateKind, arg: &DataType, states: &[DataType]) -> boo
 
 impl CompiledFunction {
     fn accumulator(&self, grouped: bool) -> Box<dyn Accumulate> {
-        let state = self.state_types.last().expect("checked at compile time").clone();
+        let state = self
+            .state_types
+            .last()
+            .expect("checked at compile time")
+            .clone();
         with_primitive_type!(&self.argument_type, T => match self.kind {
             AggregateKind::Sum => Box::new(Sum::<T>::new(state)),
             AggregateKind::Avg => Box::new(Avg::<T>::new(state, grouped)),
@@ -192,7 +197,10 @@ impl CompiledAggregate {
             let field = fields.get(next).ok_or("aggregate schema lacks a key")?;
             let t = key.data_type(input).map_err(|e| e.to_string())?;
             if &t != field.data_type() {
-                return Err(format!("key {key} is {t}, the output has {}", field.data_type()));
+                return Err(format!(
+                    "key {key} is {t}, the output has {}",
+                    field.data_type()
+                ));
             }
             keys.push(kernel::compile_value(key, input)?);
             next += 1;
@@ -272,8 +280,11 @@ impl Aggregator {
         } else {
             Some(GroupKeys::new(program.key_schema.clone())?)
         };
-        let mut accumulators: Vec<Box<dyn Accumulate>> =
-            program.functions.iter().map(|f| f.accumulator(keys.is_some())).collect();
+        let mut accumulators: Vec<Box<dyn Accumulate>> = program
+            .functions
+            .iter()
+            .map(|f| f.accumulator(keys.is_some()))
+            .collect();
         if keys.is_none() {
             accumulators.iter_mut().for_each(|a| a.resize(1));
         }
@@ -303,7 +314,11 @@ impl Aggregator {
 
     /// Adds the selected rows of `batch`; returns states to send on now (when grouping was
     /// given up: the groups so far, or these rows' own states).
-    pub fn update(&mut self, batch: &RecordBatch, sel: &Selection) -> DfResult<Option<RecordBatch>> {
+    pub fn update(
+        &mut self,
+        batch: &RecordBatch,
+        sel: &Selection,
+    ) -> DfResult<Option<RecordBatch>> {
         if sel.is_empty() {
             return Ok(None);
         }
@@ -323,7 +338,9 @@ impl Aggregator {
             None => false,
             Some(keys) => {
                 let key_columns = key_columns(&self.program.keys, batch)?;
-                if let Mapped::Renumbered(order) = keys.map_rows(&key_columns, sel, &mut self.groups)? {
+                if let Mapped::Renumbered(order) =
+                    keys.map_rows(&key_columns, sel, &mut self.groups)?
+                {
                     self.accumulators.iter_mut().for_each(|a| a.permute(&order));
                 }
                 let n = keys.len();
@@ -332,7 +349,13 @@ impl Aggregator {
             }
         };
         let groups = grouped.then_some(self.groups.as_slice());
-        for ((f, acc), c) in self.program.functions.iter().zip(&mut self.accumulators).zip(&computed) {
+        for ((f, acc), c) in self
+            .program
+            .functions
+            .iter()
+            .zip(&mut self.accumulators)
+            .zip(&computed)
+        {
             acc.update(&f.arg(batch, c), sel, groups);
         }
         if let (Some(probe), Some(keys)) = (self.probe, &self.keys) {
@@ -357,7 +380,13 @@ impl Aggregator {
         for key in key_columns(&self.program.keys, batch)? {
             columns.push(sel.gather(&key)?);
         }
-        for ((f, acc), c) in self.program.functions.iter().zip(&self.accumulators).zip(computed) {
+        for ((f, acc), c) in self
+            .program
+            .functions
+            .iter()
+            .zip(&self.accumulators)
+            .zip(computed)
+        {
             columns.extend(acc.row_states(&f.arg(batch, c), sel)?);
         }
         with_rows(&self.program.schema, columns, sel.len())
