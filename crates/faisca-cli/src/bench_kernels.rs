@@ -81,9 +81,32 @@ async fn run(
     Ok((elapsed, rows))
 }
 
-/// `faisca bench kernels`.
-pub async fn kernels(args: KernelsBenchArgs) -> Result<()> {
-    let batches: Vec<_> = LineItemArrow::new(LineItemGenerator::new(args.sf, 1, 1))
+/// One query shape's partial-aggregate subtree, as DataFusion built it and fused.
+pub struct ShapePlans {
+    /// `q1` or `q6`.
+    pub name: &'static str,
+    /// DataFusion's chain (`FilterExec` → `ProjectionExec` → partial `AggregateExec`).
+    pub unfused: Arc<dyn ExecutionPlan>,
+    /// The same subtree after Faísca's fusion pass.
+    pub fused: Arc<dyn ExecutionPlan>,
+    /// The fused subtree, rendered.
+    pub fused_plan: String,
+}
+
+/// The shapes' plans over one in-memory TPC-H `lineitem`, ready to run in `ctx`.
+pub struct KernelPlans {
+    /// The session holding `lineitem` (one partition of 8192-row batches).
+    pub ctx: SessionContext,
+    /// Rows of `lineitem`.
+    pub rows_in: usize,
+    /// Q1 and Q6.
+    pub shapes: Vec<ShapePlans>,
+}
+
+/// Generates `lineitem` at scale factor `sf` in memory and plans both shapes, fused and not;
+/// fails unless each shape fuses and both plans give the same partial states.
+pub async fn prepare(sf: f64) -> Result<KernelPlans> {
+    let batches: Vec<_> = LineItemArrow::new(LineItemGenerator::new(sf, 1, 1))
         .with_batch_size(8192)
         .collect::<std::result::Result<_, _>>()?;
     let rows_in: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -102,11 +125,7 @@ pub async fn kernels(args: KernelsBenchArgs) -> Result<()> {
         "lineitem",
         Arc::new(MemTable::try_new(schema, vec![batches])?),
     )?;
-    eprintln!(
-        "lineitem SF{} in memory ({rows_in} rows), one partition, {} iterations",
-        args.sf, args.iterations
-    );
-    let mut reports = Vec::new();
+    let mut shapes = Vec::new();
     for (name, sql) in SHAPES {
         let physical = ctx.sql(sql).await?.create_physical_plan().await?;
         let unfused = partial_aggregate(&physical).context("no partial aggregate in the plan")?;
@@ -117,12 +136,45 @@ pub async fn kernels(args: KernelsBenchArgs) -> Result<()> {
         if !fused_plan.contains("PipelineExec") {
             bail!("{name}: nothing was fused:\n{fused_plan}");
         }
-        // Warm-up, and the answers must agree.
+        // The answers must agree (this also warms both up).
         let (_, a) = run(&unfused, &ctx).await?;
         let (_, b) = run(&fused, &ctx).await?;
         if a != b {
             bail!("{name}: fused and unfused partial aggregates differ");
         }
+        shapes.push(ShapePlans {
+            name,
+            unfused,
+            fused,
+            fused_plan,
+        });
+    }
+    Ok(KernelPlans {
+        ctx,
+        rows_in,
+        shapes,
+    })
+}
+
+/// `faisca bench kernels`.
+pub async fn kernels(args: KernelsBenchArgs) -> Result<()> {
+    let KernelPlans {
+        ctx,
+        rows_in,
+        shapes,
+    } = prepare(args.sf).await?;
+    eprintln!(
+        "lineitem SF{} in memory ({rows_in} rows), one partition, {} iterations",
+        args.sf, args.iterations
+    );
+    let mut reports = Vec::new();
+    for ShapePlans {
+        name,
+        unfused,
+        fused,
+        fused_plan,
+    } in shapes
+    {
         let (mut u, mut f) = (Vec::new(), Vec::new());
         for i in 0..args.iterations.max(1) {
             for fused_first in [i % 2 == 0, i % 2 != 0] {

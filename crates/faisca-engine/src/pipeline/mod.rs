@@ -332,9 +332,9 @@ fn check_partition(step: &partition::PartitionStep, schema: &SchemaRef) -> Resul
     for c in &step.columns {
         let named = schema.fields().get(c.index()).map(|f| f.name().as_str());
         if named != Some(c.name()) {
-            return Err(
-                format!("partition column {c} is not a column of the pipeline's output").into(),
-            );
+            return Err(format!(
+                "partition column {c} is not a column of the pipeline's output"
+            ));
         }
     }
     Ok(())

@@ -150,8 +150,8 @@ fn lanes_add<N: ArrowNativeTypeOp>(
                 l2[c] = l2[c].add_wrapping(value(k + 2));
                 l3[d] = l3[d].add_wrapping(value(k + 3));
             }
-            for k in whole..len {
-                let a = g[k] as usize;
+            for (k, group) in g.iter().enumerate().take(len).skip(whole) {
+                let a = *group as usize;
                 l0[a] = l0[a].add_wrapping(value(k));
             }
             for (j, sum) in sums.iter_mut().enumerate() {

@@ -196,7 +196,7 @@ impl Dictionary {
             }
             Encoding::Utf8 { large } => {
                 let strings: Vec<Option<String>> =
-                    values.iter().map(|v| v.map(|v| decode_short(v))).collect();
+                    values.iter().map(|v| v.map(decode_short)).collect();
                 if *large {
                     Arc::new(LargeStringArray::from(strings))
                 } else {

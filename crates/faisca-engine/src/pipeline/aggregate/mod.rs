@@ -205,9 +205,7 @@ impl CompiledAggregate {
             keys.push(kernel::compile_value(key, input)?);
             next += 1;
         }
-        let key_schema = Arc::new(Schema::new(
-            fields[..next].iter().cloned().collect::<Vec<_>>(),
-        ));
+        let key_schema = Arc::new(Schema::new(fields[..next].to_vec()));
         let mut functions = Vec::new();
         for f in &step.functions {
             let n = f.kind.state_fields();
