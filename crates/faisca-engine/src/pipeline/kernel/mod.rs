@@ -26,7 +26,7 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{
-    BinaryExpr, Column, InListExpr, IsNotNullExpr, IsNullExpr, Literal, NotExpr,
+    BinaryExpr, Column, InListExpr, IsNotNullExpr, IsNullExpr, LikeExpr, Literal, NotExpr,
 };
 
 /// Why an expression was not compiled.
@@ -109,6 +109,15 @@ pub enum Predicate {
     IsNotNull(Value),
     /// A boolean value used as a predicate.
     Boolean(Value),
+    /// `value LIKE pattern` (`NOT LIKE` when `negated`).
+    Like {
+        /// The text matched.
+        value: Value,
+        /// The compiled pattern.
+        pattern: Arc<like::LikePattern>,
+        /// `NOT LIKE`.
+        negated: bool,
+    },
 }
 
 /// A value computed for the selected rows: an array with one row per selected row, or a constant.
@@ -328,6 +337,9 @@ pub fn compile_predicate(
             any_of
         });
     }
+    if let Some(l) = any.downcast_ref::<LikeExpr>() {
+        return compile_like(expr.as_ref(), l, schema);
+    }
     if let Some(n) = any.downcast_ref::<IsNullExpr>() {
         return Ok(Predicate::IsNull(compile_value(n.arg(), schema)?));
     }
@@ -340,6 +352,36 @@ pub fn compile_predicate(
         return Ok(Predicate::Boolean(compile_value(expr, schema)?));
     }
     Err(unsupported(expr.as_ref(), "no compiled kernel"))
+}
+
+/// `x LIKE 'pattern'` on text, case-sensitive, with a pattern of literal text and `%`s.
+fn compile_like(
+    expr: &dyn PhysicalExpr,
+    like: &LikeExpr,
+    schema: &Schema,
+) -> Result<Predicate, Unsupported> {
+    let t = data_type(like.expr(), schema)?;
+    if like.case_insensitive() || !like::is_text(&t) {
+        return Err(unsupported(expr, &format!("ILIKE, or LIKE on {t}")));
+    }
+    let text = match like.pattern().downcast_ref::<Literal>().map(Literal::value) {
+        Some(ScalarValue::Utf8(Some(s)))
+        | Some(ScalarValue::LargeUtf8(Some(s)))
+        | Some(ScalarValue::Utf8View(Some(s))) => s,
+        _ => {
+            return Err(unsupported(
+                expr,
+                "a LIKE pattern that is not a text literal",
+            ));
+        }
+    };
+    let pattern = like::LikePattern::parse(text)
+        .ok_or_else(|| unsupported(expr, "a LIKE pattern with `_` or `\\`"))?;
+    Ok(Predicate::Like {
+        value: compile_value(like.expr(), schema)?,
+        pattern: Arc::new(pattern),
+        negated: like.negated(),
+    })
 }
 
 /// Runs `$body` with `$t` bound to the Arrow primitive type of `$dt`; `$other` otherwise.
@@ -417,4 +459,5 @@ pub(super) fn constant<T: ArrowPrimitiveType>(
 }
 
 mod arith;
+pub mod like;
 mod predicate;

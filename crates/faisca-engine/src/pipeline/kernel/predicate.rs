@@ -205,9 +205,10 @@ impl Predicate {
                 terms.iter().for_each(|t| t.columns(used))
             }
             Predicate::Not(p) => p.columns(used),
-            Predicate::IsNull(v) | Predicate::IsNotNull(v) | Predicate::Boolean(v) => {
-                v.columns(used)
-            }
+            Predicate::IsNull(v)
+            | Predicate::IsNotNull(v)
+            | Predicate::Boolean(v)
+            | Predicate::Like { value: v, .. } => v.columns(used),
         }
     }
 
@@ -225,6 +226,15 @@ impl Predicate {
             Predicate::IsNull(v) => Predicate::IsNull(v.remap(map)),
             Predicate::IsNotNull(v) => Predicate::IsNotNull(v.remap(map)),
             Predicate::Boolean(v) => Predicate::Boolean(v.remap(map)),
+            Predicate::Like {
+                value,
+                pattern,
+                negated,
+            } => Predicate::Like {
+                value: value.remap(map),
+                pattern: pattern.clone(),
+                negated: *negated,
+            },
         }
     }
 
@@ -292,6 +302,23 @@ impl Predicate {
                     column.is_null(row as usize) == want_null
                 }))
             }
+            Predicate::Like {
+                value: Value::Column(c),
+                pattern,
+                negated,
+            } => {
+                let mut out = Vec::with_capacity(sel.len());
+                let rows = sel.rows().map(|r| r as usize);
+                let text = like::with_text_rows(batch.column(*c).as_ref(), rows, |row, v| {
+                    if v.is_some_and(|v| pattern.matches(v) != *negated) {
+                        out.push(row as u32);
+                    }
+                });
+                if text {
+                    return Ok(Selection::Rows(out));
+                }
+                Ok(select_true(&self.truth(batch, sel)?, sel))
+            }
             _ => Ok(select_true(&self.truth(batch, sel)?, sel)),
         }
     }
@@ -346,6 +373,19 @@ impl Predicate {
             Predicate::Boolean(v) => {
                 let a = v.eval(batch, sel)?.into_array(n)?;
                 Ok(a.as_boolean().clone())
+            }
+            Predicate::Like {
+                value,
+                pattern,
+                negated,
+            } => {
+                let a = value.eval(batch, sel)?.into_array(n)?;
+                like::truth(a.as_ref(), pattern, *negated).ok_or_else(|| {
+                    datafusion::error::DataFusionError::Internal(format!(
+                        "LIKE kernel given {}",
+                        a.data_type()
+                    ))
+                })
             }
         }
     }
