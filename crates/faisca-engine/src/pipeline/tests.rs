@@ -13,7 +13,7 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{
-    BinaryExpr, Column, IsNotNullExpr, IsNullExpr, LikeExpr, Literal, NotExpr, in_list,
+    BinaryExpr, CaseExpr, Column, IsNotNullExpr, IsNullExpr, LikeExpr, Literal, NotExpr, in_list,
 };
 
 use super::*;
@@ -128,6 +128,15 @@ fn number(rng: &mut Rng, kind: u64, depth: u32) -> Arc<dyn PhysicalExpr> {
             (_, 1) => col("d"),
             (_, _) => col("e"),
         };
+    }
+    if kind < 3 && rng.chance(15) {
+        // A searched CASE of the same kind (decimal branches would need the planner's
+        // coercion to one type).
+        let whens = (0..1 + rng.below(2))
+            .map(|_| (predicate(rng, 1), number(rng, kind, depth - 1)))
+            .collect();
+        let otherwise = rng.chance(70).then(|| number(rng, kind, depth - 1));
+        return Arc::new(CaseExpr::try_new(None, whens, otherwise).unwrap());
     }
     let op = [Operator::Plus, Operator::Minus, Operator::Multiply][rng.below(3) as usize];
     bin(

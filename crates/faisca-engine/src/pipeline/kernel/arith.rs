@@ -274,6 +274,7 @@ impl Value {
                 a.right.columns(used);
             }
             Value::Truth(p) => p.columns(used),
+            Value::Case(c) => c.columns(used),
         }
     }
 
@@ -288,6 +289,7 @@ impl Value {
                 ..(**a).clone()
             })),
             Value::Truth(p) => Value::Truth(Box::new(p.remap(map))),
+            Value::Case(c) => Value::Case(Box::new(c.remap(map))),
         }
     }
 
@@ -298,6 +300,7 @@ impl Value {
             Value::Literal(v) => Dense::Scalar(v.clone()),
             Value::Arith(a) => Dense::Array(a.eval(batch, sel)?),
             Value::Truth(p) => Dense::Array(Arc::new(p.truth(batch, sel)?)),
+            Value::Case(c) => Dense::Array(c.eval(batch, sel)?),
         })
     }
 }

@@ -26,7 +26,7 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{
-    BinaryExpr, Column, InListExpr, IsNotNullExpr, IsNullExpr, LikeExpr, Literal, NotExpr,
+    BinaryExpr, CaseExpr, Column, InListExpr, IsNotNullExpr, IsNullExpr, LikeExpr, Literal, NotExpr,
 };
 
 /// Why an expression was not compiled.
@@ -43,6 +43,8 @@ pub enum Value {
     Arith(Box<Arith>),
     /// A predicate's three-valued truth, as a boolean value.
     Truth(Box<Predicate>),
+    /// A searched `CASE`.
+    Case(Box<case::Case>),
 }
 
 /// `left op right` on numbers of one type (decimals: of aligned scales).
@@ -223,10 +225,49 @@ pub fn compile_value(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Result<Va
             return compile_arith(expr, op, b, schema);
         }
     }
+    if let Some(c) = any.downcast_ref::<CaseExpr>() {
+        return compile_case(expr.as_ref(), c, schema);
+    }
     if data_type(expr, schema)? == DataType::Boolean {
         return Ok(Value::Truth(Box::new(compile_predicate(expr, schema)?)));
     }
     Err(unsupported(expr.as_ref(), "no compiled kernel"))
+}
+
+/// A searched `CASE` whose branches all have its type.
+fn compile_case(
+    expr: &dyn PhysicalExpr,
+    case: &CaseExpr,
+    schema: &Schema,
+) -> Result<Value, Unsupported> {
+    if case.expr().is_some() {
+        return Err(unsupported(expr, "CASE with an operand"));
+    }
+    let out = expr
+        .data_type(schema)
+        .map_err(|e| unsupported(expr, &e.to_string()))?;
+    let branch = |e: &Arc<dyn PhysicalExpr>| -> Result<Value, Unsupported> {
+        let t = data_type(e, schema)?;
+        if t != out {
+            return Err(unsupported(
+                expr,
+                &format!("a CASE branch of {t} in a CASE of {out}"),
+            ));
+        }
+        compile_value(e, schema)
+    };
+    let whens = case
+        .when_then_expr()
+        .iter()
+        .map(|(when, then)| Ok((compile_predicate(when, schema)?, branch(then)?)))
+        .collect::<Result<Vec<_>, Unsupported>>()?;
+    let otherwise = match case.else_expr() {
+        Some(e) => branch(e)?,
+        None => Value::Literal(
+            ScalarValue::try_from(&out).map_err(|e| unsupported(expr, &e.to_string()))?,
+        ),
+    };
+    Ok(Value::Case(Box::new(case::Case { whens, otherwise })))
 }
 
 fn compile_arith(
@@ -459,5 +500,6 @@ pub(super) fn constant<T: ArrowPrimitiveType>(
 }
 
 mod arith;
+pub mod case;
 pub mod like;
 mod predicate;
