@@ -61,9 +61,10 @@ impl LikePattern {
         if !self.wildcard {
             return value == self.prefix.as_slice();
         }
+        // (Empty ends are skipped: comparing even an empty slice calls `memcmp`.)
         if value.len() < self.prefix.len() + self.suffix.len()
-            || !value.starts_with(&self.prefix)
-            || !value.ends_with(&self.suffix)
+            || (!self.prefix.is_empty() && !value.starts_with(&self.prefix))
+            || (!self.suffix.is_empty() && !value.ends_with(&self.suffix))
         {
             return false;
         }
