@@ -55,14 +55,21 @@ async fn a_join_of_a_fused_side_and_an_unfused_side_gives_datafusions_rows() {
     assert!(plan.contains(", hash_partition([l_orderkey@"), "{plan}");
     let expected = normalized_rows(&ctx.sql(JOIN).await.unwrap().collect().await.unwrap());
     assert_eq!(expected.len(), 5, "{expected:?}");
-    for codegen in ["true", "false"] {
-        session
-            .execute_sql(&format!("SET faisca.codegen.enabled = {codegen}"))
-            .await
-            .unwrap();
+    // Shuffle transfers between the executors (all on 127.0.0.1) go uncompressed unless
+    // `compressLoopback` asks otherwise: both ways give the same rows.
+    for (codegen, compress) in [("true", "false"), ("false", "true"), ("true", "true")] {
+        for set in [
+            format!("SET faisca.codegen.enabled = {codegen}"),
+            format!("SET faisca.shuffle.compressLoopback = {compress}"),
+        ] {
+            session.execute_sql(&set).await.unwrap();
+        }
         let result = session.execute_sql(JOIN).await.unwrap();
         let rows = normalized_rows(&faisca::client::collect(result.batches).await.unwrap());
-        assert_eq!(rows, expected, "codegen {codegen}");
+        assert_eq!(
+            rows, expected,
+            "codegen {codegen}, compressLoopback {compress}"
+        );
     }
     session.stop().await;
 }

@@ -69,7 +69,13 @@ pub const KEYS: &[KeySpec] = &[
         name: "faisca.shuffle.compression",
         default: "lz4",
         kind: ValueKind::Choice(&["lz4", "zstd", "none"]),
-        doc: "Compression of shuffle files (Arrow IPC buffer compression).",
+        doc: "Compression of shuffle files and of shuffle transfers between hosts (Arrow IPC buffer compression).",
+    },
+    KeySpec {
+        name: "faisca.shuffle.compressLoopback",
+        default: "false",
+        kind: ValueKind::Bool,
+        doc: "Also compress shuffle transfers between executors on one host (a loopback address), where compressing costs CPU and saves no network.",
     },
     KeySpec {
         name: "faisca.shuffle.spillBytes",
@@ -328,6 +334,11 @@ impl FaiscaConfig {
     /// `faisca.shuffle.compression`: `lz4`, `zstd` or `none`.
     pub fn shuffle_compression(&self) -> &str {
         self.raw("faisca.shuffle.compression")
+    }
+    /// `faisca.shuffle.compressLoopback`.
+    pub fn shuffle_compress_loopback(&self) -> bool {
+        self.raw("faisca.shuffle.compressLoopback")
+            .eq_ignore_ascii_case("true")
     }
     /// `faisca.shuffle.inMemory`.
     pub fn shuffle_in_memory(&self) -> bool {

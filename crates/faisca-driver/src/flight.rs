@@ -89,6 +89,9 @@ fn result_stream(
                     map_partition: map,
                     attempt,
                     reduce_partition: 0,
+                    // The frames go on to the client as they are: compressed, whatever the
+                    // executor's address.
+                    uncompressed: false,
                 }));
                 let response = client
                     .do_get(Ticket { ticket })

@@ -79,7 +79,11 @@ impl DoGetHandler for ExecutorFlightService {
             let stream = FlightDataEncoderBuilder::new()
                 .with_dictionary_handling(DictionaryHandling::Resend)
                 .with_schema(stored.schema.clone())
-                .with_options(self.ipc.clone())
+                .with_options(if t.uncompressed {
+                    IpcWriteOptions::default()
+                } else {
+                    self.ipc.clone()
+                })
                 .build(futures::stream::iter(batches.into_iter().map(Ok)))
                 .map_err(|e| Status::internal(format!("encoding shuffle output: {e}")));
             return Ok(Box::pin(stream));

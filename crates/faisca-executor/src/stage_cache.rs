@@ -132,6 +132,7 @@ fn prepare(context: &ExecutorContext, launch: &LaunchTask) -> Result<PreparedSta
         clients: context.clients.clone(),
         fetch_concurrency: config.shuffle_fetch_concurrency(),
         memory: context.shuffle_memory.clone(),
+        compress_loopback: config.shuffle_compress_loopback(),
     };
     let session_config = datafusion_config(&config)?.with_extension(Arc::new(env));
     let base = &context.base_task_context;

@@ -115,6 +115,24 @@ pub struct ShuffleEnv {
     pub fetch_concurrency: usize,
     /// Outputs this executor keeps in memory.
     pub memory: Arc<memory::MemoryShuffleStore>,
+    /// Whether transfers from executors on a loopback address are compressed too
+    /// (`faisca.shuffle.compressLoopback`).
+    pub compress_loopback: bool,
+}
+
+/// Whether a Flight address (`http://host:port`, `host:port`) names this host: `localhost`, an
+/// IPv4 address in 127.0.0.0/8 or `::1`.
+pub fn is_loopback(address: &str) -> bool {
+    let rest = address.split_once("://").map_or(address, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A pool of Flight clients, one lazily connected channel per address.
@@ -155,5 +173,31 @@ impl FlightClients {
         Ok(FlightServiceClient::new(channel)
             .max_decoding_message_size(self.max_message_size)
             .max_encoding_message_size(self.max_message_size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn loopback_addresses_are_recognised() {
+        for a in [
+            "http://127.0.0.1:50051",
+            "127.0.0.1:1",
+            "http://127.1.2.3:9",
+            "http://localhost:80",
+            "http://[::1]:8080",
+        ] {
+            assert!(is_loopback(a), "{a}");
+        }
+        for a in [
+            "http://10.0.0.5:50051",
+            "http://executor-1.faisca.svc:50051",
+            "http://[2001:db8::1]:1",
+            "",
+        ] {
+            assert!(!is_loopback(a), "{a}");
+        }
     }
 }

@@ -235,6 +235,7 @@ fn read_source(
             map_partition: output.map_partition,
             attempt: output.attempt,
             reduce_partition: reduce,
+            uncompressed: !env.compress_loopback && super::is_loopback(&output.flight_address),
         }));
         let response = client
             .do_get(arrow_flight::Ticket { ticket })
