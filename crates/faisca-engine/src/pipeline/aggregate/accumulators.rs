@@ -387,8 +387,9 @@ impl Accumulate for Count {
 /// accumulator has it.
 #[derive(Debug)]
 pub struct Avg<T: ArrowPrimitiveType> {
-    counts: Vec<u64>,
-    sums: Vec<T::Native>,
+    /// Each group's `(sum, count)`, side by side: with many groups a row's update touches one
+    /// cache line, not one in a sums array and one in a counts array.
+    states: Vec<(T::Native, u64)>,
     sum_type: DataType,
     grouped: bool,
 }
@@ -397,8 +398,7 @@ impl<T: ArrowPrimitiveType> Avg<T> {
     /// An average whose sum state has type `sum_type` (of `T`'s native type).
     pub fn new(sum_type: DataType, grouped: bool) -> Self {
         Avg {
-            counts: Vec::new(),
-            sums: Vec::new(),
+            states: Vec::new(),
             sum_type,
             grouped,
         }
@@ -407,33 +407,44 @@ impl<T: ArrowPrimitiveType> Avg<T> {
 
 impl<T: ArrowPrimitiveType + Debug> Accumulate for Avg<T> {
     fn resize(&mut self, groups: usize) {
-        self.counts.resize(groups, 0);
-        self.sums.resize(groups, T::Native::default());
+        self.states.resize(groups, (T::Native::default(), 0));
     }
 
     fn update(&mut self, arg: &Arg, sel: &Selection, groups: Option<&[u32]>) {
-        if lanes_add_values::<T>(&mut self.sums, arg, sel, groups) {
-            lanes_add(&mut self.counts, groups, sel.len(), |_| 1);
-            return;
+        let n = self.states.len();
+        if n <= LANE_MAX_GROUPS {
+            // Few groups: add in lanes into separate sums and counts, then fold them in.
+            let mut sums = vec![T::Native::default(); n];
+            if lanes_add_values::<T>(&mut sums, arg, sel, groups) {
+                let mut counts = vec![0u64; n];
+                lanes_add(&mut counts, groups, sel.len(), |_| 1);
+                for (state, (sum, count)) in self.states.iter_mut().zip(sums.iter().zip(&counts)) {
+                    state.0 = state.0.add_wrapping(*sum);
+                    state.1 += count;
+                }
+                return;
+            }
         }
-        let (counts, sums) = (&mut self.counts, &mut self.sums);
+        let states = &mut self.states;
         fold::<T>(arg, sel, groups, |g, v| {
-            sums[g] = sums[g].add_wrapping(v);
-            counts[g] += 1;
+            let state = &mut states[g];
+            state.0 = state.0.add_wrapping(v);
+            state.1 += 1;
         });
     }
 
     fn emit(&mut self) -> Vec<ArrayRef> {
-        let seen: Vec<bool> = self.counts.iter().map(|c| *c > 0).collect();
+        let states = std::mem::take(&mut self.states);
+        let seen: Vec<bool> = states.iter().map(|s| s.1 > 0).collect();
         let nulls = seen_nulls(&seen);
         let sums = primitive::<T>(
-            std::mem::take(&mut self.sums),
+            states.iter().map(|s| s.0).collect(),
             nulls.clone(),
             &self.sum_type,
         );
-        let counts = std::mem::take(&mut self.counts).into();
+        let counts: Vec<u64> = states.iter().map(|s| s.1).collect();
         let count_nulls = if self.grouped { nulls } else { None };
-        vec![Arc::new(UInt64Array::new(counts, count_nulls)), sums]
+        vec![Arc::new(UInt64Array::new(counts.into(), count_nulls)), sums]
     }
 
     fn row_states(&self, arg: &Arg, sel: &Selection) -> DfResult<Vec<ArrayRef>> {
@@ -443,12 +454,11 @@ impl<T: ArrowPrimitiveType + Debug> Accumulate for Avg<T> {
     }
 
     fn permute(&mut self, order: &[usize]) {
-        self.counts = permuted(&self.counts, order);
-        self.sums = permuted(&self.sums, order);
+        self.states = permuted(&self.states, order);
     }
 
     fn size(&self) -> usize {
-        self.counts.capacity() * 8 + self.sums.capacity() * std::mem::size_of::<T::Native>()
+        self.states.capacity() * std::mem::size_of::<(T::Native, u64)>()
     }
 }
 
