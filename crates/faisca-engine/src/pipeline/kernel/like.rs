@@ -22,6 +22,10 @@ pub struct LikePattern {
     inner: Vec<Finder<'static>>,
     /// Whether the pattern has a `%` at all (otherwise it is an equality).
     wildcard: bool,
+    /// The first (up to four) bytes of `prefix` as a little-endian word, and the mask of the
+    /// bytes that count: compared with the prefix an Arrow string view carries inline.
+    head: u32,
+    head_mask: u32,
 }
 
 impl LikePattern {
@@ -47,12 +51,33 @@ impl LikePattern {
         } else {
             Vec::new()
         };
+        let mut head_bytes = [0u8; 4];
+        let mut mask_bytes = [0u8; 4];
+        for (k, b) in prefix.iter().take(4).enumerate() {
+            head_bytes[k] = *b;
+            mask_bytes[k] = 0xff;
+        }
         Some(LikePattern {
             prefix,
             suffix,
             inner,
             wildcard,
+            head: u32::from_le_bytes(head_bytes),
+            head_mask: u32::from_le_bytes(mask_bytes),
         })
+    }
+
+    /// Whether an Arrow string view (length in the low 32 bits, then the string's first four
+    /// bytes) already shows that its string cannot match, without reading the string.
+    #[inline]
+    pub fn view_rejects(&self, view: u128) -> bool {
+        let len = view as u32 as usize;
+        let too_short = if self.wildcard {
+            len < self.prefix.len() + self.suffix.len()
+        } else {
+            len != self.prefix.len()
+        };
+        too_short || ((view >> 32) as u32) & self.head_mask != self.head
     }
 
     /// Whether `value` matches.
@@ -112,6 +137,36 @@ pub fn with_text_rows(
     true
 }
 
+/// Calls `f(i, matched)` for each non-null row `i` of `rows` of a text `array`. Returns
+/// `false` (having called nothing) when `array` is not text. String views are checked first by
+/// their length and inline prefix, so most rows a prefix pattern rejects are never read.
+#[inline]
+pub fn match_rows(
+    array: &dyn Array,
+    rows: impl Iterator<Item = usize>,
+    pattern: &LikePattern,
+    mut f: impl FnMut(usize, bool),
+) -> bool {
+    if let DataType::Utf8View = array.data_type() {
+        let a = array.as_string_view();
+        let views = a.views();
+        for i in rows {
+            if a.is_valid(i) {
+                f(
+                    i,
+                    !pattern.view_rejects(views[i]) && pattern.matches(a.value(i).as_bytes()),
+                );
+            }
+        }
+        return true;
+    }
+    with_text_rows(array, rows, |i, v| {
+        if let Some(v) = v {
+            f(i, pattern.matches(v))
+        }
+    })
+}
+
 /// The three-valued truth of `value LIKE pattern` (or `NOT LIKE` when `negated`) for every
 /// row of a text `array`.
 pub fn truth(array: &dyn Array, pattern: &LikePattern, negated: bool) -> Option<BooleanArray> {
@@ -161,6 +216,21 @@ mod tests {
                 *expected,
                 "{value:?} LIKE {pattern:?}"
             );
+        }
+        // A view's verdict never contradicts the full match.
+        let values = arrow::array::StringViewArray::from_iter_values(
+            cases
+                .iter()
+                .map(|(_, v, _)| *v)
+                .chain(["a long value past twelve bytes", "abcd"]),
+        );
+        for (pattern, _, _) in cases {
+            let p = LikePattern::parse(pattern).unwrap();
+            for (i, view) in values.views().iter().enumerate() {
+                if p.view_rejects(*view) {
+                    assert!(!p.matches(values.value(i).as_bytes()), "{pattern:?}");
+                }
+            }
         }
         assert!(LikePattern::parse("a_c").is_none());
         assert!(LikePattern::parse("a\\%").is_none());

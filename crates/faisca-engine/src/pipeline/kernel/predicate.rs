@@ -309,8 +309,8 @@ impl Predicate {
             } => {
                 let mut out = Vec::with_capacity(sel.len());
                 let rows = sel.rows().map(|r| r as usize);
-                let text = like::with_text_rows(batch.column(*c).as_ref(), rows, |row, v| {
-                    if v.is_some_and(|v| pattern.matches(v) != *negated) {
+                let text = like::match_rows(batch.column(*c).as_ref(), rows, pattern, |row, m| {
+                    if m != *negated {
                         out.push(row as u32);
                     }
                 });
