@@ -377,3 +377,35 @@ fn column_picks_keep_the_selection_until_the_end() {
     assert_eq!(got.num_rows(), expected);
     assert_eq!(got.schema(), picked);
 }
+
+#[test]
+fn in_lists_with_nulls_filter_as_datafusion_does() {
+    let input = schema();
+    let mut rng = Rng(7);
+    let data = batch(&mut rng, 500);
+    let int = |v: Option<i32>| lit(ScalarValue::Int32(v));
+    let lists: Vec<Vec<Option<i32>>> = vec![
+        vec![Some(1), None],
+        vec![Some(0), Some(3), Some(-5)],
+        vec![None],
+        vec![Some(i32::MAX), Some(7)],
+    ];
+    for list in lists {
+        for negated in [false, true] {
+            let items = list.iter().map(|v| int(*v)).collect();
+            let predicate = in_list(col("i"), items, &negated, &input).unwrap();
+            let spec = PipelineSpec {
+                input_schema: input.clone(),
+                steps: vec![Step::Filter {
+                    predicate: predicate.clone(),
+                }],
+            };
+            let program = CompiledPipeline::compile(&spec).unwrap();
+            let fused = program.run(&data).unwrap();
+            let columns: Vec<Arc<dyn PhysicalExpr>> =
+                input.fields().iter().map(|f| col(f.name())).collect();
+            let expected = unfused(&data, &predicate, &columns, &input);
+            assert_eq!(fused, expected, "{predicate}");
+        }
+    }
+}

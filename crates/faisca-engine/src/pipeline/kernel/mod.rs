@@ -111,6 +111,19 @@ pub enum Predicate {
     IsNotNull(Value),
     /// A boolean value used as a predicate.
     Boolean(Value),
+    /// `column IN (literals)` (`NOT IN` when `negated`): one pass over the column for
+    /// primitive types, `expanded` (the `OR` of equalities, negated for `NOT IN`) otherwise and
+    /// wherever three-valued truth is needed.
+    InSet {
+        /// The column tested.
+        column: usize,
+        /// The list's values (a null makes `NOT IN` never true).
+        items: Vec<ScalarValue>,
+        /// `NOT IN`.
+        negated: bool,
+        /// The same predicate as equalities.
+        expanded: Box<Predicate>,
+    },
     /// `value LIKE pattern` (`NOT LIKE` when `negated`).
     Like {
         /// The text matched.
@@ -372,10 +385,24 @@ pub fn compile_predicate(
             });
         }
         let any_of = Predicate::Or(terms);
-        return Ok(if l.negated() {
+        let expanded = if l.negated() {
             Predicate::Not(Box::new(any_of))
         } else {
             any_of
+        };
+        let literals: Option<Vec<ScalarValue>> = l
+            .list()
+            .iter()
+            .map(|i| i.downcast_ref::<Literal>().map(|l| l.value().clone()))
+            .collect();
+        return Ok(match (x, literals) {
+            (Value::Column(column), Some(items)) => Predicate::InSet {
+                column,
+                items,
+                negated: l.negated(),
+                expanded: Box::new(expanded),
+            },
+            _ => expanded,
         });
     }
     if let Some(l) = any.downcast_ref::<LikeExpr>() {

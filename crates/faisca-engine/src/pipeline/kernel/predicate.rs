@@ -186,6 +186,32 @@ where
     }
 }
 
+/// Rows of `sel` where `column IN set` (or `NOT IN` when `negated`; `set` holds the list's
+/// non-null values, and for `NOT IN` there is no null in the list): one pass, a short scan of
+/// the set per row.
+fn select_in_set<T: ArrowPrimitiveType>(
+    column: &PrimitiveArray<T>,
+    set: &[T::Native],
+    negated: bool,
+    sel: &Selection,
+) -> Selection
+where
+    T::Native: SqlOrder,
+{
+    let values = column.values();
+    let hit = |row: u32| {
+        let v = values[row as usize];
+        set.iter().any(|s| compare(CmpOp::Eq, v, *s))
+    };
+    if column.null_count() == 0 {
+        narrow_rows(sel, |row| hit(row) != negated)
+    } else {
+        narrow_rows(sel, |row| {
+            column.is_valid(row as usize) && hit(row) != negated
+        })
+    }
+}
+
 fn datum(d: &Dense) -> DfResult<Box<dyn arrow::array::Datum>> {
     Ok(match d {
         Dense::Array(a) => Box::new(a.clone()),
@@ -205,6 +231,7 @@ impl Predicate {
                 terms.iter().for_each(|t| t.columns(used))
             }
             Predicate::Not(p) => p.columns(used),
+            Predicate::InSet { expanded, .. } => expanded.columns(used),
             Predicate::IsNull(v)
             | Predicate::IsNotNull(v)
             | Predicate::Boolean(v)
@@ -223,6 +250,17 @@ impl Predicate {
             Predicate::And(terms) => Predicate::And(terms.iter().map(|t| t.remap(map)).collect()),
             Predicate::Or(terms) => Predicate::Or(terms.iter().map(|t| t.remap(map)).collect()),
             Predicate::Not(p) => Predicate::Not(Box::new(p.remap(map))),
+            Predicate::InSet {
+                column,
+                items,
+                negated,
+                expanded,
+            } => Predicate::InSet {
+                column: map[*column],
+                items: items.clone(),
+                negated: *negated,
+                expanded: Box::new(expanded.remap(map)),
+            },
             Predicate::IsNull(v) => Predicate::IsNull(v.remap(map)),
             Predicate::IsNotNull(v) => Predicate::IsNotNull(v.remap(map)),
             Predicate::Boolean(v) => Predicate::Boolean(v.remap(map)),
@@ -302,6 +340,32 @@ impl Predicate {
                     column.is_null(row as usize) == want_null
                 }))
             }
+            Predicate::InSet {
+                column,
+                items,
+                negated,
+                expanded,
+            } => {
+                if *negated && items.iter().any(ScalarValue::is_null) {
+                    // `x NOT IN (.., NULL)` is never true.
+                    return Ok(Selection::Rows(Vec::new()));
+                }
+                let array = batch.column(*column);
+                let dt = array.data_type().clone();
+                let done: Option<Selection> = with_primitive_type!(&dt, T => {
+                    let mut set = Vec::with_capacity(items.len());
+                    for item in items {
+                        if let Some(v) = constant::<T>(item, &dt)? {
+                            set.push(v);
+                        }
+                    }
+                    Some(select_in_set::<T>(array.as_primitive::<T>(), &set, *negated, sel))
+                }, _ => None);
+                match done {
+                    Some(s) => Ok(s),
+                    None => expanded.select(batch, sel),
+                }
+            }
             Predicate::Like {
                 value: Value::Column(c),
                 pattern,
@@ -363,6 +427,7 @@ impl Predicate {
                 Ok(acc.unwrap_or_else(|| BooleanArray::from(vec![and; n])))
             }
             Predicate::Not(p) => Ok(boolean::not(&p.truth(batch, sel)?)?),
+            Predicate::InSet { expanded, .. } => expanded.truth(batch, sel),
             Predicate::IsNull(v) | Predicate::IsNotNull(v) => {
                 let want_null = matches!(self, Predicate::IsNull(_));
                 Ok(match v.eval(batch, sel)? {
