@@ -340,7 +340,12 @@ fn check_partition(step: &partition::PartitionStep, schema: &SchemaRef) -> Resul
     Ok(())
 }
 
-fn with_rows(schema: &SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> DfResult<RecordBatch> {
+/// A batch of `columns` with `rows` rows (which a batch with no columns needs to be told).
+pub(crate) fn with_rows(
+    schema: &SchemaRef,
+    columns: Vec<ArrayRef>,
+    rows: usize,
+) -> DfResult<RecordBatch> {
     Ok(RecordBatch::try_new_with_options(
         schema.clone(),
         columns,

@@ -9,7 +9,7 @@
 //! surviving rows are copied once, straight into their partitions, where the unfused plan
 //! gathers them, coalesces them and takes them again per partition.
 
-use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, UInt32Array};
+use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use arrow::compute::{take, take_arrays};
 use datafusion::common::hash_utils::create_hashes;
 use datafusion::error::Result as DfResult;
@@ -122,11 +122,7 @@ impl HashSplitter {
         }
         let order = UInt32Array::from(order);
         let columns = take_arrays(batch.columns(), &order, None)?;
-        let taken = RecordBatch::try_new_with_options(
-            batch.schema(),
-            columns,
-            &RecordBatchOptions::new().with_row_count(Some(order.len())),
-        )?;
+        let taken = super::with_rows(&batch.schema(), columns, order.len())?;
         Ok(ranges
             .into_iter()
             .map(|(partition, start, len)| (partition, taken.slice(start, len)))

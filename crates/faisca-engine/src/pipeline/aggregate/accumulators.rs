@@ -412,7 +412,7 @@ impl<T: ArrowPrimitiveType + Debug> Accumulate for Avg<T> {
 
     fn update(&mut self, arg: &Arg, sel: &Selection, groups: Option<&[u32]>) {
         let n = self.states.len();
-        if n <= LANE_MAX_GROUPS {
+        if n <= LANE_MAX_GROUPS && exact::<T>() {
             // Few groups: add in lanes into separate sums and counts, then fold them in.
             let mut sums = vec![T::Native::default(); n];
             if lanes_add_values::<T>(&mut sums, arg, sel, groups) {

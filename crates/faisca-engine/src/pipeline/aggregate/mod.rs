@@ -20,7 +20,7 @@ pub mod keys;
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow::array::{ArrayRef, RecordBatch};
 use arrow::datatypes::{
     DataType, Date32Type, Date64Type, Decimal128Type, Float32Type, Float64Type, Int8Type,
     Int16Type, Int32Type, Int64Type, Schema, SchemaRef, UInt8Type, UInt16Type, UInt32Type,
@@ -31,6 +31,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::kernel::{self, Unsupported, Value, with_primitive_type};
 use super::selection::Selection;
+use super::with_rows;
 use accumulators::{Accumulate, Arg, Avg, Count, Extreme, Sum};
 use keys::{GroupKeys, Mapped};
 
@@ -422,12 +423,4 @@ fn key_columns(keys: &[Value], batch: &RecordBatch) -> DfResult<Vec<ArrayRef>> {
             other => other.eval(batch, &all)?.into_array(batch.num_rows()),
         })
         .collect()
-}
-
-fn with_rows(schema: &SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> DfResult<RecordBatch> {
-    Ok(RecordBatch::try_new_with_options(
-        schema.clone(),
-        columns,
-        &RecordBatchOptions::new().with_row_count(Some(rows)),
-    )?)
 }
