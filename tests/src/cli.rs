@@ -333,10 +333,11 @@ async fn a_result_dropped_unread_releases_the_jobs_shuffle_files() {
     while shuffle_dirs() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let left: Vec<String> = paths_under(work.path());
     assert_eq!(
         shuffle_dirs(),
         0,
-        "shuffle files of finished or abandoned jobs are removed"
+        "shuffle files of finished or abandoned jobs are removed; left: {left:?}"
     );
     session.stop().await;
     drop(procs);
@@ -410,4 +411,23 @@ async fn a_hung_executor_is_dropped_after_the_heartbeat_timeout() {
     assert!(matches!(status, Some(s) if !s.success()), "{status:?}");
     session.stop().await;
     drop(procs);
+}
+
+/// Every path under `root`, for failure messages.
+fn paths_under(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            out.push(path.display().to_string());
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    out
 }

@@ -142,7 +142,13 @@ impl Connection {
                                 }
                                 keep
                             });
-                            forget_job(&context, &r.job_id);
+                            // Aborted tasks may still be inside a synchronous step (a shuffle
+                            // file being written): the job's files go once its last task ended.
+                            if by_id.values().any(|key| key.0 == r.job_id) {
+                                forget_job_memory(&context, &r.job_id);
+                            } else {
+                                forget_job(&context, &r.job_id);
+                            }
                             if removed_jobs.len() == REMEMBERED_REMOVED_JOBS {
                                 removed_jobs.pop_front();
                             }
@@ -160,7 +166,7 @@ impl Connection {
                             if let Some(key) = by_id.remove(&id) {
                                 running.remove(&key);
                                 if removed_jobs.contains(&key.0) {
-                                    forget_job(&context, &key.0);
+                                    forget_removed_job_after_task(&context, &by_id, &key.0);
                                     continue;
                                 }
                             }
@@ -170,7 +176,7 @@ impl Connection {
                             if let Some(key) = by_id.remove(&e.id()) {
                                 running.remove(&key);
                                 if removed_jobs.contains(&key.0) {
-                                    forget_job(&context, &key.0);
+                                    forget_removed_job_after_task(&context, &by_id, &key.0);
                                 }
                             }
                             continue;
@@ -203,9 +209,28 @@ const REMEMBERED_REMOVED_JOBS: usize = 256;
 
 /// Drop everything this executor holds for a job: prepared stages, in-memory and file outputs.
 fn forget_job(context: &ExecutorContext, job_id: &str) {
+    forget_job_memory(context, job_id);
+    remove_job_files(context, job_id);
+}
+
+/// Drop a job's prepared stages and in-memory outputs (its files stay).
+fn forget_job_memory(context: &ExecutorContext, job_id: &str) {
     context.stages.evict_job(job_id);
     context.shuffle_memory.remove_job(job_id);
-    remove_job_files(context, job_id);
+}
+
+/// A task of a removed job ended: once it was the job's last, nothing can write the job's
+/// output any more, so all of it goes (once, so that no two removals race each other).
+fn forget_removed_job_after_task(
+    context: &ExecutorContext,
+    tasks: &HashMap<tokio::task::Id, TaskKey>,
+    job_id: &str,
+) {
+    if tasks.values().any(|key| key.0 == job_id) {
+        forget_job_memory(context, job_id);
+    } else {
+        forget_job(context, job_id);
+    }
 }
 
 fn remove_job_files(context: &ExecutorContext, job_id: &str) {
@@ -219,10 +244,17 @@ fn remove_job_files(context: &ExecutorContext, job_id: &str) {
     let dir = context.shuffle_root.join(job_id);
     // Deleting can take a moment for big jobs; do it off the loop.
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = std::fs::remove_dir_all(&dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            warn!("cannot remove shuffle files {}: {e}", dir.display());
+        // A failed attempt (a file vanished or appeared mid-walk) is retried while the
+        // directory is still there.
+        for attempt in 1..=3 {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => return,
+                Err(_) if !dir.exists() => return,
+                Err(e) if attempt == 3 => {
+                    warn!("cannot remove shuffle files {}: {e}", dir.display());
+                }
+                Err(_) => {}
+            }
         }
     });
 }
