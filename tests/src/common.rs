@@ -8,19 +8,34 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::array_value_to_string;
 
-/// TPC-H SF 0.01, generated once into a temporary directory.
+/// TPC-H SF 0.01, generated once into the build's temporary directory and kept there for the
+/// next run (a temporary directory in `/tmp` would outlive every run: statics are never dropped).
 pub fn tpch_dir() -> &'static Path {
-    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    let (_, path) = DIR.get_or_init(|| {
-        let tmp = tempfile::Builder::new()
-            .prefix("faisca-tpch-")
-            .tempdir()
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tpch");
+        let dir = base.join("sf0.01");
+        if dir.join("_SUCCESS").exists() {
+            return dir;
+        }
+        std::fs::create_dir_all(&base).expect("creating the TPC-H test data directory");
+        // Generated aside and renamed into place, so that test binaries running at the same
+        // time never see (or remove) each other's half-written data.
+        let scratch = tempfile::Builder::new()
+            .prefix("sf0.01-")
+            .tempdir_in(&base)
             .expect("temp dir");
-        let dir = tmp.path().join("sf0.01");
-        faisca_cli::tpch::data::ensure(&dir, 0.01, 2).expect("TPC-H data generation");
-        (tmp, dir)
-    });
-    path
+        let generated = scratch.path().join("sf0.01");
+        faisca_cli::tpch::data::ensure(&generated, 0.01, 2).expect("TPC-H data generation");
+        if let Err(e) = std::fs::rename(&generated, &dir) {
+            assert!(
+                dir.join("_SUCCESS").exists(),
+                "moving TPC-H data to {}: {e}",
+                dir.display()
+            );
+        }
+        dir
+    })
 }
 
 fn cell(array: &ArrayRef, row: usize) -> String {
