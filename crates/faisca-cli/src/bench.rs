@@ -22,6 +22,15 @@ pub fn median(samples: &[Duration]) -> Duration {
     }
 }
 
+/// `numerators[i] / denominators[i]` for each iteration.
+fn paired_ratios(numerators: &[Duration], denominators: &[Duration]) -> Vec<f64> {
+    numerators
+        .iter()
+        .zip(denominators)
+        .map(|(n, d)| n.as_secs_f64() / d.as_secs_f64().max(1e-9))
+        .collect()
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -42,6 +51,8 @@ struct QueryReport {
     ratio: f64,
     /// Unfused time / fused time (above 1: fusion is faster).
     fusion_speedup: f64,
+    /// Unfused / fused time of each iteration (the two ran back to back), for the spread.
+    fusion_speedup_paired: Vec<f64>,
     stages: usize,
     tasks: u32,
 }
@@ -175,8 +186,16 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
         args.master, args.iterations
     );
     println!(
-        "{:>5} {:>10} {:>11} {:>14} {:>7} {:>8} {:>7} {:>6}",
-        "query", "fused ms", "unfused ms", "datafusion ms", "ratio", "speedup", "stages", "tasks"
+        "{:>5} {:>10} {:>11} {:>14} {:>7} {:>8} {:>11} {:>7} {:>6}",
+        "query",
+        "fused ms",
+        "unfused ms",
+        "datafusion ms",
+        "ratio",
+        "speedup",
+        "paired",
+        "stages",
+        "tasks"
     );
     let codegen = |on: bool| format!("SET faisca.codegen.enabled = {on}");
     for q in wanted {
@@ -220,11 +239,16 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
         let (f, u, d) = (median(&f_times), median(&u_times), median(&d_times));
         let ratio = f.as_secs_f64() / d.as_secs_f64().max(1e-9);
         let speedup = u.as_secs_f64() / f.as_secs_f64().max(1e-9);
+        let paired = paired_ratios(&u_times, &f_times);
+        let (lo, hi) = paired.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), r| {
+            (lo.min(*r), hi.max(*r))
+        });
         println!(
-            "{q:>5} {:>10.1} {:>11.1} {:>14.1} {ratio:>7.2} {speedup:>8.2} {stages:>7} {tasks:>6}",
+            "{q:>5} {:>10.1} {:>11.1} {:>14.1} {ratio:>7.2} {speedup:>8.2} {:>11} {stages:>7} {tasks:>6}",
             ms(f),
             ms(u),
-            ms(d)
+            ms(d),
+            format!("{lo:.2}-{hi:.2}")
         );
         reports.push(QueryReport {
             query: q,
@@ -237,6 +261,7 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
             datafusion_median_ms: ms(d),
             ratio,
             fusion_speedup: speedup,
+            fusion_speedup_paired: paired,
             stages,
             tasks,
         });

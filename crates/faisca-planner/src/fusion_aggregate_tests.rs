@@ -48,6 +48,7 @@ fn schema() -> SchemaRef {
         Field::new("v_dec", DataType::Decimal128(15, 2), true),
         Field::new("v_f", DataType::Float64, true),
         Field::new("d", DataType::Date32, true),
+        Field::new("v_big", DataType::Decimal128(20, 2), true),
     ]))
 }
 
@@ -101,27 +102,43 @@ fn batch(rng: &mut Rng, rows: usize, many: u64) -> RecordBatch {
         .map(|_| maybe(rng).then(|| 8000 + rng.below(3000) as i32))
         .collect();
     columns.push(Arc::new(d));
+    // Small values, except in some batches a few beyond 64 bits (64-bit sums must widen).
+    let huge = rng.chance(30);
+    let v_big = (0..rows)
+        .map(|_| {
+            maybe(rng).then(|| match rng.below(40) {
+                0 if huge => 9 * 10i128.pow(19) + rng.below(1000) as i128,
+                1 if huge => -5 * 10i128.pow(18),
+                _ => rng.below(20_000) as i128 - 10_000,
+            })
+        })
+        .collect::<Decimal128Array>()
+        .with_precision_and_scale(20, 2)
+        .unwrap();
+    columns.push(Arc::new(v_big));
     RecordBatch::try_new(schema(), columns).unwrap()
 }
 
 const QUERIES: &[&str] = &[
     // Few groups: the fast path (two columns: direct table).
     "SELECT k_small, k_str, sum(v_int), count(*), count(v_dec), avg(v_dec), min(v_f), max(d), \
-     sum(v_dec), avg(v_f), max(v_int), min(v_dec) FROM t WHERE v_int > -500 GROUP BY k_small, k_str",
+     sum(v_dec), avg(v_f), max(v_int), min(v_dec), sum(v_big), avg(v_big) FROM t WHERE v_int > -500 \
+     GROUP BY k_small, k_str",
     // Three and four key columns: the packed-key map.
     "SELECT k_small, k_str, k_utf8, sum(v_dec * 2), count(v_f) FROM t GROUP BY k_small, k_str, k_utf8",
     "SELECT k_utf8, k_small, d, k_str, count(*), min(v_int) FROM t WHERE v_f < 10 \
      GROUP BY k_utf8, k_small, d, k_str",
     // Many groups: moves to the general path mid-stream (more than 255 distinct keys).
-    "SELECT k_many, sum(v_int), avg(v_dec), count(*), max(v_f) FROM t GROUP BY k_many",
+    "SELECT k_many, sum(v_int), avg(v_dec), count(*), max(v_f), sum(v_big), avg(v_big) FROM t \
+     GROUP BY k_many",
     // Long strings: the general path from the first batch.
     "SELECT k_long, k_small, sum(v_dec), min(d), count(v_int) FROM t GROUP BY k_long, k_small",
     // A computed key and argument, a selective filter.
     "SELECT k_small + 1, sum(v_int * 3 - 1), count(*) FROM t WHERE v_dec > 5000.00 AND d < DATE '2000-01-01' \
      GROUP BY k_small + 1",
     // No GROUP BY.
-    "SELECT sum(v_dec * 2), avg(v_f), min(v_int), max(v_dec), count(*), sum(v_int) FROM t \
-     WHERE v_int IS NOT NULL",
+    "SELECT sum(v_dec * 2), avg(v_f), min(v_int), max(v_dec), count(*), sum(v_int), avg(v_big), \
+     sum(v_big) FROM t WHERE v_int IS NOT NULL",
     // Nothing survives the filter, with and without groups.
     "SELECT k_small, sum(v_int), count(*) FROM t WHERE v_int > 5000 AND v_int < 4000 GROUP BY k_small",
     "SELECT sum(v_int), count(*), avg(v_dec), min(d) FROM t WHERE v_int > 5000 AND v_int < 4000",

@@ -67,7 +67,7 @@ fn visit(sel: &Selection, by_row: bool, mut f: impl FnMut(usize, usize)) {
 
 /// Calls `f(group, value)` for each selected row whose argument is not null.
 #[inline(always)]
-fn fold<T: ArrowPrimitiveType>(
+pub(super) fn fold<T: ArrowPrimitiveType>(
     arg: &Arg,
     sel: &Selection,
     groups: Option<&[u32]>,
@@ -100,7 +100,7 @@ fn fold<T: ArrowPrimitiveType>(
 /// same group do not wait on each other (few groups: the next row is often in the same group).
 const LANES: usize = 4;
 /// Groups up to which a batch's lane copies pay for themselves.
-const LANE_MAX_GROUPS: usize = 1024;
+pub(super) const LANE_MAX_GROUPS: usize = 1024;
 
 /// Whether `T` adds exactly in any order (integers and decimals wrap; floats round).
 fn exact<T: ArrowPrimitiveType>() -> bool {
@@ -110,7 +110,7 @@ fn exact<T: ArrowPrimitiveType>() -> bool {
 /// Adds `value(k)` of every selected row into `sums[group]`, in lanes; `Some(len)` is the
 /// number of rows, `at(k)` the index of the `k`-th selected row in `values`.
 #[inline(always)]
-fn lanes_add<N: ArrowNativeTypeOp>(
+pub(super) fn lanes_add<N: ArrowNativeTypeOp>(
     sums: &mut [N],
     groups: Option<&[u32]>,
     len: usize,
@@ -174,26 +174,39 @@ fn lanes_add_values<T: ArrowPrimitiveType>(
     sel: &Selection,
     groups: Option<&[u32]>,
 ) -> bool {
+    exact::<T>() && lanes_add_mapped::<T, T::Native>(sums, arg, sel, groups, |v| v)
+}
+
+/// [`lanes_add`] of `map(value)` for the argument's values, when it has no nulls and there are
+/// few groups; `false` (nothing done) otherwise. `map` must keep sums exact in any order.
+#[inline(always)]
+pub(super) fn lanes_add_mapped<T: ArrowPrimitiveType, N: ArrowNativeTypeOp>(
+    sums: &mut [N],
+    arg: &Arg,
+    sel: &Selection,
+    groups: Option<&[u32]>,
+    map: impl Fn(T::Native) -> N,
+) -> bool {
     let (array, by_row) = match arg {
         Arg::Dense(a) => (*a, false),
         Arg::Rows(a) => (*a, true),
         Arg::Constant { .. } => return false,
     };
-    if !exact::<T>() || array.null_count() > 0 || sums.len() > LANE_MAX_GROUPS {
+    if array.null_count() > 0 || sums.len() > LANE_MAX_GROUPS {
         return false;
     }
     let values = array.as_primitive::<T>().values();
     match sel {
         Selection::Rows(rows) if by_row => {
-            lanes_add(sums, groups, rows.len(), |k| values[rows[k] as usize])
+            lanes_add(sums, groups, rows.len(), |k| map(values[rows[k] as usize]))
         }
-        _ => lanes_add(sums, groups, sel.len(), |k| values[k]),
+        _ => lanes_add(sums, groups, sel.len(), |k| map(values[k])),
     }
     true
 }
 
 /// Marks every group with a selected row as seen.
-fn mark_seen(seen: &mut [bool], groups: Option<&[u32]>, rows: usize) {
+pub(super) fn mark_seen(seen: &mut [bool], groups: Option<&[u32]>, rows: usize) {
     match groups {
         None => seen[0] |= rows > 0,
         Some(g) => g.iter().for_each(|g| seen[*g as usize] = true),
@@ -217,7 +230,7 @@ pub trait Accumulate: Send + Sync + Debug {
     fn size(&self) -> usize;
 }
 
-fn permuted<T: Copy + Default>(values: &[T], order: &[usize]) -> Vec<T> {
+pub(super) fn permuted<T: Copy + Default>(values: &[T], order: &[usize]) -> Vec<T> {
     let mut out = vec![T::default(); values.len()];
     for (i, v) in values.iter().enumerate() {
         out[order[i]] = *v;
@@ -225,7 +238,7 @@ fn permuted<T: Copy + Default>(values: &[T], order: &[usize]) -> Vec<T> {
     out
 }
 
-fn primitive<T: ArrowPrimitiveType>(
+pub(super) fn primitive<T: ArrowPrimitiveType>(
     values: Vec<T::Native>,
     nulls: Option<NullBuffer>,
     data_type: &DataType,
@@ -233,7 +246,7 @@ fn primitive<T: ArrowPrimitiveType>(
     Arc::new(PrimitiveArray::<T>::new(values.into(), nulls).with_data_type(data_type.clone()))
 }
 
-fn seen_nulls(seen: &[bool]) -> Option<NullBuffer> {
+pub(super) fn seen_nulls(seen: &[bool]) -> Option<NullBuffer> {
     if seen.iter().all(|s| *s) {
         None
     } else {
@@ -242,7 +255,7 @@ fn seen_nulls(seen: &[bool]) -> Option<NullBuffer> {
 }
 
 /// The argument's values per selected row, typed as the state (`data_type`).
-fn dense_values<T: ArrowPrimitiveType>(
+pub(super) fn dense_values<T: ArrowPrimitiveType>(
     arg: &Arg,
     sel: &Selection,
     data_type: &DataType,
@@ -263,9 +276,14 @@ pub struct Sum<T: ArrowPrimitiveType> {
 impl<T: ArrowPrimitiveType> Sum<T> {
     /// A sum whose state has type `state_type` (of `T`'s native type).
     pub fn new(state_type: DataType) -> Self {
+        Self::with_states(Vec::new(), Vec::new(), state_type)
+    }
+
+    /// A sum holding `sums[g]` for each group `g`, `seen[g]` when it saw a value.
+    pub fn with_states(sums: Vec<T::Native>, seen: Vec<bool>, state_type: DataType) -> Self {
         Sum {
-            sums: Vec::new(),
-            seen: Vec::new(),
+            sums,
+            seen,
             state_type,
         }
     }
@@ -397,8 +415,13 @@ pub struct Avg<T: ArrowPrimitiveType> {
 impl<T: ArrowPrimitiveType> Avg<T> {
     /// An average whose sum state has type `sum_type` (of `T`'s native type).
     pub fn new(sum_type: DataType, grouped: bool) -> Self {
+        Self::with_states(Vec::new(), sum_type, grouped)
+    }
+
+    /// An average holding each group's `(sum, count)`.
+    pub fn with_states(states: Vec<(T::Native, u64)>, sum_type: DataType, grouped: bool) -> Self {
         Avg {
-            states: Vec::new(),
+            states,
             sum_type,
             grouped,
         }

@@ -17,6 +17,7 @@
 
 pub mod accumulators;
 pub mod keys;
+pub mod narrow;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ use super::selection::Selection;
 use super::with_rows;
 use accumulators::{Accumulate, Arg, Avg, Count, Extreme, Sum};
 use keys::{GroupKeys, Mapped};
+use narrow::{NarrowDecimalAvg, NarrowDecimalSum};
 
 /// The aggregate functions a pipeline computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,6 +162,13 @@ impl CompiledFunction {
             .last()
             .expect("checked at compile time")
             .clone();
+        if let DataType::Decimal128(..) = self.argument_type {
+            match self.kind {
+                AggregateKind::Sum => return Box::new(NarrowDecimalSum::new(state)),
+                AggregateKind::Avg => return Box::new(NarrowDecimalAvg::new(state, grouped)),
+                _ => {}
+            }
+        }
         with_primitive_type!(&self.argument_type, T => match self.kind {
             AggregateKind::Sum => Box::new(Sum::<T>::new(state)),
             AggregateKind::Avg => Box::new(Avg::<T>::new(state, grouped)),
