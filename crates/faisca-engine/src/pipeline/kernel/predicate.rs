@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, BooleanArray, PrimitiveArray, RecordBatch};
+use arrow::buffer::{BooleanBuffer, Buffer};
 use arrow::compute::kernels::{boolean, cmp};
 use arrow::datatypes::{
     ArrowNativeTypeOp, ArrowPrimitiveType, DataType, Date32Type, Date64Type, Decimal128Type,
@@ -139,6 +140,62 @@ fn narrow_rows(sel: &Selection, mut keep: impl FnMut(u32) -> bool) -> Selection 
     Selection::Rows(out)
 }
 
+/// `column op constant` for every row of the batch as a bitmask, null rows unset: how an
+/// `All` selection is first narrowed. 64 rows make one word, in a loop the compiler turns into
+/// vector compares (a row-at-a-time narrowing costs several times more per row).
+fn mask_column_constant<T: ArrowPrimitiveType>(
+    column: &PrimitiveArray<T>,
+    op: CmpOp,
+    constant: T::Native,
+) -> BooleanBuffer
+where
+    T::Native: SqlOrder,
+{
+    #[inline(always)]
+    fn words<N: Copy>(values: &[N], test: impl Fn(N) -> bool) -> Vec<u64> {
+        let chunks = values.chunks_exact(64);
+        let tail = chunks.remainder();
+        let mut words = Vec::with_capacity(values.len().div_ceil(64));
+        for chunk in chunks {
+            let mut word = 0u64;
+            for (i, v) in chunk.iter().enumerate() {
+                word |= u64::from(test(*v)) << i;
+            }
+            words.push(word);
+        }
+        if !tail.is_empty() {
+            let mut word = 0u64;
+            for (i, v) in tail.iter().enumerate() {
+                word |= u64::from(test(*v)) << i;
+            }
+            words.push(word);
+        }
+        words
+    }
+    let values: &[T::Native] = column.values();
+    let words = match op {
+        CmpOp::Eq => words(values, |v| compare(CmpOp::Eq, v, constant)),
+        CmpOp::NotEq => words(values, |v| compare(CmpOp::NotEq, v, constant)),
+        CmpOp::Lt => words(values, |v| compare(CmpOp::Lt, v, constant)),
+        CmpOp::LtEq => words(values, |v| compare(CmpOp::LtEq, v, constant)),
+        CmpOp::Gt => words(values, |v| compare(CmpOp::Gt, v, constant)),
+        CmpOp::GtEq => words(values, |v| compare(CmpOp::GtEq, v, constant)),
+    };
+    let bits = BooleanBuffer::new(Buffer::from_vec(words), 0, values.len());
+    match column.nulls() {
+        Some(nulls) if nulls.null_count() > 0 => &bits & nulls.inner(),
+        _ => bits,
+    }
+}
+
+/// The rows set in `bits` (all of them: `All`).
+fn selection_of_mask(bits: &BooleanBuffer) -> Selection {
+    if bits.count_set_bits() == bits.len() {
+        return Selection::All(bits.len());
+    }
+    Selection::Rows(bits.set_indices().map(|i| i as u32).collect())
+}
+
 /// Rows of `sel` whose dense truth value is true (null counts as false).
 fn select_true(truth: &BooleanArray, sel: &Selection) -> Selection {
     let bits = match truth.nulls() {
@@ -220,6 +277,40 @@ fn datum(d: &Dense) -> DfResult<Box<dyn arrow::array::Datum>> {
 }
 
 impl Predicate {
+    /// `column op constant` (the column on either side): the comparisons with fast paths.
+    fn column_constant(&self) -> Option<(usize, CmpOp, &ScalarValue)> {
+        match self {
+            Predicate::Compare {
+                op,
+                left: Value::Column(c),
+                right: Value::Literal(v),
+            } => Some((*c, *op, v)),
+            Predicate::Compare {
+                op,
+                left: Value::Literal(v),
+                right: Value::Column(c),
+            } => Some((*c, flip(*op), v)),
+            _ => None,
+        }
+    }
+
+    /// The predicate over every row of `batch` as a bitmask (null: unset), where a bitmask
+    /// kernel computes it: a comparison of a primitive column with a constant.
+    fn mask_all(&self, batch: &RecordBatch) -> DfResult<Option<BooleanBuffer>> {
+        let Some((c, op, v)) = self.column_constant() else {
+            return Ok(None);
+        };
+        let column = batch.column(c);
+        if v.is_null() {
+            return Ok(Some(BooleanBuffer::new_unset(column.len())));
+        }
+        let dt = column.data_type().clone();
+        Ok(with_primitive_type!(&dt, T => {
+            let constant = constant::<T>(v, &dt)?.unwrap_or_default();
+            Some(mask_column_constant::<T>(column.as_primitive::<T>(), op, constant))
+        }, _ => None))
+    }
+
     /// Marks the input columns this predicate reads.
     pub fn columns(&self, used: &mut [bool]) {
         match self {
@@ -283,12 +374,12 @@ impl Predicate {
         }
         match self {
             Predicate::Compare { op, left, right } => {
-                let fast = match (left, right) {
-                    (Value::Column(c), Value::Literal(v)) => Some((*c, *op, v)),
-                    (Value::Literal(v), Value::Column(c)) => Some((*c, flip(*op), v)),
-                    _ => None,
-                };
-                if let Some((c, op, v)) = fast {
+                if let Selection::All(_) = sel
+                    && let Some(bits) = self.mask_all(batch)?
+                {
+                    return Ok(selection_of_mask(&bits));
+                }
+                if let Some((c, op, v)) = self.column_constant() {
                     let column = batch.column(c);
                     if v.is_null() {
                         return Ok(Selection::Rows(Vec::new()));
@@ -317,12 +408,33 @@ impl Predicate {
                 Ok(select_true(&self.truth(batch, sel)?, sel))
             }
             Predicate::And(terms) => {
+                // Over every row, the terms with a bitmask kernel go first, all in one mask.
+                let mut rest: Vec<&Predicate> = Vec::with_capacity(terms.len());
                 let mut current = sel.clone();
-                for t in terms {
-                    current = t.select(batch, &current)?;
+                if let Selection::All(_) = sel {
+                    let mut mask: Option<BooleanBuffer> = None;
+                    for t in terms {
+                        match t.mask_all(batch)? {
+                            Some(bits) => {
+                                mask = Some(match mask {
+                                    None => bits,
+                                    Some(m) => &m & &bits,
+                                })
+                            }
+                            None => rest.push(t),
+                        }
+                    }
+                    if let Some(m) = mask {
+                        current = selection_of_mask(&m);
+                    }
+                } else {
+                    rest.extend(terms);
+                }
+                for t in rest {
                     if current.is_empty() {
                         break;
                     }
+                    current = t.select(batch, &current)?;
                 }
                 Ok(current)
             }
