@@ -188,6 +188,46 @@ where
     }
 }
 
+/// `left op right` for every row of two columns of one primitive type as a bitmask (a null on
+/// either side: unset), 64 rows to a word as in [`mask_column_constant`].
+fn mask_column_column<T: ArrowPrimitiveType>(
+    left: &PrimitiveArray<T>,
+    op: CmpOp,
+    right: &PrimitiveArray<T>,
+) -> BooleanBuffer
+where
+    T::Native: SqlOrder,
+{
+    #[inline(always)]
+    fn words<N: Copy>(l: &[N], r: &[N], test: impl Fn(N, N) -> bool) -> Vec<u64> {
+        let mut words = Vec::with_capacity(l.len().div_ceil(64));
+        for (l, r) in l.chunks(64).zip(r.chunks(64)) {
+            let mut word = 0u64;
+            for (i, (a, b)) in l.iter().zip(r).enumerate() {
+                word |= u64::from(test(*a, *b)) << i;
+            }
+            words.push(word);
+        }
+        words
+    }
+    let (l, r): (&[T::Native], &[T::Native]) = (left.values(), right.values());
+    let words = match op {
+        CmpOp::Eq => words(l, r, |a, b| compare(CmpOp::Eq, a, b)),
+        CmpOp::NotEq => words(l, r, |a, b| compare(CmpOp::NotEq, a, b)),
+        CmpOp::Lt => words(l, r, |a, b| compare(CmpOp::Lt, a, b)),
+        CmpOp::LtEq => words(l, r, |a, b| compare(CmpOp::LtEq, a, b)),
+        CmpOp::Gt => words(l, r, |a, b| compare(CmpOp::Gt, a, b)),
+        CmpOp::GtEq => words(l, r, |a, b| compare(CmpOp::GtEq, a, b)),
+    };
+    let mut bits = BooleanBuffer::new(Buffer::from_vec(words), 0, l.len());
+    for nulls in [left.nulls(), right.nulls()].into_iter().flatten() {
+        if nulls.null_count() > 0 {
+            bits = &bits & nulls.inner();
+        }
+    }
+    bits
+}
+
 /// The rows set in `bits` (all of them: `All`).
 fn selection_of_mask(bits: &BooleanBuffer) -> Selection {
     if bits.count_set_bits() == bits.len() {
@@ -295,8 +335,24 @@ impl Predicate {
     }
 
     /// The predicate over every row of `batch` as a bitmask (null: unset), where a bitmask
-    /// kernel computes it: a comparison of a primitive column with a constant.
+    /// kernel computes it: a comparison of a primitive column with a constant or with another
+    /// column of its type.
     fn mask_all(&self, batch: &RecordBatch) -> DfResult<Option<BooleanBuffer>> {
+        if let Predicate::Compare {
+            op,
+            left: Value::Column(a),
+            right: Value::Column(b),
+        } = self
+        {
+            let (a, b) = (batch.column(*a), batch.column(*b));
+            let dt = a.data_type().clone();
+            if b.data_type() != &dt {
+                return Ok(None);
+            }
+            return Ok(with_primitive_type!(&dt, T => {
+                Some(mask_column_column::<T>(a.as_primitive::<T>(), *op, b.as_primitive::<T>()))
+            }, _ => None));
+        }
         let Some((c, op, v)) = self.column_constant() else {
             return Ok(None);
         };
