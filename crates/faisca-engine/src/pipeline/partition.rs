@@ -45,7 +45,8 @@ pub struct HashSplitter {
     columns: Vec<usize>,
     count: usize,
     hashes: Vec<u64>,
-    indices: Vec<Vec<u32>>,
+    /// The partition of each selected row, in selection order.
+    partitions: Vec<u32>,
 }
 
 impl HashSplitter {
@@ -56,7 +57,7 @@ impl HashSplitter {
             columns: step.columns.iter().map(Column::index).collect(),
             count: step.count.max(1),
             hashes: Vec::new(),
-            indices: vec![Vec::new(); step.count.max(1)],
+            partitions: Vec::new(),
         }
     }
 
@@ -65,8 +66,6 @@ impl HashSplitter {
         if sel.is_empty() {
             return Ok(Vec::new());
         }
-        self.indices.iter_mut().for_each(Vec::clear);
-        let count = self.count as u64;
         match sel {
             Selection::Rows(rows) if rows.len() * 2 <= batch.num_rows() => {
                 // Few rows survive: hash only theirs.
@@ -77,9 +76,9 @@ impl HashSplitter {
                     .map(|c| take(batch.column(*c).as_ref(), &positions, None))
                     .collect::<Result<_, _>>()?;
                 self.hash(&keys, rows.len())?;
-                for (hash, row) in self.hashes.iter().zip(rows) {
-                    self.indices[(hash % count) as usize].push(*row);
-                }
+                let hashes = std::mem::take(&mut self.hashes);
+                self.assign(hashes.iter().copied());
+                self.hashes = hashes;
             }
             _ => {
                 // Most rows survive: hash every row in place, keep the selected ones.
@@ -89,13 +88,15 @@ impl HashSplitter {
                     .map(|c| batch.column(*c).clone())
                     .collect();
                 self.hash(&keys, batch.num_rows())?;
-                for row in sel.rows() {
-                    let hash = self.hashes[row as usize];
-                    self.indices[(hash % count) as usize].push(row);
+                let hashes = std::mem::take(&mut self.hashes);
+                match sel {
+                    Selection::All(_) => self.assign(hashes.iter().copied()),
+                    Selection::Rows(rows) => self.assign(rows.iter().map(|r| hashes[*r as usize])),
                 }
+                self.hashes = hashes;
             }
         }
-        self.take(batch, sel.len())
+        self.take(batch, sel)
     }
 
     /// Hashes `keys` (of `rows` rows) into `self.hashes`.
@@ -110,22 +111,42 @@ impl HashSplitter {
         Ok(())
     }
 
-    /// One take of `batch`'s rows in partition order, sliced into the partitions' pieces.
-    fn take(&mut self, batch: &RecordBatch, rows: usize) -> DfResult<Pieces> {
-        let mut order = Vec::with_capacity(rows);
-        let mut ranges = Vec::new();
-        for (partition, indices) in self.indices.iter().enumerate() {
-            if !indices.is_empty() {
-                ranges.push((partition, order.len(), indices.len()));
-                order.extend_from_slice(indices);
-            }
+    /// Sets each selected row's partition, `hash % count` (a mask when `count` is a power of
+    /// two: the same partition without a division per row).
+    fn assign(&mut self, hashes: impl Iterator<Item = u64>) {
+        self.partitions.clear();
+        let count = self.count as u64;
+        if count.is_power_of_two() {
+            let mask = count - 1;
+            self.partitions.extend(hashes.map(|h| (h & mask) as u32));
+        } else {
+            self.partitions.extend(hashes.map(|h| (h % count) as u32));
+        }
+    }
+
+    /// One take of the selected rows in partition order (a counting sort of their
+    /// partitions), sliced into the partitions' pieces.
+    fn take(&mut self, batch: &RecordBatch, sel: &Selection) -> DfResult<Pieces> {
+        let mut starts = vec![0usize; self.count + 1];
+        for p in &self.partitions {
+            starts[*p as usize + 1] += 1;
+        }
+        for p in 0..self.count {
+            starts[p + 1] += starts[p];
+        }
+        let mut next = starts.clone();
+        let mut order = vec![0u32; self.partitions.len()];
+        for (p, row) in self.partitions.iter().zip(sel.rows()) {
+            let at = &mut next[*p as usize];
+            order[*at] = row;
+            *at += 1;
         }
         let order = UInt32Array::from(order);
         let columns = take_arrays(batch.columns(), &order, None)?;
         let taken = super::with_rows(&batch.schema(), columns, order.len())?;
-        Ok(ranges
-            .into_iter()
-            .map(|(partition, start, len)| (partition, taken.slice(start, len)))
+        Ok((0..self.count)
+            .filter(|p| starts[p + 1] > starts[*p])
+            .map(|p| (p, taken.slice(starts[p], starts[p + 1] - starts[p])))
             .collect())
     }
 }

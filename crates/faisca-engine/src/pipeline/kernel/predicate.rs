@@ -230,10 +230,33 @@ where
 
 /// The rows set in `bits` (all of them: `All`).
 fn selection_of_mask(bits: &BooleanBuffer) -> Selection {
-    if bits.count_set_bits() == bits.len() {
-        return Selection::All(bits.len());
+    let count = bits.count_set_bits();
+    if count == bits.len() {
+        return Selection::All(count);
     }
-    Selection::Rows(bits.set_indices().map(|i| i as u32).collect())
+    // 64 slots of slack: a dense word writes each of its rows and keeps the set ones, without
+    // a branch per row; a sparse word visits only its set bits.
+    let mut rows = vec![0u32; count + 64];
+    let mut n = 0;
+    let chunks = bits.inner().bit_chunks(bits.offset(), bits.len());
+    let tail = (chunks.remainder_len() > 0).then(|| chunks.remainder_bits());
+    for (word, base) in chunks.iter().chain(tail).zip((0u32..).step_by(64)) {
+        if word.count_ones() > 16 {
+            for i in 0..64 {
+                rows[n] = base + i;
+                n += ((word >> i) & 1) as usize;
+            }
+        } else {
+            let mut word = word;
+            while word != 0 {
+                rows[n] = base + word.trailing_zeros();
+                n += 1;
+                word &= word - 1;
+            }
+        }
+    }
+    rows.truncate(n);
+    Selection::Rows(rows)
 }
 
 /// Rows of `sel` whose dense truth value is true (null counts as false).
@@ -619,6 +642,36 @@ impl Predicate {
                         a.data_type()
                     ))
                 })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_become_the_rows_they_set() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for len in [1usize, 63, 64, 65, 200, 1000, 8192] {
+            for density in [0u64, 3, 20, 50, 90, 100] {
+                let bits: Vec<bool> = (0..len + 7).map(|_| next() % 100 < density).collect();
+                // Offsets other than zero: the mask of a slice.
+                for offset in [0, 7] {
+                    let mask = BooleanBuffer::from(bits.clone()).slice(offset, len);
+                    let expected: Vec<u32> = mask.set_indices().map(|i| i as u32).collect();
+                    match selection_of_mask(&mask) {
+                        Selection::All(n) => assert!(n == len && expected.len() == len),
+                        Selection::Rows(rows) => assert_eq!(rows, expected, "{len} {density}"),
+                    }
+                }
             }
         }
     }
