@@ -39,6 +39,9 @@ impl PartitionStep {
     }
 }
 
+/// Partition counts up to which rows are ordered by one pass per partition.
+const FEW_PARTITIONS: usize = 4;
+
 /// Splits batches under a selection by the hash of their key columns.
 #[derive(Debug)]
 pub struct HashSplitter {
@@ -124,9 +127,44 @@ impl HashSplitter {
         }
     }
 
-    /// One take of the selected rows in partition order (a counting sort of their
-    /// partitions), sliced into the partitions' pieces.
-    fn take(&mut self, batch: &RecordBatch, sel: &Selection) -> DfResult<Pieces> {
+    /// One take of the selected rows in partition order, sliced into the partitions' pieces.
+    fn take(&self, batch: &RecordBatch, sel: &Selection) -> DfResult<Pieces> {
+        let (order, starts) = if self.count <= FEW_PARTITIONS {
+            self.order_by_passes(sel)
+        } else {
+            self.order_by_counting(sel)
+        };
+        let order = UInt32Array::from(order);
+        let columns = take_arrays(batch.columns(), &order, None)?;
+        let taken = super::with_rows(&batch.schema(), columns, order.len())?;
+        Ok((0..self.count)
+            .filter(|p| starts[p + 1] > starts[*p])
+            .map(|p| (p, taken.slice(starts[p], starts[p + 1] - starts[p])))
+            .collect())
+    }
+
+    /// The selected rows in partition order and where each partition starts (one more start:
+    /// the end), with one branch-free pass over the partitions per partition: no counter in
+    /// memory that consecutive rows wait on.
+    fn order_by_passes(&self, sel: &Selection) -> (Vec<u32>, Vec<usize>) {
+        // One slot of slack: every row is written, and the cursor moves past the kept ones.
+        let mut order = vec![0u32; self.partitions.len() + 1];
+        let mut starts = Vec::with_capacity(self.count + 1);
+        let mut n = 0;
+        starts.push(0);
+        for p in 0..self.count as u32 {
+            for (part, row) in self.partitions.iter().zip(sel.rows()) {
+                order[n] = row;
+                n += usize::from(*part == p);
+            }
+            starts.push(n);
+        }
+        order.truncate(n);
+        (order, starts)
+    }
+
+    /// [`Self::order_by_passes`] by a counting sort, for many partitions.
+    fn order_by_counting(&self, sel: &Selection) -> (Vec<u32>, Vec<usize>) {
         let mut starts = vec![0usize; self.count + 1];
         for p in &self.partitions {
             starts[*p as usize + 1] += 1;
@@ -141,13 +179,7 @@ impl HashSplitter {
             order[*at] = row;
             *at += 1;
         }
-        let order = UInt32Array::from(order);
-        let columns = take_arrays(batch.columns(), &order, None)?;
-        let taken = super::with_rows(&batch.schema(), columns, order.len())?;
-        Ok((0..self.count)
-            .filter(|p| starts[p + 1] > starts[*p])
-            .map(|p| (p, taken.slice(starts[p], starts[p + 1] - starts[p])))
-            .collect())
+        (order, starts)
     }
 }
 
