@@ -49,17 +49,17 @@ impl Selection {
 
     /// The selection as a filter mask over a batch of `rows` rows.
     pub fn mask(&self, rows: usize) -> arrow::array::BooleanArray {
-        let mut bits = arrow::array::BooleanBufferBuilder::new(rows);
-        match self {
-            Selection::All(_) => bits.append_n(rows, true),
+        let bits = match self {
+            Selection::All(_) => arrow::buffer::BooleanBuffer::new_set(rows),
             Selection::Rows(selected) => {
-                bits.append_n(rows, false);
+                let mut words = vec![0u64; rows.div_ceil(64)];
                 for r in selected {
-                    bits.set_bit(*r as usize, true);
+                    words[*r as usize / 64] |= 1 << (r % 64);
                 }
+                arrow::buffer::BooleanBuffer::new(arrow::buffer::Buffer::from_vec(words), 0, rows)
             }
-        }
-        arrow::array::BooleanArray::new(bits.finish(), None)
+        };
+        arrow::array::BooleanArray::new(bits, None)
     }
 
     /// The selected rows of `batch`.
@@ -156,6 +156,16 @@ impl ExactSizeIterator for SelectedRows<'_> {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masks_set_the_selected_rows() {
+        let rows = vec![0u32, 5, 63, 64, 65, 127, 128, 199];
+        let mask = Selection::Rows(rows.clone()).mask(200);
+        let set: Vec<u32> = (0..200u32).filter(|r| mask.value(*r as usize)).collect();
+        assert_eq!((set, mask.len()), (rows, 200));
+        let all = Selection::All(70).mask(70);
+        assert_eq!((all.true_count(), all.len()), (70, 70));
+    }
 
     #[test]
     fn unions_and_narrowing() {
