@@ -34,6 +34,15 @@ fn needs_all_probe_partitions(join_type: JoinType) -> bool {
     )
 }
 
+/// The input of a merge into one partition (what a collected left side sits on), which a
+/// hash repartition can read directly: merging first would cost a stage of one task.
+fn without_merge(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+    match plan.downcast_ref::<CoalescePartitionsExec>() {
+        Some(merge) if merge.fetch().is_none() => merge.input().clone(),
+        _ => plan,
+    }
+}
+
 /// Apply the rewrites described in the module docs.
 pub fn make_distributable(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     let rewritten = plan.transform_up(|node| {
@@ -54,11 +63,11 @@ pub fn make_distributable(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Execut
                 let left_keys = join.on().iter().map(|(l, _)| l.clone()).collect();
                 let right_keys = join.on().iter().map(|(_, r)| r.clone()).collect();
                 let left = Arc::new(RepartitionExec::try_new(
-                    left,
+                    without_merge(left),
                     Partitioning::Hash(left_keys, partitions),
                 )?);
                 let right = Arc::new(RepartitionExec::try_new(
-                    right,
+                    without_merge(right),
                     Partitioning::Hash(right_keys, partitions),
                 )?);
                 HashJoinExecBuilder::from(join)

@@ -165,6 +165,9 @@ async fn semi_join_with_broadcast_left_becomes_partitioned() {
         !text.contains("mode=CollectLeft, join_type=LeftSemi"),
         "{text}"
     );
+    // The collected side's merge goes: its tasks hash their rows straight into the join's
+    // partitions, with no one-task stage that merges them first.
+    assert!(!text.contains("CoalescePartitionsExec"), "{text}");
     assert!(
         !text.contains("mode=CollectLeft, join_type=RightSemi")
             || graph.result_stage().tasks() >= 1,
