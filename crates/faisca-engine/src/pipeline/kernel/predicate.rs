@@ -265,11 +265,13 @@ fn select_true(truth: &BooleanArray, sel: &Selection) -> Selection {
         Some(nulls) if truth.null_count() > 0 => truth.values() & nulls.inner(),
         _ => truth.values().clone(),
     };
-    // Word-at-a-time over the set bits.
-    Selection::Rows(match sel {
-        Selection::All(_) => bits.set_indices().map(|i| i as u32).collect(),
-        Selection::Rows(rows) => bits.set_indices().map(|i| rows[i]).collect(),
-    })
+    match (sel, selection_of_mask(&bits)) {
+        (Selection::All(_), chosen) => chosen,
+        (Selection::Rows(_), Selection::All(_)) => sel.clone(),
+        (Selection::Rows(rows), Selection::Rows(positions)) => {
+            Selection::Rows(positions.iter().map(|k| rows[*k as usize]).collect())
+        }
+    }
 }
 
 /// Rows of `sel` where `left op right`, both columns of one primitive type: a fast path.
