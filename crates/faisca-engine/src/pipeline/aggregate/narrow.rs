@@ -37,12 +37,25 @@ impl Headroom {
             Arg::Constant { .. } => return false,
         };
         // The bits of every magnitude ORed together (`v ^ (v >> 127)` is `|v|` for v >= 0 and
-        // `|v| - 1` below), so `2^bits` bounds them all; null slots only make it larger.
-        let bits = array
+        // `|v| - 1` below), so `2^bits` bounds them all; null slots only make it larger. Done on
+        // each value's two 64-bit halves, which the compiler vectorizes (it does not for i128).
+        let halves = array
             .as_primitive::<Decimal128Type>()
             .values()
-            .iter()
-            .fold(0u128, |acc, v| acc | (v ^ (v >> 127)) as u128);
+            .inner()
+            .typed_data::<u64>();
+        let (lo, hi) = if cfg!(target_endian = "little") {
+            (0, 1)
+        } else {
+            (1, 0)
+        };
+        let (mut low, mut high) = (0u64, 0u64);
+        for value in halves.chunks_exact(2) {
+            let sign = ((value[hi] as i64) >> 63) as u64;
+            low |= value[lo] ^ sign;
+            high |= value[hi] ^ sign;
+        }
+        let bits = (u128::from(high) << 64) | u128::from(low);
         let width = 128 - bits.leading_zeros();
         if width >= 64 {
             return false;
