@@ -22,6 +22,21 @@ pub fn median(samples: &[Duration]) -> Duration {
     }
 }
 
+/// CPU time used by this process so far, user and system, threads that ended included (from
+/// `/proc/self/stat`, in the kernel's 10 ms clock ticks: summed over a query's iterations it
+/// is far less disturbed by other work on a shared machine than wall time); `None` without
+/// procfs.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces: the state
+    // is field 3, utime and stime are fields 14 and 15.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux whatever the kernel's own tick rate.
+    Some(Duration::from_millis(ticks * 10))
+}
+
 /// `numerators[i] / denominators[i]` for each iteration.
 fn paired_ratios(numerators: &[Duration], denominators: &[Duration]) -> Vec<f64> {
     numerators
@@ -53,6 +68,11 @@ struct QueryReport {
     fusion_speedup: f64,
     /// Unfused / fused time of each iteration (the two ran back to back), for the spread.
     fusion_speedup_paired: Vec<f64>,
+    /// CPU time of this process (all threads: driver, executors, DataFusion) over the timed
+    /// iterations, per engine; empty where `/proc` is missing.
+    faisca_cpu_ms: Option<f64>,
+    unfused_cpu_ms: Option<f64>,
+    datafusion_cpu_ms: Option<f64>,
     stages: usize,
     tasks: u32,
 }
@@ -70,6 +90,10 @@ struct TpchReport {
     datafusion_total_ms: f64,
     ratio: f64,
     fusion_speedup: f64,
+    /// CPU time of all queries' timed iterations, per engine (see [`QueryReport`]).
+    faisca_cpu_total_ms: Option<f64>,
+    unfused_cpu_total_ms: Option<f64>,
+    datafusion_cpu_total_ms: Option<f64>,
 }
 
 /// A short description of this machine.
@@ -186,7 +210,7 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
         args.master, args.iterations
     );
     println!(
-        "{:>5} {:>10} {:>11} {:>14} {:>7} {:>8} {:>11} {:>7} {:>6}",
+        "{:>5} {:>10} {:>11} {:>14} {:>7} {:>8} {:>11} {:>5} {:>7} {:>6}",
         "query",
         "fused ms",
         "unfused ms",
@@ -194,6 +218,7 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
         "ratio",
         "speedup",
         "paired",
+        "cpu",
         "stages",
         "tasks"
     );
@@ -218,6 +243,7 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
             );
         }
         let mut times = [Vec::new(), Vec::new(), Vec::new()];
+        let mut cpu = [Some(Duration::ZERO); 3];
         for i in 0..args.iterations.max(1) {
             // Rotate which engine goes first, so none always runs on a warmer cache.
             for k in 0..3 {
@@ -225,6 +251,7 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
                 if engine < 2 {
                     session.execute_sql(&codegen(engine == 0)).await?;
                 }
+                let cpu_before = process_cpu();
                 let t = Instant::now();
                 if engine < 2 {
                     run_faisca(&session, sql).await?;
@@ -232,6 +259,12 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
                     run_datafusion(&ctx, sql).await?;
                 }
                 times[engine].push(t.elapsed());
+                cpu[engine] = match (cpu[engine], cpu_before, process_cpu()) {
+                    (Some(total), Some(before), Some(after)) => {
+                        Some(total + after.saturating_sub(before))
+                    }
+                    _ => None,
+                };
             }
         }
         session.execute_sql(&codegen(true)).await?;
@@ -240,11 +273,17 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
         let ratio = f.as_secs_f64() / d.as_secs_f64().max(1e-9);
         let speedup = u.as_secs_f64() / f.as_secs_f64().max(1e-9);
         let paired = paired_ratios(&u_times, &f_times);
+        let cpu_ratio = match (cpu[1], cpu[0]) {
+            (Some(u), Some(f)) if !f.is_zero() => {
+                format!("{:.2}", u.as_secs_f64() / f.as_secs_f64())
+            }
+            _ => "-".into(),
+        };
         let (lo, hi) = paired.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), r| {
             (lo.min(*r), hi.max(*r))
         });
         println!(
-            "{q:>5} {:>10.1} {:>11.1} {:>14.1} {ratio:>7.2} {speedup:>8.2} {:>11} {stages:>7} {tasks:>6}",
+            "{q:>5} {:>10.1} {:>11.1} {:>14.1} {ratio:>7.2} {speedup:>8.2} {:>11} {cpu_ratio:>5} {stages:>7} {tasks:>6}",
             ms(f),
             ms(u),
             ms(d),
@@ -262,6 +301,9 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
             ratio,
             fusion_speedup: speedup,
             fusion_speedup_paired: paired,
+            faisca_cpu_ms: cpu[0].map(ms),
+            unfused_cpu_ms: cpu[1].map(ms),
+            datafusion_cpu_ms: cpu[2].map(ms),
             stages,
             tasks,
         });
@@ -269,14 +311,26 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
     let f_total: f64 = reports.iter().map(|r| r.faisca_median_ms).sum();
     let u_total: f64 = reports.iter().map(|r| r.unfused_median_ms).sum();
     let d_total: f64 = reports.iter().map(|r| r.datafusion_median_ms).sum();
+    let cpu_total =
+        |cpu: fn(&QueryReport) -> Option<f64>| -> Option<f64> { reports.iter().map(cpu).sum() };
+    let (f_cpu, u_cpu, d_cpu) = (
+        cpu_total(|r| r.faisca_cpu_ms),
+        cpu_total(|r| r.unfused_cpu_ms),
+        cpu_total(|r| r.datafusion_cpu_ms),
+    );
+    let cpu_ratio = match (u_cpu, f_cpu) {
+        (Some(u), Some(f)) if f > 0.0 => format!("{:.2}", u / f),
+        _ => "-".into(),
+    };
     println!(
-        "{:>5} {:>10.1} {:>11.1} {:>14.1} {:>7.2} {:>8.2}",
+        "{:>5} {:>10.1} {:>11.1} {:>14.1} {:>7.2} {:>8.2} {:>11} {cpu_ratio:>5}",
         "total",
         f_total,
         u_total,
         d_total,
         f_total / d_total.max(1e-9),
-        u_total / f_total.max(1e-9)
+        u_total / f_total.max(1e-9),
+        ""
     );
     let report = TpchReport {
         scale_factor: sf,
@@ -290,6 +344,9 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
         datafusion_total_ms: d_total,
         ratio: f_total / d_total.max(1e-9),
         fusion_speedup: u_total / f_total.max(1e-9),
+        faisca_cpu_total_ms: f_cpu,
+        unfused_cpu_total_ms: u_cpu,
+        datafusion_cpu_total_ms: d_cpu,
     };
     write_json(&args.output, &report)?;
     session.stop().await;
