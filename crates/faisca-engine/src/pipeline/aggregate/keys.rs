@@ -73,9 +73,6 @@ struct Dictionary {
     /// The number of the null value, if seen.
     null: Option<u8>,
     slots: Vec<(u128, u16)>,
-    /// The last value looked up and its number: rows often repeat the row before's key (a
-    /// line item's flags follow its order), and a repeat costs one comparison, no hashing.
-    last: Option<(u128, u8)>,
 }
 
 impl Dictionary {
@@ -86,7 +83,6 @@ impl Dictionary {
             values: Vec::new(),
             null: None,
             slots: vec![(0, EMPTY); SLOTS],
-            last: None,
         }
     }
 
@@ -97,19 +93,6 @@ impl Dictionary {
         let Some(v) = value else {
             return self.null_number();
         };
-        if let Some((last, number)) = self.last
-            && last == v
-        {
-            return Some(number);
-        }
-        let number = self.lookup(v)?;
-        self.last = Some((v, number));
-        Some(number)
-    }
-
-    /// The number of non-null `v` from the hash table, added if new.
-    #[inline(always)]
-    fn lookup(&mut self, v: u128) -> Option<u8> {
         let folded = (v as u64) ^ ((v >> 64) as u64).rotate_left(29);
         let mut slot = (folded.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize % SLOTS;
         loop {
