@@ -35,8 +35,8 @@ pub struct Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // The whole group: noida-db's script runs the broker as a child of its own.
+        faisca_cli::local_kafka::kill_group(&mut self.child);
     }
 }
 
@@ -116,7 +116,7 @@ impl Broker {
             }
         };
         let log = dir.path().join("broker.log");
-        let child = command
+        let child = faisca_cli::local_kafka::in_own_group(&mut command)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -2,6 +2,7 @@
 //! are named.
 
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,9 +15,30 @@ pub struct LocalBroker(Child, #[allow(dead_code)] tempfile::TempDir);
 
 impl Drop for LocalBroker {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        kill_group(&mut self.0);
     }
+}
+
+/// Makes the spawned program the leader of a new process group, so that [`kill_group`] also
+/// stops what it starts: noida-db's command is a Python script that runs the broker as a child
+/// process, which killing the script alone would leave running.
+pub fn in_own_group(command: &mut Command) -> &mut Command {
+    command.process_group(0)
+}
+
+/// Kills the process group `child` leads (see [`in_own_group`]) and reaps `child`.
+pub fn kill_group(child: &mut Child) {
+    let group = format!("-{}", child.id());
+    let killed = Command::new("kill")
+        .args(["-s", "KILL", "--", &group])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !killed {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
 }
 
 fn noida_program() -> PathBuf {
@@ -43,7 +65,7 @@ pub fn start_noida() -> Result<(LocalBroker, String)> {
     }
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let dir = tempfile::tempdir()?;
-    let child = Command::new(&program)
+    let child = in_own_group(&mut Command::new(&program))
         .args([
             "start",
             "--only",
