@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, BooleanArray, PrimitiveArray, RecordBatch};
+use arrow::array::{Array, AsArray, BooleanArray, PrimitiveArray, RecordBatch, StringViewArray};
 use arrow::buffer::{BooleanBuffer, Buffer};
 use arrow::compute::kernels::{boolean, cmp};
 use arrow::datatypes::{
@@ -140,6 +140,70 @@ fn narrow_rows(sel: &Selection, mut keep: impl FnMut(u32) -> bool) -> Selection 
     Selection::Rows(out)
 }
 
+/// `test` of each value as bits, 64 values to a word, in a loop the compiler turns into
+/// vector compares.
+#[inline(always)]
+fn mask_words<N: Copy>(values: &[N], test: impl Fn(N) -> bool) -> Vec<u64> {
+    let chunks = values.chunks_exact(64);
+    let tail = chunks.remainder();
+    let mut words = Vec::with_capacity(values.len().div_ceil(64));
+    for chunk in chunks {
+        let mut word = 0u64;
+        for (i, v) in chunk.iter().enumerate() {
+            word |= u64::from(test(*v)) << i;
+        }
+        words.push(word);
+    }
+    if !tail.is_empty() {
+        let mut word = 0u64;
+        for (i, v) in tail.iter().enumerate() {
+            word |= u64::from(test(*v)) << i;
+        }
+        words.push(word);
+    }
+    words
+}
+
+/// `column = text` (`<>` when `negated`) for every row of a string-view column as a bitmask,
+/// null rows unset. A view holds its string's length and first bytes — all of them up to 12
+/// bytes — so the views alone decide, compared under a mask of the length and the literal's
+/// inline bytes (whatever a view holds past its string does not matter); a longer literal's
+/// length and 4-byte prefix leave few candidates, whose bytes are then compared.
+fn mask_view_equals(column: &StringViewArray, text: &[u8], negated: bool) -> BooleanBuffer {
+    let inline = text.len() <= 12;
+    let compared = if inline { text.len() } else { 4 };
+    let mut target = [0u8; 16];
+    target[..4].copy_from_slice(&(text.len() as u32).to_le_bytes());
+    target[4..4 + compared].copy_from_slice(&text[..compared]);
+    let mut keep = [0u8; 16];
+    keep[..4 + compared].fill(0xff);
+    let (target, keep) = (u128::from_le_bytes(target), u128::from_le_bytes(keep));
+    let views: &[u128] = column.views();
+    let mut words = mask_words(views, |v| v & keep == target);
+    if !inline {
+        for (w, word) in words.iter_mut().enumerate() {
+            let mut candidates = *word;
+            while candidates != 0 {
+                let bit = candidates.trailing_zeros();
+                candidates &= candidates - 1;
+                let row = w * 64 + bit as usize;
+                // A null row's view need not point at real bytes; it is unset below anyway.
+                if column.is_null(row) || column.value(row).as_bytes() != text {
+                    *word &= !(1u64 << bit);
+                }
+            }
+        }
+    }
+    let mut bits = BooleanBuffer::new(Buffer::from_vec(words), 0, views.len());
+    if negated {
+        bits = !&bits;
+    }
+    match column.nulls() {
+        Some(nulls) if nulls.null_count() > 0 => &bits & nulls.inner(),
+        _ => bits,
+    }
+}
+
 /// `column op constant` for every row of the batch as a bitmask, null rows unset: how an
 /// `All` selection is first narrowed. 64 rows make one word, in a loop the compiler turns into
 /// vector compares (a row-at-a-time narrowing costs several times more per row).
@@ -151,35 +215,14 @@ fn mask_column_constant<T: ArrowPrimitiveType>(
 where
     T::Native: SqlOrder,
 {
-    #[inline(always)]
-    fn words<N: Copy>(values: &[N], test: impl Fn(N) -> bool) -> Vec<u64> {
-        let chunks = values.chunks_exact(64);
-        let tail = chunks.remainder();
-        let mut words = Vec::with_capacity(values.len().div_ceil(64));
-        for chunk in chunks {
-            let mut word = 0u64;
-            for (i, v) in chunk.iter().enumerate() {
-                word |= u64::from(test(*v)) << i;
-            }
-            words.push(word);
-        }
-        if !tail.is_empty() {
-            let mut word = 0u64;
-            for (i, v) in tail.iter().enumerate() {
-                word |= u64::from(test(*v)) << i;
-            }
-            words.push(word);
-        }
-        words
-    }
     let values: &[T::Native] = column.values();
     let words = match op {
-        CmpOp::Eq => words(values, |v| compare(CmpOp::Eq, v, constant)),
-        CmpOp::NotEq => words(values, |v| compare(CmpOp::NotEq, v, constant)),
-        CmpOp::Lt => words(values, |v| compare(CmpOp::Lt, v, constant)),
-        CmpOp::LtEq => words(values, |v| compare(CmpOp::LtEq, v, constant)),
-        CmpOp::Gt => words(values, |v| compare(CmpOp::Gt, v, constant)),
-        CmpOp::GtEq => words(values, |v| compare(CmpOp::GtEq, v, constant)),
+        CmpOp::Eq => mask_words(values, |v| compare(CmpOp::Eq, v, constant)),
+        CmpOp::NotEq => mask_words(values, |v| compare(CmpOp::NotEq, v, constant)),
+        CmpOp::Lt => mask_words(values, |v| compare(CmpOp::Lt, v, constant)),
+        CmpOp::LtEq => mask_words(values, |v| compare(CmpOp::LtEq, v, constant)),
+        CmpOp::Gt => mask_words(values, |v| compare(CmpOp::Gt, v, constant)),
+        CmpOp::GtEq => mask_words(values, |v| compare(CmpOp::GtEq, v, constant)),
     };
     let bits = BooleanBuffer::new(Buffer::from_vec(words), 0, values.len());
     match column.nulls() {
@@ -361,7 +404,7 @@ impl Predicate {
 
     /// The predicate over every row of `batch` as a bitmask (null: unset), where a bitmask
     /// kernel computes it: a comparison of a primitive column with a constant or with another
-    /// column of its type.
+    /// column of its type, or a string-view column's (in)equality with a string.
     fn mask_all(&self, batch: &RecordBatch) -> DfResult<Option<BooleanBuffer>> {
         if let Predicate::Compare {
             op,
@@ -384,6 +427,15 @@ impl Predicate {
         let column = batch.column(c);
         if v.is_null() {
             return Ok(Some(BooleanBuffer::new_unset(column.len())));
+        }
+        if let (CmpOp::Eq | CmpOp::NotEq, Some(views), Some(Some(text))) =
+            (op, column.as_string_view_opt(), v.try_as_str())
+        {
+            return Ok(Some(mask_view_equals(
+                views,
+                text.as_bytes(),
+                op == CmpOp::NotEq,
+            )));
         }
         let dt = column.data_type().clone();
         Ok(with_primitive_type!(&dt, T => {
@@ -652,6 +704,50 @@ impl Predicate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn string_view_equality_masks_match_arrows_comparison() {
+        let pool = [
+            "",
+            "R",
+            "AIR",
+            "AIR REG",
+            "twelve bytes",
+            "thirteen byte",
+            "DELIVER IN PERSON",
+            "DELIVER IN PERSOX",
+            "DELI",
+            "DELIVER",
+        ];
+        let mut state = 7u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        };
+        let values: Vec<Option<&str>> = (0..300)
+            .map(|_| (next() % 9 != 0).then(|| pool[next() % pool.len()]))
+            .collect();
+        let array = StringViewArray::from(values);
+        for offset in [0, 5] {
+            let column = array.slice(offset, 290);
+            for text in pool {
+                let literal = StringViewArray::new_scalar(text);
+                for negated in [false, true] {
+                    let expected = if negated {
+                        cmp::neq(&column, &literal).unwrap()
+                    } else {
+                        cmp::eq(&column, &literal).unwrap()
+                    };
+                    let expected: Vec<bool> = expected.iter().map(|v| v.unwrap_or(false)).collect();
+                    let mask = mask_view_equals(&column, text.as_bytes(), negated);
+                    let got: Vec<bool> = mask.iter().collect();
+                    assert_eq!(got, expected, "{text:?} negated={negated} offset={offset}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn masks_become_the_rows_they_set() {
