@@ -79,9 +79,11 @@ impl HashSplitter {
                     .map(|c| take(batch.column(*c).as_ref(), &positions, None))
                     .collect::<Result<_, _>>()?;
                 self.hash(&keys, rows.len())?;
-                let hashes = std::mem::take(&mut self.hashes);
-                self.assign(hashes.iter().copied());
-                self.hashes = hashes;
+                assign(
+                    &mut self.partitions,
+                    self.count,
+                    self.hashes.iter().copied(),
+                );
             }
             _ => {
                 // Most rows survive: hash every row in place, keep the selected ones.
@@ -91,12 +93,15 @@ impl HashSplitter {
                     .map(|c| batch.column(*c).clone())
                     .collect();
                 self.hash(&keys, batch.num_rows())?;
-                let hashes = std::mem::take(&mut self.hashes);
+                let (hashes, partitions) = (&self.hashes, &mut self.partitions);
                 match sel {
-                    Selection::All(_) => self.assign(hashes.iter().copied()),
-                    Selection::Rows(rows) => self.assign(rows.iter().map(|r| hashes[*r as usize])),
+                    Selection::All(_) => assign(partitions, self.count, hashes.iter().copied()),
+                    Selection::Rows(rows) => assign(
+                        partitions,
+                        self.count,
+                        rows.iter().map(|r| hashes[*r as usize]),
+                    ),
                 }
-                self.hashes = hashes;
             }
         }
         self.take(batch, sel)
@@ -112,19 +117,6 @@ impl HashSplitter {
             &mut self.hashes,
         )?;
         Ok(())
-    }
-
-    /// Sets each selected row's partition, `hash % count` (a mask when `count` is a power of
-    /// two: the same partition without a division per row).
-    fn assign(&mut self, hashes: impl Iterator<Item = u64>) {
-        self.partitions.clear();
-        let count = self.count as u64;
-        if count.is_power_of_two() {
-            let mask = count - 1;
-            self.partitions.extend(hashes.map(|h| (h & mask) as u32));
-        } else {
-            self.partitions.extend(hashes.map(|h| (h % count) as u32));
-        }
     }
 
     /// One take of the selected rows in partition order, sliced into the partitions' pieces.
@@ -180,6 +172,19 @@ impl HashSplitter {
             *at += 1;
         }
         (order, starts)
+    }
+}
+
+/// Sets `partitions` to each selected row's partition, `hash % count` (a mask when `count` is a
+/// power of two: the same partition without a division per row).
+fn assign(partitions: &mut Vec<u32>, count: usize, hashes: impl Iterator<Item = u64>) {
+    partitions.clear();
+    let count = count as u64;
+    if count.is_power_of_two() {
+        let mask = count - 1;
+        partitions.extend(hashes.map(|h| (h & mask) as u32));
+    } else {
+        partitions.extend(hashes.map(|h| (h % count) as u32));
     }
 }
 

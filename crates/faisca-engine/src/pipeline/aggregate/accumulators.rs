@@ -67,7 +67,7 @@ fn visit(sel: &Selection, by_row: bool, mut f: impl FnMut(usize, usize)) {
 
 /// Calls `f(group, value)` for each selected row whose argument is not null.
 #[inline(always)]
-pub(super) fn fold<T: ArrowPrimitiveType>(
+fn fold<T: ArrowPrimitiveType>(
     arg: &Arg,
     sel: &Selection,
     groups: Option<&[u32]>,
@@ -100,7 +100,7 @@ pub(super) fn fold<T: ArrowPrimitiveType>(
 /// same group do not wait on each other (few groups: the next row is often in the same group).
 const LANES: usize = 4;
 /// Groups up to which a batch's lane copies pay for themselves.
-pub(super) const LANE_MAX_GROUPS: usize = 1024;
+const LANE_MAX_GROUPS: usize = 1024;
 
 /// Whether `T` adds exactly in any order (integers and decimals wrap; floats round).
 fn exact<T: ArrowPrimitiveType>() -> bool {
@@ -110,7 +110,7 @@ fn exact<T: ArrowPrimitiveType>() -> bool {
 /// Adds `value(k)` of every selected row into `sums[group]`, in lanes; `Some(len)` is the
 /// number of rows, `at(k)` the index of the `k`-th selected row in `values`.
 #[inline(always)]
-pub(super) fn lanes_add<N: ArrowNativeTypeOp>(
+fn lanes_add<N: ArrowNativeTypeOp>(
     sums: &mut [N],
     groups: Option<&[u32]>,
     len: usize,
@@ -165,22 +165,59 @@ pub(super) fn lanes_add<N: ArrowNativeTypeOp>(
     }
 }
 
-/// [`lanes_add`] of the argument's values, when it has no nulls and the sum is exact;
-/// `false` (nothing done) otherwise.
+/// Adds `map(value)` of the selected rows to `sums[group]`, marking the groups seen: in lanes
+/// for few groups when `exact` (the sums come out the same in any order).
 #[inline(always)]
-fn lanes_add_values<T: ArrowPrimitiveType>(
-    sums: &mut [T::Native],
-    arg: &Arg,
-    sel: &Selection,
-    groups: Option<&[u32]>,
-) -> bool {
-    exact::<T>() && lanes_add_mapped::<T, T::Native>(sums, arg, sel, groups, |v| v)
+pub(super) fn add_to_sums<T: ArrowPrimitiveType, N: ArrowNativeTypeOp>(
+    sums: &mut [N],
+    seen: &mut [bool],
+    (arg, sel, groups): (&Arg, &Selection, Option<&[u32]>),
+    exact: bool,
+    map: impl Fn(T::Native) -> N + Copy,
+) {
+    if exact && lanes_add_mapped::<T, N>(sums, arg, sel, groups, map) {
+        mark_seen(seen, groups, sel.len());
+        return;
+    }
+    fold::<T>(arg, sel, groups, |g, v| {
+        sums[g] = sums[g].add_wrapping(map(v));
+        seen[g] = true;
+    });
+}
+
+/// Adds `map(value)` of the selected rows to each group's `(sum, count)`: few groups in lanes
+/// of separate sums and counts folded in at the end, when `exact`; otherwise row by row.
+#[inline(always)]
+pub(super) fn add_to_averages<T: ArrowPrimitiveType, N: ArrowNativeTypeOp>(
+    states: &mut [(N, u64)],
+    (arg, sel, groups): (&Arg, &Selection, Option<&[u32]>),
+    exact: bool,
+    map: impl Fn(T::Native) -> N + Copy,
+) {
+    let n = states.len();
+    if exact && n <= LANE_MAX_GROUPS {
+        let mut sums = vec![N::ZERO; n];
+        if lanes_add_mapped::<T, N>(&mut sums, arg, sel, groups, map) {
+            let mut counts = vec![0u64; n];
+            lanes_add(&mut counts, groups, sel.len(), |_| 1);
+            for (state, (sum, count)) in states.iter_mut().zip(sums.iter().zip(&counts)) {
+                state.0 = state.0.add_wrapping(*sum);
+                state.1 += count;
+            }
+            return;
+        }
+    }
+    fold::<T>(arg, sel, groups, |g, v| {
+        let state = &mut states[g];
+        state.0 = state.0.add_wrapping(map(v));
+        state.1 += 1;
+    });
 }
 
 /// [`lanes_add`] of `map(value)` for the argument's values, when it has no nulls and there are
 /// few groups; `false` (nothing done) otherwise. `map` must keep sums exact in any order.
 #[inline(always)]
-pub(super) fn lanes_add_mapped<T: ArrowPrimitiveType, N: ArrowNativeTypeOp>(
+fn lanes_add_mapped<T: ArrowPrimitiveType, N: ArrowNativeTypeOp>(
     sums: &mut [N],
     arg: &Arg,
     sel: &Selection,
@@ -206,7 +243,7 @@ pub(super) fn lanes_add_mapped<T: ArrowPrimitiveType, N: ArrowNativeTypeOp>(
 }
 
 /// Marks every group with a selected row as seen.
-pub(super) fn mark_seen(seen: &mut [bool], groups: Option<&[u32]>, rows: usize) {
+fn mark_seen(seen: &mut [bool], groups: Option<&[u32]>, rows: usize) {
     match groups {
         None => seen[0] |= rows > 0,
         Some(g) => g.iter().for_each(|g| seen[*g as usize] = true),
@@ -238,7 +275,7 @@ pub(super) fn permuted<T: Copy + Default>(values: &[T], order: &[usize]) -> Vec<
     out
 }
 
-pub(super) fn primitive<T: ArrowPrimitiveType>(
+fn primitive<T: ArrowPrimitiveType>(
     values: Vec<T::Native>,
     nulls: Option<NullBuffer>,
     data_type: &DataType,
@@ -246,7 +283,7 @@ pub(super) fn primitive<T: ArrowPrimitiveType>(
     Arc::new(PrimitiveArray::<T>::new(values.into(), nulls).with_data_type(data_type.clone()))
 }
 
-pub(super) fn seen_nulls(seen: &[bool]) -> Option<NullBuffer> {
+fn seen_nulls(seen: &[bool]) -> Option<NullBuffer> {
     if seen.iter().all(|s| *s) {
         None
     } else {
@@ -296,15 +333,8 @@ impl<T: ArrowPrimitiveType + Debug> Accumulate for Sum<T> {
     }
 
     fn update(&mut self, arg: &Arg, sel: &Selection, groups: Option<&[u32]>) {
-        if lanes_add_values::<T>(&mut self.sums, arg, sel, groups) {
-            mark_seen(&mut self.seen, groups, sel.len());
-            return;
-        }
-        let (sums, seen) = (&mut self.sums, &mut self.seen);
-        fold::<T>(arg, sel, groups, |g, v| {
-            sums[g] = sums[g].add_wrapping(v);
-            seen[g] = true;
-        });
+        let rows = (arg, sel, groups);
+        add_to_sums::<T, T::Native>(&mut self.sums, &mut self.seen, rows, exact::<T>(), |v| v);
     }
 
     fn emit(&mut self) -> Vec<ArrayRef> {
@@ -434,26 +464,7 @@ impl<T: ArrowPrimitiveType + Debug> Accumulate for Avg<T> {
     }
 
     fn update(&mut self, arg: &Arg, sel: &Selection, groups: Option<&[u32]>) {
-        let n = self.states.len();
-        if n <= LANE_MAX_GROUPS && exact::<T>() {
-            // Few groups: add in lanes into separate sums and counts, then fold them in.
-            let mut sums = vec![T::Native::default(); n];
-            if lanes_add_values::<T>(&mut sums, arg, sel, groups) {
-                let mut counts = vec![0u64; n];
-                lanes_add(&mut counts, groups, sel.len(), |_| 1);
-                for (state, (sum, count)) in self.states.iter_mut().zip(sums.iter().zip(&counts)) {
-                    state.0 = state.0.add_wrapping(*sum);
-                    state.1 += count;
-                }
-                return;
-            }
-        }
-        let states = &mut self.states;
-        fold::<T>(arg, sel, groups, |g, v| {
-            let state = &mut states[g];
-            state.0 = state.0.add_wrapping(v);
-            state.1 += 1;
-        });
+        add_to_averages::<T, T::Native>(&mut self.states, (arg, sel, groups), exact::<T>(), |v| v);
     }
 
     fn emit(&mut self) -> Vec<ArrayRef> {

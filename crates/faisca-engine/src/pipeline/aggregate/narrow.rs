@@ -17,8 +17,7 @@ use arrow::datatypes::{DataType, Decimal128Type};
 use datafusion::error::Result as DfResult;
 
 use super::accumulators::{
-    Accumulate, Arg, Avg, LANE_MAX_GROUPS, Sum, dense_values, fold, lanes_add, lanes_add_mapped,
-    mark_seen, permuted,
+    Accumulate, Arg, Avg, Sum, add_to_averages, add_to_sums, dense_values, permuted,
 };
 use crate::pipeline::selection::Selection;
 
@@ -117,14 +116,9 @@ impl Accumulate for NarrowDecimalSum {
         if self.wide.is_some() || !self.headroom.take(arg, sel) {
             return self.widened().update(arg, sel, groups);
         }
-        if lanes_add_mapped::<Decimal128Type, i64>(&mut self.sums, arg, sel, groups, |v| v as i64) {
-            mark_seen(&mut self.seen, groups, sel.len());
-            return;
-        }
-        let (sums, seen) = (&mut self.sums, &mut self.seen);
-        fold::<Decimal128Type>(arg, sel, groups, |g, v| {
-            sums[g] = sums[g].wrapping_add(v as i64);
-            seen[g] = true;
+        let rows = (arg, sel, groups);
+        add_to_sums::<Decimal128Type, i64>(&mut self.sums, &mut self.seen, rows, true, |v| {
+            v as i64
         });
     }
 
@@ -209,26 +203,8 @@ impl Accumulate for NarrowDecimalAvg {
         if self.wide.is_some() || !self.headroom.take(arg, sel) {
             return self.widened().update(arg, sel, groups);
         }
-        let n = self.states.len();
-        if n <= LANE_MAX_GROUPS {
-            // Few groups: add in lanes into separate sums and counts, then fold them in.
-            let mut sums = vec![0i64; n];
-            if lanes_add_mapped::<Decimal128Type, i64>(&mut sums, arg, sel, groups, |v| v as i64) {
-                let mut counts = vec![0u64; n];
-                lanes_add(&mut counts, groups, sel.len(), |_| 1);
-                for (state, (sum, count)) in self.states.iter_mut().zip(sums.iter().zip(&counts)) {
-                    state.0 = state.0.wrapping_add(*sum);
-                    state.1 += count;
-                }
-                return;
-            }
-        }
-        let states = &mut self.states;
-        fold::<Decimal128Type>(arg, sel, groups, |g, v| {
-            let state = &mut states[g];
-            state.0 = state.0.wrapping_add(v as i64);
-            state.1 += 1;
-        });
+        let rows = (arg, sel, groups);
+        add_to_averages::<Decimal128Type, i64>(&mut self.states, rows, true, |v| v as i64);
     }
 
     fn emit(&mut self) -> Vec<ArrayRef> {
