@@ -66,6 +66,13 @@ fn cell(array: &ArrayRef, row: usize) -> String {
 
 /// Rows as strings, sorted (so results are compared as multisets).
 pub fn normalized_rows(batches: &[RecordBatch]) -> Vec<String> {
+    let mut rows = ordered_rows(batches);
+    rows.sort();
+    rows
+}
+
+/// Rows as strings, in the order they came (for results a query orders).
+pub fn ordered_rows(batches: &[RecordBatch]) -> Vec<String> {
     let mut rows = Vec::new();
     for b in batches {
         for r in 0..b.num_rows() {
@@ -78,7 +85,6 @@ pub fn normalized_rows(batches: &[RecordBatch]) -> Vec<String> {
             );
         }
     }
-    rows.sort();
     rows
 }
 

@@ -16,6 +16,7 @@
 
 mod cli;
 mod common;
+mod correctness;
 mod dataframe;
 mod errors;
 mod faults;

@@ -216,6 +216,12 @@ pub const KEYS: &[KeySpec] = &[
         doc: "Fuse each stage's chains of filters and projections into one compiled pipeline (PipelineExec); false runs DataFusion's operators one by one.",
     },
     KeySpec {
+        name: "faisca.planner.checkEncoding",
+        default: "auto",
+        kind: ValueKind::Choice(&["auto", "true", "false"]),
+        doc: "Decode every stage plan on the driver before it is sent and compare it with the plan that was encoded, failing the query on a difference (a field the plan codec drops); auto: in debug builds only.",
+    },
+    KeySpec {
         name: "faisca.batchSize",
         default: "8192",
         kind: ValueKind::Count,
@@ -315,6 +321,18 @@ impl FaiscaConfig {
     pub fn codegen_enabled(&self) -> bool {
         self.raw("faisca.codegen.enabled")
             .eq_ignore_ascii_case("true")
+    }
+    /// `faisca.planner.checkEncoding`: whether stage plans are decoded and compared on the driver.
+    pub fn check_plan_encoding(&self) -> bool {
+        match self
+            .raw("faisca.planner.checkEncoding")
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "true" => true,
+            "false" => false,
+            _ => cfg!(debug_assertions),
+        }
     }
     /// `faisca.kafka.requestTimeout`.
     pub fn kafka_request_timeout(&self) -> Duration {

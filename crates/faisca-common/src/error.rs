@@ -28,9 +28,15 @@ pub enum Error {
         /// Whether another attempt may succeed.
         retryable: bool,
     },
-    /// An internal invariant broke.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// An internal invariant broke; `retryable` says whether another attempt may succeed (a
+    /// transient state surfacing oddly) or not (a planning bug: the same plan fails the same way).
+    #[error("internal error: {message}")]
+    Internal {
+        /// What broke.
+        message: String,
+        /// Whether another attempt may succeed.
+        retryable: bool,
+    },
     /// An error raised by DataFusion (planning or execution); classified by [`Error::fault`].
     #[error("{0}")]
     DataFusion(Box<DataFusionError>),
@@ -79,9 +85,20 @@ impl Error {
         }
     }
 
-    /// An internal error with this message.
+    /// An internal error with this message that another attempt may not hit.
     pub fn internal(message: impl Into<String>) -> Self {
-        Error::Internal(message.into())
+        Error::Internal {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    /// An internal error that another attempt would hit again (a plan that cannot be built).
+    pub fn internal_final(message: impl Into<String>) -> Self {
+        Error::Internal {
+            message: message.into(),
+            retryable: false,
+        }
     }
 
     /// A failed read of `stage_id`/`map_partition`'s output held by `executor_id`.
@@ -125,7 +142,7 @@ impl Error {
             Error::User(_) => Fault::User,
             Error::FetchFailed(_) => Fault::External,
             Error::External { .. } => Fault::External,
-            Error::Internal(_) => Fault::Internal,
+            Error::Internal { .. } => Fault::Internal,
             Error::DataFusion(e) => datafusion_fault(e),
         }
     }
@@ -137,8 +154,9 @@ impl Error {
             Error::DataFusion(e) => datafusion_fault(e) == Fault::External,
             Error::User(_) => false,
             Error::FetchFailed(_) => true,
-            // An internal failure may be a transient state (e.g. a lost connection surfacing oddly).
-            Error::Internal(_) => true,
+            // An internal failure may be a transient state (e.g. a lost connection surfacing
+            // oddly), unless whoever raised it knows better.
+            Error::Internal { retryable, .. } => *retryable,
         }
     }
 
@@ -156,14 +174,17 @@ impl Error {
                 message: format!("{context}: {self}"),
                 retryable,
             },
-            Fault::Internal => Error::Internal(format!("{context}: {}", self.message())),
+            Fault::Internal => Error::Internal {
+                message: format!("{context}: {}", self.message()),
+                retryable,
+            },
         }
     }
 
     /// The message without the `internal error:` prefix.
     pub fn message(&self) -> String {
         match self {
-            Error::Internal(m) => m.clone(),
+            Error::Internal { message, .. } => message.clone(),
             other => other.to_string(),
         }
     }
@@ -273,6 +294,17 @@ mod tests {
         assert!(Error::user("x").fetch_failure().is_none());
         let direct = Error::fetch_failed(0, 0, "e", "gone").context("stage 4");
         assert_eq!(direct.fetch_failure().unwrap().message, "stage 4: gone");
+    }
+
+    #[test]
+    fn planning_bugs_are_not_retried() {
+        let bug = Error::from(DataFusionError::Internal("no ordering".into()));
+        assert_eq!(bug.fault(), Fault::Internal);
+        assert!(!bug.is_retryable());
+        let last = Error::internal_final("plan cannot be built").context("stage 2");
+        assert_eq!(last.fault(), Fault::Internal);
+        assert!(!last.is_retryable());
+        assert!(Error::internal("connection reset").is_retryable());
     }
 
     #[test]

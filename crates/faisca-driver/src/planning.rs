@@ -15,6 +15,7 @@ use faisca_common::{Error, Result};
 use faisca_connectors::parquet_layout::row_group_ranges;
 use faisca_connectors::splits::{FileInput, max_split_bytes, plan_splits};
 use faisca_engine::codec::encode_stage_plan;
+use faisca_engine::codec::guard::check_round_trip;
 use faisca_planner::kafka_scans::{ApplyKafkaTasks, kafka_sources};
 use faisca_planner::scans::{ApplySplits, FileScan, file_scans};
 use faisca_planner::stages::{StageGraph, StageOutput, cut_stages};
@@ -405,6 +406,9 @@ pub fn build_job(
             _ => None,
         };
         let plan = encode_stage_plan(stage.plan.clone(), hash)?;
+        if session.config.check_plan_encoding() {
+            check_round_trip(&stage.plan, hash, &plan, &session.ctx.task_ctx())?;
+        }
         if plan.len() + 64 * 1024 > limit {
             return Err(Error::user(format!(
                 "the plan of stage {} is {} bytes, too large for faisca.rpc.maxMessageSize ({limit} bytes); raise that limit or simplify the query",

@@ -20,6 +20,8 @@
 //! * [`kafka`]: Kafka tables and the scan node that reads planned offset ranges.
 //! * [`sink`] writes a write job's files (one writer per task, under `_temporary/`) and holds the
 //!   commit protocol the driver runs when every task succeeded.
+//! * [`window_filter`] carries window aggregates' `FILTER` as an argument (DataFusion's own
+//!   filter cannot be encoded).
 //! * [`yielding`] makes a decoded plan's leaves yield between batches, so that a cancelled task
 //!   stops promptly.
 
@@ -34,4 +36,5 @@ pub mod session_config;
 pub mod shuffle;
 pub mod sink;
 pub mod udf;
+pub mod window_filter;
 pub mod yielding;

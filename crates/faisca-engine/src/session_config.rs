@@ -6,9 +6,9 @@ use faisca_common::{Error, FaiscaConfig, Result};
 /// DataFusion settings every session and task runs with: the driver cuts stages at exchanges and
 /// sizes scans itself, so DataFusion must not add round-robin exchanges, must not re-split files,
 /// must not share state between partitions of one scan, and must not push run-time filters across
-/// what become stage boundaries. Uncorrelated scalar subqueries become joins: DataFusion's physical
-/// `ScalarSubqueryExec` fills a result container shared in memory with expressions that may end up
-/// in other stages (and so in other processes).
+/// what become stage boundaries. (Uncorrelated scalar subqueries stay DataFusion's
+/// `ScalarSubqueryExec`: the planner gives every stage that reads a subquery's value its own, over
+/// the subquery's stages; see `faisca_planner::stages`.)
 pub const FORCED_DATAFUSION_OPTIONS: &[(&str, &str)] = &[
     (
         "datafusion.optimizer.enable_round_robin_repartition",
@@ -33,10 +33,6 @@ pub const FORCED_DATAFUSION_OPTIONS: &[(&str, &str)] = &[
     ),
     (
         "datafusion.optimizer.enable_aggregate_dynamic_filter_pushdown",
-        "false",
-    ),
-    (
-        "datafusion.optimizer.enable_physical_uncorrelated_scalar_subquery",
         "false",
     ),
 ];
@@ -111,12 +107,18 @@ impl RuntimesByStores {
 pub const LEFT_OUT_OPTIMIZER_RULES: &[&str] =
     &["extract_leaf_expressions", "push_down_leaf_projections"];
 
-/// DataFusion's default logical optimizer rules less [`LEFT_OUT_OPTIMIZER_RULES`].
+/// DataFusion's default logical optimizer rules less [`LEFT_OUT_OPTIMIZER_RULES`], then Faísca's
+/// rewrite of window aggregates' filters into arguments ([`crate::window_filter`]).
 pub fn optimizer_rules()
 -> Vec<std::sync::Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>> {
-    datafusion::optimizer::Optimizer::new()
-        .rules
-        .into_iter()
-        .filter(|r| !LEFT_OUT_OPTIMIZER_RULES.contains(&r.name()))
-        .collect()
+    let mut rules: Vec<std::sync::Arc<dyn datafusion::optimizer::OptimizerRule + Send + Sync>> =
+        datafusion::optimizer::Optimizer::new()
+            .rules
+            .into_iter()
+            .filter(|r| !LEFT_OUT_OPTIMIZER_RULES.contains(&r.name()))
+            .collect();
+    rules.push(std::sync::Arc::new(
+        crate::window_filter::FilterWindowAggregates,
+    ));
+    rules
 }

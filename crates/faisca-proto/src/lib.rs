@@ -64,7 +64,7 @@ pub fn error_from_status(status: &tonic::Status, what: &str) -> Error {
     match fault {
         Some("user") => Error::User(message),
         Some("external") => Error::External { message, retryable },
-        Some("internal") => Error::Internal(message),
+        Some("internal") => Error::Internal { message, retryable },
         _ => match status.code() {
             tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown => {
                 Error::external(format!("{what}: {message} (gRPC {:?})", status.code()))
@@ -114,7 +114,10 @@ pub fn error_from_task_error(e: &TaskError) -> Error {
             message: e.message.clone(),
             retryable: e.retryable,
         },
-        v1::Fault::Internal => Error::Internal(e.message.clone()),
+        v1::Fault::Internal => Error::Internal {
+            message: e.message.clone(),
+            retryable: e.retryable,
+        },
     }
 }
 

@@ -58,6 +58,20 @@ impl ShuffleReaderExec {
         }
     }
 
+    /// This reader of a hash exchange, declaring the exchange's partitioning: its partition `q`
+    /// holds exactly the rows whose `exprs` hash to `q` (so that operators which need
+    /// co-partitioned inputs, such as an interleaving union, accept it).
+    pub fn with_hash_partitioning(mut self, exprs: Vec<Arc<dyn PhysicalExpr>>) -> Self {
+        let n = self.partitions();
+        let properties = self
+            .properties
+            .as_ref()
+            .clone()
+            .with_partitioning(Partitioning::Hash(exprs, n));
+        self.properties = Arc::new(properties);
+        self
+    }
+
     /// The stage this reader reads.
     pub fn stage_id(&self) -> u32 {
         self.stage_id

@@ -1,13 +1,34 @@
 //! Stage cutting.
+//!
+//! The plan is cut at every exchange: a hash or round-robin repartition becomes a stage whose
+//! tasks write hash partitions, a merge into one partition (or a sort-preserving merge) reads the
+//! per-task outputs of a stage below it, and a join that collects its left side in every task
+//! reads that side from a stage of its own. Two kinds of plan need more:
+//!
+//! * **Scalar subqueries.** DataFusion runs a `ScalarSubqueryExec`'s subqueries before its input
+//!   and hands their values to the `ScalarSubqueryExpr`s of the input through memory shared
+//!   in-process. Here each subquery becomes stages of its own ending in one task (its at most one
+//!   row), and every stage whose plan reads a subquery's value gets its own `ScalarSubqueryExec`
+//!   over readers of those stages: each task runs the subqueries' readers, then its plan, and
+//!   DataFusion's check that a subquery returns at most one row runs where it always does.
+//! * **Recursive queries.** A `RecursiveQueryExec` and its recursive term share the work table in
+//!   memory, so no exchange between them and the term's `WorkTableExec` is cut: that part runs
+//!   in one task, the way DataFusion runs it. Exchanges whose inputs do not read the work table
+//!   (the static term, tables the recursion joins) are cut as usual.
 
 use std::sync::Arc;
 
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::physical_planning_context::ScalarSubqueryResults;
+use datafusion::physical_expr::scalar_subquery::ScalarSubqueryExpr;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::joins::{
     CrossJoinExec, HashJoinExec, NestedLoopJoinExec, PartitionMode,
 };
 use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::scalar_subquery::{ScalarSubqueryExec, ScalarSubqueryLink};
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
+use datafusion::physical_plan::work_table::WorkTableExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning};
 use faisca_common::Result;
 use faisca_engine::shuffle::reader::ShuffleReaderExec;
@@ -86,20 +107,32 @@ impl StageGraph {
 /// Cut `plan` into stages.
 pub fn cut_stages(plan: Arc<dyn ExecutionPlan>) -> Result<StageGraph> {
     let plan = crate::distributable::make_distributable(plan)?;
-    let mut cutter = Cutter { stages: Vec::new() };
+    let mut cutter = Cutter {
+        stages: Vec::new(),
+        subqueries: Vec::new(),
+    };
     let root = cutter.visit(plan)?;
-    cutter.add_stage(root, StageOutput::Result);
+    cutter.add_stage(root, StageOutput::Result)?;
     Ok(StageGraph {
         stages: cutter.stages,
     })
 }
 
+/// The scalar subqueries of an enclosing `ScalarSubqueryExec`, as readers of their stages.
+struct SubqueryScope {
+    results: ScalarSubqueryResults,
+    links: Vec<ScalarSubqueryLink>,
+}
+
 struct Cutter {
     stages: Vec<Stage>,
+    /// Scalar subqueries whose values the plans being cut may read, innermost last.
+    subqueries: Vec<SubqueryScope>,
 }
 
 impl Cutter {
-    fn add_stage(&mut self, plan: Arc<dyn ExecutionPlan>, output: StageOutput) -> u32 {
+    fn add_stage(&mut self, plan: Arc<dyn ExecutionPlan>, output: StageOutput) -> Result<u32> {
+        let plan = self.with_subqueries(plan)?;
         let id = self.stages.len() as u32;
         let mut inputs = Vec::new();
         collect_readers(&plan, &mut inputs);
@@ -111,18 +144,75 @@ impl Cutter {
             output,
             inputs,
         });
-        id
+        Ok(id)
+    }
+
+    /// `plan` under a `ScalarSubqueryExec` of every enclosing scope whose subquery values it reads.
+    fn with_subqueries(&self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut plan = plan;
+        for scope in self.subqueries.iter().rev() {
+            if reads_subqueries(&plan, &scope.results)? {
+                plan = Arc::new(ScalarSubqueryExec::new(
+                    plan,
+                    scope.links.clone(),
+                    scope.results.clone(),
+                ));
+            }
+        }
+        Ok(plan)
     }
 
     /// Make `plan` a stage of its own whose tasks' outputs are read one per consumer partition.
-    fn cut_per_task(&mut self, plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+    fn cut_per_task(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
         let schema = plan.schema();
         let partitions = plan.output_partitioning().partition_count();
-        let id = self.add_stage(plan, StageOutput::PerTask);
-        Arc::new(ShuffleReaderExec::new(id, schema, partitions, false))
+        let id = self.add_stage(plan, StageOutput::PerTask)?;
+        Ok(Arc::new(ShuffleReaderExec::new(
+            id, schema, partitions, false,
+        )))
+    }
+
+    /// Cut a `ScalarSubqueryExec`: each subquery becomes stages ending in one task, and the
+    /// input's stages that read their values get them from those tasks' outputs.
+    fn visit_scalar_subqueries(
+        &mut self,
+        exec: &ScalarSubqueryExec,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut links = Vec::with_capacity(exec.subqueries().len());
+        for link in exec.subqueries() {
+            let subquery = self.visit(Arc::clone(&link.plan))?;
+            let subquery = if subquery.output_partitioning().partition_count() > 1 {
+                let reader = self.cut_per_task(subquery)?;
+                Arc::new(CoalescePartitionsExec::new(reader)) as Arc<dyn ExecutionPlan>
+            } else {
+                subquery
+            };
+            let schema = subquery.schema();
+            let id = self.add_stage(subquery, StageOutput::PerTask)?;
+            links.push(ScalarSubqueryLink {
+                plan: Arc::new(ShuffleReaderExec::new(id, schema, 1, false)),
+                index: link.index,
+            });
+        }
+        self.subqueries.push(SubqueryScope {
+            results: exec.results().clone(),
+            links,
+        });
+        let input = self.visit(Arc::clone(exec.input()));
+        let scope = self.subqueries.pop();
+        let input = input?;
+        match scope {
+            Some(scope) if reads_subqueries(&input, &scope.results)? => Ok(Arc::new(
+                ScalarSubqueryExec::new(input, scope.links, scope.results),
+            )),
+            _ => Ok(input),
+        }
     }
 
     fn visit(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+        if let Some(exec) = plan.downcast_ref::<ScalarSubqueryExec>() {
+            return self.visit_scalar_subqueries(exec);
+        }
         let children: Vec<Arc<dyn ExecutionPlan>> = plan.children().into_iter().cloned().collect();
         let mut new_children = Vec::with_capacity(children.len());
         for child in &children {
@@ -144,14 +234,19 @@ impl Cutter {
             if matches!(
                 partitioning,
                 Partitioning::Hash(..) | Partitioning::RoundRobinBatch(_)
-            ) {
+            ) && !reads_work_table(repartition.input())
+            {
                 let schema = plan.schema();
                 let n = partitioning.partition_count();
                 let id = self.add_stage(
                     repartition.input().clone(),
-                    StageOutput::Repartition(partitioning),
-                );
-                return Ok(Arc::new(ShuffleReaderExec::new(id, schema, n, true)));
+                    StageOutput::Repartition(partitioning.clone()),
+                )?;
+                let reader = ShuffleReaderExec::new(id, schema, n, true);
+                return Ok(Arc::new(match partitioning {
+                    Partitioning::Hash(exprs, _) => reader.with_hash_partitioning(exprs),
+                    _ => reader,
+                }));
             }
             return Ok(plan);
         }
@@ -161,10 +256,11 @@ impl Cutter {
             let child = plan.children()[0].clone();
             if child.output_partitioning().partition_count() <= 1
                 || child.downcast_ref::<ShuffleReaderExec>().is_some()
+                || reads_work_table(&child)
             {
                 return Ok(plan);
             }
-            let reader = self.cut_per_task(child);
+            let reader = self.cut_per_task(child)?;
             #[allow(deprecated)]
             return Ok(plan.with_new_children(vec![reader])?);
         }
@@ -173,9 +269,9 @@ impl Cutter {
             // it a stage of its own so it is computed once and broadcast through the shuffle.
             let children: Vec<Arc<dyn ExecutionPlan>> =
                 plan.children().into_iter().cloned().collect();
-            if !contains_reader(&children[0]) {
+            if !contains_reader(&children[0]) && !reads_work_table(&children[0]) {
                 let mut children = children;
-                children[0] = self.cut_per_task(children[0].clone());
+                children[0] = self.cut_per_task(children[0].clone())?;
                 #[allow(deprecated)]
                 return Ok(plan.with_new_children(children)?);
             }
@@ -190,6 +286,40 @@ fn collects_left_side(plan: &Arc<dyn ExecutionPlan>) -> bool {
     }
     plan.downcast_ref::<NestedLoopJoinExec>().is_some()
         || plan.downcast_ref::<CrossJoinExec>().is_some()
+}
+
+/// Whether `plan` reads a recursive query's work table (which lives in the memory of the task
+/// running the recursive query).
+fn reads_work_table(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.downcast_ref::<WorkTableExec>().is_some()
+        || plan.children().into_iter().any(reads_work_table)
+}
+
+/// Whether an expression of `plan` reads a value of the scalar subqueries behind `results`.
+fn reads_subqueries(
+    plan: &Arc<dyn ExecutionPlan>,
+    results: &ScalarSubqueryResults,
+) -> Result<bool> {
+    let mut found = false;
+    plan.apply(|node| {
+        node.apply_expressions(&mut |expr| {
+            expr.apply(|e| {
+                if let Some(subquery) = e.downcast_ref::<ScalarSubqueryExpr>()
+                    && ScalarSubqueryResults::ptr_eq(subquery.results(), results)
+                {
+                    found = true;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })?;
+        Ok(if found {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    Ok(found)
 }
 
 fn contains_reader(plan: &Arc<dyn ExecutionPlan>) -> bool {
