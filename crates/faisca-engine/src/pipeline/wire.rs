@@ -8,9 +8,14 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
-use datafusion_proto::physical_plan::from_proto::parse_physical_expr;
-use datafusion_proto::physical_plan::to_proto::serialize_physical_expr;
-use datafusion_proto::protobuf::PhysicalExprNode;
+use datafusion::physical_expr::EquivalenceProperties;
+use datafusion::physical_plan::Partitioning;
+use datafusion_proto::physical_plan::PhysicalPlanDecodeContext;
+use datafusion_proto::physical_plan::from_proto::{parse_physical_expr, parse_physical_sort_expr};
+use datafusion_proto::physical_plan::to_proto::{
+    serialize_physical_expr, serialize_physical_sort_expr,
+};
+use datafusion_proto::protobuf::{PhysicalExprNode, PhysicalSortExprNode};
 use faisca_proto::{
     PipelineAggregate, PipelineAggregateFunction, PipelineFilter, PipelineNode, PipelinePartition,
     PipelineProject, PipelineStep, pipeline_step,
@@ -21,7 +26,7 @@ use super::aggregate::{AggregateFunction, AggregateKind, AggregateStep};
 use super::exec::PipelineExec;
 use super::partition::PartitionStep;
 use super::{PipelineSpec, Step, cache};
-use crate::codec::{schema_from_ipc, schema_to_ipc};
+use crate::codec::{FaiscaConverter, schema_from_ipc, schema_to_ipc};
 
 /// The message for `pipeline`.
 pub fn encode(
@@ -67,9 +72,26 @@ pub fn encode(
             })
         })
         .collect::<DfResult<_>>()?;
+    let properties = pipeline.properties();
+    let ordering = match properties.output_ordering() {
+        Some(ordering) => ordering
+            .iter()
+            .map(|sort| {
+                Ok(serialize_physical_sort_expr(sort.clone(), codec, &FaiscaConverter)?
+                    .encode_to_vec())
+            })
+            .collect::<DfResult<_>>()?,
+        None => Vec::new(),
+    };
+    let hash_partitioning = match &properties.partitioning {
+        Partitioning::Hash(exprs, _) => exprs.iter().map(expr).collect::<DfResult<_>>()?,
+        _ => Vec::new(),
+    };
     Ok(PipelineNode {
         input_schema: schema_to_ipc(&spec.input_schema)?,
         steps,
+        ordering,
+        hash_partitioning,
     })
 }
 
@@ -84,7 +106,13 @@ pub fn decode(
     ctx: &TaskContext,
     codec: &dyn PhysicalExtensionCodec,
 ) -> DfResult<Arc<dyn ExecutionPlan>> {
-    let key = node.encode_to_vec();
+    // The compiled program depends on the input and the steps only.
+    let key = PipelineNode {
+        ordering: Vec::new(),
+        hash_partitioning: Vec::new(),
+        ..node.clone()
+    }
+    .encode_to_vec();
     let input_schema = schema_from_ipc(&node.input_schema)?;
     if input.schema().fields() != input_schema.fields() {
         return Err(malformed(format!(
@@ -170,7 +198,36 @@ pub fn decode(
             "the driver fused a step this executor cannot compile: {why}"
         ))
     })?;
-    let properties = Arc::new(PipelineExec::plain_properties(&input, &spec));
+    let output_schema = spec.output_schema();
+    let mut properties = PipelineExec::plain_properties(&input, &spec);
+    if !node.hash_partitioning.is_empty() {
+        let exprs = node
+            .hash_partitioning
+            .iter()
+            .map(|bytes| {
+                let proto = PhysicalExprNode::decode(bytes.as_slice()).map_err(malformed)?;
+                parse_physical_expr(&proto, ctx, &output_schema, codec)
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        let count = properties.partitioning.partition_count();
+        properties = properties.with_partitioning(Partitioning::Hash(exprs, count));
+    }
+    if !node.ordering.is_empty() {
+        let decode_ctx = PhysicalPlanDecodeContext::new(ctx, codec);
+        let ordering = node
+            .ordering
+            .iter()
+            .map(|bytes| {
+                let proto = PhysicalSortExprNode::decode(bytes.as_slice()).map_err(malformed)?;
+                parse_physical_sort_expr(&proto, &decode_ctx, &output_schema, &FaiscaConverter)
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        properties = properties.with_eq_properties(EquivalenceProperties::new_with_orderings(
+            output_schema,
+            [ordering],
+        ));
+    }
+    let properties = Arc::new(properties);
     Ok(Arc::new(PipelineExec::new(
         input, spec, program, properties,
     )))
