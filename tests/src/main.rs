@@ -13,11 +13,14 @@
 //!   Avro values framed for a schema registry ([`schema_registry`]: a minimal one, as none runs here).
 //! * [`fusion`]: fused pipelines next to DataFusion's operators in one query.
 //! * [`faults`]: injected task failures, executors killed mid-query, cancellation, many jobs.
+//! * [`correctness`]: one case per class of query that once gave a wrong answer distributed.
+//! * [`difftest`]: random tables and queries, distributed against single-process DataFusion.
 
 mod cli;
 mod common;
 mod correctness;
 mod dataframe;
+mod difftest;
 mod errors;
 mod faults;
 mod fusion;

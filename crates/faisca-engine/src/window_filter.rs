@@ -26,7 +26,7 @@ use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Expr, LogicalPlan, ReversedUDAF, Signature,
     WindowFunctionDefinition,
 };
-use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+use datafusion::optimizer::{ApplyOrder, OptimizerConfig, OptimizerRule};
 
 /// The name every filtered aggregate has on the wire.
 pub const FILTERED_AGGREGATE: &str = "faisca_filtered";
@@ -229,6 +229,10 @@ pub struct FilterWindowAggregates;
 impl OptimizerRule for FilterWindowAggregates {
     fn name(&self) -> &str {
         "faisca_filter_window_aggregates"
+    }
+
+    fn apply_order(&self) -> Option<ApplyOrder> {
+        Some(ApplyOrder::BottomUp)
     }
 
     fn supports_rewrite(&self) -> bool {

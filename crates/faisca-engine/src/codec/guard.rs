@@ -4,7 +4,7 @@
 //! reversals) gives executors a different plan than the driver planned, and a wrong answer with
 //! no error. [`check_round_trip`] decodes the bytes the driver is about to send and compares the
 //! two plans node by node: the operator, its verbose display, its schema, partitioning and
-//! ordering, and the `Debug` form of every expression it holds, including the properties of
+//! equivalence properties (orderings, equal expressions, constants), and the `Debug` form of every expression it holds, including the properties of
 //! window and aggregate expressions that no display shows. The driver runs it on every stage
 //! plan in debug builds (`faisca.planner.checkEncoding`), so every test checks every plan it
 //! sends.
@@ -15,6 +15,7 @@ use std::sync::Arc;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::TaskContext;
+use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::aggregates::AggregateExec;
 use datafusion::physical_plan::windows::{BoundedWindowAggExec, WindowAggExec};
@@ -95,10 +96,6 @@ pub fn describe(plan: &Arc<dyn ExecutionPlan>) -> Vec<String> {
 
 fn describe_into(plan: &Arc<dyn ExecutionPlan>, depth: usize, lines: &mut Vec<String>) {
     let properties = plan.properties();
-    let ordering = properties
-        .output_ordering()
-        .map(|o| o.to_string())
-        .unwrap_or_default();
     let mut expressions = Vec::new();
     let mut columns = Vec::new();
     let visited = plan.apply_expressions(&mut |e| {
@@ -114,11 +111,15 @@ fn describe_into(plan: &Arc<dyn ExecutionPlan>, depth: usize, lines: &mut Vec<St
         expressions.push("(expressions not visitable)".into());
     }
     let mut line = format!(
-        "{:indent$}{} | schema: {:?} | partitioning: {} | ordering: [{ordering}]",
+        "{:indent$}{} | schema: {:?} | partitioning: {} | equivalences: {}",
         "",
-        without_column_names(&Verbose(plan.as_ref()).to_string(), &columns),
+        without_read_order_hints(&without_column_names(
+            &Verbose(plan.as_ref()).to_string(),
+            &columns
+        )),
         plan.schema(),
         properties.partitioning,
+        without_column_names(&equivalences(&properties.eq_properties), &columns),
         indent = depth * 2
     );
     line.push_str(&format!(" | expressions: {expressions:?}"));
@@ -149,6 +150,50 @@ fn describe_into(plan: &Arc<dyn ExecutionPlan>, depth: usize, lines: &mut Vec<St
     for child in plan.children() {
         describe_into(child, depth + 1, lines);
     }
+}
+
+/// What is known of a node's output, in an order that does not depend on how it was derived:
+/// its orderings, its classes of equal expressions and its constants, each sorted.
+fn equivalences(properties: &EquivalenceProperties) -> String {
+    let mut orderings: Vec<String> = properties
+        .oeq_class()
+        .iter()
+        .map(|o| o.to_string())
+        .collect();
+    orderings.sort();
+    let mut classes: Vec<String> = properties
+        .eq_group()
+        .iter()
+        .filter(|class| class.len() > 1)
+        .map(|class| {
+            let mut members: Vec<String> = class.iter().map(|e| e.to_string()).collect();
+            members.sort();
+            members.join(" = ")
+        })
+        .collect();
+    classes.sort();
+    let mut constants: Vec<String> = properties
+        .constants()
+        .iter()
+        .map(|c| format!("{} ({})", c.expr, c.across_partitions))
+        .collect();
+    constants.sort();
+    format!("orderings {orderings:?}, equal {classes:?}, constants {constants:?}")
+}
+
+/// A Parquet scan's display without the order it was asked to read row groups in
+/// (`sort_order_for_reorder`, `reverse_row_groups`): datafusion-proto drops these hints, which
+/// let a top-k stop early but never change what a scan returns (a sort stays above it).
+fn without_read_order_hints(display: &str) -> String {
+    let mut out = display.replace(", reverse_row_groups=true", "");
+    const MARKER: &str = ", sort_order_for_reorder=[";
+    while let Some(at) = out.find(MARKER) {
+        let rest = &out[at + MARKER.len()..];
+        let after = skip_value_inside(rest);
+        let end = out.len() - after.len() + usize::from(after.starts_with(']'));
+        out.replace_range(at..end, "");
+    }
+    out
 }
 
 /// `display` with each column shown by position only (`#3`, not `name@3`).
@@ -303,6 +348,12 @@ mod tests {
         assert_eq!(
             normalize(debug),
             "Agg { name: \"s\", schema: _, args: [Column { index: 3 }] }"
+        );
+        assert_eq!(
+            without_read_order_hints(
+                "DataSourceExec: projection=[a], sort_order_for_reorder=[#1 ASC, a@0 DESC], reverse_row_groups=true | x"
+            ),
+            "DataSourceExec: projection=[a] | x"
         );
         let columns = [Column::new("a", 0), Column::new("count(a)", 1)];
         assert_eq!(

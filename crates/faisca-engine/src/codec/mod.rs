@@ -10,6 +10,7 @@
 //! into the plan that was encoded.
 
 pub mod converter;
+pub mod equivalence;
 pub mod guard;
 pub mod patches;
 pub mod recursive;
@@ -121,17 +122,24 @@ impl PhysicalExtensionCodec for FaiscaCodec {
                         proto_converter.proto_to_physical_expr(&node, &schema, &decode_ctx)
                     })
                     .collect::<DfResult<Vec<_>>>()?;
-                let reader = ShuffleReaderExec::new(
+                let mut reader = ShuffleReaderExec::new(
                     r.stage_id,
-                    schema,
+                    schema.clone(),
                     r.partitions as usize,
                     r.hash_partitioned,
                 );
-                Ok(Arc::new(if hash_exprs.is_empty() {
-                    reader
-                } else {
-                    reader.with_hash_partitioning(hash_exprs)
-                }))
+                if !hash_exprs.is_empty() {
+                    reader = reader.with_hash_partitioning(hash_exprs);
+                }
+                if let Some(equivalences) = &r.equivalences {
+                    reader = reader.with_equivalences(equivalence::decode(
+                        equivalences,
+                        schema,
+                        ctx,
+                        self,
+                    )?);
+                }
+                Ok(Arc::new(reader))
             }
             Some(extension_node::Node::RecursiveQuery(q)) => {
                 recursive::decode_recursive_query(&q, inputs)
@@ -202,6 +210,10 @@ impl PhysicalExtensionCodec for FaiscaCodec {
                 partitions: reader.partitions() as u32,
                 hash_partitioned: reader.hash_partitioned(),
                 hash_exprs,
+                equivalences: Some(equivalence::encode(
+                    &reader.properties().eq_properties,
+                    self,
+                )?),
             })
         } else {
             return Err(DataFusionError::NotImplemented(format!(

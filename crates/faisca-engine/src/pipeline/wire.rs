@@ -7,15 +7,11 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion_proto::physical_plan::PhysicalExtensionCodec;
-use datafusion::physical_expr::EquivalenceProperties;
 use datafusion::physical_plan::Partitioning;
-use datafusion_proto::physical_plan::PhysicalPlanDecodeContext;
-use datafusion_proto::physical_plan::from_proto::{parse_physical_expr, parse_physical_sort_expr};
-use datafusion_proto::physical_plan::to_proto::{
-    serialize_physical_expr, serialize_physical_sort_expr,
-};
-use datafusion_proto::protobuf::{PhysicalExprNode, PhysicalSortExprNode};
+use datafusion_proto::physical_plan::PhysicalExtensionCodec;
+use datafusion_proto::physical_plan::from_proto::parse_physical_expr;
+use datafusion_proto::physical_plan::to_proto::serialize_physical_expr;
+use datafusion_proto::protobuf::PhysicalExprNode;
 use faisca_proto::{
     PipelineAggregate, PipelineAggregateFunction, PipelineFilter, PipelineNode, PipelinePartition,
     PipelineProject, PipelineStep, pipeline_step,
@@ -26,7 +22,7 @@ use super::aggregate::{AggregateFunction, AggregateKind, AggregateStep};
 use super::exec::PipelineExec;
 use super::partition::PartitionStep;
 use super::{PipelineSpec, Step, cache};
-use crate::codec::{FaiscaConverter, schema_from_ipc, schema_to_ipc};
+use crate::codec::{schema_from_ipc, schema_to_ipc};
 
 /// The message for `pipeline`.
 pub fn encode(
@@ -73,16 +69,7 @@ pub fn encode(
         })
         .collect::<DfResult<_>>()?;
     let properties = pipeline.properties();
-    let ordering = match properties.output_ordering() {
-        Some(ordering) => ordering
-            .iter()
-            .map(|sort| {
-                Ok(serialize_physical_sort_expr(sort.clone(), codec, &FaiscaConverter)?
-                    .encode_to_vec())
-            })
-            .collect::<DfResult<_>>()?,
-        None => Vec::new(),
-    };
+    let equivalences = crate::codec::equivalence::encode(&properties.eq_properties, codec)?;
     let hash_partitioning = match &properties.partitioning {
         Partitioning::Hash(exprs, _) => exprs.iter().map(expr).collect::<DfResult<_>>()?,
         _ => Vec::new(),
@@ -90,8 +77,8 @@ pub fn encode(
     Ok(PipelineNode {
         input_schema: schema_to_ipc(&spec.input_schema)?,
         steps,
-        ordering,
         hash_partitioning,
+        equivalences: Some(equivalences),
     })
 }
 
@@ -108,9 +95,9 @@ pub fn decode(
 ) -> DfResult<Arc<dyn ExecutionPlan>> {
     // The compiled program depends on the input and the steps only.
     let key = PipelineNode {
-        ordering: Vec::new(),
-        hash_partitioning: Vec::new(),
-        ..node.clone()
+        input_schema: node.input_schema.clone(),
+        steps: node.steps.clone(),
+        ..PipelineNode::default()
     }
     .encode_to_vec();
     let input_schema = schema_from_ipc(&node.input_schema)?;
@@ -123,7 +110,7 @@ pub fn decode(
     }
     let mut schema = input_schema.clone();
     let mut steps = Vec::with_capacity(node.steps.len());
-    for step in node.steps {
+    for step in node.steps.clone() {
         let expr = |bytes: &[u8], schema: &arrow::datatypes::Schema| {
             let proto = PhysicalExprNode::decode(bytes).map_err(malformed)?;
             parse_physical_expr(&proto, ctx, schema, codec)
@@ -212,20 +199,13 @@ pub fn decode(
         let count = properties.partitioning.partition_count();
         properties = properties.with_partitioning(Partitioning::Hash(exprs, count));
     }
-    if !node.ordering.is_empty() {
-        let decode_ctx = PhysicalPlanDecodeContext::new(ctx, codec);
-        let ordering = node
-            .ordering
-            .iter()
-            .map(|bytes| {
-                let proto = PhysicalSortExprNode::decode(bytes.as_slice()).map_err(malformed)?;
-                parse_physical_sort_expr(&proto, &decode_ctx, &output_schema, &FaiscaConverter)
-            })
-            .collect::<DfResult<Vec<_>>>()?;
-        properties = properties.with_eq_properties(EquivalenceProperties::new_with_orderings(
+    if let Some(equivalences) = &node.equivalences {
+        properties = properties.with_eq_properties(crate::codec::equivalence::decode(
+            equivalences,
             output_schema,
-            [ordering],
-        ));
+            ctx,
+            codec,
+        )?);
     }
     let properties = Arc::new(properties);
     Ok(Arc::new(PipelineExec::new(

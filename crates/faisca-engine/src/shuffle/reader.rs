@@ -72,6 +72,19 @@ impl ShuffleReaderExec {
         self
     }
 
+    /// This reader, promising what `equivalences` says of the rows it reads (over its schema):
+    /// what the exchange it replaces promised, or what the stage it reads one task per
+    /// partition promised of each task's output.
+    pub fn with_equivalences(mut self, equivalences: EquivalenceProperties) -> Self {
+        let properties = self
+            .properties
+            .as_ref()
+            .clone()
+            .with_eq_properties(equivalences);
+        self.properties = Arc::new(properties);
+        self
+    }
+
     /// The stage this reader reads.
     pub fn stage_id(&self) -> u32 {
         self.stage_id

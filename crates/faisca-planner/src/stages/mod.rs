@@ -27,6 +27,7 @@ use datafusion::physical_plan::joins::{
 };
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::scalar_subquery::{ScalarSubqueryExec, ScalarSubqueryLink};
+use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::work_table::WorkTableExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning};
@@ -166,10 +167,13 @@ impl Cutter {
     fn cut_per_task(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
         let schema = plan.schema();
         let partitions = plan.output_partitioning().partition_count();
+        // Partition `q` of the reader is task `q`'s output as it was written: the reader promises
+        // all that `plan` promised of its partitions.
+        let equivalences = plan.equivalence_properties().clone();
         let id = self.add_stage(plan, StageOutput::PerTask)?;
-        Ok(Arc::new(ShuffleReaderExec::new(
-            id, schema, partitions, false,
-        )))
+        Ok(Arc::new(
+            ShuffleReaderExec::new(id, schema, partitions, false).with_equivalences(equivalences),
+        ))
     }
 
     /// Cut a `ScalarSubqueryExec`: each subquery becomes stages ending in one task, and the
@@ -238,15 +242,30 @@ impl Cutter {
             {
                 let schema = plan.schema();
                 let n = partitioning.partition_count();
+                // A reduce partition holds pieces of every map task's output in no particular
+                // order: the reader promises what the exchange promised of its rows, but no
+                // order. An exchange that had to keep its input's order gets it back by a sort
+                // of each partition.
+                let mut equivalences = plan.equivalence_properties().clone();
+                let ordering = equivalences.output_ordering();
+                equivalences.clear_orderings();
                 let id = self.add_stage(
                     repartition.input().clone(),
                     StageOutput::Repartition(partitioning.clone()),
                 )?;
                 let reader = ShuffleReaderExec::new(id, schema, n, true);
-                return Ok(Arc::new(match partitioning {
+                let reader = match partitioning {
                     Partitioning::Hash(exprs, _) => reader.with_hash_partitioning(exprs),
                     _ => reader,
-                }));
+                }
+                .with_equivalences(equivalences);
+                let reader: Arc<dyn ExecutionPlan> = Arc::new(reader);
+                return Ok(match ordering {
+                    Some(ordering) if repartition.preserve_order() => {
+                        Arc::new(SortExec::new(ordering, reader).with_preserve_partitioning(true))
+                    }
+                    _ => reader,
+                });
             }
             return Ok(plan);
         }
