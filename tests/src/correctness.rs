@@ -89,10 +89,18 @@ const CASES: &[Case] = &[
         "SELECT k, lead(v, 1, -1) OVER (ORDER BY k DESC), sum(k) OVER (ORDER BY k ASC ROWS BETWEEN 2 PRECEDING AND CURRENT ROW), \
                 last_value(k) OVER (ORDER BY k ASC ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) FROM w",
     ),
+    case(
+        "ignore nulls",
+        "SELECT DISTINCT lag(v, 1) IGNORE NULLS OVER (ORDER BY k) FROM w",
+    ),
     // 4. An empty grouping set.
     case(
         "grouping sets",
         "SELECT count(*) FROM w GROUP BY GROUPING SETS (())",
+    ),
+    case(
+        "grouping sets",
+        "SELECT min(v), max(k) FROM w GROUP BY GROUPING SETS ((), ())",
     ),
     case(
         "grouping sets",
@@ -138,6 +146,15 @@ const CASES: &[Case] = &[
         "ordered partition by",
         "SELECT k, sum(k) OVER (PARTITION BY g ORDER BY g, k), rank() OVER (PARTITION BY g ORDER BY g) FROM w",
     ),
+    // A filter makes the partition key constant on a side read from another stage.
+    case(
+        "ordered partition by",
+        "SELECT p.k, sum(w.v) OVER (PARTITION BY p.g) FROM p JOIN w ON p.k = w.k WHERE p.g = 'a'",
+    ),
+    case(
+        "ordered partition by",
+        "SELECT p.k, row_number() OVER (PARTITION BY p.g ORDER BY p.k DESC) FROM p WHERE p.g = 'b'",
+    ),
     // 7. Types and shapes that crashed or failed.
     case(
         "types",
@@ -179,7 +196,9 @@ async fn distributed_plans_give_datafusions_answers() {
         .await
         .unwrap();
     let ctx = SessionContext::new();
-    for ddl in SETUP {
+    let files = tempfile::tempdir().unwrap();
+    let parquet = parquet_table(files.path());
+    for ddl in SETUP.iter().copied().chain([parquet.as_str()]) {
         session.execute_sql(ddl).await.unwrap();
         ctx.sql(ddl).await.unwrap().collect().await.unwrap();
     }
@@ -233,4 +252,43 @@ async fn distributed_plans_give_datafusions_answers() {
 fn same_error(datafusion: &str, faisca: &str) -> bool {
     let core = datafusion.rsplit(": ").next().unwrap_or(datafusion).trim();
     faisca.contains(core)
+}
+
+/// Table `p` (k, g) as three Parquet files (three scan tasks), and the statement creating it.
+fn parquet_table(dir: &std::path::Path) -> String {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int32Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int32, false),
+        Field::new("g", DataType::Utf8, true),
+    ]));
+    let table = dir.join("p");
+    std::fs::create_dir_all(&table).unwrap();
+    for part in 0..3 {
+        let keys: Vec<i32> = (1..=10).filter(|k| k % 3 == part).collect();
+        let groups: Vec<Option<&str>> = keys
+            .iter()
+            .map(|k| [Some("a"), Some("b"), None][*k as usize % 3])
+            .collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int32Array::from(keys)),
+                Arc::new(StringArray::from(groups)),
+            ],
+        )
+        .unwrap();
+        let file = std::fs::File::create(table.join(format!("part-{part}.parquet"))).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+    format!(
+        "CREATE EXTERNAL TABLE p STORED AS PARQUET LOCATION '{}/'",
+        table.display()
+    )
 }

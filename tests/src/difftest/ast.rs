@@ -90,6 +90,9 @@ pub struct OrderTerm {
     pub expr: Expr,
     pub descending: bool,
     pub nulls_first: bool,
+    /// Part of the key that makes the order total (the shrinker keeps it: without it the
+    /// query could have several right answers).
+    pub key: bool,
 }
 
 /// A window function call.

@@ -161,7 +161,9 @@ fn from_candidates(from: &From) -> Vec<From> {
             on,
         } => {
             let mut out = vec![(**left).clone(), (**right).clone()];
-            if *kind != "INNER" && *kind != "CROSS" {
+            // Semi and anti joins keep one side's rows once: as inner joins they could repeat
+            // rows that a window's order relies on being unique.
+            if matches!(*kind, "LEFT" | "RIGHT" | "FULL") {
                 out.push(From::Join {
                     kind: "INNER",
                     left: left.clone(),
@@ -274,7 +276,7 @@ fn expr_candidates(expr: &Expr) -> Vec<Expr> {
                     v.partition_by.remove(i);
                 }));
             }
-            for i in 0..w.order_by.len() {
+            for i in (0..w.order_by.len()).filter(|&i| !w.order_by[i].key) {
                 out.push(variant(&|v| {
                     v.order_by.remove(i);
                 }));

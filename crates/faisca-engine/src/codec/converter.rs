@@ -21,7 +21,7 @@ use datafusion_proto::physical_plan::{
     PhysicalProtoConverterExtension,
 };
 use datafusion_proto::protobuf::physical_plan_node::PhysicalPlanType;
-use datafusion_proto::protobuf::{PhysicalExprNode, PhysicalPlanNode};
+use datafusion_proto::protobuf::{PhysicalExprNode, PhysicalExtensionNode, PhysicalPlanNode};
 use faisca_proto::{ExtensionNode, extension_node};
 use prost::Message;
 
@@ -53,6 +53,23 @@ impl PhysicalProtoConverterExtension for FaiscaConverter {
         plan: &Arc<dyn ExecutionPlan>,
         codec: &dyn PhysicalExtensionCodec,
     ) -> DfResult<PhysicalPlanNode> {
+        if super::is_extension_node(plan) {
+            // datafusion-proto encodes an extension node's children without this converter
+            // (so without their patches): encode them here.
+            let mut node = Vec::new();
+            codec.try_encode(Arc::clone(plan), &mut node, self)?;
+            let inputs = plan
+                .children()
+                .into_iter()
+                .map(|child| self.execution_plan_to_proto(child, codec))
+                .collect::<DfResult<Vec<_>>>()?;
+            return Ok(PhysicalPlanNode {
+                physical_plan_type: Some(PhysicalPlanType::Extension(PhysicalExtensionNode {
+                    node,
+                    inputs,
+                })),
+            });
+        }
         let node =
             PhysicalPlanNode::try_from_physical_plan_with_converter(Arc::clone(plan), codec, self)?;
         patches::encode(plan, node, codec, self)

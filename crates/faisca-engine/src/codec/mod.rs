@@ -40,6 +40,17 @@ use prost::Message;
 use crate::shuffle::reader::ShuffleReaderExec;
 use crate::window_filter::{FILTERED_AGGREGATE, FilteredAggregate};
 
+/// Whether [`FaiscaCodec`] encodes `plan` (Faísca's nodes, and DataFusion's recursive queries).
+pub fn is_extension_node(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.downcast_ref::<ShuffleReaderExec>().is_some()
+        || plan
+            .downcast_ref::<crate::pipeline::exec::PipelineExec>()
+            .is_some()
+        || plan.downcast_ref::<crate::kafka::KafkaScanExec>().is_some()
+        || plan.downcast_ref::<RecursiveQueryExec>().is_some()
+        || plan.downcast_ref::<WorkTableExec>().is_some()
+}
+
 /// Encodes Faísca's own plan nodes and functions inside datafusion-proto plans.
 #[derive(Debug, Default)]
 pub struct FaiscaCodec {

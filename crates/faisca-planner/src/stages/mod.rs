@@ -21,6 +21,7 @@ use std::sync::Arc;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::physical_planning_context::ScalarSubqueryResults;
 use datafusion::physical_expr::scalar_subquery::ScalarSubqueryExpr;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::joins::{
     CrossJoinExec, HashJoinExec, NestedLoopJoinExec, PartitionMode,
@@ -169,7 +170,7 @@ impl Cutter {
         let partitions = plan.output_partitioning().partition_count();
         // Partition `q` of the reader is task `q`'s output as it was written: the reader promises
         // all that `plan` promised of its partitions.
-        let equivalences = plan.equivalence_properties().clone();
+        let equivalences = without_subqueries(plan.equivalence_properties())?;
         let id = self.add_stage(plan, StageOutput::PerTask)?;
         Ok(Arc::new(
             ShuffleReaderExec::new(id, schema, partitions, false).with_equivalences(equivalences),
@@ -242,13 +243,20 @@ impl Cutter {
             {
                 let schema = plan.schema();
                 let n = partitioning.partition_count();
-                // A reduce partition holds pieces of every map task's output in no particular
-                // order: the reader promises what the exchange promised of its rows, but no
-                // order. An exchange that had to keep its input's order gets it back by a sort
-                // of each partition.
-                let mut equivalences = plan.equivalence_properties().clone();
-                let ordering = equivalences.output_ordering();
-                equivalences.clear_orderings();
+                // A reduce partition holds, in order, the rows each map task sent it, one map
+                // task after another in no particular order: the reader promises what the
+                // exchange promised of its rows, and their order only when there is one map
+                // task. With several, an exchange that kept its input's order gets it back by a
+                // sort of each partition.
+                let map_tasks = repartition.input().output_partitioning().partition_count();
+                let ordering = plan
+                    .equivalence_properties()
+                    .output_ordering()
+                    .filter(|_| map_tasks > 1);
+                let mut equivalences = without_subqueries(plan.equivalence_properties())?;
+                if map_tasks > 1 {
+                    equivalences.clear_orderings();
+                }
                 let id = self.add_stage(
                     repartition.input().clone(),
                     StageOutput::Repartition(partitioning.clone()),
@@ -261,10 +269,10 @@ impl Cutter {
                 .with_equivalences(equivalences);
                 let reader: Arc<dyn ExecutionPlan> = Arc::new(reader);
                 return Ok(match ordering {
-                    Some(ordering) if repartition.preserve_order() => {
+                    Some(ordering) => {
                         Arc::new(SortExec::new(ordering, reader).with_preserve_partitioning(true))
                     }
-                    _ => reader,
+                    None => reader,
                 });
             }
             return Ok(plan);
@@ -312,6 +320,47 @@ fn collects_left_side(plan: &Arc<dyn ExecutionPlan>) -> bool {
 fn reads_work_table(plan: &Arc<dyn ExecutionPlan>) -> bool {
     plan.downcast_ref::<WorkTableExec>().is_some()
         || plan.children().into_iter().any(reads_work_table)
+}
+
+/// `properties` without what refers to a scalar subquery's value (known only in the stages that
+/// run the subquery's `ScalarSubqueryExec`): such orderings, equal expressions and constants.
+fn without_subqueries(properties: &EquivalenceProperties) -> Result<EquivalenceProperties> {
+    let reads_subquery = |expr: &Arc<dyn PhysicalExpr>| {
+        expr.exists(|e| Ok(e.downcast_ref::<ScalarSubqueryExpr>().is_some()))
+            .unwrap_or(true)
+    };
+    let orderings: Vec<_> = properties.oeq_class().iter().cloned().collect();
+    let classes: Vec<Vec<Arc<dyn PhysicalExpr>>> = properties
+        .eq_group()
+        .iter()
+        .map(|class| class.iter().cloned().collect())
+        .collect();
+    let constants = properties.constants();
+    let touched = orderings
+        .iter()
+        .any(|o| o.iter().any(|s| reads_subquery(&s.expr)))
+        || classes.iter().flatten().any(reads_subquery)
+        || constants.iter().any(|c| reads_subquery(&c.expr));
+    if !touched {
+        return Ok(properties.clone());
+    }
+    let mut clean = EquivalenceProperties::new(Arc::clone(properties.schema()));
+    clean.add_orderings(orderings.into_iter().map(|ordering| {
+        ordering
+            .into_iter()
+            .take_while(|s| !reads_subquery(&s.expr))
+            .collect::<Vec<_>>()
+    }));
+    for class in classes {
+        let kept: Vec<_> = class.into_iter().filter(|e| !reads_subquery(e)).collect();
+        if let Some((first, rest)) = kept.split_first() {
+            for other in rest {
+                clean.add_equal_conditions(Arc::clone(first), Arc::clone(other))?;
+            }
+        }
+    }
+    clean.add_constants(constants.into_iter().filter(|c| !reads_subquery(&c.expr)))?;
+    Ok(clean)
 }
 
 /// Whether an expression of `plan` reads a value of the scalar subqueries behind `results`.
