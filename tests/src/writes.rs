@@ -304,6 +304,133 @@ async fn copy_and_insert_write_csv_json_and_parquet_tables() {
     assert!(!bad_dir.exists(), "nothing written for a bad write");
 }
 
+/// SQL `COPY` to a file path writes that one file, as DataFusion does, so that DataFusion-style
+/// readers of the folder find it; save modes still apply, and a failed COPY leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_to_a_file_path_writes_one_file_as_datafusion_does() {
+    let session = session(&[]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("exports");
+    let lineitem_dir = tpch_dir().join("lineitem");
+    session
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE li STORED AS PARQUET LOCATION '{}/'",
+            lineitem_dir.display()
+        ))
+        .await
+        .unwrap();
+    let total = rows(&session.sql("SELECT count(*) FROM li").await.unwrap()).await;
+    let copy = |target: &str, options: &str| {
+        format!(
+            "COPY (SELECT l_orderkey, l_linenumber, l_quantity FROM li) TO '{}/{target}' STORED AS {} {options}",
+            folder.display(),
+            if target.ends_with(".parquet") {
+                "PARQUET"
+            } else {
+                "CSV"
+            }
+        )
+    };
+    // Several scan tasks, one file: the write is one task.
+    let written = session.sql(&copy("all.csv", "")).await.unwrap();
+    assert_eq!(rows(&written).await, total);
+    assert_eq!(files(&folder), vec!["all.csv"]);
+    let written = session.sql(&copy("all.parquet", "")).await.unwrap();
+    assert_eq!(rows(&written).await, total);
+    assert_eq!(files(&folder), vec!["all.csv", "all.parquet"]);
+    // DataFusion reads the folder as a table of its Parquet files.
+    let ctx = datafusion::prelude::SessionContext::new();
+    ctx.sql(&format!(
+        "CREATE EXTERNAL TABLE exports STORED AS PARQUET LOCATION '{}/'",
+        folder.display()
+    ))
+    .await
+    .unwrap();
+    let from_datafusion = ctx
+        .sql("SELECT count(*) FROM exports")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(normalized_rows(&from_datafusion), total);
+
+    // Save modes: error (the default) keeps the file; ignore skips; append cannot; overwrite
+    // replaces it.
+    let e = session
+        .sql(&copy("all.csv", ""))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("already exists") && e.contains("all.csv"), "{e}");
+    let skipped = session
+        .sql(&copy("all.csv", "OPTIONS ('mode' 'ignore')"))
+        .await
+        .unwrap();
+    assert_eq!(rows(&skipped).await, vec!["0"]);
+    let e = session
+        .sql(&copy("all.csv", "OPTIONS ('mode' 'append')"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cannot append"), "{e}");
+    let small = format!(
+        "COPY (SELECT 1 AS x UNION ALL SELECT 2) TO '{}/all.csv' STORED AS CSV OPTIONS ('mode' 'overwrite', 'format.has_header' 'true')",
+        folder.display()
+    );
+    session.sql(&small).await.unwrap();
+    let text = std::fs::read_to_string(folder.join("all.csv")).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort();
+    assert_eq!(lines, vec!["1", "2", "x"]);
+    assert_eq!(
+        files(&folder),
+        vec!["all.csv", "all.parquet"],
+        "no _SUCCESS, no _temporary"
+    );
+
+    // No rows: still the file, with its header.
+    let empty = format!(
+        "COPY (SELECT l_orderkey FROM li WHERE l_orderkey < 0) TO '{}/none.csv' STORED AS CSV OPTIONS ('format.has_header' 'true')",
+        folder.display()
+    );
+    session.sql(&empty).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(folder.join("none.csv")).unwrap(),
+        "l_orderkey\n"
+    );
+
+    // A directory when asked for one (a trailing /, or single_file_output false).
+    session
+        .sql(&copy("dir.csv", "OPTIONS ('single_file_output' 'false')"))
+        .await
+        .unwrap();
+    assert!(folder.join("dir.csv").is_dir());
+    assert!(folder.join("dir.csv").join("_SUCCESS").exists());
+
+    // A COPY that fails leaves the folder as it was.
+    let failing = self::session(&[("faisca.test.failTasks", "*:1:user")]).await;
+    failing
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE li STORED AS PARQUET LOCATION '{}/'",
+            lineitem_dir.display()
+        ))
+        .await
+        .unwrap();
+    let before = files(&folder);
+    let e = failing
+        .sql(&copy("failed.csv", ""))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("injected failure"), "{e}");
+    assert!(
+        wait_until(|| files(&folder) == before),
+        "a failed COPY leaves nothing: {:?}",
+        files(&folder)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_write_tasks_leave_one_copy_and_failed_jobs_leave_the_destination_as_it_was() {
     let tmp = tempfile::tempdir().unwrap();

@@ -9,7 +9,8 @@ use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::arrow::array::{RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::logical_expr::{LogicalPlan, Statement};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use faisca_common::ids::SessionId;
 use faisca_common::{Error, Result};
 use faisca_connectors::parquet_layout::row_group_ranges;
@@ -198,7 +199,13 @@ pub async fn plan_write(
             batches: vec![crate::write::count_batch(0)?],
         }),
         crate::write::PlannedWrite::Job { input, write } => {
-            let (physical, runs) = physical_plan(session, &input, total_cores).await?;
+            let (mut physical, runs) = physical_plan(session, &input, total_cores).await?;
+            if !write.sink.single_file.is_empty()
+                && physical.output_partitioning().partition_count() > 1
+            {
+                // One file: the last stage is one task.
+                physical = Arc::new(CoalescePartitionsExec::new(physical));
+            }
             let mut job = build_job(session, session_id, physical, runs)?;
             job.schema = crate::write::count_schema();
             job.write = Some(write);

@@ -72,6 +72,7 @@ impl DriverServiceImpl {
                         .into_iter()
                         .map(|e| (e.key, e.value))
                         .collect(),
+                    copy: false,
                 };
                 crate::planning::plan_write(&session, &session_id, write, plan, cores).await?
             }

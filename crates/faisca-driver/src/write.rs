@@ -1,6 +1,11 @@
 //! Writes: `COPY … TO`, `INSERT INTO` a file table, and DataFrame writers become a job whose last
 //! stage writes files ([`faisca_engine::sink`]) and which the driver commits.
 //!
+//! A SQL `COPY` to a file path (an extension, no trailing `/`) writes one file there, as
+//! DataFusion does: the job's last stage is one task, which writes under the parent directory's
+//! `_temporary/`, and the commit renames the file into place (no `_SUCCESS`). DataFrame writes
+//! and `INSERT`s keep Spark's layout, a directory of part files.
+//!
 //! Planning a write resolves the destination with the session's stores, finishes any commit that an
 //! earlier driver left half-done there, applies the save mode (`error` fails on a destination that
 //! holds data, `ignore` skips the job), and checks the format options, so that a bad option fails
@@ -53,6 +58,9 @@ pub struct WriteRequest {
     /// Options: Faísca's (`mode`, `maxRecordsPerFile`, `partitionOverwriteMode`), Spark's
     /// format names (`header`, `sep`, `compression`) or DataFusion's (`format.*`).
     pub options: HashMap<String, String>,
+    /// A SQL `COPY` (DataFusion's layout: one file at a file path); `false` for DataFrame
+    /// writes and `INSERT`s (Spark's: a directory of part files).
+    pub copy: bool,
 }
 
 /// A planned write.
@@ -94,6 +102,45 @@ pub fn copy_request(copy: &CopyTo) -> WriteRequest {
         mode: None,
         partition_by: copy.partition_by.clone(),
         options: copy.options.clone(),
+        copy: true,
+    }
+}
+
+/// Whether a `COPY` to `url` writes one file, as DataFusion decides: its `single_file_output`
+/// option if given, else whether the path names a file (has an extension and no trailing `/`).
+fn copies_to_one_file(url: &str, options: &mut HashMap<String, String>) -> Result<bool> {
+    let key = options
+        .keys()
+        .find(|k| {
+            k.trim().to_ascii_lowercase().trim_start_matches("format.") == "single_file_output"
+        })
+        .cloned();
+    if let Some(key) = key {
+        let value = options.remove(&key).unwrap_or_default();
+        return match value.trim().to_ascii_lowercase().as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(Error::user(format!(
+                "invalid COPY option single_file_output = '{value}': expected true or false"
+            ))),
+        };
+    }
+    let last = url.trim_end().rsplit('/').next().unwrap_or("");
+    Ok(!url.trim_end().ends_with('/')
+        && last.contains('.')
+        && !last.ends_with('.')
+        && !last.starts_with('.'))
+}
+
+/// `url` split into its parent directory (with a trailing `/`) and its last segment.
+fn parent_and_name(url: &str) -> Result<(String, String)> {
+    let url = url.trim_end();
+    match url.rsplit_once('/') {
+        Some((parent, name)) if !name.is_empty() => Ok((format!("{parent}/"), name.to_string())),
+        None if !url.is_empty() => Ok(("./".to_string(), url.to_string())),
+        _ => Err(Error::user(format!(
+            "invalid COPY destination '{url}': expected a file path or a directory"
+        ))),
     }
 }
 
@@ -139,6 +186,7 @@ pub fn insert_request(dml: &DmlStatement) -> Result<Option<WriteRequest>> {
         );
     }
     Ok(Some(WriteRequest {
+        copy: false,
         url,
         format: listing.format.get_ext(),
         mode: Some(mode.into()),
@@ -197,8 +245,28 @@ pub async fn plan_write(
     input: LogicalPlan,
 ) -> Result<PlannedWrite> {
     let format = WriteFormat::parse(&request.format)?;
+    let single_file = request.copy && copies_to_one_file(&request.url, &mut request.options)?;
     let (option_mode, max_records_per_file, dynamic_overwrite) =
         take_write_options(&mut request.options)?;
+    let (url, single_file) = if single_file {
+        if !request.partition_by.is_empty() {
+            return Err(Error::user(format!(
+                "COPY to the file {} cannot be partitioned by {}: a partitioned COPY writes a directory (a path ending in /)",
+                request.url,
+                request.partition_by.join(", ")
+            )));
+        }
+        if max_records_per_file > 0 {
+            return Err(Error::user(format!(
+                "COPY to the file {} cannot split it with maxRecordsPerFile: COPY to a directory (a path ending in /) instead",
+                request.url
+            )));
+        }
+        let (parent, name) = parent_and_name(&request.url)?;
+        (parent, Some(name))
+    } else {
+        (request.url.clone(), None)
+    };
     let mode = SaveMode::parse(
         request
             .mode
@@ -207,23 +275,28 @@ pub async fn plan_write(
             .unwrap_or("error"),
     )?;
     let spec = FileSinkSpec {
-        url: request.url.clone(),
+        url: url.clone(),
         format,
         partition_by: request.partition_by.clone(),
         max_records_per_file,
         options: request.options.clone(),
+        single_file: single_file.clone(),
     };
     let state = session.ctx.state();
     let table_options = spec.table_options(state.config_options())?;
     let schema = Arc::new(input.schema().as_arrow().clone());
     faisca_engine::sink::writer::check(&spec, &table_options, &schema)?;
-    let destination = Destination::resolve(&request.url, state.runtime_env())?;
+    let destination = Destination::resolve(&url, state.runtime_env())?;
     let concurrency = session.config.write_commit_concurrency();
     let resumed = commit::resume_pending(&destination, concurrency).await?;
     if !resumed.is_empty() {
-        tracing::info!(destination = %request.url, jobs = ?resumed, "finished interrupted commits");
+        tracing::info!(destination = %url, jobs = ?resumed, "finished interrupted commits");
     }
-    if !commit::check_destination(&destination, mode).await? {
+    let runs = match &single_file {
+        Some(name) => commit::check_file_destination(&destination, name, mode).await?,
+        None => commit::check_destination(&destination, mode).await?,
+    };
+    if !runs {
         return Ok(PlannedWrite::Skip);
     }
     Ok(PlannedWrite::Job {
@@ -298,8 +371,11 @@ pub async fn committed_files(
 
 /// Commit a write job whose tasks wrote `files`. Returns the rows written.
 pub async fn commit_job(write: &JobWrite, job: &JobId, files: &[TaskFile]) -> Result<u64> {
-    let manifest =
-        commit::plan_manifest(&write.destination, &job.0, write.mode, files, &write.commit).await?;
+    let manifest = if write.sink.single_file.is_empty() {
+        commit::plan_manifest(&write.destination, &job.0, write.mode, files, &write.commit).await?
+    } else {
+        commit::plan_single_file_manifest(&job.0, write.mode, files, &write.sink.single_file)?
+    };
     commit::commit(&write.destination, &manifest, &write.commit).await
 }
 

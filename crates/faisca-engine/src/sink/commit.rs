@@ -51,6 +51,9 @@ pub struct Manifest {
     pub files: Vec<ManifestFile>,
     /// Files (relative paths) that the new ones replace.
     pub replaced: Vec<String>,
+    /// The job wrote one named file (a SQL `COPY` to a file path): no `_SUCCESS` marker.
+    #[serde(default)]
+    pub single_file: bool,
 }
 
 impl Manifest {
@@ -183,6 +186,68 @@ pub async fn plan_manifest(
         mode: mode.name().to_string(),
         files,
         replaced,
+        single_file: false,
+    })
+}
+
+/// Save-mode check of a write of the single file `name` in `dest` (a SQL `COPY` to a file path).
+/// Returns whether the job should run; `append` to an existing file is an error (a COPY writes
+/// a whole file).
+pub async fn check_file_destination(
+    dest: &Destination,
+    name: &str,
+    mode: SaveMode,
+) -> Result<bool> {
+    let path = dest.child(name)?;
+    let exists = match dest.store.head(&path).await {
+        Ok(_) => true,
+        Err(object_store::Error::NotFound { .. }) => false,
+        Err(e) => return Err(store_error(&format!("looking for {name}"), dest, e)),
+    };
+    match (mode, exists) {
+        (_, false) | (SaveMode::Overwrite, true) => Ok(true),
+        (SaveMode::Ignore, true) => Ok(false),
+        (SaveMode::ErrorIfExists, true) => Err(Error::user(format!(
+            "the write destination {name} in {} already exists; save mode 'error' (the default) writes only a new file: choose overwrite or ignore",
+            dest.url
+        ))),
+        (SaveMode::Append, true) => Err(Error::user(format!(
+            "cannot append to the file {name} in {}: a COPY to a file path writes a whole file; choose overwrite, or COPY to a directory (a path ending in /)",
+            dest.url
+        ))),
+    }
+}
+
+/// The manifest of a single-file write: the one file the one task wrote becomes `name` (over
+/// the file of that name, if any).
+pub fn plan_single_file_manifest(
+    job: &str,
+    mode: SaveMode,
+    files: &[TaskFile],
+    name: &str,
+) -> Result<Manifest> {
+    let [file] = files else {
+        return Err(Error::internal(format!(
+            "a write of the single file {name} left {} files",
+            files.len()
+        )));
+    };
+    Ok(Manifest {
+        version: 1,
+        job: job.to_string(),
+        mode: mode.name().to_string(),
+        files: vec![ManifestFile {
+            temporary: format!(
+                "{}/{}",
+                Destination::attempt_dir(job, file.partition, file.attempt),
+                file.file.path
+            ),
+            path: name.to_string(),
+            rows: file.file.rows,
+            bytes: file.file.bytes,
+        }],
+        replaced: Vec::new(),
+        single_file: true,
     })
 }
 
@@ -235,13 +300,15 @@ async fn publish(dest: &Destination, manifest: &Manifest, concurrency: usize) ->
         .map(|p| delete_if_present(dest, p).boxed())
         .collect();
     run_all(deletes, concurrency).await?;
-    let success = serde_json::json!({
-        "job": manifest.job,
-        "mode": manifest.mode,
-        "files": manifest.files.len(),
-        "rows": manifest.rows(),
-    });
-    put(dest, SUCCESS_FILE, success.to_string().into_bytes()).await?;
+    if !manifest.single_file {
+        let success = serde_json::json!({
+            "job": manifest.job,
+            "mode": manifest.mode,
+            "files": manifest.files.len(),
+            "rows": manifest.rows(),
+        });
+        put(dest, SUCCESS_FILE, success.to_string().into_bytes()).await?;
+    }
     remove_dir(dest, &job_dir).await
 }
 

@@ -128,6 +128,9 @@ pub struct FileSinkSpec {
     pub max_records_per_file: u64,
     /// Format options with DataFusion's keys (`format.compression`, ...).
     pub options: HashMap<String, String>,
+    /// The name of the one file a SQL `COPY` to a file path writes in `url` (its parent
+    /// directory), as DataFusion does; `None`: a directory of part files.
+    pub single_file: Option<String>,
 }
 
 impl FileSinkSpec {
@@ -143,6 +146,7 @@ impl FileSinkSpec {
                 .iter()
                 .map(|e| (e.key.clone(), e.value.clone()))
                 .collect(),
+            single_file: (!sink.single_file.is_empty()).then(|| sink.single_file.clone()),
         })
     }
 
@@ -163,6 +167,7 @@ impl FileSinkSpec {
             partition_by: self.partition_by.clone(),
             max_records_per_file: self.max_records_per_file,
             options,
+            single_file: self.single_file.clone().unwrap_or_default(),
         }
     }
 

@@ -254,6 +254,11 @@ pub async fn write_task(
             writer.write_rows(prefix, &part).await?;
         }
     }
+    if spec.single_file.is_some() && writer.directories.is_empty() {
+        // DataFusion writes the file of a COPY to a file path even without rows (a CSV header,
+        // a Parquet schema).
+        writer.write_empty().await?;
+    }
     writer.finish().await
 }
 
@@ -269,48 +274,54 @@ struct TaskWriter<'a> {
 }
 
 impl TaskWriter<'_> {
+    /// The open file of directory `prefix`, opening the directory's next one if none is.
+    fn open_file(&mut self, prefix: &str) -> Result<&mut (OpenFile, String, u64)> {
+        let dir = self
+            .directories
+            .entry(prefix.to_string())
+            .or_insert_with(|| DirectoryFiles {
+                prefix: prefix.to_string(),
+                open: None,
+                next_file: 0,
+            });
+        if dir.open.is_none() {
+            let name = format!(
+                "{}part-{:05}-{}-c{:03}.{}",
+                dir.prefix,
+                self.attempt.partition,
+                self.attempt.job,
+                dir.next_file,
+                self.spec.format.name()
+            );
+            dir.next_file += 1;
+            let temp = self.dest.child(&format!(
+                "{}/{name}",
+                Destination::attempt_dir(
+                    &self.attempt.job,
+                    self.attempt.partition,
+                    self.attempt.attempt
+                )
+            ))?;
+            let file = OpenFile::open(self.dest, temp, &self.data_schema, &self.encoding)?;
+            dir.open = Some((file, name, 0));
+        }
+        Ok(dir.open.as_mut().expect("opened above"))
+    }
+
     /// Write `batch` (all of whose rows belong in `prefix`), rolling files at the row limit.
     async fn write_rows(&mut self, prefix: String, batch: &RecordBatch) -> Result<()> {
         let data = batch.project(&self.data_columns)?;
         let limit = self.spec.max_records_per_file;
         let mut offset = 0;
         while offset < data.num_rows() {
-            let dir = self
-                .directories
-                .entry(prefix.clone())
-                .or_insert_with(|| DirectoryFiles {
-                    prefix: prefix.clone(),
-                    open: None,
-                    next_file: 0,
-                });
-            if dir.open.is_none() {
-                let name = format!(
-                    "{}part-{:05}-{}-c{:03}.{}",
-                    dir.prefix,
-                    self.attempt.partition,
-                    self.attempt.job,
-                    dir.next_file,
-                    self.spec.format.name()
-                );
-                dir.next_file += 1;
-                let temp = self.dest.child(&format!(
-                    "{}/{name}",
-                    Destination::attempt_dir(
-                        &self.attempt.job,
-                        self.attempt.partition,
-                        self.attempt.attempt
-                    )
-                ))?;
-                let file = OpenFile::open(self.dest, temp, &self.data_schema, &self.encoding)?;
-                dir.open = Some((file, name, 0));
-            }
-            let (file, _, rows) = dir.open.as_mut().expect("opened above");
+            let (file, _, rows) = self.open_file(&prefix)?;
             let room = if limit == 0 { u64::MAX } else { limit - *rows };
             let n = ((data.num_rows() - offset) as u64).min(room) as usize;
             file.write(&data.slice(offset, n)).await?;
             *rows += n as u64;
             offset += n;
             if limit > 0 && *rows >= limit {
+                let dir = self.directories.get_mut(&prefix).expect("written to");
                 let (file, name, rows) = dir.open.take().expect("open");
                 let bytes = file.close().await?;
                 self.written.push(WrittenFile {
@@ -321,6 +332,13 @@ impl TaskWriter<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Write a file without rows (what a format writes for none: a CSV header, a Parquet schema).
+    async fn write_empty(&mut self) -> Result<()> {
+        let empty = RecordBatch::new_empty(self.data_schema.clone());
+        let (file, _, _) = self.open_file("")?;
+        file.write(&empty).await
     }
 
     async fn finish(mut self) -> Result<Vec<WrittenFile>> {
