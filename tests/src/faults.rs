@@ -75,7 +75,16 @@ async fn injected_task_failures_are_retried_and_the_answer_is_right() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_retryable_error_fails_the_job_at_once_with_its_message() {
-    let session = session("local[2]", &[("faisca.test.failTasks", "0:1:user")]).await;
+    // A user error, and an internal error another attempt would hit again (a plan an executor
+    // cannot build): neither is retried as if it were a fault.
+    for kind in ["user", "plan"] {
+        non_retryable_error_fails_at_once(kind).await;
+    }
+}
+
+async fn non_retryable_error_fails_at_once(kind: &str) {
+    let rule = format!("0:1:{kind}");
+    let session = session("local[2]", &[("faisca.test.failTasks", rule.as_str())]).await;
     let (rows, info) = run(&session, queries::query(1).unwrap()).await;
     let error = rows.unwrap_err().to_string();
     assert!(

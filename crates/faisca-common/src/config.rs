@@ -174,7 +174,7 @@ pub const KEYS: &[KeySpec] = &[
             expected: "none or STAGE:N[:user] (STAGE a stage id or *), e.g. 1:2",
             valid: |v| parse_fail_tasks(v).is_ok(),
         },
-        doc: "Fault injection for tests: `STAGE:N` fails the first N attempts of every task of stage STAGE (`*`: every stage) with a retryable error; `STAGE:N:user` with a non-retryable one.",
+        doc: "Fault injection for tests: `STAGE:N` fails the first N attempts of every task of stage STAGE (`*`: every stage) with a retryable error; `STAGE:N:user` with a user error, `STAGE:N:plan` with an internal error another attempt would hit again (neither is retried).",
     },
     KeySpec {
         name: "faisca.test.taskDelay",
@@ -478,8 +478,19 @@ pub struct InjectedFailures {
     pub stages: StageSelector,
     /// Attempts numbered below this fail.
     pub attempts: u32,
-    /// Whether the injected error is retryable.
-    pub retryable: bool,
+    /// What the injected error is.
+    pub kind: InjectedFailure,
+}
+
+/// The kind of an injected task failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectedFailure {
+    /// An external failure a retry may fix.
+    Retryable,
+    /// The user's fault: no retry.
+    User,
+    /// An internal error another attempt would hit again (a plan that cannot be built): no retry.
+    Plan,
 }
 
 /// `faisca.test.taskDelay`: the selected stages' tasks wait before they run.
@@ -496,15 +507,20 @@ fn parse_fail_tasks(text: &str) -> std::result::Result<Option<InjectedFailures>,
         return Ok(None);
     }
     let parts: Vec<&str> = text.split(':').collect();
-    let (stage, attempts, retryable) = match parts.as_slice() {
-        [stage, n] => (stage, n, true),
-        [stage, n, kind] if kind.trim().eq_ignore_ascii_case("user") => (stage, n, false),
+    let (stage, attempts, kind) = match parts.as_slice() {
+        [stage, n] => (stage, n, InjectedFailure::Retryable),
+        [stage, n, kind] if kind.trim().eq_ignore_ascii_case("user") => {
+            (stage, n, InjectedFailure::User)
+        }
+        [stage, n, kind] if kind.trim().eq_ignore_ascii_case("plan") => {
+            (stage, n, InjectedFailure::Plan)
+        }
         _ => return Err(()),
     };
     Ok(Some(InjectedFailures {
         stages: StageSelector::parse(stage).ok_or(())?,
         attempts: attempts.trim().parse().map_err(|_| ())?,
-        retryable,
+        kind,
     }))
 }
 
@@ -665,14 +681,22 @@ mod tests {
             Some(InjectedFailures {
                 stages: StageSelector::Stage(1),
                 attempts: 2,
-                retryable: true
+                kind: InjectedFailure::Retryable
             })
         );
         let delay = c.injected_delay().unwrap();
         assert!(delay.stages.matches(7));
         assert_eq!(delay.delay, Duration::from_millis(250));
         let user = FaiscaConfig::from_pairs([("faisca.test.failTasks", "*:1:user")]).unwrap();
-        assert!(!user.injected_failures().unwrap().retryable);
+        assert_eq!(
+            user.injected_failures().unwrap().kind,
+            InjectedFailure::User
+        );
+        let plan = FaiscaConfig::from_pairs([("faisca.test.failTasks", "0:1:plan")]).unwrap();
+        assert_eq!(
+            plan.injected_failures().unwrap().kind,
+            InjectedFailure::Plan
+        );
         assert_eq!(FaiscaConfig::default().injected_failures(), None);
         let e = FaiscaConfig::from_pairs([("faisca.test.failTasks", "1")])
             .unwrap_err()

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::physical_plan::{ExecutionPlanProperties, Partitioning};
+use faisca_common::config::InjectedFailure;
 use faisca_common::{Error, Result};
 use faisca_engine::pipeline::exec::PipelineExec;
 use faisca_engine::shuffle::ShuffleFiles;
@@ -221,10 +222,10 @@ async fn inject_faults(stage: &PreparedStage, launch: &LaunchTask) -> Result<()>
                 "injected failure of attempt {} of task {}/{} (faisca.test.failTasks)",
                 launch.attempt, launch.stage_id, launch.partition
             );
-            Err(if rule.retryable {
-                Error::external(message)
-            } else {
-                Error::user(message)
+            Err(match rule.kind {
+                InjectedFailure::Retryable => Error::external(message),
+                InjectedFailure::User => Error::user(message),
+                InjectedFailure::Plan => Error::internal_final(message),
             })
         }
         _ => Ok(()),

@@ -145,18 +145,26 @@ impl Engines {
     }
 
     async fn reference_rows(&self, sql: &str) -> Result<Vec<RecordBatch>, String> {
-        let run = async {
-            self.reference
-                .sql(sql)
+        let (reference, sql) = (self.reference.clone(), sql.to_string());
+        // In a task of its own: DataFusion re-raises a panic of its operators in the caller.
+        let run = tokio::spawn(async move {
+            reference
+                .sql(&sql)
                 .await
                 .map_err(|e| e.to_string())?
                 .collect()
                 .await
                 .map_err(|e| e.to_string())
-        };
-        tokio::time::timeout(QUERY_TIMEOUT, run)
-            .await
-            .unwrap_or_else(|_| Err("timed out".into()))
+        });
+        let abort = run.abort_handle();
+        match tokio::time::timeout(QUERY_TIMEOUT, run).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(format!("DataFusion panicked: {e}")),
+            Err(_) => {
+                abort.abort();
+                Err("timed out".into())
+            }
+        }
     }
 
     async fn faisca_rows(&self, sql: &str) -> Result<Vec<RecordBatch>, String> {
