@@ -17,6 +17,8 @@ const SETUP: &[&str] = &[
     "CREATE TABLE n AS VALUES (NULL), (3), (4)",
     "CREATE TABLE t2 (v INT) AS VALUES (10), (20), (30)",
     "CREATE TABLE d (c DECIMAL(10, 2), f DOUBLE) AS VALUES (1.50, 1.5), (2.25, 2.25), (1.50, 1.5), (NULL, NULL)",
+    "CREATE TABLE d256 AS SELECT arrow_cast(i % 7, 'Decimal256(40, 2)') AS c, arrow_cast(i / 3.0, 'Float16') AS h, i % 3 AS g \
+       FROM generate_series(1, 1000) t(i)",
 ];
 
 /// One query: what it shows, its SQL, whether its rows come in a defined order, and whether
@@ -163,6 +165,19 @@ const CASES: &[Case] = &[
     case(
         "types",
         "SELECT min(arrow_cast(f, 'Float16')), max(arrow_cast(f, 'Float16')) FROM d",
+    ),
+    // Group keys of 256 bits (a DISTINCT aggregate groups by its argument first).
+    case(
+        "types",
+        "SELECT avg(DISTINCT c), sum(DISTINCT c), count(DISTINCT c) FROM d256",
+    ),
+    case(
+        "types",
+        "SELECT g, c, count(*), min(h), max(h) FROM d256 GROUP BY g, c",
+    ),
+    case(
+        "types",
+        "SELECT g, min(h), max(h), count(DISTINCT h) FROM d256 GROUP BY g",
     ),
     case(
         "types",

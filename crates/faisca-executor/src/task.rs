@@ -30,9 +30,10 @@ pub fn panicked(key: &TaskKey, message: &str) -> TaskStatus {
         partition: key.2,
         attempt: key.3,
         state: TaskState::Failed as i32,
-        error: Some(faisca_proto::task_error(&faisca_common::Error::internal(
-            format!("task panicked: {message}"),
-        ))),
+        // A panic is a bug in the plan's code: the same task would panic again.
+        error: Some(faisca_proto::task_error(
+            &faisca_common::Error::internal_final(format!("task panicked: {message}")),
+        )),
         partitions: vec![],
         elapsed_micros: 0,
         written: vec![],

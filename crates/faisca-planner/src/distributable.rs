@@ -9,11 +9,17 @@
 //! become partitioned hash joins (both sides hash-repartitioned on the join keys: every key meets its
 //! matches in one task), or, where no keys allow that (nested loops, null-aware anti joins whose
 //! answer depends on a NULL anywhere on the right), run with their probe side in one partition.
+//!
+//! One rewrite works around a DataFusion bug rather than a distribution hazard: DataFusion 55's
+//! top-k aggregation (a grouped aggregate under `ORDER BY key LIMIT n` that keeps only the groups
+//! the limit needs) loses track of a group whose key is NaN (NaN ≠ NaN in its hash table) and
+//! panics; over float keys the aggregate keeps every group and the sort above it takes the top.
 
 use std::sync::Arc;
 
 use datafusion::common::JoinType;
 use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::physical_plan::aggregates::AggregateExec;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::joins::{
     HashJoinExec, HashJoinExecBuilder, NestedLoopJoinExec, PartitionMode,
@@ -43,9 +49,25 @@ fn without_merge(plan: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
     }
 }
 
+/// A top-k aggregate over a float key, as a plain aggregate (see the module docs).
+fn without_float_top_k(node: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn ExecutionPlan>> {
+    let aggregate = node.downcast_ref::<AggregateExec>()?;
+    aggregate.limit_options()?.descending()?;
+    let input_schema = aggregate.input().schema();
+    let float_key = aggregate
+        .group_expr()
+        .expr()
+        .iter()
+        .any(|(key, _)| key.data_type(&input_schema).is_ok_and(|t| t.is_floating()));
+    float_key.then(|| Arc::new(aggregate.with_new_limit_options(None)) as Arc<dyn ExecutionPlan>)
+}
+
 /// Apply the rewrites described in the module docs.
 pub fn make_distributable(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     let rewritten = plan.transform_up(|node| {
+        if let Some(plain) = without_float_top_k(&node) {
+            return Ok(Transformed::yes(plain));
+        }
         if node.output_partitioning().partition_count() <= 1 {
             return Ok(Transformed::no(node));
         }

@@ -1001,7 +1001,10 @@ impl Generator {
                 (Expr::Negate(Box::new(Expr::Column(column.sql))), kind)
             }
             Class::Number => {
-                let other = self.value_like(column.kind, scope, depth - 1);
+                // An operand of the same kind, so that the result's kind is known: a double
+                // creeping into a decimal expression could later meet a decimal in a comparison
+                // (as a cast of infinity to a decimal, which fails).
+                let other = self.value_of_kind(column.kind, scope);
                 let op = *self.rng.pick(&["+", "-", "*", "/"]);
                 let kind = match column.kind {
                     Kind::Int => Kind::BigInt,
@@ -1012,8 +1015,6 @@ impl Generator {
                 } else {
                     other
                 };
-                // The result's kind is only used to pick comparable expressions, so the class is
-                // what matters.
                 (
                     Expr::Binary(Box::new(Expr::Column(column.sql)), op, Box::new(right)),
                     kind,

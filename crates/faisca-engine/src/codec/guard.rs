@@ -12,6 +12,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::TaskContext;
@@ -46,15 +47,17 @@ pub fn check_round_trip(
             show(decoded_hash.as_ref())
         )));
     }
-    let before = describe(plan);
-    let after = describe(&decoded);
-    if let Some(i) = (0..before.len().max(after.len())).find(|&i| before.get(i) != after.get(i)) {
+    let before = nodes(plan);
+    let after = nodes(&decoded);
+    let same = |i: usize| match (before.get(i), after.get(i)) {
+        (Some(p), Some(d)) => p.line == d.line && schema_keeps(&p.schema, &d.schema),
+        _ => false,
+    };
+    if let Some(i) = (0..before.len().max(after.len())).find(|&i| !same(i)) {
         let none = String::from("(nothing)");
-        let (planned, decoded) = (
-            before.get(i).unwrap_or(&none),
-            after.get(i).unwrap_or(&none),
-        );
-        let (planned_part, decoded_part) = where_they_differ(planned, decoded);
+        let text = |n: Option<&Node>| n.map(Node::text).unwrap_or_else(|| none.clone());
+        let (planned, decoded) = (text(before.get(i)), text(after.get(i)));
+        let (planned_part, decoded_part) = where_they_differ(&planned, &decoded);
         return Err(Error::internal_final(format!(
             "a stage plan changes on its way to executors (a field the plan codec drops), at node {} ({}):\n  planned: {planned_part}\n  decoded: {decoded_part}",
             i + 1,
@@ -87,14 +90,46 @@ fn where_they_differ<'a>(a: &'a str, b: &'a str) -> (&'a str, &'a str) {
     (cut(a), cut(b))
 }
 
-/// One line per node, in pre-order: everything about the node that decides what it computes.
-pub fn describe(plan: &Arc<dyn ExecutionPlan>) -> Vec<String> {
-    let mut lines = Vec::new();
-    describe_into(plan, 0, &mut lines);
-    lines
+/// Whether a node's decoded schema keeps its planned one: the same fields, types and metadata,
+/// and no field nullable that was planned not to be. (A decoded field may be known not null
+/// where the planned one was not: some of DataFusion's rules swap in a child that is never null,
+/// such as an aggregate answered from statistics, and keep the parent's nullable schema, which
+/// the parent recomputes when it is decoded. Operators planned for nullable input accept it.)
+fn schema_keeps(planned: &SchemaRef, decoded: &SchemaRef) -> bool {
+    planned.metadata() == decoded.metadata()
+        && planned.fields().len() == decoded.fields().len()
+        && planned.fields().iter().zip(decoded.fields()).all(|(p, d)| {
+            p.name() == d.name()
+                && p.data_type() == d.data_type()
+                && p.metadata() == d.metadata()
+                && (p.is_nullable() || !d.is_nullable())
+        })
 }
 
-fn describe_into(plan: &Arc<dyn ExecutionPlan>, depth: usize, lines: &mut Vec<String>) {
+/// A node as the guard compares it: its schema, and all else in one line.
+struct Node {
+    line: String,
+    schema: SchemaRef,
+}
+
+impl Node {
+    fn text(&self) -> String {
+        format!("{} | schema: {:?}", self.line, self.schema)
+    }
+}
+
+/// One line per node, in pre-order: everything about the node that decides what it computes.
+pub fn describe(plan: &Arc<dyn ExecutionPlan>) -> Vec<String> {
+    nodes(plan).iter().map(Node::text).collect()
+}
+
+fn nodes(plan: &Arc<dyn ExecutionPlan>) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    describe_into(plan, 0, &mut nodes);
+    nodes
+}
+
+fn describe_into(plan: &Arc<dyn ExecutionPlan>, depth: usize, lines: &mut Vec<Node>) {
     let properties = plan.properties();
     let mut expressions = Vec::new();
     let mut columns = Vec::new();
@@ -116,13 +151,12 @@ fn describe_into(plan: &Arc<dyn ExecutionPlan>, depth: usize, lines: &mut Vec<St
         expressions.push("(expressions not visitable)".into());
     }
     let mut line = format!(
-        "{:indent$}{} | schema: {:?} | partitioning: {} | equivalences: {}",
+        "{:indent$}{} | partitioning: {} | equivalences: {}",
         "",
         without_read_order_hints(&without_column_names(
             &Verbose(plan.as_ref()).to_string(),
             &columns
         )),
-        plan.schema(),
         properties.partitioning,
         without_column_names(&equivalences(&properties.eq_properties), &columns),
         indent = depth * 2
@@ -151,7 +185,10 @@ fn describe_into(plan: &Arc<dyn ExecutionPlan>, depth: usize, lines: &mut Vec<St
             aggregate.limit_options(),
         ));
     }
-    lines.push(line);
+    lines.push(Node {
+        line,
+        schema: plan.schema(),
+    });
     for child in plan.children() {
         describe_into(child, depth + 1, lines);
     }

@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::physical_planning_context::ScalarSubqueryResults;
 use datafusion::physical_expr::scalar_subquery::ScalarSubqueryExpr;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
@@ -108,6 +108,7 @@ impl StageGraph {
 
 /// Cut `plan` into stages.
 pub fn cut_stages(plan: Arc<dyn ExecutionPlan>) -> Result<StageGraph> {
+    let plan = rebuilt(plan)?;
     let plan = crate::distributable::make_distributable(plan)?;
     let mut cutter = Cutter {
         stages: Vec::new(),
@@ -313,6 +314,23 @@ fn collects_left_side(plan: &Arc<dyn ExecutionPlan>) -> bool {
     }
     plan.downcast_ref::<NestedLoopJoinExec>().is_some()
         || plan.downcast_ref::<CrossJoinExec>().is_some()
+}
+
+/// `plan` with every operator built again from its parts, as executors build it when they
+/// decode it. Some of DataFusion's optimizer rules replace a child and keep the parents' cached
+/// properties (an aggregate answered from statistics leaves its nullable schema above a literal
+/// that is not null); a stage plan must promise what its decoded self computes.
+fn rebuilt(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    let rebuilt = plan.transform_up(|node| {
+        let children: Vec<Arc<dyn ExecutionPlan>> = node.children().into_iter().cloned().collect();
+        if children.is_empty() {
+            return Ok(Transformed::no(node));
+        }
+        #[allow(deprecated)]
+        let node = node.with_new_children(children)?;
+        Ok(Transformed::yes(node))
+    })?;
+    Ok(rebuilt.data)
 }
 
 /// Whether `plan` reads a recursive query's work table (which lives in the memory of the task

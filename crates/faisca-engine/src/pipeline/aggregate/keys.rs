@@ -52,7 +52,10 @@ fn encoding(data_type: &DataType) -> Option<Encoding> {
         DataType::Utf8 => Encoding::Utf8 { large: false },
         DataType::LargeUtf8 => Encoding::Utf8 { large: true },
         DataType::Boolean => Encoding::Boolean,
-        t if t.is_primitive() => Encoding::Fixed(t.primitive_width()?),
+        // Values of up to 128 bits (not `Decimal256`, whose 32 bytes go the general way).
+        t if t.is_primitive() && t.primitive_width()? <= 16 => {
+            Encoding::Fixed(t.primitive_width()?)
+        }
         _ => return None,
     })
 }
