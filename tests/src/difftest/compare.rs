@@ -222,13 +222,16 @@ mod tests {
             vec![None, Some(2), Some(1)],
             vec![None, Some(f64::NAN), Some(0.1 + 0.2)],
         );
-        assert_eq!(difference(&[a.clone()], &[b.clone()], false), None);
-        assert!(difference(&[a.clone()], &[b], true).is_some());
+        assert_eq!(
+            difference(std::slice::from_ref(&a), std::slice::from_ref(&b), false),
+            None
+        );
+        assert!(difference(std::slice::from_ref(&a), &[b], true).is_some());
         let c = batch(
             vec![Some(1), Some(2), None],
             vec![Some(0.31), Some(f64::NAN), None],
         );
-        assert!(difference(&[a.clone()], &[c], false).is_some());
+        assert!(difference(std::slice::from_ref(&a), &[c], false).is_some());
         let d = batch(
             vec![Some(1), Some(2), Some(2)],
             vec![Some(0.3), Some(f64::NAN), None],

@@ -46,6 +46,11 @@ impl Rng {
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
+
+    /// A copy of one of `items` (not empty).
+    pub fn pick_copy<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
 }
 
 /// The kind of a column.
@@ -170,7 +175,7 @@ fn random_value(kind: Kind, rng: &mut Rng) -> Value {
         Kind::Double => Value::Double(*rng.pick(DOUBLES)),
         Kind::Decimal => Value::Decimal(*rng.pick(DECIMALS)),
         Kind::Date => Value::Date(DAY0 + rng.below(10) as i32 - 3),
-        Kind::Text => Value::Text(*rng.pick(TEXTS)),
+        Kind::Text => Value::Text(rng.pick_copy(TEXTS)),
         Kind::Bool => Value::Bool(rng.chance(0.5)),
     }
 }

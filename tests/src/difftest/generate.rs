@@ -931,7 +931,7 @@ impl Generator {
                     self.predicate(scope, depth - 1, subqueries),
                     self.predicate(scope, depth - 1, subqueries),
                 );
-                Expr::Binary(Box::new(l), *self.rng.pick(&["AND", "OR"]), Box::new(r))
+                Expr::Binary(Box::new(l), self.rng.pick_copy(&["AND", "OR"]), Box::new(r))
             }
             3 if depth > 0 => Expr::Not(Box::new(self.predicate(scope, depth - 1, subqueries))),
             _ => {
@@ -947,7 +947,7 @@ impl Generator {
                 };
                 Expr::Binary(
                     Box::new(Expr::Column(column.sql)),
-                    *self.rng.pick(COMPARISONS),
+                    self.rng.pick_copy(COMPARISONS),
                     Box::new(right),
                 )
             }
@@ -979,7 +979,7 @@ impl Generator {
                 }
                 Expr::Binary(
                     Box::new(Expr::Column(column.sql)),
-                    *self.rng.pick(COMPARISONS),
+                    self.rng.pick_copy(COMPARISONS),
                     Box::new(scalar),
                 )
             }
