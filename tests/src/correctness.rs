@@ -1,12 +1,14 @@
 //! Distributed plans give single-process DataFusion's answers: one case per class of bug that a
 //! broad SQL suite once found (window functions that lost `IGNORE NULLS`, `FILTER` or their
 //! reversal on the way to executors, empty grouping sets, scalar subqueries, ordered `PARTITION
-//! BY`, type corner cases, recursive CTEs, `COPY` to one file). Each runs on `local[3]` (three
-//! executors over gRPC) with three shuffle partitions, next to DataFusion with its defaults.
+//! BY`, type corner cases, recursive CTEs; `COPY` to one file is in [`crate::writes`]). Each runs
+//! with three shuffle partitions on `local[3]` (three executors over gRPC) and on a driver and
+//! two executor processes, next to DataFusion with its defaults.
 
 use datafusion::prelude::SessionContext;
 use faisca::Session;
 
+use crate::cli::{Processes, start_driver, start_executor};
 use crate::common::normalized_rows;
 
 /// Tables the cases read, created in both engines.
@@ -201,7 +203,7 @@ const CASES: &[Case] = &[
     ),
 ];
 
-/// Run every case in both engines; collect the differences instead of stopping at the first.
+/// Every case on `local[3]`: three executors over gRPC in this process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn distributed_plans_give_datafusions_answers() {
     let session = Session::builder()
@@ -210,6 +212,34 @@ async fn distributed_plans_give_datafusions_answers() {
         .build()
         .await
         .unwrap();
+    compare_every_case(session).await;
+}
+
+/// Every case on a `faisca driver` and two `faisca executor` processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_and_two_executor_processes_give_datafusions_answers() {
+    let (driver, address) = start_driver();
+    let work = tempfile::tempdir().unwrap();
+    let mut processes = Processes(vec![driver]);
+    processes.0.push(start_executor(&address, 1, work.path()));
+    processes.0.push(start_executor(&address, 1, work.path()));
+    let session = Session::builder()
+        .master(address.as_str())
+        .config("faisca.shuffle.partitions", "3")
+        .build()
+        .await
+        .unwrap();
+    session
+        .wait_for_executors(2, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    compare_every_case(session).await;
+    drop(processes);
+}
+
+/// Run every case in `session` and in DataFusion; collect the differences instead of stopping
+/// at the first.
+async fn compare_every_case(session: Session) {
     let ctx = SessionContext::new();
     let files = tempfile::tempdir().unwrap();
     let parquet = parquet_table(files.path());
