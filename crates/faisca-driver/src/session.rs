@@ -41,6 +41,9 @@ impl Session {
             .with_runtime_env(runtime)
             .with_default_features()
             .with_optimizer_rules(faisca_engine::session_config::optimizer_rules())
+            .with_physical_optimizer_rules(
+                faisca_engine::filter_pushdown::physical_optimizer_rules(),
+            )
             .build();
         faisca_engine::udf::add_registered(&mut state)?;
         state.table_factories_mut().insert(

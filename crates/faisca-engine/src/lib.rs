@@ -20,12 +20,15 @@
 //! * [`kafka`]: Kafka tables and the scan node that reads planned offset ranges.
 //! * [`sink`] writes a write job's files (one writer per task, under `_temporary/`) and holds the
 //!   commit protocol the driver runs when every task succeeded.
+//! * [`filter_pushdown`] keeps DataFusion's physical filter pushdown from moving a filter onto
+//!   another column of the same name.
 //! * [`window_filter`] carries window aggregates' `FILTER` as an argument (DataFusion's own
 //!   filter cannot be encoded).
 //! * [`yielding`] makes a decoded plan's leaves yield between batches, so that a cancelled task
 //!   stops promptly.
 
 pub mod codec;
+pub mod filter_pushdown;
 pub mod functions;
 pub mod kafka;
 pub mod logical_codec;

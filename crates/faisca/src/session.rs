@@ -83,6 +83,9 @@ impl SessionBuilder {
             .with_config(datafusion_config(&config)?)
             .with_default_features()
             .with_optimizer_rules(faisca_engine::session_config::optimizer_rules())
+            .with_physical_optimizer_rules(
+                faisca_engine::filter_pushdown::physical_optimizer_rules(),
+            )
             .build();
         faisca_engine::udf::add_registered(&mut planner_state)?;
         let planner = SessionContext::new_with_state(planner_state);
