@@ -11,6 +11,7 @@
 //!   faults, on local files and on S3.
 //! * [`kafka`]: the Kafka source on real brokers (noida-db, Tansu) and librdkafka's mock cluster;
 //!   Avro values framed for a schema registry ([`schema_registry`]: a minimal one, as none runs here).
+//! * [`secrets`]: credentials never reach checkpoints, logs, `faisca status`, `EXPLAIN` or errors.
 //! * [`fusion`]: fused pipelines next to DataFusion's operators in one query.
 //! * [`faults`]: injected task failures, executors killed mid-query, cancellation, many jobs.
 //! * [`correctness`]: one case per class of query that once gave a wrong answer distributed.
@@ -29,6 +30,7 @@ mod kafka_brokers;
 mod readme;
 mod s3;
 mod schema_registry;
+mod secrets;
 mod splits;
 mod tpch;
 mod udf;

@@ -9,10 +9,9 @@ pub fn main() {
     let cli = <Cli as clap::Parser>::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FAISCA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::new(log_filter(
+            std::env::var("FAISCA_LOG").ok().as_deref(),
+        )))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -33,5 +32,51 @@ pub fn main() {
         }
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Faísca's crates, whose logs mask secret values (`faisca.redaction.regex`).
+const OWN_CRATES: &[&str] = &[
+    "faisca",
+    "faisca_cli",
+    "faisca_common",
+    "faisca_connectors",
+    "faisca_driver",
+    "faisca_engine",
+    "faisca_executor",
+    "faisca_planner",
+    "faisca_proto",
+];
+
+/// The log filter for `FAISCA_LOG`: a bare level (`debug`) is for Faísca's own crates, others
+/// stay at `warn` (DataFusion's and sqlparser's debug logs print statements and plans with
+/// their literals, secrets included); anything else is an `EnvFilter` directive list as given
+/// (`FAISCA_LOG=datafusion=debug` asks for those logs knowingly). Unset: `warn`.
+pub fn log_filter(spec: Option<&str>) -> String {
+    let Some(spec) = spec.map(str::trim).filter(|s| !s.is_empty()) else {
+        return "warn".to_string();
+    };
+    let levels = ["trace", "debug", "info", "warn", "error", "off"];
+    if !levels.iter().any(|l| l.eq_ignore_ascii_case(spec)) {
+        return spec.to_string();
+    }
+    let mut filter = "warn".to_string();
+    for name in OWN_CRATES {
+        filter.push_str(&format!(",{name}={}", spec.to_ascii_lowercase()));
+    }
+    filter
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn a_bare_level_is_for_our_crates() {
+        assert_eq!(log_filter(None), "warn");
+        let debug = log_filter(Some("DEBUG"));
+        assert!(debug.starts_with("warn,faisca=debug,"), "{debug}");
+        assert!(debug.contains("faisca_driver=debug"), "{debug}");
+        assert_eq!(log_filter(Some("datafusion=debug")), "datafusion=debug");
     }
 }

@@ -222,6 +222,15 @@ pub const KEYS: &[KeySpec] = &[
         doc: "Decode every stage plan on the driver before it is sent and compare it with the plan that was encoded, failing the query on a difference (a field the plan codec drops); auto: in debug builds only.",
     },
     KeySpec {
+        name: "faisca.redaction.regex",
+        default: crate::redact::DEFAULT_REDACTION_REGEX,
+        kind: ValueKind::Rule {
+            expected: "a regular expression",
+            valid: |v| crate::redact::Redaction::new(v).is_ok(),
+        },
+        doc: "Keys whose values are secrets (matched anywhere in the key): their values are masked wherever options or configuration are shown or stored (errors, logs, faisca status, EXPLAIN, Kafka checkpoints), also inside statement text (OPTIONS, MAP, SET). Spark's spark.redaction.regex plus Kafka and Schema Registry credentials.",
+    },
+    KeySpec {
         name: "faisca.batchSize",
         default: "8192",
         kind: ValueKind::Count,
@@ -230,11 +239,22 @@ pub const KEYS: &[KeySpec] = &[
 ];
 
 /// Parsed configuration. Build with [`FaiscaConfig::from_pairs`] or start from
-/// [`FaiscaConfig::default`] and [`FaiscaConfig::set`].
-#[derive(Debug, Clone, Default)]
+/// [`FaiscaConfig::default`] and [`FaiscaConfig::set`]. Its `Debug` masks secret values.
+#[derive(Clone, Default)]
 pub struct FaiscaConfig {
     /// `faisca.*` values by lower-cased key, validated; plus other keys verbatim.
     values: BTreeMap<String, String>,
+    /// `faisca.redaction.regex`, compiled when first needed.
+    redaction: std::sync::OnceLock<crate::Redaction>,
+}
+
+impl std::fmt::Debug for FaiscaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redaction = self.redaction();
+        f.debug_map()
+            .entries(self.pairs().map(|(k, v)| (k, redaction.value(k, v))))
+            .finish()
+    }
 }
 
 fn spec(key: &str) -> Option<&'static KeySpec> {
@@ -271,6 +291,9 @@ impl FaiscaConfig {
                 ))
             })?;
             validate(spec, value.trim())?;
+            if spec.name == "faisca.redaction.regex" {
+                self.redaction = std::sync::OnceLock::new();
+            }
             self.values.insert(lower, value.trim().to_string());
         } else {
             self.values
@@ -333,6 +356,12 @@ impl FaiscaConfig {
             "false" => false,
             _ => cfg!(debug_assertions),
         }
+    }
+    /// `faisca.redaction.regex` as a [`crate::Redaction`].
+    pub fn redaction(&self) -> &crate::Redaction {
+        self.redaction.get_or_init(|| {
+            crate::Redaction::new(self.raw("faisca.redaction.regex")).unwrap_or_default()
+        })
     }
     /// `faisca.kafka.requestTimeout`.
     pub fn kafka_request_timeout(&self) -> Duration {
@@ -618,6 +647,33 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_masks_secrets_and_the_rule_follows_set() {
+        let mut c = FaiscaConfig::from_pairs([
+            ("faisca.store.s3.b.secret_access_key", "hunter2"),
+            ("faisca.store.s3.b.region", "eu-west-1"),
+        ])
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("eu-west-1"),
+            "{shown}"
+        );
+        assert!(c.redaction().is_secret("a.password"));
+        c.set("faisca.redaction.regex", "(?i)region").unwrap();
+        assert!(!c.redaction().is_secret("a.password"));
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("hunter2") && !shown.contains("eu-west-1"),
+            "{shown}"
+        );
+        let e = c
+            .set("faisca.redaction.regex", "(")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a regular expression"), "{e}");
+    }
 
     #[test]
     fn defaults() {

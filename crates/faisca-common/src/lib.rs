@@ -6,16 +6,20 @@
 //! * [`ids`]: typed identifiers for jobs, stages, tasks, executors and sessions.
 //! * [`config`]: [`FaiscaConfig`], every `faisca.*` key with its default, parsed case-insensitively
 //!   from string pairs, plus the size (`512m`, `4g`) and duration (`30s`, `500ms`) parsers.
+//! * [`redact`]: [`Redaction`], the one rule for which option and configuration values are
+//!   secrets, and how they are masked in messages, logs and statement text.
 //!
 //! Nothing here does I/O.
 
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod redact;
 
 pub use config::FaiscaConfig;
 pub use error::{Error, Fault, FetchFailure, Result};
 pub use ids::{ExecutorId, JobId, SessionId, StageId};
+pub use redact::Redaction;
 
 /// Version of the driver ↔ executor protocol. An executor speaking another version is refused
 /// at registration with an error that names both versions.

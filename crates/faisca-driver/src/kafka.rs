@@ -53,7 +53,7 @@ impl KafkaRun {
         };
         if self.fresh {
             checkpoint
-                .record_offsets(self.batch_id, &self.options.key, &self.ranges)
+                .record_offsets(self.batch_id, &self.options.source_identity(), &self.ranges)
                 .await?;
         }
         debug!(

@@ -17,6 +17,42 @@ use crate::actor::{DriverHandle, Message};
 use crate::planning::{Mode, Planned, plan_sql, plan_statement};
 use faisca_engine::logical_codec::{decode_logical_plan, encode_logical_plan};
 
+/// An `EXPLAIN`'s plan text without the values of the statement's secret options (a
+/// `from_avro` registry password shows in the plan as a literal).
+fn scrub_explain(planned: Planned, secrets: &[String]) -> Result<Planned> {
+    use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::arrow::record_batch::RecordBatch;
+    let Planned::Inline { schema, batches } = planned else {
+        return Ok(planned);
+    };
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    if secrets.is_empty() || names != ["plan_type", "plan"] {
+        return Ok(Planned::Inline { schema, batches });
+    }
+    let batches = batches
+        .iter()
+        .map(|batch| {
+            let columns: Vec<ArrayRef> = batch
+                .columns()
+                .iter()
+                .map(|column| match column.data_type() {
+                    DataType::Utf8 => std::sync::Arc::new(
+                        column
+                            .as_string::<i32>()
+                            .iter()
+                            .map(|v| v.map(|text| faisca_common::redact::scrub(text, secrets)))
+                            .collect::<StringArray>(),
+                    ) as ArrayRef,
+                    _ => column.clone(),
+                })
+                .collect();
+            RecordBatch::try_new(batch.schema(), columns)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(Planned::Inline { schema, batches })
+}
+
 /// Implements `faisca.v1.DriverService`.
 pub struct DriverServiceImpl {
     handle: DriverHandle,
@@ -40,6 +76,8 @@ impl DriverServiceImpl {
         let (session, cores) = self.session(&request.session_id).await?;
         let mode = execute_mode(request.mode)?;
         let planned = plan_sql(&session, &session_id, &request.sql, mode, cores).await?;
+        let secrets = session.config.redaction().secret_values(&request.sql);
+        let planned = scrub_explain(planned, &secrets)?;
         self.respond(
             &session,
             &session_id,
@@ -59,7 +97,10 @@ impl DriverServiceImpl {
             &session.ctx.task_ctx(),
             &session.codec(),
         )?;
-        let text = format!("DataFrame: {}", plan.display());
+        // A DataFrame's text is its plan, whose literals may hold secrets (`MAP(…)` options).
+        let secrets = session.config.redaction().secret_values_in_plan(&plan);
+        let text =
+            faisca_common::redact::scrub(&format!("DataFrame: {}", plan.display()), &secrets);
         let planned = match request.write {
             Some(write) if mode == Mode::Run => {
                 let write = crate::write::WriteRequest {
@@ -81,7 +122,10 @@ impl DriverServiceImpl {
                     "a DataFrame write can only be run, not analyzed or explained",
                 ));
             }
-            None => plan_statement(&session, &session_id, plan, mode, cores).await?,
+            None => scrub_explain(
+                plan_statement(&session, &session_id, plan, mode, cores).await?,
+                &secrets,
+            )?,
         };
         self.respond(&session, &session_id, planned, &request.job_name, &text)
             .await
@@ -130,8 +174,10 @@ impl DriverServiceImpl {
                 }
             }
             Planned::Job(mut job) => {
+                // What `faisca status` shows and the log keeps: secret values masked.
+                let text = session.config.redaction().sql(text);
                 job.name = job_name.to_string();
-                job.sql = crate::scheduler::shorten_sql(text);
+                job.sql = crate::scheduler::shorten_sql(&text);
                 let schema = schema_to_ipc(&job.schema)?;
                 let stages = job.summaries();
                 let job_id = self

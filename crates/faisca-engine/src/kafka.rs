@@ -43,7 +43,7 @@ pub struct KafkaTableFactory;
 impl TableProviderFactory for KafkaTableFactory {
     async fn create(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         cmd: &CreateExternalTable,
     ) -> DfResult<Arc<dyn TableProvider>> {
         if !cmd.schema.fields().is_empty() {
@@ -65,7 +65,8 @@ impl TableProviderFactory for KafkaTableFactory {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let options = KafkaOptions::parse(&cmd.locations.join(","), &options)
+        let redaction = crate::session_config::redaction(state.config());
+        let options = KafkaOptions::parse(&cmd.locations.join(","), &options, &redaction)
             .map_err(|e| e.context(format!("Kafka table '{}'", cmd.name)))?;
         Ok(Arc::new(KafkaTable::new(options)))
     }

@@ -37,11 +37,13 @@ pub const FORCED_DATAFUSION_OPTIONS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Build the DataFusion configuration of a session (or a task) from a Faísca configuration.
+/// Build the DataFusion configuration of a session (or a task) from a Faísca configuration. It
+/// carries the session's [`faisca_common::Redaction`] as an extension ([`redaction`]).
 pub fn datafusion_config(config: &FaiscaConfig) -> Result<SessionConfig> {
     let mut df = SessionConfig::new()
         .with_information_schema(true)
-        .with_batch_size(config.batch_size());
+        .with_batch_size(config.batch_size())
+        .with_extension(std::sync::Arc::new(config.redaction().clone()));
     for (key, value) in config.other_pairs() {
         df.options_mut()
             .set(key, value)
@@ -53,6 +55,15 @@ pub fn datafusion_config(config: &FaiscaConfig) -> Result<SessionConfig> {
             .map_err(|e| Error::internal(format!("{key}: {e}")))?;
     }
     Ok(df)
+}
+
+/// The [`faisca_common::Redaction`] of the session `config` belongs to (the default where a
+/// configuration was not built by [`datafusion_config`]).
+pub fn redaction(config: &SessionConfig) -> faisca_common::Redaction {
+    config
+        .get_extension::<faisca_common::Redaction>()
+        .map(|r| r.as_ref().clone())
+        .unwrap_or_default()
 }
 
 /// The `faisca.store.*` pairs of a configuration.

@@ -39,7 +39,8 @@ pub struct OffsetsEntry {
     pub version: u32,
     /// The batch (run) number, from 0.
     pub batch_id: u64,
-    /// The source's options, for people reading the log.
+    /// What the source reads (`subscribe=…`, `subscribePattern=…` or `assign=…`), for people
+    /// reading the log: never its brokers or credentials.
     pub source: String,
     /// Every planned range, empty ones included.
     pub ranges: Vec<OffsetRange>,

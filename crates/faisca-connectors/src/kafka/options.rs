@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use faisca_common::{Error, Result};
+use faisca_common::{Error, Redaction, Result};
 use serde_json::Value;
 
 /// The options this source knows, as Spark spells them.
@@ -112,8 +112,9 @@ pub enum TimestampStrategy {
     Latest,
 }
 
-/// What an executor needs to read ranges of this source.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What an executor needs to read ranges of this source. Its `Debug` masks secret values
+/// (by the default [`Redaction`]).
+#[derive(Clone, PartialEq, Eq)]
 pub struct ReadOptions {
     /// librdkafka properties (the `kafka.*` options without their prefix).
     pub kafka_params: BTreeMap<String, String>,
@@ -123,6 +124,23 @@ pub struct ReadOptions {
     pub fail_on_data_loss: bool,
     /// Longest wait for the next record of a range before the task fails.
     pub poll_timeout: Duration,
+}
+
+impl std::fmt::Debug for ReadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redaction = Redaction::default();
+        let params: BTreeMap<&str, std::borrow::Cow<'_, str>> = self
+            .kafka_params
+            .iter()
+            .map(|(k, v)| (k.as_str(), redaction.value(&format!("kafka.{k}"), v)))
+            .collect();
+        f.debug_struct("ReadOptions")
+            .field("kafka_params", &params)
+            .field("include_headers", &self.include_headers)
+            .field("fail_on_data_loss", &self.fail_on_data_loss)
+            .field("poll_timeout", &self.poll_timeout)
+            .finish()
+    }
 }
 
 /// Every option of one Kafka source, checked.
@@ -299,7 +317,11 @@ fn topic_list(name: &str, value: &str) -> Result<Vec<String>> {
 impl KafkaOptions {
     /// Parse a source's options. `location` is the table's `LOCATION` (a topic or a comma list;
     /// empty for a DataFrame source): `subscribe`, `subscribePattern` or `assign` override it.
-    pub fn parse(location: &str, options: &HashMap<String, String>) -> Result<KafkaOptions> {
+    pub fn parse(
+        location: &str,
+        options: &HashMap<String, String>,
+        redaction: &Redaction,
+    ) -> Result<KafkaOptions> {
         let mut known: BTreeMap<String, String> = BTreeMap::new();
         let mut kafka_params: BTreeMap<String, String> = BTreeMap::new();
         for (key, value) in options {
@@ -329,7 +351,7 @@ impl KafkaOptions {
                 "Kafka option 'kafka.bootstrap.servers' must be set: expected host:port[,host:port…] of the brokers",
             ));
         }
-        check_kafka_params(&kafka_params)?;
+        check_kafka_params(&kafka_params, redaction)?;
         let get = |name: &str| known.get(&name.to_ascii_lowercase()).map(String::as_str);
 
         let given: Vec<&str> = ["subscribe", "subscribePattern", "assign"]
@@ -478,12 +500,14 @@ impl KafkaOptions {
             None => 120_000,
         });
 
+        // Secret values are left out: the key is never stored, but it is shown in messages.
         let mut key = format!("kafka:{}", location.trim());
         for (k, v) in known.iter() {
-            key.push_str(&format!("|{}={}", spelled(k), v));
+            key.push_str(&format!("|{}={}", spelled(k), redaction.value(k, v)));
         }
         for (k, v) in kafka_params.iter() {
-            key.push_str(&format!("|kafka.{k}={v}"));
+            let name = format!("kafka.{k}");
+            key.push_str(&format!("|{name}={}", redaction.value(&name, v)));
         }
         Ok(KafkaOptions {
             subscription,
@@ -505,6 +529,20 @@ impl KafkaOptions {
         })
     }
 
+    /// What the source reads, as its checkpoint records it: `subscribe=a,b`,
+    /// `subscribePattern=…` or `assign={…}`. Neither brokers (a reordered list or another name
+    /// of the same cluster reads the same log) nor credentials.
+    pub fn source_identity(&self) -> String {
+        match &self.subscription {
+            Subscription::Topics(topics) => format!("subscribe={}", topics.join(",")),
+            Subscription::Pattern(pattern) => format!("subscribePattern={pattern}"),
+            Subscription::Assign(partitions) => format!(
+                "assign={}",
+                serde_json::to_string(partitions).unwrap_or_else(|_| format!("{partitions:?}"))
+            ),
+        }
+    }
+
     /// The brokers, for messages.
     pub fn bootstrap_servers(&self) -> &str {
         self.read
@@ -516,15 +554,17 @@ impl KafkaOptions {
 }
 
 /// librdkafka checks every property when a configuration is built (no connection is made).
-fn check_kafka_params(params: &BTreeMap<String, String>) -> Result<()> {
+fn check_kafka_params(params: &BTreeMap<String, String>, redaction: &Redaction) -> Result<()> {
     let mut config = rdkafka::ClientConfig::new();
     for (k, v) in params {
         config.set(k, v);
     }
     config.create_native_config().map_err(|e| match e {
         rdkafka::error::KafkaError::ClientConfig(_, description, key, value) => {
+            let name = format!("kafka.{key}");
+            let value = redaction.value(&name, &value);
             Error::user(format!(
-                "Kafka option 'kafka.{key}' = '{value}' is not accepted by librdkafka: {description}"
+                "Kafka option '{name}' = '{value}' is not accepted by librdkafka: {description}"
             ))
         }
         other => Error::user(format!("invalid Kafka client options: {other}")),
@@ -544,7 +584,7 @@ mod tests {
     }
 
     fn parse(location: &str, pairs: &[(&str, &str)]) -> Result<KafkaOptions> {
-        KafkaOptions::parse(location, &opts(pairs))
+        KafkaOptions::parse(location, &opts(pairs), &Redaction::default())
     }
 
     fn err(location: &str, pairs: &[(&str, &str)]) -> String {

@@ -360,7 +360,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         map.insert("kafka.bootstrap.servers".into(), "127.0.0.1:1".into());
-        KafkaOptions::parse(location, &map).unwrap()
+        KafkaOptions::parse(location, &map, &faisca_common::Redaction::default()).unwrap()
     }
 
     fn spans(ranges: &[OffsetRange]) -> Vec<String> {

@@ -342,8 +342,15 @@ impl DriverState {
             } => {
                 let result = match self.sessions.get_mut(&id) {
                     Some(session) => session.config.set(&key, &value).map(|()| {
-                        if key.to_ascii_lowercase().starts_with("faisca.store.") {
+                        let lower = key.to_ascii_lowercase();
+                        if lower.starts_with("faisca.store.") {
                             session.stores.reconfigure(&session.config);
+                        }
+                        if lower == "faisca.redaction.regex" {
+                            // Table factories (Kafka) read it from DataFusion's configuration.
+                            session.ctx.state_ref().write().config_mut().set_extension(
+                                std::sync::Arc::new(session.config.redaction().clone()),
+                            );
                         }
                     }),
                     None => Err(unknown_session(&id)),
