@@ -103,6 +103,10 @@ async fn run_job(
     let mut rows = result.batches;
     let mut batches = Vec::new();
     let mut ticker = tokio::time::interval(interval);
+    // One listener for the whole loop: a Ctrl-C that arrives between two turns of the loop
+    // would be lost by a listener made afresh on each turn.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     let outcome: Result<(), faisca_common::Error> = loop {
         tokio::select! {
             batch = rows.next() => match batch {
@@ -115,7 +119,7 @@ async fn run_job(
                     progress.show(&info);
                 }
             }
-            _ = tokio::signal::ctrl_c() => {
+            _ = &mut ctrl_c => {
                 eprintln!("cancelling job {job}");
                 drop(rows);
                 match client.kill_job(job).await {
