@@ -354,3 +354,40 @@ fn parquet_table(dir: &std::path::Path) -> String {
         table.display()
     )
 }
+
+/// Catalog queries read tables that live only in the driver: their plans cannot be sent to
+/// executors (a typed error, not a message), so the driver runs them itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_queries_run_on_the_driver() {
+    let session = Session::builder().master("local[2]").build().await.unwrap();
+    session
+        .execute_sql("CREATE TABLE catalog_probe (a INT, b VARCHAR) AS VALUES (1, 'x')")
+        .await
+        .unwrap();
+    let rows = |sql: &'static str| {
+        let session = &session;
+        async move {
+            let result = session
+                .execute_sql(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let batches = faisca::client::collect(result.batches)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            crate::common::normalized_rows(&batches)
+        }
+    };
+    let tables = rows("SHOW TABLES").await;
+    assert!(
+        tables.iter().any(|r| r.contains("catalog_probe")),
+        "{tables:?}"
+    );
+    assert_eq!(
+        rows(
+            "SELECT column_name, data_type FROM information_schema.columns \
+             WHERE table_name = 'catalog_probe' ORDER BY column_name"
+        )
+        .await,
+        ["a|Int32", "b|Utf8View"]
+    );
+}

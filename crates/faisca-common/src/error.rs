@@ -37,6 +37,11 @@ pub enum Error {
         /// Whether another attempt may succeed.
         retryable: bool,
     },
+    /// A plan that cannot be sent to executors: one of its operators cannot be encoded (a
+    /// catalog table that lives only in the driver, say). The user's; never retryable. The
+    /// driver runs such a plan itself when it reads no files.
+    #[error("this query cannot be distributed: {0}")]
+    NotDistributable(String),
     /// An error raised by DataFusion (planning or execution); classified by [`Error::fault`].
     #[error("{0}")]
     DataFusion(Box<DataFusionError>),
@@ -66,6 +71,11 @@ impl Error {
     /// A user error with this message.
     pub fn user(message: impl Into<String>) -> Self {
         Error::User(message.into())
+    }
+
+    /// A plan that cannot be sent to executors, and why.
+    pub fn not_distributable(why: impl Into<String>) -> Self {
+        Error::NotDistributable(why.into())
     }
 
     /// An external error that a retry may fix.
@@ -136,10 +146,34 @@ impl Error {
         }
     }
 
+    /// Whether this error is, or wraps (inside DataFusion's errors), a
+    /// [`Error::NotDistributable`].
+    pub fn is_not_distributable(&self) -> bool {
+        let mut current: &(dyn std::error::Error + 'static) = match self {
+            Error::NotDistributable(_) => return true,
+            Error::DataFusion(inner) => inner.as_ref(),
+            _ => return false,
+        };
+        loop {
+            match current.downcast_ref::<Error>() {
+                Some(Error::NotDistributable(_)) => return true,
+                Some(Error::DataFusion(inner)) => {
+                    current = inner.as_ref();
+                    continue;
+                }
+                _ => {}
+            }
+            match current.source() {
+                Some(next) => current = next,
+                None => return false,
+            }
+        }
+    }
+
     /// Whose fault this error is.
     pub fn fault(&self) -> Fault {
         match self {
-            Error::User(_) => Fault::User,
+            Error::User(_) | Error::NotDistributable(_) => Fault::User,
             Error::FetchFailed(_) => Fault::External,
             Error::External { .. } => Fault::External,
             Error::Internal { .. } => Fault::Internal,
@@ -152,7 +186,7 @@ impl Error {
         match self {
             Error::External { retryable, .. } => *retryable,
             Error::DataFusion(e) => datafusion_fault(e) == Fault::External,
-            Error::User(_) => false,
+            Error::User(_) | Error::NotDistributable(_) => false,
             Error::FetchFailed(_) => true,
             // An internal failure may be a transient state (e.g. a lost connection surfacing
             // oddly), unless whoever raised it knows better.
@@ -166,6 +200,9 @@ impl Error {
             let mut f = f.clone();
             f.message = format!("{context}: {self}");
             return Error::FetchFailed(Box::new(f));
+        }
+        if let Error::NotDistributable(why) = self {
+            return Error::NotDistributable(format!("{context}: {why}"));
         }
         let retryable = self.is_retryable();
         match self.fault() {
@@ -312,5 +349,21 @@ mod tests {
         let e = Error::user("no such column").context("stage 2");
         assert_eq!(e.fault(), Fault::User);
         assert_eq!(e.to_string(), "stage 2: no such column");
+    }
+
+    #[test]
+    fn a_plan_that_cannot_be_distributed_is_known_by_its_kind() {
+        let e = Error::not_distributable("no codec for StreamingTableExec").context("stage 0");
+        assert!(e.is_not_distributable());
+        assert_eq!(e.fault(), Fault::User);
+        assert!(!e.is_retryable());
+        assert_eq!(
+            e.to_string(),
+            "this query cannot be distributed: stage 0: no codec for StreamingTableExec"
+        );
+        let wrapped = Error::from(DataFusionError::from(e));
+        assert!(wrapped.is_not_distributable());
+        // The words alone do not make the kind.
+        assert!(!Error::user("this query cannot be distributed: x").is_not_distributable());
     }
 }

@@ -167,7 +167,7 @@ pub async fn plan_statement(
                 }
                 // Catalog queries (information_schema, SHOW TABLES) read tables that live only in the
                 // driver; they are small and run here.
-                Err(e) if !reads_files(&physical)? && is_not_distributable(&e) => {
+                Err(e) if !reads_files(&physical)? && e.is_not_distributable() => {
                     let batches = datafusion::physical_plan::collect(
                         physical.clone(),
                         session.ctx.task_ctx(),
@@ -224,10 +224,6 @@ async fn record_kafka_starts(job: &PlannedJob) -> Result<()> {
         run.record_start().await?;
     }
     Ok(())
-}
-
-fn is_not_distributable(e: &Error) -> bool {
-    e.to_string().contains("cannot be distributed")
 }
 
 fn reads_files(plan: &Arc<dyn ExecutionPlan>) -> Result<bool> {

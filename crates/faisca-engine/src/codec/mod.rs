@@ -253,7 +253,7 @@ pub fn encode_stage_plan(
         &FaiscaCodec::default(),
         &FaiscaConverter,
     )
-    .map_err(|e| Error::user(format!("this query cannot be distributed: {e}")))?;
+    .map_err(|e| Error::not_distributable(e.to_string()))?;
     Ok(bytes)
 }
 
