@@ -45,129 +45,173 @@ pub struct KeySpec {
     pub doc: &'static str,
 }
 
-/// Every `faisca.*` key. The README's configuration table is this list.
-pub const KEYS: &[KeySpec] = &[
-    KeySpec {
+/// Every `faisca.*` key as a constant: [`FaiscaConfig`]'s accessors name them, so a key that
+/// does not exist cannot be read (it does not compile).
+pub mod keys {
+    use super::{KeySpec, ValueKind, parse_fail_tasks, parse_task_delay};
+
+    /// `faisca.files.maxPartitionBytes`.
+    pub const FILES_MAX_PARTITION_BYTES: KeySpec = KeySpec {
         name: "faisca.files.maxPartitionBytes",
         default: "128m",
         kind: ValueKind::Bytes,
         doc: "Most bytes of files one scan task reads (Spark's spark.sql.files.maxPartitionBytes).",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.files.openCostInBytes`.
+    pub const FILES_OPEN_COST_IN_BYTES: KeySpec = KeySpec {
         name: "faisca.files.openCostInBytes",
         default: "4m",
         kind: ValueKind::Bytes,
         doc: "Estimated cost of opening a file, in bytes, used when packing small files into tasks.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.shuffle.partitions`.
+    pub const SHUFFLE_PARTITIONS: KeySpec = KeySpec {
         name: "faisca.shuffle.partitions",
         default: "0",
         kind: ValueKind::Count,
         doc: "Partitions of a shuffle (joins, aggregations). 0: the total executor cores of the cluster when the query is planned.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.shuffle.compression`.
+    pub const SHUFFLE_COMPRESSION: KeySpec = KeySpec {
         name: "faisca.shuffle.compression",
         default: "lz4",
         kind: ValueKind::Choice(&["lz4", "zstd", "none"]),
         doc: "Compression of shuffle files and of shuffle transfers between hosts (Arrow IPC buffer compression).",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.shuffle.compressLoopback`.
+    pub const SHUFFLE_COMPRESS_LOOPBACK: KeySpec = KeySpec {
         name: "faisca.shuffle.compressLoopback",
         default: "false",
         kind: ValueKind::Bool,
         doc: "Also compress shuffle transfers between executors on one host (a loopback address), where compressing costs CPU and saves no network.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.shuffle.spillBytes`.
+    pub const SHUFFLE_SPILL_BYTES: KeySpec = KeySpec {
         name: "faisca.shuffle.spillBytes",
         default: "64m",
         kind: ValueKind::Bytes,
         doc: "Shuffle output a task buffers in memory before it writes the buffered part to a spill file.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.shuffle.inMemory`.
+    pub const SHUFFLE_IN_MEMORY: KeySpec = KeySpec {
         name: "faisca.shuffle.inMemory",
         default: "true",
         kind: ValueKind::Bool,
         doc: "Keep a task's shuffle output in executor memory when its memory reservation allows (files otherwise).",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.shuffle.fetchConcurrency`.
+    pub const SHUFFLE_FETCH_CONCURRENCY: KeySpec = KeySpec {
         name: "faisca.shuffle.fetchConcurrency",
         default: "4",
         kind: ValueKind::Count,
         doc: "Map outputs one shuffle reader fetches at the same time.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.rpc.maxMessageSize`.
+    pub const RPC_MAX_MESSAGE_SIZE: KeySpec = KeySpec {
         name: "faisca.rpc.maxMessageSize",
         default: "64m",
         kind: ValueKind::Bytes,
         doc: "Largest gRPC message sent or accepted; a stage plan over it fails the job with a clear error.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.rpc.connectTimeout`.
+    pub const RPC_CONNECT_TIMEOUT: KeySpec = KeySpec {
         name: "faisca.rpc.connectTimeout",
         default: "5s",
         kind: ValueKind::Duration,
         doc: "Timeout of one attempt to open a gRPC connection.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.executor.heartbeatInterval`.
+    pub const EXECUTOR_HEARTBEAT_INTERVAL: KeySpec = KeySpec {
         name: "faisca.executor.heartbeatInterval",
         default: "2s",
         kind: ValueKind::Duration,
         doc: "How often an executor sends a heartbeat to the driver.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.executor.registrationTimeout`.
+    pub const EXECUTOR_REGISTRATION_TIMEOUT: KeySpec = KeySpec {
         name: "faisca.executor.registrationTimeout",
         default: "60s",
         kind: ValueKind::Duration,
         doc: "How long an executor keeps retrying to reach the driver at start-up.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.executor.heartbeatTimeout`.
+    pub const EXECUTOR_HEARTBEAT_TIMEOUT: KeySpec = KeySpec {
         name: "faisca.executor.heartbeatTimeout",
         default: "10s",
         kind: ValueKind::Duration,
         doc: "An executor silent this long (no heartbeat, no task status) is considered lost, even if its connection stays open.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.client.executorWaitTimeout`.
+    pub const CLIENT_EXECUTOR_WAIT_TIMEOUT: KeySpec = KeySpec {
         name: "faisca.client.executorWaitTimeout",
         default: "30s",
         kind: ValueKind::Duration,
         doc: "How long a client waits for at least one registered executor before it runs a query.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.local.executorMemory`.
+    pub const LOCAL_EXECUTOR_MEMORY: KeySpec = KeySpec {
         name: "faisca.local.executorMemory",
         default: "2g",
         kind: ValueKind::Bytes,
         doc: "Memory pool of each in-process executor of a local[N] session.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.task.maxAttempts`.
+    pub const TASK_MAX_ATTEMPTS: KeySpec = KeySpec {
         name: "faisca.task.maxAttempts",
         default: "4",
         kind: ValueKind::Count,
         doc: "Attempts in all of a task that fails with a retryable error.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.stage.maxAttempts`.
+    pub const STAGE_MAX_ATTEMPTS: KeySpec = KeySpec {
         name: "faisca.stage.maxAttempts",
         default: "4",
         kind: ValueKind::Count,
         doc: "Times a stage may fail because shuffle input it reads was lost (its map tasks are re-run each time) before the job fails (Spark's spark.stage.maxConsecutiveAttempts).",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.driver.retainedJobs`.
+    pub const DRIVER_RETAINED_JOBS: KeySpec = KeySpec {
         name: "faisca.driver.retainedJobs",
         default: "1000",
         kind: ValueKind::Count,
         doc: "Finished jobs the driver remembers for `faisca status` (driver-level; the oldest are forgotten first).",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.driver.retainedTaskFailures`.
+    pub const DRIVER_RETAINED_TASK_FAILURES: KeySpec = KeySpec {
         name: "faisca.driver.retainedTaskFailures",
         default: "20",
         kind: ValueKind::Count,
         doc: "Most recent failed task attempts (with their errors) each job keeps for `faisca status` (driver-level).",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.client.progressInterval`.
+    pub const CLIENT_PROGRESS_INTERVAL: KeySpec = KeySpec {
         name: "faisca.client.progressInterval",
         default: "250ms",
         kind: ValueKind::Duration,
         doc: "How often `faisca submit` asks the driver for a running job's progress.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.test.failTasks`.
+    pub const TEST_FAIL_TASKS: KeySpec = KeySpec {
         name: "faisca.test.failTasks",
         default: "none",
         kind: ValueKind::Rule {
@@ -175,8 +219,10 @@ pub const KEYS: &[KeySpec] = &[
             valid: |v| parse_fail_tasks(v).is_ok(),
         },
         doc: "Fault injection for tests: `STAGE:N` fails the first N attempts of every task of stage STAGE (`*`: every stage) with a retryable error; `STAGE:N:user` with a user error, `STAGE:N:plan` with an internal error another attempt would hit again (neither is retried).",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.test.taskDelay`.
+    pub const TEST_TASK_DELAY: KeySpec = KeySpec {
         name: "faisca.test.taskDelay",
         default: "none",
         kind: ValueKind::Rule {
@@ -184,44 +230,58 @@ pub const KEYS: &[KeySpec] = &[
             valid: |v| parse_task_delay(v).is_ok(),
         },
         doc: "Fault injection for tests: every task of stage STAGE (`*`: every stage) waits DURATION before it runs.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.write.commitConcurrency`.
+    pub const WRITE_COMMIT_CONCURRENCY: KeySpec = KeySpec {
         name: "faisca.write.commitConcurrency",
         default: "16",
         kind: ValueKind::Count,
         doc: "Files the driver moves to their final names at once when it commits a write.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.test.stopCommitAfterManifest`.
+    pub const TEST_STOP_COMMIT_AFTER_MANIFEST: KeySpec = KeySpec {
         name: "faisca.test.stopCommitAfterManifest",
         default: "false",
         kind: ValueKind::Bool,
         doc: "Fault injection for tests: a write's commit stops right after recording its manifest, as if the driver died there (the next write to the destination finishes it).",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.kafka.requestTimeout`.
+    pub const KAFKA_REQUEST_TIMEOUT: KeySpec = KeySpec {
         name: "faisca.kafka.requestTimeout",
         default: "10s",
         kind: ValueKind::Duration,
         doc: "Timeout of each request the driver makes to Kafka brokers when it plans a run (topics, offsets); each is tried fetchOffset.numRetries + 1 times.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.kafka.maxRecordsPerTask`.
+    pub const KAFKA_MAX_RECORDS_PER_TASK: KeySpec = KeySpec {
         name: "faisca.kafka.maxRecordsPerTask",
         default: "1000000",
         kind: ValueKind::Count,
         doc: "Most offsets one Kafka task reads when the source sets no maxRecordsPerPartition; larger ranges are split.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.codegen.enabled`.
+    pub const CODEGEN_ENABLED: KeySpec = KeySpec {
         name: "faisca.codegen.enabled",
         default: "true",
         kind: ValueKind::Bool,
         doc: "Fuse each stage's chains of filters and projections into one compiled pipeline (PipelineExec); false runs DataFusion's operators one by one.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.planner.checkEncoding`.
+    pub const PLANNER_CHECK_ENCODING: KeySpec = KeySpec {
         name: "faisca.planner.checkEncoding",
         default: "auto",
         kind: ValueKind::Choice(&["auto", "true", "false"]),
         doc: "Decode every stage plan on the driver before it is sent and compare it with the plan that was encoded, failing the query on a difference (a field the plan codec drops); auto: in debug builds only.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.redaction.regex`.
+    pub const REDACTION_REGEX: KeySpec = KeySpec {
         name: "faisca.redaction.regex",
         default: crate::redact::DEFAULT_REDACTION_REGEX,
         kind: ValueKind::Rule {
@@ -229,13 +289,49 @@ pub const KEYS: &[KeySpec] = &[
             valid: |v| crate::redact::Redaction::new(v).is_ok(),
         },
         doc: "Keys whose values are secrets (matched anywhere in the key): their values are masked wherever options or configuration are shown or stored (errors, logs, faisca status, EXPLAIN, Kafka checkpoints), also inside statement text (OPTIONS, MAP, SET). Spark's spark.redaction.regex plus Kafka and Schema Registry credentials.",
-    },
-    KeySpec {
+    };
+
+    /// `faisca.batchSize`.
+    pub const BATCH_SIZE: KeySpec = KeySpec {
         name: "faisca.batchSize",
         default: "8192",
         kind: ValueKind::Count,
         doc: "Rows per Arrow batch inside tasks (DataFusion's datafusion.execution.batch_size).",
-    },
+    };
+}
+
+/// Every `faisca.*` key. The README's configuration table is this list.
+pub const KEYS: &[KeySpec] = &[
+    keys::FILES_MAX_PARTITION_BYTES,
+    keys::FILES_OPEN_COST_IN_BYTES,
+    keys::SHUFFLE_PARTITIONS,
+    keys::SHUFFLE_COMPRESSION,
+    keys::SHUFFLE_COMPRESS_LOOPBACK,
+    keys::SHUFFLE_SPILL_BYTES,
+    keys::SHUFFLE_IN_MEMORY,
+    keys::SHUFFLE_FETCH_CONCURRENCY,
+    keys::RPC_MAX_MESSAGE_SIZE,
+    keys::RPC_CONNECT_TIMEOUT,
+    keys::EXECUTOR_HEARTBEAT_INTERVAL,
+    keys::EXECUTOR_REGISTRATION_TIMEOUT,
+    keys::EXECUTOR_HEARTBEAT_TIMEOUT,
+    keys::CLIENT_EXECUTOR_WAIT_TIMEOUT,
+    keys::LOCAL_EXECUTOR_MEMORY,
+    keys::TASK_MAX_ATTEMPTS,
+    keys::STAGE_MAX_ATTEMPTS,
+    keys::DRIVER_RETAINED_JOBS,
+    keys::DRIVER_RETAINED_TASK_FAILURES,
+    keys::CLIENT_PROGRESS_INTERVAL,
+    keys::TEST_FAIL_TASKS,
+    keys::TEST_TASK_DELAY,
+    keys::WRITE_COMMIT_CONCURRENCY,
+    keys::TEST_STOP_COMMIT_AFTER_MANIFEST,
+    keys::KAFKA_REQUEST_TIMEOUT,
+    keys::KAFKA_MAX_RECORDS_PER_TASK,
+    keys::CODEGEN_ENABLED,
+    keys::PLANNER_CHECK_ENCODING,
+    keys::REDACTION_REGEX,
+    keys::BATCH_SIZE,
 ];
 
 /// Parsed configuration. Build with [`FaiscaConfig::from_pairs`] or start from
@@ -291,7 +387,7 @@ impl FaiscaConfig {
                 ))
             })?;
             validate(spec, value.trim())?;
-            if spec.name == "faisca.redaction.regex" {
+            if spec.name == keys::REDACTION_REGEX.name {
                 self.redaction = std::sync::OnceLock::new();
             }
             self.values.insert(lower, value.trim().to_string());
@@ -312,43 +408,44 @@ impl FaiscaConfig {
         self.pairs().filter(|(k, _)| !k.starts_with("faisca."))
     }
 
-    fn raw(&self, name: &str) -> &str {
-        let spec = spec(name).expect("every key read by FaiscaConfig is in KEYS");
+    /// The value of `key`: set, or its default. Every value was validated when set, and a
+    /// test checks every default, so the parsers below cannot fail.
+    fn raw(&self, key: &KeySpec) -> &str {
         self.values
-            .get(&name.to_ascii_lowercase())
+            .get(&key.name.to_ascii_lowercase())
             .map(String::as_str)
-            .unwrap_or(spec.default)
+            .unwrap_or(key.default)
     }
 
-    fn bytes(&self, name: &str) -> u64 {
-        parse_bytes(self.raw(name)).expect("validated when set")
+    fn bytes(&self, key: &KeySpec) -> u64 {
+        parse_bytes(self.raw(key)).expect("validated when set")
     }
 
-    fn duration(&self, name: &str) -> Duration {
-        parse_duration(self.raw(name)).expect("validated when set")
+    fn duration(&self, key: &KeySpec) -> Duration {
+        parse_duration(self.raw(key)).expect("validated when set")
     }
 
-    fn count(&self, name: &str) -> u64 {
-        self.raw(name).parse().expect("validated when set")
+    fn count(&self, key: &KeySpec) -> u64 {
+        self.raw(key).parse().expect("validated when set")
     }
 
     /// `faisca.files.maxPartitionBytes`.
     pub fn max_partition_bytes(&self) -> u64 {
-        self.bytes("faisca.files.maxPartitionBytes").max(1)
+        self.bytes(&keys::FILES_MAX_PARTITION_BYTES).max(1)
     }
     /// `faisca.files.openCostInBytes`.
     pub fn open_cost_in_bytes(&self) -> u64 {
-        self.bytes("faisca.files.openCostInBytes")
+        self.bytes(&keys::FILES_OPEN_COST_IN_BYTES)
     }
     /// `faisca.codegen.enabled`.
     pub fn codegen_enabled(&self) -> bool {
-        self.raw("faisca.codegen.enabled")
+        self.raw(&keys::CODEGEN_ENABLED)
             .eq_ignore_ascii_case("true")
     }
     /// `faisca.planner.checkEncoding`: whether stage plans are decoded and compared on the driver.
     pub fn check_plan_encoding(&self) -> bool {
         match self
-            .raw("faisca.planner.checkEncoding")
+            .raw(&keys::PLANNER_CHECK_ENCODING)
             .to_ascii_lowercase()
             .as_str()
         {
@@ -360,117 +457,117 @@ impl FaiscaConfig {
     /// `faisca.redaction.regex` as a [`crate::Redaction`].
     pub fn redaction(&self) -> &crate::Redaction {
         self.redaction.get_or_init(|| {
-            crate::Redaction::new(self.raw("faisca.redaction.regex")).unwrap_or_default()
+            crate::Redaction::new(self.raw(&keys::REDACTION_REGEX)).unwrap_or_default()
         })
     }
     /// `faisca.kafka.requestTimeout`.
     pub fn kafka_request_timeout(&self) -> Duration {
-        self.duration("faisca.kafka.requestTimeout")
+        self.duration(&keys::KAFKA_REQUEST_TIMEOUT)
     }
     /// `faisca.kafka.maxRecordsPerTask` (at least 1).
     pub fn kafka_max_records_per_task(&self) -> u64 {
-        self.count("faisca.kafka.maxRecordsPerTask").max(1)
+        self.count(&keys::KAFKA_MAX_RECORDS_PER_TASK).max(1)
     }
     /// `faisca.shuffle.partitions`; `None` means "the cluster's total cores".
     pub fn shuffle_partitions(&self) -> Option<usize> {
-        match self.count("faisca.shuffle.partitions") {
+        match self.count(&keys::SHUFFLE_PARTITIONS) {
             0 => None,
             n => Some(n as usize),
         }
     }
     /// `faisca.shuffle.compression`: `lz4`, `zstd` or `none`.
     pub fn shuffle_compression(&self) -> &str {
-        self.raw("faisca.shuffle.compression")
+        self.raw(&keys::SHUFFLE_COMPRESSION)
     }
     /// `faisca.shuffle.compressLoopback`.
     pub fn shuffle_compress_loopback(&self) -> bool {
-        self.raw("faisca.shuffle.compressLoopback")
+        self.raw(&keys::SHUFFLE_COMPRESS_LOOPBACK)
             .eq_ignore_ascii_case("true")
     }
     /// `faisca.shuffle.inMemory`.
     pub fn shuffle_in_memory(&self) -> bool {
-        self.raw("faisca.shuffle.inMemory")
+        self.raw(&keys::SHUFFLE_IN_MEMORY)
             .eq_ignore_ascii_case("true")
     }
     /// `faisca.shuffle.spillBytes`.
     pub fn shuffle_spill_bytes(&self) -> u64 {
-        self.bytes("faisca.shuffle.spillBytes")
+        self.bytes(&keys::SHUFFLE_SPILL_BYTES)
     }
     /// `faisca.shuffle.fetchConcurrency` (at least 1).
     pub fn shuffle_fetch_concurrency(&self) -> usize {
-        self.count("faisca.shuffle.fetchConcurrency").max(1) as usize
+        self.count(&keys::SHUFFLE_FETCH_CONCURRENCY).max(1) as usize
     }
     /// `faisca.rpc.maxMessageSize`.
     pub fn max_message_size(&self) -> usize {
-        self.bytes("faisca.rpc.maxMessageSize") as usize
+        self.bytes(&keys::RPC_MAX_MESSAGE_SIZE) as usize
     }
     /// `faisca.rpc.connectTimeout`.
     pub fn connect_timeout(&self) -> Duration {
-        self.duration("faisca.rpc.connectTimeout")
+        self.duration(&keys::RPC_CONNECT_TIMEOUT)
     }
     /// `faisca.executor.heartbeatInterval`.
     pub fn heartbeat_interval(&self) -> Duration {
-        self.duration("faisca.executor.heartbeatInterval")
+        self.duration(&keys::EXECUTOR_HEARTBEAT_INTERVAL)
     }
     /// `faisca.executor.heartbeatTimeout`.
     pub fn heartbeat_timeout(&self) -> Duration {
-        self.duration("faisca.executor.heartbeatTimeout")
+        self.duration(&keys::EXECUTOR_HEARTBEAT_TIMEOUT)
     }
     /// `faisca.executor.registrationTimeout`.
     pub fn registration_timeout(&self) -> Duration {
-        self.duration("faisca.executor.registrationTimeout")
+        self.duration(&keys::EXECUTOR_REGISTRATION_TIMEOUT)
     }
     /// `faisca.client.executorWaitTimeout`.
     pub fn executor_wait_timeout(&self) -> Duration {
-        self.duration("faisca.client.executorWaitTimeout")
+        self.duration(&keys::CLIENT_EXECUTOR_WAIT_TIMEOUT)
     }
     /// `faisca.local.executorMemory`, as written (parse with [`parse_bytes`]).
     pub fn local_executor_memory(&self) -> &str {
-        self.raw("faisca.local.executorMemory")
+        self.raw(&keys::LOCAL_EXECUTOR_MEMORY)
     }
     /// `faisca.task.maxAttempts` (at least 1).
     pub fn task_max_attempts(&self) -> u32 {
-        self.count("faisca.task.maxAttempts")
+        self.count(&keys::TASK_MAX_ATTEMPTS)
             .clamp(1, u32::MAX as u64) as u32
     }
     /// `faisca.batchSize`.
     pub fn batch_size(&self) -> usize {
-        self.count("faisca.batchSize").max(1) as usize
+        self.count(&keys::BATCH_SIZE).max(1) as usize
     }
     /// `faisca.stage.maxAttempts` (at least 1).
     pub fn stage_max_attempts(&self) -> u32 {
-        self.count("faisca.stage.maxAttempts")
+        self.count(&keys::STAGE_MAX_ATTEMPTS)
             .clamp(1, u32::MAX as u64) as u32
     }
     /// `faisca.driver.retainedJobs`.
     pub fn retained_jobs(&self) -> usize {
-        self.count("faisca.driver.retainedJobs") as usize
+        self.count(&keys::DRIVER_RETAINED_JOBS) as usize
     }
     /// `faisca.driver.retainedTaskFailures`.
     pub fn retained_task_failures(&self) -> usize {
-        self.count("faisca.driver.retainedTaskFailures") as usize
+        self.count(&keys::DRIVER_RETAINED_TASK_FAILURES) as usize
     }
     /// `faisca.client.progressInterval` (at least 10 ms).
     pub fn progress_interval(&self) -> Duration {
-        self.duration("faisca.client.progressInterval")
+        self.duration(&keys::CLIENT_PROGRESS_INTERVAL)
             .max(Duration::from_millis(10))
     }
     /// `faisca.write.commitConcurrency` (at least 1).
     pub fn write_commit_concurrency(&self) -> usize {
-        (self.count("faisca.write.commitConcurrency") as usize).max(1)
+        (self.count(&keys::WRITE_COMMIT_CONCURRENCY) as usize).max(1)
     }
     /// `faisca.test.stopCommitAfterManifest`.
     pub fn test_stop_commit_after_manifest(&self) -> bool {
-        self.raw("faisca.test.stopCommitAfterManifest")
+        self.raw(&keys::TEST_STOP_COMMIT_AFTER_MANIFEST)
             .eq_ignore_ascii_case("true")
     }
     /// `faisca.test.failTasks`: the injected task failures, if any.
     pub fn injected_failures(&self) -> Option<InjectedFailures> {
-        parse_fail_tasks(self.raw("faisca.test.failTasks")).expect("validated when set")
+        parse_fail_tasks(self.raw(&keys::TEST_FAIL_TASKS)).expect("validated when set")
     }
     /// `faisca.test.taskDelay`: the injected delay of a stage's tasks, if any.
     pub fn injected_delay(&self) -> Option<InjectedDelay> {
-        parse_task_delay(self.raw("faisca.test.taskDelay")).expect("validated when set")
+        parse_task_delay(self.raw(&keys::TEST_TASK_DELAY)).expect("validated when set")
     }
 }
 
@@ -673,6 +770,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("a regular expression"), "{e}");
+    }
+
+    #[test]
+    fn every_default_is_valid() {
+        for key in KEYS {
+            validate(key, key.default).unwrap_or_else(|e| panic!("{}: {e}", key.name));
+        }
     }
 
     #[test]
