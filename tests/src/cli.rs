@@ -256,8 +256,26 @@ fn an_executor_started_before_its_driver_registers_once_the_driver_is_up() {
         .port();
     let address = format!("faisca://127.0.0.1:{port}");
     let work = tempfile::tempdir().unwrap();
-    let mut procs = Processes(vec![start_executor(&address, 1, work.path())]);
-    std::thread::sleep(Duration::from_millis(700));
+    // The driver starts once the executor says it could not reach it and retries.
+    let mut executor = Command::new(faisca_bin())
+        .args([
+            "executor", "--driver", &address, "--cores", "1", "--memory", "1g",
+        ])
+        .arg("--work-dir")
+        .arg(work.path())
+        .env("FAISCA_LOG", "faisca_executor=debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start faisca executor");
+    let mut lines = BufReader::new(executor.stderr.take().expect("piped")).lines();
+    let mut procs = Processes(vec![executor]);
+    let retrying = lines
+        .by_ref()
+        .map_while(std::result::Result::ok)
+        .any(|line| line.contains("not reachable yet"));
+    assert!(retrying, "the executor never said it retries");
+    std::thread::spawn(move || for _ in lines {});
     let driver = Command::new(faisca_bin())
         .args(["driver", "--bind", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())

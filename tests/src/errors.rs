@@ -269,15 +269,37 @@ fn sql_runs_once_a_late_executor_registers() {
     let (driver, address) = start_driver();
     let mut procs = Processes(vec![driver]);
     let work = tempfile::tempdir().unwrap();
-    let addr = address.clone();
-    let sql = std::thread::spawn(move || {
-        faisca_sql(&["--master", &addr, "--format", "csv", "-e", "SELECT 7 AS x"])
-    });
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut sql = std::process::Command::new(crate::common::faisca_bin())
+        .args([
+            "sql",
+            "--master",
+            &address,
+            "--format",
+            "csv",
+            "-e",
+            "SELECT 7 AS x",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The executor starts once the client says it waits for one.
+    let mut stderr = String::new();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(sql.stderr.take().unwrap()));
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        stderr.push_str(&line);
+        stderr.push('\n');
+        if line.contains("waiting up to") {
+            break;
+        }
+    }
+    assert!(stderr.contains("for an executor to register"), "{stderr}");
+    std::thread::spawn(move || for _ in lines {});
     procs.0.push(start_executor(&address, 1, work.path()));
-    let (code, stdout, stderr) = sql.join().unwrap();
-    assert_eq!(code, 0, "{stderr}");
-    assert_eq!(stdout, "x\n7\n");
+    let out = sql.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "x\n7\n");
 }
 
 #[test]

@@ -33,6 +33,24 @@ pub async fn session(master: &str, app_name: &str, conf: &[String]) -> Result<Se
     Ok(builder.build().await?)
 }
 
+/// Wait for at least one executor (`faisca.client.executorWaitTimeout`), saying so on stderr
+/// when none is registered yet.
+pub async fn wait_for_an_executor(session: &Session) -> Result<()> {
+    let timeout = session.config().executor_wait_timeout();
+    let now = session
+        .wait_for_executors(0, std::time::Duration::from_secs(10))
+        .await?;
+    if !now.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "waiting up to {timeout:?} for an executor to register with the driver at {} (faisca.client.executorWaitTimeout)",
+        session.driver_address()
+    );
+    session.wait_for_executors(1, timeout).await?;
+    Ok(())
+}
+
 /// `faisca driver`: serve until Ctrl-C.
 pub async fn driver(args: DriverArgs) -> Result<()> {
     let config = FaiscaConfig::from_pairs(parse_conf(&args.conf)?)?;
@@ -121,9 +139,7 @@ pub async fn sql(args: SqlArgs) -> Result<()> {
 }
 
 async fn run_statements(session: &Session, statements: &[String], args: &SqlArgs) -> Result<()> {
-    session
-        .wait_for_executors(1, session.config().executor_wait_timeout())
-        .await?;
+    wait_for_an_executor(session).await?;
     let mut last: Option<(
         datafusion::arrow::datatypes::SchemaRef,
         Vec<datafusion::arrow::record_batch::RecordBatch>,

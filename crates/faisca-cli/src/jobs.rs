@@ -63,9 +63,7 @@ async fn run_script(
     name: &str,
     args: &SubmitArgs,
 ) -> Result<()> {
-    session
-        .wait_for_executors(1, session.config().executor_wait_timeout())
-        .await?;
+    crate::commands::wait_for_an_executor(session).await?;
     let mut last: Option<(SchemaRef, Vec<RecordBatch>)> = None;
     for (i, statement) in statements.iter().enumerate() {
         let result = session
