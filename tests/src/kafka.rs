@@ -571,7 +571,6 @@ async fn bad_options_missing_topics_lost_records_and_dead_brokers_are_clear_erro
     .await;
     assert_eq!(count(&session, "strict").await, 6);
     broker.delete_topic("shrinks").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     broker.create_topic("shrinks", 1).await;
     broker.produce_values("shrinks", 0, "new", 2).await;
     let e = error(&session, "SELECT * FROM strict").await;
@@ -782,8 +781,14 @@ async fn a_broker_lost_while_tasks_read_fails_the_job_after_the_poll_timeout() {
         .await
         .unwrap();
     let started = Instant::now();
+    let client = session.client().clone();
     let query = tokio::spawn(async move { error(&session, "SELECT count(*) FROM lost").await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once the job runs, the driver has planned its ranges (its tasks are still waiting).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.list_jobs().await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the query never became a job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     mock.broker_down(1).unwrap();
     let message = tokio::time::timeout(Duration::from_secs(60), query)
         .await

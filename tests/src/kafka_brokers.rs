@@ -177,6 +177,32 @@ impl Broker {
         {
             r.unwrap_or_else(|(t, e)| panic!("deleting topic {t}: {e}"));
         }
+        // Deletion is asynchronous: wait until the metadata no longer lists the topic.
+        let consumer: rdkafka::consumer::BaseConsumer = self.config().create().unwrap();
+        let topic = topic.to_string();
+        tokio::task::spawn_blocking(move || {
+            use rdkafka::consumer::Consumer;
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let gone = match consumer.fetch_metadata(Some(&topic), Duration::from_secs(2)) {
+                    Ok(m) => m
+                        .topics()
+                        .iter()
+                        .all(|t| t.name() != topic || t.error().is_some()),
+                    Err(_) => false,
+                };
+                if gone {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "topic {topic} still listed 10 s after its deletion"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+        .await
+        .unwrap();
     }
 
     /// A producer (acks from the leader; no compression).
