@@ -163,38 +163,58 @@ impl Writer {
             .sum()
     }
 
-    fn maybe_spill(&mut self) -> Result<()> {
+    /// Move the partitions' encoded bytes to the spill file once they pass
+    /// `faisca.shuffle.spillBytes`. The file is written on a blocking thread, not on the
+    /// runtime's workers.
+    async fn maybe_spill(&mut self) -> Result<()> {
         if self.buffered_bytes() < self.options.spill_bytes {
             return Ok(());
         }
-        if self.spill.is_none() {
-            let file = File::options()
-                .create(true)
-                .truncate(true)
-                .read(true)
-                .write(true)
-                .open(&self.spill_path)
-                .map_err(|e| {
+        let chunks: Vec<(usize, Vec<u8>)> = self
+            .partitions
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, buffer)| {
+                let bytes = std::mem::take(buffer.writer.as_mut()?.get_mut());
+                (!bytes.is_empty()).then_some((i, bytes))
+            })
+            .collect();
+        let (file, path) = (self.spill.take(), self.spill_path.clone());
+        let (file, chunks) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let mut file = match file {
+                Some(f) => f,
+                None => File::options()
+                    .create(true)
+                    .truncate(true)
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| {
+                        Error::external(format!(
+                            "cannot create shuffle spill file {}: {e}",
+                            path.display()
+                        ))
+                    })?,
+            };
+            for (_, bytes) in &chunks {
+                file.write_all(bytes).map_err(|e| {
                     Error::external(format!(
-                        "cannot create shuffle spill file {}: {e}",
-                        self.spill_path.display()
+                        "cannot write shuffle spill file {}: {e}",
+                        path.display()
                     ))
                 })?;
-            self.spill = Some(file);
-        }
-        let file = self.spill.as_mut().expect("just created");
-        for buffer in &mut self.partitions {
-            if let Some(writer) = buffer.writer.as_mut() {
-                let bytes = std::mem::take(writer.get_mut());
-                if bytes.is_empty() {
-                    continue;
-                }
-                file.write_all(&bytes)?;
-                buffer
-                    .spilled
-                    .push(self.spill_len..self.spill_len + bytes.len() as u64);
-                self.spill_len += bytes.len() as u64;
             }
+            Ok((file, chunks))
+        })
+        .await
+        .map_err(|e| Error::internal(format!("shuffle spill thread: {e}")))??;
+        self.spill = Some(file);
+        for (i, bytes) in chunks {
+            let len = bytes.len() as u64;
+            self.partitions[i]
+                .spilled
+                .push(self.spill_len..self.spill_len + len);
+            self.spill_len += len;
         }
         Ok(())
     }
@@ -338,7 +358,7 @@ pub async fn write_split_shuffle(
     memory: Option<MemoryTarget<'_>>,
 ) -> Result<Vec<PartitionStats>> {
     if let Some(dir) = files.data.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| {
+        tokio::fs::create_dir_all(dir).await.map_err(|e| {
             Error::external(format!(
                 "cannot create shuffle directory {}: {e}",
                 dir.display()
@@ -386,7 +406,7 @@ pub async fn write_split_shuffle(
             }
             writer.push(partition, rows)?;
         }
-        writer.maybe_spill()?;
+        writer.maybe_spill().await?;
     }
     writer.flush()?;
     if let (Some(reservation), Some((store, key))) = (writer.memory.take(), target) {
@@ -414,7 +434,11 @@ pub async fn write_split_shuffle(
         cleanup.disarm();
         return Ok(stats);
     }
-    let stats = writer.finish(files)?;
+    // The data file is assembled (spilled ranges copied, tails appended) on a blocking thread.
+    let owned = files.clone();
+    let stats = tokio::task::spawn_blocking(move || writer.finish(&owned))
+        .await
+        .map_err(|e| Error::internal(format!("shuffle file writer thread: {e}")))??;
     cleanup.disarm();
     Ok(stats)
 }
