@@ -38,10 +38,25 @@ impl Default for Redaction {
 }
 
 impl Redaction {
-    /// The rule of `pattern`, a regular expression matched anywhere in a key.
+    /// The rule of `pattern`, a regular expression matched anywhere in a key. Compiled once per
+    /// process and pattern (every request clones its session's configuration, and compiling
+    /// costs more than the rest of an empty job's planning).
     pub fn new(pattern: &str) -> Result<Self> {
+        static COMPILED: std::sync::LazyLock<
+            std::sync::Mutex<std::collections::HashMap<String, Regex>>,
+        > = std::sync::LazyLock::new(Default::default);
+        if let Some(keys) = COMPILED.lock().ok().and_then(|c| c.get(pattern).cloned()) {
+            return Ok(Redaction { keys });
+        }
         Regex::new(pattern)
-            .map(|keys| Redaction { keys })
+            .map(|keys| {
+                if let Ok(mut compiled) = COMPILED.lock()
+                    && compiled.len() < 64
+                {
+                    compiled.insert(pattern.to_string(), keys.clone());
+                }
+                Redaction { keys }
+            })
             .map_err(|e| {
                 Error::user(format!(
                     "invalid value '{pattern}' for 'faisca.redaction.regex': expected a regular expression ({e})"
