@@ -32,7 +32,22 @@ pub fn start_driver_with(extra: &[&str]) -> (Child, String) {
 }
 
 /// Start `faisca driver` from `command` (the `faisca` binary, perhaps with extra environment).
-pub fn start_driver_from(mut command: Command, extra: &[&str]) -> (Child, String) {
+pub fn start_driver_from(command: Command, extra: &[&str]) -> (Child, String) {
+    spawn_driver(command, extra, None)
+}
+
+/// [`start_driver_from`], keeping everything the driver prints on stderr in `log`.
+pub fn start_driver_logging_to(command: Command, log: &std::path::Path) -> (Child, String) {
+    spawn_driver(command, &[], Some(log))
+}
+
+fn spawn_driver(
+    mut command: Command,
+    extra: &[&str],
+    log: Option<&std::path::Path>,
+) -> (Child, String) {
+    use std::io::Write;
+    let mut log = log.map(|path| std::fs::File::create(path).expect("driver log file"));
     let mut driver = command
         .args(["driver", "--bind", "127.0.0.1:0"])
         .args(extra)
@@ -47,12 +62,21 @@ pub fn start_driver_from(mut command: Command, extra: &[&str]) -> (Child, String
             .next()
             .expect("driver printed its address")
             .expect("utf-8");
+        if let Some(file) = log.as_mut() {
+            writeln!(file, "{line}").expect("driver log");
+        }
         if let Some(rest) = line.split("listening on ").nth(1) {
             break rest.trim().to_string();
         }
     };
     // Keep draining stderr so the driver never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    std::thread::spawn(move || {
+        for line in lines.map_while(std::result::Result::ok) {
+            if let Some(file) = log.as_mut() {
+                let _ = writeln!(file, "{line}");
+            }
+        }
+    });
     (driver, address)
 }
 

@@ -3,13 +3,12 @@
 //! executor process with debug logging; then everything the run wrote or showed — checkpoint,
 //! logs, work directory, `faisca status --json`, `EXPLAIN`, errors — is searched for them.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use faisca::Session;
 
-use crate::cli::Processes;
+use crate::cli::{Processes, start_driver_logging_to};
 use crate::common::{faisca_bin, normalized_rows};
 use crate::kafka_brokers::{Broker, Kind, now_ms};
 
@@ -26,28 +25,9 @@ const SECRETS: [&str; 4] = [
 
 /// `faisca driver` with debug logging into `log`; returns it and its address.
 fn driver_logging_to(log: &Path) -> (Child, String) {
-    let mut driver = Command::new(faisca_bin())
-        .args(["driver", "--bind", "127.0.0.1:0"])
-        .env("FAISCA_LOG", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start faisca driver");
-    let mut lines = BufReader::new(driver.stderr.take().expect("piped")).lines();
-    let mut file = std::fs::File::create(log).expect("driver log file");
-    let address = loop {
-        let line = lines.next().expect("the driver's address").expect("utf-8");
-        writeln!(file, "{line}").expect("driver log");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.trim().to_string();
-        }
-    };
-    std::thread::spawn(move || {
-        for line in lines.map_while(std::result::Result::ok) {
-            let _ = writeln!(file, "{line}");
-        }
-    });
-    (driver, address)
+    let mut command = Command::new(faisca_bin());
+    command.env("FAISCA_LOG", "debug");
+    start_driver_logging_to(command, log)
 }
 
 fn executor_logging_to(driver: &str, work: &Path, log: &Path) -> Child {

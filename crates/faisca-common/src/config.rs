@@ -340,8 +340,6 @@ pub const KEYS: &[KeySpec] = &[
 pub struct FaiscaConfig {
     /// `faisca.*` values by lower-cased key, validated; plus other keys verbatim.
     values: BTreeMap<String, String>,
-    /// `faisca.redaction.regex`, compiled when first needed.
-    redaction: std::sync::OnceLock<crate::Redaction>,
 }
 
 impl std::fmt::Debug for FaiscaConfig {
@@ -387,9 +385,6 @@ impl FaiscaConfig {
                 ))
             })?;
             validate(spec, value.trim())?;
-            if spec.name == keys::REDACTION_REGEX.name {
-                self.redaction = std::sync::OnceLock::new();
-            }
             self.values.insert(lower, value.trim().to_string());
         } else {
             self.values
@@ -454,11 +449,10 @@ impl FaiscaConfig {
             _ => cfg!(debug_assertions),
         }
     }
-    /// `faisca.redaction.regex` as a [`crate::Redaction`].
-    pub fn redaction(&self) -> &crate::Redaction {
-        self.redaction.get_or_init(|| {
-            crate::Redaction::new(self.raw(&keys::REDACTION_REGEX)).unwrap_or_default()
-        })
+    /// `faisca.redaction.regex` as a [`crate::Redaction`] (compiled once per process and
+    /// pattern).
+    pub fn redaction(&self) -> crate::Redaction {
+        crate::Redaction::new(self.raw(&keys::REDACTION_REGEX)).unwrap_or_default()
     }
     /// `faisca.kafka.requestTimeout`.
     pub fn kafka_request_timeout(&self) -> Duration {

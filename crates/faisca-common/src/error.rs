@@ -126,48 +126,43 @@ impl Error {
         }))
     }
 
-    /// The fetch failure this error is or wraps, looking through DataFusion's wrappers (context,
-    /// shared errors of operators that fan one error out to several partitions).
-    pub fn fetch_failure(&self) -> Option<&FetchFailure> {
-        let mut current: &(dyn std::error::Error + 'static) = match self {
-            Error::FetchFailed(f) => return Some(f),
-            Error::DataFusion(inner) => inner.as_ref(),
-            _ => return None,
+    /// The first of our errors, this one or one it wraps, for which `pick` gives a value,
+    /// looking through DataFusion's wrappers (context, shared errors of operators that fan one
+    /// error out to several partitions).
+    fn find_ours<'a, T>(&'a self, pick: impl Fn(&'a Error) -> Option<T>) -> Option<T> {
+        if let Some(found) = pick(self) {
+            return Some(found);
+        }
+        let Error::DataFusion(inner) = self else {
+            return None;
         };
+        let mut current: &'a (dyn std::error::Error + 'static) = inner.as_ref();
         loop {
-            if let Some(Error::FetchFailed(f)) = current.downcast_ref::<Error>() {
-                return Some(f);
-            }
-            if let Some(Error::DataFusion(inner)) = current.downcast_ref::<Error>() {
-                current = inner.as_ref();
-                continue;
+            if let Some(ours) = current.downcast_ref::<Error>() {
+                if let Some(found) = pick(ours) {
+                    return Some(found);
+                }
+                if let Error::DataFusion(inner) = ours {
+                    current = inner.as_ref();
+                    continue;
+                }
             }
             current = current.source()?;
         }
     }
 
-    /// Whether this error is, or wraps (inside DataFusion's errors), a
-    /// [`Error::NotDistributable`].
+    /// The fetch failure this error is or wraps.
+    pub fn fetch_failure(&self) -> Option<&FetchFailure> {
+        self.find_ours(|e| match e {
+            Error::FetchFailed(f) => Some(f.as_ref()),
+            _ => None,
+        })
+    }
+
+    /// Whether this error is, or wraps, a [`Error::NotDistributable`].
     pub fn is_not_distributable(&self) -> bool {
-        let mut current: &(dyn std::error::Error + 'static) = match self {
-            Error::NotDistributable(_) => return true,
-            Error::DataFusion(inner) => inner.as_ref(),
-            _ => return false,
-        };
-        loop {
-            match current.downcast_ref::<Error>() {
-                Some(Error::NotDistributable(_)) => return true,
-                Some(Error::DataFusion(inner)) => {
-                    current = inner.as_ref();
-                    continue;
-                }
-                _ => {}
-            }
-            match current.source() {
-                Some(next) => current = next,
-                None => return false,
-            }
-        }
+        self.find_ours(|e| matches!(e, Error::NotDistributable(_)).then_some(()))
+            .is_some()
     }
 
     /// Whose fault this error is.

@@ -19,7 +19,8 @@ use faisca_engine::logical_codec::{decode_logical_plan, encode_logical_plan};
 
 /// An `EXPLAIN`'s plan text without the values of the statement's secret options (a
 /// `from_avro` registry password shows in the plan as a literal).
-fn scrub_explain(planned: Planned, secrets: &[String]) -> Result<Planned> {
+/// `secrets` is asked only for an `EXPLAIN`'s rows.
+fn scrub_explain(planned: Planned, secrets: impl FnOnce() -> Vec<String>) -> Result<Planned> {
     use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
     use datafusion::arrow::datatypes::DataType;
     use datafusion::arrow::record_batch::RecordBatch;
@@ -27,7 +28,11 @@ fn scrub_explain(planned: Planned, secrets: &[String]) -> Result<Planned> {
         return Ok(planned);
     };
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-    if secrets.is_empty() || names != ["plan_type", "plan"] {
+    if names != ["plan_type", "plan"] {
+        return Ok(Planned::Inline { schema, batches });
+    }
+    let secrets = secrets();
+    if secrets.is_empty() {
         return Ok(Planned::Inline { schema, batches });
     }
     let batches = batches
@@ -41,7 +46,7 @@ fn scrub_explain(planned: Planned, secrets: &[String]) -> Result<Planned> {
                         column
                             .as_string::<i32>()
                             .iter()
-                            .map(|v| v.map(|text| faisca_common::redact::scrub(text, secrets)))
+                            .map(|v| v.map(|text| faisca_common::redact::scrub(text, &secrets)))
                             .collect::<StringArray>(),
                     ) as ArrayRef,
                     _ => column.clone(),
@@ -76,8 +81,9 @@ impl DriverServiceImpl {
         let (session, cores) = self.session(&request.session_id).await?;
         let mode = execute_mode(request.mode)?;
         let planned = plan_sql(&session, &session_id, &request.sql, mode, cores).await?;
-        let secrets = session.config.redaction().secret_values(&request.sql);
-        let planned = scrub_explain(planned, &secrets)?;
+        let planned = scrub_explain(planned, || {
+            session.config.redaction().secret_values(&request.sql)
+        })?;
         self.respond(
             &session,
             &session_id,
@@ -124,7 +130,7 @@ impl DriverServiceImpl {
             }
             None => scrub_explain(
                 plan_statement(&session, &session_id, plan, mode, cores).await?,
-                &secrets,
+                || secrets,
             )?,
         };
         self.respond(&session, &session_id, planned, &request.job_name, &text)

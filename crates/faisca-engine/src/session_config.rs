@@ -43,7 +43,7 @@ pub fn datafusion_config(config: &FaiscaConfig) -> Result<SessionConfig> {
     let mut df = SessionConfig::new()
         .with_information_schema(true)
         .with_batch_size(config.batch_size())
-        .with_extension(std::sync::Arc::new(config.redaction().clone()));
+        .with_extension(std::sync::Arc::new(config.redaction()));
     for (key, value) in config.other_pairs() {
         df.options_mut()
             .set(key, value)

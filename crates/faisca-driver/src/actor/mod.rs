@@ -348,9 +348,12 @@ impl DriverState {
                         }
                         if lower == "faisca.redaction.regex" {
                             // Table factories (Kafka) read it from DataFusion's configuration.
-                            session.ctx.state_ref().write().config_mut().set_extension(
-                                std::sync::Arc::new(session.config.redaction().clone()),
-                            );
+                            session
+                                .ctx
+                                .state_ref()
+                                .write()
+                                .config_mut()
+                                .set_extension(std::sync::Arc::new(session.config.redaction()));
                         }
                     }),
                     None => Err(unknown_session(&id)),
