@@ -7,10 +7,15 @@
 //!
 //! * [`server`] binds one port for both the control service ([`service`]) and the Arrow Flight
 //!   service that streams job results to clients ([`flight`]).
-//! * [`planning`] turns SQL into a [`planning::PlannedJob`]: DataFusion logical and physical
+//! * [`planning`] turns SQL into a [`scheduler::PlannedJob`]: DataFusion logical and physical
 //!   planning, Spark-style file splits, stage cutting, plan encoding.
-//! * [`write`] plans writes (`COPY`, `INSERT INTO`, DataFrame writers): save modes, the sink of the
-//!   job's last stage, and the commit the actor starts once every write task succeeded.
+//! * [`write`](mod@write) plans writes (`COPY`, `INSERT INTO`, DataFrame writers): save modes, the sink of the
+//!   job's last stage, and the commit the actor starts once every write task succeeded;
+//!   [`commit`] is that commit protocol (manifest, publish, resume, abort).
+//! * [`session`] holds a client's session (its DataFusion context and the sources it resolved);
+//!   [`logical_codec`] sends DataFrame plans to clients and takes them back.
+//! * [`kafka`] plans the offset ranges of a run's Kafka sources and commits them to the
+//!   checkpoint when the job succeeds.
 //! * [`scheduler`] holds the job/stage/task bookkeeping the actor uses to launch tasks on free
 //!   executor slots and to react to task results.
 //!
@@ -18,9 +23,11 @@
 //! broken stream means a lost executor.
 
 pub mod actor;
+pub mod commit;
 pub mod diagnose;
 pub mod flight;
 pub mod kafka;
+pub mod logical_codec;
 pub mod planning;
 pub mod scheduler;
 pub mod server;

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use faisca_common::{FaiscaConfig, Result};
-use faisca_engine::rpc;
 use faisca_engine::shuffle::FlightClients;
 use faisca_proto::driver_service_server::DriverServiceServer;
+use faisca_proto::rpc;
 use tokio::sync::oneshot;
 
 use crate::actor::{DriverHandle, DriverSettings, spawn_actor};

@@ -14,8 +14,8 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::debug;
 
 use crate::actor::{DriverHandle, Message};
+use crate::logical_codec::{decode_logical_plan, encode_logical_plan};
 use crate::planning::{Mode, Planned, plan_sql, plan_statement};
-use faisca_engine::logical_codec::{decode_logical_plan, encode_logical_plan};
 
 /// An `EXPLAIN`'s plan text without the values of the statement's secret options (a
 /// `from_avro` registry password shows in the plan as a literal).

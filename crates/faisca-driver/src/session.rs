@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
+use crate::logical_codec::{DriverLogicalCodec, SourceRegistry};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionContext;
 use faisca_common::{FaiscaConfig, Result};
 use faisca_connectors::stores::StoreRegistry;
-use faisca_engine::logical_codec::{DriverLogicalCodec, SourceRegistry};
 use faisca_engine::session_config::datafusion_config;
 
 /// A session as the actor keeps it.

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::commit::{self, CommitOptions};
 use datafusion::arrow::array::{RecordBatch, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::file_format::csv::CsvFormat;
@@ -23,10 +24,9 @@ use datafusion::logical_expr::dml::CopyTo;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
 use faisca_common::{Error, JobId, Result};
-use faisca_engine::sink::commit::{self, CommitOptions};
 use faisca_engine::sink::{Destination, FileSinkSpec, SaveMode, WriteFormat};
 
-pub use faisca_engine::sink::commit::TaskFile;
+pub use crate::commit::TaskFile;
 
 use crate::session::Session;
 use crate::sources::option_key;

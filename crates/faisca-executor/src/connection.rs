@@ -37,7 +37,7 @@ pub async fn register(
     let limit = options.config.max_message_size();
     let mut delay = Duration::from_millis(50);
     let channel = loop {
-        let endpoint = faisca_engine::rpc::endpoint(url.clone(), options.config.connect_timeout())?;
+        let endpoint = faisca_proto::rpc::endpoint(url.clone(), options.config.connect_timeout())?;
         match endpoint.connect().await {
             Ok(channel) => break channel,
             Err(e) if Instant::now() + delay < deadline => {

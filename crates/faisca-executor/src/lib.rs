@@ -26,9 +26,9 @@ use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SessionStateBuilder, TaskContext};
 use faisca_common::{Error, ExecutorId, FaiscaConfig, Result};
-use faisca_engine::rpc;
 use faisca_engine::shuffle::FlightClients;
 use faisca_engine::shuffle::memory::MemoryShuffleStore;
+use faisca_proto::rpc;
 use tokio::sync::oneshot;
 
 /// How to start an executor.

@@ -7,13 +7,13 @@ use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::physical_plan::{ExecutionPlanProperties, Partitioning};
 use faisca_common::config::InjectedFailure;
 use faisca_common::{Error, Result};
-use faisca_engine::pipeline::exec::PipelineExec;
 use faisca_engine::shuffle::ShuffleFiles;
 use faisca_engine::shuffle::writer::{
     MemoryTarget, OutputPartitioning, write_shuffle, write_split_shuffle,
 };
 use faisca_engine::sink::writer::{TaskAttempt, write_task};
 use faisca_engine::sink::{Destination, FileSinkSpec};
+use faisca_pipeline::exec::PipelineExec;
 use faisca_proto::{LaunchTask, PartitionStats, TaskState, TaskStatus, WrittenFile};
 
 use crate::ExecutorContext;

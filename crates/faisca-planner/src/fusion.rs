@@ -18,10 +18,10 @@ use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{ExecutionPlan, InputOrderMode, Partitioning};
 use faisca_common::Result;
-use faisca_engine::pipeline::aggregate::{AggregateFunction, AggregateKind, AggregateStep};
-use faisca_engine::pipeline::exec::PipelineExec;
-use faisca_engine::pipeline::partition::PartitionStep;
-use faisca_engine::pipeline::{CompiledPipeline, PipelineSpec, Step};
+use faisca_pipeline::aggregate::{AggregateFunction, AggregateKind, AggregateStep};
+use faisca_pipeline::exec::PipelineExec;
+use faisca_pipeline::partition::PartitionStep;
+use faisca_pipeline::{CompiledPipeline, PipelineSpec, Step};
 
 use crate::stages::{StageGraph, StageOutput};
 

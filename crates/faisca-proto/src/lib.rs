@@ -1,5 +1,11 @@
-//! Faísca's gRPC protocol: the messages and services generated from `proto/faisca/v1/faisca.proto`,
-//! plus conversions between protocol and Rust types (errors ↔ `tonic::Status`, config pairs, tickets).
+//! Faísca's gRPC protocol: what every process (client, driver, executor) needs to talk to the
+//! others.
+//!
+//! * [`v1`]: the messages and services generated from `proto/faisca/v1/faisca.proto`;
+//! * conversions between protocol and Rust types (errors ↔ `tonic::Status`, config pairs,
+//!   Flight tickets, DataFrame source references);
+//! * [`rpc`]: binding a server, the server and client settings, and the `DoGet`-only Flight
+//!   service the driver (job results) and executors (shuffle files) both run.
 //!
 //! The protocol is versioned by [`faisca_common::PROTOCOL_VERSION`]; executors send it when they register.
 
@@ -13,6 +19,8 @@ pub mod v1 {
 }
 
 pub use v1::*;
+
+pub mod rpc;
 
 /// Metadata key carrying the error's fault on a gRPC status.
 const FAULT_KEY: &str = "faisca-fault";
@@ -173,6 +181,19 @@ pub fn endpoint_url(address: &str) -> faisca_common::Result<String> {
         )));
     }
     Ok(format!("http://{rest}"))
+}
+
+/// The bytes of a reference to the driver's source `source_id` (a DataFrame plan's table, see
+/// the driver's `logical_codec`).
+pub fn encode_source_ref(source_id: u64) -> Vec<u8> {
+    SourceRef { source_id }.encode_to_vec()
+}
+
+/// The source id in a source reference's bytes.
+pub fn decode_source_ref(bytes: &[u8]) -> faisca_common::Result<u64> {
+    SourceRef::decode(bytes)
+        .map(|s| s.source_id)
+        .map_err(|e| Error::user(format!("malformed DataFrame source reference: {e}")))
 }
 
 #[cfg(test)]

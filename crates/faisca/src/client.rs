@@ -54,7 +54,7 @@ impl DriverClient {
         max_message_size: usize,
     ) -> Result<Self> {
         let url = faisca_proto::endpoint_url(address)?;
-        let channel = faisca_engine::rpc::endpoint(url, connect_timeout)?
+        let channel = faisca_proto::rpc::endpoint(url, connect_timeout)?
             .connect()
             .await
             .map_err(|e| {

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use crate::logical_codec::encode_logical_plan;
 use datafusion::arrow::array::{Array, Int64Array, StringArray};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -19,7 +20,6 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, Partitioning, SortExpr};
 use datafusion::prelude::coalesce as coalesce_expr;
 use faisca_common::{Error, Result};
-use faisca_engine::logical_codec::{ClientLogicalCodec, encode_logical_plan};
 use faisca_proto::ExecuteMode;
 
 use crate::Session;
@@ -399,7 +399,7 @@ impl DataFrame {
     // ---- actions ----
 
     pub(crate) fn encoded(&self) -> Result<Vec<u8>> {
-        encode_logical_plan(&self.plan, &ClientLogicalCodec)
+        encode_logical_plan(&self.plan)
     }
 
     /// Write the rows to files: `df.write().mode("overwrite").parquet(url)`.

@@ -21,6 +21,7 @@ pub mod dataframe;
 pub mod functions;
 mod grouped;
 pub mod local;
+pub mod logical_codec;
 mod reader;
 pub mod session;
 mod writer;

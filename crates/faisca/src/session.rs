@@ -9,10 +9,10 @@ use faisca_proto::{
 };
 use tokio::sync::Mutex;
 
+use crate::logical_codec::decode_logical_plan;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
-use faisca_engine::logical_codec::{ClientLogicalCodec, decode_logical_plan};
 use faisca_engine::session_config::datafusion_config;
 
 use crate::client::{DriverClient, StatementResult};
@@ -193,7 +193,7 @@ impl Session {
     }
 
     pub(crate) fn data_frame_from_driver(&self, plan: &[u8]) -> Result<DataFrame> {
-        let plan = decode_logical_plan(plan, &self.inner.planner.task_ctx(), &ClientLogicalCodec)?;
+        let plan = decode_logical_plan(plan, &self.inner.planner.task_ctx())?;
         Ok(DataFrame::from_plan(self.clone(), plan))
     }
 

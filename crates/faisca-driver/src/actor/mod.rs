@@ -3,7 +3,7 @@
 //! `receive` is synchronous and never waits: it updates state, sends `DriverMessage`s to executors
 //! over unbounded channels, and answers requests on oneshot channels. Callers reach it through a
 //! [`DriverHandle`]. Executors and sessions are handled here; jobs (scheduling, failures, status,
-//! cancellation) in [`jobs`].
+//! cancellation) in `jobs.rs`.
 
 mod jobs;
 

@@ -2,7 +2,7 @@
 //!
 //! Stage plans travel as datafusion-proto bytes, encoded through [`FaiscaConverter`], which adds
 //! what datafusion-proto drops of DataFusion's own operators ([`patches`]). Faísca's nodes
-//! ([`ShuffleReaderExec`], [`crate::kafka::KafkaScanExec`], [`crate::pipeline::exec::PipelineExec`])
+//! ([`ShuffleReaderExec`], [`crate::kafka::KafkaScanExec`], [`faisca_pipeline::exec::PipelineExec`])
 //! and the DataFusion nodes datafusion-proto cannot encode (recursive queries, [`recursive`]) are
 //! encoded by [`FaiscaCodec`]. A stage whose output is hash-partitioned travels with its
 //! `RepartitionExec` as the root, so the partitioning expressions use datafusion-proto's own
@@ -13,6 +13,7 @@ pub mod converter;
 pub mod equivalence;
 pub mod guard;
 pub mod patches;
+pub mod pipeline;
 pub mod recursive;
 
 pub use converter::FaiscaConverter;
@@ -44,7 +45,7 @@ use crate::window_filter::{FILTERED_AGGREGATE, FilteredAggregate};
 pub fn is_extension_node(plan: &Arc<dyn ExecutionPlan>) -> bool {
     plan.downcast_ref::<ShuffleReaderExec>().is_some()
         || plan
-            .downcast_ref::<crate::pipeline::exec::PipelineExec>()
+            .downcast_ref::<faisca_pipeline::exec::PipelineExec>()
             .is_some()
         || plan.downcast_ref::<crate::kafka::KafkaScanExec>().is_some()
         || plan.downcast_ref::<RecursiveQueryExec>().is_some()
@@ -167,7 +168,7 @@ impl PhysicalExtensionCodec for FaiscaCodec {
                         inputs.len()
                     )));
                 };
-                crate::pipeline::wire::decode(p, input.clone(), ctx, self)
+                pipeline::decode(p, input.clone(), ctx, self)
             }
             None => Err(DataFusionError::Internal("empty Faísca plan node".into())),
         }
@@ -179,11 +180,11 @@ impl PhysicalExtensionCodec for FaiscaCodec {
         buf: &mut Vec<u8>,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> DfResult<()> {
-        if let Some(pipeline) = node.downcast_ref::<crate::pipeline::exec::PipelineExec>() {
+        if let Some(pipeline) = node.downcast_ref::<faisca_pipeline::exec::PipelineExec>() {
             let msg = ExtensionNode {
-                node: Some(extension_node::Node::Pipeline(
-                    crate::pipeline::wire::encode(pipeline, self)?,
-                )),
+                node: Some(extension_node::Node::Pipeline(pipeline::encode(
+                    pipeline, self,
+                )?)),
             };
             return msg
                 .encode(buf)

@@ -164,7 +164,8 @@ impl FlightClients {
                 Some(c) => c.clone(),
                 None => {
                     let url = faisca_proto::endpoint_url(address)?;
-                    let channel = crate::rpc::endpoint(url, self.connect_timeout)?.connect_lazy();
+                    let channel =
+                        faisca_proto::rpc::endpoint(url, self.connect_timeout)?.connect_lazy();
                     channels.insert(address.to_string(), channel.clone());
                     channel
                 }

@@ -7,16 +7,15 @@
 //! Nothing a task writes is visible to readers: DataFusion's listing skips sub-directories that are
 //! not `column=value`, and Faísca's scan planning drops any path with a `_temporary` segment.
 //!
-//! When every task succeeded the driver runs [`commit`]: it records a manifest (the chosen attempt's
+//! When every task succeeded the driver runs its commit (`faisca_driver::commit`): it records a manifest (the chosen attempt's
 //! file for each task, and, for `overwrite`, the files being replaced), moves the files to their final
 //! names, marks the manifest committed, deletes the replaced files, writes `_SUCCESS`, and removes
 //! the job's temporary directory. Object stores cannot rename a directory atomically, so readers
-//! consult pending manifests ([`commit::uncommitted_files`]): before the committed mark they ignore
+//! consult pending manifests (the driver's `uncommitted_files`): before the committed mark they ignore
 //! the new files, after it the replaced ones. A commit that stopped half-way is finished by
-//! [`commit::resume_pending`], which the next write to the same destination runs first. Failed jobs
-//! remove their temporary directory ([`commit::abort`]); the destination never changes.
+//! the driver's `resume_pending`, which the next write to the same destination runs first. Failed jobs
+//! remove their temporary directory (the driver's `abort`); the destination never changes.
 
-pub mod commit;
 pub mod writer;
 
 use std::collections::HashMap;

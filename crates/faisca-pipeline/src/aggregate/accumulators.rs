@@ -17,7 +17,7 @@ use arrow::buffer::NullBuffer;
 use arrow::datatypes::{ArrowNativeTypeOp, ArrowPrimitiveType, DataType};
 use datafusion::error::Result as DfResult;
 
-use crate::pipeline::selection::Selection;
+use crate::selection::Selection;
 
 /// Where an aggregate's argument comes from for the selected rows of a batch.
 #[derive(Debug, Clone, Copy)]

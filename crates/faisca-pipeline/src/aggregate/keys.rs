@@ -25,7 +25,7 @@ use datafusion::logical_expr::EmitTo;
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use crate::pipeline::selection::Selection;
+use crate::selection::Selection;
 
 /// The most key columns the fast path packs (8 bits each into a `u32`).
 const SMALL_MAX_COLUMNS: usize = 4;

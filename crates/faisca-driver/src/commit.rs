@@ -20,7 +20,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use super::{Destination, SUCCESS_FILE, SaveMode, TEMPORARY_DIR, is_temporary};
+use faisca_engine::sink::{Destination, SUCCESS_FILE, SaveMode, TEMPORARY_DIR, is_temporary};
 
 const MANIFEST: &str = "_manifest.json";
 const COMMITTED: &str = "_COMMITTED";

@@ -19,7 +19,7 @@ use datafusion::error::Result as DfResult;
 use super::accumulators::{
     Accumulate, Arg, Avg, Sum, add_to_averages, add_to_sums, dense_values, permuted,
 };
-use crate::pipeline::selection::Selection;
+use crate::selection::Selection;
 
 /// How much further the sums may move from zero before one could leave `i64`.
 #[derive(Debug, Clone, Copy)]

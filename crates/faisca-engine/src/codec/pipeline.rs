@@ -1,4 +1,4 @@
-//! Pipelines on the wire: [`PipelineSpec`] ⇄ the `PipelineNode` message, expressions in
+//! Fused pipelines ([`faisca_pipeline`]) on the wire: [`PipelineSpec`] ⇄ the `PipelineNode` message, expressions in
 //! datafusion-proto's encoding.
 
 use std::sync::Arc;
@@ -18,11 +18,12 @@ use faisca_proto::{
 };
 use prost::Message;
 
-use super::aggregate::{AggregateFunction, AggregateKind, AggregateStep};
-use super::exec::PipelineExec;
-use super::partition::PartitionStep;
-use super::{PipelineSpec, Step, cache};
-use crate::codec::{schema_from_ipc, schema_to_ipc};
+use faisca_pipeline::aggregate::{AggregateFunction, AggregateKind, AggregateStep};
+use faisca_pipeline::exec::PipelineExec;
+use faisca_pipeline::partition::PartitionStep;
+use faisca_pipeline::{PipelineSpec, Step, cache};
+
+use super::{schema_from_ipc, schema_to_ipc};
 
 /// The message for `pipeline`.
 pub fn encode(
@@ -69,7 +70,7 @@ pub fn encode(
         })
         .collect::<DfResult<_>>()?;
     let properties = pipeline.properties();
-    let equivalences = crate::codec::equivalence::encode(&properties.eq_properties, codec)?;
+    let equivalences = super::equivalence::encode(&properties.eq_properties, codec)?;
     let hash_partitioning = match &properties.partitioning {
         Partitioning::Hash(exprs, _) => exprs.iter().map(expr).collect::<DfResult<_>>()?,
         _ => Vec::new(),
@@ -200,7 +201,7 @@ pub fn decode(
         properties = properties.with_partitioning(Partitioning::Hash(exprs, count));
     }
     if let Some(equivalences) = &node.equivalences {
-        properties = properties.with_eq_properties(crate::codec::equivalence::decode(
+        properties = properties.with_eq_properties(super::equivalence::decode(
             equivalences,
             output_schema,
             ctx,

@@ -1,10 +1,13 @@
-//! Fused stage pipelines: a chain of narrow operators run as one compiled program.
+//! The stage compiler: a chain of narrow operators run as one compiled program.
+//!
+//! This crate knows DataFusion and Arrow only: the planner (`faisca-planner`) builds pipelines,
+//! the engine (`faisca-engine`'s codec) puts them on the wire, and executors run them.
 //!
 //! The planner (`faisca-planner`'s fusion pass) replaces each maximal chain of filters and
 //! projections in a stage, and the partial aggregate on top of it, with a
 //! [`exec::PipelineExec`] holding a [`PipelineSpec`]: the steps, each with DataFusion physical
 //! expressions and its output schema. The spec travels to
-//! executors through [`crate::codec`] (expressions in datafusion-proto's encoding). Each executor
+//! executors in the engine's stage codec (expressions in datafusion-proto's encoding). Each executor
 //! compiles a spec once ([`CompiledPipeline::compile`], cached per process by the spec's bytes in
 //! [`cache`]) into typed kernels ([`kernel`]) and runs every batch of the task through it:
 //!
@@ -34,7 +37,6 @@ pub mod exec;
 pub mod kernel;
 pub mod partition;
 pub mod selection;
-pub mod wire;
 
 use std::sync::Arc;
 
