@@ -6,7 +6,7 @@
 
 use faisca::functions::*;
 use faisca::{Over, Session, Window};
-use faisca_cli::tpch::data;
+use faisca_bench::tpch::data;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(0.01);
-    let dir = data::dataset_dir(&faisca_cli::cli::cache_dir(), sf);
+    let dir = data::dataset_dir(&faisca_bench::cache_dir(), sf);
     data::ensure(&dir, sf, 2)?;
     let session = Session::builder()
         .master("local[2]")

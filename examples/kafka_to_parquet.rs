@@ -82,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
     let (_broker, servers, topic) = match args.as_slice() {
         [servers, topic] => (None, servers.clone(), topic.clone()),
         [] => {
-            let (broker, servers) = faisca_cli::local_kafka::start_noida()?;
+            let (broker, servers) = faisca_bench::local_kafka::start_noida()?;
             let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
                 .set("bootstrap.servers", &servers)
                 .create()?;

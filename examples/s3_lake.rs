@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use faisca::Session;
 use faisca::functions::*;
-use faisca_cli::tpch::data;
+use faisca_bench::tpch::data;
 
 /// A moto server started for this run, stopped when dropped.
 struct LocalS3(Child);
@@ -67,7 +67,7 @@ fn start_local_s3() -> anyhow::Result<(LocalS3, String)> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let sf = 0.01;
-    let dir = data::dataset_dir(&faisca_cli::cli::cache_dir(), sf);
+    let dir = data::dataset_dir(&faisca_bench::cache_dir(), sf);
     data::ensure(&dir, sf, 2)?;
 
     let mut builder = Session::builder()

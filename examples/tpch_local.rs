@@ -3,7 +3,7 @@
 //! `cargo run --example tpch_local [SCALE_FACTOR]` (default 0.01).
 
 use faisca::Session;
-use faisca_cli::tpch::{data, queries};
+use faisca_bench::tpch::{data, queries};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -12,7 +12,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|a| a.parse())
         .transpose()?
         .unwrap_or(0.01);
-    let dir = data::dataset_dir(&faisca_cli::cli::cache_dir(), sf);
+    let dir = data::dataset_dir(&faisca_bench::cache_dir(), sf);
     data::ensure(&dir, sf, 2)?;
     let session = Session::builder()
         .master("local[2]")

@@ -5,7 +5,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use datafusion::prelude::SessionContext;
-use faisca_cli::tpch::{data, queries};
+use faisca_bench::tpch::{data, queries};
 
 use crate::common::{faisca_bin, tpch_dir};
 

@@ -26,7 +26,7 @@ pub fn tpch_dir() -> &'static Path {
             .tempdir_in(&base)
             .expect("temp dir");
         let generated = scratch.path().join("sf0.01");
-        faisca_cli::tpch::data::ensure(&generated, 0.01, 2).expect("TPC-H data generation");
+        faisca_bench::tpch::data::ensure(&generated, 0.01, 2).expect("TPC-H data generation");
         if let Err(e) = std::fs::rename(&generated, &dir) {
             assert!(
                 dir.join("_SUCCESS").exists(),

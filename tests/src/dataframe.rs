@@ -5,7 +5,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use faisca::functions::*;
 use faisca::{DataFrame, Over, Session, Window};
-use faisca_cli::tpch::data;
+use faisca_bench::tpch::data;
 
 use crate::common::{normalized_rows, tpch_dir};
 

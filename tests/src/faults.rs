@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use faisca::Session;
-use faisca_cli::tpch::{data, queries};
-use faisca_proto::{JobInfo, JobState};
+use faisca::jobs::{JobInfo, JobState, StageInfo};
+use faisca_bench::tpch::{data, queries};
 
 use crate::cli::{Processes, start_driver_with, start_executor};
 use crate::common::{faisca_bin, normalized_rows, tpch_dir};
@@ -47,7 +47,7 @@ async fn run(session: &Session, sql: &str) -> (faisca::Result<Vec<RecordBatch>>,
     (rows, session.client().job(&job).await.unwrap())
 }
 
-fn total(info: &JobInfo, field: impl Fn(&faisca_proto::StageInfo) -> u32) -> u32 {
+fn total(info: &JobInfo, field: impl Fn(&StageInfo) -> u32) -> u32 {
     info.stages.iter().map(field).sum()
 }
 
@@ -58,7 +58,7 @@ async fn injected_task_failures_are_retried_and_the_answer_is_right() {
     let session = session("local[2]", &[("faisca.test.failTasks", "*:2")]).await;
     let (rows, info) = run(&session, sql).await;
     assert_eq!(normalized_rows(&rows.unwrap()), expected(sql).await);
-    assert_eq!(info.state, JobState::Succeeded as i32);
+    assert_eq!(info.state, JobState::Succeeded);
     for stage in &info.stages {
         assert_eq!(stage.attempts, 3 * stage.tasks, "{stage:?}");
         assert_eq!(stage.failed_attempts, 2 * stage.tasks, "{stage:?}");
@@ -92,7 +92,7 @@ async fn non_retryable_error_fails_at_once(kind: &str) {
         "{error}"
     );
     assert!(!error.contains("failed 4 times"), "{error}");
-    assert_eq!(info.state, JobState::Failed as i32);
+    assert_eq!(info.state, JobState::Failed);
     assert!(info.error.contains("injected failure"), "{}", info.error);
     // No task was tried a second time.
     assert!(info.failures.iter().all(|f| f.attempt == 0), "{info:?}");
@@ -185,7 +185,7 @@ async fn wait_for_job(session: &Session, job: &str, ready: impl Fn(&JobInfo) -> 
             return info;
         }
         assert!(
-            info.state == JobState::Running as i32 && Instant::now() < deadline,
+            info.state == JobState::Running && Instant::now() < deadline,
             "the job ended or stalled before the moment to kill an executor: {info:?}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -571,7 +571,7 @@ async fn a_hundred_concurrent_jobs_from_ten_sessions_are_all_right() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let jobs = loop {
         let jobs = client.list_jobs().await.unwrap();
-        if jobs.iter().all(|j| j.state != JobState::Running as i32) || Instant::now() > deadline {
+        if jobs.iter().all(|j| j.state != JobState::Running) || Instant::now() > deadline {
             break jobs;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -582,7 +582,7 @@ async fn a_hundred_concurrent_jobs_from_ten_sessions_are_all_right() {
         "faisca.driver.retainedJobs bounds the history"
     );
     assert!(
-        jobs.iter().all(|j| j.state == JobState::Succeeded as i32),
+        jobs.iter().all(|j| j.state == JobState::Succeeded),
         "{jobs:?}"
     );
     for session in &sessions {

@@ -5,7 +5,7 @@
 
 use datafusion::prelude::SessionContext;
 use faisca::Session;
-use faisca_cli::tpch::data;
+use faisca_bench::tpch::data;
 
 use crate::common::{normalized_rows, tpch_dir};
 

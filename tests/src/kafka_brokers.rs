@@ -36,7 +36,7 @@ pub struct Broker {
 impl Drop for Broker {
     fn drop(&mut self) {
         // The whole group: noida-db's script runs the broker as a child of its own.
-        faisca_cli::local_kafka::kill_group(&mut self.child);
+        faisca_bench::local_kafka::kill_group(&mut self.child);
     }
 }
 
@@ -116,7 +116,7 @@ impl Broker {
             }
         };
         let log = dir.path().join("broker.log");
-        let child = faisca_cli::local_kafka::in_own_group(&mut command)
+        let child = faisca_bench::local_kafka::in_own_group(&mut command)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -16,6 +16,7 @@
 //! * [`faults`]: injected task failures, executors killed mid-query, cancellation, many jobs.
 //! * [`correctness`]: one case per class of query that once gave a wrong answer distributed.
 //! * [`difftest`]: random tables and queries, distributed against single-process DataFusion.
+//! * [`layering`]: crates depend only on what `docs/architecture.md`'s crate table allows.
 
 mod cli;
 mod common;
@@ -27,6 +28,7 @@ mod faults;
 mod fusion;
 mod kafka;
 mod kafka_brokers;
+mod layering;
 mod readme;
 mod s3;
 mod schema_registry;

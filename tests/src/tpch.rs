@@ -3,7 +3,7 @@
 
 use datafusion::prelude::SessionContext;
 use faisca::Session;
-use faisca_cli::tpch::{data, queries};
+use faisca_bench::tpch::{data, queries};
 
 use crate::common::{normalized_rows, tpch_dir};
 

@@ -10,7 +10,7 @@ use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Accumulator, ColumnarValue, Volatility, create_udaf, create_udf};
 use faisca::Session;
 use faisca::functions::*;
-use faisca_cli::tpch::data;
+use faisca_bench::tpch::data;
 
 use crate::cli::{Processes, start_executor};
 use crate::common::{normalized_rows, tpch_dir};

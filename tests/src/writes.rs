@@ -473,10 +473,7 @@ async fn retried_write_tasks_leave_one_copy_and_failed_jobs_leave_the_destinatio
     let client = slow.client().clone();
     let job = loop {
         let jobs = client.list_jobs().await.unwrap();
-        if let Some(job) = jobs
-            .iter()
-            .find(|j| j.state == faisca_proto::JobState::Running as i32)
-        {
+        if let Some(job) = jobs.iter().find(|j| j.state == faisca::JobState::Running) {
             break job.job_id.clone();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -2,17 +2,88 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use faisca::driver::{DriverOptions, DriverServer};
 use faisca::executor::{Executor, ExecutorOptions};
 use faisca::{FaiscaConfig, Session};
-use faisca_common::config::parse_bytes;
+use faisca_common::config::{parse_bytes, parse_key_values};
 
-use crate::cli::{DriverArgs, ExecutorArgs, SqlArgs, parse_conf};
-use crate::output;
+use crate::output::{self, Format};
 use crate::script::split_statements;
+
+/// `faisca driver`.
+#[derive(Debug, clap::Args)]
+pub struct DriverArgs {
+    /// Address to listen on for clients and executors (gRPC and Arrow Flight share it).
+    #[arg(long, default_value = "127.0.0.1:7077")]
+    pub bind: String,
+    /// Host name clients and executors use to reach the driver (default: the bound IP).
+    #[arg(long)]
+    pub advertise_address: Option<String>,
+    /// Configuration `key=value` (repeatable).
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    pub conf: Vec<String>,
+}
+
+/// `faisca executor`.
+#[derive(Debug, clap::Args)]
+pub struct ExecutorArgs {
+    /// The driver: faisca://host:port or http://host:port.
+    #[arg(long)]
+    pub driver: String,
+    /// Task slots (default: the machine's cores).
+    #[arg(long)]
+    pub cores: Option<u32>,
+    /// Memory for tasks, with Spark's suffixes (512m, 4g = GiB); operators spill beyond it.
+    #[arg(long, default_value = "4g")]
+    pub memory: String,
+    /// Work directory; the executor keeps its files in its own subdirectory.
+    #[arg(long, default_value = "/tmp/faisca-work")]
+    pub work_dir: PathBuf,
+    /// Address for the executor's Flight server (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub bind: String,
+    /// Host name other processes use to reach this executor (e.g. the pod IP).
+    #[arg(long)]
+    pub advertise_address: Option<String>,
+    /// Executor id (default: random).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Configuration `key=value` (repeatable).
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    pub conf: Vec<String>,
+}
+
+/// `faisca sql`.
+#[derive(Debug, clap::Args)]
+pub struct SqlArgs {
+    /// faisca://host:port, http://host:port, or local[N].
+    #[arg(long, default_value = "local[2]")]
+    pub master: String,
+    /// SQL text (statements separated by `;`).
+    #[arg(
+        short = 'e',
+        long = "execute",
+        conflicts_with = "file",
+        required_unless_present = "file"
+    )]
+    pub execute: Option<String>,
+    /// A file of SQL statements.
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Configuration `key=value` for the session (repeatable).
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    pub conf: Vec<String>,
+    /// Print the distributed plan of the last statement instead of running it.
+    #[arg(long)]
+    pub explain: bool,
+}
 
 fn socket_addr(text: &str, what: &str) -> Result<SocketAddr> {
     use std::net::ToSocketAddrs;
@@ -26,11 +97,13 @@ fn socket_addr(text: &str, what: &str) -> Result<SocketAddr> {
 
 /// A session on `master` named `app_name`, with `--conf KEY=VALUE` pairs.
 pub async fn session(master: &str, app_name: &str, conf: &[String]) -> Result<Session> {
-    let mut builder = Session::builder().master(master).app_name(app_name);
-    for (k, v) in parse_conf(conf)? {
-        builder = builder.config(k, v);
-    }
-    Ok(builder.build().await?)
+    let session = Session::builder()
+        .master(master)
+        .app_name(app_name)
+        .configs(parse_key_values(conf, "--conf")?)
+        .build()
+        .await?;
+    Ok(session)
 }
 
 /// Wait for at least one executor (`faisca.client.executorWaitTimeout`), saying so on stderr
@@ -53,7 +126,7 @@ pub async fn wait_for_an_executor(session: &Session) -> Result<()> {
 
 /// `faisca driver`: serve until Ctrl-C.
 pub async fn driver(args: DriverArgs) -> Result<()> {
-    let config = FaiscaConfig::from_pairs(parse_conf(&args.conf)?)?;
+    let config = FaiscaConfig::from_pairs(parse_key_values(&args.conf, "--conf")?)?;
     let bind = socket_addr(&args.bind, "--bind")?;
     let server = DriverServer::start(DriverOptions {
         bind,
@@ -72,7 +145,7 @@ pub async fn driver(args: DriverArgs) -> Result<()> {
 
 /// `faisca executor`: register and run tasks until Ctrl-C or until the driver goes away.
 pub async fn executor(args: ExecutorArgs) -> Result<()> {
-    let config = FaiscaConfig::from_pairs(parse_conf(&args.conf)?)?;
+    let config = FaiscaConfig::from_pairs(parse_key_values(&args.conf, "--conf")?)?;
     let cores = match args.cores {
         Some(0) => bail!("invalid --cores 0: expected at least 1"),
         Some(n) => n,

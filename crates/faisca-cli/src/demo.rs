@@ -1,13 +1,27 @@
 //! `faisca demo`: TPC-H data generated in-process, a local cluster, real queries.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use faisca::Session;
 
-use crate::cli::DemoArgs;
-use crate::tpch::{data, queries};
+use faisca_bench::tpch::{data, queries};
+
+/// `faisca demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// TPC-H scale factor of the generated data.
+    #[arg(long, default_value_t = 0.1)]
+    pub sf: f64,
+    /// Where to keep the generated data (default: the cache directory).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Executors of the local cluster.
+    #[arg(long, default_value_t = 2)]
+    pub executors: usize,
+}
 
 /// The queries the demo runs, with a one-line description.
 const DEMO_QUERIES: &[(usize, &str)] = &[

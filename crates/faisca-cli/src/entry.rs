@@ -38,12 +38,14 @@ pub fn main() {
 /// Faísca's crates, whose logs mask secret values (`faisca.redaction.regex`).
 const OWN_CRATES: &[&str] = &[
     "faisca",
+    "faisca_bench",
     "faisca_cli",
     "faisca_common",
     "faisca_connectors",
     "faisca_driver",
     "faisca_engine",
     "faisca_executor",
+    "faisca_pipeline",
     "faisca_planner",
     "faisca_proto",
 ];

@@ -5,20 +5,72 @@
 //! place; otherwise a plain line whenever a stage's counts change. Ctrl-C kills the job.
 
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use faisca::client::{DriverClient, StatementResult};
+use faisca::jobs::{JobInfo, StageInfo};
 use faisca::{FaiscaConfig, Session};
-use faisca_proto::{JobInfo, JobState, StageInfo};
+use faisca_common::config::parse_key_values;
 use futures::StreamExt;
 use serde_json::json;
 
-use crate::cli::{KillArgs, StatusArgs, SubmitArgs, parse_conf};
-use crate::output;
+use crate::output::{self, Format};
 use crate::script::split_statements;
+
+/// `faisca submit`.
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// faisca://host:port, http://host:port, or local[N].
+    #[arg(long)]
+    pub master: String,
+    /// Configuration `key=value` for the session (repeatable).
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    pub conf: Vec<String>,
+    /// Name of the jobs in `faisca status` (default: the file name without extension).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Output format of the last query's rows.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// The SQL script (statements separated by `;`).
+    #[arg(value_name = "JOB.sql")]
+    pub file: PathBuf,
+}
+
+/// `faisca status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The driver: faisca://host:port or http://host:port.
+    #[arg(long)]
+    pub master: String,
+    /// Show this job (default: list all jobs).
+    #[arg(value_name = "JOB_ID")]
+    pub job: Option<String>,
+    /// Print JSON (one object per job and line) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Client configuration `key=value` (repeatable), e.g. faisca.rpc.connectTimeout.
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    pub conf: Vec<String>,
+}
+
+/// `faisca kill`.
+#[derive(Debug, clap::Args)]
+pub struct KillArgs {
+    /// The driver: faisca://host:port or http://host:port.
+    #[arg(long)]
+    pub master: String,
+    /// The job to cancel.
+    #[arg(value_name = "JOB_ID")]
+    pub job: String,
+    /// Client configuration `key=value` (repeatable), e.g. faisca.rpc.connectTimeout.
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    pub conf: Vec<String>,
+}
 
 /// The command was interrupted with Ctrl-C (the binary exits with status 130).
 #[derive(Debug)]
@@ -136,10 +188,10 @@ async fn run_job(
     match outcome {
         Ok(()) => {
             let count: usize = batches.iter().map(|b| b.num_rows()).sum();
-            let elapsed = info.map(|i| i.elapsed_ms).unwrap_or_default();
+            let elapsed = info.map(|i| i.elapsed).unwrap_or_default();
             eprintln!(
                 "job {job} SUCCEEDED in {:.3} s, {count} row(s)",
-                elapsed as f64 / 1000.0
+                elapsed.as_secs_f64()
             );
             Ok(batches)
         }
@@ -169,7 +221,7 @@ impl Progress {
         let lines: Vec<String> = info
             .stages
             .iter()
-            .map(|s| stage_line(s, info.elapsed_ms))
+            .map(|s| stage_line(s, info.elapsed))
             .collect();
         let mut err = std::io::stderr().lock();
         if self.terminal {
@@ -203,14 +255,14 @@ fn stage_counts(s: &StageInfo) -> String {
 }
 
 /// `stage 1: 3/8 tasks done, 2 running, 4.1 s` plus failures and re-runs when there are some.
-fn stage_line(s: &StageInfo, elapsed_ms: u64) -> String {
+fn stage_line(s: &StageInfo, elapsed: Duration) -> String {
     let mut line = format!(
         "stage {}: {}/{} tasks done, {} running, {:.1} s",
         s.stage_id,
         s.done,
         s.tasks,
         s.running,
-        elapsed_ms as f64 / 1000.0
+        elapsed.as_secs_f64()
     );
     if s.failed_attempts > 0 {
         line.push_str(&format!(", {} failed attempt(s)", s.failed_attempts));
@@ -221,19 +273,8 @@ fn stage_line(s: &StageInfo, elapsed_ms: u64) -> String {
     line
 }
 
-fn state_name(state: i32) -> &'static str {
-    match JobState::try_from(state) {
-        Ok(JobState::Running) => "RUNNING",
-        Ok(JobState::Succeeded) => "SUCCEEDED",
-        Ok(JobState::Failed) => "FAILED",
-        Ok(JobState::Cancelled) => "CANCELLED",
-        Ok(JobState::Committing) => "COMMITTING",
-        Err(_) => "UNKNOWN",
-    }
-}
-
 async fn connect(master: &str, conf: &[String]) -> Result<DriverClient> {
-    let config = FaiscaConfig::from_pairs(parse_conf(conf)?)?;
+    let config = FaiscaConfig::from_pairs(parse_key_values(conf, "--conf")?)?;
     Ok(DriverClient::connect(master, config.connect_timeout(), config.max_message_size()).await?)
 }
 
@@ -291,10 +332,10 @@ fn write_job_list(out: &mut dyn Write, jobs: &[JobInfo]) -> Result<()> {
             out,
             "{:<36}  {:<10}  {:>7}  {:>11}  {:>8.1}s  {}",
             job.job_id,
-            state_name(job.state),
+            job.state.name(),
             format!("{stages_done}/{}", job.stages.len()),
             format!("{done}/{tasks}"),
-            job.elapsed_ms as f64 / 1000.0,
+            job.elapsed.as_secs_f64(),
             label
         )?;
     }
@@ -306,8 +347,8 @@ fn write_job(out: &mut dyn Write, job: &JobInfo) -> Result<()> {
     if !job.name.is_empty() {
         writeln!(out, "name:     {}", job.name)?;
     }
-    writeln!(out, "state:    {}", state_name(job.state))?;
-    writeln!(out, "elapsed:  {:.3} s", job.elapsed_ms as f64 / 1000.0)?;
+    writeln!(out, "state:    {}", job.state.name())?;
+    writeln!(out, "elapsed:  {:.3} s", job.elapsed.as_secs_f64())?;
     writeln!(out, "session:  {}", job.session_id)?;
     writeln!(out, "sql:      {}", job.sql)?;
     if !job.error.is_empty() {
@@ -362,10 +403,10 @@ pub fn job_json(job: &JobInfo) -> serde_json::Value {
         "session_id": job.session_id,
         "name": job.name,
         "sql": job.sql,
-        "state": state_name(job.state),
+        "state": job.state.name(),
         "error": job.error,
         "submitted_unix_ms": job.submitted_unix_ms,
-        "elapsed_ms": job.elapsed_ms,
+        "elapsed_ms": job.elapsed.as_millis() as u64,
         "stages": job.stages.iter().map(|s| json!({
             "stage_id": s.stage_id,
             "tasks": s.tasks,

@@ -735,9 +735,37 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
     })
 }
 
+/// `KEY=VALUE` items (as given to a command's `what` option, e.g. `--conf`) as trimmed pairs.
+pub fn parse_key_values(items: &[String], what: &str) -> Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| Error::user(format!("invalid {what} '{kv}': expected KEY=VALUE")))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_values() {
+        assert_eq!(
+            parse_key_values(&["a.b=1".into(), "c = x=y".into()], "--conf").unwrap(),
+            vec![("a.b".into(), "1".into()), ("c".into(), "x=y".into())]
+        );
+        let err = parse_key_values(&["novalue".into()], "--conf").unwrap_err();
+        assert_eq!(err.fault(), crate::Fault::User);
+        assert!(
+            err.to_string().contains("invalid --conf 'novalue'"),
+            "{err}"
+        );
+        assert!(parse_key_values(&["=1".into()], "--conf").is_err());
+    }
 
     #[test]
     fn debug_masks_secrets_and_the_rule_follows_set() {

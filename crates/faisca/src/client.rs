@@ -13,10 +13,12 @@ use faisca_engine::codec::{batches_from_ipc, schema_from_ipc};
 use faisca_proto::driver_service_client::DriverServiceClient;
 use faisca_proto::{
     CreateViewRequest, ExecuteMode, ExecutePlanRequest, ExecuteSqlRequest, ExecuteSqlResponse,
-    GetJobRequest, JobInfo, KillJobRequest, ListJobsRequest, ResolveSourceRequest, ResultTicket,
+    GetJobRequest, KillJobRequest, ListJobsRequest, ResolveSourceRequest, ResultTicket,
     StageSummary, execute_sql_response, ticket,
 };
 use futures::{Stream, StreamExt, TryStreamExt};
+
+use crate::jobs::JobInfo;
 use tonic::transport::Channel;
 
 /// A stream of result batches.
@@ -72,7 +74,7 @@ impl DriverClient {
     }
 
     /// The control client.
-    pub fn control(&self) -> DriverServiceClient<Channel> {
+    pub(crate) fn control(&self) -> DriverServiceClient<Channel> {
         self.control.clone()
     }
 
@@ -87,7 +89,7 @@ impl DriverClient {
 
     /// Run one statement in `session_id` with `mode`; a job it starts is called `job_name` in
     /// `faisca status` (may be empty).
-    pub async fn execute(
+    pub(crate) async fn execute(
         &self,
         session_id: &str,
         sql: &str,
@@ -112,7 +114,7 @@ impl DriverClient {
 
     /// Run a DataFrame's logical plan (encoded with the client codec) in `session_id`; with
     /// `write`, write its rows instead of returning them.
-    pub async fn execute_plan(
+    pub(crate) async fn execute_plan(
         &self,
         session_id: &str,
         logical_plan: Vec<u8>,
@@ -138,7 +140,7 @@ impl DriverClient {
     }
 
     /// Ask the driver to resolve a DataFrame source; returns the scan's encoded logical plan.
-    pub async fn resolve_source(&self, request: ResolveSourceRequest) -> Result<Vec<u8>> {
+    pub(crate) async fn resolve_source(&self, request: ResolveSourceRequest) -> Result<Vec<u8>> {
         let what = if request.table.is_empty() {
             format!("{} source at '{}'", request.format, request.location)
         } else {
@@ -154,7 +156,7 @@ impl DriverClient {
     }
 
     /// Register an encoded logical plan as a temporary view of `session_id`.
-    pub async fn create_view(
+    pub(crate) async fn create_view(
         &self,
         session_id: &str,
         name: &str,
@@ -222,7 +224,12 @@ impl DriverClient {
             .list_jobs(ListJobsRequest {})
             .await
             .map_err(|s| self.status(s))?;
-        Ok(response.into_inner().jobs)
+        response
+            .into_inner()
+            .jobs
+            .into_iter()
+            .map(JobInfo::try_from)
+            .collect()
     }
 
     /// One job's status: stages, task attempts, failures.
@@ -236,7 +243,7 @@ impl DriverClient {
             .get_job(request)
             .await
             .map_err(|s| self.status(s))?;
-        Ok(response.into_inner())
+        JobInfo::try_from(response.into_inner())
     }
 
     /// Cancel a running job: its tasks stop and its shuffle data is removed.
@@ -250,7 +257,7 @@ impl DriverClient {
             .kill_job(request)
             .await
             .map_err(|s| self.status(s))?;
-        Ok(response.into_inner())
+        JobInfo::try_from(response.into_inner())
     }
 
     /// The rows of a job, streamed from the driver with Flight `DoGet`. The request is sent now

@@ -40,6 +40,16 @@ impl SessionBuilder {
         self
     }
 
+    /// Set several configuration keys of the session, in order.
+    pub fn configs<K: Into<String>, V: Into<String>>(
+        mut self,
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.config
+            .extend(pairs.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
     /// Name shown in the driver's logs.
     pub fn app_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();

@@ -11,7 +11,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use datafusion::physical_plan::collect;
-use faisca_cli::bench_kernels::prepare;
+use faisca_bench::kernels::prepare;
 
 fn kernels(c: &mut Criterion) {
     let sf = std::env::var("FAISCA_KERNELS_SF")

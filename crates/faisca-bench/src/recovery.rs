@@ -8,6 +8,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,9 +20,40 @@ use datafusion::arrow::util::display::array_value_to_string;
 use faisca::Session;
 use serde::Serialize;
 
-use crate::bench::{machine, median};
-use crate::cli::RecoveryBenchArgs;
+use crate::cluster::{machine, median};
 use crate::tpch::{data, queries};
+
+/// `faisca bench recovery`.
+#[derive(Debug, clap::Args)]
+pub struct RecoveryBenchArgs {
+    /// Scale factor.
+    #[arg(long, default_value_t = 1.0)]
+    pub sf: f64,
+    /// Directory of TPC-H data (generated there if missing; default: the cache directory).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The TPC-H query.
+    #[arg(long, default_value_t = 9)]
+    pub query: usize,
+    /// Executor processes.
+    #[arg(long, default_value_t = 3)]
+    pub executors: usize,
+    /// Cores of each executor.
+    #[arg(long, default_value_t = 1)]
+    pub cores: u32,
+    /// Memory of each executor.
+    #[arg(long, default_value = "4g")]
+    pub memory: String,
+    /// Timed runs of each kind (after one warm-up run).
+    #[arg(long, default_value_t = 3)]
+    pub iterations: usize,
+    /// When to kill an executor, as a fraction of the normal median time.
+    #[arg(long, default_value_t = 0.5)]
+    pub kill_at: f64,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "target/faisca-bench/recovery.json")]
+    pub output: PathBuf,
+}
 
 /// Child processes, SIGKILLed when dropped.
 struct Children(Vec<Child>);

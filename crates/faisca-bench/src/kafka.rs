@@ -5,10 +5,12 @@
 //! consumer (one `BaseConsumer` assigned every partition, polling and summing payload sizes), in
 //! the same run. Reports both rates, and Faísca's records per second per core of CPU time.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use faisca::Session;
+use faisca_common::config::parse_key_values;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -18,8 +20,36 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Serialize;
 
-use crate::bench::{machine, median};
-use crate::cli::KafkaBenchArgs;
+use crate::cluster::{machine, median};
+
+/// `faisca bench kafka`.
+#[derive(Debug, clap::Args)]
+pub struct KafkaBenchArgs {
+    /// Records to produce and read.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub records: u64,
+    /// Bytes of each record's value.
+    #[arg(long, default_value_t = 100)]
+    pub value_bytes: usize,
+    /// Partitions of the topic.
+    #[arg(long, default_value_t = 20)]
+    pub partitions: i32,
+    /// Brokers (default: a noida-db started for the run).
+    #[arg(long)]
+    pub servers: Option<String>,
+    /// faisca://host:port, http://host:port, or local[N].
+    #[arg(long, default_value = "local[2]")]
+    pub master: String,
+    /// Timed runs per reader (after one warm-up run).
+    #[arg(long, default_value_t = 3)]
+    pub iterations: usize,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "target/faisca-bench/kafka.json")]
+    pub output: PathBuf,
+    /// Configuration `key=value` for the session (repeatable).
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    pub conf: Vec<String>,
+}
 
 /// CPU time (user + system) this process has used.
 fn process_cpu() -> Duration {
@@ -166,7 +196,7 @@ pub async fn kafka(args: KafkaBenchArgs) -> Result<()> {
     );
 
     let mut builder = Session::builder().master(&args.master);
-    for (k, v) in crate::cli::parse_conf(&args.conf)? {
+    for (k, v) in parse_key_values(&args.conf, "--conf")? {
         builder = builder.config(k, v);
     }
     let session = builder.build().await?;

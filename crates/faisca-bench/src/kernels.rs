@@ -7,6 +7,7 @@
 //! same subtree after Faísca's fusion pass. Both produce the same partial aggregate states
 //! (checked) from the same batches, so the ratio is the pipeline's gain alone.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,8 +20,21 @@ use serde::Serialize;
 use tpchgen::generators::LineItemGenerator;
 use tpchgen_arrow::LineItemArrow;
 
-use crate::bench::{machine, median};
-use crate::cli::KernelsBenchArgs;
+use crate::cluster::{machine, median};
+
+/// `faisca bench kernels`.
+#[derive(Debug, clap::Args)]
+pub struct KernelsBenchArgs {
+    /// Scale factor of the generated lineitem batches.
+    #[arg(long, default_value_t = 0.5)]
+    pub sf: f64,
+    /// Timed runs per variant (after one warm-up run).
+    #[arg(long, default_value_t = 10)]
+    pub iterations: usize,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "target/faisca-bench/kernels.json")]
+    pub output: PathBuf,
+}
 
 /// The two query shapes: (name, SQL over `lineitem`).
 const SHAPES: &[(&str, &str)] = &[

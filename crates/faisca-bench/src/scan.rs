@@ -6,6 +6,7 @@
 //! buffers, as the scan hands them on), counted once by streaming `SELECT *` through DataFusion,
 //! divided by the query's time and the cores that ran it.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -14,9 +15,34 @@ use datafusion::prelude::SessionContext;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::bench::{machine, median};
-use crate::cli::ScanBenchArgs;
+use crate::cluster::{machine, median};
 use crate::tpch::data;
+
+/// `faisca bench scan`.
+#[derive(Debug, clap::Args)]
+pub struct ScanBenchArgs {
+    /// Scale factor.
+    #[arg(long, default_value_t = 1.0)]
+    pub sf: f64,
+    /// Directory of TPC-H data (generated there if missing; default: the cache directory).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// faisca://host:port, http://host:port, or local[N].
+    #[arg(long, default_value = "local[2]")]
+    pub master: String,
+    /// Timed runs per engine (after one warm-up run).
+    #[arg(long, default_value_t = 5)]
+    pub iterations: usize,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "target/faisca-bench/scan.json")]
+    pub output: PathBuf,
+    /// Configuration `key=value` for the session (repeatable).
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    pub conf: Vec<String>,
+    /// DataFusion configuration `key=value` for the single-process reference (repeatable).
+    #[arg(long = "reference-conf", value_name = "KEY=VALUE")]
+    pub reference_conf: Vec<String>,
+}
 
 #[derive(Serialize)]
 struct ScanReport {
@@ -89,7 +115,7 @@ async fn arrow_bytes(ctx: &SessionContext) -> Result<u64> {
 pub async fn scan(args: ScanBenchArgs) -> Result<()> {
     let sf = args.sf;
     let (dir, _) = data::prepare(args.data.clone(), sf).await?;
-    let (session, ctx, cores) = crate::bench::lineitem_engines(
+    let (session, ctx, cores) = crate::cluster::lineitem_engines(
         &args.master,
         "faisca bench scan",
         &args.conf,

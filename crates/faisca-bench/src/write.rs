@@ -4,14 +4,40 @@
 //! the same Parquet settings (DataFusion's defaults).
 
 use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::bench::{machine, median};
-use crate::cli::WriteBenchArgs;
+use crate::cluster::{machine, median};
 use crate::tpch::data;
+
+/// `faisca bench write`.
+#[derive(Debug, clap::Args)]
+pub struct WriteBenchArgs {
+    /// Scale factor.
+    #[arg(long, default_value_t = 1.0)]
+    pub sf: f64,
+    /// Directory of TPC-H data (generated there if missing; default: the cache directory).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// faisca://host:port, http://host:port, or local[N].
+    #[arg(long, default_value = "local[2]")]
+    pub master: String,
+    /// Timed runs per engine (after one warm-up run).
+    #[arg(long, default_value_t = 3)]
+    pub iterations: usize,
+    /// Column to partition the output by.
+    #[arg(long, default_value = "l_shipmode")]
+    pub partition_by: String,
+    /// Directory the outputs are written below (default: a temporary directory).
+    #[arg(long)]
+    pub scratch: Option<PathBuf>,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "target/faisca-bench/write.json")]
+    pub output: PathBuf,
+}
 
 #[derive(Serialize)]
 struct WriteReport {
@@ -57,7 +83,8 @@ pub async fn write(args: WriteBenchArgs) -> Result<()> {
         None => tempfile::tempdir()?,
     };
     let (session, ctx, cores) =
-        crate::bench::lineitem_engines(&args.master, "faisca bench write", &[], &[], &dir).await?;
+        crate::cluster::lineitem_engines(&args.master, "faisca bench write", &[], &[], &dir)
+            .await?;
     let column = &args.partition_by;
     let copy = |target: &Path, mode: &str| {
         format!(

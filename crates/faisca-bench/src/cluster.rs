@@ -1,15 +1,63 @@
 //! `faisca bench`: Faísca against single-process DataFusion on the same data, in the same run.
 
 use std::path::Path;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use faisca::Session;
+use faisca_common::config::parse_key_values;
 use serde::Serialize;
 
-use crate::cli::{OverheadBenchArgs, TpchBenchArgs, parse_conf};
 use crate::tpch::{data, queries};
+
+/// `faisca bench tpch`.
+#[derive(Debug, clap::Args)]
+pub struct TpchBenchArgs {
+    /// Scale factor.
+    #[arg(long, default_value_t = 1.0)]
+    pub sf: f64,
+    /// Directory of TPC-H data (generated there if missing; default: the cache directory).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// faisca://host:port, http://host:port, or local[N].
+    #[arg(long, default_value = "local[2]")]
+    pub master: String,
+    /// Queries to run, e.g. 1,6 (default: all 22).
+    #[arg(long, value_delimiter = ',')]
+    pub queries: Vec<usize>,
+    /// Timed runs per query and engine (after one warm-up run).
+    #[arg(long, default_value_t = 3)]
+    pub iterations: usize,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "target/faisca-bench/tpch.json")]
+    pub output: PathBuf,
+    /// Configuration `key=value` for the session (repeatable).
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    pub conf: Vec<String>,
+    /// DataFusion configuration `key=value` for the single-process reference (repeatable), e.g.
+    /// `datafusion.optimizer.enable_dynamic_filter_pushdown=false` to see what run-time filters give.
+    #[arg(long = "reference-conf", value_name = "KEY=VALUE")]
+    pub reference_conf: Vec<String>,
+}
+
+/// `faisca bench overhead`.
+#[derive(Debug, clap::Args)]
+pub struct OverheadBenchArgs {
+    /// faisca://host:port, http://host:port, or local[N].
+    #[arg(long, default_value = "local[2]")]
+    pub master: String,
+    /// Timed runs of each measurement.
+    #[arg(long, default_value_t = 50)]
+    pub iterations: usize,
+    /// Tasks of the many-task query.
+    #[arg(long, default_value_t = 100)]
+    pub tasks: usize,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "target/faisca-bench/overhead.json")]
+    pub output: PathBuf,
+}
 
 /// The median of `samples`.
 pub fn median(samples: &[Duration]) -> Duration {
@@ -107,7 +155,7 @@ pub async fn lineitem_engines(
     reference_conf: &[String],
     dir: &std::path::Path,
 ) -> Result<(faisca::Session, SessionContext, usize)> {
-    let session = crate::commands::session(master, app_name, conf).await?;
+    let session = crate::session(master, app_name, conf).await?;
     let executors = session
         .wait_for_executors(1, session.config().executor_wait_timeout())
         .await?;
@@ -117,7 +165,7 @@ pub async fn lineitem_engines(
         .sum::<usize>()
         .max(1);
     let mut reference = SessionConfig::new().with_target_partitions(cores);
-    for (k, v) in parse_conf(reference_conf)? {
+    for (k, v) in parse_key_values(reference_conf, "--reference-conf")? {
         reference
             .options_mut()
             .set(&k, &v)
@@ -150,7 +198,7 @@ pub fn machine() -> String {
 }
 
 async fn session_for(master: &str, conf: &[String]) -> Result<(Session, usize)> {
-    let session = crate::commands::session(master, "faisca bench", conf).await?;
+    let session = crate::session(master, "faisca bench", conf).await?;
     let executors = session
         .wait_for_executors(1, session.config().executor_wait_timeout())
         .await?;
@@ -193,7 +241,7 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
     }
     let (session, cores) = session_for(&args.master, &args.conf).await?;
     let mut reference = SessionConfig::new().with_target_partitions(cores);
-    for (k, v) in parse_conf(&args.reference_conf)? {
+    for (k, v) in parse_key_values(&args.reference_conf, "--reference-conf")? {
         reference
             .options_mut()
             .set(&k, &v)

@@ -88,7 +88,7 @@ fn parts_of(table: &str, sf: f64) -> i32 {
 /// it on a blocking thread with all cores if needed. Returns the directory and whether it was
 /// generated now (a line on stderr says so, with the time it took).
 pub async fn prepare(dir: Option<PathBuf>, sf: f64) -> Result<(PathBuf, bool)> {
-    let dir = dir.unwrap_or_else(|| dataset_dir(&crate::cli::cache_dir(), sf));
+    let dir = dir.unwrap_or_else(|| dataset_dir(&crate::cache_dir(), sf));
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
