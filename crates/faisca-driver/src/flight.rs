@@ -117,7 +117,7 @@ fn result_stream(
         if kafka.is_empty() || failed.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
         }
-        crate::kafka::record_done(&kafka).await.err().map(|e| {
+        faisca_connectors::kafka::run::record_done(&kafka).await.err().map(|e| {
             Err(status_from_error(&e.context(
                 "every row was sent, but the Kafka checkpoint was not committed: the next run reads this batch again",
             )))

@@ -14,8 +14,8 @@
 //!   [`commit`] is that commit protocol (manifest, publish, resume, abort).
 //! * [`session`] holds a client's session (its DataFusion context and the sources it resolved);
 //!   [`logical_codec`] sends DataFrame plans to clients and takes them back.
-//! * [`kafka`] plans the offset ranges of a run's Kafka sources and commits them to the
-//!   checkpoint when the job succeeds.
+//! * Kafka sources: a query's runs (`faisca_connectors::kafka::run`) are planned in [`planning`],
+//!   kept with the job by the actor, and committed when its output was delivered.
 //! * [`scheduler`] holds the job/stage/task bookkeeping the actor uses to launch tasks on free
 //!   executor slots and to react to task results.
 //!
@@ -26,7 +26,6 @@ pub mod actor;
 pub mod commit;
 pub mod diagnose;
 pub mod flight;
-pub mod kafka;
 pub mod logical_codec;
 pub mod planning;
 pub mod scheduler;

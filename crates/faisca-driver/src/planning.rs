@@ -22,9 +22,9 @@ use faisca_planner::scans::{ApplySplits, FileScan, file_scans};
 use faisca_planner::stages::{StageGraph, StageOutput, cut_stages};
 use futures::future::try_join_all;
 
-use crate::kafka::KafkaRun;
 use crate::scheduler::{PlannedJob, PlannedStage};
 use crate::session::Session;
+use faisca_connectors::kafka::run::KafkaRun;
 
 /// What a statement turned into.
 #[derive(Debug)]
@@ -307,8 +307,12 @@ async fn split_physical_plan(
     let runs = if kafka.is_empty() {
         Vec::new()
     } else {
-        let runs =
-            crate::kafka::plan_runs(&state, kafka, session.config.kafka_request_timeout()).await?;
+        let runs = faisca_connectors::kafka::run::plan_runs(
+            state.runtime_env(),
+            kafka,
+            session.config.kafka_request_timeout(),
+        )
+        .await?;
         let max_records = session.config.kafka_max_records_per_task();
         let tasks = runs
             .iter()

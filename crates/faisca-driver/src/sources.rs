@@ -14,6 +14,8 @@ use datafusion::datasource::provider_as_source;
 use datafusion::datasource::view::ViewTable;
 use datafusion::logical_expr::{CreateExternalTable, LogicalPlan, LogicalPlanBuilder};
 use faisca_common::{Error, Result};
+use faisca_connectors::kafka::options::SourceOptions;
+use faisca_engine::kafka::KafkaTable;
 use faisca_proto::ResolveSourceRequest;
 
 use crate::session::Session;
@@ -65,17 +67,6 @@ pub async fn file_source(session: &Session, request: &ResolveSourceRequest) -> R
             "no location given for the {format} source: expected a URL or path"
         )));
     }
-    let options: HashMap<String, String> = request
-        .options
-        .iter()
-        .map(|o| (option_key(&o.key), o.value.clone()))
-        .collect();
-    let state = session.ctx.state();
-    let factory = state
-        .table_factories()
-        .get(&format.to_ascii_uppercase())
-        .cloned()
-        .ok_or_else(|| Error::internal(format!("no table factory for format {format}")))?;
     // A name of its own, so that columns of two sources joined together stay distinguishable.
     let stem: String = request
         .location
@@ -95,6 +86,32 @@ pub async fn file_source(session: &Session, request: &ResolveSourceRequest) -> R
         stem
     };
     let name = TableReference::bare(format!("{stem}_{}", session.sources.next_id()));
+    let state = session.ctx.state();
+    if kafka {
+        // Kafka options go to the source as given; it normalises them where they enter.
+        let options = SourceOptions::normalize(
+            request
+                .options
+                .iter()
+                .map(|o| (o.key.as_str(), o.value.as_str())),
+        )?;
+        let redaction = faisca_engine::session_config::redaction(state.config());
+        let table = KafkaTable::from_options(&request.location, &options, &redaction)?;
+        return Ok(
+            LogicalPlanBuilder::scan(name, provider_as_source(Arc::new(table)), None)?.build()?,
+        );
+    }
+    // File formats take DataFusion's option names (`format.has_header`) or Spark's (`header`).
+    let options: HashMap<String, String> = request
+        .options
+        .iter()
+        .map(|o| (option_key(&o.key), o.value.clone()))
+        .collect();
+    let factory = state
+        .table_factories()
+        .get(&format.to_ascii_uppercase())
+        .cloned()
+        .ok_or_else(|| Error::internal(format!("no table factory for format {format}")))?;
     let command = CreateExternalTable::builder(
         name.clone(),
         request.location.clone(),
@@ -105,7 +122,6 @@ pub async fn file_source(session: &Session, request: &ResolveSourceRequest) -> R
     .build();
     let provider = match factory.create(&state, &command).await {
         Ok(provider) => provider,
-        Err(e) if kafka => return Err(Error::from(e)),
         Err(e) => {
             let e = crate::diagnose::name_mismatched_files(
                 session,

@@ -1,5 +1,8 @@
-//! Kafka tables: [`KafkaTableFactory`] (`CREATE EXTERNAL TABLE … STORED AS KAFKA`, and DataFrame
-//! `format("kafka")`), [`KafkaTable`], and the scan node [`KafkaScanExec`].
+//! The engine's part of the Kafka source (everything else — options, planning, checkpoints,
+//! reading — is `faisca_connectors::kafka`): the scan node [`KafkaScanExec`], which runs a task's
+//! ranges through the connector's reader, and the table that makes it ([`KafkaTable`], from
+//! `CREATE EXTERNAL TABLE … STORED AS KAFKA` through [`KafkaTableFactory`] or from a DataFrame
+//! reader's `format("kafka")`). Its wire form is in `codec/kafka.rs`.
 //!
 //! A table holds its checked options only: its offsets are planned per query, not at `CREATE`.
 //! Planning a query first yields an *unplanned* scan (one placeholder partition); the driver then
@@ -7,7 +10,6 @@
 //! task per partition, before DataFusion's distribution rules run. Executors receive the ranges
 //! in the stage plan and read exactly those.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -26,9 +28,9 @@ use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
     SendableRecordBatchStream,
 };
-use faisca_common::Error;
+use faisca_common::{Error, Redaction, Result};
 use faisca_connectors::kafka::OffsetRange;
-use faisca_connectors::kafka::options::{KafkaOptions, ReadOptions};
+use faisca_connectors::kafka::options::{KafkaOptions, ReadOptions, SourceOptions};
 use faisca_connectors::kafka::reader::RangeReader;
 use faisca_connectors::kafka::schema::kafka_schema;
 
@@ -60,15 +62,13 @@ impl TableProviderFactory for KafkaTableFactory {
             ))
             .into());
         }
-        let options: HashMap<String, String> = cmd
-            .options
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         let redaction = crate::session_config::redaction(state.config());
-        let options = KafkaOptions::parse(&cmd.locations.join(","), &options, &redaction)
-            .map_err(|e| e.context(format!("Kafka table '{}'", cmd.name)))?;
-        Ok(Arc::new(KafkaTable::new(options)))
+        let table = SourceOptions::normalize(&cmd.options).and_then(|options| {
+            KafkaTable::from_options(&cmd.locations.join(","), &options, &redaction)
+        });
+        Ok(Arc::new(table.map_err(|e| {
+            e.context(format!("Kafka table '{}'", cmd.name))
+        })?))
     }
 }
 
@@ -80,6 +80,18 @@ pub struct KafkaTable {
 }
 
 impl KafkaTable {
+    /// The table of a source at `location` (a topic or a comma list; may be empty when an option
+    /// names the topics) with `options`, normalised where they entered.
+    pub fn from_options(
+        location: &str,
+        options: &SourceOptions,
+        redaction: &Redaction,
+    ) -> Result<Self> {
+        Ok(Self::new(KafkaOptions::parse(
+            location, options, redaction,
+        )?))
+    }
+
     /// A table reading what `options` describe.
     pub fn new(options: KafkaOptions) -> Self {
         let schema = kafka_schema(options.read.include_headers);
@@ -316,74 +328,4 @@ impl ExecutionPlan for KafkaScanExec {
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
-}
-
-/// A planned scan as its wire message.
-pub fn encode_scan(scan: &KafkaScanExec) -> DfResult<faisca_proto::KafkaScanNode> {
-    if !scan.planned {
-        return Err(Error::internal(
-            "a Kafka scan was sent to executors before its ranges were planned",
-        )
-        .into());
-    }
-    Ok(faisca_proto::KafkaScanNode {
-        key: scan.key.clone(),
-        kafka_params: scan.read.kafka_params.clone().into_iter().collect(),
-        include_headers: scan.read.include_headers,
-        fail_on_data_loss: scan.read.fail_on_data_loss,
-        poll_timeout_ms: scan.read.poll_timeout.as_millis() as u64,
-        has_projection: scan.projection.is_some(),
-        projection: scan
-            .projection
-            .iter()
-            .flatten()
-            .map(|c| *c as u32)
-            .collect(),
-        tasks: scan
-            .tasks
-            .iter()
-            .map(|ranges| faisca_proto::KafkaTask {
-                ranges: ranges
-                    .iter()
-                    .map(|r| faisca_proto::KafkaOffsetRange {
-                        topic: r.topic.clone(),
-                        partition: r.partition,
-                        start: r.start,
-                        end: r.end,
-                    })
-                    .collect(),
-            })
-            .collect(),
-    })
-}
-
-/// The scan a wire message describes.
-pub fn decode_scan(node: faisca_proto::KafkaScanNode) -> DfResult<Arc<dyn ExecutionPlan>> {
-    let read = ReadOptions {
-        kafka_params: node.kafka_params.into_iter().collect(),
-        include_headers: node.include_headers,
-        fail_on_data_loss: node.fail_on_data_loss,
-        poll_timeout: std::time::Duration::from_millis(node.poll_timeout_ms),
-    };
-    let projection = node
-        .has_projection
-        .then(|| node.projection.iter().map(|c| *c as usize).collect());
-    let tasks = node
-        .tasks
-        .into_iter()
-        .map(|t| {
-            t.ranges
-                .into_iter()
-                .map(|r| OffsetRange {
-                    topic: r.topic,
-                    partition: r.partition,
-                    start: r.start,
-                    end: r.end,
-                })
-                .collect()
-        })
-        .collect();
-    Ok(Arc::new(KafkaScanExec::planned(
-        node.key, read, projection, tasks,
-    )?))
 }

@@ -1,7 +1,7 @@
 //! The Kafka source: offsets planned once per query on the driver, exact ranges read on executors.
 //!
-//! * [`options`]: Spark's option names (`subscribe`, `startingOffsets`, `kafka.*`, …) parsed and
-//!   checked when the table is created.
+//! * [`options`]: Spark's option names (`subscribe`, `startingOffsets`, `kafka.*`, …),
+//!   normalised where they enter and parsed and checked when the table is created.
 //! * [`resolve`]: pure planning of one run's half-open `[start, end)` range per topic-partition
 //!   from the options, the brokers' offsets and the previous run's checkpoint; data-loss rules.
 //! * [`splits`]: ranges cut into tasks (`maxRecordsPerPartition`, `minPartitions`, the default
@@ -11,6 +11,8 @@
 //! * [`checkpoint`]: Spark's `offsets/` and `commits/` logs in any object store: a run records its
 //!   ranges before it starts and a commit after its output is delivered, so a run that died in
 //!   between is redone with the same ranges.
+//! * [`run`]: one query's run of a source on the driver: plan its ranges (or redo the batch a
+//!   failed run left), record them before the job starts, record the commit after.
 //! * [`reader`]: reads a task's ranges with `assign()` (no consumer group) into Arrow batches of
 //!   Spark's row schema ([`schema`]).
 
@@ -19,6 +21,7 @@ pub mod checkpoint;
 pub mod options;
 pub mod reader;
 pub mod resolve;
+pub mod run;
 pub mod schema;
 pub mod splits;
 

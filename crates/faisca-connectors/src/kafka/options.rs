@@ -1,11 +1,13 @@
 //! The Kafka source's options, with Spark's names, parsed and checked once (at `CREATE EXTERNAL
 //! TABLE` or `load()`), so that a bad option fails before any broker is contacted.
 //!
-//! Names match case-insensitively, as in Spark; DataFusion lower-cases `OPTIONS` keys and prefixes
-//! dot-less ones with `format.`, which is taken off again. Errors name the option as Spark spells
-//! it.
+//! Options are normalised once, where they enter ([`SourceOptions::normalize`]: SQL `OPTIONS` or a
+//! DataFrame reader's `.option`): names match case-insensitively, as in Spark, and DataFusion's
+//! `format.` prefix (its SQL planner adds it to dot-less `OPTIONS` keys) is taken off. Parsing
+//! then goes piece by piece (what to read, where to start and end, the tunables), and errors name
+//! the option as Spark spells it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use faisca_common::{Error, Redaction, Result};
@@ -170,12 +172,41 @@ pub struct KafkaOptions {
     pub key: String,
 }
 
-/// An option key as the source matches it: lower case, DataFusion's `format.` prefix removed.
-fn normalize(key: &str) -> String {
-    let lower = key.trim().to_ascii_lowercase();
-    match lower.strip_prefix("format.") {
-        Some(rest) => rest.to_string(),
-        None => lower,
+/// A source's options as they entered, keys normalised once: trimmed, lower case, without
+/// DataFusion's `format.` prefix. Built where options enter (a table factory, a DataFrame reader);
+/// [`KafkaOptions::parse`] reads nothing else.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceOptions {
+    options: BTreeMap<String, String>,
+}
+
+impl SourceOptions {
+    /// Normalise `pairs`; two spellings of one option (`subscribe` and `SUBSCRIBE`) are an error.
+    pub fn normalize<K: AsRef<str>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Result<Self> {
+        let mut options = BTreeMap::new();
+        for (key, value) in pairs {
+            let lower = key.as_ref().trim().to_ascii_lowercase();
+            let key = match lower.strip_prefix("format.") {
+                Some(rest) => rest.to_string(),
+                None => lower,
+            };
+            if options.insert(key.clone(), value.into()).is_some() {
+                return Err(Error::user(format!(
+                    "Kafka option '{}' is given twice (option names ignore case): give it once",
+                    spelled(&key)
+                )));
+            }
+        }
+        Ok(SourceOptions { options })
+    }
+
+    /// The value of `name` (any case).
+    fn get(&self, name: &str) -> Option<&str> {
+        self.options
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 }
 
@@ -319,213 +350,41 @@ impl KafkaOptions {
     /// empty for a DataFrame source): `subscribe`, `subscribePattern` or `assign` override it.
     pub fn parse(
         location: &str,
-        options: &HashMap<String, String>,
+        options: &SourceOptions,
         redaction: &Redaction,
     ) -> Result<KafkaOptions> {
-        let mut known: BTreeMap<String, String> = BTreeMap::new();
-        let mut kafka_params: BTreeMap<String, String> = BTreeMap::new();
-        for (key, value) in options {
-            let key = normalize(key);
-            if let Some(param) = key.strip_prefix("kafka.") {
-                if let Some((_, instead)) = RESERVED_KAFKA_PARAMS.iter().find(|(p, _)| *p == param)
-                {
-                    return Err(Error::user(format!(
-                        "Kafka option 'kafka.{param}' is not supported: {instead}"
-                    )));
-                }
-                kafka_params.insert(param.to_string(), value.clone());
-            } else if OPTION_NAMES.iter().any(|n| n.eq_ignore_ascii_case(&key)) {
-                known.insert(key, value.clone());
-            } else {
-                return Err(Error::user(format!(
-                    "unknown Kafka option '{key}': expected one of {}, or a librdkafka property prefixed with 'kafka.' (e.g. 'kafka.bootstrap.servers')",
-                    OPTION_NAMES.join(", ")
-                )));
-            }
-        }
-        if kafka_params
-            .get("bootstrap.servers")
-            .is_none_or(|v| v.trim().is_empty())
-        {
-            return Err(Error::user(
-                "Kafka option 'kafka.bootstrap.servers' must be set: expected host:port[,host:port…] of the brokers",
-            ));
-        }
-        check_kafka_params(&kafka_params, redaction)?;
-        let get = |name: &str| known.get(&name.to_ascii_lowercase()).map(String::as_str);
-
-        let given: Vec<&str> = ["subscribe", "subscribePattern", "assign"]
-            .into_iter()
-            .filter(|n| get(n).is_some())
-            .collect();
-        let subscription = match given.as_slice() {
-            [] if location.trim().is_empty() => {
-                return Err(Error::user(
-                    "a Kafka source needs its topics: set one of the options 'subscribe', 'subscribePattern' or 'assign' (or the table's LOCATION)",
-                ));
-            }
-            [] => Subscription::Topics(topic_list("LOCATION", location)?),
-            ["subscribe"] => Subscription::Topics(topic_list(
-                "subscribe",
-                get("subscribe").unwrap_or_default(),
-            )?),
-            ["subscribePattern"] => {
-                let pattern = get("subscribePattern")
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string();
-                regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
-                    Error::user(format!(
-                        "Kafka option 'subscribePattern' is '{pattern}': not a regular expression ({e})"
-                    ))
-                })?;
-                if pattern.is_empty() {
-                    return Err(Error::user(
-                        "Kafka option 'subscribePattern' is empty: expected a regular expression over topic names",
-                    ));
-                }
-                Subscription::Pattern(pattern)
-            }
-            ["assign"] => Subscription::Assign(parse_assign(get("assign").unwrap_or_default())?),
-            several => {
-                return Err(Error::user(format!(
-                    "Kafka options {} were all given: set only one of 'subscribe', 'subscribePattern' and 'assign'",
-                    several
-                        .iter()
-                        .map(|n| format!("'{n}'"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-        };
-
-        let checkpoint_location = get("checkpointLocation")
+        let kafka_params = kafka_params(options, redaction)?;
+        let subscription = subscription(location, options)?;
+        let checkpoint_location = options
+            .get("checkpointLocation")
             .map(|v| v.trim().to_string())
             .filter(|v| !v.is_empty());
-        let starting = if let Some(ts) = get("startingTimestamp") {
-            StartingOffsets::Timestamp(parse_timestamp("startingTimestamp", ts)?)
-        } else if let Some(json) = get("startingOffsetsByTimestamp") {
-            StartingOffsets::TimestampByPartition(parse_partition_offsets(
-                "startingOffsetsByTimestamp",
-                json,
-                "milliseconds since the epoch",
-                |t| t >= 0,
-            )?)
-        } else {
-            match get("startingOffsets").map(|v| v.trim()) {
-                None => StartingOffsets::Earliest,
-                Some(v) if v.eq_ignore_ascii_case("earliest") => StartingOffsets::Earliest,
-                Some(v) if v.eq_ignore_ascii_case("latest") => StartingOffsets::Latest,
-                Some(v) if v.starts_with('{') => {
-                    StartingOffsets::Specific(parse_partition_offsets(
-                        "startingOffsets",
-                        v,
-                        "offsets ≥ 0, -2 (earliest) or -1 (latest)",
-                        |o| o >= EARLIEST,
-                    )?)
-                }
-                Some(v) => {
-                    return Err(Error::user(format!(
-                        "Kafka option 'startingOffsets' is '{v}': expected earliest, latest, or JSON like {{\"topic\":{{\"0\":23,\"1\":-2}}}}"
-                    )));
-                }
-            }
-        };
+        let starting = starting_offsets(options)?;
         if starting == StartingOffsets::Latest && checkpoint_location.is_none() {
             return Err(Error::user(
                 "Kafka option 'startingOffsets' is 'latest', which reads from where the last successful run stopped: set 'checkpointLocation' (a URL where runs record their offsets), or use 'earliest'",
             ));
         }
-        let ending = if let Some(ts) = get("endingTimestamp") {
-            EndingOffsets::Timestamp(parse_timestamp("endingTimestamp", ts)?)
-        } else if let Some(json) = get("endingOffsetsByTimestamp") {
-            EndingOffsets::TimestampByPartition(parse_partition_offsets(
-                "endingOffsetsByTimestamp",
-                json,
-                "milliseconds since the epoch",
-                |t| t >= 0,
-            )?)
-        } else {
-            match get("endingOffsets").map(|v| v.trim()) {
-                None => EndingOffsets::Latest,
-                Some(v) if v.eq_ignore_ascii_case("latest") => EndingOffsets::Latest,
-                Some(v) if v.starts_with('{') => EndingOffsets::Specific(parse_partition_offsets(
-                    "endingOffsets",
-                    v,
-                    "offsets ≥ 0 or -1 (latest); -2 (earliest) cannot end a run",
-                    |o| o >= LATEST,
-                )?),
-                Some(v) => {
-                    return Err(Error::user(format!(
-                        "Kafka option 'endingOffsets' is '{v}': expected latest or JSON like {{\"topic\":{{\"0\":23,\"1\":-1}}}} (earliest cannot end a run)"
-                    )));
-                }
-            }
-        };
-        let timestamp_strategy = match get("startingOffsetsByTimestampStrategy").map(|v| v.trim()) {
-            None => TimestampStrategy::Error,
-            Some(v) if v.eq_ignore_ascii_case("error") => TimestampStrategy::Error,
-            Some(v) if v.eq_ignore_ascii_case("latest") => TimestampStrategy::Latest,
-            Some(v) => {
-                return Err(Error::user(format!(
-                    "Kafka option 'startingOffsetsByTimestampStrategy' is '{v}': expected error or latest"
-                )));
-            }
-        };
-        let fail_on_data_loss = match get("failOnDataLoss") {
-            Some(v) => parse_bool("failOnDataLoss", v)?,
-            None => true,
-        };
-        let include_headers = match get("includeHeaders") {
-            Some(v) => parse_bool("includeHeaders", v)?,
-            None => false,
-        };
-        let min_partitions = get("minPartitions")
-            .map(|v| parse_positive("minPartitions", v).map(|n| n as usize))
-            .transpose()?;
-        let max_records_per_partition = get("maxRecordsPerPartition")
-            .map(|v| parse_positive("maxRecordsPerPartition", v))
-            .transpose()?;
-        let fetch_retries = match get("fetchOffset.numRetries") {
-            Some(v) => parse_non_negative("fetchOffset.numRetries", v)?.min(u32::MAX as u64) as u32,
-            None => 3,
-        };
-        let fetch_retry_interval =
-            Duration::from_millis(match get("fetchOffset.retryIntervalMs") {
-                Some(v) => parse_non_negative("fetchOffset.retryIntervalMs", v)?,
-                None => 10,
-            });
-        let poll_timeout = Duration::from_millis(match get("kafkaConsumer.pollTimeoutMs") {
-            Some(v) => parse_positive("kafkaConsumer.pollTimeoutMs", v)?,
-            None => 120_000,
-        });
-
-        // Secret values are left out: the key is never stored, but it is shown in messages.
-        let mut key = format!("kafka:{}", location.trim());
-        for (k, v) in known.iter() {
-            key.push_str(&format!("|{}={}", spelled(k), redaction.value(k, v)));
-        }
-        for (k, v) in kafka_params.iter() {
-            let name = format!("kafka.{k}");
-            key.push_str(&format!("|{name}={}", redaction.value(&name, v)));
-        }
+        let ending = ending_offsets(options)?;
+        let timestamp_strategy = timestamp_strategy(options)?;
+        let tunables = Tunables::parse(options)?;
         Ok(KafkaOptions {
             subscription,
             starting,
             ending,
             timestamp_strategy,
-            min_partitions,
-            max_records_per_partition,
+            min_partitions: tunables.min_partitions,
+            max_records_per_partition: tunables.max_records_per_partition,
             checkpoint_location,
-            fetch_retries,
-            fetch_retry_interval,
+            fetch_retries: tunables.fetch_retries,
+            fetch_retry_interval: tunables.fetch_retry_interval,
+            key: source_key(location, options, redaction),
             read: ReadOptions {
                 kafka_params,
-                include_headers,
-                fail_on_data_loss,
-                poll_timeout,
+                include_headers: tunables.include_headers,
+                fail_on_data_loss: tunables.fail_on_data_loss,
+                poll_timeout: tunables.poll_timeout,
             },
-            key,
         })
     }
 
@@ -553,6 +412,218 @@ impl KafkaOptions {
     }
 }
 
+/// The `kafka.*` options without their prefix, checked by librdkafka; any other name must be
+/// one of [`OPTION_NAMES`].
+fn kafka_params(
+    options: &SourceOptions,
+    redaction: &Redaction,
+) -> Result<BTreeMap<String, String>> {
+    let mut params = BTreeMap::new();
+    for (key, value) in &options.options {
+        if let Some(param) = key.strip_prefix("kafka.") {
+            if let Some((_, instead)) = RESERVED_KAFKA_PARAMS.iter().find(|(p, _)| *p == param) {
+                return Err(Error::user(format!(
+                    "Kafka option 'kafka.{param}' is not supported: {instead}"
+                )));
+            }
+            params.insert(param.to_string(), value.clone());
+        } else if !OPTION_NAMES.iter().any(|n| n.eq_ignore_ascii_case(key)) {
+            return Err(Error::user(format!(
+                "unknown Kafka option '{key}': expected one of {}, or a librdkafka property prefixed with 'kafka.' (e.g. 'kafka.bootstrap.servers')",
+                OPTION_NAMES.join(", ")
+            )));
+        }
+    }
+    if params
+        .get("bootstrap.servers")
+        .is_none_or(|v| v.trim().is_empty())
+    {
+        return Err(Error::user(
+            "Kafka option 'kafka.bootstrap.servers' must be set: expected host:port[,host:port…] of the brokers",
+        ));
+    }
+    check_kafka_params(&params, redaction)?;
+    Ok(params)
+}
+
+/// What to read: exactly one of `subscribe`, `subscribePattern` and `assign`, or the location.
+fn subscription(location: &str, options: &SourceOptions) -> Result<Subscription> {
+    let given: Vec<&str> = ["subscribe", "subscribePattern", "assign"]
+        .into_iter()
+        .filter(|n| options.get(n).is_some())
+        .collect();
+    let value = |name| options.get(name).unwrap_or_default();
+    match given.as_slice() {
+        [] if location.trim().is_empty() => Err(Error::user(
+            "a Kafka source needs its topics: set one of the options 'subscribe', 'subscribePattern' or 'assign' (or the table's LOCATION)",
+        )),
+        [] => Ok(Subscription::Topics(topic_list("LOCATION", location)?)),
+        ["subscribe"] => Ok(Subscription::Topics(topic_list(
+            "subscribe",
+            value("subscribe"),
+        )?)),
+        ["subscribePattern"] => {
+            let pattern = value("subscribePattern").trim().to_string();
+            if pattern.is_empty() {
+                return Err(Error::user(
+                    "Kafka option 'subscribePattern' is empty: expected a regular expression over topic names",
+                ));
+            }
+            regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+                Error::user(format!(
+                    "Kafka option 'subscribePattern' is '{pattern}': not a regular expression ({e})"
+                ))
+            })?;
+            Ok(Subscription::Pattern(pattern))
+        }
+        ["assign"] => Ok(Subscription::Assign(parse_assign(value("assign"))?)),
+        several => Err(Error::user(format!(
+            "Kafka options {} were all given: set only one of 'subscribe', 'subscribePattern' and 'assign'",
+            several
+                .iter()
+                .map(|n| format!("'{n}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// Where a run starts: a timestamp option wins over `startingOffsets`, as in Spark.
+fn starting_offsets(options: &SourceOptions) -> Result<StartingOffsets> {
+    if let Some(ts) = options.get("startingTimestamp") {
+        return Ok(StartingOffsets::Timestamp(parse_timestamp(
+            "startingTimestamp",
+            ts,
+        )?));
+    }
+    if let Some(json) = options.get("startingOffsetsByTimestamp") {
+        return Ok(StartingOffsets::TimestampByPartition(
+            parse_partition_offsets(
+                "startingOffsetsByTimestamp",
+                json,
+                "milliseconds since the epoch",
+                |t| t >= 0,
+            )?,
+        ));
+    }
+    match options.get("startingOffsets").map(str::trim) {
+        None => Ok(StartingOffsets::Earliest),
+        Some(v) if v.eq_ignore_ascii_case("earliest") => Ok(StartingOffsets::Earliest),
+        Some(v) if v.eq_ignore_ascii_case("latest") => Ok(StartingOffsets::Latest),
+        Some(v) if v.starts_with('{') => Ok(StartingOffsets::Specific(parse_partition_offsets(
+            "startingOffsets",
+            v,
+            "offsets ≥ 0, -2 (earliest) or -1 (latest)",
+            |o| o >= EARLIEST,
+        )?)),
+        Some(v) => Err(Error::user(format!(
+            "Kafka option 'startingOffsets' is '{v}': expected earliest, latest, or JSON like {{\"topic\":{{\"0\":23,\"1\":-2}}}}"
+        ))),
+    }
+}
+
+/// Where a run ends (exclusive): a timestamp option wins over `endingOffsets`.
+fn ending_offsets(options: &SourceOptions) -> Result<EndingOffsets> {
+    if let Some(ts) = options.get("endingTimestamp") {
+        return Ok(EndingOffsets::Timestamp(parse_timestamp(
+            "endingTimestamp",
+            ts,
+        )?));
+    }
+    if let Some(json) = options.get("endingOffsetsByTimestamp") {
+        return Ok(EndingOffsets::TimestampByPartition(
+            parse_partition_offsets(
+                "endingOffsetsByTimestamp",
+                json,
+                "milliseconds since the epoch",
+                |t| t >= 0,
+            )?,
+        ));
+    }
+    match options.get("endingOffsets").map(str::trim) {
+        None => Ok(EndingOffsets::Latest),
+        Some(v) if v.eq_ignore_ascii_case("latest") => Ok(EndingOffsets::Latest),
+        Some(v) if v.starts_with('{') => Ok(EndingOffsets::Specific(parse_partition_offsets(
+            "endingOffsets",
+            v,
+            "offsets ≥ 0 or -1 (latest); -2 (earliest) cannot end a run",
+            |o| o >= LATEST,
+        )?)),
+        Some(v) => Err(Error::user(format!(
+            "Kafka option 'endingOffsets' is '{v}': expected latest or JSON like {{\"topic\":{{\"0\":23,\"1\":-1}}}} (earliest cannot end a run)"
+        ))),
+    }
+}
+
+fn timestamp_strategy(options: &SourceOptions) -> Result<TimestampStrategy> {
+    match options
+        .get("startingOffsetsByTimestampStrategy")
+        .map(str::trim)
+    {
+        None => Ok(TimestampStrategy::Error),
+        Some(v) if v.eq_ignore_ascii_case("error") => Ok(TimestampStrategy::Error),
+        Some(v) if v.eq_ignore_ascii_case("latest") => Ok(TimestampStrategy::Latest),
+        Some(v) => Err(Error::user(format!(
+            "Kafka option 'startingOffsetsByTimestampStrategy' is '{v}': expected error or latest"
+        ))),
+    }
+}
+
+/// The options that tune a run rather than choose its records, with Spark's defaults.
+struct Tunables {
+    fail_on_data_loss: bool,
+    include_headers: bool,
+    min_partitions: Option<usize>,
+    max_records_per_partition: Option<u64>,
+    fetch_retries: u32,
+    fetch_retry_interval: Duration,
+    poll_timeout: Duration,
+}
+
+impl Tunables {
+    fn parse(options: &SourceOptions) -> Result<Self> {
+        let flag = |name, default| match options.get(name) {
+            Some(v) => parse_bool(name, v),
+            None => Ok(default),
+        };
+        let millis = |name, default, parse: fn(&str, &str) -> Result<u64>| match options.get(name) {
+            Some(v) => parse(name, v).map(Duration::from_millis),
+            None => Ok(Duration::from_millis(default)),
+        };
+        Ok(Tunables {
+            fail_on_data_loss: flag("failOnDataLoss", true)?,
+            include_headers: flag("includeHeaders", false)?,
+            min_partitions: options
+                .get("minPartitions")
+                .map(|v| parse_positive("minPartitions", v).map(|n| n as usize))
+                .transpose()?,
+            max_records_per_partition: options
+                .get("maxRecordsPerPartition")
+                .map(|v| parse_positive("maxRecordsPerPartition", v))
+                .transpose()?,
+            fetch_retries: match options.get("fetchOffset.numRetries") {
+                Some(v) => {
+                    parse_non_negative("fetchOffset.numRetries", v)?.min(u32::MAX as u64) as u32
+                }
+                None => 3,
+            },
+            fetch_retry_interval: millis("fetchOffset.retryIntervalMs", 10, parse_non_negative)?,
+            poll_timeout: millis("kafkaConsumer.pollTimeoutMs", 120_000, parse_positive)?,
+        })
+    }
+}
+
+/// What identifies the source within a query (two scans of one source share a run): its
+/// location and options, secret values left out (the key is never stored, but is shown in
+/// messages).
+fn source_key(location: &str, options: &SourceOptions, redaction: &Redaction) -> String {
+    let mut key = format!("kafka:{}", location.trim());
+    for (k, v) in &options.options {
+        key.push_str(&format!("|{}={}", spelled(k), redaction.value(k, v)));
+    }
+    key
+}
+
 /// librdkafka checks every property when a configuration is built (no connection is made).
 fn check_kafka_params(params: &BTreeMap<String, String>, redaction: &Redaction) -> Result<()> {
     let mut config = rdkafka::ClientConfig::new();
@@ -576,15 +647,9 @@ fn check_kafka_params(params: &BTreeMap<String, String>, redaction: &Redaction) 
 mod tests {
     use super::*;
 
-    fn opts(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
     fn parse(location: &str, pairs: &[(&str, &str)]) -> Result<KafkaOptions> {
-        KafkaOptions::parse(location, &opts(pairs), &Redaction::default())
+        let options = SourceOptions::normalize(pairs.iter().copied())?;
+        KafkaOptions::parse(location, &options, &Redaction::default())
     }
 
     fn err(location: &str, pairs: &[(&str, &str)]) -> String {
@@ -629,6 +694,22 @@ mod tests {
         assert_eq!(o.checkpoint_location.as_deref(), Some("file:///tmp/cp"));
         assert!(o.read.include_headers);
         assert_eq!(o.min_partitions, Some(4));
+    }
+
+    #[test]
+    fn options_are_normalised_once_and_a_name_given_twice_is_an_error() {
+        let options =
+            SourceOptions::normalize([(" Format.StartingOffsets ", "earliest"), ("KAFKA.X", "1")])
+                .unwrap();
+        assert_eq!(options.get("startingOffsets"), Some("earliest"));
+        assert_eq!(options.get("kafka.x"), Some("1"));
+        let err = SourceOptions::normalize([("subscribe", "a"), ("SUBSCRIBE", "b")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("Kafka option 'subscribe' is given twice"),
+            "{err}"
+        );
     }
 
     #[test]

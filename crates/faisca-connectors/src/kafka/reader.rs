@@ -310,15 +310,8 @@ impl RangeReader {
         let mut deadline = tokio::time::Instant::now() + self.read.poll_timeout;
         let mut progressed = false;
         while rows < self.batch_size {
-            if self.current.is_none() {
-                let Some(range) = self.pending.pop_front() else {
-                    break;
-                };
-                self.assign(&range, range.start)?;
-                self.current = Some(Cursor {
-                    next: range.start,
-                    range,
-                });
+            if self.current.is_none() && !self.start_next_range()? {
+                break;
             }
             let event = match stream.next().now_or_never() {
                 Some(event) => event,
@@ -327,93 +320,23 @@ impl RangeReader {
                         deadline = tokio::time::Instant::now() + self.read.poll_timeout;
                         progressed = false;
                     }
-                    match tokio::time::timeout_at(deadline, stream.next()).await {
-                        Ok(event) => event,
-                        Err(_) => return Err(self.timed_out()),
-                    }
+                    tokio::time::timeout_at(deadline, stream.next())
+                        .await
+                        .map_err(|_| self.timed_out())?
                 }
             };
             let Some(event) = event else {
                 return Err(Error::internal("the Kafka message stream ended"));
             };
-            let cursor = self.current.as_mut().expect("a range is being read");
             progressed |= matches!(event, Ok(_) | Err(KafkaError::PartitionEOF(_)));
             match event {
                 Ok(message) => {
-                    if message.partition() != cursor.range.partition
-                        || message.topic() != cursor.range.topic
-                    {
-                        continue; // Fetched for an earlier range.
-                    }
-                    let offset = message.offset();
-                    if offset < cursor.next {
-                        continue;
-                    }
-                    if offset >= cursor.range.end {
-                        self.current = None;
-                        continue;
-                    }
-                    for b in builders.iter_mut() {
-                        b.append(&message);
-                    }
-                    rows += 1;
-                    cursor.next = offset + 1;
-                    if cursor.next >= cursor.range.end {
-                        self.current = None;
+                    if self.take(&message, &mut builders) {
+                        rows += 1;
                     }
                 }
-                Err(KafkaError::PartitionEOF(partition)) => {
-                    if partition != cursor.range.partition {
-                        continue;
-                    }
-                    let (range, next) = (cursor.range.clone(), cursor.next);
-                    let position = self.position(&range).unwrap_or(next).max(next);
-                    if position >= range.end {
-                        self.current = None;
-                    } else if self.read.fail_on_data_loss {
-                        return Err(lost(
-                            &range,
-                            position,
-                            range.end,
-                            &format!("the partition now ends at offset {position}"),
-                        ));
-                    } else {
-                        tracing::warn!(%range, end = position, "Kafka partition shorter than planned, records skipped (failOnDataLoss=false)");
-                        self.current = None;
-                    }
-                }
-                Err(e)
-                    if matches!(
-                        e.rdkafka_error_code(),
-                        Some(
-                            RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange
-                        )
-                    ) =>
-                {
-                    self.offset_out_of_range().await?;
-                }
-                Err(e)
-                    if matches!(
-                        e.rdkafka_error_code(),
-                        Some(
-                            RDKafkaErrorCode::TopicAuthorizationFailed
-                                | RDKafkaErrorCode::SaslAuthenticationFailed
-                                | RDKafkaErrorCode::Authentication
-                        )
-                    ) =>
-                {
-                    return Err(Error::user(format!(
-                        "Kafka partition {}-{} at '{}': {e}",
-                        cursor.range.topic,
-                        cursor.range.partition,
-                        servers(&self.read)
-                    )));
-                }
-                Err(e) => {
-                    // Transport errors and the like: librdkafka retries; the poll timeout bounds it.
-                    tracing::debug!(range = %cursor.range, error = %e, "Kafka consumer error");
-                    self.last_error = Some(e.to_string());
-                }
+                Err(KafkaError::PartitionEOF(partition)) => self.partition_ended(partition)?,
+                Err(e) => self.consumer_error(e).await?,
             }
         }
         if rows == 0 && self.current.is_none() && self.pending.is_empty() {
@@ -426,6 +349,105 @@ impl RangeReader {
             &RecordBatchOptions::new().with_row_count(Some(rows)),
         )?;
         Ok(Some(batch))
+    }
+
+    /// Start reading the next pending range; false when none is left.
+    fn start_next_range(&mut self) -> Result<bool> {
+        let Some(range) = self.pending.pop_front() else {
+            return Ok(false);
+        };
+        self.assign(&range, range.start)?;
+        self.current = Some(Cursor {
+            next: range.start,
+            range,
+        });
+        Ok(true)
+    }
+
+    /// Append `message` to the batch if it is the current range's next record; true if it was.
+    /// Records of earlier ranges (still in flight) and before the cursor are skipped.
+    fn take(&mut self, message: &BorrowedMessage<'_>, builders: &mut [ColumnBuilder]) -> bool {
+        let Some(cursor) = self.current.as_mut() else {
+            return false;
+        };
+        if message.partition() != cursor.range.partition || message.topic() != cursor.range.topic {
+            return false;
+        }
+        let offset = message.offset();
+        if offset < cursor.next {
+            return false;
+        }
+        if offset >= cursor.range.end {
+            self.current = None;
+            return false;
+        }
+        for b in builders.iter_mut() {
+            b.append(message);
+        }
+        cursor.next = offset + 1;
+        if cursor.next >= cursor.range.end {
+            self.current = None;
+        }
+        true
+    }
+
+    /// The current range's partition reached its end: done if the range is, else records of it
+    /// are gone (an error unless `failOnDataLoss` is false).
+    fn partition_ended(&mut self, partition: i32) -> Result<()> {
+        let Some(cursor) = &self.current else {
+            return Ok(());
+        };
+        if partition != cursor.range.partition {
+            return Ok(());
+        }
+        let (range, next) = (cursor.range.clone(), cursor.next);
+        let position = self.position(&range).unwrap_or(next).max(next);
+        if position < range.end {
+            if self.read.fail_on_data_loss {
+                return Err(lost(
+                    &range,
+                    position,
+                    range.end,
+                    &format!("the partition now ends at offset {position}"),
+                ));
+            }
+            tracing::warn!(%range, end = position, "Kafka partition shorter than planned, records skipped (failOnDataLoss=false)");
+        }
+        self.current = None;
+        Ok(())
+    }
+
+    /// A consumer error: offsets gone from the log are checked against the range, credentials
+    /// and authorisation failures end the task (the user's to fix), anything else is left to
+    /// librdkafka's retries, bounded by the poll timeout.
+    async fn consumer_error(&mut self, e: KafkaError) -> Result<()> {
+        match e.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange) => {
+                self.offset_out_of_range().await
+            }
+            Some(
+                RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+                | RDKafkaErrorCode::Authentication,
+            ) => {
+                let what = self
+                    .current
+                    .as_ref()
+                    .map(|c| format!("Kafka partition {}-{}", c.range.topic, c.range.partition))
+                    .unwrap_or_else(|| "Kafka".to_string());
+                Err(Error::user(format!(
+                    "{what} at '{}': {e}",
+                    servers(&self.read)
+                )))
+            }
+            _ => {
+                if let Some(c) = &self.current {
+                    tracing::debug!(range = %c.range, error = %e, "Kafka consumer error");
+                }
+                self.last_error = Some(e.to_string());
+                Ok(())
+            }
+        }
     }
 
     fn timed_out(&self) -> Error {

@@ -132,146 +132,195 @@ pub fn plan_ranges(
     if partitions.is_empty() {
         return Ok(Vec::new());
     }
+    check_options_name(options, &partitions)?;
+    let facts = Facts::gather(options, source, &partitions, previous)?;
+    partitions
+        .into_iter()
+        .map(|tp| plan_partition(options, &facts, tp))
+        .collect()
+}
+
+/// Offset options that name partitions must name every partition read.
+fn check_options_name(options: &KafkaOptions, partitions: &[TopicPartition]) -> Result<()> {
     match &options.starting {
-        StartingOffsets::Specific(o) => check_named("startingOffsets", o, &partitions)?,
+        StartingOffsets::Specific(o) => check_named("startingOffsets", o, partitions)?,
         StartingOffsets::TimestampByPartition(o) => {
-            check_named("startingOffsetsByTimestamp", o, &partitions)?
+            check_named("startingOffsetsByTimestamp", o, partitions)?
         }
         _ => {}
     }
     match &options.ending {
-        EndingOffsets::Specific(o) => check_named("endingOffsets", o, &partitions)?,
+        EndingOffsets::Specific(o) => check_named("endingOffsets", o, partitions),
         EndingOffsets::TimestampByPartition(o) => {
-            check_named("endingOffsetsByTimestamp", o, &partitions)?
+            check_named("endingOffsetsByTimestamp", o, partitions)
         }
-        _ => {}
+        _ => Ok(()),
     }
-    let bounds = source.bounds(&partitions)?;
-    let (start_times, end_times) = timestamp_queries(options, &partitions);
-    let start_found = if start_times.is_empty() {
-        BTreeMap::new()
-    } else {
-        source.offsets_for_times(&start_times)?
-    };
-    let end_found = if end_times.is_empty() {
-        BTreeMap::new()
-    } else {
-        source.offsets_for_times(&end_times)?
-    };
-    let previous_end: BTreeMap<TopicPartition, i64> = previous
-        .unwrap_or_default()
-        .iter()
-        .map(|r| (r.topic_partition(), r.end))
-        .collect();
-    let fail = options.read.fail_on_data_loss;
+}
 
-    let mut ranges = Vec::with_capacity(partitions.len());
-    for tp in partitions {
-        let b = *bounds
-            .get(&tp)
-            .ok_or_else(|| Error::external(format!("the brokers returned no offsets for {tp}")))?;
-        let mut from_checkpoint = false;
-        let mut start = match &options.starting {
-            StartingOffsets::Earliest => b.earliest,
-            StartingOffsets::Latest => match previous_end.get(&tp) {
-                Some(end) => {
-                    from_checkpoint = true;
-                    *end
-                }
-                // A partition new since the last run (or a first run) is read from its start.
-                None => b.earliest,
-            },
-            StartingOffsets::Specific(o) => match lookup(o, &tp) {
-                EARLIEST => b.earliest,
-                LATEST => b.latest,
-                n => n,
-            },
-            StartingOffsets::Timestamp(_) | StartingOffsets::TimestampByPartition(_) => {
-                let at = start_times
-                    .iter()
-                    .find(|(t, _)| *t == tp)
-                    .map(|(_, at)| *at)
-                    .unwrap_or_default();
-                match start_found.get(&tp).copied().flatten() {
-                    Some(offset) => offset,
-                    None if options.timestamp_strategy == TimestampStrategy::Latest => b.latest,
-                    None => {
-                        return Err(Error::user(format!(
-                            "Kafka partition {tp} has no record at or after the starting timestamp {at} ms: set 'startingOffsetsByTimestampStrategy' to 'latest' to start at its end instead"
-                        )));
-                    }
-                }
+/// What the brokers and the checkpoint say about the partitions of a run.
+struct Facts {
+    bounds: BTreeMap<TopicPartition, PartitionBounds>,
+    /// The starting time asked for each partition, and the offset found for it.
+    start_times: BTreeMap<TopicPartition, i64>,
+    start_found: BTreeMap<TopicPartition, Option<i64>>,
+    end_found: BTreeMap<TopicPartition, Option<i64>>,
+    /// Where the last successful run stopped, per partition.
+    previous_end: BTreeMap<TopicPartition, i64>,
+}
+
+impl Facts {
+    fn gather(
+        options: &KafkaOptions,
+        source: &dyn OffsetSource,
+        partitions: &[TopicPartition],
+        previous: Option<&[OffsetRange]>,
+    ) -> Result<Self> {
+        let bounds = source.bounds(partitions)?;
+        let (start_times, end_times) = timestamp_queries(options, partitions);
+        let found = |times: &[(TopicPartition, i64)]| {
+            if times.is_empty() {
+                Ok(BTreeMap::new())
+            } else {
+                source.offsets_for_times(times)
             }
         };
-        let end = match &options.ending {
-            EndingOffsets::Latest => b.latest,
-            EndingOffsets::Specific(o) => match lookup(o, &tp) {
-                LATEST => b.latest,
-                n => n,
-            },
-            EndingOffsets::Timestamp(_) | EndingOffsets::TimestampByPartition(_) => {
-                end_found.get(&tp).copied().flatten().unwrap_or(b.latest)
-            }
-        };
-        if start < b.earliest {
-            if fail {
-                return Err(Error::user(format!(
-                    "Kafka partition {tp}: offsets [{start}, {}) are no longer in the log (it now starts at {}; deleted by retention?), so records would be lost: set 'failOnDataLoss' to 'false' to skip them",
-                    b.earliest, b.earliest
-                )));
-            }
-            start = b.earliest;
-        }
-        if start > b.latest {
-            if from_checkpoint {
-                // The log is shorter than what an earlier run read: the topic was re-created.
-                if fail {
+        Ok(Facts {
+            bounds,
+            start_found: found(&start_times)?,
+            end_found: found(&end_times)?,
+            start_times: start_times.into_iter().collect(),
+            previous_end: previous
+                .unwrap_or_default()
+                .iter()
+                .map(|r| (r.topic_partition(), r.end))
+                .collect(),
+        })
+    }
+}
+
+/// Where a partition's range starts as the options ask, and whether that is where the last run
+/// stopped.
+fn requested_start(
+    options: &KafkaOptions,
+    facts: &Facts,
+    tp: &TopicPartition,
+    b: PartitionBounds,
+) -> Result<(i64, bool)> {
+    Ok(match &options.starting {
+        StartingOffsets::Earliest => (b.earliest, false),
+        StartingOffsets::Latest => match facts.previous_end.get(tp) {
+            Some(end) => (*end, true),
+            // A partition new since the last run (or a first run) is read from its start.
+            None => (b.earliest, false),
+        },
+        StartingOffsets::Specific(o) => match lookup(o, tp) {
+            EARLIEST => (b.earliest, false),
+            LATEST => (b.latest, false),
+            n => (n, false),
+        },
+        StartingOffsets::Timestamp(_) | StartingOffsets::TimestampByPartition(_) => {
+            match facts.start_found.get(tp).copied().flatten() {
+                Some(offset) => (offset, false),
+                None if options.timestamp_strategy == TimestampStrategy::Latest => {
+                    (b.latest, false)
+                }
+                None => {
+                    let at = facts.start_times.get(tp).copied().unwrap_or_default();
                     return Err(Error::user(format!(
-                        "Kafka partition {tp}: the last run stopped at offset {start}, but the partition now ends at {} (was the topic deleted and re-created?), so records may be lost: set 'failOnDataLoss' to 'false' to read it from its first offset",
-                        b.latest
+                        "Kafka partition {tp} has no record at or after the starting timestamp {at} ms: set 'startingOffsetsByTimestampStrategy' to 'latest' to start at its end instead"
                     )));
                 }
-                start = b.earliest;
-            } else {
-                return Err(Error::user(format!(
-                    "Kafka partition {tp}: the starting offset {start} is past its end ({}): a run reads only records that exist when it starts",
-                    b.latest
-                )));
             }
         }
-        if end > b.latest {
+    })
+}
+
+/// Where a partition's range ends as the options ask.
+fn requested_end(
+    options: &KafkaOptions,
+    facts: &Facts,
+    tp: &TopicPartition,
+    b: PartitionBounds,
+) -> i64 {
+    match &options.ending {
+        EndingOffsets::Latest => b.latest,
+        EndingOffsets::Specific(o) => match lookup(o, tp) {
+            LATEST => b.latest,
+            n => n,
+        },
+        EndingOffsets::Timestamp(_) | EndingOffsets::TimestampByPartition(_) => facts
+            .end_found
+            .get(tp)
+            .copied()
+            .flatten()
+            .unwrap_or(b.latest),
+    }
+}
+
+/// One partition's range: what the options ask, checked against the log (the data-loss rules).
+fn plan_partition(
+    options: &KafkaOptions,
+    facts: &Facts,
+    tp: TopicPartition,
+) -> Result<OffsetRange> {
+    let b = *facts
+        .bounds
+        .get(&tp)
+        .ok_or_else(|| Error::external(format!("the brokers returned no offsets for {tp}")))?;
+    let fail = options.read.fail_on_data_loss;
+    let (mut start, from_checkpoint) = requested_start(options, facts, &tp, b)?;
+    let end = requested_end(options, facts, &tp, b);
+    if start < b.earliest {
+        if fail {
             return Err(Error::user(format!(
-                "Kafka partition {tp}: the ending offset {end} is past its end ({}): a run reads only records that exist when it starts",
+                "Kafka partition {tp}: offsets [{start}, {}) are no longer in the log (it now starts at {}; deleted by retention?), so records would be lost: set 'failOnDataLoss' to 'false' to skip them",
+                b.earliest, b.earliest
+            )));
+        }
+        start = b.earliest;
+    }
+    if start > b.latest {
+        if !from_checkpoint {
+            return Err(Error::user(format!(
+                "Kafka partition {tp}: the starting offset {start} is past its end ({}): a run reads only records that exist when it starts",
                 b.latest
             )));
         }
-        let end = if end < start {
-            if from_checkpoint {
-                // Nothing new up to the requested end.
-                start
-            } else {
-                return Err(Error::user(format!(
-                    "Kafka partition {tp}: the ending offset {end} is before the starting offset {start}"
-                )));
-            }
-        } else {
-            end
-        };
-        ranges.push(OffsetRange {
-            topic: tp.topic,
-            partition: tp.partition,
-            start,
-            end,
-        });
+        // The log is shorter than what an earlier run read: the topic was re-created.
+        if fail {
+            return Err(Error::user(format!(
+                "Kafka partition {tp}: the last run stopped at offset {start}, but the partition now ends at {} (was the topic deleted and re-created?), so records may be lost: set 'failOnDataLoss' to 'false' to read it from its first offset",
+                b.latest
+            )));
+        }
+        start = b.earliest;
     }
-    Ok(ranges)
+    if end > b.latest {
+        return Err(Error::user(format!(
+            "Kafka partition {tp}: the ending offset {end} is past its end ({}): a run reads only records that exist when it starts",
+            b.latest
+        )));
+    }
+    if end < start && !from_checkpoint {
+        return Err(Error::user(format!(
+            "Kafka partition {tp}: the ending offset {end} is before the starting offset {start}"
+        )));
+    }
+    Ok(OffsetRange {
+        topic: tp.topic,
+        partition: tp.partition,
+        start,
+        // From a checkpoint, nothing new up to the requested end is an empty range.
+        end: end.max(start),
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use super::*;
+    use crate::kafka::options::SourceOptions;
 
     /// Partitions with `[earliest, latest)` and one record time per offset (ms = offset * 10).
     struct Table(BTreeMap<TopicPartition, PartitionBounds>);
@@ -355,12 +404,10 @@ mod tests {
     }
 
     fn options(location: &str, pairs: &[(&str, &str)]) -> KafkaOptions {
-        let mut map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        map.insert("kafka.bootstrap.servers".into(), "127.0.0.1:1".into());
-        KafkaOptions::parse(location, &map, &faisca_common::Redaction::default()).unwrap()
+        let servers = [("kafka.bootstrap.servers", "127.0.0.1:1")];
+        let options =
+            SourceOptions::normalize(pairs.iter().chain(&servers).map(|(k, v)| (*k, *v))).unwrap();
+        KafkaOptions::parse(location, &options, &faisca_common::Redaction::default()).unwrap()
     }
 
     fn spans(ranges: &[OffsetRange]) -> Vec<String> {

@@ -375,7 +375,7 @@ impl DriverState {
         tokio::spawn(async move {
             let mut result = crate::write::commit_job(&write, &job_id, &files).await;
             if result.is_ok()
-                && let Err(e) = crate::kafka::record_done(&kafka).await
+                && let Err(e) = faisca_connectors::kafka::run::record_done(&kafka).await
             {
                 result = Err(e.context(
                     "the files were committed, but not the Kafka checkpoint: the next run reads this batch again",

@@ -53,7 +53,7 @@ pub struct JobResult {
     pub inline: Option<Vec<datafusion::arrow::array::RecordBatch>>,
     /// Kafka runs to commit once the whole result was streamed (none for a write job: its
     /// commit records them).
-    pub kafka: Vec<Arc<crate::kafka::KafkaRun>>,
+    pub kafka: Vec<Arc<faisca_connectors::kafka::run::KafkaRun>>,
 }
 
 /// Where the answer to an [`Message::AwaitJob`] goes.

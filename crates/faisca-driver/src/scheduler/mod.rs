@@ -74,7 +74,7 @@ pub struct PlannedJob {
     /// Set for a write job: its last stage writes files, which the driver commits.
     pub write: Option<Arc<crate::write::JobWrite>>,
     /// The Kafka runs the job reads: committed in their checkpoints once its output is delivered.
-    pub kafka: Vec<Arc<crate::kafka::KafkaRun>>,
+    pub kafka: Vec<Arc<faisca_connectors::kafka::run::KafkaRun>>,
 }
 
 impl PlannedJob {

@@ -12,6 +12,7 @@
 pub mod converter;
 pub mod equivalence;
 pub mod guard;
+pub mod kafka;
 pub mod patches;
 pub mod pipeline;
 pub mod recursive;
@@ -160,7 +161,7 @@ impl PhysicalExtensionCodec for FaiscaCodec {
             Some(extension_node::Node::Patched(_)) => Err(DataFusionError::Internal(
                 "a patched plan node outside Faísca's converter".into(),
             )),
-            Some(extension_node::Node::KafkaScan(k)) => crate::kafka::decode_scan(k),
+            Some(extension_node::Node::KafkaScan(k)) => kafka::decode(k),
             Some(extension_node::Node::Pipeline(p)) => {
                 let [input] = inputs else {
                     return Err(DataFusionError::Internal(format!(
@@ -192,9 +193,7 @@ impl PhysicalExtensionCodec for FaiscaCodec {
         }
         if let Some(scan) = node.downcast_ref::<crate::kafka::KafkaScanExec>() {
             let msg = ExtensionNode {
-                node: Some(extension_node::Node::KafkaScan(crate::kafka::encode_scan(
-                    scan,
-                )?)),
+                node: Some(extension_node::Node::KafkaScan(kafka::encode(scan)?)),
             };
             return msg
                 .encode(buf)

@@ -1,21 +1,23 @@
-//! Kafka runs on the driver: each query plans the offsets of its Kafka sources once, records them
-//! in the source's checkpoint before its job starts, and records the commit after the output was
-//! delivered (a write's commit, or the whole result streamed to the client).
+//! A Kafka source's run, on the driver: each query plans the offsets of its Kafka sources once,
+//! records them in the source's checkpoint before its job starts, and records the commit after
+//! the output was delivered (a write's commit, or the whole result streamed to the client). The
+//! driver keeps the runs with the job and calls [`KafkaRun::record_start`] and [`record_done`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::execution::SessionState;
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use faisca_common::{Error, Result};
-use faisca_connectors::kafka::OffsetRange;
-use faisca_connectors::kafka::broker::{Broker, commit_to_group};
-use faisca_connectors::kafka::checkpoint::{Checkpoint, NextRun};
-use faisca_connectors::kafka::options::KafkaOptions;
-use faisca_connectors::kafka::resolve::plan_ranges;
-use faisca_connectors::kafka::splits::split_ranges;
-use faisca_engine::sink::Destination;
 use tracing::{debug, info};
+
+use super::OffsetRange;
+use super::broker::{Broker, commit_to_group};
+use super::checkpoint::{Checkpoint, NextRun};
+use super::options::KafkaOptions;
+use super::resolve::plan_ranges;
+use super::splits::split_ranges;
 
 /// One Kafka source's part in one run of a query.
 #[derive(Debug)]
@@ -101,7 +103,7 @@ pub async fn record_done(runs: &[Arc<KafkaRun>]) -> Result<()> {
 
 /// Plan one run of each source (distinct by key) of a query.
 pub async fn plan_runs(
-    state: &SessionState,
+    runtime: &RuntimeEnv,
     sources: Vec<Arc<KafkaOptions>>,
     request_timeout: Duration,
 ) -> Result<Vec<Arc<KafkaRun>>> {
@@ -116,22 +118,33 @@ pub async fn plan_runs(
                 "two Kafka sources of this query use the checkpointLocation '{location}': give each source its own"
             )));
         }
-        runs.push(Arc::new(plan_run(state, options, request_timeout).await?));
+        runs.push(Arc::new(plan_run(runtime, options, request_timeout).await?));
     }
     Ok(runs)
 }
 
+/// The checkpoint at `url` (the `checkpointLocation` option), in the store the runtime has for it.
+fn checkpoint_at(url: &str, runtime: &RuntimeEnv) -> Result<Checkpoint> {
+    let what = || format!("Kafka option 'checkpointLocation' ('{url}')");
+    let parsed = ListingTableUrl::parse(url).map_err(|e| {
+        Error::user(format!(
+            "{}: {e}; expected a directory URL such as s3://bucket/checkpoints/query or a local path",
+            what()
+        ))
+    })?;
+    let store = runtime
+        .object_store(parsed.object_store())
+        .map_err(|e| Error::from(e).context(what()))?;
+    Ok(Checkpoint::new(url, store, parsed.prefix().clone()))
+}
+
 async fn plan_run(
-    state: &SessionState,
+    runtime: &RuntimeEnv,
     options: Arc<KafkaOptions>,
     request_timeout: Duration,
 ) -> Result<KafkaRun> {
     let checkpoint = match &options.checkpoint_location {
-        Some(url) => {
-            let dest = Destination::resolve(url, state.runtime_env())
-                .map_err(|e| e.context(format!("Kafka option 'checkpointLocation' ('{url}')")))?;
-            Some(Checkpoint::new(url, dest.store, dest.root))
-        }
+        Some(url) => Some(checkpoint_at(url, runtime)?),
         None => None,
     };
     let next = match &checkpoint {

@@ -1,0 +1,87 @@
+//! Kafka scans on the wire: a planned [`KafkaScanExec`] ⇄ the `KafkaScanNode` message (the
+//! read options and each task's offset ranges; the full options stay on the driver).
+
+use std::sync::Arc;
+
+use datafusion::error::Result as DfResult;
+use datafusion::physical_plan::ExecutionPlan;
+use faisca_common::Error;
+use faisca_connectors::kafka::OffsetRange;
+use faisca_connectors::kafka::options::ReadOptions;
+
+use crate::kafka::KafkaScanExec;
+
+/// A planned scan as its wire message.
+pub fn encode(scan: &KafkaScanExec) -> DfResult<faisca_proto::KafkaScanNode> {
+    if !scan.is_planned() {
+        return Err(Error::internal(
+            "a Kafka scan was sent to executors before its ranges were planned",
+        )
+        .into());
+    }
+    Ok(faisca_proto::KafkaScanNode {
+        key: scan.key().to_string(),
+        kafka_params: scan
+            .read_options()
+            .kafka_params
+            .clone()
+            .into_iter()
+            .collect(),
+        include_headers: scan.read_options().include_headers,
+        fail_on_data_loss: scan.read_options().fail_on_data_loss,
+        poll_timeout_ms: scan.read_options().poll_timeout.as_millis() as u64,
+        has_projection: scan.projection().is_some(),
+        projection: scan
+            .projection()
+            .iter()
+            .flat_map(|p| p.iter())
+            .map(|c| *c as u32)
+            .collect(),
+        tasks: scan
+            .tasks()
+            .iter()
+            .map(|ranges| faisca_proto::KafkaTask {
+                ranges: ranges
+                    .iter()
+                    .map(|r| faisca_proto::KafkaOffsetRange {
+                        topic: r.topic.clone(),
+                        partition: r.partition,
+                        start: r.start,
+                        end: r.end,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    })
+}
+
+/// The scan a wire message describes.
+pub fn decode(node: faisca_proto::KafkaScanNode) -> DfResult<Arc<dyn ExecutionPlan>> {
+    let read = ReadOptions {
+        kafka_params: node.kafka_params.into_iter().collect(),
+        include_headers: node.include_headers,
+        fail_on_data_loss: node.fail_on_data_loss,
+        poll_timeout: std::time::Duration::from_millis(node.poll_timeout_ms),
+    };
+    let projection = node
+        .has_projection
+        .then(|| node.projection.iter().map(|c| *c as usize).collect());
+    let tasks = node
+        .tasks
+        .into_iter()
+        .map(|t| {
+            t.ranges
+                .into_iter()
+                .map(|r| OffsetRange {
+                    topic: r.topic,
+                    partition: r.partition,
+                    start: r.start,
+                    end: r.end,
+                })
+                .collect()
+        })
+        .collect();
+    Ok(Arc::new(KafkaScanExec::planned(
+        node.key, read, projection, tasks,
+    )?))
+}
