@@ -2,15 +2,21 @@
 //! wire format (a zero magic byte, a 4-byte big-endian schema id, then the Avro datum).
 //!
 //! A schema id names one schema forever, so fetched schemas are kept for the life of the process,
-//! per registry address: each executor asks the registry once per id. Fetches are rare and run
-//! on a short-lived thread of their own (the function that needs them is synchronous), bounded
-//! by the `schemaRegistryTimeout` option.
+//! per registry address: each executor asks the registry once per id, and tasks that miss the
+//! same id at the same time share one request (each cache entry is a cell that one fetch
+//! fills while the others wait on it). Fetches go through one HTTP client (one connection pool)
+//! on one small runtime of the process's own, started at the first miss: `from_avro` is a
+//! synchronous function, so a task that misses waits for the answer — off the async workers'
+//! duty when it runs on a multi-threaded runtime ([`tokio::task::block_in_place`]) — bounded by
+//! the `schemaRegistryTimeout` option.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use datafusion::error::{DataFusionError, Result as DfResult};
+use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
+use tokio::sync::OnceCell;
 
 /// The magic byte that starts a Confluent-framed value.
 pub const MAGIC: u8 = 0;
@@ -28,11 +34,29 @@ pub struct Registry {
     pub timeout: Duration,
 }
 
-/// Avro schemas (JSON text) by (registry address, schema id).
-type SchemaCache = HashMap<(String, u32), Arc<str>>;
+/// Avro schemas (JSON text) by (registry address, schema id), each filled by one fetch.
+type SchemaCache = HashMap<(String, u32), Arc<OnceCell<Arc<str>>>>;
 
-/// Schemas fetched so far.
+/// Schemas fetched (or being fetched) so far.
 static SCHEMAS: LazyLock<Mutex<SchemaCache>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The process's registry client: a runtime of one worker thread and one HTTP client, built at
+/// the first miss. Either can fail to build (no threads left); the error is the fetch's.
+static CLIENT: LazyLock<Result<(Runtime, reqwest::Client), String>> = LazyLock::new(|| {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("faisca-schema-registry")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the schema registry client's thread: {e}"))?;
+    let client = reqwest::Client::builder().build().map_err(|e| {
+        format!(
+            "cannot build the schema registry's HTTP client: {}",
+            chain(&e)
+        )
+    })?;
+    Ok((runtime, client))
+});
 
 /// The schema id of a framed value, or `None` when the value is not in the wire format.
 pub fn schema_id(value: &[u8]) -> Option<u32> {
@@ -45,34 +69,43 @@ pub fn schema_id(value: &[u8]) -> Option<u32> {
 impl Registry {
     /// The Avro schema (JSON text) with id `id`, fetched once per process.
     pub fn schema(&self, id: u32) -> DfResult<Arc<str>> {
-        let key = (self.address.clone(), id);
-        if let Some(s) = SCHEMAS.lock().expect("schema cache").get(&key) {
-            return Ok(s.clone());
-        }
-        let fetched: Arc<str> = self.fetch(id)?.into();
-        SCHEMAS
+        let cell = SCHEMAS
             .lock()
             .expect("schema cache")
-            .insert(key, fetched.clone());
-        Ok(fetched)
+            .entry((self.address.clone(), id))
+            .or_default()
+            .clone();
+        if let Some(schema) = cell.get() {
+            return Ok(schema.clone());
+        }
+        let url = format!("{}/schemas/ids/{id}", self.address);
+        let (runtime, client) = CLIENT.as_ref().map_err(|e| self.error(&url, e))?;
+        let (send, answer) = std::sync::mpsc::channel();
+        let (registry, client) = (self.clone(), client.clone());
+        // Concurrent misses of one id wait on the same cell: one request. A failed fetch leaves
+        // the cell empty, so the next miss asks again.
+        runtime.spawn(async move {
+            let schema = cell
+                .get_or_try_init(|| registry.fetch(&client, id))
+                .await
+                .cloned();
+            let _ = send.send(schema);
+        });
+        // The request is bounded by the timeout; the wait has a margin over it.
+        let wait = || answer.recv_timeout(self.timeout * 2 + Duration::from_secs(1));
+        let answered = match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+            _ => wait(),
+        };
+        answered.map_err(|_| self.error(&url, "no answer within the timeout"))?
     }
 
-    fn fetch(&self, id: u32) -> DfResult<String> {
+    async fn fetch(&self, client: &reqwest::Client, id: u32) -> DfResult<Arc<str>> {
         let url = format!("{}/schemas/ids/{id}", self.address);
-        // A thread of its own: callers are synchronous and may run on a runtime's worker.
-        let (status, body) = std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let runtime = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .map_err(|e| e.to_string())?;
-                    runtime.block_on(self.get(&url))
-                })
-                .join()
-                .unwrap_or_else(|_| Err("the request thread panicked".to_string()))
-        })
-        .map_err(|e| self.error(&url, &e))?;
+        let (status, body) = self
+            .get(client, &url)
+            .await
+            .map_err(|e| self.error(&url, &e))?;
         if status.as_u16() == 404 {
             return Err(DataFusionError::Execution(format!(
                 "from_avro: the schema registry at '{}' has no schema with id {id} (a value's header names it); expected the registry that the producer registered its schema with",
@@ -82,17 +115,19 @@ impl Registry {
         if !status.is_success() {
             return Err(self.error(&url, &format!("HTTP {status}: {}", shorten(&body))));
         }
-        parse_schema_response(&body).map_err(|why| self.error(&url, &why))
+        parse_schema_response(&body)
+            .map(Arc::from)
+            .map_err(|why| self.error(&url, &why))
     }
 
-    async fn get(&self, url: &str) -> Result<(reqwest::StatusCode, String), String> {
-        let client = reqwest::Client::builder()
-            .timeout(self.timeout)
-            .connect_timeout(self.timeout)
-            .build()
-            .map_err(|e| chain(&e))?;
+    async fn get(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+    ) -> Result<(reqwest::StatusCode, String), String> {
         let mut request = client
             .get(url)
+            .timeout(self.timeout)
             .header("Accept", "application/vnd.schemaregistry.v1+json");
         if let Some(info) = &self.user_info {
             let (user, password) = info.split_once(':').unwrap_or((info, ""));
@@ -162,6 +197,82 @@ pub fn parse_schema_response(body: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A registry on 127.0.0.1 that answers every request for schema 7 after `delay`, and 404
+    /// otherwise; returns its address and the number of requests it got.
+    fn slow_registry(delay: Duration) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).unwrap();
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap() > 2 {
+                    line.clear();
+                }
+                std::thread::sleep(delay);
+                let (status, body) = if request_line.contains("/schemas/ids/7 ") {
+                    ("200 OK", r#"{"schema":"\"long\""}"#)
+                } else {
+                    ("404 Not Found", r#"{"error_code":40403}"#)
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (address, count)
+    }
+
+    #[test]
+    fn concurrent_misses_share_one_request_and_failures_are_not_kept() {
+        let (address, count) = slow_registry(Duration::from_millis(300));
+        let registry = Registry {
+            address,
+            user_info: None,
+            timeout: Duration::from_secs(10),
+        };
+        let schemas: Vec<Arc<str>> = std::thread::scope(|scope| {
+            let tasks: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| registry.schema(7).unwrap()))
+                .collect();
+            tasks.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert!(schemas.iter().all(|s| &**s == "\"long\""));
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Kept: no new request.
+        registry.schema(7).unwrap();
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // A missing schema is an error each time it is asked for, never kept.
+        for _ in 0..2 {
+            let err = registry.schema(8).unwrap_err().to_string();
+            assert!(err.contains("no schema with id 8"), "{err}");
+        }
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_miss_on_a_runtime_worker_waits_off_the_workers() {
+        let (address, _) = slow_registry(Duration::ZERO);
+        let registry = Registry {
+            address,
+            user_info: None,
+            timeout: Duration::from_secs(10),
+        };
+        let schema = tokio::spawn(async move { registry.schema(7) })
+            .await
+            .unwrap();
+        assert_eq!(&*schema.unwrap(), "\"long\"");
+    }
 
     #[test]
     fn framed_values_name_their_schema() {
