@@ -617,16 +617,17 @@ async fn bad_options_missing_topics_lost_records_and_dead_brokers_are_clear_erro
         ],
     )
     .await;
-    let started = Instant::now();
-    let e = error(&session, "SELECT * FROM down").await;
+    // Bounded: the query gives up (the bound only catches a hang, far above the second or so
+    // that two 500 ms attempts take on a loaded machine).
+    let e = tokio::time::timeout(
+        Duration::from_secs(120),
+        error(&session, "SELECT * FROM down"),
+    )
+    .await
+    .expect("a query on a dead broker gives up");
     assert!(
         e.contains(&dead) && e.contains("did not answer") && e.contains("2 time(s)"),
         "{e}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "gave up after {:?}",
-        started.elapsed()
     );
 }
 
@@ -733,19 +734,18 @@ async fn transactions_aborted_records_and_markers_never_stall_a_range() {
         "tx",
         "tx",
         &broker.servers,
-        &[("kafkaConsumer.pollTimeoutMs", "20000")],
+        &[("kafkaConsumer.pollTimeoutMs", "300000")],
     )
     .await;
-    let started = Instant::now();
-    assert_eq!(
-        rows(&session, "SELECT CAST(value AS VARCHAR) FROM tx").await,
-        ["c1", "c2", "c3", "c4"]
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "waited {:?}",
-        started.elapsed()
-    );
+    // The open transaction's records are past the last stable offset: the read stops there
+    // rather than waiting for them until the (5-minute) poll timeout.
+    let read = tokio::time::timeout(
+        Duration::from_secs(120),
+        rows(&session, "SELECT CAST(value AS VARCHAR) FROM tx"),
+    )
+    .await
+    .expect("the read stops at the last stable offset, without waiting for the poll timeout");
+    assert_eq!(read, ["c1", "c2", "c3", "c4"]);
     // Read uncommitted, the open and aborted records are there too.
     create(
         &session,
@@ -780,7 +780,6 @@ async fn a_broker_lost_while_tasks_read_fails_the_job_after_the_poll_timeout() {
         .sql("SET faisca.task.maxAttempts = 2")
         .await
         .unwrap();
-    let started = Instant::now();
     let client = session.client().clone();
     let query = tokio::spawn(async move { error(&session, "SELECT count(*) FROM lost").await });
     // Once the job runs, the driver has planned its ranges (its tasks are still waiting).
@@ -790,18 +789,14 @@ async fn a_broker_lost_while_tasks_read_fails_the_job_after_the_poll_timeout() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     mock.broker_down(1).unwrap();
-    let message = tokio::time::timeout(Duration::from_secs(60), query)
+    // The bound only catches a hang: the poll timeout (1 s) ends each attempt.
+    let message = tokio::time::timeout(Duration::from_secs(120), query)
         .await
-        .expect("the job fails within a minute")
+        .expect("the job fails after the poll timeout instead of waiting for the broker")
         .unwrap();
     assert!(
         message.contains("sent no record") && message.contains("kafkaConsumer.pollTimeoutMs"),
         "{message}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "{:?}",
-        started.elapsed()
     );
 }
 

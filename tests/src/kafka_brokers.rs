@@ -182,7 +182,7 @@ impl Broker {
         let topic = topic.to_string();
         tokio::task::spawn_blocking(move || {
             use rdkafka::consumer::Consumer;
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
             loop {
                 let gone = match consumer.fetch_metadata(Some(&topic), Duration::from_secs(2)) {
                     Ok(m) => m
