@@ -1,4 +1,5 @@
-//! Data sources.
+//! Data sources: what Faísca knows about reading files and Kafka, below the engine (it depends
+//! on `faisca-common` only; the engine's scan nodes and the driver's planning call into it).
 //!
 //! * [`splits`]: pure, size-based planning of file scan tasks, as Spark does it: large files are
 //!   cut at row-group boundaries into pieces of at most `maxSplitBytes`, small files are packed
@@ -10,8 +11,8 @@
 //!   from each process's environment and the session's `faisca.store.*` keys.
 //! * [`hidden`]: the store wrapper that makes listings skip `_`/`.` names, as Spark's do.
 //!
-//! * [`kafka`]: the Kafka source: options, offset planning, task splits, checkpoints, and the
-//!   range reader executors run.
+//! * [`kafka`]: the Kafka source: options (normalised once where they enter), offset planning, a
+//!   query's run with its checkpoint records, task splits, and the range reader executors run.
 
 pub mod hidden;
 pub mod kafka;

@@ -13,7 +13,10 @@
 //! `local[N]` first starts a driver and N one-core executors inside this process ([`local`]) that
 //! talk real gRPC on 127.0.0.1 — the same code path as a cluster. The driver owns the session's
 //! catalog and plans everything; the client sends SQL and reads results with Arrow Flight
-//! ([`client`]). A [`DataFrame`] is a query of the session, run when its rows are asked for.
+//! ([`client`]). A [`DataFrame`] is a query of the session, run when its rows are asked for; its
+//! plan travels to the driver through the client's half of the plan codec ([`logical_codec`]).
+//! What the driver says about jobs comes back as [`jobs::JobInfo`]: the protocol's messages stay
+//! inside this crate's client.
 
 pub mod client;
 mod columns;
