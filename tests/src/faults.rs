@@ -223,48 +223,84 @@ fn status_json(address: &str, job: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn executors_killed_during_a_shuffle_heavy_query_do_not_change_its_answer() {
-    let work = tempfile::tempdir().unwrap();
-    let tables = shuffle_heavy_tables(&work.path().join("data"));
-    let (driver, address) = start_driver_with(&[]);
-    let mut procs = Processes(vec![driver]);
-    let executor_dir = work.path().join("executors");
-    let mut executors: Vec<_> = (0..3)
-        .map(|_| start_executor(&address, 1, &executor_dir))
-        .collect();
-    let session = session(&address, SHUFFLE_HEAVY_CONFIG).await;
-    session
-        .wait_for_executors(3, Duration::from_secs(30))
-        .await
-        .unwrap();
-    let ctx = SessionContext::new();
-    for ddl in &tables {
-        session.execute_sql(ddl).await.unwrap();
-        ctx.sql(ddl).await.unwrap().collect().await.unwrap();
-    }
-    let expected = normalized_rows(
-        &ctx.sql(SHUFFLE_HEAVY)
-            .await
-            .unwrap()
-            .collect()
-            .await
-            .unwrap(),
-    );
-    assert_eq!(expected.len(), 91);
+/// A driver and three one-core executor processes, a session, the shuffle-heavy tables and
+/// DataFusion's answer to the query.
+struct ShuffleHeavyCluster {
+    _work: tempfile::TempDir,
+    executor_dir: std::path::PathBuf,
+    address: String,
+    processes: Processes,
+    executors: Vec<std::process::Child>,
+    session: Session,
+    expected: Vec<String>,
+}
 
-    // 1. SIGKILL an executor after the map stages finished, while the join reads their output.
-    let result = session.execute_sql(SHUFFLE_HEAVY).await.unwrap();
-    let job = result.job_id.clone().unwrap();
-    wait_for_job(&session, &job, reading_shuffle).await;
-    executors[0].kill().unwrap();
-    let rows = faisca::client::collect(result.batches).await.unwrap();
-    assert_eq!(
-        normalized_rows(&rows),
-        expected,
-        "answer after a kill in the reduce stage"
-    );
-    let info = session.client().job(&job).await.unwrap();
+impl ShuffleHeavyCluster {
+    async fn start() -> Self {
+        let work = tempfile::tempdir().unwrap();
+        let tables = shuffle_heavy_tables(&work.path().join("data"));
+        let (driver, address) = start_driver_with(&[]);
+        let executor_dir = work.path().join("executors");
+        let executors: Vec<_> = (0..3)
+            .map(|_| start_executor(&address, 1, &executor_dir))
+            .collect();
+        let session = session(&address, SHUFFLE_HEAVY_CONFIG).await;
+        session
+            .wait_for_executors(3, Duration::from_secs(30))
+            .await
+            .unwrap();
+        let ctx = SessionContext::new();
+        for ddl in &tables {
+            session.execute_sql(ddl).await.unwrap();
+            ctx.sql(ddl).await.unwrap().collect().await.unwrap();
+        }
+        let expected = normalized_rows(
+            &ctx.sql(SHUFFLE_HEAVY)
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap(),
+        );
+        assert_eq!(expected.len(), 91);
+        ShuffleHeavyCluster {
+            _work: work,
+            executor_dir,
+            address,
+            processes: Processes(vec![driver]),
+            executors,
+            session,
+            expected,
+        }
+    }
+
+    /// Run the query, SIGKILL executor `victim` once the job reaches `moment`; returns the job
+    /// after checking its answer.
+    async fn kill_during(&mut self, moment: fn(&JobInfo) -> bool, victim: usize) -> JobInfo {
+        let result = self.session.execute_sql(SHUFFLE_HEAVY).await.unwrap();
+        let job = result.job_id.clone().unwrap();
+        wait_for_job(&self.session, &job, moment).await;
+        self.executors[victim].kill().unwrap();
+        let rows = faisca::client::collect(result.batches).await.unwrap();
+        assert_eq!(
+            normalized_rows(&rows),
+            self.expected,
+            "answer after the kill"
+        );
+        self.session.client().job(&job).await.unwrap()
+    }
+
+    async fn stop(mut self) {
+        self.session.stop().await;
+        self.processes.0.append(&mut self.executors);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_killed_while_the_join_reads_shuffle_output_does_not_change_the_answer() {
+    let mut cluster = ShuffleHeavyCluster::start().await;
+    // The map stages finished; the join reads their output.
+    let info = cluster.kill_during(reading_shuffle, 0).await;
     let map_reruns: u32 = info
         .stages
         .iter()
@@ -273,7 +309,8 @@ async fn executors_killed_during_a_shuffle_heavy_query_do_not_change_its_answer(
         .sum();
     assert!(map_reruns > 0, "the lost map outputs were re-run: {info:?}");
     // `faisca status` shows the re-run tasks too.
-    let json: serde_json::Value = serde_json::from_str(&status_json(&address, &job)).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&status_json(&cluster.address, &info.job_id)).unwrap();
     assert_eq!(json["state"], "SUCCEEDED", "{json}");
     let shown: u64 = json["stages"]
         .as_array()
@@ -282,26 +319,21 @@ async fn executors_killed_during_a_shuffle_heavy_query_do_not_change_its_answer(
         .map(|s| s["rerun_tasks"].as_u64().unwrap())
         .sum();
     assert_eq!(shown, u64::from(total(&info, |s| s.rerun_tasks)), "{json}");
-
     // An executor that comes back registers as a new one.
-    executors.push(start_executor(&address, 1, &executor_dir));
-    session
+    let back = start_executor(&cluster.address, 1, &cluster.executor_dir);
+    cluster.executors.push(back);
+    cluster
+        .session
         .wait_for_executors(3, Duration::from_secs(30))
         .await
         .unwrap();
+    cluster.stop().await;
+}
 
-    // 2. SIGKILL another executor while the map stage runs.
-    let result = session.execute_sql(SHUFFLE_HEAVY).await.unwrap();
-    let job = result.job_id.clone().unwrap();
-    wait_for_job(&session, &job, mid_map_stage).await;
-    executors[1].kill().unwrap();
-    let rows = faisca::client::collect(result.batches).await.unwrap();
-    assert_eq!(
-        normalized_rows(&rows),
-        expected,
-        "answer after a kill in a map stage"
-    );
-    let info = session.client().job(&job).await.unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_killed_during_a_map_stage_does_not_change_the_answer() {
+    let mut cluster = ShuffleHeavyCluster::start().await;
+    let info = cluster.kill_during(mid_map_stage, 1).await;
     assert!(
         total(&info, |s| s.failed_attempts) > 0 || total(&info, |s| s.rerun_tasks) > 0,
         "the killed executor's tasks ran again: {info:?}"
@@ -311,8 +343,7 @@ async fn executors_killed_during_a_shuffle_heavy_query_do_not_change_its_answer(
         "{:?}",
         info.failures
     );
-    session.stop().await;
-    procs.0.extend(executors);
+    cluster.stop().await;
 }
 
 /// CPU seconds used so far by processes `pids` (from /proc).

@@ -522,15 +522,13 @@ async fn latest_reads_only_new_records_on_tansu() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn bad_options_missing_topics_lost_records_and_dead_brokers_are_clear_errors() {
-    let broker = Broker::start(Kind::Noida);
-    let s = &broker.servers;
+async fn bad_kafka_options_are_named_when_the_table_is_created() {
+    // Options are checked before any broker is contacted: this address never answers.
     let session = session().await;
     let create_error = |options: &'static str| {
         let session = session.clone();
-        let s = s.clone();
         async move {
-            error(&session, &format!("CREATE EXTERNAL TABLE bad STORED AS KAFKA LOCATION 't' OPTIONS ('kafka.bootstrap.servers' '{s}', {options})")).await
+            error(&session, &format!("CREATE EXTERNAL TABLE bad STORED AS KAFKA LOCATION 't' OPTIONS ('kafka.bootstrap.servers' '127.0.0.1:9', {options})")).await
         }
     };
     let e = create_error("'startingOffsets' 'latest'").await;
@@ -547,16 +545,27 @@ async fn bad_options_missing_topics_lost_records_and_dead_brokers_are_clear_erro
         e.contains("'kafka.auto.offset.reset' is not supported"),
         "{e}"
     );
+}
 
-    // A topic that does not exist: named at query time (a table is not checked when created).
-    create(&session, "ghost", "no-such-topic", s, &[]).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_missing_topic_is_named_when_queried() {
+    let broker = Broker::start(Kind::Noida);
+    let session = session().await;
+    // A table is not checked against the brokers when created.
+    create(&session, "ghost", "no-such-topic", &broker.servers, &[]).await;
     let e = error(&session, "SELECT * FROM ghost").await;
     assert!(
         e.contains("Kafka topic 'no-such-topic' does not exist"),
         "{e}"
     );
+}
 
-    // Records gone: the topic was deleted and re-created with fewer records since the last run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn records_lost_since_the_last_run_fail_the_query_unless_fail_on_data_loss_is_false() {
+    let broker = Broker::start(Kind::Noida);
+    let s = &broker.servers;
+    let session = session().await;
+    // The topic is deleted and re-created with fewer records after a run.
     broker.create_topic("shrinks", 1).await;
     broker.produce_values("shrinks", 0, "old", 6).await;
     let checkpoint = tempfile::tempdir().unwrap();
@@ -596,12 +605,15 @@ async fn bad_options_missing_topics_lost_records_and_dead_brokers_are_clear_erro
         rows(&session, "SELECT CAST(value AS VARCHAR) FROM lenient").await,
         ["new0", "new1"]
     );
+}
 
-    // No broker: bounded retries, then an error naming the address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_broker_gives_up_after_bounded_retries_naming_its_address() {
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()
     };
+    let session = session().await;
     session
         .sql("SET faisca.kafka.requestTimeout = '500ms'")
         .await
@@ -617,8 +629,8 @@ async fn bad_options_missing_topics_lost_records_and_dead_brokers_are_clear_erro
         ],
     )
     .await;
-    // Bounded: the query gives up (the bound only catches a hang, far above the second or so
-    // that two 500 ms attempts take on a loaded machine).
+    // The bound only catches a hang, far above the second or so that two 500 ms attempts take
+    // on a loaded machine.
     let e = tokio::time::timeout(
         Duration::from_secs(120),
         error(&session, "SELECT * FROM down"),
