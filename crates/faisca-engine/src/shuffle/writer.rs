@@ -183,18 +183,20 @@ impl Writer {
         let (file, chunks) = tokio::task::spawn_blocking(move || -> Result<_> {
             let mut file = match file {
                 Some(f) => f,
-                None => File::options()
-                    .create(true)
-                    .truncate(true)
-                    .read(true)
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| {
-                        Error::external(format!(
-                            "cannot create shuffle spill file {}: {e}",
-                            path.display()
-                        ))
-                    })?,
+                None => create_parent(&path).and_then(|()| {
+                    File::options()
+                        .create(true)
+                        .truncate(true)
+                        .read(true)
+                        .write(true)
+                        .open(&path)
+                        .map_err(|e| {
+                            Error::external(format!(
+                                "cannot create shuffle spill file {}: {e}",
+                                path.display()
+                            ))
+                        })
+                })?,
             };
             for (_, bytes) in &chunks {
                 file.write_all(bytes).map_err(|e| {
@@ -234,6 +236,7 @@ impl Writer {
         }
         let tmp_data = tmp_path(&files.data);
         let tmp_index = tmp_path(&files.index);
+        create_parent(&tmp_data)?;
         let mut data = std::io::BufWriter::new(File::create(&tmp_data).map_err(|e| {
             Error::external(format!(
                 "cannot create shuffle file {}: {e}",
@@ -357,14 +360,6 @@ pub async fn write_split_shuffle(
     options: ShuffleWriteOptions,
     memory: Option<MemoryTarget<'_>>,
 ) -> Result<Vec<PartitionStats>> {
-    if let Some(dir) = files.data.parent() {
-        tokio::fs::create_dir_all(dir).await.map_err(|e| {
-            Error::external(format!(
-                "cannot create shuffle directory {}: {e}",
-                dir.display()
-            ))
-        })?;
-    }
     let ipc = IpcWriteOptions::default().try_with_compression(options.compression)?;
     let mut writer = Writer {
         partitions: (0..count)
@@ -441,6 +436,20 @@ pub async fn write_split_shuffle(
         .map_err(|e| Error::internal(format!("shuffle file writer thread: {e}")))??;
     cleanup.disarm();
     Ok(stats)
+}
+
+/// Create the directory `path` goes in (on a blocking thread: a task's shuffle directory is made
+/// only when a file is written, so an output kept in memory costs no directory).
+fn create_parent(path: &std::path::Path) -> Result<()> {
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).map_err(|e| {
+        Error::external(format!(
+            "cannot create shuffle directory {}: {e}",
+            dir.display()
+        ))
+    })
 }
 
 /// Removes in-progress files unless disarmed (the write finished).
