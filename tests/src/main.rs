@@ -13,6 +13,7 @@
 //!   Avro values framed for a schema registry ([`schema_registry`]: a minimal one, as none runs here).
 //! * [`secrets`]: credentials never reach checkpoints, logs, `faisca status`, `EXPLAIN` or errors.
 //! * [`fusion`]: fused pipelines next to DataFusion's operators in one query.
+//! * [`health`]: the driver's and executor's `/healthz` and `/readyz` through start-up.
 //! * [`faults`]: injected task failures, executors killed mid-query, cancellation, many jobs.
 //! * [`correctness`]: one case per class of query that once gave a wrong answer distributed.
 //! * [`difftest`]: random tables and queries, distributed against single-process DataFusion.
@@ -26,6 +27,7 @@ mod difftest;
 mod errors;
 mod faults;
 mod fusion;
+mod health;
 mod kafka;
 mod kafka_brokers;
 mod layering;

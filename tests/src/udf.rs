@@ -139,6 +139,7 @@ async fn an_executor_without_a_function_fails_the_task_naming_it() {
         bind: "127.0.0.1:0".parse().unwrap(),
         advertise_host: None,
         config: faisca::FaiscaConfig::default(),
+        health_bind: None,
     })
     .await
     .unwrap();

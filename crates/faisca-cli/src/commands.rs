@@ -23,6 +23,9 @@ pub struct DriverArgs {
     /// Host name clients and executors use to reach the driver (default: the bound IP).
     #[arg(long)]
     pub advertise_address: Option<String>,
+    /// Serve plain-HTTP `/healthz` and `/readyz` on this port (same interface as --bind).
+    #[arg(long, value_name = "PORT")]
+    pub health_port: Option<u16>,
     /// Configuration `key=value` (repeatable).
     #[arg(long = "conf", value_name = "KEY=VALUE")]
     pub conf: Vec<String>,
@@ -52,6 +55,10 @@ pub struct ExecutorArgs {
     /// Executor id (default: random).
     #[arg(long)]
     pub id: Option<String>,
+    /// Serve plain-HTTP `/healthz` and `/readyz` on this port (same interface as --bind); ready
+    /// once registered with the driver.
+    #[arg(long, value_name = "PORT")]
+    pub health_port: Option<u16>,
     /// Configuration `key=value` (repeatable).
     #[arg(long = "conf", value_name = "KEY=VALUE")]
     pub conf: Vec<String>,
@@ -132,9 +139,15 @@ pub async fn driver(args: DriverArgs) -> Result<()> {
         bind,
         advertise_host: args.advertise_address,
         config,
+        health_bind: args
+            .health_port
+            .map(|port| SocketAddr::new(bind.ip(), port)),
     })
     .await?;
     eprintln!("faisca driver listening on faisca://{}", server.address());
+    if let Some(health) = server.health_address() {
+        eprintln!("faisca driver health endpoints on http://{health}/healthz and /readyz");
+    }
     tokio::signal::ctrl_c()
         .await
         .context("waiting for Ctrl-C")?;
@@ -165,6 +178,9 @@ pub async fn executor(args: ExecutorArgs) -> Result<()> {
         advertise_host: args.advertise_address,
         executor_id: args.id,
         config,
+        health_bind: args
+            .health_port
+            .map(|port| SocketAddr::new(bind.ip(), port)),
     })
     .await?;
     eprintln!(

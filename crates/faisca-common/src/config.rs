@@ -146,6 +146,14 @@ pub mod keys {
         doc: "How long an executor keeps retrying to reach the driver at start-up.",
     };
 
+    /// `faisca.health.requestTimeout`.
+    pub const HEALTH_REQUEST_TIMEOUT: KeySpec = KeySpec {
+        name: "faisca.health.requestTimeout",
+        default: "5s",
+        kind: ValueKind::Duration,
+        doc: "How long the health endpoints (`--health-port`) wait for a probe's request before closing its connection.",
+    };
+
     /// `faisca.executor.heartbeatTimeout`.
     pub const EXECUTOR_HEARTBEAT_TIMEOUT: KeySpec = KeySpec {
         name: "faisca.executor.heartbeatTimeout",
@@ -314,6 +322,7 @@ pub const KEYS: &[KeySpec] = &[
     keys::RPC_CONNECT_TIMEOUT,
     keys::EXECUTOR_HEARTBEAT_INTERVAL,
     keys::EXECUTOR_REGISTRATION_TIMEOUT,
+    keys::HEALTH_REQUEST_TIMEOUT,
     keys::EXECUTOR_HEARTBEAT_TIMEOUT,
     keys::CLIENT_EXECUTOR_WAIT_TIMEOUT,
     keys::LOCAL_EXECUTOR_MEMORY,
@@ -498,6 +507,10 @@ impl FaiscaConfig {
     /// `faisca.rpc.connectTimeout`.
     pub fn connect_timeout(&self) -> Duration {
         self.duration(&keys::RPC_CONNECT_TIMEOUT)
+    }
+    /// `faisca.health.requestTimeout`.
+    pub fn health_request_timeout(&self) -> Duration {
+        self.duration(&keys::HEALTH_REQUEST_TIMEOUT)
     }
     /// `faisca.executor.heartbeatInterval`.
     pub fn heartbeat_interval(&self) -> Duration {

@@ -1,4 +1,5 @@
-//! Binding the driver: control gRPC and Arrow Flight on one port.
+//! Binding the driver: control gRPC and Arrow Flight on one port, and (optionally) the
+//! plain-HTTP health endpoints on another.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 use faisca_common::{FaiscaConfig, Result};
 use faisca_engine::shuffle::FlightClients;
 use faisca_proto::driver_service_server::DriverServiceServer;
+use faisca_proto::health::{self, HealthServer, Readiness, ReadinessSender};
 use faisca_proto::rpc;
 use tokio::sync::oneshot;
 
@@ -23,6 +25,8 @@ pub struct DriverOptions {
     pub advertise_host: Option<String>,
     /// Driver-level configuration (message sizes, timeouts).
     pub config: FaiscaConfig,
+    /// Where to serve the plain-HTTP health endpoints (`/healthz`, `/readyz`); none if `None`.
+    pub health_bind: Option<SocketAddr>,
 }
 
 /// A running driver.
@@ -32,11 +36,26 @@ pub struct DriverServer {
     shutdown: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
     actor: tokio::task::JoinHandle<()>,
+    readiness: ReadinessSender,
+    health: Option<HealthServer>,
 }
 
 impl DriverServer {
     /// Bind and start serving.
     pub async fn start(options: DriverOptions) -> Result<Self> {
+        let readiness = health::readiness("starting");
+        let health = match options.health_bind {
+            Some(bind) => Some(
+                HealthServer::start(
+                    bind,
+                    &readiness,
+                    options.config.health_request_timeout(),
+                    "driver",
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let (listener, address) =
             rpc::bind(options.bind, options.advertise_host.as_deref(), "driver").await?;
         let (handle, actor) = spawn_actor(DriverSettings::from_config(&options.config));
@@ -65,18 +84,27 @@ impl DriverServer {
                 tracing::error!("driver server stopped: {e}");
             }
         });
+        // The listener is bound and the services are up: sessions are accepted from now on.
+        readiness.send_replace(Readiness::Ready);
         Ok(DriverServer {
             address,
             handle,
             shutdown: Some(shutdown_tx),
             server,
             actor,
+            readiness,
+            health,
         })
     }
 
     /// `host:port` clients and executors connect to.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// Where the health endpoints are served, when they are.
+    pub fn health_address(&self) -> Option<SocketAddr> {
+        self.health.as_ref().map(HealthServer::address)
     }
 
     /// A handle to the actor (for in-process tools and tests).
@@ -86,6 +114,8 @@ impl DriverServer {
 
     /// Stop serving and stop the actor.
     pub async fn shutdown(mut self) {
+        self.readiness
+            .send_replace(Readiness::NotReady("the driver is stopping"));
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -28,6 +28,7 @@ use datafusion::execution::{SessionStateBuilder, TaskContext};
 use faisca_common::{Error, ExecutorId, FaiscaConfig, Result};
 use faisca_engine::shuffle::FlightClients;
 use faisca_engine::shuffle::memory::MemoryShuffleStore;
+use faisca_proto::health::{self, HealthServer, Readiness, ReadinessSender};
 use faisca_proto::rpc;
 use tokio::sync::oneshot;
 
@@ -51,6 +52,8 @@ pub struct ExecutorOptions {
     pub executor_id: Option<String>,
     /// Executor-level configuration (heartbeats, timeouts, message sizes).
     pub config: FaiscaConfig,
+    /// Where to serve the plain-HTTP health endpoints (`/healthz`, `/readyz`); none if `None`.
+    pub health_bind: Option<SocketAddr>,
 }
 
 /// Shared, read-only state of a running executor, handed to every task.
@@ -82,6 +85,8 @@ pub struct Executor {
     shutdown: Option<oneshot::Sender<()>>,
     main: Option<tokio::task::JoinHandle<Result<()>>>,
     server: tokio::task::JoinHandle<()>,
+    readiness: Arc<ReadinessSender>,
+    health: Option<HealthServer>,
 }
 
 impl Executor {
@@ -106,6 +111,20 @@ impl Executor {
                 "executor id '{id}' may only hold letters, digits, '-' and '_'"
             )));
         }
+        // Served from the start: alive while registering, ready once registered.
+        let readiness = Arc::new(health::readiness("registering with the driver"));
+        let health = match options.health_bind {
+            Some(bind) => Some(
+                HealthServer::start(
+                    bind,
+                    &readiness,
+                    options.config.health_request_timeout(),
+                    "executor",
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let dir = options.work_dir.join(&id.0);
         let shuffle_root = dir.join("shuffle");
         let spill_dir = dir.join("spill");
@@ -178,8 +197,11 @@ impl Executor {
             }
         };
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        readiness.send_replace(Readiness::Ready);
+        let stopped = readiness.clone();
         let main = tokio::spawn(async move {
             let result = connection.run(context, shutdown_rx).await;
+            stopped.send_replace(Readiness::NotReady("the executor left its driver"));
             let _ = server_stop_tx.send(());
             result
         });
@@ -190,6 +212,8 @@ impl Executor {
             shutdown: Some(shutdown_tx),
             main: Some(main),
             server,
+            readiness,
+            health,
         })
     }
 
@@ -201,6 +225,11 @@ impl Executor {
     /// Where other processes reach its Flight server.
     pub fn flight_address(&self) -> &str {
         &self.flight_address
+    }
+
+    /// Where the health endpoints are served, when they are.
+    pub fn health_address(&self) -> Option<SocketAddr> {
+        self.health.as_ref().map(HealthServer::address)
     }
 
     /// Wait until the executor stops: `Err` when the driver connection broke.
@@ -215,6 +244,8 @@ impl Executor {
 
     /// Stop taking tasks, abort running ones, remove the executor's directory.
     pub async fn shutdown(mut self) {
+        self.readiness
+            .send_replace(Readiness::NotReady("the executor is stopping"));
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -6,6 +6,8 @@
 //!   Flight tickets, DataFrame source references);
 //! * [`rpc`]: binding a server, the server and client settings, and the `DoGet`-only Flight
 //!   service the driver (job results) and executors (shuffle files) both run.
+//! * [`health`]: the plain-HTTP `/healthz` and `/readyz` endpoints both processes serve on
+//!   `--health-port`, for probes.
 //!
 //! The protocol is versioned by [`faisca_common::PROTOCOL_VERSION`]; executors send it when they register.
 
@@ -20,6 +22,7 @@ pub mod v1 {
 
 pub use v1::*;
 
+pub mod health;
 pub mod rpc;
 
 /// Metadata key carrying the error's fault on a gRPC status.

@@ -48,6 +48,7 @@ impl LocalCluster {
             bind: "127.0.0.1:0".parse().expect("valid address"),
             advertise_host: None,
             config: config.clone(),
+            health_bind: None,
         })
         .await?;
         let work_dir = tempfile::Builder::new()
@@ -69,6 +70,7 @@ impl LocalCluster {
                 advertise_host: None,
                 executor_id: Some(format!("local-{i}")),
                 config: config.clone(),
+                health_bind: None,
             })
         });
         let executors = futures::future::try_join_all(starts).await?;
