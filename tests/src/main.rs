@@ -3,6 +3,7 @@
 //! * [`tpch`]: the 22 TPC-H queries on `local[3]` against single-process DataFusion.
 //! * [`dataframe`]: the DataFrame API against the same queries in SQL.
 //! * [`cli`]: `faisca driver` + `faisca executor` processes, queried with `faisca sql --format csv`.
+//! * [`deploy`]: what the Dockerfile promises (user, entrypoint, labels, linked libraries).
 //! * [`splits`]: task sizing of real Parquet scans.
 //! * [`errors`]: bad input gives clear errors and non-zero exit codes.
 //! * [`udf`]: user-defined functions on the cluster, and an executor that lacks one.
@@ -23,6 +24,7 @@ mod cli;
 mod common;
 mod correctness;
 mod dataframe;
+mod deploy;
 mod difftest;
 mod errors;
 mod faults;
