@@ -8,6 +8,8 @@
 # * Kafka-protocol brokers: noida-db (PyPI) in a second venv, and Tansu (crates.io, built once
 #   with SQLite storage, ~10-20 minutes, kept in the cache). Tests start their own brokers on free
 #   127.0.0.1 ports and stop them (FAISCA_NOIDA_DB, FAISCA_TANSU name the programs).
+# * Kubernetes manifests: rendered with the preinstalled `kubectl kustomize` and checked with
+#   kubernetes-validate (PyPI, ships its schemas; a third venv), FAISCA_KUBERNETES_VALIDATE.
 # * Every test starts its own drivers and executors on 127.0.0.1 (in-process for local[N], as
 #   separate `faisca` processes for the CLI tests).
 set -euo pipefail
@@ -42,6 +44,16 @@ if [ ! -x "$tansu_root/bin/tansu" ] || [[ "$("$tansu_root/bin/tansu" --version 2
     rm -rf "$cache/tansu-target"
 fi
 export FAISCA_TANSU="$tansu_root/bin/tansu"
+
+k8s_venv="${FAISCA_K8S_VENV:-$cache/venv-k8s}"
+kubernetes_validate_version="1.37.0"
+if [ ! -x "$k8s_venv/bin/kubernetes-validate" ] || ! "$k8s_venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('kubernetes-validate') != '$kubernetes_validate_version')" 2>/dev/null; then
+    echo "installing kubernetes-validate $kubernetes_validate_version into $k8s_venv" >&2
+    mkdir -p "$(dirname "$k8s_venv")"
+    python3 -m venv "$k8s_venv"
+    "$k8s_venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$kubernetes_validate_version"
+fi
+export FAISCA_KUBERNETES_VALIDATE="$k8s_venv/bin/kubernetes-validate"
 
 # The CLI tests run the `faisca` binary as separate driver, executor and client processes.
 cargo build --locked -p faisca-cli

@@ -157,3 +157,170 @@ fn dockerfile_instructions_are_read_by_stage() {
     assert_eq!(stages[0][1], ("RUN".to_string(), "x && y".to_string()));
     assert_eq!(all(&stages[1], "USER"), ["1:1"]);
 }
+
+/// kubernetes-validate, installed by `scripts/test.sh` (its venv also has PyYAML).
+fn kubernetes_validate() -> std::path::PathBuf {
+    std::env::var_os("FAISCA_KUBERNETES_VALIDATE")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.exists())
+        .expect("kubernetes-validate not found: run scripts/test.sh, which installs it (or set FAISCA_KUBERNETES_VALIDATE)")
+}
+
+/// `kubectl kustomize` of an overlay: the YAML and the objects as JSON.
+fn render(overlay: &Path) -> (String, Vec<serde_json::Value>) {
+    let out = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(overlay)
+        .output()
+        .expect("kubectl runs (preinstalled on these machines)");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}",
+        overlay.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    let python = kubernetes_validate().with_file_name("python");
+    let mut convert = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        convert
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
+    }
+    let json = convert.wait_with_output().unwrap();
+    assert!(json.status.success());
+    (yaml, serde_json::from_slice(&json.stdout).unwrap())
+}
+
+fn object<'a>(objects: &'a [serde_json::Value], kind: &str, name: &str) -> &'a serde_json::Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+#[test]
+fn every_kubernetes_overlay_renders_validates_and_keeps_its_promises() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let validate = kubernetes_validate();
+    for overlay in ["dev", "prod"] {
+        let dir = root.join("deploy/k8s/overlays").join(overlay);
+        let (yaml, objects) = render(&dir);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &yaml).unwrap();
+        let checked = std::process::Command::new(&validate)
+            .args(["--strict", "-k", "1.33.0"])
+            .arg(file.path())
+            .output()
+            .unwrap();
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        );
+        assert!(
+            checked.status.success() && !report.contains("WARN") && !report.contains("ERROR"),
+            "{overlay}: kubernetes-validate --strict:\n{report}"
+        );
+
+        // Never two drivers; RBAC stays in the namespace.
+        let driver = object(&objects, "Deployment", "faisca-driver");
+        assert_eq!(driver["spec"]["replicas"], 1, "{overlay}");
+        assert_eq!(driver["spec"]["strategy"]["type"], "Recreate", "{overlay}");
+        assert!(
+            objects
+                .iter()
+                .all(|o| o["kind"] != "ClusterRole" && o["kind"] != "ClusterRoleBinding"),
+            "{overlay}: no cluster-wide RBAC"
+        );
+        let verbs = &object(&objects, "Role", "faisca-driver")["rules"][0]["verbs"];
+        for verb in [
+            "get",
+            "list",
+            "watch",
+            "create",
+            "delete",
+            "deletecollection",
+        ] {
+            assert!(
+                verbs.as_array().unwrap().iter().any(|v| v == verb),
+                "{overlay}: {verb}"
+            );
+        }
+        object(&objects, "PodDisruptionBudget", "faisca-executor");
+
+        // Every container: non-root, read-only root, no privilege escalation, no capabilities,
+        // both probes on the health port, memory limited, every emptyDir bounded.
+        for name in ["faisca-driver", "faisca-executor"] {
+            let pod = &object(&objects, "Deployment", name)["spec"]["template"]["spec"];
+            assert_eq!(
+                pod["securityContext"]["runAsNonRoot"], true,
+                "{overlay} {name}"
+            );
+            assert!(
+                pod["terminationGracePeriodSeconds"].as_u64().unwrap() > 30,
+                "{overlay} {name}: longer than the decommission grace period"
+            );
+            for volume in pod["volumes"].as_array().unwrap() {
+                assert!(
+                    volume["emptyDir"]["sizeLimit"].is_string(),
+                    "{overlay} {name}: {volume}"
+                );
+            }
+            for container in pod["containers"].as_array().unwrap() {
+                let security = &container["securityContext"];
+                assert_eq!(security["readOnlyRootFilesystem"], true, "{overlay} {name}");
+                assert_eq!(
+                    security["allowPrivilegeEscalation"], false,
+                    "{overlay} {name}"
+                );
+                assert_eq!(
+                    security["capabilities"]["drop"],
+                    serde_json::json!(["ALL"]),
+                    "{overlay} {name}"
+                );
+                assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+                assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+                let args: Vec<&str> = container["args"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap())
+                    .collect();
+                assert!(
+                    args.windows(2).any(|w| w == ["--health-port", "8080"]),
+                    "{overlay} {name}: {args:?}"
+                );
+                assert!(
+                    container["resources"]["limits"]["memory"].is_string(),
+                    "{overlay} {name}"
+                );
+                if overlay == "prod" {
+                    assert_eq!(
+                        container["resources"]["requests"], container["resources"]["limits"],
+                        "{overlay} {name}: requests = limits"
+                    );
+                }
+            }
+        }
+        if overlay == "prod" {
+            let executor = &object(&objects, "Deployment", "faisca-executor")["spec"];
+            assert!(
+                executor["template"]["spec"]["affinity"]["podAntiAffinity"].is_object(),
+                "prod executors spread over nodes"
+            );
+        }
+    }
+}
