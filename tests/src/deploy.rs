@@ -166,8 +166,8 @@ fn kubernetes_validate() -> std::path::PathBuf {
         .expect("kubernetes-validate not found: run scripts/test.sh, which installs it (or set FAISCA_KUBERNETES_VALIDATE)")
 }
 
-/// `kubectl kustomize` of an overlay: the YAML and the objects as JSON.
-fn render(overlay: &Path) -> (String, Vec<serde_json::Value>) {
+/// `kubectl kustomize` of an overlay.
+fn render(overlay: &Path) -> String {
     let out = std::process::Command::new("kubectl")
         .arg("kustomize")
         .arg(overlay)
@@ -179,7 +179,38 @@ fn render(overlay: &Path) -> (String, Vec<serde_json::Value>) {
         overlay.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let yaml = String::from_utf8(out.stdout).unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn object<'a>(objects: &'a [serde_json::Value], kind: &str, name: &str) -> &'a serde_json::Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+/// `kubernetes-validate --strict -k 1.33.0` of `yaml`; a warning fails like an error.
+fn validate_strictly(what: &str, yaml: &str) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), yaml).unwrap();
+    let checked = std::process::Command::new(kubernetes_validate())
+        .args(["--strict", "-k", "1.33.0"])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(
+        checked.status.success() && !report.contains("WARN") && !report.contains("ERROR"),
+        "{what}: kubernetes-validate --strict:\n{report}"
+    );
+}
+
+/// YAML documents as JSON values (with the PyYAML of kubernetes-validate's venv).
+fn objects_of(yaml: &str) -> Vec<serde_json::Value> {
     let python = kubernetes_validate().with_file_name("python");
     let mut convert = std::process::Command::new(python)
         .args([
@@ -201,126 +232,173 @@ fn render(overlay: &Path) -> (String, Vec<serde_json::Value>) {
     }
     let json = convert.wait_with_output().unwrap();
     assert!(json.status.success());
-    (yaml, serde_json::from_slice(&json.stdout).unwrap())
+    serde_json::from_slice(&json.stdout).unwrap()
 }
 
-fn object<'a>(objects: &'a [serde_json::Value], kind: &str, name: &str) -> &'a serde_json::Value {
-    objects
-        .iter()
-        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
-        .unwrap_or_else(|| panic!("no {kind} {name}"))
+/// The promises every rendering keeps. `prefix` is the objects' name prefix; `guaranteed`:
+/// requests equal limits and executors spread over nodes.
+fn check_promises(what: &str, objects: &[serde_json::Value], prefix: &str, guaranteed: bool) {
+    let name = |suffix: &str| format!("{prefix}-{suffix}");
+    // Never two drivers; RBAC stays in the namespace.
+    let driver = object(objects, "Deployment", &name("driver"));
+    assert_eq!(driver["spec"]["replicas"], 1, "{what}");
+    assert_eq!(driver["spec"]["strategy"]["type"], "Recreate", "{what}");
+    assert!(
+        objects
+            .iter()
+            .all(|o| o["kind"] != "ClusterRole" && o["kind"] != "ClusterRoleBinding"),
+        "{what}: no cluster-wide RBAC"
+    );
+    let verbs = &object(objects, "Role", &name("driver"))["rules"][0]["verbs"];
+    for verb in [
+        "get",
+        "list",
+        "watch",
+        "create",
+        "delete",
+        "deletecollection",
+    ] {
+        assert!(
+            verbs.as_array().unwrap().iter().any(|v| v == verb),
+            "{what}: {verb}"
+        );
+    }
+    object(objects, "PodDisruptionBudget", &name("executor"));
+
+    // Every container: non-root, read-only root, no privilege escalation, no capabilities,
+    // both probes on the health endpoints, memory limited, every emptyDir bounded.
+    for deployment in [name("driver"), name("executor")] {
+        let pod = &object(objects, "Deployment", &deployment)["spec"]["template"]["spec"];
+        let at = format!("{what} {deployment}");
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{at}");
+        assert!(
+            pod["terminationGracePeriodSeconds"].as_u64().unwrap() > 30,
+            "{at}: longer than the decommission grace period"
+        );
+        for volume in pod["volumes"].as_array().unwrap() {
+            assert!(
+                volume["emptyDir"]["sizeLimit"].is_string(),
+                "{at}: {volume}"
+            );
+        }
+        for container in pod["containers"].as_array().unwrap() {
+            let security = &container["securityContext"];
+            assert_eq!(security["readOnlyRootFilesystem"], true, "{at}");
+            assert_eq!(security["allowPrivilegeEscalation"], false, "{at}");
+            assert_eq!(
+                security["capabilities"]["drop"],
+                serde_json::json!(["ALL"]),
+                "{at}"
+            );
+            assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+            assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+            let args: Vec<&str> = container["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect();
+            let health = args
+                .windows(2)
+                .find(|w| w[0] == "--health-port")
+                .unwrap_or_else(|| panic!("{at}: no --health-port in {args:?}"))[1];
+            let health_port = container["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == "health")
+                .unwrap_or_else(|| panic!("{at}: no port named health"));
+            assert_eq!(health_port["containerPort"].to_string(), health, "{at}");
+            assert!(
+                container["resources"]["limits"]["memory"].is_string(),
+                "{at}"
+            );
+            if guaranteed {
+                assert_eq!(
+                    container["resources"]["requests"], container["resources"]["limits"],
+                    "{at}: requests = limits"
+                );
+            }
+        }
+    }
+    if guaranteed {
+        let executor = &object(objects, "Deployment", &name("executor"))["spec"];
+        assert!(
+            executor["template"]["spec"]["affinity"]["podAntiAffinity"].is_object(),
+            "{what}: executors spread over nodes"
+        );
+    }
 }
 
 #[test]
 fn every_kubernetes_overlay_renders_validates_and_keeps_its_promises() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let validate = kubernetes_validate();
     for overlay in ["dev", "prod"] {
-        let dir = root.join("deploy/k8s/overlays").join(overlay);
-        let (yaml, objects) = render(&dir);
-        let file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(file.path(), &yaml).unwrap();
-        let checked = std::process::Command::new(&validate)
-            .args(["--strict", "-k", "1.33.0"])
-            .arg(file.path())
-            .output()
-            .unwrap();
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&checked.stdout),
-            String::from_utf8_lossy(&checked.stderr)
-        );
-        assert!(
-            checked.status.success() && !report.contains("WARN") && !report.contains("ERROR"),
-            "{overlay}: kubernetes-validate --strict:\n{report}"
-        );
-
-        // Never two drivers; RBAC stays in the namespace.
-        let driver = object(&objects, "Deployment", "faisca-driver");
-        assert_eq!(driver["spec"]["replicas"], 1, "{overlay}");
-        assert_eq!(driver["spec"]["strategy"]["type"], "Recreate", "{overlay}");
-        assert!(
-            objects
-                .iter()
-                .all(|o| o["kind"] != "ClusterRole" && o["kind"] != "ClusterRoleBinding"),
-            "{overlay}: no cluster-wide RBAC"
-        );
-        let verbs = &object(&objects, "Role", "faisca-driver")["rules"][0]["verbs"];
-        for verb in [
-            "get",
-            "list",
-            "watch",
-            "create",
-            "delete",
-            "deletecollection",
-        ] {
-            assert!(
-                verbs.as_array().unwrap().iter().any(|v| v == verb),
-                "{overlay}: {verb}"
-            );
-        }
-        object(&objects, "PodDisruptionBudget", "faisca-executor");
-
-        // Every container: non-root, read-only root, no privilege escalation, no capabilities,
-        // both probes on the health port, memory limited, every emptyDir bounded.
-        for name in ["faisca-driver", "faisca-executor"] {
-            let pod = &object(&objects, "Deployment", name)["spec"]["template"]["spec"];
-            assert_eq!(
-                pod["securityContext"]["runAsNonRoot"], true,
-                "{overlay} {name}"
-            );
-            assert!(
-                pod["terminationGracePeriodSeconds"].as_u64().unwrap() > 30,
-                "{overlay} {name}: longer than the decommission grace period"
-            );
-            for volume in pod["volumes"].as_array().unwrap() {
-                assert!(
-                    volume["emptyDir"]["sizeLimit"].is_string(),
-                    "{overlay} {name}: {volume}"
-                );
-            }
-            for container in pod["containers"].as_array().unwrap() {
-                let security = &container["securityContext"];
-                assert_eq!(security["readOnlyRootFilesystem"], true, "{overlay} {name}");
-                assert_eq!(
-                    security["allowPrivilegeEscalation"], false,
-                    "{overlay} {name}"
-                );
-                assert_eq!(
-                    security["capabilities"]["drop"],
-                    serde_json::json!(["ALL"]),
-                    "{overlay} {name}"
-                );
-                assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
-                assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
-                let args: Vec<&str> = container["args"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|a| a.as_str().unwrap())
-                    .collect();
-                assert!(
-                    args.windows(2).any(|w| w == ["--health-port", "8080"]),
-                    "{overlay} {name}: {args:?}"
-                );
-                assert!(
-                    container["resources"]["limits"]["memory"].is_string(),
-                    "{overlay} {name}"
-                );
-                if overlay == "prod" {
-                    assert_eq!(
-                        container["resources"]["requests"], container["resources"]["limits"],
-                        "{overlay} {name}: requests = limits"
-                    );
-                }
-            }
-        }
-        if overlay == "prod" {
-            let executor = &object(&objects, "Deployment", "faisca-executor")["spec"];
-            assert!(
-                executor["template"]["spec"]["affinity"]["podAntiAffinity"].is_object(),
-                "prod executors spread over nodes"
-            );
-        }
+        let yaml = render(&root.join("deploy/k8s/overlays").join(overlay));
+        validate_strictly(overlay, &yaml);
+        check_promises(overlay, &objects_of(&yaml), "faisca", overlay == "prod");
     }
+}
+
+/// helm, installed by `scripts/test.sh`.
+fn helm() -> std::path::PathBuf {
+    std::env::var_os("FAISCA_HELM")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.exists())
+        .expect("helm not found: run scripts/test.sh, which installs it (or set FAISCA_HELM)")
+}
+
+fn run_helm(args: &[&str], chart: &Path) -> String {
+    let out = std::process::Command::new(helm())
+        .args(args)
+        .arg(chart)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_helm_chart_lints_renders_validates_and_keeps_its_promises() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let chart = root.join("deploy/helm/faisca");
+    let every = chart.join("ci/every-option-values.yaml");
+    let every = every.to_str().unwrap();
+    for (what, values) in [("default values", None), ("every option set", Some(every))] {
+        let mut args = vec!["lint", "--strict"];
+        args.extend(values.iter().flat_map(|v| ["-f", *v]));
+        run_helm(&args, &chart);
+        let mut args = vec![
+            "template",
+            "demo",
+            "--kube-version",
+            "1.33.0",
+            "--namespace",
+            "faisca",
+        ];
+        args.extend(values.iter().flat_map(|v| ["-f", *v]));
+        let yaml = run_helm(&args, &chart);
+        validate_strictly(what, &yaml);
+        check_promises(what, &objects_of(&yaml), "demo-faisca", values.is_some());
+    }
+    // The values schema refuses what the chart cannot render.
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad.path(), "executor:\n  antiAffinity: hard\n").unwrap();
+    let out = std::process::Command::new(helm())
+        .args(["template", "demo", "-f"])
+        .arg(bad.path())
+        .arg(&chart)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("antiAffinity"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
