@@ -84,12 +84,14 @@ async fn serve(
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                if let Ok((stream, _)) = accepted {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
                     let readiness = readiness.clone();
                     connections.spawn(answer(stream, readiness, request_timeout));
                 }
-            }
+                // Out of file descriptors and the like: wait instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
