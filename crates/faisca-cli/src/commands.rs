@@ -102,17 +102,6 @@ fn socket_addr(text: &str, what: &str) -> Result<SocketAddr> {
         })
 }
 
-/// A session on `master` named `app_name`, with `--conf KEY=VALUE` pairs.
-pub async fn session(master: &str, app_name: &str, conf: &[String]) -> Result<Session> {
-    let session = Session::builder()
-        .master(master)
-        .app_name(app_name)
-        .configs(parse_key_values(conf, "--conf")?)
-        .build()
-        .await?;
-    Ok(session)
-}
-
 /// Wait for at least one executor (`faisca.client.executorWaitTimeout`), saying so on stderr
 /// when none is registered yet.
 pub async fn wait_for_an_executor(session: &Session) -> Result<()> {
@@ -214,7 +203,7 @@ pub async fn sql(args: SqlArgs) -> Result<()> {
     if statements.is_empty() {
         bail!("no SQL statement to run (the input holds only whitespace and comments)");
     }
-    let session = session(&args.master, "faisca sql", &args.conf).await?;
+    let session = faisca_bench::session(&args.master, "faisca sql", &args.conf).await?;
     // Ctrl-C drops the statement's result stream, which cancels its job on the driver.
     let result = tokio::select! {
         result = run_statements(&session, &statements, &args) => result,

@@ -102,8 +102,7 @@ pub async fn submit(args: SubmitArgs) -> Result<()> {
             .unwrap_or_default()
     });
     let session =
-        crate::commands::session(&args.master, &format!("faisca submit {name}"), &args.conf)
-            .await?;
+        faisca_bench::session(&args.master, &format!("faisca submit {name}"), &args.conf).await?;
     let result = run_script(&session, &statements, &name, &args).await;
     session.stop().await;
     result

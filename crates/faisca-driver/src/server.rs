@@ -44,18 +44,13 @@ impl DriverServer {
     /// Bind and start serving.
     pub async fn start(options: DriverOptions) -> Result<Self> {
         let readiness = health::readiness("starting");
-        let health = match options.health_bind {
-            Some(bind) => Some(
-                HealthServer::start(
-                    bind,
-                    &readiness,
-                    options.config.health_request_timeout(),
-                    "driver",
-                )
-                .await?,
-            ),
-            None => None,
-        };
+        let health = HealthServer::start_if_asked(
+            options.health_bind,
+            &readiness,
+            &options.config,
+            "driver",
+        )
+        .await?;
         let (listener, address) =
             rpc::bind(options.bind, options.advertise_host.as_deref(), "driver").await?;
         let (handle, actor) = spawn_actor(DriverSettings::from_config(&options.config));

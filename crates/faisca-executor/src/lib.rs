@@ -113,18 +113,13 @@ impl Executor {
         }
         // Served from the start: alive while registering, ready once registered.
         let readiness = Arc::new(health::readiness("registering with the driver"));
-        let health = match options.health_bind {
-            Some(bind) => Some(
-                HealthServer::start(
-                    bind,
-                    &readiness,
-                    options.config.health_request_timeout(),
-                    "executor",
-                )
-                .await?,
-            ),
-            None => None,
-        };
+        let health = HealthServer::start_if_asked(
+            options.health_bind,
+            &readiness,
+            &options.config,
+            "executor",
+        )
+        .await?;
         let dir = options.work_dir.join(&id.0);
         let shuffle_root = dir.join("shuffle");
         let spill_dir = dir.join("spill");

@@ -63,6 +63,23 @@ impl HealthServer {
         Ok(HealthServer { address, task })
     }
 
+    /// [`HealthServer::start`] when `bind` is given (`--health-port`), with the request timeout
+    /// of `config`; `None` otherwise.
+    pub async fn start_if_asked(
+        bind: Option<SocketAddr>,
+        readiness: &ReadinessSender,
+        config: &faisca_common::FaiscaConfig,
+        what: &str,
+    ) -> Result<Option<Self>> {
+        match bind {
+            Some(bind) => {
+                let timeout = config.health_request_timeout();
+                Ok(Some(Self::start(bind, readiness, timeout, what).await?))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// The bound address.
     pub fn address(&self) -> SocketAddr {
         self.address
