@@ -10,7 +10,7 @@ use crate::cli::{Processes, start_executor_with, wait_until};
 use crate::common::faisca_bin;
 
 /// A port free now on 127.0.0.1.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -19,7 +19,7 @@ fn free_port() -> u16 {
 }
 
 /// `method path` on 127.0.0.1:`port`: the status code and the body, or `None` if nothing answers.
-fn request(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
+pub fn request(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     write!(stream, "{method} {path} HTTP/1.1\r\nHost: probe\r\n\r\n").ok()?;
     let mut answer = String::new();
@@ -33,7 +33,7 @@ fn request(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-fn status(port: u16, path: &str) -> Option<u16> {
+pub fn status(port: u16, path: &str) -> Option<u16> {
     request(port, "GET", path).map(|(status, _)| status)
 }
 

@@ -16,6 +16,9 @@
 //! * [`fusion`]: fused pipelines next to DataFusion's operators in one query.
 //! * [`health`]: the driver's and executor's `/healthz` and `/readyz` through start-up.
 //! * [`faults`]: injected task failures, executors killed mid-query, cancellation, many jobs.
+//! * [`launcher`]: `faisca driver --executors N` starts, replaces and stops its executor processes.
+//! * [`decommission`]: an executor given SIGTERM mid-query leaves without a re-run (or, past its
+//!   grace period, with the re-runs needed), and the answer stays right.
 //! * [`correctness`]: one case per class of query that once gave a wrong answer distributed.
 //! * [`difftest`]: random tables and queries, distributed against single-process DataFusion.
 //! * [`layering`]: crates depend only on what `docs/architecture.md`'s crate table allows.
@@ -24,6 +27,7 @@ mod cli;
 mod common;
 mod correctness;
 mod dataframe;
+mod decommission;
 mod deploy;
 mod difftest;
 mod errors;
@@ -32,6 +36,7 @@ mod fusion;
 mod health;
 mod kafka;
 mod kafka_brokers;
+mod launcher;
 mod layering;
 mod readme;
 mod s3;

@@ -140,6 +140,7 @@ async fn an_executor_without_a_function_fails_the_task_naming_it() {
         advertise_host: None,
         config: faisca::FaiscaConfig::default(),
         health_bind: None,
+        launcher: None,
     })
     .await
     .unwrap();

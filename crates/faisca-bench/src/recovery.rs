@@ -1,10 +1,11 @@
-//! `faisca bench recovery`: how much a lost executor costs a query.
+//! `faisca bench recovery`: how much a lost executor costs a query, and a decommissioned one.
 //!
 //! Starts a driver and executors as child processes of this binary (so that killing one is a real
 //! SIGKILL of a real process), times a TPC-H query normally, then times it again while one
-//! executor is killed part-way through (by default at half the normal time), starting a
-//! replacement executor after each such run. Reports both medians, their ratio, the rows' equality
-//! and what the driver re-ran.
+//! executor is killed part-way through (by default at half the normal time), then while one is
+//! sent SIGTERM at the same moment (a graceful decommission: it finishes its tasks and serves its
+//! shuffle output until the driver releases it), starting a replacement executor after each such
+//! run. Reports the medians, their ratios, the rows' equality and what the driver re-ran.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -50,6 +51,9 @@ pub struct RecoveryBenchArgs {
     /// When to kill an executor, as a fraction of the normal median time.
     #[arg(long, default_value_t = 0.5)]
     pub kill_at: f64,
+    /// Decommission grace period of the executors (`faisca.executor.decommission.gracePeriod`).
+    #[arg(long, default_value = "30s")]
+    pub grace_period: String,
     /// Where to write the JSON report.
     #[arg(long, default_value = "target/faisca-bench/recovery.json")]
     pub output: PathBuf,
@@ -89,6 +93,22 @@ struct RecoveryReport {
     recovery: Vec<RecoveryRun>,
     recovery_median_ms: f64,
     ratio: f64,
+    grace_period: String,
+    decommission: Vec<RecoveryRun>,
+    decommission_median_ms: f64,
+    /// Decommission median over the normal median.
+    decommission_ratio: f64,
+    /// Decommission median over the kill median (≤ 1: never slower than a kill).
+    decommission_vs_kill: f64,
+}
+
+/// How an executor leaves in the middle of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Disruption {
+    /// SIGKILL.
+    Kill,
+    /// SIGTERM: a graceful decommission.
+    Decommission,
 }
 
 fn start_driver(exe: &Path) -> Result<(Child, String)> {
@@ -124,6 +144,13 @@ fn start_executor(
         .arg(args.cores.to_string())
         .args(["--memory", &args.memory, "--work-dir"])
         .arg(work)
+        .args([
+            "--conf",
+            &format!(
+                "faisca.executor.decommission.gracePeriod={}",
+                args.grace_period
+            ),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -210,50 +237,46 @@ pub async fn recovery(args: RecoveryBenchArgs) -> Result<()> {
     let normal_median = median(&normal);
     let kill_after = normal_median.mul_f64(args.kill_at);
     let mut recovery = Vec::new();
-    for i in 0..args.iterations {
-        let victim = i % executors.len();
-        let started = Instant::now();
-        let result = session.execute_sql(sql).await?;
-        let job = result.job_id.clone().unwrap_or_default();
-        let collect = tokio::spawn(faisca::client::collect(result.batches));
-        tokio::time::sleep(kill_after.saturating_sub(started.elapsed())).await;
-        let killed_after = started.elapsed();
-        executors[victim].kill().context("killing an executor")?;
-        let _ = executors[victim].wait();
-        let batches = collect.await??;
-        let elapsed = started.elapsed();
-        let info = session.client().job(&job).await?;
-        let run = RecoveryRun {
-            ms: elapsed.as_secs_f64() * 1000.0,
-            killed_after_ms: killed_after.as_secs_f64() * 1000.0,
-            same_rows: normalized(&batches) == reference,
-            failed_attempts: info.stages.iter().map(|s| s.failed_attempts).sum(),
-            rerun_tasks: info.stages.iter().map(|s| s.rerun_tasks).sum(),
-            fetch_failures: info.stages.iter().map(|s| s.fetch_failures).sum(),
-        };
-        eprintln!(
-            "  executor killed after {:.0} ms: {:.0} ms, same rows: {}, {} failed attempts, {} tasks re-run",
-            run.killed_after_ms, run.ms, run.same_rows, run.failed_attempts, run.rerun_tasks
-        );
-        if !run.same_rows {
-            bail!(
-                "Q{} gave different rows after an executor was killed",
-                args.query
-            );
-        }
-        recovery.push(run);
-        // A replacement, so that every run starts with the same cluster.
-        executors[victim] = start_executor(&exe, &address, &args, work.path())?;
-        session
-            .wait_for_executors(args.executors, Duration::from_secs(60))
+    let mut decommission = Vec::new();
+    for how in [Disruption::Kill, Disruption::Decommission] {
+        for i in 0..args.iterations {
+            let victim = i % executors.len();
+            let run = disrupted_run(
+                &session,
+                sql,
+                kill_after,
+                &mut executors[victim],
+                how,
+                &reference,
+            )
             .await?;
+            if !run.same_rows {
+                bail!(
+                    "Q{} gave different rows after an executor left ({how:?})",
+                    args.query
+                );
+            }
+            match how {
+                Disruption::Kill => recovery.push(run),
+                Disruption::Decommission => decommission.push(run),
+            }
+            // A replacement, so that every run starts with the same cluster.
+            executors[victim] = start_executor(&exe, &address, &args, work.path())?;
+            session
+                .wait_for_executors(args.executors, Duration::from_secs(60))
+                .await?;
+        }
     }
-    let recovery_median = median(
-        &recovery
-            .iter()
-            .map(|r| Duration::from_secs_f64(r.ms / 1000.0))
-            .collect::<Vec<_>>(),
-    );
+    let median_of = |runs: &[RecoveryRun]| {
+        median(
+            &runs
+                .iter()
+                .map(|r| Duration::from_secs_f64(r.ms / 1000.0))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let decommission_median = median_of(&decommission);
+    let recovery_median = median_of(&recovery);
     let report = RecoveryReport {
         scale_factor: args.sf,
         query: args.query,
@@ -265,10 +288,22 @@ pub async fn recovery(args: RecoveryBenchArgs) -> Result<()> {
         recovery_median_ms: recovery_median.as_secs_f64() * 1000.0,
         ratio: recovery_median.as_secs_f64() / normal_median.as_secs_f64().max(1e-9),
         recovery,
+        grace_period: args.grace_period.clone(),
+        decommission,
+        decommission_median_ms: decommission_median.as_secs_f64() * 1000.0,
+        decommission_ratio: decommission_median.as_secs_f64()
+            / normal_median.as_secs_f64().max(1e-9),
+        decommission_vs_kill: decommission_median.as_secs_f64()
+            / recovery_median.as_secs_f64().max(1e-9),
     };
     eprintln!(
-        "normal median {:.0} ms, with an executor killed {:.0} ms: {:.2}×",
-        report.normal_median_ms, report.recovery_median_ms, report.ratio
+        "normal median {:.0} ms, with an executor killed {:.0} ms: {:.2}×, decommissioned {:.0} ms: {:.2}× ({:.2}× a kill)",
+        report.normal_median_ms,
+        report.recovery_median_ms,
+        report.ratio,
+        report.decommission_median_ms,
+        report.decommission_ratio,
+        report.decommission_vs_kill
     );
     session.stop().await;
     children.0.extend(executors);
@@ -280,4 +315,55 @@ pub async fn recovery(args: RecoveryBenchArgs) -> Result<()> {
         .with_context(|| format!("writing {}", args.output.display()))?;
     eprintln!("report written to {}", args.output.display());
     Ok(())
+}
+
+/// Run `sql` and make `victim` leave after `after` (`how`); the victim has exited when this
+/// returns (a decommissioned one once the driver released it).
+async fn disrupted_run(
+    session: &Session,
+    sql: &str,
+    after: Duration,
+    victim: &mut Child,
+    how: Disruption,
+    reference: &[String],
+) -> Result<RecoveryRun> {
+    let started = Instant::now();
+    let result = session.execute_sql(sql).await?;
+    let job = result.job_id.clone().unwrap_or_default();
+    let collect = tokio::spawn(faisca::client::collect(result.batches));
+    tokio::time::sleep(after.saturating_sub(started.elapsed())).await;
+    let left_after = started.elapsed();
+    let pid = nix::unistd::Pid::from_raw(victim.id() as i32);
+    let signal = match how {
+        Disruption::Kill => nix::sys::signal::Signal::SIGKILL,
+        Disruption::Decommission => nix::sys::signal::Signal::SIGTERM,
+    };
+    nix::sys::signal::kill(pid, signal).context("signalling an executor")?;
+    let batches = collect.await??;
+    let elapsed = started.elapsed();
+    // Blocking, but short: a decommissioned executor exits once the result was read.
+    let status = victim.wait().context("waiting for the executor to exit")?;
+    let info = session.client().job(&job).await?;
+    let run = RecoveryRun {
+        ms: elapsed.as_secs_f64() * 1000.0,
+        killed_after_ms: left_after.as_secs_f64() * 1000.0,
+        same_rows: normalized(&batches) == reference,
+        failed_attempts: info.stages.iter().map(|s| s.failed_attempts).sum(),
+        rerun_tasks: info.stages.iter().map(|s| s.rerun_tasks).sum(),
+        fetch_failures: info.stages.iter().map(|s| s.fetch_failures).sum(),
+    };
+    eprintln!(
+        "  executor {} after {:.0} ms: {:.0} ms, same rows: {}, {} failed attempts, {} tasks re-run, {} fetch failures (exit: {status})",
+        match how {
+            Disruption::Kill => "killed",
+            Disruption::Decommission => "decommissioned",
+        },
+        run.killed_after_ms,
+        run.ms,
+        run.same_rows,
+        run.failed_attempts,
+        run.rerun_tasks,
+        run.fetch_failures
+    );
+    Ok(run)
 }

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use faisca::driver::launcher::ExecutorLauncher;
+use faisca::driver::launcher::processes::{ProcessLauncher, ProcessLauncherOptions};
 use faisca::driver::{DriverOptions, DriverServer};
 use faisca::executor::{Executor, ExecutorOptions};
 use faisca::{FaiscaConfig, Session};
@@ -26,6 +28,14 @@ pub struct DriverArgs {
     /// Serve plain-HTTP `/healthz` and `/readyz` on this port (same interface as --bind).
     #[arg(long, value_name = "PORT")]
     pub health_port: Option<u16>,
+    /// Launch N executors as child processes of the driver on this host (the same as
+    /// `--conf faisca.executor.instances=N`; their size: faisca.executor.cores and
+    /// faisca.executor.memory). They are replaced when they die and stop with the driver.
+    #[arg(long, value_name = "N")]
+    pub executors: Option<usize>,
+    /// Work directory of the executors the driver launches.
+    #[arg(long, default_value = "/tmp/faisca-work")]
+    pub work_dir: PathBuf,
     /// Configuration `key=value` (repeatable).
     #[arg(long = "conf", value_name = "KEY=VALUE")]
     pub conf: Vec<String>,
@@ -62,6 +72,11 @@ pub struct ExecutorArgs {
     /// Configuration `key=value` (repeatable).
     #[arg(long = "conf", value_name = "KEY=VALUE")]
     pub conf: Vec<String>,
+    /// Exit when standard input reaches its end: a parent that holds the other end of the pipe
+    /// (a driver launching its executors) takes the executor with it when it dies, even by
+    /// SIGKILL.
+    #[arg(long)]
+    pub exit_on_stdin_eof: bool,
 }
 
 /// `faisca sql`.
@@ -120,10 +135,29 @@ pub async fn wait_for_an_executor(session: &Session) -> Result<()> {
     Ok(())
 }
 
-/// `faisca driver`: serve until Ctrl-C.
+/// `faisca driver`: serve until Ctrl-C or SIGTERM.
 pub async fn driver(args: DriverArgs) -> Result<()> {
-    let config = FaiscaConfig::from_pairs(parse_key_values(&args.conf, "--conf")?)?;
+    let mut pairs = parse_key_values(&args.conf, "--conf")?;
+    if let Some(n) = args.executors {
+        pairs.push((
+            faisca_common::config::keys::EXECUTOR_INSTANCES
+                .name
+                .to_string(),
+            n.to_string(),
+        ));
+    }
+    let config = FaiscaConfig::from_pairs(pairs)?;
     let bind = socket_addr(&args.bind, "--bind")?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    let launcher: Option<Box<dyn ExecutorLauncher>> = if config.executor_instances() > 0 {
+        let program = std::env::current_exe()
+            .context("cannot find this program's executable to launch executors with")?;
+        let options = ProcessLauncherOptions::from_config(program, args.work_dir, &config);
+        Some(Box::new(ProcessLauncher::new(options)?))
+    } else {
+        None
+    };
     let server = DriverServer::start(DriverOptions {
         bind,
         advertise_host: args.advertise_address,
@@ -131,21 +165,24 @@ pub async fn driver(args: DriverArgs) -> Result<()> {
         health_bind: args
             .health_port
             .map(|port| SocketAddr::new(bind.ip(), port)),
+        launcher,
     })
     .await?;
     eprintln!("faisca driver listening on faisca://{}", server.address());
     if let Some(health) = server.health_address() {
         eprintln!("faisca driver health endpoints on http://{health}/healthz and /readyz");
     }
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    tokio::select! {
+        signal = tokio::signal::ctrl_c() => signal.context("waiting for Ctrl-C")?,
+        _ = terminate.recv() => {}
+    }
     eprintln!("faisca driver stopping");
     server.shutdown().await;
     Ok(())
 }
 
-/// `faisca executor`: register and run tasks until Ctrl-C or until the driver goes away.
+/// `faisca executor`: register and run tasks until the driver goes away, Ctrl-C, or SIGTERM
+/// (a graceful decommission when `faisca.decommission.enabled`; a second SIGTERM stops at once).
 pub async fn executor(args: ExecutorArgs) -> Result<()> {
     let config = FaiscaConfig::from_pairs(parse_key_values(&args.conf, "--conf")?)?;
     let cores = match args.cores {
@@ -158,20 +195,50 @@ pub async fn executor(args: ExecutorArgs) -> Result<()> {
     let memory_bytes =
         parse_bytes(&args.memory).map_err(|e| anyhow::anyhow!("invalid --memory: {e}"))?;
     let bind = socket_addr(&args.bind, "--bind")?;
-    let mut executor = Executor::start(ExecutorOptions {
+    let decommission_enabled = config.decommission_enabled();
+    // Listen before registering: a SIGTERM during start-up must not kill the process bare.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    let parent_gone = parent_gone(args.exit_on_stdin_eof);
+    tokio::pin!(parent_gone);
+    // The id is chosen here so that the executor's directory is known if start-up is cut short.
+    let id = args
+        .id
+        .unwrap_or_else(|| faisca_common::ExecutorId::random().0);
+    let own_dir = args.work_dir.join(&id);
+    let start = Executor::start(ExecutorOptions {
         driver: args.driver.clone(),
         cores,
         memory_bytes,
         work_dir: args.work_dir,
         bind,
         advertise_host: args.advertise_address,
-        executor_id: args.id,
+        executor_id: Some(id),
         config,
         health_bind: args
             .health_port
             .map(|port| SocketAddr::new(bind.ip(), port)),
-    })
-    .await?;
+    });
+    let cut_short = |why: &str| {
+        // Only a directory this executor made: its id is new (or was given for it alone).
+        let _ = std::fs::remove_dir_all(&own_dir);
+        eprintln!("faisca executor stopping before it registered ({why})");
+    };
+    let mut executor = tokio::select! {
+        started = start => started?,
+        _ = terminate.recv() => {
+            cut_short("SIGTERM");
+            return Ok(());
+        }
+        _ = tokio::signal::ctrl_c() => {
+            cut_short("Ctrl-C");
+            return Ok(());
+        }
+        () = &mut parent_gone => {
+            cut_short("its launching process is gone");
+            bail!("the process that launched this executor is gone (its standard input closed)");
+        }
+    };
     eprintln!(
         "faisca executor {} registered with {} ({cores} cores, {}), serving shuffle data on {}",
         executor.id(),
@@ -179,16 +246,52 @@ pub async fn executor(args: ExecutorArgs) -> Result<()> {
         args.memory,
         executor.flight_address()
     );
-    tokio::select! {
-        result = executor.wait() => {
-            result?;
+    let decommissioner = executor.decommissioner();
+    let mut decommissioning = false;
+    let result = loop {
+        tokio::select! {
+            result = executor.wait() => break result.map_err(anyhow::Error::from),
+            _ = terminate.recv() => {
+                if decommission_enabled && !decommissioning {
+                    eprintln!("faisca executor decommissioning (SIGTERM): no new tasks; a second SIGTERM stops at once");
+                    decommissioner.start("SIGTERM");
+                    decommissioning = true;
+                } else {
+                    eprintln!("faisca executor stopping (SIGTERM)");
+                    break Ok(());
+                }
+            }
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("faisca executor stopping");
+                break Ok(());
+            }
+            () = &mut parent_gone => {
+                break Err(anyhow::anyhow!("the process that launched this executor is gone (its standard input closed)"));
+            }
         }
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("faisca executor stopping");
-            executor.shutdown().await;
-        }
+    };
+    executor.shutdown().await;
+    result
+}
+
+/// Resolves when standard input reaches its end, if `watch`; never otherwise.
+async fn parent_gone(watch: bool) {
+    if !watch {
+        return std::future::pending().await;
     }
-    Ok(())
+    // A blocking read on a thread of its own (the runtime does not wait for it at exit).
+    let reader = tokio::task::spawn_blocking(|| {
+        use std::io::Read;
+        let mut stdin = std::io::stdin().lock();
+        let mut buffer = [0u8; 64];
+        // Anything the parent writes is ignored; the end (or an error) means it is gone.
+        while let Ok(n) = stdin.read(&mut buffer) {
+            if n == 0 {
+                return;
+            }
+        }
+    });
+    let _ = reader.await;
 }
 
 /// `faisca sql`.

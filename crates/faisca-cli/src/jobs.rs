@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use faisca::client::{DriverClient, StatementResult};
-use faisca::jobs::{JobInfo, StageInfo};
+use faisca::jobs::{ExecutorStatus, JobInfo, StageInfo};
 use faisca::{FaiscaConfig, Session};
 use faisca_common::config::parse_key_values;
 use futures::StreamExt;
@@ -48,8 +48,11 @@ pub struct StatusArgs {
     #[arg(long)]
     pub master: String,
     /// Show this job (default: list all jobs).
-    #[arg(value_name = "JOB_ID")]
+    #[arg(value_name = "JOB_ID", conflicts_with = "executors")]
     pub job: Option<String>,
+    /// List the registered executors (active or decommissioning) instead of jobs.
+    #[arg(long)]
+    pub executors: bool,
     /// Print JSON (one object per job and line) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -281,6 +284,17 @@ async fn connect(master: &str, conf: &[String]) -> Result<DriverClient> {
 pub async fn status(args: StatusArgs) -> Result<()> {
     let client = connect(&args.master, &args.conf).await?;
     let mut out = std::io::stdout().lock();
+    if args.executors {
+        let executors = client.executors().await?;
+        if args.json {
+            for e in &executors {
+                writeln!(out, "{}", executor_json(e))?;
+            }
+        } else {
+            write_executors(&mut out, &executors)?;
+        }
+        return Ok(());
+    }
     match &args.job {
         Some(job) => {
             let info = client.job(job).await?;
@@ -310,6 +324,39 @@ pub async fn kill(args: KillArgs) -> Result<()> {
     let info = client.kill_job(&args.job).await?;
     eprintln!("job {} cancelled", info.job_id);
     Ok(())
+}
+
+fn write_executors(out: &mut dyn Write, executors: &[ExecutorStatus]) -> Result<()> {
+    writeln!(
+        out,
+        "{:<24}  {:<15}  {:>5}  {:>7}  {:>10}  ADDRESS",
+        "EXECUTOR", "STATE", "CORES", "RUNNING", "MEMORY"
+    )?;
+    for e in executors {
+        writeln!(
+            out,
+            "{:<24}  {:<15}  {:>5}  {:>7}  {:>9}M  {}",
+            e.executor_id,
+            e.state,
+            e.cores,
+            e.running_tasks,
+            e.memory_bytes >> 20,
+            e.address
+        )?;
+    }
+    Ok(())
+}
+
+/// An executor as one JSON object.
+pub fn executor_json(e: &ExecutorStatus) -> serde_json::Value {
+    json!({
+        "executor_id": e.executor_id,
+        "state": e.state,
+        "address": e.address,
+        "cores": e.cores,
+        "memory_bytes": e.memory_bytes,
+        "running_tasks": e.running_tasks,
+    })
 }
 
 fn write_job_list(out: &mut dyn Write, jobs: &[JobInfo]) -> Result<()> {

@@ -146,6 +146,62 @@ pub mod keys {
         doc: "How long an executor keeps retrying to reach the driver at start-up.",
     };
 
+    /// `faisca.executor.instances`.
+    pub const EXECUTOR_INSTANCES: KeySpec = KeySpec {
+        name: "faisca.executor.instances",
+        default: "0",
+        kind: ValueKind::Count,
+        doc: "Executors the driver launches itself as child processes on its host (`faisca driver --executors N`); 0: executors are started separately.",
+    };
+
+    /// `faisca.executor.cores`.
+    pub const EXECUTOR_CORES: KeySpec = KeySpec {
+        name: "faisca.executor.cores",
+        default: "1",
+        kind: ValueKind::Count,
+        doc: "Task slots of each executor the driver launches.",
+    };
+
+    /// `faisca.executor.memory`.
+    pub const EXECUTOR_MEMORY: KeySpec = KeySpec {
+        name: "faisca.executor.memory",
+        default: "1g",
+        kind: ValueKind::Bytes,
+        doc: "Memory pool of each executor the driver launches.",
+    };
+
+    /// `faisca.executor.maxFailures`.
+    pub const EXECUTOR_MAX_FAILURES: KeySpec = KeySpec {
+        name: "faisca.executor.maxFailures",
+        default: "3",
+        kind: ValueKind::Count,
+        doc: "Times the driver replaces a launched executor that died, per executor slot; after that the slot stays empty.",
+    };
+
+    /// `faisca.executor.stopTimeout`.
+    pub const EXECUTOR_STOP_TIMEOUT: KeySpec = KeySpec {
+        name: "faisca.executor.stopTimeout",
+        default: "10s",
+        kind: ValueKind::Duration,
+        doc: "When the driver stops, how long its launched executors get to exit after SIGTERM before they are killed.",
+    };
+
+    /// `faisca.decommission.enabled`.
+    pub const DECOMMISSION_ENABLED: KeySpec = KeySpec {
+        name: "faisca.decommission.enabled",
+        default: "true",
+        kind: ValueKind::Bool,
+        doc: "On SIGTERM an executor decommissions: it takes no new tasks, finishes its running ones and serves its shuffle output until no running job needs it; otherwise it stops at once.",
+    };
+
+    /// `faisca.executor.decommission.gracePeriod`.
+    pub const EXECUTOR_DECOMMISSION_GRACE_PERIOD: KeySpec = KeySpec {
+        name: "faisca.executor.decommission.gracePeriod",
+        default: "30s",
+        kind: ValueKind::Duration,
+        doc: "Longest a decommissioning executor stays; then it exits and the driver re-runs what is still needed, without counting a failure.",
+    };
+
     /// `faisca.health.requestTimeout`.
     pub const HEALTH_REQUEST_TIMEOUT: KeySpec = KeySpec {
         name: "faisca.health.requestTimeout",
@@ -322,6 +378,13 @@ pub const KEYS: &[KeySpec] = &[
     keys::RPC_CONNECT_TIMEOUT,
     keys::EXECUTOR_HEARTBEAT_INTERVAL,
     keys::EXECUTOR_REGISTRATION_TIMEOUT,
+    keys::EXECUTOR_INSTANCES,
+    keys::EXECUTOR_CORES,
+    keys::EXECUTOR_MEMORY,
+    keys::EXECUTOR_MAX_FAILURES,
+    keys::EXECUTOR_STOP_TIMEOUT,
+    keys::DECOMMISSION_ENABLED,
+    keys::EXECUTOR_DECOMMISSION_GRACE_PERIOD,
     keys::HEALTH_REQUEST_TIMEOUT,
     keys::EXECUTOR_HEARTBEAT_TIMEOUT,
     keys::CLIENT_EXECUTOR_WAIT_TIMEOUT,
@@ -523,6 +586,36 @@ impl FaiscaConfig {
     /// `faisca.executor.registrationTimeout`.
     pub fn registration_timeout(&self) -> Duration {
         self.duration(&keys::EXECUTOR_REGISTRATION_TIMEOUT)
+    }
+    /// `faisca.executor.instances`.
+    pub fn executor_instances(&self) -> usize {
+        self.count(&keys::EXECUTOR_INSTANCES) as usize
+    }
+    /// `faisca.executor.cores` (at least 1).
+    pub fn executor_cores(&self) -> u32 {
+        self.count(&keys::EXECUTOR_CORES).clamp(1, u32::MAX as u64) as u32
+    }
+    /// `faisca.executor.memory`, in bytes.
+    pub fn executor_memory(&self) -> u64 {
+        self.bytes(&keys::EXECUTOR_MEMORY)
+    }
+    /// `faisca.executor.maxFailures`.
+    pub fn executor_max_failures(&self) -> u32 {
+        self.count(&keys::EXECUTOR_MAX_FAILURES)
+            .min(u32::MAX as u64) as u32
+    }
+    /// `faisca.executor.stopTimeout`.
+    pub fn executor_stop_timeout(&self) -> Duration {
+        self.duration(&keys::EXECUTOR_STOP_TIMEOUT)
+    }
+    /// `faisca.decommission.enabled`.
+    pub fn decommission_enabled(&self) -> bool {
+        self.raw(&keys::DECOMMISSION_ENABLED)
+            .eq_ignore_ascii_case("true")
+    }
+    /// `faisca.executor.decommission.gracePeriod`.
+    pub fn decommission_grace_period(&self) -> Duration {
+        self.duration(&keys::EXECUTOR_DECOMMISSION_GRACE_PERIOD)
     }
     /// `faisca.client.executorWaitTimeout`.
     pub fn executor_wait_timeout(&self) -> Duration {

@@ -19,13 +19,20 @@
 //! * [`scheduler`] holds the job/stage/task bookkeeping the actor uses to launch tasks on free
 //!   executor slots and to react to task results.
 //!
+//! * [`launcher`] starts executors for the driver when asked (`faisca driver --executors N`:
+//!   child processes), replaces those that die and stops them with the driver.
+//!
 //! Executors connect to the driver (never the reverse) over one bidirectional stream each; a
-//! broken stream means a lost executor.
+//! broken stream means a lost executor. An executor leaving on purpose (SIGTERM) first
+//! *decommissions*: the actor gives it no new tasks and releases it once no job needs its
+//! running tasks or shuffle output; what it still held when it left is re-run without counting
+//! a failure.
 
 pub mod actor;
 pub mod commit;
 pub mod diagnose;
 pub mod flight;
+pub mod launcher;
 pub mod logical_codec;
 pub mod planning;
 pub mod scheduler;

@@ -14,10 +14,10 @@ use tokio::sync::oneshot;
 
 use crate::actor::{DriverHandle, DriverSettings, spawn_actor};
 use crate::flight::DriverFlightService;
+use crate::launcher::{ExecutorLauncher, LauncherHandle};
 use crate::service::DriverServiceImpl;
 
 /// How to start a driver.
-#[derive(Debug, Clone)]
 pub struct DriverOptions {
     /// Address to bind (`127.0.0.1:0` picks a free port).
     pub bind: SocketAddr,
@@ -27,6 +27,9 @@ pub struct DriverOptions {
     pub config: FaiscaConfig,
     /// Where to serve the plain-HTTP health endpoints (`/healthz`, `/readyz`); none if `None`.
     pub health_bind: Option<SocketAddr>,
+    /// What starts executors for this driver (`faisca driver --executors N`); none: executors
+    /// are started separately and register themselves.
+    pub launcher: Option<Box<dyn ExecutorLauncher>>,
 }
 
 /// A running driver.
@@ -38,6 +41,10 @@ pub struct DriverServer {
     actor: tokio::task::JoinHandle<()>,
     readiness: ReadinessSender,
     health: Option<HealthServer>,
+    /// The launcher's task: it ends once the actor let go and the executors it started exited.
+    launcher: Option<tokio::task::JoinHandle<()>>,
+    /// How long the launcher may take to stop its executors.
+    launcher_stop_timeout: std::time::Duration,
 }
 
 impl DriverServer {
@@ -53,7 +60,14 @@ impl DriverServer {
         .await?;
         let (listener, address) =
             rpc::bind(options.bind, options.advertise_host.as_deref(), "driver").await?;
-        let (handle, actor) = spawn_actor(DriverSettings::from_config(&options.config));
+        let (launcher, launcher_task) = match options.launcher {
+            Some(launcher) => {
+                let (handle, task) = LauncherHandle::start(launcher, format!("http://{address}"));
+                (Some(handle), Some(task))
+            }
+            None => (None, None),
+        };
+        let (handle, actor) = spawn_actor(DriverSettings::from_config(&options.config), launcher);
         let limit = options.config.max_message_size();
         let clients = Arc::new(FlightClients::new(limit, options.config.connect_timeout()));
         let control = DriverServiceServer::new(DriverServiceImpl::new(handle.clone()))
@@ -89,6 +103,8 @@ impl DriverServer {
             actor,
             readiness,
             health,
+            launcher: launcher_task,
+            launcher_stop_timeout: options.config.executor_stop_timeout(),
         })
     }
 
@@ -107,16 +123,28 @@ impl DriverServer {
         self.handle.clone()
     }
 
-    /// Stop serving and stop the actor.
+    /// Stop serving and stop the actor; executors the driver launched are stopped (SIGTERM,
+    /// then SIGKILL after `faisca.executor.stopTimeout`).
     pub async fn shutdown(mut self) {
         self.readiness
             .send_replace(Readiness::NotReady("the driver is stopping"));
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        // Dropping the actor's state closes the executors' streams and lets go of the launcher.
         self.actor.abort();
+        let _ = (&mut self.actor).await;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.server).await;
         self.server.abort();
+        if let Some(launcher) = self.launcher.as_mut() {
+            let margin = std::time::Duration::from_secs(5);
+            if tokio::time::timeout(self.launcher_stop_timeout + margin, launcher)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the executor launcher did not stop in time");
+            }
+        }
     }
 }
 
@@ -124,5 +152,9 @@ impl Drop for DriverServer {
     fn drop(&mut self) {
         self.actor.abort();
         self.server.abort();
+        // Its children are killed with it (`kill_on_drop`).
+        if let Some(launcher) = &self.launcher {
+            launcher.abort();
+        }
     }
 }

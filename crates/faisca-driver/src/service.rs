@@ -450,6 +450,14 @@ impl DriverService for DriverServiceImpl {
                             executor: id.clone(),
                         });
                     }
+                    Some(Ok(ExecutorMessage {
+                        message: Some(executor_message::Message::Decommission(d)),
+                    })) => {
+                        handle.send(Message::ExecutorDecommissioning {
+                            id: id.clone(),
+                            reason: d.reason,
+                        });
+                    }
                     Some(Ok(_)) => {}
                     Some(Err(status)) => break format!("stream error: {}", status.message()),
                     None => break "stream closed".to_string(),

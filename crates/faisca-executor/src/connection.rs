@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use faisca_common::{Error, PROTOCOL_VERSION, Result};
 use faisca_proto::driver_service_client::DriverServiceClient;
 use faisca_proto::{
-    DriverMessage, ExecutorMessage, Heartbeat, RegisterExecutor, driver_message, executor_message,
+    Decommission, DriverMessage, ExecutorMessage, Heartbeat, RegisterExecutor, driver_message,
+    executor_message,
 };
 use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
@@ -106,10 +107,15 @@ pub async fn register(
 
 impl Connection {
     /// Take tasks until `shutdown` fires (`Ok`) or the driver's stream breaks (`Err`).
+    ///
+    /// A reason arriving on `decommission` starts a decommission: the driver is told and sends
+    /// no new tasks, running ones finish, and the shuffle output stays served until the driver
+    /// releases the executor or `faisca.executor.decommission.gracePeriod` ends (both `Ok`).
     pub async fn run(
         mut self,
         context: Arc<ExecutorContext>,
         mut shutdown: oneshot::Receiver<()>,
+        mut decommission: mpsc::UnboundedReceiver<String>,
     ) -> Result<()> {
         let mut tasks: JoinSet<faisca_proto::TaskStatus> = JoinSet::new();
         let mut running: HashMap<TaskKey, tokio::task::AbortHandle> = HashMap::new();
@@ -119,6 +125,9 @@ impl Connection {
         let mut removed_jobs: VecDeque<String> = VecDeque::new();
         let mut heartbeat = tokio::time::interval(context.config.heartbeat_interval());
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let grace_period = context.config.decommission_grace_period();
+        // Set while decommissioning: when the grace period ends.
+        let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         let result = loop {
             tokio::select! {
                 message = self.from_driver.next() => match message {
@@ -155,6 +164,13 @@ impl Connection {
                             removed_jobs.push_back(r.job_id);
                         }
                         driver_message::Message::Registered(_) => {}
+                        driver_message::Message::Release(_) => {
+                            if grace.is_some() {
+                                info!(executor = %context.id, "released by the driver: no running job needs this executor");
+                                break Ok(());
+                            }
+                            warn!("the driver released this executor, which is not decommissioning; ignored");
+                        }
                     },
                     Some(Ok(DriverMessage { message: None })) => {}
                     Some(Err(status)) => break Err(Error::external(format!("lost the driver connection: {}", status.message()))),
@@ -195,6 +211,18 @@ impl Connection {
                 _ = heartbeat.tick() => {
                     let beat = Heartbeat { running_tasks: running.len() as u32 };
                     let _ = self.to_driver.send(ExecutorMessage { message: Some(executor_message::Message::Heartbeat(beat)) });
+                }
+                Some(reason) = decommission.recv(), if grace.is_none() => {
+                    info!(executor = %context.id, running = running.len(), "decommissioning ({reason}): no new tasks; serving shuffle output until released or {grace_period:?} (faisca.executor.decommission.gracePeriod)");
+                    let message = executor_message::Message::Decommission(Decommission { reason });
+                    if self.to_driver.send(ExecutorMessage { message: Some(message) }).is_err() {
+                        break Err(Error::external("the driver connection closed"));
+                    }
+                    grace = Some(Box::pin(tokio::time::sleep(grace_period)));
+                }
+                _ = async { grace.as_mut().expect("guarded").await }, if grace.is_some() => {
+                    warn!(executor = %context.id, running = running.len(), "the decommission grace period ({grace_period:?}) ended before the driver released this executor; leaving");
+                    break Ok(());
                 }
                 _ = &mut shutdown => break Ok(()),
             }

@@ -10,6 +10,10 @@
 //!
 //! Work dir layout: `<work-dir>/<executor-id>/{shuffle,spill}`; the executor's subdirectory is
 //! removed when it stops.
+//!
+//! Leaving on purpose is a *decommission* ([`Decommissioner`], on SIGTERM): the driver is told and
+//! sends no new tasks, running tasks finish, and shuffle output stays served until the driver
+//! releases the executor or `faisca.executor.decommission.gracePeriod` ends.
 
 pub mod connection;
 pub mod flight;
@@ -30,7 +34,7 @@ use faisca_engine::shuffle::FlightClients;
 use faisca_engine::shuffle::memory::MemoryShuffleStore;
 use faisca_proto::health::{self, HealthServer, Readiness, ReadinessSender};
 use faisca_proto::rpc;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// How to start an executor.
 #[derive(Debug, Clone)]
@@ -83,6 +87,7 @@ pub struct Executor {
     flight_address: String,
     dir: PathBuf,
     shutdown: Option<oneshot::Sender<()>>,
+    decommission: Decommissioner,
     main: Option<tokio::task::JoinHandle<Result<()>>>,
     server: tokio::task::JoinHandle<()>,
     readiness: Arc<ReadinessSender>,
@@ -192,10 +197,11 @@ impl Executor {
             }
         };
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let (decommission_tx, decommission_rx) = mpsc::unbounded_channel();
         readiness.send_replace(Readiness::Ready);
         let stopped = readiness.clone();
         let main = tokio::spawn(async move {
-            let result = connection.run(context, shutdown_rx).await;
+            let result = connection.run(context, shutdown_rx, decommission_rx).await;
             stopped.send_replace(Readiness::NotReady("the executor left its driver"));
             let _ = server_stop_tx.send(());
             result
@@ -205,6 +211,10 @@ impl Executor {
             flight_address,
             dir,
             shutdown: Some(shutdown_tx),
+            decommission: Decommissioner {
+                sender: decommission_tx,
+                readiness: readiness.clone(),
+            },
             main: Some(main),
             server,
             readiness,
@@ -227,14 +237,20 @@ impl Executor {
         self.health.as_ref().map(HealthServer::address)
     }
 
-    /// Wait until the executor stops: `Err` when the driver connection broke.
+    /// Wait until the executor stops: `Ok` after [`Executor::shutdown`] or a decommission,
+    /// `Err` when the driver connection broke. Cancel-safe: waiting again goes on waiting.
     pub async fn wait(&mut self) -> Result<()> {
-        match self.main.take() {
-            Some(main) => main
-                .await
-                .map_err(|e| Error::internal(format!("executor loop failed: {e}")))?,
-            None => Ok(()),
-        }
+        let Some(main) = self.main.as_mut() else {
+            return Ok(());
+        };
+        let result = main.await;
+        self.main = None;
+        result.map_err(|e| Error::internal(format!("executor loop failed: {e}")))?
+    }
+
+    /// What starts this executor's decommission (see [`Decommissioner`]).
+    pub fn decommissioner(&self) -> Decommissioner {
+        self.decommission.clone()
     }
 
     /// Stop taking tasks, abort running ones, remove the executor's directory.
@@ -249,6 +265,25 @@ impl Executor {
         }
         self.server.abort();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts an executor's graceful decommission: `/readyz` turns not ready, the driver is told and
+/// sends no new tasks, running tasks finish, and the executor keeps serving its shuffle output
+/// until the driver releases it (no running job needs it) or
+/// `faisca.executor.decommission.gracePeriod` ends; then [`Executor::wait`] returns `Ok`.
+#[derive(Debug, Clone)]
+pub struct Decommissioner {
+    sender: mpsc::UnboundedSender<String>,
+    readiness: Arc<ReadinessSender>,
+}
+
+impl Decommissioner {
+    /// Start decommissioning for `reason` (a second call does nothing more).
+    pub fn start(&self, reason: &str) {
+        self.readiness
+            .send_replace(Readiness::NotReady("decommissioning"));
+        let _ = self.sender.send(reason.to_string());
     }
 }
 

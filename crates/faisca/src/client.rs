@@ -18,7 +18,7 @@ use faisca_proto::{
 };
 use futures::{Stream, StreamExt, TryStreamExt};
 
-use crate::jobs::JobInfo;
+use crate::jobs::{ExecutorStatus, JobInfo};
 use tonic::transport::Channel;
 
 /// A stream of result batches.
@@ -230,6 +230,22 @@ impl DriverClient {
             .into_iter()
             .map(JobInfo::try_from)
             .collect()
+    }
+
+    /// The executors registered now, by id (decommissioning ones included).
+    pub async fn executors(&self) -> Result<Vec<ExecutorStatus>> {
+        let response = self
+            .control
+            .clone()
+            .cluster_info(faisca_proto::ClusterInfoRequest { min_executors: 0 })
+            .await
+            .map_err(|s| self.status(s))?;
+        Ok(response
+            .into_inner()
+            .executors
+            .into_iter()
+            .map(ExecutorStatus::from)
+            .collect())
     }
 
     /// One job's status: stages, task attempts, failures.

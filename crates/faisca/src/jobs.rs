@@ -1,5 +1,6 @@
 //! What the driver says about its jobs ([`crate::client::DriverClient::job`], `list_jobs`,
-//! `kill_job`), as plain Rust values: the protocol's messages stay inside the client.
+//! `kill_job`) and executors (`executors`), as plain Rust values: the protocol's messages stay
+//! inside the client.
 
 use std::fmt;
 use std::time::Duration;
@@ -178,6 +179,37 @@ impl From<proto::TaskFailure> for TaskFailure {
             attempt: f.attempt,
             executor_id: f.executor_id,
             message: f.message,
+        }
+    }
+}
+
+/// One executor registered with the driver ([`crate::client::DriverClient::executors`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutorStatus {
+    /// Its id.
+    pub executor_id: String,
+    /// Where it serves shuffle data (Arrow Flight).
+    pub address: String,
+    /// Task slots.
+    pub cores: u32,
+    /// Its memory pool, in bytes.
+    pub memory_bytes: u64,
+    /// Tasks running there now.
+    pub running_tasks: u32,
+    /// `active`, or `decommissioning` (no new tasks; it leaves once no running job needs its
+    /// shuffle output, or when its grace period ends).
+    pub state: String,
+}
+
+impl From<proto::ExecutorInfo> for ExecutorStatus {
+    fn from(e: proto::ExecutorInfo) -> Self {
+        ExecutorStatus {
+            executor_id: e.executor_id,
+            address: e.address,
+            cores: e.cores,
+            memory_bytes: e.memory_bytes,
+            running_tasks: e.running_tasks,
+            state: e.state,
         }
     }
 }

@@ -49,6 +49,7 @@ impl LocalCluster {
             advertise_host: None,
             config: config.clone(),
             health_bind: None,
+            launcher: None,
         })
         .await?;
         let work_dir = tempfile::Builder::new()

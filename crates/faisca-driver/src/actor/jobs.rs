@@ -12,7 +12,7 @@ use faisca_proto::{
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
-use super::{DriverState, FinishedJob, JobResult, JobWaiter};
+use super::{DriverState, ExecutorEntry, FinishedJob, JobResult, JobWaiter};
 use crate::scheduler::{JobState, JobStatus, PlannedJob, TaskOutcome, TaskOutput};
 
 impl DriverState {
@@ -184,7 +184,7 @@ impl DriverState {
 
     /// Launch runnable tasks on free slots until either runs out.
     pub(super) fn schedule(&mut self) {
-        while self.executors.values().any(|e| e.running < e.cores) {
+        while self.executors.values().any(ExecutorEntry::takes_tasks) {
             let Some(job_id) = self.pick_job() else {
                 return;
             };
@@ -244,7 +244,7 @@ impl DriverState {
         let free = |(id, e): &(&ExecutorId, &super::ExecutorEntry)| {
             (e.cores - e.running, std::cmp::Reverse((*id).clone()))
         };
-        let candidates = self.executors.iter().filter(|(_, e)| e.running < e.cores);
+        let candidates = self.executors.iter().filter(|(_, e)| e.takes_tasks());
         candidates
             .clone()
             .filter(|(id, _)| Some(*id) != avoid)
@@ -315,6 +315,21 @@ impl DriverState {
             let stopped = job.executor_lost(id, reason);
             if !stopped.is_empty() {
                 debug!(job = %job_id, executor = %id, tasks = stopped.len(), "rescheduling tasks of a lost executor");
+            }
+            self.after_job_change(&job_id);
+        }
+        self.schedule();
+    }
+
+    /// A decommissioned executor left: its running attempts run elsewhere and the outputs
+    /// still needed run again, none of it counted as a failure.
+    pub(super) fn jobs_departed_executor(&mut self, id: &ExecutorId) {
+        let job_ids: Vec<JobId> = self.jobs.keys().cloned().collect();
+        for job_id in job_ids {
+            let job = self.jobs.get_mut(&job_id).expect("listed above");
+            let stopped = job.executor_departed(id);
+            if !stopped.is_empty() {
+                debug!(job = %job_id, executor = %id, tasks = stopped.len(), "rescheduling tasks of a decommissioned executor");
             }
             self.after_job_change(&job_id);
         }

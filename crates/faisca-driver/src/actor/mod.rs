@@ -18,6 +18,7 @@ use faisca_proto::{DriverMessage, ExecutorInfo, JobInfo, TaskStatus, driver_mess
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
+use crate::launcher::LauncherHandle;
 use crate::scheduler::{JobState, PlannedJob};
 use crate::session::Session;
 
@@ -38,6 +39,22 @@ pub struct ExecutorEntry {
     /// When the executor was last heard from (registration, heartbeat, task status).
     last_seen: Instant,
     sender: ExecutorSender,
+    /// Set once the executor said it is leaving.
+    decommission: Option<Decommission>,
+}
+
+/// A decommissioning executor: it gets no new tasks and is released once no job needs it.
+#[derive(Debug)]
+struct Decommission {
+    /// Whether the driver told it that it may go.
+    released: bool,
+}
+
+impl ExecutorEntry {
+    /// Whether new tasks may go to this executor.
+    fn takes_tasks(&self) -> bool {
+        self.decommission.is_none() && self.running < self.cores
+    }
 }
 
 /// What a client reads when a job succeeded: the result stage's outputs in task order.
@@ -81,6 +98,14 @@ pub enum Message {
         /// Its id.
         id: ExecutorId,
         /// Why.
+        reason: String,
+    },
+    /// An executor is leaving (SIGTERM, a launcher's scale-down): no new tasks for it; it is
+    /// released once no job needs its running tasks or shuffle output.
+    ExecutorDecommissioning {
+        /// Its id.
+        id: ExecutorId,
+        /// Why, for the log.
         reason: String,
     },
     /// An executor sent a heartbeat.
@@ -175,6 +200,12 @@ pub enum Message {
         /// Rows written, or why the commit failed.
         result: Result<u64>,
     },
+    /// Ask the launcher for this many executors in all (fewer: the newest decommission and
+    /// leave). Ignored without a launcher.
+    RequestExecutors {
+        /// Executors wanted.
+        total: usize,
+    },
     /// The registered executors, once at least `min_executors` are registered.
     ClusterInfo {
         /// How many executors to wait for.
@@ -193,6 +224,8 @@ pub struct DriverSettings {
     pub retained_jobs: usize,
     /// Failed task attempts each job remembers (`faisca.driver.retainedTaskFailures`).
     pub retained_task_failures: usize,
+    /// Executors a launcher starts (`faisca.executor.instances`).
+    pub executor_instances: usize,
 }
 
 impl DriverSettings {
@@ -202,6 +235,7 @@ impl DriverSettings {
             heartbeat_timeout: config.heartbeat_timeout(),
             retained_jobs: config.retained_jobs(),
             retained_task_failures: config.retained_task_failures(),
+            executor_instances: config.executor_instances(),
         }
     }
 }
@@ -228,6 +262,9 @@ pub struct DriverState {
     /// Where spawned work (a write's commit) reports back; weak, so the actor still ends when
     /// every handle is dropped.
     myself: Option<mpsc::WeakUnboundedSender<Message>>,
+    /// What starts executors for this driver, if anything does. Dropped with the actor, which
+    /// makes the launcher stop its executors.
+    launcher: Option<LauncherHandle>,
 }
 
 impl DriverState {
@@ -243,7 +280,14 @@ impl DriverState {
             job_waiters: HashMap::new(),
             cluster_waiters: Vec::new(),
             myself: None,
+            launcher: None,
         }
+    }
+
+    /// Start executors with `launcher`: as many as `faisca.executor.instances` asks for.
+    pub fn set_launcher(&mut self, launcher: LauncherHandle) {
+        launcher.request_total(self.settings.executor_instances);
+        self.launcher = Some(launcher);
     }
 
     /// Let spawned work report back through `sender`.
@@ -253,6 +297,11 @@ impl DriverState {
 
     /// Handle one message.
     pub fn receive(&mut self, message: Message) {
+        self.handle(message);
+        self.release_decommissioned();
+    }
+
+    fn handle(&mut self, message: Message) {
         match message {
             Message::ExecutorRegistered {
                 id,
@@ -286,6 +335,7 @@ impl DriverState {
                         running: 0,
                         last_seen: Instant::now(),
                         sender,
+                        decommission: None,
                     },
                 );
                 let _ = reply.send(Ok(()));
@@ -293,6 +343,14 @@ impl DriverState {
                 self.schedule();
             }
             Message::ExecutorLost { id, reason } => self.executor_lost(&id, &reason),
+            Message::ExecutorDecommissioning { id, reason } => {
+                if let Some(e) = self.executors.get_mut(&id)
+                    && e.decommission.is_none()
+                {
+                    info!(executor = %id, running = e.running, "executor decommissioning: {reason}");
+                    e.decommission = Some(Decommission { released: false });
+                }
+            }
             Message::Heartbeat { executor } => {
                 if let Some(e) = self.executors.get_mut(&executor) {
                     e.last_seen = Instant::now();
@@ -373,6 +431,10 @@ impl DriverState {
                 let _ = reply.send(self.kill_job(&id));
             }
             Message::CommitEnded { id, result } => self.commit_ended(&id, result),
+            Message::RequestExecutors { total } => match &self.launcher {
+                Some(launcher) => launcher.request_total(total),
+                None => warn!("{total} executors requested, but this driver launches none"),
+            },
             Message::ClusterInfo {
                 min_executors,
                 reply,
@@ -386,8 +448,33 @@ impl DriverState {
         }
     }
 
+    /// Task slots of the executors that take tasks.
     fn total_cores(&self) -> usize {
-        self.executors.values().map(|e| e.cores as usize).sum()
+        self.executors
+            .values()
+            .filter(|e| e.decommission.is_none())
+            .map(|e| e.cores as usize)
+            .sum()
+    }
+
+    /// Tell each decommissioning executor that no job needs any more that it may go.
+    fn release_decommissioned(&mut self) {
+        for (id, e) in &mut self.executors {
+            let Some(decommission) = &mut e.decommission else {
+                continue;
+            };
+            if decommission.released
+                || e.running > 0
+                || self.jobs.values().any(|job| job.needs_executor(id))
+            {
+                continue;
+            }
+            decommission.released = true;
+            info!(executor = %id, "decommissioned executor released: no running job needs it");
+            let _ = e.sender.send(Ok(DriverMessage {
+                message: Some(driver_message::Message::Release(faisca_proto::Release {})),
+            }));
+        }
     }
 
     fn executor_infos(&self) -> Vec<ExecutorInfo> {
@@ -400,6 +487,12 @@ impl DriverState {
                 cores: e.cores,
                 memory_bytes: e.memory_bytes,
                 running_tasks: e.running,
+                state: if e.decommission.is_some() {
+                    "decommissioning"
+                } else {
+                    "active"
+                }
+                .to_string(),
             })
             .collect();
         infos.sort_by(|a, b| a.executor_id.cmp(&b.executor_id));
@@ -426,7 +519,13 @@ impl DriverState {
     }
 
     fn executor_lost(&mut self, id: &ExecutorId, reason: &str) {
-        if self.executors.remove(id).is_none() {
+        let Some(entry) = self.executors.remove(id) else {
+            return;
+        };
+        if let Some(decommission) = entry.decommission {
+            // It left on purpose: what it still held is re-run without counting a failure.
+            info!(executor = %id, released = decommission.released, "decommissioned executor left ({reason})");
+            self.jobs_departed_executor(id);
             return;
         }
         if reason == "stream closed" {
@@ -469,13 +568,19 @@ impl DriverHandle {
 
 /// Start the actor on the current runtime. It runs until every handle is dropped. Silence of
 /// executors is checked four times per heartbeat timeout.
-pub fn spawn_actor(settings: DriverSettings) -> (DriverHandle, tokio::task::JoinHandle<()>) {
+pub fn spawn_actor(
+    settings: DriverSettings,
+    launcher: Option<LauncherHandle>,
+) -> (DriverHandle, tokio::task::JoinHandle<()>) {
     let (sender, mut receiver) = mpsc::unbounded_channel();
     let weak = sender.downgrade();
     let heartbeat_timeout = settings.heartbeat_timeout;
     let task = tokio::spawn(async move {
         let mut state = DriverState::new(settings);
         state.set_reply_address(weak);
+        if let Some(launcher) = launcher {
+            state.set_launcher(launcher);
+        }
         let mut check =
             tokio::time::interval((heartbeat_timeout / 4).max(Duration::from_millis(10)));
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -37,6 +37,7 @@ fn silent_executors_are_dropped_and_their_stream_closed() {
         heartbeat_timeout: Duration::from_secs(10),
         retained_jobs: 10,
         retained_task_failures: 20,
+        executor_instances: 0,
     });
     let mut quiet = register(&mut state, "quiet");
     let _chatty = register(&mut state, "chatty");
@@ -133,8 +134,12 @@ fn launches(
 }
 
 fn succeed(state: &mut DriverState, job: &JobId, partition: u32) {
+    succeed_on(state, "e", job, partition);
+}
+
+fn succeed_on(state: &mut DriverState, executor: &str, job: &JobId, partition: u32) {
     state.receive(Message::TaskStatus {
-        executor: ExecutorId("e".into()),
+        executor: ExecutorId(executor.into()),
         status: TaskStatus {
             job_id: job.0.clone(),
             stage_id: 0,
@@ -155,6 +160,7 @@ fn sessions_share_slots_and_jobs_of_one_session_run_in_order() {
         heartbeat_timeout: Duration::from_secs(10),
         retained_jobs: 2,
         retained_task_failures: 20,
+        executor_instances: 0,
     });
     let (a, b) = (session(&mut state), session(&mut state));
     let a1 = submit(&mut state, &a, 2);
@@ -202,4 +208,106 @@ fn sessions_share_slots_and_jobs_of_one_session_run_in_order() {
         }
     }
     assert_eq!((cancels, removes), (2, 3));
+}
+
+fn settings() -> DriverSettings {
+    DriverSettings {
+        heartbeat_timeout: Duration::from_secs(10),
+        retained_jobs: 10,
+        retained_task_failures: 20,
+        executor_instances: 0,
+    }
+}
+
+fn executor_states(state: &mut DriverState) -> Vec<(String, String)> {
+    let (reply, mut answer) = oneshot::channel();
+    state.receive(Message::ClusterInfo {
+        min_executors: 0,
+        reply,
+    });
+    answer
+        .try_recv()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.executor_id, e.state))
+        .collect()
+}
+
+/// Whether the executor was told it may go.
+fn released(receiver: &mut mpsc::UnboundedReceiver<Result<DriverMessage, tonic::Status>>) -> bool {
+    let mut released = false;
+    while let Ok(Ok(message)) = receiver.try_recv() {
+        released |= matches!(message.message, Some(driver_message::Message::Release(_)));
+    }
+    released
+}
+
+#[test]
+fn a_decommissioning_executor_gets_no_tasks_and_is_released_once_its_output_was_read() {
+    let mut state = DriverState::new(settings());
+    let s = session(&mut state);
+    let mut e = register_with_cores(&mut state, "e", 1);
+    let mut f = register_with_cores(&mut state, "f", 1);
+    let first = submit(&mut state, &s, 2);
+    assert_eq!(launches(&mut e).len() + launches(&mut f).len(), 2);
+    state.receive(Message::ExecutorDecommissioning {
+        id: ExecutorId("f".into()),
+        reason: "SIGTERM".into(),
+    });
+    assert_eq!(
+        executor_states(&mut state),
+        vec![
+            ("e".to_string(), "active".to_string()),
+            ("f".to_string(), "decommissioning".to_string())
+        ]
+    );
+    // Its running task finishes; the job's result is on it and not read yet.
+    succeed_on(&mut state, "e", &first, 0);
+    succeed_on(&mut state, "f", &first, 1);
+    assert!(!released(&mut f));
+    // A new job's tasks all go to e.
+    let second = submit(&mut state, &s, 2);
+    assert_eq!(launches(&mut e), vec![(second.0.clone(), 0, 0)]);
+    assert!(launches(&mut f).is_empty());
+    // The client read the first job's result: f may go.
+    state.receive(Message::JobDone { id: first });
+    assert!(released(&mut f));
+    state.receive(Message::ExecutorLost {
+        id: ExecutorId("f".into()),
+        reason: "stream closed".into(),
+    });
+    assert_eq!(
+        executor_states(&mut state),
+        vec![("e".to_string(), "active".to_string())]
+    );
+    succeed_on(&mut state, "e", &second, 0);
+    assert_eq!(launches(&mut e), vec![(second.0.clone(), 1, 0)]);
+}
+
+#[test]
+fn an_executor_leaving_when_its_grace_period_ends_hands_its_tasks_back_without_a_failure() {
+    let mut state = DriverState::new(settings());
+    let s = session(&mut state);
+    let mut e = register_with_cores(&mut state, "e", 1);
+    let mut f = register_with_cores(&mut state, "f", 1);
+    let job = submit(&mut state, &s, 2);
+    let on_f = launches(&mut f);
+    assert_eq!(on_f.len(), 1);
+    launches(&mut e);
+    state.receive(Message::ExecutorDecommissioning {
+        id: ExecutorId("f".into()),
+        reason: "SIGTERM".into(),
+    });
+    // The grace period ended with f's task still running: f leaves.
+    state.receive(Message::ExecutorLost {
+        id: ExecutorId("f".into()),
+        reason: "stream closed".into(),
+    });
+    let partition = on_f[0].1;
+    succeed_on(&mut state, "e", &job, 1 - partition);
+    // f's task runs again on e, as attempt 1, and nothing counts as failed.
+    assert_eq!(launches(&mut e), vec![(job.0.clone(), partition, 1)]);
+    let info = state.job_info(&job).unwrap();
+    assert_eq!(info.stages[0].failed_attempts, 0);
+    assert!(info.failures.is_empty());
 }

@@ -44,7 +44,7 @@ impl JobState {
                 done: progress
                     .tasks
                     .iter()
-                    .filter(|t| matches!(t.slot, TaskSlot::Done(_)))
+                    .filter(|t| matches!(t.slot, TaskSlot::Done(_) | TaskSlot::Lost))
                     .count() as u32,
                 running: progress.running,
                 attempts: progress.tasks.iter().map(|t| t.launched).sum(),

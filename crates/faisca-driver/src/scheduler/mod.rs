@@ -12,7 +12,14 @@
 //! * a *fetch failure* (the task could not read a map output) is not the reader's fault: the map
 //!   outputs of the executor that held the output are marked lost, their tasks run again, and the
 //!   reader waits for them; it counts against the reader stage's `faisca.stage.maxAttempts`;
-//! * a lost executor fails its running attempts and loses its outputs the same way.
+//! * a lost executor fails its running attempts and loses its outputs the same way;
+//! * an executor that *departed* (decommissioned: it left on purpose) hands its running attempts
+//!   back without counting a failure, and loses its outputs the same way.
+//!
+//! Lost outputs are re-run only when they are needed: a stage's output is needed while a stage
+//! that reads it is incomplete *and needed itself* (the result stage always is). A lost output in
+//! a stage nobody needs is only marked lost (it still counts as done); it is re-run if a later loss
+//! makes its stage needed again.
 
 mod info;
 
@@ -110,8 +117,14 @@ pub struct TaskOutput {
 #[derive(Debug, Clone)]
 enum TaskSlot {
     Pending,
-    Running { executor: ExecutorId, attempt: u32 },
+    Running {
+        executor: ExecutorId,
+        attempt: u32,
+    },
     Done(TaskOutput),
+    /// Finished, but its output went with its executor; not needed now (else it would be
+    /// pending again).
+    Lost,
 }
 
 #[derive(Debug, Clone)]
@@ -273,13 +286,14 @@ impl JobState {
             .all(|&s| self.stage_complete(s))
     }
 
-    /// Whether a stage's output is still needed: it is the result, or a reader is incomplete.
+    /// Whether a stage's output is still needed: it is the result, or a stage reading it is
+    /// incomplete and needed itself.
     fn needed(&self, stage: u32) -> bool {
         stage == self.result_stage_id()
             || self.stages[stage as usize]
                 .consumers
                 .iter()
-                .any(|&c| !self.stage_complete(c))
+                .any(|&c| !self.stage_complete(c) && self.needed(c))
     }
 
     fn runnable(&self, stage: u32, partition: u32) -> bool {
@@ -295,6 +309,7 @@ impl JobState {
         if !matches!(self.status, JobStatus::Running) {
             return;
         }
+        self.reclaim_lost_outputs();
         for s in 0..self.stages.len() as u32 {
             if !self.inputs_complete(s) || !self.needed(s) {
                 continue;
@@ -585,37 +600,113 @@ impl JobState {
         });
     }
 
-    /// Outputs held by `executor` are gone: their tasks run again when their output is needed.
-    /// Returns how many outputs were lost. A job that already succeeded keeps its result as
-    /// it is (its reader then fails with an error naming the executor).
+    /// Outputs held by `executor` are gone: their tasks run again when their output is needed
+    /// (now, or after a later loss). Returns how many are re-run now. A job that already
+    /// succeeded keeps its result as it is (its reader then fails with an error naming the
+    /// executor).
     pub fn outputs_lost(&mut self, executor: &ExecutorId) -> usize {
         if !matches!(self.status, JobStatus::Running) {
             return 0;
         }
-        let mut lost = 0;
         // A write stage's output is files in the destination's store, not on the executor.
-        let durable = self
-            .planned
-            .write
-            .is_some()
-            .then(|| self.result_stage_id() as usize);
+        let durable = self.durable_stage();
         for (s, progress) in self.stages.iter_mut().enumerate() {
             if Some(s) == durable {
                 continue;
             }
             for task in &mut progress.tasks {
                 if matches!(&task.slot, TaskSlot::Done(out) if &out.executor == executor) {
-                    task.slot = TaskSlot::Pending;
-                    progress.remaining += 1;
-                    progress.rerun_tasks += 1;
-                    lost += 1;
+                    task.slot = TaskSlot::Lost;
                 }
             }
         }
-        if lost > 0 {
+        let rerun = self.reclaim_lost_outputs();
+        if rerun > 0 {
             self.refresh_ready();
         }
-        lost
+        rerun
+    }
+
+    /// The stage whose output is durable files (a write job's last), if any.
+    fn durable_stage(&self) -> Option<usize> {
+        self.planned
+            .write
+            .is_some()
+            .then(|| self.result_stage_id() as usize)
+    }
+
+    /// Make lost outputs of every needed stage pending (again and again: a stage that becomes
+    /// incomplete makes the stages it reads needed). Returns how many.
+    fn reclaim_lost_outputs(&mut self) -> usize {
+        let mut total = 0;
+        loop {
+            let needed: Vec<bool> = (0..self.stages.len() as u32)
+                .map(|s| self.needed(s))
+                .collect();
+            let mut changed = 0;
+            for (s, progress) in self.stages.iter_mut().enumerate() {
+                if !needed[s] {
+                    continue;
+                }
+                for task in &mut progress.tasks {
+                    if matches!(task.slot, TaskSlot::Lost) {
+                        task.slot = TaskSlot::Pending;
+                        progress.remaining += 1;
+                        progress.rerun_tasks += 1;
+                        changed += 1;
+                    }
+                }
+            }
+            if changed == 0 {
+                return total;
+            }
+            total += changed;
+        }
+    }
+
+    /// `executor` left on purpose (decommissioned): its running attempts go back to the queue
+    /// without counting a failure, and its outputs are lost. Returns the attempts that were
+    /// running there as `(stage, partition)`.
+    pub fn executor_departed(&mut self, executor: &ExecutorId) -> Vec<(u32, u32)> {
+        let mut stopped = Vec::new();
+        if !matches!(self.status, JobStatus::Running) {
+            return stopped;
+        }
+        for (stage, partition, attempt) in self.running_on(executor) {
+            if self.stop_attempt(stage, partition, attempt).is_some() {
+                self.requeue_front(stage, partition);
+                stopped.push((stage, partition));
+            }
+        }
+        self.outputs_lost(executor);
+        stopped
+    }
+
+    /// Whether this job still needs something of `executor`: a running attempt, or an output
+    /// that a running stage will read or the client has not read yet.
+    pub fn needs_executor(&self, executor: &ExecutorId) -> bool {
+        let on = |slot: &TaskSlot| match slot {
+            TaskSlot::Done(out) => &out.executor == executor,
+            TaskSlot::Running { executor: e, .. } => e == executor,
+            TaskSlot::Pending | TaskSlot::Lost => false,
+        };
+        let stage_holds = |s: usize| self.stages[s].tasks.iter().any(|task| on(&task.slot));
+        let result = self.result_stage_id();
+        match self.status {
+            JobStatus::Running => (0..self.stages.len() as u32).any(|s| {
+                let durable = s == result && self.planned.write.is_some();
+                if durable || !self.needed(s) {
+                    // Only a running attempt there matters.
+                    self.stages[s as usize].tasks.iter().any(
+                        |t| matches!(&t.slot, TaskSlot::Running { executor: e, .. } if e == executor),
+                    )
+                } else {
+                    stage_holds(s as usize)
+                }
+            }),
+            JobStatus::Succeeded => self.planned.write.is_none() && stage_holds(result as usize),
+            _ => false,
+        }
     }
 
     /// `executor` is gone: its running attempts failed with `reason`, its outputs are lost.

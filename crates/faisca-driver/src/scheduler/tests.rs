@@ -281,3 +281,57 @@ fn a_fetch_failure_naming_no_output_of_the_job_counts_as_a_failure() {
         TaskOutcome::JobFailed
     );
 }
+
+#[test]
+fn outputs_lost_while_not_needed_run_again_once_a_later_loss_needs_them() {
+    let (a, b, c) = (e("a"), e("b"), e("c"));
+    let mut job = chain();
+    let maps = launch_all(&mut job, &a);
+    succeed_all(&mut job, &a, &maps);
+    let readers = launch_all(&mut job, &b);
+    succeed_all(&mut job, &b, &readers);
+    job.next_task().unwrap();
+    job.launch(2, 0, &b).unwrap();
+    // Stage 0's outputs go with a, but nobody needs them: still shown done, nothing re-run.
+    job.executor_lost(&a, "killed");
+    assert!(!job.has_ready());
+    assert_eq!(job.info().stages[0].done, 2);
+    assert_eq!(job.info().stages[0].rerun_tasks, 0);
+    // b goes too: stage 2 needs stage 1 again, which needs stage 0 again.
+    job.executor_lost(&b, "killed");
+    let rerun = launch_all(&mut job, &c);
+    assert_eq!(rerun, vec![(0, 0, 1), (0, 1, 1)]);
+    succeed_all(&mut job, &c, &rerun);
+    let readers = launch_all(&mut job, &c);
+    assert_eq!(readers, vec![(1, 0, 1), (1, 1, 1)]);
+    succeed_all(&mut job, &c, &readers);
+    let last = launch_all(&mut job, &c);
+    succeed_all(&mut job, &c, &last);
+    assert!(matches!(job.status, JobStatus::Succeeded));
+    let info = job.info();
+    assert_eq!(
+        info.stages
+            .iter()
+            .map(|s| s.rerun_tasks)
+            .collect::<Vec<_>>(),
+        vec![2, 2, 0]
+    );
+}
+
+#[test]
+fn a_departed_executor_hands_back_its_running_attempt_without_a_failure() {
+    let (a, b) = (e("a"), e("b"));
+    let mut job = job_of(&[(2, &[])], 1, 1); // one attempt allowed
+    job.next_task().unwrap();
+    job.launch(0, 0, &a).unwrap();
+    assert!(job.needs_executor(&a));
+    assert_eq!(job.executor_departed(&a), vec![(0, 0)]);
+    assert!(!job.needs_executor(&a));
+    let rest = launch_all(&mut job, &b);
+    assert_eq!(rest, vec![(0, 0, 1), (0, 1, 0)]);
+    succeed_all(&mut job, &b, &rest);
+    assert!(matches!(job.status, JobStatus::Succeeded));
+    assert_eq!(job.info().stages[0].failed_attempts, 0);
+    // The client has not read the result yet: b is still needed.
+    assert!(job.needs_executor(&b));
+}
