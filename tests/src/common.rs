@@ -71,6 +71,15 @@ pub fn normalized_rows(batches: &[RecordBatch]) -> Vec<String> {
     rows
 }
 
+/// What single-process DataFusion answers to `sql` over the TPC-H test tables, normalized.
+pub async fn tpch_expected(sql: &str) -> Vec<String> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    for ddl in faisca_bench::tpch::data::create_tables_sql(tpch_dir()) {
+        ctx.sql(&ddl).await.unwrap().collect().await.unwrap();
+    }
+    normalized_rows(&ctx.sql(sql).await.unwrap().collect().await.unwrap())
+}
+
 /// Rows as strings, in the order they came (for results a query orders).
 pub fn ordered_rows(batches: &[RecordBatch]) -> Vec<String> {
     let mut rows = Vec::new();

@@ -15,7 +15,7 @@ use faisca::jobs::{JobInfo, JobState};
 use faisca_bench::tpch::{data, queries};
 
 use crate::cli::{Processes, start_driver_with, start_executor_with, wait_until};
-use crate::common::{faisca_bin, normalized_rows, tpch_dir};
+use crate::common::{faisca_bin, normalized_rows, tpch_dir, tpch_expected};
 use crate::health::{free_port, request};
 
 const QUERY: usize = 9;
@@ -160,7 +160,7 @@ async fn decommission_during_query(grace: &str) -> Outcome {
     let rows = faisca::client::collect(result.batches).await.unwrap();
     assert_eq!(
         normalized_rows(&rows),
-        expected(sql).await,
+        tpch_expected(sql).await,
         "answer with a decommission"
     );
     let mut exit = None;
@@ -185,14 +185,6 @@ async fn decommission_during_query(grace: &str) -> Outcome {
         readyz,
         left,
     }
-}
-
-async fn expected(sql: &str) -> Vec<String> {
-    let ctx = datafusion::prelude::SessionContext::new();
-    for ddl in data::create_tables_sql(tpch_dir()) {
-        ctx.sql(&ddl).await.unwrap().collect().await.unwrap();
-    }
-    normalized_rows(&ctx.sql(sql).await.unwrap().collect().await.unwrap())
 }
 
 fn total(info: &JobInfo, field: impl Fn(&faisca::jobs::StageInfo) -> u32) -> u32 {

@@ -12,16 +12,7 @@ use faisca::jobs::{JobInfo, JobState, StageInfo};
 use faisca_bench::tpch::{data, queries};
 
 use crate::cli::{Processes, start_driver_with, start_executor};
-use crate::common::{faisca_bin, normalized_rows, tpch_dir};
-
-/// What single-process DataFusion answers.
-async fn expected(sql: &str) -> Vec<String> {
-    let ctx = SessionContext::new();
-    for ddl in data::create_tables_sql(tpch_dir()) {
-        ctx.sql(&ddl).await.unwrap().collect().await.unwrap();
-    }
-    normalized_rows(&ctx.sql(sql).await.unwrap().collect().await.unwrap())
-}
+use crate::common::{faisca_bin, normalized_rows, tpch_dir, tpch_expected};
 
 async fn session(master: &str, config: &[(&str, &str)]) -> Session {
     let mut builder = Session::builder().master(master);
@@ -57,7 +48,7 @@ async fn injected_task_failures_are_retried_and_the_answer_is_right() {
     // The first two attempts of every task of every stage fail; the third succeeds.
     let session = session("local[2]", &[("faisca.test.failTasks", "*:2")]).await;
     let (rows, info) = run(&session, sql).await;
-    assert_eq!(normalized_rows(&rows.unwrap()), expected(sql).await);
+    assert_eq!(normalized_rows(&rows.unwrap()), tpch_expected(sql).await);
     assert_eq!(info.state, JobState::Succeeded);
     for stage in &info.stages {
         assert_eq!(stage.attempts, 3 * stage.tasks, "{stage:?}");
@@ -628,7 +619,7 @@ async fn a_hundred_concurrent_jobs_from_ten_sessions_are_all_right() {
     let expected_rows: Vec<Vec<String>> = {
         let mut all = Vec::new();
         for k in 0..100 {
-            all.push(expected(&sql(k)).await);
+            all.push(tpch_expected(&sql(k)).await);
         }
         all
     };

@@ -10,7 +10,7 @@ use faisca::Session;
 use faisca_bench::tpch::{data, queries};
 
 use crate::cli::{Processes, start_driver_from, wait_until};
-use crate::common::{faisca_bin, normalized_rows, tpch_dir};
+use crate::common::{faisca_bin, normalized_rows, tpch_dir, tpch_expected};
 
 /// Live processes whose parent is `parent` (zombies, already dead, are left out).
 fn children_of(parent: u32) -> Vec<u32> {
@@ -75,14 +75,6 @@ async fn session(address: &str) -> Session {
     session
 }
 
-async fn expected(sql: &str) -> Vec<String> {
-    let ctx = datafusion::prelude::SessionContext::new();
-    for ddl in data::create_tables_sql(tpch_dir()) {
-        ctx.sql(&ddl).await.unwrap().collect().await.unwrap();
-    }
-    normalized_rows(&ctx.sql(sql).await.unwrap().collect().await.unwrap())
-}
-
 async fn answer(session: &Session, sql: &str) -> Vec<String> {
     let result = session.execute_sql(sql).await.unwrap();
     normalized_rows(&faisca::client::collect(result.batches).await.unwrap())
@@ -100,7 +92,7 @@ async fn a_driver_launches_its_executors_replaces_a_killed_one_and_stops_them_on
     let mut procs = Processes(vec![driver]);
     let session = session(&address).await;
     let sql = queries::query(3).unwrap();
-    let expected = expected(sql).await;
+    let expected = tpch_expected(sql).await;
     assert_eq!(
         answer(&session, sql).await,
         expected,

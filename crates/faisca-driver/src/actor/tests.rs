@@ -18,16 +18,9 @@ fn register(
 }
 
 fn executors(state: &mut DriverState) -> Vec<String> {
-    let (reply, mut answer) = oneshot::channel();
-    state.receive(Message::ClusterInfo {
-        min_executors: 0,
-        reply,
-    });
-    answer
-        .try_recv()
-        .unwrap()
+    executor_states(state)
         .into_iter()
-        .map(|e| e.executor_id)
+        .map(|(id, _)| id)
         .collect()
 }
 
