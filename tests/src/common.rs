@@ -71,6 +71,28 @@ pub fn normalized_rows(batches: &[RecordBatch]) -> Vec<String> {
     rows
 }
 
+/// A session on `master` with `config`, once `executors` executors registered (a minute at
+/// most), with the TPC-H test tables.
+pub async fn tpch_session(
+    master: &str,
+    config: &[(&str, &str)],
+    executors: usize,
+) -> faisca::Session {
+    let mut builder = faisca::Session::builder().master(master);
+    for (key, value) in config {
+        builder = builder.config(*key, *value);
+    }
+    let session = builder.build().await.unwrap();
+    session
+        .wait_for_executors(executors, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    for ddl in faisca_bench::tpch::data::create_tables_sql(tpch_dir()) {
+        session.execute_sql(&ddl).await.unwrap();
+    }
+    session
+}
+
 /// What single-process DataFusion answers to `sql` over the TPC-H test tables, normalized.
 pub async fn tpch_expected(sql: &str) -> Vec<String> {
     let ctx = datafusion::prelude::SessionContext::new();

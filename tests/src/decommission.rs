@@ -10,12 +10,11 @@
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use faisca::Session;
 use faisca::jobs::{JobInfo, JobState};
-use faisca_bench::tpch::{data, queries};
+use faisca_bench::tpch::queries;
 
 use crate::cli::{Processes, start_driver_with, start_executor_with, wait_until};
-use crate::common::{faisca_bin, normalized_rows, tpch_dir, tpch_expected};
+use crate::common::{faisca_bin, normalized_rows, tpch_expected};
 use crate::health::{free_port, request};
 
 const QUERY: usize = 9;
@@ -91,18 +90,7 @@ async fn decommission_during_query(grace: &str) -> Outcome {
         &grace_conf,
     ];
     let mut victim: Child = start_executor_with(&address, 1, work.path(), &victim_args);
-    let mut builder = Session::builder().master(&address);
-    for (key, value) in SETTINGS {
-        builder = builder.config(*key, *value);
-    }
-    let session = builder.build().await.unwrap();
-    session
-        .wait_for_executors(1, Duration::from_secs(60))
-        .await
-        .unwrap();
-    for ddl in data::create_tables_sql(tpch_dir()) {
-        session.execute_sql(&ddl).await.unwrap();
-    }
+    let session = crate::common::tpch_session(&address, SETTINGS, 1).await;
     let sql = queries::query(QUERY).unwrap();
     let result = session.execute_sql(sql).await.unwrap();
     let job = result.job_id.clone().unwrap();

@@ -9,25 +9,13 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use faisca::Session;
 use faisca::jobs::{JobInfo, JobState, StageInfo};
-use faisca_bench::tpch::{data, queries};
+use faisca_bench::tpch::queries;
 
 use crate::cli::{Processes, start_driver_with, start_executor};
 use crate::common::{faisca_bin, normalized_rows, tpch_dir, tpch_expected};
 
 async fn session(master: &str, config: &[(&str, &str)]) -> Session {
-    let mut builder = Session::builder().master(master);
-    for (k, v) in config {
-        builder = builder.config(*k, *v);
-    }
-    let session = builder.build().await.unwrap();
-    session
-        .wait_for_executors(1, Duration::from_secs(30))
-        .await
-        .unwrap();
-    for ddl in data::create_tables_sql(tpch_dir()) {
-        session.execute_sql(&ddl).await.unwrap();
-    }
-    session
+    crate::common::tpch_session(master, config, 1).await
 }
 
 /// Run `sql`, returning its rows and the job's final status.

@@ -7,10 +7,10 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use faisca::Session;
-use faisca_bench::tpch::{data, queries};
+use faisca_bench::tpch::queries;
 
 use crate::cli::{Processes, start_driver_from, wait_until};
-use crate::common::{faisca_bin, normalized_rows, tpch_dir, tpch_expected};
+use crate::common::{faisca_bin, normalized_rows, tpch_expected};
 
 /// Live processes whose parent is `parent` (zombies, already dead, are left out).
 fn children_of(parent: u32) -> Vec<u32> {
@@ -64,15 +64,7 @@ fn driver_with_executors(work: &Path) -> (Child, String) {
 }
 
 async fn session(address: &str) -> Session {
-    let session = Session::builder().master(address).build().await.unwrap();
-    session
-        .wait_for_executors(2, Duration::from_secs(60))
-        .await
-        .unwrap();
-    for ddl in data::create_tables_sql(tpch_dir()) {
-        session.execute_sql(&ddl).await.unwrap();
-    }
-    session
+    crate::common::tpch_session(address, &[], 2).await
 }
 
 async fn answer(session: &Session, sql: &str) -> Vec<String> {
