@@ -1,5 +1,6 @@
 //! The `processes` launcher: executors as child processes of the driver on its host
-//! (`faisca driver --executors N`, or `faisca.executor.instances`).
+//! (`faisca driver --executors N`, or `faisca.executor.instances`: the driver actor asks for that
+//! many when it starts).
 //!
 //! Each executor runs in a numbered *slot*. An executor that dies is replaced in its slot, up to
 //! `faisca.executor.maxFailures` times per slot; one that exits with status 0 (it was
@@ -43,8 +44,6 @@ pub struct ProcessLauncherOptions {
     /// The `faisca` executable (or a program built on `faisca_cli::main`), run as
     /// `PROGRAM executor …`.
     pub program: PathBuf,
-    /// Executors to start (`faisca.executor.instances`).
-    pub instances: usize,
     /// Task slots of each (`faisca.executor.cores`).
     pub cores: u32,
     /// Memory pool of each, in bytes (`faisca.executor.memory`).
@@ -71,7 +70,6 @@ impl ProcessLauncherOptions {
             .collect();
         ProcessLauncherOptions {
             program,
-            instances: config.executor_instances(),
             cores: config.executor_cores(),
             memory_bytes: config.executor_memory(),
             work_dir,
@@ -167,7 +165,6 @@ struct Supervisor {
 
 impl Supervisor {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<LauncherCommand>) {
-        self.request_total(self.options.instances);
         loop {
             tokio::select! {
                 // Commands first: once the driver let go, an executor that exits is not replaced.
