@@ -124,6 +124,30 @@ pub fn wait_until(mut done: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// `faisca status --master ADDRESS --json ARGS…`: its stdout (one JSON object per line), after
+/// checking that it succeeded.
+pub fn faisca_status_json(address: &str, args: &[&str]) -> String {
+    let out = Command::new(faisca_bin())
+        .args(["status", "--master", address, "--json"])
+        .args(args)
+        .output()
+        .expect("run faisca status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// [`faisca_status_json`], each line parsed.
+pub fn faisca_status_lines(address: &str, args: &[&str]) -> Vec<serde_json::Value> {
+    faisca_status_json(address, args)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON object per line"))
+        .collect()
+}
+
 /// Run `faisca sql` and return (exit code, stdout, stderr).
 pub fn faisca_sql(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(faisca_bin())

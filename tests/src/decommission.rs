@@ -13,8 +13,10 @@ use std::time::Duration;
 use faisca::jobs::{JobInfo, JobState};
 use faisca_bench::tpch::queries;
 
-use crate::cli::{Processes, start_driver_with, start_executor_with, wait_until};
-use crate::common::{faisca_bin, normalized_rows, tpch_expected};
+use crate::cli::{
+    Processes, faisca_status_lines, start_driver_with, start_executor_with, wait_until,
+};
+use crate::common::{normalized_rows, tpch_expected};
 use crate::health::{free_port, request};
 
 const QUERY: usize = 9;
@@ -38,6 +40,8 @@ const SETTINGS: &[(&str, &str)] = &[
 
 struct Outcome {
     info: JobInfo,
+    /// The job as `faisca status --json JOB` shows it.
+    shown: serde_json::Value,
     /// The victim's exit status.
     exit: std::process::ExitStatus,
     /// `faisca status --executors --json` while the victim was decommissioning.
@@ -48,26 +52,8 @@ struct Outcome {
     left: Vec<String>,
 }
 
-fn status_lines(address: &str, args: &[&str]) -> Vec<serde_json::Value> {
-    let out = Command::new(faisca_bin())
-        .args(["status", "--master", address, "--json"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn executor_state(address: &str, id: &str) -> Option<String> {
-    status_lines(address, &["--executors"])
+    faisca_status_lines(address, &["--executors"])
         .into_iter()
         .find(|e| e["executor_id"] == id)
         .map(|e| e["state"].as_str().unwrap().to_string())
@@ -160,7 +146,8 @@ async fn decommission_during_query(grace: &str) -> Outcome {
         "the victim never exited"
     );
     let info = session.client().job(&job).await.unwrap();
-    let left = status_lines(&address, &["--executors"])
+    let shown = faisca_status_lines(&address, &[&job]).remove(0);
+    let left = faisca_status_lines(&address, &["--executors"])
         .into_iter()
         .map(|e| e["executor_id"].as_str().unwrap().to_string())
         .collect();
@@ -168,6 +155,7 @@ async fn decommission_during_query(grace: &str) -> Outcome {
     drop(procs);
     Outcome {
         info,
+        shown,
         exit: exit.unwrap(),
         shown_decommissioning,
         readyz,
@@ -188,6 +176,16 @@ async fn a_decommissioned_executor_serves_its_output_until_released_and_nothing_
     assert_eq!(total(info, |s| s.failed_attempts), 0, "{info:?}");
     assert_eq!(total(info, |s| s.rerun_tasks), 0, "{info:?}");
     assert_eq!(total(info, |s| s.fetch_failures), 0, "{info:?}");
+    // `faisca status --json` reports the same.
+    for field in ["failed_attempts", "rerun_tasks", "fetch_failures"] {
+        let shown: u64 = outcome.shown["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s[field].as_u64().unwrap())
+            .sum();
+        assert_eq!(shown, 0, "{field}: {}", outcome.shown);
+    }
     assert_eq!(outcome.exit.code(), Some(0), "the victim exits 0");
     assert!(
         outcome.shown_decommissioning,

@@ -190,16 +190,7 @@ fn mid_map_stage(info: &JobInfo) -> bool {
 }
 
 fn status_json(address: &str, job: &str) -> String {
-    let out = Command::new(faisca_bin())
-        .args(["status", "--master", address, "--json", job])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    crate::cli::faisca_status_json(address, &[job])
 }
 
 /// A driver and three one-core executor processes, a session, the shuffle-heavy tables and

@@ -236,7 +236,7 @@ pub async fn executor(args: ExecutorArgs) -> Result<()> {
         }
         () = &mut parent_gone => {
             cut_short("its launching process is gone");
-            bail!("the process that launched this executor is gone (its standard input closed)");
+            bail!(PARENT_GONE);
         }
     };
     eprintln!(
@@ -266,13 +266,17 @@ pub async fn executor(args: ExecutorArgs) -> Result<()> {
                 break Ok(());
             }
             () = &mut parent_gone => {
-                break Err(anyhow::anyhow!("the process that launched this executor is gone (its standard input closed)"));
+                break Err(anyhow::anyhow!(PARENT_GONE));
             }
         }
     };
     executor.shutdown().await;
     result
 }
+
+/// Why an executor with `--exit-on-stdin-eof` stopped.
+const PARENT_GONE: &str =
+    "the process that launched this executor is gone (its standard input closed)";
 
 /// Resolves when standard input reaches its end, if `watch`; never otherwise.
 async fn parent_gone(watch: bool) {

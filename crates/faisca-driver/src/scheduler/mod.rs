@@ -685,26 +685,22 @@ impl JobState {
     /// Whether this job still needs something of `executor`: a running attempt, or an output
     /// that a running stage will read or the client has not read yet.
     pub fn needs_executor(&self, executor: &ExecutorId) -> bool {
-        let on = |slot: &TaskSlot| match slot {
-            TaskSlot::Done(out) => &out.executor == executor,
-            TaskSlot::Running { executor: e, .. } => e == executor,
-            TaskSlot::Pending | TaskSlot::Lost => false,
+        let holds_output = |s: usize| {
+            self.stages[s]
+                .tasks
+                .iter()
+                .any(|t| matches!(&t.slot, TaskSlot::Done(out) if &out.executor == executor))
         };
-        let stage_holds = |s: usize| self.stages[s].tasks.iter().any(|task| on(&task.slot));
-        let result = self.result_stage_id();
         match self.status {
-            JobStatus::Running => (0..self.stages.len() as u32).any(|s| {
-                let durable = s == result && self.planned.write.is_some();
-                if durable || !self.needed(s) {
-                    // Only a running attempt there matters.
-                    self.stages[s as usize].tasks.iter().any(
-                        |t| matches!(&t.slot, TaskSlot::Running { executor: e, .. } if e == executor),
-                    )
-                } else {
-                    stage_holds(s as usize)
-                }
-            }),
-            JobStatus::Succeeded => self.planned.write.is_none() && stage_holds(result as usize),
+            JobStatus::Running => {
+                !self.running_on(executor).is_empty()
+                    || (0..self.stages.len()).any(|s| {
+                        Some(s) != self.durable_stage() && self.needed(s as u32) && holds_output(s)
+                    })
+            }
+            JobStatus::Succeeded => {
+                self.durable_stage().is_none() && holds_output(self.result_stage_id() as usize)
+            }
             _ => false,
         }
     }
