@@ -50,6 +50,8 @@ struct Outcome {
     readyz: Option<(u16, String)>,
     /// The executors left after the job.
     left: Vec<String>,
+    /// The victim among the departed executors in `faisca status --executors --json`.
+    departure: Option<serde_json::Value>,
 }
 
 fn executor_state(address: &str, id: &str) -> Option<String> {
@@ -147,10 +149,15 @@ async fn decommission_during_query(grace: &str) -> Outcome {
     );
     let info = session.client().job(&job).await.unwrap();
     let shown = faisca_status_lines(&address, &[&job]).remove(0);
-    let left = faisca_status_lines(&address, &["--executors"])
-        .into_iter()
+    let shown_executors = faisca_status_lines(&address, &["--executors"]);
+    let left = shown_executors
+        .iter()
+        .filter(|e| e["state"] == "active" || e["state"] == "decommissioning")
         .map(|e| e["executor_id"].as_str().unwrap().to_string())
         .collect();
+    let departure = shown_executors
+        .into_iter()
+        .find(|e| e["executor_id"] == "victim" && e["state"] == "exited");
     session.stop().await;
     drop(procs);
     Outcome {
@@ -160,6 +167,7 @@ async fn decommission_during_query(grace: &str) -> Outcome {
         shown_decommissioning,
         readyz,
         left,
+        departure,
     }
 }
 
@@ -200,6 +208,11 @@ async fn a_decommissioned_executor_serves_its_output_until_released_and_nothing_
         !outcome.left.contains(&"victim".to_string()),
         "gone from faisca status: {:?}",
         outcome.left
+    );
+    let departure = outcome.departure.expect("listed as departed");
+    assert!(
+        departure["reason"].as_str().unwrap().contains("stream closed"),
+        "{departure}"
     );
 }
 

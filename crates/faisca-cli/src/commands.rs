@@ -12,6 +12,7 @@ use faisca::driver::{DriverOptions, DriverServer};
 use faisca::executor::{Executor, ExecutorOptions};
 use faisca::{FaiscaConfig, Session};
 use faisca_common::config::{parse_bytes, parse_key_values};
+use faisca_kubernetes::{KubernetesLauncher, Master};
 
 use crate::output::{self, Format};
 use crate::script::split_statements;
@@ -36,6 +37,16 @@ pub struct DriverArgs {
     /// Work directory of the executors the driver launches.
     #[arg(long, default_value = "/tmp/faisca-work")]
     pub work_dir: PathBuf,
+    /// Launch executors as pods: k8s://https://HOST:PORT (the Kubernetes API server; k8s:// alone
+    /// takes it from the kubeconfig, or in a pod from its service account). Pods reach the
+    /// driver at --advertise-address. faisca.executor.instances (2 by default here) or dynamic
+    /// allocation sets how many.
+    #[arg(long, value_name = "k8s://URL")]
+    pub master: Option<String>,
+    /// With a k8s:// master: print the executor pod the driver would create (YAML) and exit,
+    /// contacting nothing and binding nothing.
+    #[arg(long, requires = "master")]
+    pub dry_run: bool,
     /// Configuration `key=value` (repeatable).
     #[arg(long = "conf", value_name = "KEY=VALUE")]
     pub conf: Vec<String>,
@@ -45,7 +56,7 @@ pub struct DriverArgs {
 #[derive(Debug, clap::Args)]
 pub struct ExecutorArgs {
     /// The driver: faisca://host:port or http://host:port.
-    #[arg(long)]
+    #[arg(long, env = "FAISCA_DRIVER_URL")]
     pub driver: String,
     /// Task slots (default: the machine's cores).
     #[arg(long)]
@@ -63,7 +74,7 @@ pub struct ExecutorArgs {
     #[arg(long)]
     pub advertise_address: Option<String>,
     /// Executor id (default: random).
-    #[arg(long)]
+    #[arg(long, env = "FAISCA_EXECUTOR_ID")]
     pub id: Option<String>,
     /// Serve plain-HTTP `/healthz` and `/readyz` on this port (same interface as --bind); ready
     /// once registered with the driver.
@@ -146,11 +157,46 @@ pub async fn driver(args: DriverArgs) -> Result<()> {
             n.to_string(),
         ));
     }
+    let kubernetes = match args.master.as_deref() {
+        Some(text) => Some(Master::parse(text)?.with_context(|| {
+            format!("invalid --master '{text}': expected k8s://https://HOST:PORT (executors as Kubernetes pods), or k8s:// for the kubeconfig's server")
+        })?),
+        None => None,
+    };
+    if kubernetes.is_some()
+        && !pairs.iter().any(|(k, _)| {
+            k.eq_ignore_ascii_case(faisca_common::config::keys::EXECUTOR_INSTANCES.name)
+        })
+    {
+        // Spark's default number of executors on Kubernetes.
+        pairs.push((
+            faisca_common::config::keys::EXECUTOR_INSTANCES.name.to_string(),
+            "2".to_string(),
+        ));
+    }
     let config = FaiscaConfig::from_pairs(pairs)?;
     let bind = socket_addr(&args.bind, "--bind")?;
+    if let Some(master) = &kubernetes
+        && args.dry_run
+    {
+        let host = args.advertise_address.clone().unwrap_or_else(|| bind.ip().to_string());
+        let driver_url = format!("http://{host}:{}", bind.port());
+        let yaml = faisca_kubernetes::dry_run(master, &config, &driver_url)?;
+        print!("{yaml}");
+        return Ok(());
+    }
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
-    let launcher: Option<Box<dyn ExecutorLauncher>> = if config.executor_instances() > 0 {
+    let launcher: Option<Box<dyn ExecutorLauncher>> = if let Some(master) = &kubernetes {
+        let app_id = faisca_kubernetes::new_app_id();
+        let launcher = tokio::select! {
+            launcher = KubernetesLauncher::connect(master, &config, &app_id) => launcher?,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted while connecting to Kubernetes"),
+            _ = terminate.recv() => bail!("stopped (SIGTERM) while connecting to Kubernetes"),
+        };
+        eprintln!("faisca driver: executors are pods of application {app_id}");
+        Some(Box::new(launcher))
+    } else if config.executor_instances() > 0 || config.dynamic_allocation().enabled {
         let program = std::env::current_exe()
             .context("cannot find this program's executable to launch executors with")?;
         let options = ProcessLauncherOptions::from_config(program, args.work_dir, &config);

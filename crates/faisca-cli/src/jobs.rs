@@ -332,7 +332,7 @@ fn write_executors(out: &mut dyn Write, executors: &[ExecutorStatus]) -> Result<
         "{:<24}  {:<15}  {:>5}  {:>7}  {:>10}  ADDRESS",
         "EXECUTOR", "STATE", "CORES", "RUNNING", "MEMORY"
     )?;
-    for e in executors {
+    for e in executors.iter().filter(|e| e.is_registered()) {
         writeln!(
             out,
             "{:<24}  {:<15}  {:>5}  {:>7}  {:>9}M  {}",
@@ -343,6 +343,14 @@ fn write_executors(out: &mut dyn Write, executors: &[ExecutorStatus]) -> Result<
             e.memory_bytes >> 20,
             e.address
         )?;
+    }
+    let departed: Vec<&ExecutorStatus> = executors.iter().filter(|e| !e.is_registered()).collect();
+    if !departed.is_empty() {
+        writeln!(out, "\nDeparted recently (oldest first):")?;
+        writeln!(out, "{:<24}  {:<15}  REASON", "EXECUTOR", "STATE")?;
+        for e in departed {
+            writeln!(out, "{:<24}  {:<15}  {}", e.executor_id, e.state, e.reason)?;
+        }
     }
     Ok(())
 }
@@ -356,6 +364,7 @@ pub fn executor_json(e: &ExecutorStatus) -> serde_json::Value {
         "cores": e.cores,
         "memory_bytes": e.memory_bytes,
         "running_tasks": e.running_tasks,
+        "reason": e.reason,
     })
 }
 

@@ -20,7 +20,10 @@
 //!   executor slots and to react to task results.
 //!
 //! * [`launcher`] starts executors for the driver when asked (`faisca driver --executors N`:
-//!   child processes), replaces those that die and stops them with the driver.
+//!   child processes; pods through the `faisca-kubernetes` crate), replaces those that die,
+//!   reports why they ended, and stops them with the driver. [`allocation`] is dynamic
+//!   allocation: the number the launcher is asked for follows the backlog of tasks, and idle
+//!   executors are released.
 //!
 //! Executors connect to the driver (never the reverse) over one bidirectional stream each; a
 //! broken stream means a lost executor. An executor leaving on purpose (SIGTERM) first
@@ -29,6 +32,7 @@
 //! a failure.
 
 pub mod actor;
+pub mod allocation;
 pub mod commit;
 pub mod diagnose;
 pub mod flight;

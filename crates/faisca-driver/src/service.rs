@@ -342,7 +342,7 @@ impl DriverService for DriverServiceImpl {
         request: Request<ClusterInfoRequest>,
     ) -> Result<Response<ClusterInfoResponse>, Status> {
         let min_executors = request.get_ref().min_executors as usize;
-        let executors = self
+        let info = self
             .handle
             .ask(|reply| Message::ClusterInfo {
                 min_executors,
@@ -350,7 +350,7 @@ impl DriverService for DriverServiceImpl {
             })
             .await
             .map_err(to_status)?;
-        Ok(Response::new(ClusterInfoResponse { executors }))
+        Ok(Response::new(info))
     }
 
     async fn list_jobs(

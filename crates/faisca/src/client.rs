@@ -232,18 +232,20 @@ impl DriverClient {
             .collect()
     }
 
-    /// The executors registered now, by id (decommissioning ones included).
+    /// The executors registered now, by id (decommissioning ones included), then those that
+    /// left recently, oldest first, with why.
     pub async fn executors(&self) -> Result<Vec<ExecutorStatus>> {
         let response = self
             .control
             .clone()
             .cluster_info(faisca_proto::ClusterInfoRequest { min_executors: 0 })
             .await
-            .map_err(|s| self.status(s))?;
+            .map_err(|s| self.status(s))?
+            .into_inner();
         Ok(response
-            .into_inner()
             .executors
             .into_iter()
+            .chain(response.departed)
             .map(ExecutorStatus::from)
             .collect())
     }

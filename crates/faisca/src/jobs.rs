@@ -197,8 +197,19 @@ pub struct ExecutorStatus {
     /// Tasks running there now.
     pub running_tasks: u32,
     /// `active`, or `decommissioning` (no new tasks; it leaves once no running job needs its
-    /// shuffle output, or when its grace period ends).
+    /// shuffle output, or when its grace period ends); of a departed executor `lost` (it
+    /// failed) or `exited` (it left on purpose).
     pub state: String,
+    /// Why a departed executor left (a lost stream, a missed heartbeat, what its launcher saw:
+    /// an exit status, `OOMKilled`, `Evicted`); empty for a registered one.
+    pub reason: String,
+}
+
+impl ExecutorStatus {
+    /// Whether the executor is registered now (`active` or `decommissioning`).
+    pub fn is_registered(&self) -> bool {
+        self.state == "active" || self.state == "decommissioning"
+    }
 }
 
 impl From<proto::ExecutorInfo> for ExecutorStatus {
@@ -210,6 +221,7 @@ impl From<proto::ExecutorInfo> for ExecutorStatus {
             memory_bytes: e.memory_bytes,
             running_tasks: e.running_tasks,
             state: e.state,
+            reason: e.reason,
         }
     }
 }

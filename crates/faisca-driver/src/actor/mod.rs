@@ -14,11 +14,14 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::datatypes::SchemaRef;
 use faisca_common::ids::SessionId;
 use faisca_common::{Error, ExecutorId, FaiscaConfig, JobId, Result};
-use faisca_proto::{DriverMessage, ExecutorInfo, JobInfo, TaskStatus, driver_message};
+use faisca_proto::{
+    ClusterInfoResponse, DriverMessage, ExecutorInfo, JobInfo, TaskStatus, driver_message,
+};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::launcher::LauncherHandle;
+use crate::allocation::{DynamicAllocator, ExecutorLoad, Load};
+use crate::launcher::{LauncherEvent, LauncherHandle};
 use crate::scheduler::{JobState, PlannedJob};
 use crate::session::Session;
 
@@ -200,23 +203,31 @@ pub enum Message {
         /// Rows written, or why the commit failed.
         result: Result<u64>,
     },
+    /// Let dynamic allocation decide, as of `now` (sent periodically when it is enabled).
+    AllocationTick {
+        /// The time to judge backlogs and idleness against.
+        now: Instant,
+    },
     /// Ask the launcher for this many executors in all (fewer: the newest decommission and
     /// leave). Ignored without a launcher.
     RequestExecutors {
         /// Executors wanted.
         total: usize,
     },
-    /// The registered executors, once at least `min_executors` are registered.
+    /// The registered executors, once at least `min_executors` are registered, and the
+    /// recently departed ones.
     ClusterInfo {
         /// How many executors to wait for.
         min_executors: usize,
         /// The executors.
-        reply: oneshot::Sender<Vec<ExecutorInfo>>,
+        reply: oneshot::Sender<ClusterInfoResponse>,
     },
+    /// The launcher reported something (an executor it started is gone).
+    Launcher(LauncherEvent),
 }
 
 /// Driver-level settings of the actor.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DriverSettings {
     /// Executors silent for longer than this are dropped (`faisca.executor.heartbeatTimeout`).
     pub heartbeat_timeout: Duration,
@@ -226,6 +237,10 @@ pub struct DriverSettings {
     pub retained_task_failures: usize,
     /// Executors a launcher starts (`faisca.executor.instances`).
     pub executor_instances: usize,
+    /// Task slots of a launched executor (`faisca.executor.cores`).
+    pub executor_cores: u32,
+    /// `faisca.dynamicAllocation.*`.
+    pub dynamic_allocation: faisca_common::config::DynamicAllocation,
 }
 
 impl DriverSettings {
@@ -236,6 +251,8 @@ impl DriverSettings {
             retained_jobs: config.retained_jobs(),
             retained_task_failures: config.retained_task_failures(),
             executor_instances: config.executor_instances(),
+            executor_cores: config.executor_cores(),
+            dynamic_allocation: config.dynamic_allocation(),
         }
     }
 }
@@ -258,13 +275,19 @@ pub struct DriverState {
     finished: VecDeque<(JobId, FinishedJob)>,
     next_job_seq: u64,
     job_waiters: HashMap<JobId, Vec<JobWaiter>>,
-    cluster_waiters: Vec<(usize, oneshot::Sender<Vec<ExecutorInfo>>)>,
+    cluster_waiters: Vec<(usize, oneshot::Sender<ClusterInfoResponse>)>,
+    /// Executors that left, oldest first, at most `retained_jobs` (state `lost` or `exited`).
+    departed: VecDeque<ExecutorInfo>,
     /// Where spawned work (a write's commit) reports back; weak, so the actor still ends when
     /// every handle is dropped.
     myself: Option<mpsc::WeakUnboundedSender<Message>>,
     /// What starts executors for this driver, if anything does. Dropped with the actor, which
     /// makes the launcher stop its executors.
     launcher: Option<LauncherHandle>,
+    /// Dynamic allocation, when enabled and there is a launcher.
+    dynamic: Option<DynamicAllocator>,
+    /// The total last asked of the launcher.
+    requested_total: Option<usize>,
 }
 
 impl DriverState {
@@ -279,15 +302,83 @@ impl DriverState {
             next_job_seq: 0,
             job_waiters: HashMap::new(),
             cluster_waiters: Vec::new(),
+            departed: VecDeque::new(),
             myself: None,
             launcher: None,
+            dynamic: None,
+            requested_total: None,
         }
     }
 
-    /// Start executors with `launcher`: as many as `faisca.executor.instances` asks for.
+    /// Start executors with `launcher`: as many as `faisca.executor.instances` asks for, or
+    /// with dynamic allocation `initialExecutors`.
     pub fn set_launcher(&mut self, launcher: LauncherHandle) {
-        launcher.request_total(self.settings.executor_instances);
         self.launcher = Some(launcher);
+        let dynamic = &self.settings.dynamic_allocation;
+        let total = if dynamic.enabled {
+            let allocator = DynamicAllocator::new(dynamic.clone(), self.settings.executor_cores);
+            let total = allocator.target();
+            self.dynamic = Some(allocator);
+            info!(
+                initial = total,
+                min = dynamic.min_executors,
+                max = dynamic.max_executors,
+                "dynamic allocation enabled"
+            );
+            total
+        } else {
+            self.settings.executor_instances
+        };
+        self.request_total(total);
+    }
+
+    /// Ask the launcher for `total` executors, if that changes what it was asked.
+    fn request_total(&mut self, total: usize) {
+        if let Some(launcher) = &self.launcher
+            && self.requested_total != Some(total)
+        {
+            launcher.request_total(total);
+            self.requested_total = Some(total);
+        }
+    }
+
+    /// Dynamic allocation's step: a new target for the launcher, idle executors released.
+    fn allocation_tick(&mut self, now: Instant) {
+        let Some(dynamic) = &mut self.dynamic else {
+            return;
+        };
+        let load = Load {
+            waiting_tasks: self.jobs.values().map(JobState::waiting_tasks).sum(),
+            running_tasks: self.jobs.values().map(|j| j.running() as usize).sum(),
+            executors: self
+                .executors
+                .iter()
+                .filter(|(_, e)| e.decommission.is_none())
+                .map(|(id, e)| ExecutorLoad {
+                    id: id.clone(),
+                    running: e.running,
+                    holds_needed_output: self.jobs.values().any(|j| j.needs_executor(id)),
+                })
+                .collect(),
+        };
+        let decision = dynamic.update(now, &load);
+        if let Some(target) = decision.target {
+            info!(target, waiting = load.waiting_tasks, running = load.running_tasks, "dynamic allocation: new executor target");
+        }
+        let target = dynamic.target();
+        let launcher = self.launcher.as_ref().expect("dynamic allocation needs a launcher");
+        for id in &decision.release {
+            info!(executor = %id, "dynamic allocation: releasing an idle executor");
+            launcher.release(id);
+        }
+        // Executors still active are kept until they are released one by one: the launcher is
+        // never asked for fewer, which would make it pick which ones go.
+        let active = load.executors.len() - decision.release.len();
+        if !decision.release.is_empty() {
+            // A release lowers the launcher's own count: say the total again.
+            self.requested_total = None;
+        }
+        self.request_total(target.max(active));
     }
 
     /// Let spawned work report back through `sender`.
@@ -431,16 +522,25 @@ impl DriverState {
                 let _ = reply.send(self.kill_job(&id));
             }
             Message::CommitEnded { id, result } => self.commit_ended(&id, result),
+            Message::AllocationTick { now } => self.allocation_tick(now),
             Message::RequestExecutors { total } => match &self.launcher {
-                Some(launcher) => launcher.request_total(total),
+                Some(_) if self.dynamic.is_some() => {
+                    warn!("{total} executors requested, but dynamic allocation decides the number")
+                }
+                Some(_) => self.request_total(total),
                 None => warn!("{total} executors requested, but this driver launches none"),
             },
+            Message::Launcher(LauncherEvent::ExecutorExited {
+                id,
+                reason,
+                expected,
+            }) => self.launcher_saw_exit(&id, &reason, expected),
             Message::ClusterInfo {
                 min_executors,
                 reply,
             } => {
                 if self.executors.len() >= min_executors {
-                    let _ = reply.send(self.executor_infos());
+                    let _ = reply.send(self.cluster_info());
                 } else {
                     self.cluster_waiters.push((min_executors, reply));
                 }
@@ -477,26 +577,70 @@ impl DriverState {
         }
     }
 
-    fn executor_infos(&self) -> Vec<ExecutorInfo> {
-        let mut infos: Vec<ExecutorInfo> = self
+    fn cluster_info(&self) -> ClusterInfoResponse {
+        let mut executors: Vec<ExecutorInfo> = self
             .executors
             .iter()
-            .map(|(id, e)| ExecutorInfo {
-                executor_id: id.0.clone(),
-                address: e.flight_address.clone(),
-                cores: e.cores,
-                memory_bytes: e.memory_bytes,
-                running_tasks: e.running,
-                state: if e.decommission.is_some() {
-                    "decommissioning"
-                } else {
-                    "active"
-                }
-                .to_string(),
-            })
+            .map(|(id, e)| executor_info(id, e))
             .collect();
-        infos.sort_by(|a, b| a.executor_id.cmp(&b.executor_id));
-        infos
+        executors.sort_by(|a, b| a.executor_id.cmp(&b.executor_id));
+        ClusterInfoResponse {
+            executors,
+            departed: self.departed.iter().cloned().collect(),
+        }
+    }
+
+    /// Remember that `id` left, and why.
+    fn record_departure(&mut self, id: &ExecutorId, entry: &ExecutorEntry, state: &str, reason: &str) {
+        let mut info = executor_info(id, entry);
+        info.running_tasks = 0;
+        info.state = state.to_string();
+        info.reason = reason.to_string();
+        self.departed.push_back(info);
+        while self.departed.len() > self.settings.retained_jobs.max(1) {
+            self.departed.pop_front();
+        }
+    }
+
+    /// The launcher says executor `id` is gone. If it is still registered it is dropped now
+    /// (its stream may take a while to close); if it already left, the launcher's reason is
+    /// added to what was recorded (the log, its departure, the jobs' failures).
+    fn launcher_saw_exit(&mut self, id: &ExecutorId, reason: &str, expected: bool) {
+        if self.executors.contains_key(id) {
+            if expected && let Some(e) = self.executors.get_mut(id) {
+                e.decommission.get_or_insert(Decommission { released: true });
+            }
+            self.executor_lost(id, reason);
+            return;
+        }
+        if let Some(departure) = self.departed.iter_mut().rev().find(|d| d.executor_id == id.0) {
+            if expected || departure.state == "exited" {
+                info!(executor = %id, "its launcher says it ended: {reason}");
+            } else {
+                warn!(executor = %id, "its launcher says why it was lost: {reason}");
+            }
+            departure.reason = format!("{reason} (seen first: {})", departure.reason);
+            let amended = departure.reason.clone();
+            for job in self.jobs.values_mut() {
+                job.amend_executor_loss(id, &amended);
+            }
+            return;
+        }
+        // It never registered (a pod that never started, a process that died at start-up).
+        if expected {
+            info!(executor = %id, "an executor that never registered ended: {reason}");
+        } else {
+            warn!(executor = %id, "an executor failed before it registered: {reason}");
+        }
+        self.departed.push_back(ExecutorInfo {
+            executor_id: id.0.clone(),
+            state: if expected { "exited" } else { "lost" }.to_string(),
+            reason: format!("{reason} (before it registered)"),
+            ..Default::default()
+        });
+        while self.departed.len() > self.settings.retained_jobs.max(1) {
+            self.departed.pop_front();
+        }
     }
 
     fn answer_cluster_waiters(&mut self) {
@@ -506,7 +650,7 @@ impl DriverState {
             .partition(|(min, _)| *min <= count);
         self.cluster_waiters = waiting;
         for (_, reply) in ready {
-            let _ = reply.send(self.executor_infos());
+            let _ = reply.send(self.cluster_info());
         }
     }
 
@@ -522,9 +666,13 @@ impl DriverState {
         let Some(entry) = self.executors.remove(id) else {
             return;
         };
-        if let Some(decommission) = entry.decommission {
+        if let Some(dynamic) = &mut self.dynamic {
+            dynamic.executor_gone(id);
+        }
+        if let Some(decommission) = &entry.decommission {
             // It left on purpose: what it still held is re-run without counting a failure.
             info!(executor = %id, released = decommission.released, "decommissioned executor left ({reason})");
+            self.record_departure(id, &entry, "exited", reason);
             self.jobs_departed_executor(id);
             return;
         }
@@ -533,7 +681,25 @@ impl DriverState {
         } else {
             warn!(executor = %id, "executor lost: {reason}");
         }
+        self.record_departure(id, &entry, "lost", reason);
         self.jobs_lost_executor(id, reason);
+    }
+}
+
+fn executor_info(id: &ExecutorId, e: &ExecutorEntry) -> ExecutorInfo {
+    ExecutorInfo {
+        executor_id: id.0.clone(),
+        address: e.flight_address.clone(),
+        cores: e.cores,
+        memory_bytes: e.memory_bytes,
+        running_tasks: e.running,
+        state: if e.decommission.is_some() {
+            "decommissioning"
+        } else {
+            "active"
+        }
+        .to_string(),
+        reason: String::new(),
     }
 }
 
@@ -575,15 +741,23 @@ pub fn spawn_actor(
     let (sender, mut receiver) = mpsc::unbounded_channel();
     let weak = sender.downgrade();
     let heartbeat_timeout = settings.heartbeat_timeout;
+    // Dynamic allocation decides a few times per backlog timeout (at most every 50 ms).
+    let allocation_period = (settings.dynamic_allocation.backlog_timeout / 4)
+        .clamp(Duration::from_millis(50), Duration::from_secs(1));
     let task = tokio::spawn(async move {
         let mut state = DriverState::new(settings);
         state.set_reply_address(weak);
-        if let Some(launcher) = launcher {
+        let mut launcher_events = None;
+        if let Some(mut launcher) = launcher {
+            launcher_events = launcher.take_events();
             state.set_launcher(launcher);
         }
         let mut check =
             tokio::time::interval((heartbeat_timeout / 4).max(Duration::from_millis(10)));
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut allocation = tokio::time::interval(allocation_period);
+        allocation.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let dynamic = state.dynamic.is_some();
         loop {
             tokio::select! {
                 message = receiver.recv() => match message {
@@ -591,10 +765,26 @@ pub fn spawn_actor(
                     None => break,
                 },
                 _ = check.tick() => state.receive(Message::CheckHeartbeats { now: Instant::now() }),
+                Some(event) = recv_some(&mut launcher_events) => state.receive(Message::Launcher(event)),
+                _ = allocation.tick(), if dynamic => state.receive(Message::AllocationTick { now: Instant::now() }),
             }
         }
     });
     (DriverHandle { sender }, task)
+}
+
+/// The next item of `receiver`; pending forever when there is none (or it closed).
+async fn recv_some<T>(receiver: &mut Option<mpsc::UnboundedReceiver<T>>) -> Option<T> {
+    match receiver {
+        Some(r) => match r.recv().await {
+            Some(item) => Some(item),
+            None => {
+                *receiver = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

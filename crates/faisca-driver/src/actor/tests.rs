@@ -31,6 +31,7 @@ fn silent_executors_are_dropped_and_their_stream_closed() {
         retained_jobs: 10,
         retained_task_failures: 20,
         executor_instances: 0,
+        ..DriverSettings::from_config(&faisca_common::FaiscaConfig::default())
     });
     let mut quiet = register(&mut state, "quiet");
     let _chatty = register(&mut state, "chatty");
@@ -154,6 +155,7 @@ fn sessions_share_slots_and_jobs_of_one_session_run_in_order() {
         retained_jobs: 2,
         retained_task_failures: 20,
         executor_instances: 0,
+        ..DriverSettings::from_config(&faisca_common::FaiscaConfig::default())
     });
     let (a, b) = (session(&mut state), session(&mut state));
     let a1 = submit(&mut state, &a, 2);
@@ -209,6 +211,7 @@ fn settings() -> DriverSettings {
         retained_jobs: 10,
         retained_task_failures: 20,
         executor_instances: 0,
+        ..DriverSettings::from_config(&faisca_common::FaiscaConfig::default())
     }
 }
 
@@ -221,6 +224,7 @@ fn executor_states(state: &mut DriverState) -> Vec<(String, String)> {
     answer
         .try_recv()
         .unwrap()
+        .executors
         .into_iter()
         .map(|e| (e.executor_id, e.state))
         .collect()

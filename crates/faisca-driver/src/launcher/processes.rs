@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use super::{ExecutorLauncher, LauncherCommand};
+use super::{ExecutorLauncher, LauncherCommand, LauncherContext, LauncherEvents};
 
 /// How the `processes` launcher starts executors.
 #[derive(Debug, Clone)]
@@ -62,12 +62,7 @@ pub struct ProcessLauncherOptions {
 impl ProcessLauncherOptions {
     /// The options a driver configuration asks for.
     pub fn from_config(program: PathBuf, work_dir: PathBuf, config: &FaiscaConfig) -> Self {
-        let redaction = config.redaction();
-        let conf = config
-            .pairs()
-            .filter(|(k, _)| !k.starts_with("faisca.store.") && !redaction.is_secret(k))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let conf = super::executor_conf(config);
         ProcessLauncherOptions {
             program,
             cores: config.executor_cores(),
@@ -104,20 +99,17 @@ impl ExecutorLauncher for ProcessLauncher {
         "processes"
     }
 
-    fn run(
-        self: Box<Self>,
-        driver_url: String,
-        commands: mpsc::UnboundedReceiver<LauncherCommand>,
-    ) -> BoxFuture<'static, ()> {
+    fn run(self: Box<Self>, context: LauncherContext) -> BoxFuture<'static, ()> {
         let supervisor = Supervisor {
             options: self.options,
-            driver_url,
+            driver_url: context.driver_url,
+            events: context.events,
             app: ExecutorId::random().0[..8].to_string(),
             launched: 0,
             slots: Vec::new(),
             children: JoinSet::new(),
         };
-        supervisor.run(commands).boxed()
+        supervisor.run(context.commands).boxed()
     }
 }
 
@@ -155,6 +147,7 @@ type Exit = (usize, ExecutorId, std::io::Result<ExitStatus>);
 struct Supervisor {
     options: ProcessLauncherOptions,
     driver_url: String,
+    events: LauncherEvents,
     /// Prefix of this driver's executor ids, so that drivers sharing a work dir never clash.
     app: String,
     /// Executors launched so far (numbers their ids).
@@ -267,6 +260,7 @@ impl Supervisor {
                         "cannot start {} executor: {e}",
                         self.options.program.display()
                     );
+                    self.events.executor_exited(&id, reason.clone(), false);
                     if !self.failed(slot, &id, &reason) {
                         return;
                     }
@@ -322,8 +316,11 @@ impl Supervisor {
         entry.current = None;
         if entry.released {
             info!(executor = %id, "a released executor exited ({})", describe(&status));
+            self.events.executor_exited(id, describe(&status), true);
             return;
         }
+        let expected = matches!(&status, Ok(s) if s.success());
+        self.events.executor_exited(id, describe(&status), expected);
         let replace = match &status {
             Ok(s) if s.success() => {
                 info!(executor = %id, "executor exited with status 0 (decommissioned); starting a replacement");

@@ -366,6 +366,18 @@ impl JobState {
         Some((s, p, task.avoid.clone()))
     }
 
+    /// Tasks that could run now but wait for a free slot (the backlog dynamic allocation
+    /// reacts to).
+    pub fn waiting_tasks(&self) -> usize {
+        if !matches!(self.status, JobStatus::Running) {
+            return 0;
+        }
+        self.ready
+            .iter()
+            .filter(|(s, p)| self.runnable(*s, *p))
+            .count()
+    }
+
     /// Tasks of this job running now.
     pub fn running(&self) -> u32 {
         self.running
@@ -716,6 +728,19 @@ impl JobState {
         }
         self.outputs_lost(executor);
         stopped
+    }
+
+    /// The launcher explained why `executor` was lost: the failures recorded for it say so.
+    pub fn amend_executor_loss(&mut self, executor: &ExecutorId, reason: &str) {
+        let lost = format!("executor {executor} was lost (");
+        for failure in &mut self.failures {
+            if failure.executor_id == executor.0
+                && let Some(at) = failure.message.find(&lost)
+            {
+                failure.message.truncate(at);
+                failure.message.push_str(&format!("{lost}{reason})"));
+            }
+        }
     }
 
     /// Tasks running on `executor`, as `(stage, partition, attempt)`.

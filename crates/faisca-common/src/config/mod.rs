@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use crate::{Error, Result};
 
+pub mod cluster;
+pub use cluster::DynamicAllocation;
+
 /// How a value of a key is parsed.
 #[derive(Debug, Clone, Copy)]
 pub enum ValueKind {
@@ -151,7 +154,7 @@ pub mod keys {
         name: "faisca.executor.instances",
         default: "0",
         kind: ValueKind::Count,
-        doc: "Executors the driver launches itself as child processes on its host (`faisca driver --executors N`); 0: executors are started separately.",
+        doc: "Executors the driver launches: child processes on its host (`faisca driver --executors N`), or pods with a k8s:// master; 0: executors are started separately (with dynamic allocation: see initialExecutors).",
     };
 
     /// `faisca.executor.cores`.
@@ -404,6 +407,30 @@ pub const KEYS: &[KeySpec] = &[
     keys::PLANNER_CHECK_ENCODING,
     keys::REDACTION_REGEX,
     keys::BATCH_SIZE,
+    cluster::DYN_ENABLED,
+    cluster::DYN_MIN,
+    cluster::DYN_MAX,
+    cluster::DYN_INITIAL,
+    cluster::DYN_IDLE_TIMEOUT,
+    cluster::DYN_BACKLOG_TIMEOUT,
+    cluster::DYN_SUSTAINED_BACKLOG_TIMEOUT,
+    cluster::DYN_RATIO,
+    cluster::DYN_SHUFFLE_TRACKING,
+    cluster::DYN_SHUFFLE_TRACKING_TIMEOUT,
+    cluster::EXECUTOR_MEMORY_OVERHEAD,
+    cluster::K8S_NAMESPACE,
+    cluster::K8S_IMAGE,
+    cluster::K8S_PULL_POLICY,
+    cluster::K8S_POD_TEMPLATE,
+    cluster::K8S_POD_NAME_PREFIX,
+    cluster::K8S_EXECUTOR_SERVICE_ACCOUNT,
+    cluster::K8S_DRIVER_SERVICE_ACCOUNT,
+    cluster::K8S_BATCH_SIZE,
+    cluster::K8S_BATCH_DELAY,
+    cluster::K8S_EXECUTOR_TIMEOUT,
+    cluster::K8S_DELETE_ON_TERMINATION,
+    cluster::K8S_API_POLLING_INTERVAL,
+    cluster::K8S_DRIVER_POD_NAME,
 ];
 
 /// Parsed configuration. Build with [`FaiscaConfig::from_pairs`] or start from
@@ -449,6 +476,9 @@ impl FaiscaConfig {
                 )));
             }
             self.values.insert(lower, value.trim().to_string());
+        } else if cluster::is_metadata_key(&lower) {
+            self.values
+                .insert(cluster::metadata_key(key.trim()), value.trim().to_string());
         } else if lower.starts_with("faisca.") {
             let spec = spec(&lower).ok_or_else(|| {
                 Error::user(format!(
