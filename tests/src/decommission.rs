@@ -211,7 +211,10 @@ async fn a_decommissioned_executor_serves_its_output_until_released_and_nothing_
     );
     let departure = outcome.departure.expect("listed as departed");
     assert!(
-        departure["reason"].as_str().unwrap().contains("stream closed"),
+        departure["reason"]
+            .as_str()
+            .unwrap()
+            .contains("stream closed"),
         "{departure}"
     );
 }

@@ -190,7 +190,7 @@ fn object<'a>(objects: &'a [serde_json::Value], kind: &str, name: &str) -> &'a s
 }
 
 /// `kubernetes-validate --strict -k 1.33.0` of `yaml`; a warning fails like an error.
-fn validate_strictly(what: &str, yaml: &str) {
+pub fn validate_strictly(what: &str, yaml: &str) {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), yaml).unwrap();
     let checked = std::process::Command::new(kubernetes_validate())

@@ -17,6 +17,10 @@
 //! * [`health`]: the driver's and executor's `/healthz` and `/readyz` through start-up.
 //! * [`faults`]: injected task failures, executors killed mid-query, cancellation, many jobs.
 //! * [`launcher`]: `faisca driver --executors N` starts, replaces and stops its executor processes.
+//! * [`kubernetes`]: `faisca driver --master k8s://…` runs its executors as pods of a Kubernetes
+//!   API server written for the tests (`faisca-kube-standin`), whose kubelet stand-in runs the
+//!   real executor processes: replacement, dynamic allocation, bad settings, `--dry-run`,
+//!   cluster-mode submission.
 //! * [`decommission`]: an executor given SIGTERM mid-query leaves without a re-run (or, past its
 //!   grace period, with the re-runs needed), and the answer stays right.
 //! * [`correctness`]: one case per class of query that once gave a wrong answer distributed.
@@ -36,6 +40,7 @@ mod fusion;
 mod health;
 mod kafka;
 mod kafka_brokers;
+mod kubernetes;
 mod launcher;
 mod layering;
 mod readme;

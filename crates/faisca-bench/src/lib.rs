@@ -5,6 +5,7 @@
 //!   empty-job round trip and per-task cost), plus what every benchmark shares: medians, the
 //!   machine's description, JSON reports.
 //! * [`recovery`]: a TPC-H query with and without an executor process killed part-way.
+//! * [`scale`]: from a backlog to the first task on a new executor pod (Kubernetes stand-in).
 //! * [`scan`]: Parquet decode throughput; [`write`]: partitioned Parquet writes.
 //! * [`kafka`]: Kafka reads on a noida-db broker ([`local_kafka`] starts one, also for the
 //!   examples and tests).
@@ -19,6 +20,7 @@ pub mod kafka;
 pub mod kernels;
 pub mod local_kafka;
 pub mod recovery;
+pub mod scale;
 pub mod scan;
 pub mod tpch;
 pub mod write;
@@ -47,6 +49,9 @@ pub enum BenchKind {
     Overhead(cluster::OverheadBenchArgs),
     /// A TPC-H query with and without an executor process killed part-way (recovery cost).
     Recovery(recovery::RecoveryBenchArgs),
+    /// From a backlog to the first task on a new executor pod (Kubernetes stand-in, dynamic
+    /// allocation), split into Faísca's part and the process start.
+    Scale(scale::ScaleBenchArgs),
     /// Parquet decode throughput of TPC-H lineitem (GB/s of Arrow output per core).
     Scan(scan::ScanBenchArgs),
     /// Partitioned Parquet write of TPC-H lineitem, against DataFusion's `COPY`.
@@ -64,6 +69,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         BenchKind::Tpch(a) => cluster::tpch(a).await,
         BenchKind::Overhead(a) => cluster::overhead(a).await,
         BenchKind::Recovery(a) => recovery::recovery(a).await,
+        BenchKind::Scale(a) => scale::scale(a).await,
         BenchKind::Scan(a) => scan::scan(a).await,
         BenchKind::Write(a) => write::write(a).await,
         BenchKind::Kafka(a) => kafka::kafka(a).await,

@@ -118,7 +118,36 @@ pub struct SqlArgs {
     pub explain: bool,
 }
 
-fn socket_addr(text: &str, what: &str) -> Result<SocketAddr> {
+/// The Kubernetes launcher for `master`, checked against the cluster (an error names what is
+/// missing: kubeconfig, API server, rights, template).
+pub async fn kubernetes_launcher(
+    master: &Master,
+    config: &FaiscaConfig,
+    app_id: Option<String>,
+) -> Result<Box<dyn ExecutorLauncher>> {
+    let app_id = app_id.unwrap_or_else(faisca_kubernetes::new_app_id);
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    let launcher = tokio::select! {
+        launcher = KubernetesLauncher::connect(master, config, &app_id) => launcher?,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted while connecting to Kubernetes"),
+        _ = terminate.recv() => bail!("stopped (SIGTERM) while connecting to Kubernetes"),
+    };
+    eprintln!("faisca driver: executors are pods of application {app_id}");
+    Ok(Box::new(launcher))
+}
+
+/// With a k8s:// master and neither `faisca.executor.instances` nor dynamic allocation set: two
+/// executors, Spark's default on Kubernetes.
+pub fn kubernetes_defaults(config: &mut FaiscaConfig) -> Result<()> {
+    if config.executor_instances() == 0 && !config.dynamic_allocation().enabled {
+        config.set(faisca_common::config::keys::EXECUTOR_INSTANCES.name, "2")?;
+    }
+    Ok(())
+}
+
+/// Parse `HOST:PORT` for `what` (a flag name in the error).
+pub fn socket_addr(text: &str, what: &str) -> Result<SocketAddr> {
     use std::net::ToSocketAddrs;
     text.to_socket_addrs()
         .ok()
@@ -163,23 +192,18 @@ pub async fn driver(args: DriverArgs) -> Result<()> {
         })?),
         None => None,
     };
-    if kubernetes.is_some()
-        && !pairs.iter().any(|(k, _)| {
-            k.eq_ignore_ascii_case(faisca_common::config::keys::EXECUTOR_INSTANCES.name)
-        })
-    {
-        // Spark's default number of executors on Kubernetes.
-        pairs.push((
-            faisca_common::config::keys::EXECUTOR_INSTANCES.name.to_string(),
-            "2".to_string(),
-        ));
+    let mut config = FaiscaConfig::from_pairs(pairs)?;
+    if kubernetes.is_some() {
+        kubernetes_defaults(&mut config)?;
     }
-    let config = FaiscaConfig::from_pairs(pairs)?;
     let bind = socket_addr(&args.bind, "--bind")?;
     if let Some(master) = &kubernetes
         && args.dry_run
     {
-        let host = args.advertise_address.clone().unwrap_or_else(|| bind.ip().to_string());
+        let host = args
+            .advertise_address
+            .clone()
+            .unwrap_or_else(|| bind.ip().to_string());
         let driver_url = format!("http://{host}:{}", bind.port());
         let yaml = faisca_kubernetes::dry_run(master, &config, &driver_url)?;
         print!("{yaml}");
@@ -188,14 +212,7 @@ pub async fn driver(args: DriverArgs) -> Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
     let launcher: Option<Box<dyn ExecutorLauncher>> = if let Some(master) = &kubernetes {
-        let app_id = faisca_kubernetes::new_app_id();
-        let launcher = tokio::select! {
-            launcher = KubernetesLauncher::connect(master, &config, &app_id) => launcher?,
-            _ = tokio::signal::ctrl_c() => bail!("interrupted while connecting to Kubernetes"),
-            _ = terminate.recv() => bail!("stopped (SIGTERM) while connecting to Kubernetes"),
-        };
-        eprintln!("faisca driver: executors are pods of application {app_id}");
-        Some(Box::new(launcher))
+        Some(kubernetes_launcher(master, &config, None).await?)
     } else if config.executor_instances() > 0 || config.dynamic_allocation().enabled {
         let program = std::env::current_exe()
             .context("cannot find this program's executable to launch executors with")?;

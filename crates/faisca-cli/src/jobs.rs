@@ -21,12 +21,40 @@ use serde_json::json;
 use crate::output::{self, Format};
 use crate::script::split_statements;
 
+/// Where the driver of `faisca submit` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeployMode {
+    /// In the submitting process (with a k8s:// master: executors are pods), or the driver at
+    /// --master.
+    Client,
+    /// In a pod of the cluster (k8s:// masters only): this process follows it to its end.
+    Cluster,
+}
+
 /// `faisca submit`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Masters: faisca://HOST:PORT (a running driver), local[N] (in this process), \
+or k8s://https://HOST:PORT (Kubernetes; k8s:// alone: the kubeconfig's server). With k8s://, \
+--deploy-mode client (the default) runs the driver here with executor pods, and \
+--deploy-mode cluster runs the driver in a pod and follows it, like spark-submit."
+)]
 pub struct SubmitArgs {
-    /// faisca://host:port, http://host:port, or local[N].
+    /// faisca://host:port, http://host:port, local[N], or k8s://https://host:port.
     #[arg(long)]
     pub master: String,
+    /// client: the driver runs here (or at --master); cluster: in a pod (k8s:// only).
+    #[arg(long, value_enum, default_value = "client")]
+    pub deploy_mode: DeployMode,
+    /// With k8s:// in client mode: where the driver listens (pods must reach it).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub driver_bind: String,
+    /// With k8s:// in client mode: the host name executor pods use to reach the driver.
+    #[arg(long)]
+    pub driver_advertise_address: Option<String>,
+    /// With k8s://: the application id (labels of its pods; default: a new one).
+    #[arg(long)]
+    pub app_id: Option<String>,
     /// Configuration `key=value` for the session (repeatable).
     #[arg(long = "conf", value_name = "KEY=VALUE")]
     pub conf: Vec<String>,
@@ -104,11 +132,92 @@ pub async fn submit(args: SubmitArgs) -> Result<()> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default()
     });
-    let session =
-        faisca_bench::session(&args.master, &format!("faisca submit {name}"), &args.conf).await?;
-    let result = run_script(&session, &statements, &name, &args).await;
-    session.stop().await;
+    let kubernetes = faisca_kubernetes::Master::parse(&args.master)?;
+    match (&kubernetes, args.deploy_mode) {
+        (None, DeployMode::Cluster) => bail!(
+            "--deploy-mode cluster needs a Kubernetes master (--master k8s://https://HOST:PORT), not '{}'",
+            args.master
+        ),
+        (Some(master), DeployMode::Cluster) => {
+            return submit_to_cluster(master, &args, &name, statements.join(";\n")).await;
+        }
+        _ => {}
+    }
+    // With k8s:// in client mode, the driver runs in this process with executor pods.
+    let mut server = None;
+    let master = match &kubernetes {
+        Some(master) => {
+            let mut config = FaiscaConfig::from_pairs(parse_key_values(&args.conf, "--conf")?)?;
+            crate::commands::kubernetes_defaults(&mut config)?;
+            let launcher =
+                crate::commands::kubernetes_launcher(master, &config, args.app_id.clone()).await?;
+            let started = faisca::driver::DriverServer::start(faisca::driver::DriverOptions {
+                bind: crate::commands::socket_addr(&args.driver_bind, "--driver-bind")?,
+                advertise_host: args.driver_advertise_address.clone(),
+                config,
+                health_bind: None,
+                launcher: Some(launcher),
+            })
+            .await?;
+            let address = format!("faisca://{}", started.address());
+            server = Some(started);
+            address
+        }
+        None => args.master.clone(),
+    };
+    let result = async {
+        let session =
+            faisca_bench::session(&master, &format!("faisca submit {name}"), &args.conf).await?;
+        let result = run_script(&session, &statements, &name, &args).await;
+        session.stop().await;
+        result
+    }
+    .await;
+    if let Some(server) = server {
+        server.shutdown().await;
+    }
     result
+}
+
+/// `--deploy-mode cluster`: a driver pod runs the script; follow it and exit with its code.
+async fn submit_to_cluster(
+    master: &faisca_kubernetes::Master,
+    args: &SubmitArgs,
+    name: &str,
+    script: String,
+) -> Result<()> {
+    let pairs = parse_key_values(&args.conf, "--conf")?;
+    let config = FaiscaConfig::from_pairs(pairs.clone())?;
+    let app_id = args
+        .app_id
+        .clone()
+        .unwrap_or_else(faisca_kubernetes::new_app_id);
+    let file_name = args
+        .file
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "job.sql".into());
+    let submission = faisca_kubernetes::submit::ClusterSubmission {
+        name: name.to_string(),
+        file_name,
+        script,
+        conf: pairs,
+    };
+    let follow =
+        faisca_kubernetes::submit::submit_cluster(master, &config, &app_id, &submission, |line| {
+            eprintln!("{line}")
+        });
+    let code = tokio::select! {
+        code = follow => code?,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("no longer following application {app_id}: its driver pod keeps running (kubectl delete pod {app_id}-driver stops it)");
+            return Err(Interrupted.into());
+        }
+    };
+    if code != 0 {
+        bail!("the driver of application {app_id} failed (exit code {code})");
+    }
+    Ok(())
 }
 
 async fn run_script(

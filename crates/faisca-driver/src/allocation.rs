@@ -117,7 +117,11 @@ impl DynamicAllocator {
             if wanted > self.target {
                 let added = wanted - self.target;
                 self.target = wanted;
-                self.to_add = if added == self.to_add { self.to_add * 2 } else { 1 };
+                self.to_add = if added == self.to_add {
+                    self.to_add * 2
+                } else {
+                    1
+                };
             } else {
                 self.to_add = 1;
             }

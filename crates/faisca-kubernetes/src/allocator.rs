@@ -102,7 +102,11 @@ impl Allocator {
     }
 
     /// Executors that ended since the last call, and pods to delete because of it.
-    pub fn lifecycle(&mut self, now: Instant, snapshot: &mut PodSnapshot) -> (Vec<Exit>, Vec<Action>) {
+    pub fn lifecycle(
+        &mut self,
+        now: Instant,
+        snapshot: &mut PodSnapshot,
+    ) -> (Vec<Exit>, Vec<Action>) {
         let mut exits = Vec::new();
         let mut actions = Vec::new();
         for gone in snapshot.take_gone() {
@@ -132,7 +136,11 @@ impl Allocator {
             }
             let ended = match pod.phase {
                 Phase::Failed | Phase::Succeeded => {
-                    let what = if pod.phase == Phase::Failed { "failed" } else { "succeeded" };
+                    let what = if pod.phase == Phase::Failed {
+                        "failed"
+                    } else {
+                        "succeeded"
+                    };
                     Some(match &pod.reason {
                         Some(r) => format!("pod {} {what}: {r}", pod.name),
                         None => format!("pod {} {what}", pod.name),
@@ -153,7 +161,10 @@ impl Allocator {
                     Some(format!(
                         "pod {} not running {timeout:?} after it was created (faisca.kubernetes.allocation.executor.timeout){}",
                         pod.name,
-                        pod.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+                        pod.reason
+                            .as_ref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
                     ))
                 }
                 _ => None,
@@ -169,7 +180,9 @@ impl Allocator {
             });
             // A pod that ended stays for its logs unless deleteOnTermination; one that never
             // ran is deleted in any case (it would hold its resources).
-            if (!pod.ended() || self.settings.delete_on_termination) && self.deleted.insert(pod.number) {
+            if (!pod.ended() || self.settings.delete_on_termination)
+                && self.deleted.insert(pod.number)
+            {
                 actions.push(Action::Delete(pod.number));
             }
         }

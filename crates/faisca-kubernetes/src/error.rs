@@ -29,7 +29,9 @@ pub enum KubernetesError {
         message: String,
     },
     /// The API server refused a request (RBAC: 401/403).
-    #[error("the Kubernetes API server refused to {action}: {message} (does the service account or user have the rights? see deploy/README.md)")]
+    #[error(
+        "the Kubernetes API server refused to {action}: {message} (does the service account or user have the rights? see deploy/README.md)"
+    )]
     Forbidden {
         /// What was attempted (`create pods in namespace spark`).
         action: String,

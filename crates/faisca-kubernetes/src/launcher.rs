@@ -21,8 +21,8 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use kube::Api;
+use kube::api::{DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use tracing::{debug, error, info, warn};
 
 use crate::allocator::{Action, Allocator, AllocatorSettings};
@@ -68,14 +68,17 @@ pub fn template_of(settings: &KubernetesSettings) -> Result<Option<Pod>> {
 pub fn dry_run(_master: &Master, config: &FaiscaConfig, driver_url: &str) -> Result<String> {
     let settings = KubernetesSettings::from_config(config, &crate::settings::new_app_id());
     let template = template_of(&settings)?;
-    let owner = settings.driver_pod_name.as_ref().map(|name| OwnerReference {
-        api_version: "v1".into(),
-        kind: "Pod".into(),
-        name: name.clone(),
-        uid: format!("uid-of-pod-{name}-looked-up-at-start"),
-        controller: Some(true),
-        block_owner_deletion: None,
-    });
+    let owner = settings
+        .driver_pod_name
+        .as_ref()
+        .map(|name| OwnerReference {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: name.clone(),
+            uid: format!("uid-of-pod-{name}-looked-up-at-start"),
+            controller: Some(true),
+            block_owner_deletion: None,
+        });
     let pod = executor_pod(
         &settings,
         template.as_ref(),
@@ -135,8 +138,15 @@ impl KubernetesLauncher {
 }
 
 /// The ownerReference to the driver's own pod `name`.
-async fn driver_owner(api: &Api<Pod>, name: &str, server: &str, namespace: &str) -> Result<OwnerReference> {
-    let action = format!("get the driver pod {name} in namespace {namespace} (faisca.kubernetes.driver.pod.name)");
+async fn driver_owner(
+    api: &Api<Pod>,
+    name: &str,
+    server: &str,
+    namespace: &str,
+) -> Result<OwnerReference> {
+    let action = format!(
+        "get the driver pod {name} in namespace {namespace} (faisca.kubernetes.driver.pod.name)"
+    );
     let pod = api
         .get(name)
         .await
@@ -206,7 +216,8 @@ impl PodManager {
     async fn run(mut self, mut commands: tokio::sync::mpsc::UnboundedReceiver<LauncherCommand>) {
         let mut relist = tokio::time::interval(self.settings.api_polling_interval);
         relist.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut tick = tokio::time::interval(self.settings.batch_delay.max(Duration::from_millis(10)));
+        let mut tick =
+            tokio::time::interval(self.settings.batch_delay.max(Duration::from_millis(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watch: Option<PodEvents> = None;
         loop {
@@ -248,7 +259,9 @@ impl PodManager {
             Some(number) if self.allocator.release(number) => {
                 info!(executor = %id, "releasing the executor: deleting its pod (it decommissions)");
             }
-            _ => debug!(executor = %id, "release of an executor that is not a live pod of this driver"),
+            _ => {
+                debug!(executor = %id, "release of an executor that is not a live pod of this driver")
+            }
         }
     }
 
@@ -277,7 +290,10 @@ impl PodManager {
                 *watch = None;
             }
             WatchEvent::Error(status) => {
-                warn!("the pod watch reported an error: {} ({})", status.message, status.code);
+                warn!(
+                    "the pod watch reported an error: {} ({})",
+                    status.message, status.code
+                );
                 *watch = None;
             }
         }

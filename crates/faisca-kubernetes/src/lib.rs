@@ -14,6 +14,9 @@
 //!   it checks the cluster at start, then runs the watch/list/allocate loop, reports ended
 //!   executors to the driver, and deletes the app's pods when the driver stops.
 //!
+//! * [`submit`] is `faisca submit --deploy-mode cluster`: a ConfigMap with the job, a driver pod
+//!   that runs it, and its progress followed to the end.
+//!
 //! Errors are [`KubernetesError`]s: whose fault, and whether a retry can help.
 
 pub mod allocator;
@@ -23,6 +26,7 @@ pub mod master;
 pub mod pod;
 pub mod settings;
 pub mod snapshot;
+pub mod submit;
 
 pub use error::{KubernetesError, Result};
 pub use launcher::{KubernetesLauncher, dry_run};

@@ -51,7 +51,8 @@ pub fn load_template(path: &Path) -> Result<Pod> {
         path: path.display().to_string(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| invalid(format!("cannot read it: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| invalid(format!("cannot read it: {e}")))?;
     // Strict booleans: into an untyped value, `y` or `no` must stay strings (the Pod type
     // checks the types after).
     let options = serde_saphyr::options!(strict_booleans: true);
@@ -152,7 +153,8 @@ fn ours(settings: &KubernetesSettings, executor: &ExecutorPod<'_>) -> Value {
         args.push("--conf".into());
         args.push(format!("{key}={value}"));
     }
-    let field = |path: &str| json!({"valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}});
+    let field =
+        |path: &str| json!({"valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}});
     let mut env = vec![
         json!({"name": "FAISCA_DRIVER_URL", "value": executor.driver_url}),
         json!({"name": "FAISCA_EXECUTOR_ID", "value": name}),

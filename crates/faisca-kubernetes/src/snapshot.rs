@@ -258,7 +258,9 @@ mod tests {
         for n in [1, 2] {
             snapshot.upsert(PodState::of(&pod(n, json!({"phase": "Running"}))).unwrap());
         }
-        snapshot.replace(vec![PodState::of(&pod(2, json!({"phase": "Running"}))).unwrap()]);
+        snapshot.replace(vec![
+            PodState::of(&pod(2, json!({"phase": "Running"}))).unwrap(),
+        ]);
         let gone = snapshot.take_gone();
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].last.number, 1);

@@ -241,7 +241,6 @@ pub const K8S_DRIVER_POD_NAME: KeySpec = KeySpec {
     doc: "The driver's own pod, when it runs in the cluster: executor pods get an ownerReference to it, so they go when it goes.",
 };
 
-
 /// Whether `key` (lower-case) is an executor pod label or annotation key with a non-empty name.
 pub(super) fn is_metadata_key(lower: &str) -> bool {
     [EXECUTOR_LABEL_PREFIX, EXECUTOR_ANNOTATION_PREFIX]
@@ -400,7 +399,9 @@ mod tests {
             ("faisca.kubernetes.container.image.pullPolicy", "Sometimes"),
             ("faisca.executor.memoryOverhead", "lots"),
         ] {
-            let error = FaiscaConfig::from_pairs([(key, bad)]).unwrap_err().to_string();
+            let error = FaiscaConfig::from_pairs([(key, bad)])
+                .unwrap_err()
+                .to_string();
             assert!(error.contains(key) && error.contains("expected"), "{error}");
         }
     }
@@ -419,7 +420,10 @@ mod tests {
     fn label_and_annotation_names_keep_their_case() {
         let c = FaiscaConfig::from_pairs([
             ("faisca.kubernetes.executor.label.Team", "Data"),
-            ("FAISCA.kubernetes.executor.annotation.example.com/Owner", "me"),
+            (
+                "FAISCA.kubernetes.executor.annotation.example.com/Owner",
+                "me",
+            ),
         ])
         .unwrap();
         assert_eq!(

@@ -363,10 +363,18 @@ impl DriverState {
         };
         let decision = dynamic.update(now, &load);
         if let Some(target) = decision.target {
-            info!(target, waiting = load.waiting_tasks, running = load.running_tasks, "dynamic allocation: new executor target");
+            info!(
+                target,
+                waiting = load.waiting_tasks,
+                running = load.running_tasks,
+                "dynamic allocation: new executor target"
+            );
         }
         let target = dynamic.target();
-        let launcher = self.launcher.as_ref().expect("dynamic allocation needs a launcher");
+        let launcher = self
+            .launcher
+            .as_ref()
+            .expect("dynamic allocation needs a launcher");
         for id in &decision.release {
             info!(executor = %id, "dynamic allocation: releasing an idle executor");
             launcher.release(id);
@@ -591,7 +599,13 @@ impl DriverState {
     }
 
     /// Remember that `id` left, and why.
-    fn record_departure(&mut self, id: &ExecutorId, entry: &ExecutorEntry, state: &str, reason: &str) {
+    fn record_departure(
+        &mut self,
+        id: &ExecutorId,
+        entry: &ExecutorEntry,
+        state: &str,
+        reason: &str,
+    ) {
         let mut info = executor_info(id, entry);
         info.running_tasks = 0;
         info.state = state.to_string();
@@ -608,12 +622,18 @@ impl DriverState {
     fn launcher_saw_exit(&mut self, id: &ExecutorId, reason: &str, expected: bool) {
         if self.executors.contains_key(id) {
             if expected && let Some(e) = self.executors.get_mut(id) {
-                e.decommission.get_or_insert(Decommission { released: true });
+                e.decommission
+                    .get_or_insert(Decommission { released: true });
             }
             self.executor_lost(id, reason);
             return;
         }
-        if let Some(departure) = self.departed.iter_mut().rev().find(|d| d.executor_id == id.0) {
+        if let Some(departure) = self
+            .departed
+            .iter_mut()
+            .rev()
+            .find(|d| d.executor_id == id.0)
+        {
             if expected || departure.state == "exited" {
                 info!(executor = %id, "its launcher says it ended: {reason}");
             } else {

@@ -65,7 +65,10 @@ fn pods_are_created_in_batches_once_the_previous_batch_shows_up() {
     assert_eq!(a.alive(), 7);
     // Within one batch delay nothing more is created even when wanted.
     a.set_target(8);
-    assert!(a.allocate(t0 + 2 * SECOND + SECOND / 2, &snapshot).is_empty());
+    assert!(
+        a.allocate(t0 + 2 * SECOND + SECOND / 2, &snapshot)
+            .is_empty()
+    );
     assert_eq!(created(&a.allocate(t0 + 3 * SECOND, &snapshot)), [8]);
 }
 
@@ -112,7 +115,10 @@ fn a_deleted_or_vanished_pod_is_an_exit_and_a_replacement_follows() {
     let reasons: Vec<&str> = exits.iter().map(|e| e.reason.as_str()).collect();
     assert_eq!(
         reasons,
-        ["pod app-exec-1 deleted", "pod app-exec-2 missing from the pod list"]
+        [
+            "pod app-exec-1 deleted",
+            "pod app-exec-2 missing from the pod list"
+        ]
     );
     assert!(exits.iter().all(|e| !e.expected));
     assert_eq!(created(&a.allocate(t0 + SECOND, &snapshot)), [3, 4]);
@@ -126,7 +132,11 @@ fn a_pod_pending_past_the_timeout_is_deleted_and_replaced() {
     a.set_target(1);
     a.allocate(t0, &snapshot);
     show(&mut snapshot, &[1], Phase::Pending);
-    assert!(a.lifecycle(t0 + Duration::from_secs(599), &mut snapshot).0.is_empty());
+    assert!(
+        a.lifecycle(t0 + Duration::from_secs(599), &mut snapshot)
+            .0
+            .is_empty()
+    );
     let (exits, actions) = a.lifecycle(t0 + Duration::from_secs(600), &mut snapshot);
     assert_eq!(exits.len(), 1);
     assert!(
@@ -136,7 +146,10 @@ fn a_pod_pending_past_the_timeout_is_deleted_and_replaced() {
         "{exits:?}"
     );
     assert_eq!(actions, [Action::Delete(1)]);
-    assert_eq!(created(&a.allocate(t0 + Duration::from_secs(600), &snapshot)), [2]);
+    assert_eq!(
+        created(&a.allocate(t0 + Duration::from_secs(600), &snapshot)),
+        [2]
+    );
 }
 
 #[test]

@@ -33,8 +33,14 @@ fn names_labels_env_resources_and_probe_without_a_template() {
         ("faisca.executor.cores", "2"),
         ("faisca.executor.memory", "2g"),
         ("faisca.kubernetes.executor.label.team", "data"),
-        ("faisca.kubernetes.executor.annotation.example.com/owner", "me"),
-        ("faisca.kubernetes.authenticate.executor.serviceAccountName", "runner"),
+        (
+            "faisca.kubernetes.executor.annotation.example.com/owner",
+            "me",
+        ),
+        (
+            "faisca.kubernetes.authenticate.executor.serviceAccountName",
+            "runner",
+        ),
         ("faisca.kubernetes.namespace", "spark"),
         ("faisca.shuffle.partitions", "8"),
     ]);
@@ -74,7 +80,10 @@ fn names_labels_env_resources_and_probe_without_a_template() {
         .iter()
         .map(|a| a.as_str().unwrap())
         .collect();
-    assert!(args.windows(2).any(|w| w == ["--bind", "$(FAISCA_EXECUTOR_POD_IP):7078"]));
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--bind", "$(FAISCA_EXECUTOR_POD_IP):7078"])
+    );
     assert!(args.windows(2).any(|w| w == ["--cores", "2"]));
     assert!(
         args.windows(2)
@@ -201,7 +210,11 @@ fn templates_load_from_yaml_and_bad_ones_are_named() {
         "ssd".to_string()
     );
     for (name, text, expected) in [
-        ("service.yaml", "kind: Service\nspec: {}\n", "expected kind: Pod"),
+        (
+            "service.yaml",
+            "kind: Service\nspec: {}\n",
+            "expected kind: Pod",
+        ),
         ("list.yaml", "- a\n- b\n", "expected a Pod object"),
         ("broken.yaml", "spec: [unclosed\n", "not valid YAML"),
         ("wrong.yaml", "spec:\n  containers: 3\n", "not a valid Pod"),
@@ -214,7 +227,10 @@ fn templates_load_from_yaml_and_bad_ones_are_named() {
     let missing = load_template(&dir.path().join("missing.yaml"))
         .unwrap_err()
         .to_string();
-    assert!(missing.contains("missing.yaml") && missing.contains("cannot read"), "{missing}");
+    assert!(
+        missing.contains("missing.yaml") && missing.contains("cannot read"),
+        "{missing}"
+    );
 }
 
 #[test]
