@@ -11,6 +11,9 @@
 # * Kubernetes manifests: rendered with the preinstalled `kubectl kustomize` and checked with
 #   kubernetes-validate (PyPI, ships its schemas; a third venv), FAISCA_KUBERNETES_VALIDATE; the
 #   Helm chart with helm (taken once from a PyPI wheel that packs it), FAISCA_HELM.
+# * Kubernetes itself: no API server can run here; the tests run the real driver against the
+#   API server and kubelet stand-in of crates/faisca-kube-standin (pods are real processes on
+#   loopback IPs 127.0.N.M). FAISCA_KUBE_E2E=1 adds scripts/kube-e2e.sh on a real cluster.
 # * Every test starts its own drivers and executors on 127.0.0.1 (in-process for local[N], as
 #   separate `faisca` processes for the CLI tests).
 set -euo pipefail
@@ -80,3 +83,7 @@ export FAISCA_HELM="$helm_root/bin/helm"
 # The CLI tests run the `faisca` binary as separate driver, executor and client processes.
 cargo build --locked -p faisca-cli
 cargo test --locked --workspace
+
+# On a real Kubernetes cluster, only when asked (FAISCA_KUBE_E2E=1; see the script): no API
+# server runs here, so the tests above use the stand-in of crates/faisca-kube-standin.
+scripts/kube-e2e.sh

@@ -147,6 +147,8 @@ async fn the_driver_runs_replaces_and_removes_its_executor_pods() {
     let (driver, address) = cluster.driver(&[
         ("faisca.executor.instances", "3"),
         ("faisca.kubernetes.allocation.executor.timeout", "3s"),
+        // No periodic re-list: a list after the start is the answer to a 410.
+        ("faisca.kubernetes.executor.apiPollingInterval", "600s"),
     ]);
     let mut procs = Processes(vec![driver]);
     let session = tpch_session(&address, &[("faisca.test.taskDelay", "*:100ms")], 2).await;
@@ -207,6 +209,26 @@ async fn the_driver_runs_replaces_and_removes_its_executor_pods() {
             .unwrap()
             .contains("faisca.kubernetes.allocation.executor.timeout"),
         "{timed_out}"
+    );
+
+    // The API server compacts its history and drops the watches: the launcher's resumed watch
+    // gets 410 Gone, and it lists the pods again.
+    let lists = |api: &KubeApi| {
+        api.with_store(|s| {
+            s.requests
+                .iter()
+                .filter(|r| {
+                    r.starts_with("GET /api/v1/namespaces/faisca-test/pods?")
+                        && !r.contains("watch=true")
+                })
+                .count()
+        })
+    };
+    let before = lists(&cluster.api);
+    cluster.api.compact_and_end_watches();
+    assert!(
+        eventually(Duration::from_secs(60), || lists(&cluster.api) > before).await,
+        "listed again after 410 Gone"
     );
 
     // A running pod deleted mid-query: the answer is still right and a new pod takes its place.

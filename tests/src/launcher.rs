@@ -236,3 +236,60 @@ async fn asking_for_fewer_executors_decommissions_one_and_does_not_replace_it() 
         "{launched:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_allocation_scales_executor_processes_with_the_backlog() {
+    let work = tempfile::tempdir().unwrap();
+    let work_dir = work.path().to_str().unwrap();
+    let (driver, address) = start_driver_from(
+        Command::new(faisca_bin()),
+        &[
+            "--work-dir",
+            work_dir,
+            "--conf",
+            "faisca.dynamicAllocation.enabled=true",
+            "--conf",
+            "faisca.dynamicAllocation.minExecutors=1",
+            "--conf",
+            "faisca.dynamicAllocation.maxExecutors=3",
+            "--conf",
+            "faisca.dynamicAllocation.executorIdleTimeout=1s",
+            "--conf",
+            "faisca.dynamicAllocation.schedulerBacklogTimeout=200ms",
+        ],
+    );
+    let driver_pid = driver.id();
+    let _procs = Processes(vec![driver]);
+    // Many slowed-down reduce tasks: a backlog on one executor.
+    let config = [
+        ("faisca.shuffle.partitions", "12"),
+        ("faisca.test.taskDelay", "*:300ms"),
+    ];
+    let session = crate::common::tpch_session(&address, &config, 1).await;
+    assert_eq!(children_of(driver_pid).len(), 1, "minExecutors");
+    let sql = "select l_returnflag, count(*), sum(l_quantity) from lineitem group by l_returnflag";
+    let expected = tpch_expected(sql).await;
+    let query = answer(&session, sql);
+    tokio::pin!(query);
+    let mut most = 0;
+    let rows = loop {
+        tokio::select! {
+            rows = &mut query => break rows,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                most = most.max(children_of(driver_pid).len());
+            }
+        }
+    };
+    assert_eq!(rows, expected);
+    assert!(
+        most >= 2,
+        "the backlog started executor processes (at most {most})"
+    );
+    assert!(most <= 3, "maxExecutors (at most {most})");
+    assert!(
+        wait_until(|| children_of(driver_pid).len() == 1),
+        "idle executors decommissioned down to minExecutors: {:?}",
+        children_of(driver_pid)
+    );
+    session.stop().await;
+}

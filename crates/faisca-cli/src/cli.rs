@@ -53,6 +53,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn submit_help_names_both_deploy_modes_and_the_kubernetes_master() {
+        let help = Cli::try_parse_from(["faisca", "submit", "--help"])
+            .unwrap_err()
+            .to_string();
+        for text in [
+            "--deploy-mode",
+            "client",
+            "cluster",
+            "k8s://https://HOST:PORT",
+        ] {
+            assert!(help.contains(text), "{text} missing from:\n{help}");
+        }
+    }
+
+    #[test]
     fn command_line_parses() {
         Cli::try_parse_from([
             "faisca", "sql", "--master", "local[3]", "-e", "select 1", "--format", "csv",

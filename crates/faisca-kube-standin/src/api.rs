@@ -247,9 +247,21 @@ impl KubeApi {
         })
     }
 
-    /// Forget the change history: watches from an older resourceVersion get 410 Gone.
-    pub fn compact(&self) {
-        self.with_store(|s| s.history.clear());
+    /// Forget the change history, as etcd's compaction does: watches from an older
+    /// resourceVersion get 410 Gone. Then end every open watch (as an API server restart
+    /// would), so that clients resume from where they were, and get the 410.
+    pub fn compact_and_end_watches(&self) {
+        self.with_store(|s| {
+            s.history.clear();
+            // A change after the compaction, so that every earlier version is too old.
+            s.version += 1;
+        });
+        let _ = self.changes.send(Change {
+            version: 0,
+            kind: "CLOSE",
+            resource: "",
+            object: Value::Null,
+        });
     }
 
     /// Delete a pod as the API does: one not running is removed; a running one gets a deletion
@@ -528,6 +540,7 @@ impl KubeApi {
             loop {
                 tokio::select! {
                     change = live.recv() => match change {
+                        Ok(change) if change.kind == "CLOSE" => return,
                         Ok(change) if change.version <= last => {}
                         Ok(change) => {
                             last = change.version;
