@@ -146,6 +146,24 @@ pub fn kubernetes_defaults(config: &mut FaiscaConfig) -> Result<()> {
     Ok(())
 }
 
+/// Warn when executor pods are told to reach the driver at a loopback address: that works only
+/// where the pods share this host's network (a stand-in, a single-node test cluster).
+pub fn warn_if_pods_cannot_reach(driver_address: &str) {
+    let host = driver_address
+        .rsplit_once(':')
+        .map_or(driver_address, |(host, _)| host)
+        .trim_matches(['[', ']']);
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        eprintln!(
+            "warning: executor pods will reach the driver at {driver_address}, a loopback address; in a cluster, set the driver's advertised address to one pods can reach (--advertise-address, or --driver-advertise-address for faisca submit)"
+        );
+    }
+}
+
 /// Parse `HOST:PORT` for `what` (a flag name in the error).
 pub fn socket_addr(text: &str, what: &str) -> Result<SocketAddr> {
     use std::net::ToSocketAddrs;
@@ -232,6 +250,9 @@ pub async fn driver(args: DriverArgs) -> Result<()> {
     })
     .await?;
     eprintln!("faisca driver listening on faisca://{}", server.address());
+    if kubernetes.is_some() {
+        warn_if_pods_cannot_reach(server.address());
+    }
     if let Some(health) = server.health_address() {
         eprintln!("faisca driver health endpoints on http://{health}/healthz and /readyz");
     }

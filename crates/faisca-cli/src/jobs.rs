@@ -159,6 +159,7 @@ pub async fn submit(args: SubmitArgs) -> Result<()> {
                 launcher: Some(launcher),
             })
             .await?;
+            crate::commands::warn_if_pods_cannot_reach(started.address());
             let address = format!("faisca://{}", started.address());
             server = Some(started);
             address

@@ -308,3 +308,77 @@ fn an_executor_leaving_when_its_grace_period_ends_hands_its_tasks_back_without_a
     assert_eq!(info.stages[0].failed_attempts, 0);
     assert!(info.failures.is_empty());
 }
+
+fn departed(state: &mut DriverState) -> Vec<(String, String, String)> {
+    let (reply, mut answer) = oneshot::channel();
+    state.receive(Message::ClusterInfo {
+        min_executors: 0,
+        reply,
+    });
+    answer
+        .try_recv()
+        .unwrap()
+        .departed
+        .into_iter()
+        .map(|e| (e.executor_id, e.state, e.reason))
+        .collect()
+}
+
+fn launcher_says(state: &mut DriverState, id: &str, reason: &str, expected: bool) {
+    state.receive(Message::Launcher(
+        crate::launcher::LauncherEvent::ExecutorExited {
+            id: ExecutorId(id.into()),
+            reason: reason.into(),
+            expected,
+        },
+    ));
+}
+
+#[test]
+fn a_launchers_reason_reaches_the_departed_executors() {
+    let mut state = DriverState::new(settings());
+    let _a = register(&mut state, "a");
+    let _b = register(&mut state, "b");
+    // The stream closes first; the pod's reason follows and is added.
+    state.receive(Message::ExecutorLost {
+        id: ExecutorId("a".into()),
+        reason: "stream closed".into(),
+    });
+    launcher_says(
+        &mut state,
+        "a",
+        "pod a failed: OOMKilled (exit code 137)",
+        false,
+    );
+    // The launcher is first: the executor is dropped at once, with the launcher's reason.
+    launcher_says(&mut state, "b", "pod b deleted", false);
+    // One that never registered is remembered too.
+    launcher_says(
+        &mut state,
+        "c",
+        "pod c cannot start: ImagePullBackOff",
+        false,
+    );
+    assert_eq!(executors(&mut state), Vec::<String>::new());
+    let gone = departed(&mut state);
+    assert_eq!(gone.len(), 3, "{gone:?}");
+    assert_eq!(
+        (gone[0].0.as_str(), gone[0].1.as_str()),
+        ("a", "lost"),
+        "{gone:?}"
+    );
+    assert!(
+        gone[0].2.contains("OOMKilled") && gone[0].2.contains("stream closed"),
+        "{gone:?}"
+    );
+    assert_eq!(
+        (gone[1].1.as_str(), gone[1].2.as_str()),
+        ("lost", "pod b deleted")
+    );
+    assert_eq!(gone[2].0, "c");
+    assert!(gone[2].2.contains("before it registered"), "{gone:?}");
+    // An expected end (released, scaled down) is an exit, not a loss.
+    let _d = register(&mut state, "d");
+    launcher_says(&mut state, "d", "exit status: 0", true);
+    assert_eq!(departed(&mut state)[3].1, "exited");
+}
