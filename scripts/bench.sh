@@ -10,6 +10,7 @@ mkdir -p target/faisca-bench
 "$bin" bench overhead --master 'local[2]' --iterations 200 --tasks 100 --output target/faisca-bench/overhead.json
 "$bin" bench tpch --sf "$sf" --master 'local[2]' --iterations 5 --output "target/faisca-bench/tpch-sf$sf.json"
 "$bin" bench recovery --sf "$sf" --query 9 --executors 3 --cores 1 --iterations 5 --output "target/faisca-bench/recovery-sf$sf.json"
+"$bin" bench scale --iterations 7 --output target/faisca-bench/scale.json
 "$bin" bench scan --sf "$sf" --master 'local[2]' --iterations 5 --output "target/faisca-bench/scan-sf$sf.json"
 "$bin" bench write --sf "$sf" --master 'local[2]' --iterations 3 --output "target/faisca-bench/write-sf$sf.json"
 "$bin" bench kafka --records 2000000 --partitions 20 --master 'local[2]' --iterations 3 --output target/faisca-bench/kafka.json

@@ -349,7 +349,9 @@ fn expand_vars(text: &str, env: &BTreeMap<String, String>) -> String {
 }
 
 fn signal(pid: u32, name: &str) {
+    // The process may have exited already: that is no error here.
     let _ = std::process::Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
+        .stderr(Stdio::null())
         .status();
 }
