@@ -401,7 +401,8 @@ pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+/// Write a benchmark's JSON report to `path` (its directory made if needed) and say where.
+pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

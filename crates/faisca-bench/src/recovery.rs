@@ -308,13 +308,7 @@ pub async fn recovery(args: RecoveryBenchArgs) -> Result<()> {
     session.stop().await;
     children.0.extend(executors);
     drop(children);
-    if let Some(parent) = args.output.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&args.output, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", args.output.display()))?;
-    eprintln!("report written to {}", args.output.display());
-    Ok(())
+    crate::cluster::write_json(&args.output, &report)
 }
 
 /// Run `sql` and make `victim` leave after `after` (`how`); the victim has exited when this

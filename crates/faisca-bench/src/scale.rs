@@ -293,11 +293,5 @@ pub async fn scale(args: ScaleBenchArgs) -> Result<()> {
         median: med,
         runs,
     };
-    if let Some(parent) = args.output.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&args.output, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("writing {}", args.output.display()))?;
-    eprintln!("report written to {}", args.output.display());
-    Ok(())
+    crate::cluster::write_json(&args.output, &report)
 }

@@ -215,15 +215,17 @@ fn settings() -> DriverSettings {
     }
 }
 
-fn executor_states(state: &mut DriverState) -> Vec<(String, String)> {
+fn cluster_info(state: &mut DriverState) -> ClusterInfoResponse {
     let (reply, mut answer) = oneshot::channel();
     state.receive(Message::ClusterInfo {
         min_executors: 0,
         reply,
     });
-    answer
-        .try_recv()
-        .unwrap()
+    answer.try_recv().unwrap()
+}
+
+fn executor_states(state: &mut DriverState) -> Vec<(String, String)> {
+    cluster_info(state)
         .executors
         .into_iter()
         .map(|e| (e.executor_id, e.state))
@@ -310,14 +312,7 @@ fn an_executor_leaving_when_its_grace_period_ends_hands_its_tasks_back_without_a
 }
 
 fn departed(state: &mut DriverState) -> Vec<(String, String, String)> {
-    let (reply, mut answer) = oneshot::channel();
-    state.receive(Message::ClusterInfo {
-        min_executors: 0,
-        reply,
-    });
-    answer
-        .try_recv()
-        .unwrap()
+    cluster_info(state)
         .departed
         .into_iter()
         .map(|e| (e.executor_id, e.state, e.reason))

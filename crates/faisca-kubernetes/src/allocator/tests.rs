@@ -22,24 +22,23 @@ fn state(number: u64, phase: Phase) -> PodState {
     }
 }
 
-fn created(actions: &[Action]) -> Vec<u64> {
+/// The pods `actions` create (`creates`) or delete.
+fn numbers(actions: &[Action], creates: bool) -> Vec<u64> {
     actions
         .iter()
-        .filter_map(|a| match a {
-            Action::Create(n) => Some(*n),
+        .filter_map(|a| match (a, creates) {
+            (Action::Create(n), true) | (Action::Delete(n), false) => Some(*n),
             _ => None,
         })
         .collect()
 }
 
+fn created(actions: &[Action]) -> Vec<u64> {
+    numbers(actions, true)
+}
+
 fn deleted(actions: &[Action]) -> Vec<u64> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Delete(n) => Some(*n),
-            _ => None,
-        })
-        .collect()
+    numbers(actions, false)
 }
 
 /// The API server shows every created pod, in `phase`.
