@@ -203,6 +203,9 @@ async fn submit_to_cluster(
         file_name,
         script,
         conf: pairs,
+        format: clap::ValueEnum::to_possible_value(&args.format)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_else(|| "table".into()),
     };
     let follow =
         faisca_kubernetes::submit::submit_cluster(master, &config, &app_id, &submission, |line| {

@@ -38,6 +38,8 @@ pub struct ClusterSubmission {
     pub script: String,
     /// The user's `--conf` pairs.
     pub conf: Vec<(String, String)>,
+    /// `--format` of the last query's rows in the driver's log (`table`, `csv`, `json`).
+    pub format: String,
 }
 
 /// The driver pod and ConfigMap of a submission, as pure data (unit-tested).
@@ -65,6 +67,8 @@ pub fn driver_objects(
         app_id.into(),
         "--name".into(),
         submission.name.clone(),
+        "--format".into(),
+        submission.format.clone(),
     ];
     for (key, value) in &submission.conf {
         if redaction.is_secret(key) {
@@ -216,6 +220,7 @@ mod tests {
                     "hunter2".into(),
                 ),
             ],
+            format: "csv".into(),
         };
         let (pod, map, dropped) = driver_objects(&config, "faisca-0000aaaa", &submission);
         let pod = serde_json::to_value(pod).unwrap();
@@ -227,6 +232,7 @@ mod tests {
             serde_json::from_value(pod["spec"]["containers"][0]["args"].clone()).unwrap();
         let text = args.join(" ");
         assert!(text.contains("--deploy-mode client"), "{text}");
+        assert!(text.contains("--format csv"), "{text}");
         assert!(text.contains("faisca.shuffle.partitions=8"), "{text}");
         assert!(
             text.contains("faisca.kubernetes.driver.pod.name=faisca-0000aaaa-driver"),
