@@ -209,12 +209,7 @@ impl Allocator {
     /// Pods to create or delete to move toward the target.
     pub fn allocate(&mut self, now: Instant, snapshot: &PodSnapshot) -> Vec<Action> {
         let mut actions = Vec::new();
-        let alive: Vec<u64> = self
-            .requested
-            .keys()
-            .copied()
-            .filter(|n| !self.releasing.contains(n) && !self.exited.contains(n))
-            .collect();
+        let alive: Vec<u64> = self.alive_numbers().collect();
         if alive.len() > self.target {
             // The newest first, and among them those not running yet.
             let mut surplus = alive.clone();
@@ -263,10 +258,14 @@ impl Allocator {
 
     /// Executors alive or on their way (requested, not ended, not released).
     pub fn alive(&self) -> usize {
+        self.alive_numbers().count()
+    }
+
+    fn alive_numbers(&self) -> impl Iterator<Item = u64> + '_ {
         self.requested
             .keys()
+            .copied()
             .filter(|n| !self.releasing.contains(n) && !self.exited.contains(n))
-            .count()
     }
 }
 

@@ -365,10 +365,6 @@ impl FaiscaConfig {
             .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_string(), v.to_string())))
             .collect()
     }
-
-    fn flag(&self, key: &KeySpec) -> bool {
-        self.raw(key).eq_ignore_ascii_case("true")
-    }
 }
 
 #[cfg(test)]

@@ -522,6 +522,10 @@ impl FaiscaConfig {
         parse_duration(self.raw(key)).expect("validated when set")
     }
 
+    fn flag(&self, key: &KeySpec) -> bool {
+        self.raw(key).eq_ignore_ascii_case("true")
+    }
+
     fn count(&self, key: &KeySpec) -> u64 {
         self.raw(key).parse().expect("validated when set")
     }
@@ -536,8 +540,7 @@ impl FaiscaConfig {
     }
     /// `faisca.codegen.enabled`.
     pub fn codegen_enabled(&self) -> bool {
-        self.raw(&keys::CODEGEN_ENABLED)
-            .eq_ignore_ascii_case("true")
+        self.flag(&keys::CODEGEN_ENABLED)
     }
     /// `faisca.planner.checkEncoding`: whether stage plans are decoded and compared on the driver.
     pub fn check_plan_encoding(&self) -> bool {
@@ -577,13 +580,11 @@ impl FaiscaConfig {
     }
     /// `faisca.shuffle.compressLoopback`.
     pub fn shuffle_compress_loopback(&self) -> bool {
-        self.raw(&keys::SHUFFLE_COMPRESS_LOOPBACK)
-            .eq_ignore_ascii_case("true")
+        self.flag(&keys::SHUFFLE_COMPRESS_LOOPBACK)
     }
     /// `faisca.shuffle.inMemory`.
     pub fn shuffle_in_memory(&self) -> bool {
-        self.raw(&keys::SHUFFLE_IN_MEMORY)
-            .eq_ignore_ascii_case("true")
+        self.flag(&keys::SHUFFLE_IN_MEMORY)
     }
     /// `faisca.shuffle.spillBytes`.
     pub fn shuffle_spill_bytes(&self) -> u64 {
@@ -640,8 +641,7 @@ impl FaiscaConfig {
     }
     /// `faisca.decommission.enabled`.
     pub fn decommission_enabled(&self) -> bool {
-        self.raw(&keys::DECOMMISSION_ENABLED)
-            .eq_ignore_ascii_case("true")
+        self.flag(&keys::DECOMMISSION_ENABLED)
     }
     /// `faisca.executor.decommission.gracePeriod`.
     pub fn decommission_grace_period(&self) -> Duration {
@@ -688,8 +688,7 @@ impl FaiscaConfig {
     }
     /// `faisca.test.stopCommitAfterManifest`.
     pub fn test_stop_commit_after_manifest(&self) -> bool {
-        self.raw(&keys::TEST_STOP_COMMIT_AFTER_MANIFEST)
-            .eq_ignore_ascii_case("true")
+        self.flag(&keys::TEST_STOP_COMMIT_AFTER_MANIFEST)
     }
     /// `faisca.test.failTasks`: the injected task failures, if any.
     pub fn injected_failures(&self) -> Option<InjectedFailures> {

@@ -138,18 +138,16 @@ impl DriverState {
         info.running_tasks = 0;
         info.state = state.to_string();
         info.reason = reason.to_string();
-        self.departed.push_back(info);
-        while self.departed.len() > self.settings.retained_jobs.max(1) {
-            self.departed.pop_front();
-        }
+        self.remember_departure(info);
     }
 
     /// The launcher says executor `id` is gone. If it is still registered it is dropped now
     /// (its stream may take a while to close); if it already left, the launcher's reason is
     /// added to what was recorded (the log, its departure, the jobs' failures).
     pub(super) fn launcher_saw_exit(&mut self, id: &ExecutorId, reason: &str, expected: bool) {
-        if self.executors.contains_key(id) {
-            if expected && let Some(e) = self.executors.get_mut(id) {
+        if let Some(e) = self.executors.get_mut(id) {
+            if expected {
+                // It left on purpose: dropped as a departure, not a failure.
                 e.decommission
                     .get_or_insert(Decommission { released: true });
             }
@@ -180,12 +178,17 @@ impl DriverState {
         } else {
             warn!(executor = %id, "an executor failed before it registered: {reason}");
         }
-        self.departed.push_back(ExecutorInfo {
+        self.remember_departure(ExecutorInfo {
             executor_id: id.0.clone(),
             state: if expected { "exited" } else { "lost" }.to_string(),
             reason: format!("{reason} (before it registered)"),
             ..Default::default()
         });
+    }
+
+    /// Keep `info` among the departed, at most `retained_jobs` of them (the oldest go first).
+    fn remember_departure(&mut self, info: ExecutorInfo) {
+        self.departed.push_back(info);
         while self.departed.len() > self.settings.retained_jobs.max(1) {
             self.departed.pop_front();
         }
