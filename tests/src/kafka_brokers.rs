@@ -218,12 +218,14 @@ impl Broker {
     pub async fn produce(&self, topic: &str, partition: i32, records: &[Record]) {
         let producer = self.producer();
         let sends = records.iter().map(|r| {
-            let mut record = FutureRecord::to(topic)
-                .partition(partition)
-                .payload(r.value.as_bytes());
+            let mut record = FutureRecord::<[u8], [u8]>::to(topic).partition(partition);
+            if let Some(value) = &r.value {
+                record = record.payload(value.as_bytes());
+            }
             if let Some(key) = &r.key {
                 record = record.key(key.as_bytes());
             }
+
             if let Some(ts) = r.timestamp_ms {
                 record = record.timestamp(ts);
             }
@@ -253,13 +255,102 @@ impl Broker {
     }
 }
 
+/// A record read back from a topic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Consumed {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes (`None`: a tombstone).
+    pub value: Option<Vec<u8>>,
+    /// Headers, in order.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Broker {
+    /// Every record of `topic`, by partition and offset, read with an independent consumer.
+    pub async fn consume_all(&self, topic: &str) -> Vec<Consumed> {
+        let config = self.config();
+        let topic = topic.to_string();
+        tokio::task::spawn_blocking(move || consume_all(config, &topic))
+            .await
+            .unwrap()
+    }
+}
+
+fn consume_all(mut config: ClientConfig, topic: &str) -> Vec<Consumed> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = config
+        .set("group.id", "faisca-tests")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .unwrap();
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout).unwrap();
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    let mut ends = std::collections::BTreeMap::new();
+    let mut list = TopicPartitionList::new();
+    for p in &partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, *p, timeout).unwrap();
+        if high > low {
+            ends.insert(*p, high);
+            list.add_partition_offset(topic, *p, Offset::Offset(low))
+                .unwrap();
+        }
+    }
+    let mut out = Vec::new();
+    if ends.is_empty() {
+        return out;
+    }
+    consumer.assign(&list).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut done = std::collections::BTreeSet::new();
+    while done.len() < ends.len() {
+        assert!(Instant::now() < deadline, "reading {topic} back stalled");
+        let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let m = message.unwrap();
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Consumed {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers,
+        });
+        if m.offset() + 1 >= ends[&m.partition()] {
+            done.insert(m.partition());
+        }
+    }
+    out.sort();
+    out
+}
+
 /// One record to produce.
 #[derive(Debug, Clone)]
 pub struct Record {
     /// Key.
     pub key: Option<String>,
-    /// Value.
-    pub value: String,
+    /// Value (`None`: a tombstone).
+    pub value: Option<String>,
     /// Create time (ms); the producer's clock when `None`.
     pub timestamp_ms: Option<i64>,
     /// Headers.
@@ -271,7 +362,7 @@ impl Record {
     pub fn new(key: Option<&str>, value: &str) -> Record {
         Record {
             key: key.map(str::to_string),
-            value: value.to_string(),
+            value: Some(value.to_string()),
             timestamp_ms: None,
             headers: Vec::new(),
         }

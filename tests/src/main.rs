@@ -12,6 +12,8 @@
 //!   faults, on local files and on S3.
 //! * [`kafka`]: the Kafka source on real brokers (noida-db, Tansu) and librdkafka's mock cluster;
 //!   Avro values framed for a schema registry ([`schema_registry`]: a minimal one, as none runs here).
+//! * [`kafka_sink`]: Kafka writes (`format("kafka")`, `COPY … STORED AS KAFKA`, `INSERT INTO`),
+//!   Kafka → Kafka incremental runs, topics read as tables.
 //! * [`secrets`]: credentials never reach checkpoints, logs, `faisca status`, `EXPLAIN` or errors.
 //! * [`fusion`]: fused pipelines next to DataFusion's operators in one query.
 //! * [`health`]: the driver's and executor's `/healthz` and `/readyz` through start-up.
@@ -40,6 +42,7 @@ mod fusion;
 mod health;
 mod kafka;
 mod kafka_brokers;
+mod kafka_sink;
 mod kubernetes;
 mod launcher;
 mod layering;

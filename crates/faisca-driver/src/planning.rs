@@ -74,7 +74,13 @@ pub async fn plan_sql(
     total_cores: usize,
 ) -> Result<Planned> {
     let state = session.ctx.state();
-    let plan = state.create_logical_plan(sql).await?;
+    let dialect = state.config().options().sql_parser.dialect;
+    let statement = state.sql_to_statement(sql, &dialect)?;
+    if let Some((request, source)) = crate::write::kafka::copy_to_kafka(&statement)? {
+        let input = state.statement_to_plan(source).await?;
+        return plan_write(session, session_id, request, input, total_cores).await;
+    }
+    let plan = state.statement_to_plan(statement).await?;
     plan_statement(session, session_id, plan, mode, total_cores).await
 }
 
@@ -200,7 +206,7 @@ pub async fn plan_write(
         }),
         crate::write::PlannedWrite::Job { input, write } => {
             let (mut physical, runs) = physical_plan(session, &input, total_cores).await?;
-            if !write.sink.single_file.is_empty()
+            if write.single_file()
                 && physical.output_partitioning().partition_count() > 1
             {
                 // One file: the last stage is one task.
@@ -209,6 +215,7 @@ pub async fn plan_write(
             let mut job = build_job(session, session_id, physical, runs)?;
             job.schema = crate::write::count_schema();
             job.write = Some(write);
+            job.stop_before_source_commit = session.config.test_stop_before_source_commit();
             if let Some(last) = job.stages.last_mut() {
                 last.output_description = "write".to_string();
             }
@@ -443,6 +450,7 @@ pub fn build_job(
         name: String::new(),
         sql: String::new(),
         write: None,
+        stop_before_source_commit: false,
         kafka,
     })
 }

@@ -120,6 +120,7 @@ impl DriverServiceImpl {
                         .map(|e| (e.key, e.value))
                         .collect(),
                     copy: false,
+                    insert: false,
                 };
                 crate::planning::plan_write(&session, &session_id, write, plan, cores).await?
             }

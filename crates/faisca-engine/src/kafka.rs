@@ -92,6 +92,11 @@ impl KafkaTable {
         )?))
     }
 
+    /// The table's options.
+    pub fn options(&self) -> &KafkaOptions {
+        &self.options
+    }
+
     /// A table reading what `options` describe.
     pub fn new(options: KafkaOptions) -> Self {
         let schema = kafka_schema(options.read.include_headers);

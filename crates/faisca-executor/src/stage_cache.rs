@@ -64,6 +64,11 @@ fn fingerprint(launch: &LaunchTask) -> u64 {
         input.encode_to_vec().hash(&mut h);
     }
     launch.sink.as_ref().map(|s| s.encode_to_vec()).hash(&mut h);
+    launch
+        .kafka_sink
+        .as_ref()
+        .map(|s| s.encode_to_vec())
+        .hash(&mut h);
     for entry in &launch.config {
         (&entry.key, &entry.value).hash(&mut h);
     }

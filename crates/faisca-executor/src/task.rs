@@ -37,6 +37,7 @@ pub fn panicked(key: &TaskKey, message: &str) -> TaskStatus {
         partitions: vec![],
         elapsed_micros: 0,
         written: vec![],
+        records_sent: 0,
     }
 }
 
@@ -59,10 +60,12 @@ pub async fn run_task(context: Arc<ExecutorContext>, launch: LaunchTask) -> Task
         partitions: vec![],
         elapsed_micros: start.elapsed().as_micros() as u64,
         written: vec![],
+        records_sent: 0,
     };
     match result {
         Ok(TaskOutput::Shuffle(stats)) => status.partitions = stats,
         Ok(TaskOutput::Files(files)) => status.written = files,
+        Ok(TaskOutput::Records(sent)) => status.records_sent = sent,
         Err(e) => {
             let e = with_files(&context, &launch, e);
             // A retry must not reuse state of this run (e.g. a failed broadcast build).
@@ -86,6 +89,8 @@ enum TaskOutput {
     Shuffle(Vec<PartitionStats>),
     /// Files left in the attempt's directory of a write.
     Files(Vec<WrittenFile>),
+    /// Records a Kafka write sent, every one confirmed.
+    Records(u64),
 }
 
 async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<TaskOutput> {
@@ -95,6 +100,14 @@ async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<TaskO
         return write_files(&stage, launch, sink)
             .await
             .map(TaskOutput::Files);
+    }
+    if let Some(sink) = &launch.kafka_sink {
+        let stream = stage
+            .plan
+            .execute(launch.partition as usize, stage.task_context.clone())?;
+        return faisca_engine::sink::kafka::send_task(stream, sink)
+            .await
+            .map(TaskOutput::Records);
     }
     let plan = stage.plan.clone();
     let input_partitions = plan.output_partitioning().partition_count();

@@ -7,7 +7,10 @@ use crate::DataFrame;
 
 /// Writes a [`DataFrame`]'s rows to files, in parallel (one writer per task), with Spark's save
 /// modes and a commit protocol: readers see all of the new files or none, and a failed job leaves
-/// the destination as it was.
+/// the destination as it was. With `format("kafka")` each row becomes a Kafka record (Spark's
+/// columns: `value`, and optionally `key`, `topic`, `partition`, `headers`), sent by one
+/// idempotent producer per task and confirmed before the task ends: at-least-once, as Spark's
+/// Kafka sink (a retried task sends its records again).
 ///
 /// ```no_run
 /// # async fn run(df: faisca::DataFrame) -> faisca::Result<()> {
@@ -16,6 +19,15 @@ use crate::DataFrame;
 ///     .partition_by(["l_shipmode"])
 ///     .option("maxRecordsPerFile", "1000000")
 ///     .parquet("s3://lake/lineitem/")
+///     .await?;
+/// # Ok(()) }
+/// # async fn kafka(df: faisca::DataFrame) -> faisca::Result<()> {
+/// df.select_expr(&["CAST(id AS VARCHAR) AS key", "to_json(named_struct('id', id)) AS value"])?
+///     .write()
+///     .format("kafka")
+///     .option("kafka.bootstrap.servers", "127.0.0.1:9092")
+///     .option("topic", "orders")
+///     .save()
 ///     .await?;
 /// # Ok(()) }
 /// ```
@@ -46,7 +58,8 @@ impl DataFrameWriter {
         self
     }
 
-    /// The format [`DataFrameWriter::save`] writes: `parquet` (default), `csv` or `json`.
+    /// The format [`DataFrameWriter::save`] writes: `parquet` (default), `csv`, `json` or
+    /// `kafka`.
     pub fn format(mut self, format: &str) -> Self {
         self.format = format.to_string();
         self
@@ -63,34 +76,46 @@ impl DataFrameWriter {
         self
     }
 
-    /// A writer option: `maxRecordsPerFile`, `partitionOverwriteMode` (`static` or `dynamic`),
-    /// Spark's format names (`header`, `sep`, `compression`, …) or DataFusion's (`format.*`).
+    /// A writer option: `path`, `maxRecordsPerFile`, `partitionOverwriteMode` (`static` or
+    /// `dynamic`), Spark's format names (`header`, `sep`, `compression`, …) or DataFusion's
+    /// (`format.*`); for Kafka, `topic` and `kafka.*` (librdkafka producer properties).
     pub fn option(mut self, key: &str, value: &str) -> Self {
         self.options.push((key.to_string(), value.to_string()));
         self
     }
 
-    /// Write to `url` (a directory: `s3://bucket/path/`, `file:///…`, a local path) in the chosen
-    /// format. Returns the number of rows written (0 when `ignore` skipped the write).
-    pub async fn save(self, url: &str) -> Result<u64> {
-        if url.trim().is_empty() {
+    /// Write as Spark's `save()`: files at the `path` option's URL, or Kafka records
+    /// (`format("kafka")`, with its `topic` option or a `topic` column). Returns the number of
+    /// rows written (0 when `ignore` skipped the write).
+    pub async fn save(self) -> Result<u64> {
+        let url = self
+            .options
+            .iter()
+            .rev()
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("path"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let kafka = self.format.trim().eq_ignore_ascii_case("kafka");
+        if url.trim().is_empty() && !kafka {
             return Err(Error::user(
-                "no destination given for the write: expected a directory URL or path",
+                "no destination given for the write: expected a directory URL or path (save_path(url), or the 'path' option)",
             ));
         }
+        let options = self
+            .options
+            .iter()
+            .filter(|(k, _)| !k.trim().eq_ignore_ascii_case("path"))
+            .map(|(k, v)| ConfigEntry {
+                key: k.clone(),
+                value: v.clone(),
+            })
+            .collect();
         let write = WriteRequest {
-            url: url.to_string(),
+            url,
             format: self.format.clone(),
             mode: self.mode.clone(),
             partition_by: self.partition_by.clone(),
-            options: self
-                .options
-                .iter()
-                .map(|(k, v)| ConfigEntry {
-                    key: k.clone(),
-                    value: v.clone(),
-                })
-                .collect(),
+            options,
         };
         let session = self.df.session();
         let result = session
@@ -116,18 +141,29 @@ impl DataFrameWriter {
         Ok(rows)
     }
 
+    /// Write to `url` (a directory: `s3://bucket/path/`, `file:///…`, a local path) in the chosen
+    /// format: Spark's `save(path)`.
+    pub async fn save_path(self, url: &str) -> Result<u64> {
+        if url.trim().is_empty() {
+            return Err(Error::user(
+                "no destination given for the write: expected a directory URL or path",
+            ));
+        }
+        self.option("path", url).save().await
+    }
+
     /// Write Parquet files.
     pub async fn parquet(self, url: &str) -> Result<u64> {
-        self.format("parquet").save(url).await
+        self.format("parquet").save_path(url).await
     }
 
     /// Write CSV files.
     pub async fn csv(self, url: &str) -> Result<u64> {
-        self.format("csv").save(url).await
+        self.format("csv").save_path(url).await
     }
 
     /// Write newline-delimited JSON files.
     pub async fn json(self, url: &str) -> Result<u64> {
-        self.format("json").save(url).await
+        self.format("json").save_path(url).await
     }
 }

@@ -315,6 +315,14 @@ pub mod keys {
         doc: "Fault injection for tests: a write's commit stops right after recording its manifest, as if the driver died there (the next write to the destination finishes it).",
     };
 
+    /// `faisca.test.stopBeforeSourceCommit`.
+    pub const TEST_STOP_BEFORE_SOURCE_COMMIT: KeySpec = KeySpec {
+        name: "faisca.test.stopBeforeSourceCommit",
+        default: "false",
+        kind: ValueKind::Bool,
+        doc: "Fault injection for tests: a write job whose output is delivered (or committed) fails before its Kafka sources record their commit, as if the driver died there (the next run redoes that batch).",
+    };
+
     /// `faisca.kafka.requestTimeout`.
     pub const KAFKA_REQUEST_TIMEOUT: KeySpec = KeySpec {
         name: "faisca.kafka.requestTimeout",
@@ -401,6 +409,7 @@ pub const KEYS: &[KeySpec] = &[
     keys::TEST_TASK_DELAY,
     keys::WRITE_COMMIT_CONCURRENCY,
     keys::TEST_STOP_COMMIT_AFTER_MANIFEST,
+    keys::TEST_STOP_BEFORE_SOURCE_COMMIT,
     keys::KAFKA_REQUEST_TIMEOUT,
     keys::KAFKA_MAX_RECORDS_PER_TASK,
     keys::CODEGEN_ENABLED,
@@ -689,6 +698,10 @@ impl FaiscaConfig {
     /// `faisca.test.stopCommitAfterManifest`.
     pub fn test_stop_commit_after_manifest(&self) -> bool {
         self.flag(&keys::TEST_STOP_COMMIT_AFTER_MANIFEST)
+    }
+    /// `faisca.test.stopBeforeSourceCommit`.
+    pub fn test_stop_before_source_commit(&self) -> bool {
+        self.flag(&keys::TEST_STOP_BEFORE_SOURCE_COMMIT)
     }
     /// `faisca.test.failTasks`: the injected task failures, if any.
     pub fn injected_failures(&self) -> Option<InjectedFailures> {

@@ -23,6 +23,7 @@ pub mod reader;
 pub mod resolve;
 pub mod run;
 pub mod schema;
+pub mod sink;
 pub mod splits;
 
 use serde::{Deserialize, Serialize};

@@ -202,8 +202,13 @@ impl SourceOptions {
         Ok(SourceOptions { options })
     }
 
+    /// Every option, normalised name first, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.options.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// The value of `name` (any case).
-    fn get(&self, name: &str) -> Option<&str> {
+    pub fn get(&self, name: &str) -> Option<&str> {
         self.options
             .get(&name.to_ascii_lowercase())
             .map(String::as_str)
@@ -625,7 +630,10 @@ fn source_key(location: &str, options: &SourceOptions, redaction: &Redaction) ->
 }
 
 /// librdkafka checks every property when a configuration is built (no connection is made).
-fn check_kafka_params(params: &BTreeMap<String, String>, redaction: &Redaction) -> Result<()> {
+pub(crate) fn check_kafka_params(
+    params: &BTreeMap<String, String>,
+    redaction: &Redaction,
+) -> Result<()> {
     let mut config = rdkafka::ClientConfig::new();
     for (k, v) in params {
         config.set(k, v);

@@ -287,6 +287,7 @@ impl DriverState {
                 attempt,
                 stats: status.partitions.clone(),
                 written: status.written.clone(),
+                records_sent: status.records_sent,
             };
             job.task_succeeded(stage, partition, attempt, output)
         } else {
@@ -377,6 +378,7 @@ impl DriverState {
             return;
         };
         let files = job.written_files();
+        let records = job.records_sent();
         let Some(reply) = self.myself.clone() else {
             job.commit_ended(Err(Error::internal(
                 "this driver state cannot run work off the actor (no reply address)",
@@ -386,10 +388,15 @@ impl DriverState {
         };
         let job_id = id.clone();
         let kafka = job.planned.kafka.clone();
+        let stop = job.planned.stop_before_source_commit;
         debug!(job = %id, files = files.len(), "committing");
         tokio::spawn(async move {
-            let mut result = crate::write::commit_job(&write, &job_id, &files).await;
-            if result.is_ok()
+            let mut result = crate::write::commit_job(&write, &job_id, &files, records).await;
+            if result.is_ok() && stop {
+                result = Err(Error::external(
+                    "the write stopped before its Kafka sources recorded their commit (faisca.test.stopBeforeSourceCommit)",
+                ));
+            } else if result.is_ok()
                 && let Err(e) = faisca_connectors::kafka::run::record_done(&kafka).await
             {
                 result = Err(e.context(

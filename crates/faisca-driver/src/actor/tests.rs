@@ -104,6 +104,7 @@ fn submit(state: &mut DriverState, session: &SessionId, tasks: u32) -> JobId {
         name: String::new(),
         sql: String::new(),
         write: None,
+        stop_before_source_commit: false,
         kafka: Vec::new(),
     };
     let (reply, mut answer) = oneshot::channel();
@@ -144,6 +145,7 @@ fn succeed_on(state: &mut DriverState, executor: &str, job: &JobId, partition: u
             partitions: vec![],
             elapsed_micros: 0,
             written: vec![],
+            records_sent: 0,
         },
     });
 }

@@ -78,8 +78,11 @@ pub struct PlannedJob {
     pub name: String,
     /// The statement (shortened) for `faisca status`.
     pub sql: String,
-    /// Set for a write job: its last stage writes files, which the driver commits.
+    /// Set for a write job: its last stage writes files, which the driver commits, or sends
+    /// Kafka records.
     pub write: Option<Arc<crate::write::JobWrite>>,
+    /// `faisca.test.stopBeforeSourceCommit`: the write fails before its sources commit.
+    pub stop_before_source_commit: bool,
     /// The Kafka runs the job reads: committed in their checkpoints once its output is delivered.
     pub kafka: Vec<Arc<faisca_connectors::kafka::run::KafkaRun>>,
 }
@@ -112,6 +115,8 @@ pub struct TaskOutput {
     pub stats: Vec<PartitionStats>,
     /// Files a write task left in its attempt directory.
     pub written: Vec<faisca_proto::WrittenFile>,
+    /// Records a Kafka write task sent.
+    pub records_sent: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -421,6 +426,10 @@ impl JobState {
                 outputs: self.map_outputs(input),
             })
             .collect();
+        let (sink, kafka_sink) = match &self.planned.write {
+            Some(write) if stage == self.result_stage_id() => write.task_sinks(),
+            _ => (None, None),
+        };
         Ok(LaunchTask {
             job_id: id.0,
             stage_id: stage,
@@ -433,10 +442,8 @@ impl JobState {
             }),
             inputs,
             config: self.planned.task_config.as_ref().clone(),
-            sink: match &self.planned.write {
-                Some(write) if stage == self.result_stage_id() => Some(write.sink.clone()),
-                _ => None,
-            },
+            sink,
+            kafka_sink,
         })
     }
 
@@ -799,6 +806,14 @@ impl JobState {
     /// Rows a committed write job wrote.
     pub fn written_rows(&self) -> Option<u64> {
         self.written_rows
+    }
+
+    /// Records the successful attempts of a Kafka write's tasks sent.
+    pub fn records_sent(&self) -> u64 {
+        self.result_outputs()
+            .iter()
+            .map(|(_, out)| out.records_sent)
+            .sum()
     }
 
     /// The files of the successful attempt of each write task.

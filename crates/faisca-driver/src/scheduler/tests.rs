@@ -25,6 +25,7 @@ fn job_of(stages: &[(u32, &[u32])], max_attempts: u32, stage_max_attempts: u32) 
         name: String::new(),
         sql: String::new(),
         write: None,
+        stop_before_source_commit: false,
         kafka: Vec::new(),
     };
     JobState::new(JobId("j".into()), 0, planned, 20)
@@ -51,6 +52,7 @@ fn output(executor: &ExecutorId, attempt: u32) -> TaskOutput {
         attempt,
         stats: vec![],
         written: vec![],
+        records_sent: 0,
     }
 }
 

@@ -4,11 +4,13 @@
 //!   Spark's DDL ([`ddl`]).
 //! * [`from_avro`]: Spark's `from_avro(value, avro_schema_json [, options])` → a struct, from
 //!   raw Avro datums or the Confluent Schema Registry wire format ([`schema_registry`]).
+//! * [`to_json`]: Spark's `to_json(struct)` → JSON text (e.g. a Kafka record's value).
 
 pub mod ddl;
 pub mod from_avro;
 pub mod from_json;
 pub mod schema_registry;
+pub mod to_json;
 
 use std::sync::Arc;
 
@@ -23,6 +25,7 @@ pub fn builtin_scalar() -> Vec<Arc<ScalarUDF>> {
     vec![
         Arc::new(ScalarUDF::from(from_json::FromJson::new())),
         Arc::new(ScalarUDF::from(from_avro::FromAvro::new())),
+        Arc::new(ScalarUDF::from(to_json::ToJson::new())),
     ]
 }
 

@@ -16,6 +16,7 @@
 //! the driver's `resume_pending`, which the next write to the same destination runs first. Failed jobs
 //! remove their temporary directory (the driver's `abort`); the destination never changes.
 
+pub mod kafka;
 pub mod writer;
 
 use std::collections::HashMap;

@@ -31,9 +31,40 @@ pub use crate::commit::TaskFile;
 use crate::session::Session;
 use crate::sources::option_key;
 
-/// What the driver needs to commit a write job.
+pub mod kafka;
+
+/// What the driver needs to finish a write job.
 #[derive(Debug)]
-pub struct JobWrite {
+pub enum JobWrite {
+    /// Files, which the driver commits after the tasks.
+    Files(FileWrite),
+    /// Kafka records, which the tasks deliver (nothing to commit but the job's sources).
+    Kafka(faisca_proto::KafkaSink),
+}
+
+impl JobWrite {
+    /// What the tasks of the last stage are told: a file sink, or a Kafka sink.
+    pub fn task_sinks(
+        &self,
+    ) -> (
+        Option<faisca_proto::FileSink>,
+        Option<faisca_proto::KafkaSink>,
+    ) {
+        match self {
+            JobWrite::Files(files) => (Some(files.sink.clone()), None),
+            JobWrite::Kafka(sink) => (None, Some(sink.clone())),
+        }
+    }
+
+    /// Whether the write is one file (a SQL `COPY` to a file path): its last stage is one task.
+    pub fn single_file(&self) -> bool {
+        matches!(self, JobWrite::Files(f) if !f.sink.single_file.is_empty())
+    }
+}
+
+/// What the driver needs to commit a write of files.
+#[derive(Debug)]
+pub struct FileWrite {
     /// Where the files go.
     pub destination: Destination,
     /// The save mode.
@@ -61,6 +92,8 @@ pub struct WriteRequest {
     /// A SQL `COPY` (DataFusion's layout: one file at a file path); `false` for DataFrame
     /// writes and `INSERT`s (Spark's: a directory of part files).
     pub copy: bool,
+    /// An `INSERT INTO` a table (whose location is `url`).
+    pub insert: bool,
 }
 
 /// A planned write.
@@ -103,6 +136,7 @@ pub fn copy_request(copy: &CopyTo) -> WriteRequest {
         partition_by: copy.partition_by.clone(),
         options: copy.options.clone(),
         copy: true,
+        insert: false,
     }
 }
 
@@ -154,6 +188,9 @@ pub fn insert_request(dml: &DmlStatement) -> Result<Option<WriteRequest>> {
         )));
     };
     let provider = source_as_provider(&dml.target)?;
+    if let Some(table) = provider.downcast_ref::<faisca_engine::kafka::KafkaTable>() {
+        return Ok(Some(kafka::insert_request(table, op)));
+    }
     let Some(table) = provider.downcast_ref::<ListingTable>() else {
         return Ok(None);
     };
@@ -187,6 +224,7 @@ pub fn insert_request(dml: &DmlStatement) -> Result<Option<WriteRequest>> {
     }
     Ok(Some(WriteRequest {
         copy: false,
+        insert: true,
         url,
         format: listing.format.get_ext(),
         mode: Some(mode.into()),
@@ -244,6 +282,9 @@ pub async fn plan_write(
     mut request: WriteRequest,
     input: LogicalPlan,
 ) -> Result<PlannedWrite> {
+    if kafka::is_kafka(&request.format) {
+        return kafka::plan_kafka_write(session, request, input);
+    }
     let format = WriteFormat::parse(&request.format)?;
     let single_file = request.copy && copies_to_one_file(&request.url, &mut request.options)?;
     let (option_mode, max_records_per_file, dynamic_overwrite) =
@@ -301,7 +342,7 @@ pub async fn plan_write(
     }
     Ok(PlannedWrite::Job {
         input,
-        write: Arc::new(JobWrite {
+        write: Arc::new(JobWrite::Files(FileWrite {
             destination,
             mode,
             sink: spec.to_proto(),
@@ -310,7 +351,7 @@ pub async fn plan_write(
                 concurrency,
                 stop_after_manifest: session.config.test_stop_commit_after_manifest(),
             },
-        }),
+        })),
     })
 }
 
@@ -369,8 +410,19 @@ pub async fn committed_files(
         .collect())
 }
 
-/// Commit a write job whose tasks wrote `files`. Returns the rows written.
-pub async fn commit_job(write: &JobWrite, job: &JobId, files: &[TaskFile]) -> Result<u64> {
+/// Finish a write job whose tasks wrote `files` or sent `records`: commit the files. Returns
+/// the rows written.
+pub async fn commit_job(
+    write: &JobWrite,
+    job: &JobId,
+    files: &[TaskFile],
+    records: u64,
+) -> Result<u64> {
+    let write = match write {
+        JobWrite::Files(write) => write,
+        // Every record was confirmed before its task succeeded.
+        JobWrite::Kafka(_) => return Ok(records),
+    };
     let manifest = if write.sink.single_file.is_empty() {
         commit::plan_manifest(&write.destination, &job.0, write.mode, files, &write.commit).await?
     } else {
@@ -379,8 +431,12 @@ pub async fn commit_job(write: &JobWrite, job: &JobId, files: &[TaskFile]) -> Re
     commit::commit(&write.destination, &manifest, &write.commit).await
 }
 
-/// Remove what a failed or cancelled write job left in its temporary directory.
+/// Remove what a failed or cancelled write job left in its temporary directory. (A Kafka write
+/// cannot take back records its tasks sent: it is at-least-once.)
 pub async fn abort_job(write: &JobWrite, job: &JobId) {
+    let JobWrite::Files(write) = write else {
+        return;
+    };
     if let Err(e) = commit::abort(&write.destination, &job.0).await {
         tracing::warn!(job = %job, destination = %write.destination.url, "could not remove the temporary files of a failed write: {e}");
     }
