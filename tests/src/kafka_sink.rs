@@ -403,3 +403,98 @@ async fn bad_kafka_writes_fail_with_the_thing_named() {
     .await;
     assert!(e.contains(s.as_str()) && e.contains("'t'"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_topic_read_as_a_table_keeps_the_latest_value_per_key_however_tasks_split_it() {
+    use std::collections::BTreeMap;
+
+    use crate::kafka_brokers::Record;
+    let broker = Broker::start(Kind::Noida);
+    let s = &broker.servers;
+    broker.create_topic("users", 3).await;
+    // Upserts and tombstones over three partitions; one key may be in several partitions, and
+    // timestamps within a partition go back and forth (the offset still decides there).
+    let base = now_ms() - 3_600_000;
+    let mut produced: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
+    for i in 0..300i64 {
+        let partition = (i % 3) as i32;
+        let key = (i % 29 != 0).then(|| format!("k{}", (i * 7) % 23));
+        let mut record = Record::new(key.as_deref(), &format!("v{i}"));
+        if i % 11 == 0 {
+            record.value = None;
+        }
+        record.timestamp_ms = Some(base + ((i * 37) % 100) * 1000);
+        produced.entry(partition).or_default().push(record);
+    }
+    for (partition, records) in &produced {
+        broker.produce("users", *partition, records).await;
+    }
+    // The dictionary the records describe.
+    let mut per_partition: BTreeMap<(String, i32), (i64, &Record)> = BTreeMap::new();
+    for (partition, records) in &produced {
+        for (offset, r) in records.iter().enumerate() {
+            if let Some(key) = &r.key {
+                per_partition.insert((key.clone(), *partition), (offset as i64, r));
+            }
+        }
+    }
+    let mut winners: BTreeMap<String, (i64, i32, i64, &Record)> = BTreeMap::new();
+    for ((key, partition), (offset, r)) in per_partition {
+        let candidate = (r.timestamp_ms.unwrap(), partition, offset, r);
+        let entry = winners.entry(key).or_insert(candidate);
+        if (candidate.0, candidate.1) > (entry.0, entry.1) {
+            *entry = candidate;
+        }
+    }
+    let mut expected: Vec<String> = winners
+        .into_iter()
+        .filter_map(|(key, (_, partition, offset, r))| {
+            r.value
+                .as_ref()
+                .map(|v| format!("{key}|{v}|users|{partition}|{offset}"))
+        })
+        .collect();
+    expected.sort();
+    assert!(expected.len() > 10 && expected.len() < 23, "{expected:?}");
+
+    let session = session().await;
+    session
+        .sql("SET faisca.kafka.maxRecordsPerTask = 7")
+        .await
+        .unwrap();
+    session
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE users STORED AS KAFKA LOCATION 'users' OPTIONS ('kafka.bootstrap.servers' '{s}', 'asTable' 'true')"
+        ))
+        .await
+        .unwrap();
+    let query = "SELECT CAST(key AS VARCHAR), CAST(value AS VARCHAR), topic, partition, \"offset\" FROM users";
+    let mut rows = crate::common::normalized_rows(
+        &session.sql(query).await.unwrap().collect().await.unwrap(),
+    );
+    rows.sort();
+    assert_eq!(rows, expected);
+    // The scan is split into many tasks, merged by key.
+    let plan = crate::common::normalized_rows(
+        &session
+            .sql(&format!("EXPLAIN {query}"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap(),
+    )
+    .join("\n");
+    assert!(plan.contains("KafkaScan"), "{plan}");
+    // The same through a DataFrame reader, with its timestamp column.
+    let df = session
+        .read()
+        .format("kafka")
+        .option("kafka.bootstrap.servers", s)
+        .option("subscribe", "users")
+        .option("asTable", "true")
+        .load()
+        .await
+        .unwrap();
+    assert_eq!(df.count().await.unwrap() as usize, expected.len());
+}

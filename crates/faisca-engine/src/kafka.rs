@@ -20,7 +20,8 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::{CreateExternalTable, Expr};
+use datafusion::logical_expr::{CreateExternalTable, Expr, LogicalPlan};
+use std::borrow::Cow;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -77,6 +78,8 @@ impl TableProviderFactory for KafkaTableFactory {
 pub struct KafkaTable {
     options: Arc<KafkaOptions>,
     schema: SchemaRef,
+    /// With `asTable`: the plan over the records that yields the table, inlined where used.
+    as_table: Option<LogicalPlan>,
 }
 
 impl KafkaTable {
@@ -87,9 +90,7 @@ impl KafkaTable {
         options: &SourceOptions,
         redaction: &Redaction,
     ) -> Result<Self> {
-        Ok(Self::new(KafkaOptions::parse(
-            location, options, redaction,
-        )?))
+        Self::new(KafkaOptions::parse(location, options, redaction)?)
     }
 
     /// The table's options.
@@ -97,13 +98,26 @@ impl KafkaTable {
         &self.options
     }
 
-    /// A table reading what `options` describe.
-    pub fn new(options: KafkaOptions) -> Self {
+    /// A table reading what `options` describe: the records, or with `asTable` the table they
+    /// describe ([`crate::kafka_table`]).
+    pub fn new(options: KafkaOptions) -> Result<Self> {
+        if options.as_table {
+            let records = KafkaTable::new(KafkaOptions {
+                as_table: false,
+                ..options.clone()
+            })?;
+            return Ok(KafkaTable {
+                options: Arc::new(options),
+                schema: crate::kafka_table::table_schema(),
+                as_table: Some(crate::kafka_table::table_plan(Arc::new(records))?),
+            });
+        }
         let schema = kafka_schema(options.read.include_headers);
-        KafkaTable {
+        Ok(KafkaTable {
             options: Arc::new(options),
             schema,
-        }
+            as_table: None,
+        })
     }
 }
 
@@ -114,7 +128,14 @@ impl TableProvider for KafkaTable {
     }
 
     fn table_type(&self) -> TableType {
-        TableType::Base
+        match self.as_table {
+            Some(_) => TableType::View,
+            None => TableType::Base,
+        }
+    }
+
+    fn get_logical_plan(&self) -> Option<Cow<'_, LogicalPlan>> {
+        self.as_table.as_ref().map(Cow::Borrowed)
     }
 
     async fn scan(
@@ -124,6 +145,12 @@ impl TableProvider for KafkaTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if self.as_table.is_some() {
+            return Err(Error::internal(
+                "a Kafka topic read as a table is planned through its logical plan, not scanned",
+            )
+            .into());
+        }
         Ok(Arc::new(KafkaScanExec::unplanned(
             self.options.clone(),
             projection.cloned(),

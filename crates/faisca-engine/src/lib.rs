@@ -33,6 +33,7 @@ pub mod codec;
 pub mod filter_pushdown;
 pub mod functions;
 pub mod kafka;
+pub mod kafka_table;
 pub mod scan_files;
 pub mod session_config;
 pub mod shuffle;

@@ -33,6 +33,7 @@ pub const OPTION_NAMES: &[&str] = &[
     "fetchOffset.numRetries",
     "fetchOffset.retryIntervalMs",
     "kafkaConsumer.pollTimeoutMs",
+    "asTable",
 ];
 
 /// librdkafka properties the source sets itself: a user value would break exact ranges.
@@ -166,6 +167,8 @@ pub struct KafkaOptions {
     pub fetch_retries: u32,
     /// Wait between those attempts.
     pub fetch_retry_interval: Duration,
+    /// Read the topic as the table its records describe (the latest value per key).
+    pub as_table: bool,
     /// What executors need.
     pub read: ReadOptions,
     /// Identifies the source within a query: its location and options, normalized.
@@ -383,6 +386,10 @@ impl KafkaOptions {
             checkpoint_location,
             fetch_retries: tunables.fetch_retries,
             fetch_retry_interval: tunables.fetch_retry_interval,
+            as_table: match options.get("asTable") {
+                Some(v) => parse_bool("asTable", v)?,
+                None => false,
+            },
             key: source_key(location, options, redaction),
             read: ReadOptions {
                 kafka_params,
