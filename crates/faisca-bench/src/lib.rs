@@ -7,7 +7,7 @@
 //! * [`recovery`]: a TPC-H query with and without an executor process killed part-way.
 //! * [`scale`]: from a backlog to the first task on a new executor pod (Kubernetes stand-in).
 //! * [`scan`]: Parquet decode throughput; [`write`]: partitioned Parquet writes.
-//! * [`kafka`]: Kafka reads on a noida-db broker ([`local_kafka`] starts one, also for the
+//! * [`kafka`]: Kafka reads, [`kafka_sink`]: Kafka writes, on a noida-db broker ([`local_kafka`] starts one, also for the
 //!   examples and tests).
 //! * [`kernels`]: fused pipelines against DataFusion's operators, on in-memory batches.
 //! * [`tpch`]: TPC-H data generated in-process and the 22 queries (also used by `faisca demo`).
@@ -17,6 +17,7 @@
 
 pub mod cluster;
 pub mod kafka;
+pub mod kafka_sink;
 pub mod kernels;
 pub mod local_kafka;
 pub mod recovery;
@@ -58,6 +59,9 @@ pub enum BenchKind {
     Write(write::WriteBenchArgs),
     /// Kafka → Arrow batches on noida-db, against a plain librdkafka consumer.
     Kafka(kafka::KafkaBenchArgs),
+    /// Rows → Kafka records on noida-db (the sink), against a plain librdkafka producer with
+    /// the same durable settings.
+    KafkaSink(kafka_sink::KafkaSinkBenchArgs),
     /// Fused pipelines against DataFusion's filter → projection → partial aggregate chain, on
     /// in-memory TPC-H lineitem batches (Q1 and Q6 shapes), one thread.
     Kernels(kernels::KernelsBenchArgs),
@@ -73,6 +77,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         BenchKind::Scan(a) => scan::scan(a).await,
         BenchKind::Write(a) => write::write(a).await,
         BenchKind::Kafka(a) => kafka::kafka(a).await,
+        BenchKind::KafkaSink(a) => kafka_sink::kafka_sink(a).await,
         BenchKind::Kernels(a) => kernels::kernels(a).await,
     }
 }
