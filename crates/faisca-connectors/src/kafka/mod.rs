@@ -1,4 +1,5 @@
-//! The Kafka source: offsets planned once per query on the driver, exact ranges read on executors.
+//! Kafka: the source (offsets planned once per query on the driver, exact ranges read on
+//! executors) and the sink.
 //!
 //! * [`options`]: Spark's option names (`subscribe`, `startingOffsets`, `kafka.*`, …),
 //!   normalised where they enter and parsed and checked when the table is created.
@@ -15,6 +16,8 @@
 //!   failed run left), record them before the job starts, record the commit after.
 //! * [`reader`]: reads a task's ranges with `assign()` (no consumer group) into Arrow batches of
 //!   Spark's row schema ([`schema`]).
+//! * [`sink`]: the Kafka sink: a write's options (durable producer defaults) and the producer a
+//!   task sends its rows with, every delivery confirmed before the task succeeds.
 
 pub mod broker;
 pub mod checkpoint;

@@ -9,9 +9,9 @@
 //! Each task has one idempotent producer and sends its records in its rows' order; the task
 //! succeeds only once the brokers confirmed every record ([`TaskProducer::finish`]), and the first
 //! refused record fails it, naming topic and partition. The guarantee is at-least-once: a retried
-//! task sends its records again. librdkafka's calls used here never block (sends are queued,
-//! delivery reports are served by non-blocking polls between sends); the topic check, a metadata
-//! request, runs on a blocking thread.
+//! task sends its records again. Sends never block (they are queued; when librdkafka's queue is
+//! full the task waits asynchronously); delivery reports are served by the producer's own polling
+//! thread; the topic check (a metadata request) and stopping the producer run on blocking threads.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -26,7 +26,9 @@ use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
+};
 use rdkafka::types::RDKafkaRespErr;
 
 use super::options::{SourceOptions, check_kafka_params};
@@ -295,7 +297,7 @@ fn refusal_error(servers: &str, topic: &str, partition: Option<i32>, error: &Kaf
 
 /// One task's producer: sends rows as records in order, then waits for every confirmation.
 pub struct TaskProducer {
-    producer: Arc<BaseProducer<DeliveryTracker>>,
+    producer: Arc<ThreadedProducer<DeliveryTracker>>,
     topic: Option<String>,
     servers: String,
     delivery_timeout: Duration,
@@ -324,7 +326,7 @@ impl TaskProducer {
         for (k, v) in &options.producer {
             config.set(k, v);
         }
-        let producer: BaseProducer<DeliveryTracker> = config
+        let producer: ThreadedProducer<DeliveryTracker> = config
             .create_with_context(DeliveryTracker::default())
             .map_err(|e| {
                 Error::user(format!(
@@ -460,7 +462,6 @@ impl TaskProducer {
             self.send(record).await?;
             self.sent += 1;
         }
-        self.producer.poll(Duration::ZERO);
         self.check_refusals()
     }
 
@@ -471,7 +472,6 @@ impl TaskProducer {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
-                    self.producer.poll(Duration::ZERO);
                     self.check_refusals()?;
                     tokio::time::sleep(QUEUE_FULL_WAIT).await;
                 }
@@ -495,7 +495,6 @@ impl TaskProducer {
         let deadline = Instant::now() + self.delivery_timeout + Duration::from_secs(30);
         let mut wait = Duration::from_micros(200);
         while self.producer.in_flight_count() > 0 {
-            self.producer.poll(Duration::ZERO);
             self.check_refusals()?;
             if Instant::now() > deadline {
                 return Err(Error::external(format!(
@@ -509,7 +508,6 @@ impl TaskProducer {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_millis(5));
         }
-        self.producer.poll(Duration::ZERO);
         self.check_refusals()?;
         let delivered = self.producer.context().delivered();
         if delivered != self.sent {
@@ -518,6 +516,10 @@ impl TaskProducer {
                 self.sent
             )));
         }
+        // Stopping the producer joins its polling thread: not on an async worker.
+        let producer = self.producer.clone();
+        drop(self);
+        let _ = tokio::task::spawn_blocking(move || drop(producer)).await;
         Ok(delivered)
     }
 }
