@@ -51,8 +51,13 @@ fn pairs(records: &[Consumed]) -> Vec<(Option<String>, Option<String>)> {
 async fn writes_sparks_columns_and_reads_them_back_byte_for_byte() {
     let broker = Broker::start(Kind::Noida);
     let s = &broker.servers;
-    for (topic, partitions) in [("plain", 1), ("keyed", 3), ("red", 2), ("blue", 2), ("forced", 1)]
-    {
+    for (topic, partitions) in [
+        ("plain", 1),
+        ("keyed", 3),
+        ("red", 2),
+        ("blue", 2),
+        ("forced", 1),
+    ] {
         broker.create_topic(topic, partitions).await;
     }
     let session = session().await;
@@ -70,7 +75,11 @@ async fn writes_sparks_columns_and_reads_them_back_byte_for_byte() {
     let mut values: Vec<_> = plain.iter().map(|r| text(&r.value)).collect();
     values.sort();
     assert_eq!(values, [None, Some("a".into()), Some("b".into())]);
-    assert!(plain.iter().all(|r| r.key.is_none() && r.headers.is_empty()));
+    assert!(
+        plain
+            .iter()
+            .all(|r| r.key.is_none() && r.headers.is_empty())
+    );
 
     // Binary key and value (bytes that are not UTF-8), explicit partitions, headers with a null
     // value, through a DataFrame; extra columns are ignored, as in Spark.
@@ -103,7 +112,11 @@ async fn writes_sparks_columns_and_reads_them_back_byte_for_byte() {
     for r in &keyed {
         let i: i64 = text(&r.key).unwrap()[1..].parse().unwrap();
         assert_eq!(r.partition as i64, i % 3, "{r:?}");
-        assert_eq!(r.value.as_deref(), Some(&[0xff, 0x00, i as u8][..]), "{r:?}");
+        assert_eq!(
+            r.value.as_deref(),
+            Some(&[0xff, 0x00, i as u8][..]),
+            "{r:?}"
+        );
         assert_eq!(
             r.headers,
             [
@@ -121,7 +134,8 @@ async fn writes_sparks_columns_and_reads_them_back_byte_for_byte() {
     assert_eq!(p0, ["k0", "k3"]);
 
     // A `topic` column routes rows to several topics; the `topic` option overrides it.
-    let routed = "SELECT * FROM (VALUES ('red', 'r1'), ('blue', 'b1'), ('red', 'r2')) AS t(topic, value)";
+    let routed =
+        "SELECT * FROM (VALUES ('red', 'r1'), ('blue', 'b1'), ('red', 'r2')) AS t(topic, value)";
     let n = run(
         &session,
         &format!(
@@ -314,7 +328,9 @@ async fn kafka_to_kafka_runs_send_each_record_once_and_a_run_stopped_before_its_
     assert_eq!(run(&session, &job).await, 0);
     assert_eq!(
         values(broker.consume_all(&output).await),
-        ["A0", "A1", "A2", "A3", "B0", "B1", "B2", "C0", "C1", "D0", "D0", "D1", "D1", "E0"]
+        [
+            "A0", "A1", "A2", "A3", "B0", "B1", "B2", "C0", "C1", "D0", "D0", "D1", "D1", "E0"
+        ]
     );
 }
 
@@ -343,7 +359,11 @@ async fn bad_kafka_writes_fail_with_the_thing_named() {
     );
     let e = error(&session, &copy("SELECT 'x' AS value, 'p' AS partition", "")).await;
     assert!(e.contains("column 'partition' is Utf8"), "{e}");
-    let e = error(&session, &copy("SELECT 'x' AS value", ", 'kafka.acks' 'most'")).await;
+    let e = error(
+        &session,
+        &copy("SELECT 'x' AS value", ", 'kafka.acks' 'most'"),
+    )
+    .await;
     assert!(e.contains("'kafka.acks'"), "{e}");
     let e = error(&session, &copy("SELECT 'x' AS value", ", 'subscribe' 't'")).await;
     assert!(e.contains("unknown Kafka write option 'subscribe'"), "{e}");
@@ -398,7 +418,10 @@ async fn bad_kafka_writes_fail_with_the_thing_named() {
     drop(broker);
     let e = error(
         &session,
-        &copy("SELECT 'x' AS value", ", 'kafka.delivery.timeout.ms' '3000'"),
+        &copy(
+            "SELECT 'x' AS value",
+            ", 'kafka.delivery.timeout.ms' '3000'",
+        ),
     )
     .await;
     assert!(e.contains(s.as_str()) && e.contains("'t'"), "{e}");
@@ -469,9 +492,8 @@ async fn a_topic_read_as_a_table_keeps_the_latest_value_per_key_however_tasks_sp
         .await
         .unwrap();
     let query = "SELECT CAST(key AS VARCHAR), CAST(value AS VARCHAR), topic, partition, \"offset\" FROM users";
-    let mut rows = crate::common::normalized_rows(
-        &session.sql(query).await.unwrap().collect().await.unwrap(),
-    );
+    let mut rows =
+        crate::common::normalized_rows(&session.sql(query).await.unwrap().collect().await.unwrap());
     rows.sort();
     assert_eq!(rows, expected);
     // The scan is split into many tasks, merged by key.

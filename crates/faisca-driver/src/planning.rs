@@ -206,9 +206,7 @@ pub async fn plan_write(
         }),
         crate::write::PlannedWrite::Job { input, write } => {
             let (mut physical, runs) = physical_plan(session, &input, total_cores).await?;
-            if write.single_file()
-                && physical.output_partitioning().partition_count() > 1
-            {
+            if write.single_file() && physical.output_partitioning().partition_count() > 1 {
                 // One file: the last stage is one task.
                 physical = Arc::new(CoalescePartitionsExec::new(physical));
             }

@@ -21,7 +21,6 @@ use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{CreateExternalTable, Expr, LogicalPlan};
-use std::borrow::Cow;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -34,6 +33,7 @@ use faisca_connectors::kafka::OffsetRange;
 use faisca_connectors::kafka::options::{KafkaOptions, ReadOptions, SourceOptions};
 use faisca_connectors::kafka::reader::RangeReader;
 use faisca_connectors::kafka::schema::kafka_schema;
+use std::borrow::Cow;
 
 /// The format name of Kafka tables (`STORED AS KAFKA`, `format("kafka")`).
 pub const KAFKA_FORMAT: &str = "KAFKA";

@@ -26,9 +26,7 @@ use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{
-    BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
-};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaRespErr;
 
 use super::options::{SourceOptions, check_kafka_params};
@@ -40,7 +38,10 @@ use super::schema::headers_type;
 pub const PRODUCER_DEFAULTS: &[(&[&str], &str)] = &[
     (&["acks", "request.required.acks"], "all"),
     (&["enable.idempotence"], "true"),
-    (&["max.in.flight.requests.per.connection", "max.in.flight"], "5"),
+    (
+        &["max.in.flight.requests.per.connection", "max.in.flight"],
+        "5",
+    ),
     (&["partitioner"], "murmur2_random"),
 ];
 
@@ -95,8 +96,7 @@ impl SinkOptions {
         let mut producer = BTreeMap::new();
         for (key, value) in options.iter() {
             if let Some(param) = key.strip_prefix("kafka.") {
-                if let Some((_, why)) = RESERVED_PRODUCER_PARAMS.iter().find(|(p, _)| *p == param)
-                {
+                if let Some((_, why)) = RESERVED_PRODUCER_PARAMS.iter().find(|(p, _)| *p == param) {
                     return Err(Error::user(format!(
                         "Kafka write option 'kafka.{param}' is not supported: {why}"
                     )));
@@ -421,9 +421,11 @@ impl TaskProducer {
         let keys: Option<&BinaryArray> = binary(columns.key);
         let values: &BinaryArray = batch.column(columns.value).as_binary::<i32>();
         let topics: Option<&StringArray> = columns.topic.map(|i| batch.column(i).as_string());
-        let partitions: Option<&Int32Array> = columns
-            .partition
-            .map(|i| batch.column(i).as_primitive::<datafusion::arrow::datatypes::Int32Type>());
+        let partitions: Option<&Int32Array> = columns.partition.map(|i| {
+            batch
+                .column(i)
+                .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
+        });
         let headers: Option<&ListArray> = columns.headers.map(|i| batch.column(i).as_list());
         let fixed = self.topic.clone();
         if let Some(topic) = &fixed {
@@ -596,12 +598,18 @@ mod tests {
         let e = |pairs: &[(&str, &str)]| parse(pairs).unwrap_err().to_string();
         assert!(e(&[("topic", "t")]).contains("'kafka.bootstrap.servers' must be set"));
         let err = e(&[("kafka.bootstrap.servers", "b:1"), ("subscribe", "t")]);
-        assert!(err.contains("unknown Kafka write option 'subscribe'"), "{err}");
+        assert!(
+            err.contains("unknown Kafka write option 'subscribe'"),
+            "{err}"
+        );
         let err = e(&[
             ("kafka.bootstrap.servers", "b:1"),
             ("kafka.value.serializer", "x"),
         ]);
-        assert!(err.contains("'kafka.value.serializer' is not supported"), "{err}");
+        assert!(
+            err.contains("'kafka.value.serializer' is not supported"),
+            "{err}"
+        );
         let err = e(&[("kafka.bootstrap.servers", "b:1"), ("kafka.acks", "most")]);
         assert!(err.contains("'kafka.acks'"), "{err}");
         let err = e(&[("kafka.bootstrap.servers", "b:1"), ("topic", " ")]);

@@ -15,14 +15,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field};
-use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
-use faisca_common::{Error, Result};
 use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::sql::parser::{CopyToSource, DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use faisca_common::{Error, Result};
 use faisca_connectors::kafka::options::{SourceOptions, Subscription};
-use faisca_engine::kafka::KafkaTable;
 use faisca_connectors::kafka::sink::{SINK_COLUMNS, SinkOptions, sink_column_type};
+use faisca_engine::kafka::KafkaTable;
 
 use super::{JobWrite, PlannedWrite, WriteRequest};
 use crate::session::Session;
@@ -157,9 +157,7 @@ pub fn plan_kafka_write(
     let input = sink_projection(input, sink.topic.is_some())?;
     Ok(PlannedWrite::Job {
         input,
-        write: Arc::new(JobWrite::Kafka(faisca_engine::sink::kafka::to_proto(
-            &sink,
-        ))),
+        write: Arc::new(JobWrite::Kafka(faisca_engine::sink::kafka::to_proto(&sink))),
     })
 }
 
@@ -203,11 +201,7 @@ fn check_mode(mode: Option<&str>) -> Result<()> {
 /// `topic` option is set, so a `topic` column is left out (the option wins).
 fn sink_projection(input: LogicalPlan, topic_option: bool) -> Result<LogicalPlan> {
     let schema = input.schema().clone();
-    let columns: Vec<&str> = schema
-        .fields()
-        .iter()
-        .map(|f| f.name().as_str())
-        .collect();
+    let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let mut exprs: Vec<Expr> = Vec::new();
     for name in SINK_COLUMNS {
         if *name == "topic" && topic_option {
@@ -247,7 +241,8 @@ fn sink_projection(input: LogicalPlan, topic_option: bool) -> Result<LogicalPlan
 /// Whether column `name`'s type is one the sink takes.
 fn check_type(name: &str, field: &Field) -> Result<()> {
     let t = field.data_type();
-    let text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let text =
+        |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
     let bytes = |t: &DataType| {
         text(t)
             || matches!(
@@ -316,7 +311,10 @@ mod tests {
             check_mode(mode).unwrap();
         }
         let e = check_mode(Some("overwrite")).unwrap_err().to_string();
-        assert!(e.contains("Save mode Overwrite not allowed for Kafka"), "{e}");
+        assert!(
+            e.contains("Save mode Overwrite not allowed for Kafka"),
+            "{e}"
+        );
         let e = check_mode(Some("ignore")).unwrap_err().to_string();
         assert!(e.contains("Save mode Ignore not allowed"), "{e}");
         assert!(check_mode(Some("upsert")).is_err());
@@ -343,7 +341,10 @@ mod tests {
         let e = check_type("partition", &field(DataType::Utf8))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("'partition'") && e.contains("expected int"), "{e}");
+        assert!(
+            e.contains("'partition'") && e.contains("expected int"),
+            "{e}"
+        );
         assert!(check_type("headers", &field(DataType::Utf8)).is_err());
     }
 }

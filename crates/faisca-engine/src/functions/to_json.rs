@@ -151,7 +151,8 @@ mod tests {
         let ctx = SessionContext::new();
         ctx.register_udf(datafusion::logical_expr::ScalarUDF::from(ToJson::new()));
         let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
-        let array = datafusion::arrow::compute::cast(batches[0].column(0), &DataType::Utf8).unwrap();
+        let array =
+            datafusion::arrow::compute::cast(batches[0].column(0), &DataType::Utf8).unwrap();
         let strings = datafusion::arrow::array::AsArray::as_string::<i32>(&array);
         (0..strings.len())
             .map(|i| {
@@ -179,10 +180,7 @@ mod tests {
             rows("SELECT to_json(named_struct('id', 1, 'name', CAST(NULL AS VARCHAR)), map('ignoreNullFields', 'false'))").await,
             [r#"{"id":1,"name":null}"#]
         );
-        assert_eq!(
-            rows("SELECT to_json(map('a', 1))").await,
-            [r#"{"a":1}"#]
-        );
+        assert_eq!(rows("SELECT to_json(map('a', 1))").await, [r#"{"a":1}"#]);
         assert_eq!(
             rows("SELECT to_json(CASE WHEN false THEN named_struct('a', 1) END)").await,
             ["NULL"]
