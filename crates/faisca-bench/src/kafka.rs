@@ -52,7 +52,7 @@ pub struct KafkaBenchArgs {
 }
 
 /// CPU time (user + system) this process has used.
-fn process_cpu() -> Duration {
+pub(crate) fn process_cpu() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the command name (which may hold spaces) start at state (field 3).
     let rest = stat.rsplit(')').next().unwrap_or_default();

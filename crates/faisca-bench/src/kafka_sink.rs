@@ -17,6 +17,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde::Serialize;
 
 use crate::cluster::{machine, median, write_json};
+use crate::kafka::process_cpu;
 
 /// `faisca bench kafka-sink`.
 #[derive(Debug, clap::Args)]
@@ -57,20 +58,6 @@ const DURABLE: &[(&str, &str)] = &[
     ("max.in.flight.requests.per.connection", "5"),
     ("partitioner", "murmur2_random"),
 ];
-
-/// CPU time (user + system) this process has used.
-fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit(')').next().unwrap_or_default();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
-}
 
 /// The plain producer: `records` records (key: the row number as text, value: `bytes` bytes).
 fn plain_producer(servers: &str, topic: &str, records: u64, bytes: usize) -> Result<()> {
