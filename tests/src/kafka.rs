@@ -943,7 +943,7 @@ async fn confluent_framed_avro_is_read_with_the_registrys_writer_schemas() {
     )
     .await;
     assert!(
-        e.contains("cannot fetch a writer schema") && e.contains("127.0.0.1:1"),
+        e.contains("cannot reach the schema registry") && e.contains("127.0.0.1:1"),
         "{e}"
     );
     let e = error(&session, &odd(1, "MAP {'schemaRegistryUrl': 'x'}")).await;

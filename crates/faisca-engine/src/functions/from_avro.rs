@@ -19,7 +19,6 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow_avro::reader::{Decoder, ReaderBuilder};
 use arrow_avro::schema::{AvroSchema, Fingerprint, FingerprintAlgorithm, SchemaStore};
@@ -33,10 +32,11 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
-use super::schema_registry::{HEADER_LEN, MAGIC, Registry, schema_id};
+use super::schema_registry::{
+    DEFAULT_TIMEOUT, HEADER_LEN, MAGIC, Registry, parse_address, parse_timeout, schema_id,
+};
 
 const FRAME_ID: u32 = 0;
-const DEFAULT_REGISTRY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The `from_avro` function.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -78,7 +78,7 @@ impl AvroOptions {
     /// Options from `(key, value)` pairs.
     pub fn parse(pairs: &[(String, String)]) -> DfResult<AvroOptions> {
         let mut options = AvroOptions::default();
-        let (mut address, mut user_info, mut timeout) = (None, None, DEFAULT_REGISTRY_TIMEOUT);
+        let (mut address, mut user_info, mut timeout) = (None, None, DEFAULT_TIMEOUT);
         for (key, value) in pairs {
             match key.to_ascii_lowercase().as_str() {
                 "mode" => {
@@ -92,26 +92,9 @@ impl AvroOptions {
                         }
                     }
                 }
-                "schemaregistryaddress" => {
-                    let url = value.trim_end_matches('/');
-                    if !(url.starts_with("http://") || url.starts_with("https://")) {
-                        return plan_err!(
-                            "from_avro option 'schemaRegistryAddress' is '{value}'; expected an http:// or https:// URL of a Confluent Schema Registry"
-                        );
-                    }
-                    address = Some(url.to_string());
-                }
+                "schemaregistryaddress" => address = Some(parse_address("from_avro", value)?),
                 "basic.auth.user.info" => user_info = Some(value.clone()),
-                "schemaregistrytimeout" => {
-                    timeout = faisca_common::config::parse_duration(value)
-                        .ok()
-                        .filter(|d| !d.is_zero())
-                        .ok_or_else(|| {
-                            DataFusionError::Plan(format!(
-                                "from_avro option 'schemaRegistryTimeout' is '{value}'; expected a positive duration such as 30s, 500ms or 2m"
-                            ))
-                        })?;
-                }
+                "schemaregistrytimeout" => timeout = parse_timeout("from_avro", value)?,
                 _ => {
                     return plan_err!(
                         "from_avro has no option '{key}'; expected one of {OPTION_NAMES}"
@@ -135,38 +118,11 @@ impl AvroOptions {
 
     /// Options from the function's third argument: a map of strings (or null: the defaults).
     pub fn from_scalar(value: Option<&ScalarValue>) -> DfResult<AvroOptions> {
-        let pairs = match value {
-            None => vec![],
-            Some(v) if v.is_null() => vec![],
-            Some(ScalarValue::Map(map)) => {
-                if map.is_empty() {
-                    vec![]
-                } else {
-                    let entries = map.value(0);
-                    let strings = |column: &ArrayRef| -> DfResult<Vec<Option<String>>> {
-                        let column = cast(column, &DataType::Utf8)?;
-                        Ok(column
-                            .as_string::<i32>()
-                            .iter()
-                            .map(|s| s.map(str::to_string))
-                            .collect())
-                    };
-                    let keys = strings(entries.column(0))?;
-                    let values = strings(entries.column(1))?;
-                    keys.into_iter()
-                        .zip(values)
-                        .map(|(k, v)| (k.unwrap_or_default(), v.unwrap_or_default()))
-                        .collect()
-                }
-            }
-            Some(other) => {
-                return plan_err!(
-                    "from_avro(value, schema, options): options must be a map of strings, e.g. map('mode', 'PERMISSIVE'); got {}",
-                    other.data_type()
-                );
-            }
-        };
-        AvroOptions::parse(&pairs)
+        AvroOptions::parse(&super::option_pairs(
+            "from_avro(value, schema, options)",
+            "map('mode', 'PERMISSIVE')",
+            value,
+        )?)
     }
 }
 

@@ -1,9 +1,10 @@
-//! Writer schemas from a Confluent Schema Registry, by id, for `from_avro` over the Confluent
-//! wire format (a zero magic byte, a 4-byte big-endian schema id, then the Avro datum).
+//! A Confluent Schema Registry client for the wire format (a zero magic byte, a 4-byte
+//! big-endian schema id, then the Avro datum): writer schemas by id for `from_avro`, and the id
+//! of a schema registered (or looked up) under a subject for `to_avro`.
 //!
-//! A schema id names one schema forever, so fetched schemas are kept for the life of the process,
-//! per registry address: each executor asks the registry once per id, and tasks that miss the
-//! same id at the same time share one request (each cache entry is a cell that one fetch
+//! A schema id names one schema forever, so fetched schemas and ids are kept for the life of the
+//! process, per registry address: each executor asks the registry once per id (or subject and
+//! schema), and tasks that miss the same one at the same time share one request (each cache entry is a cell that one fetch
 //! fills while the others wait on it). Fetches go through one HTTP client (one connection pool)
 //! on one small runtime of the process's own, started at the first miss: `from_avro` is a
 //! synchronous function, so a task that misses waits for the answer — off the async workers'
@@ -23,6 +24,32 @@ pub const MAGIC: u8 = 0;
 /// Bytes before the datum: the magic byte and the schema id.
 pub const HEADER_LEN: usize = 5;
 
+/// The timeout of each registry request unless the `schemaRegistryTimeout` option says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `schemaRegistryAddress` option of `function`: an http(s) URL, without a trailing slash.
+pub fn parse_address(function: &str, value: &str) -> DfResult<String> {
+    let url = value.trim_end_matches('/');
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(DataFusionError::Plan(format!(
+            "{function} option 'schemaRegistryAddress' is '{value}'; expected an http:// or https:// URL of a Confluent Schema Registry"
+        )));
+    }
+    Ok(url.to_string())
+}
+
+/// The `schemaRegistryTimeout` option of `function`: a positive duration.
+pub fn parse_timeout(function: &str, value: &str) -> DfResult<Duration> {
+    faisca_common::config::parse_duration(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            DataFusionError::Plan(format!(
+                "{function} option 'schemaRegistryTimeout' is '{value}'; expected a positive duration such as 30s, 500ms or 2m"
+            ))
+        })
+}
+
 /// Where a registry is and how to talk to it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Registry {
@@ -39,6 +66,13 @@ type SchemaCache = HashMap<(String, u32), Arc<OnceCell<Arc<str>>>>;
 
 /// Schemas fetched (or being fetched) so far.
 static SCHEMAS: LazyLock<Mutex<SchemaCache>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// Schema ids by (registry address, subject, schema text, registered rather than looked up),
+/// each filled by one request.
+type SubjectCache = HashMap<(String, String, String, bool), Arc<OnceCell<u32>>>;
+
+/// Ids registered or looked up so far.
+static SUBJECT_IDS: LazyLock<Mutex<SubjectCache>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// The process's registry client: a runtime of one worker thread and one HTTP client, built at
 /// the first miss. Either can fail to build (no threads left); the error is the fetch's.
@@ -79,17 +113,66 @@ impl Registry {
             return Ok(schema.clone());
         }
         let url = format!("{}/schemas/ids/{id}", self.address);
-        let (runtime, client) = CLIENT.as_ref().map_err(|e| self.error(&url, e))?;
-        let (send, answer) = std::sync::mpsc::channel();
-        let (registry, client) = (self.clone(), client.clone());
+        let registry = self.clone();
         // Concurrent misses of one id wait on the same cell: one request. A failed fetch leaves
         // the cell empty, so the next miss asks again.
-        runtime.spawn(async move {
-            let schema = cell
-                .get_or_try_init(|| registry.fetch(&client, id))
+        self.wait("from_avro", &format!("GET {url}"), move |client| async move {
+            cell.get_or_try_init(|| registry.fetch(&client, id))
                 .await
-                .cloned();
-            let _ = send.send(schema);
+                .cloned()
+        })
+    }
+
+    /// The id under which `subject` holds `schema` (Avro JSON text): registered there first when
+    /// `register` (as Confluent's serializers do with `auto.register.schemas`, their default;
+    /// registering a schema the subject already has gives its id), otherwise looked up. Kept
+    /// for the life of the process, per registry, subject and schema text.
+    pub fn id_of(&self, subject: &str, schema: &str, register: bool) -> DfResult<u32> {
+        let key = (
+            self.address.clone(),
+            subject.to_string(),
+            schema.to_string(),
+            register,
+        );
+        let cell = SUBJECT_IDS
+            .lock()
+            .expect("subject cache")
+            .entry(key)
+            .or_default()
+            .clone();
+        if let Some(id) = cell.get() {
+            return Ok(*id);
+        }
+        let path = encode_path_segment(subject);
+        let url = if register {
+            format!("{}/subjects/{path}/versions", self.address)
+        } else {
+            format!("{}/subjects/{path}", self.address)
+        };
+        let (registry, subject, schema) = (self.clone(), subject.to_string(), schema.to_string());
+        let what = format!("POST {url}");
+        self.wait("to_avro", &what, move |client| async move {
+            cell.get_or_try_init(|| registry.post_schema(&client, &url, &subject, &schema, register))
+                .await
+                .copied()
+        })
+    }
+
+    /// Runs `request` on the registry client's runtime and waits for its answer, off the async
+    /// workers' duty when called on a multi-threaded runtime, bounded by the timeout.
+    fn wait<T, F, Fut>(&self, function: &str, what: &str, request: F) -> DfResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(reqwest::Client) -> Fut,
+        Fut: std::future::Future<Output = DfResult<T>> + Send + 'static,
+    {
+        let (runtime, client) = CLIENT
+            .as_ref()
+            .map_err(|e| self.error(function, what, e))?;
+        let (send, answer) = std::sync::mpsc::channel();
+        let request = request(client.clone());
+        runtime.spawn(async move {
+            let _ = send.send(request.await);
         });
         // The request is bounded by the timeout; the wait has a margin over it.
         let wait = || answer.recv_timeout(self.timeout * 2 + Duration::from_secs(1));
@@ -97,15 +180,17 @@ impl Registry {
             Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
             _ => wait(),
         };
-        answered.map_err(|_| self.error(&url, "no answer within the timeout"))?
+        answered.map_err(|_| self.error(function, what, "no answer within the timeout"))?
     }
 
     async fn fetch(&self, client: &reqwest::Client, id: u32) -> DfResult<Arc<str>> {
         let url = format!("{}/schemas/ids/{id}", self.address);
+        let what = format!("GET {url}");
+        let request = self.authorized(client.get(&url));
         let (status, body) = self
-            .get(client, &url)
+            .send(request)
             .await
-            .map_err(|e| self.error(&url, &e))?;
+            .map_err(|e| self.error("from_avro", &what, &e))?;
         if status.as_u16() == 404 {
             return Err(DataFusionError::Execution(format!(
                 "from_avro: the schema registry at '{}' has no schema with id {id} (a value's header names it); expected the registry that the producer registered its schema with",
@@ -113,41 +198,116 @@ impl Registry {
             )));
         }
         if !status.is_success() {
-            return Err(self.error(&url, &format!("HTTP {status}: {}", shorten(&body))));
+            return Err(self.error(
+                "from_avro",
+                &what,
+                &format!("HTTP {status}: {}", shorten(&body)),
+            ));
         }
         parse_schema_response(&body)
             .map(Arc::from)
-            .map_err(|why| self.error(&url, &why))
+            .map_err(|why| self.error("from_avro", &what, &why))
     }
 
-    async fn get(
+    /// Registers `schema` under `subject` (`POST /subjects/{subject}/versions`) or looks it up
+    /// (`POST /subjects/{subject}`); the schema's id either way.
+    async fn post_schema(
         &self,
         client: &reqwest::Client,
         url: &str,
-    ) -> Result<(reqwest::StatusCode, String), String> {
-        let mut request = client
-            .get(url)
+        subject: &str,
+        schema: &str,
+        register: bool,
+    ) -> DfResult<u32> {
+        let what = format!("POST {url}");
+        let body = serde_json::json!({ "schema": schema }).to_string();
+        let request = self
+            .authorized(client.post(url))
+            .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+            .body(body);
+        let (status, body) = self
+            .send(request)
+            .await
+            .map_err(|e| self.error("to_avro", &what, &e))?;
+        if !register && status.as_u16() == 404 {
+            return Err(DataFusionError::Execution(format!(
+                "to_avro: the schema registry at '{}' has no such schema under subject '{subject}' ({}); register it first, or set the option 'autoRegisterSchemas' to 'true'",
+                self.address,
+                shorten(&body)
+            )));
+        }
+        if status.as_u16() == 409 || status.as_u16() == 422 {
+            return Err(DataFusionError::Execution(format!(
+                "to_avro: the schema registry at '{}' refused the schema for subject '{subject}' (HTTP {status}: {}); expected a schema compatible with the subject's earlier versions",
+                self.address,
+                shorten(&body)
+            )));
+        }
+        if !status.is_success() {
+            return Err(self.error(
+                "to_avro",
+                &what,
+                &format!("HTTP {status}: {}", shorten(&body)),
+            ));
+        }
+        parse_id_response(&body).map_err(|why| self.error("to_avro", &what, &why))
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let request = request
             .timeout(self.timeout)
             .header("Accept", "application/vnd.schemaregistry.v1+json");
-        if let Some(info) = &self.user_info {
-            let (user, password) = info.split_once(':').unwrap_or((info, ""));
-            request = request.basic_auth(user, Some(password));
+        match &self.user_info {
+            Some(info) => {
+                let (user, password) = info.split_once(':').unwrap_or((info, ""));
+                request.basic_auth(user, Some(password))
+            }
+            None => request,
         }
+    }
+
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, String), String> {
         let response = request.send().await.map_err(|e| chain(&e))?;
         let status = response.status();
         let body = response.text().await.map_err(|e| chain(&e))?;
         Ok((status, body))
     }
 
-    fn error(&self, url: &str, why: &str) -> DataFusionError {
+    fn error(&self, function: &str, what: &str, why: &str) -> DataFusionError {
         DataFusionError::External(
             format!(
-                "from_avro: cannot fetch a writer schema from the schema registry ('schemaRegistryAddress' {}): GET {url}: {why}",
+                "{function}: cannot reach the schema registry ('schemaRegistryAddress' {}): {what}: {why}",
                 self.address
             )
             .into(),
         )
     }
+}
+
+/// A subject as one URL path segment: characters other than unreserved ones percent-encoded.
+fn encode_path_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The schema id of a registry's answer to a registration or lookup (`{"id": 7, ...}`).
+pub fn parse_id_response(body: &str) -> Result<u32, String> {
+    let json: serde_json::Value = serde_json::from_str(body)
+        .map_err(|e| format!("the answer is not JSON ({e}): {}", shorten(body)))?;
+    json.get("id")
+        .and_then(|v| v.as_u64())
+        .and_then(|id| u32::try_from(id).ok())
+        .ok_or_else(|| format!("the answer has no 32-bit \"id\": {}", shorten(body)))
 }
 
 /// An error with its causes, e.g. "error sending request: connection refused".
