@@ -62,10 +62,10 @@ async fn create(
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-const AVRO_PERSON: &str = r#"{"type":"record","name":"person","fields":[{"name":"id","type":"long"},{"name":"name","type":["null","string"]}]}"#;
+pub(crate) const AVRO_PERSON: &str = r#"{"type":"record","name":"person","fields":[{"name":"id","type":"long"},{"name":"name","type":["null","string"]}]}"#;
 
 /// One `AVRO_PERSON` datum in Avro's binary encoding.
-fn avro_person(id: i64, name: Option<&str>) -> Vec<u8> {
+pub(crate) fn avro_person(id: i64, name: Option<&str>) -> Vec<u8> {
     fn long(n: i64, out: &mut Vec<u8>) {
         let mut z = ((n << 1) ^ (n >> 63)) as u64;
         while z >= 0x80 {

@@ -520,3 +520,106 @@ async fn a_topic_read_as_a_table_keeps_the_latest_value_per_key_however_tasks_sp
         .unwrap();
     assert_eq!(df.count().await.unwrap() as usize, expected.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kafka_to_kafka_job_re_encodes_avro_with_the_schema_registered_under_its_subject() {
+    use crate::kafka::{AVRO_PERSON, avro_person};
+    use crate::schema_registry::{TestRegistry, framed};
+    let registry = TestRegistry::start(&[], None);
+    let broker = Broker::start(Kind::Noida);
+    let s = &broker.servers;
+    let (input, output) = (format!("people-{}", now_ms()), format!("shout-{}", now_ms()));
+    broker.create_topic(&input, 2).await;
+    broker.create_topic(&output, 2).await;
+    // A producer's records: its schema registered under `<topic>-value`, values framed with its id.
+    let id = registry.register(&format!("{input}-value"), AVRO_PERSON);
+    let people: Vec<(i64, Option<&str>)> = vec![(1, Some("ana")), (2, None), (3, Some("rui"))];
+    let producer = broker.producer();
+    for (i, (pid, name)) in people.iter().enumerate() {
+        let value = framed(id, &avro_person(*pid, *name));
+        let key = format!("p{pid}");
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to(&input)
+                    .partition(i as i32 % 2)
+                    .key(&key)
+                    .payload(&value),
+                std::time::Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+
+    let session = session().await;
+    session
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE people STORED AS KAFKA LOCATION '{input}' OPTIONS ('kafka.bootstrap.servers' '{s}')"
+        ))
+        .await
+        .unwrap();
+    let address = &registry.address;
+    // The output schema differs from the input's (id is an int, name a string without null).
+    let shout = r#"{"type":"record","name":"shout","fields":[{"name":"id","type":"int"},{"name":"name","type":"string"}]}"#;
+    let subject = format!("{output}-value");
+    let job = format!(
+        "COPY (SELECT key, to_avro(named_struct('id', CAST(p['id'] * 10 AS INT), 'name', upper(coalesce(p['name'], '?'))), '{shout}', MAP {{'schemaRegistryAddress': '{address}', 'subject': '{subject}'}}) AS value \
+         FROM (SELECT key, from_avro(value, '{AVRO_PERSON}', MAP {{'schemaRegistryAddress': '{address}'}}) AS p FROM people)) \
+         TO '{output}' STORED AS KAFKA OPTIONS ('kafka.bootstrap.servers' '{s}')"
+    );
+    assert_eq!(run(&session, &job).await, 3);
+    // The writer schema was registered under the subject, once, with a new id.
+    let versions = registry.versions(&subject);
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    let out_id = versions[0];
+    assert_ne!(out_id, id);
+
+    // Each value is framed with that id; the datum is Avro's encoding of the new record
+    // (int zig-zag, then a string: length zig-zag, bytes), checked by hand here.
+    let mut got: Vec<(String, Vec<u8>)> = broker
+        .consume_all(&output)
+        .await
+        .into_iter()
+        .map(|r| (text(&r.key).unwrap(), r.value.unwrap()))
+        .collect();
+    got.sort();
+    let expected: Vec<(String, Vec<u8>)> = [(1, "ANA"), (2, "?"), (3, "RUI")]
+        .iter()
+        .map(|(pid, name)| {
+            let mut datum = vec![(pid * 10 * 2) as u8, (name.len() * 2) as u8];
+            datum.extend_from_slice(name.as_bytes());
+            (format!("p{pid}"), framed(out_id, &datum))
+        })
+        .collect();
+    assert_eq!(got, expected);
+
+    // Read back through the registry with from_avro.
+    session
+        .sql(&format!(
+            "CREATE EXTERNAL TABLE shouts STORED AS KAFKA LOCATION '{output}' OPTIONS ('kafka.bootstrap.servers' '{s}')"
+        ))
+        .await
+        .unwrap();
+    let df = session
+        .sql(&format!(
+            "SELECT v['id'], v['name'] FROM (SELECT from_avro(value, '{shout}', MAP {{'schemaRegistryAddress': '{address}'}}) AS v FROM shouts) ORDER BY 1"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::common::normalized_rows(&df.collect().await.unwrap()),
+        ["10|ANA", "20|?", "30|RUI"]
+    );
+
+    // A second run registers nothing new (the same schema has the same id); with
+    // autoRegisterSchemas off, a subject without the schema is an error naming it.
+    assert_eq!(run(&session, &job).await, 3);
+    assert_eq!(registry.versions(&subject), [out_id]);
+    let missing = job
+        .replace(&subject, "nobody-value")
+        .replace("'subject'", "'autoRegisterSchemas': 'false', 'subject'");
+    let e = error(&session, &missing).await;
+    assert!(
+        e.contains("subject 'nobody-value'") && e.contains("autoRegisterSchemas"),
+        "{e}"
+    );
+}
