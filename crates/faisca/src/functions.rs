@@ -71,6 +71,36 @@ pub fn from_avro_with_options(value: Expr, schema_json: &str, options: &[(&str, 
     ])
 }
 
+/// Spark's `to_json`: a struct, map or array as JSON text (null fields left out), e.g. a Kafka
+/// record's value.
+pub fn to_json(value: Expr) -> Expr {
+    let udf =
+        datafusion::logical_expr::ScalarUDF::from(faisca_engine::functions::to_json::ToJson::new());
+    udf.call(vec![value])
+}
+
+/// Spark's `to_avro(data, jsonFormatSchema)`: a column as binary Avro datums of the Avro schema
+/// `schema_json` (a record schema takes a struct, matched by field name); a null gives null.
+pub fn to_avro(value: Expr, schema_json: &str) -> Expr {
+    let udf =
+        datafusion::logical_expr::ScalarUDF::from(faisca_engine::functions::to_avro::ToAvro::new());
+    udf.call(vec![value, lit(schema_json)])
+}
+
+/// `to_avro` with options: `schemaRegistryAddress` and `subject` write the Confluent Schema
+/// Registry wire format with the schema registered under the subject (only looked up when
+/// `autoRegisterSchemas` is `false`); `basic.auth.user.info`; `schemaRegistryTimeout` (`30s`).
+pub fn to_avro_with_options(value: Expr, schema_json: &str, options: &[(&str, &str)]) -> Expr {
+    let udf =
+        datafusion::logical_expr::ScalarUDF::from(faisca_engine::functions::to_avro::ToAvro::new());
+    let (keys, values) = options.iter().map(|(k, v)| (lit(*k), lit(*v))).unzip();
+    udf.call(vec![
+        value,
+        lit(schema_json),
+        datafusion::functions_nested::map::map(keys, values),
+    ])
+}
+
 /// Upper-case.
 pub fn upper(e: Expr) -> Expr {
     f::upper(e)
