@@ -496,6 +496,27 @@ async fn a_topic_read_as_a_table_keeps_the_latest_value_per_key_however_tasks_sp
         crate::common::normalized_rows(&session.sql(query).await.unwrap().collect().await.unwrap());
     rows.sort();
     assert_eq!(rows, expected);
+    // The records without a key were skipped and counted in the job's metrics, once each
+    // although the scan ran as many tasks.
+    let null_keys = produced
+        .values()
+        .flatten()
+        .filter(|r| r.key.is_none())
+        .count() as u64;
+    assert!(null_keys > 5);
+    let jobs = session.client().list_jobs().await.unwrap();
+    // The query is the session's latest job.
+    let job = jobs
+        .iter()
+        .filter(|j| j.session_id == session.id())
+        .max_by_key(|j| (j.submitted_unix_ms, j.job_id.clone()))
+        .expect("the query's job");
+    assert_eq!(
+        job.metrics.get("kafka.nullKeyRecordsSkipped"),
+        Some(&null_keys),
+        "{job:?}"
+    );
+    assert!(job.stages[0].tasks > 3, "{job:?}");
     // The scan is split into many tasks, merged by key.
     let plan = crate::common::normalized_rows(
         &session
@@ -528,7 +549,10 @@ async fn a_kafka_to_kafka_job_re_encodes_avro_with_the_schema_registered_under_i
     let registry = TestRegistry::start(&[], None);
     let broker = Broker::start(Kind::Noida);
     let s = &broker.servers;
-    let (input, output) = (format!("people-{}", now_ms()), format!("shout-{}", now_ms()));
+    let (input, output) = (
+        format!("people-{}", now_ms()),
+        format!("shout-{}", now_ms()),
+    );
     broker.create_topic(&input, 2).await;
     broker.create_topic(&output, 2).await;
     // A producer's records: its schema registered under `<topic>-value`, values framed with its id.

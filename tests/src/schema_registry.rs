@@ -105,7 +105,8 @@ impl State {
         ids.into_iter().copied().find(|id| {
             let held = &self.schemas[id];
             held == schema
-                || (wanted.is_some() && serde_json::from_str::<serde_json::Value>(held).ok() == wanted)
+                || (wanted.is_some()
+                    && serde_json::from_str::<serde_json::Value>(held).ok() == wanted)
         })
     }
 

@@ -551,6 +551,12 @@ fn write_job(out: &mut dyn Write, job: &JobInfo) -> Result<()> {
             s.inputs
         )?;
     }
+    if !job.metrics.is_empty() {
+        writeln!(out, "\nmetrics:")?;
+        for (name, n) in &job.metrics {
+            writeln!(out, "  {name}: {n}")?;
+        }
+    }
     if !job.failures.is_empty() {
         writeln!(out, "\nfailed attempts (most recent last):")?;
         for f in &job.failures {
@@ -594,5 +600,6 @@ pub fn job_json(job: &JobInfo) -> serde_json::Value {
             "executor_id": f.executor_id,
             "message": f.message,
         })).collect::<Vec<_>>(),
+        "metrics": job.metrics,
     })
 }

@@ -33,6 +33,8 @@ use faisca_connectors::kafka::OffsetRange;
 use faisca_connectors::kafka::options::{KafkaOptions, ReadOptions, SourceOptions};
 use faisca_connectors::kafka::reader::RangeReader;
 use faisca_connectors::kafka::schema::kafka_schema;
+
+use crate::task_metrics::{KAFKA_NULL_KEYS_SKIPPED, TaskMetrics};
 use std::borrow::Cow;
 
 /// The format name of Kafka tables (`STORED AS KAFKA`, `format("kafka")`).
@@ -80,6 +82,8 @@ pub struct KafkaTable {
     schema: SchemaRef,
     /// With `asTable`: the plan over the records that yields the table, inlined where used.
     as_table: Option<LogicalPlan>,
+    /// The records of a topic read as a table: scans count the null keys the table skips.
+    count_null_keys: bool,
 }
 
 impl KafkaTable {
@@ -102,14 +106,18 @@ impl KafkaTable {
     /// describe ([`crate::kafka_table`]).
     pub fn new(options: KafkaOptions) -> Result<Self> {
         if options.as_table {
-            let records = KafkaTable::new(KafkaOptions {
-                as_table: false,
-                ..options.clone()
-            })?;
+            let records = KafkaTable {
+                count_null_keys: true,
+                ..KafkaTable::new(KafkaOptions {
+                    as_table: false,
+                    ..options.clone()
+                })?
+            };
             return Ok(KafkaTable {
                 options: Arc::new(options),
                 schema: crate::kafka_table::table_schema(),
                 as_table: Some(crate::kafka_table::table_plan(Arc::new(records))?),
+                count_null_keys: false,
             });
         }
         let schema = kafka_schema(options.read.include_headers);
@@ -117,6 +125,7 @@ impl KafkaTable {
             options: Arc::new(options),
             schema,
             as_table: None,
+            count_null_keys: false,
         })
     }
 }
@@ -151,10 +160,8 @@ impl TableProvider for KafkaTable {
             )
             .into());
         }
-        Ok(Arc::new(KafkaScanExec::unplanned(
-            self.options.clone(),
-            projection.cloned(),
-        )?))
+        let scan = KafkaScanExec::unplanned(self.options.clone(), projection.cloned())?;
+        Ok(Arc::new(scan.counting_null_keys(self.count_null_keys)))
     }
 }
 
@@ -168,6 +175,8 @@ pub struct KafkaScanExec {
     projection: Option<Vec<usize>>,
     tasks: Vec<Vec<OffsetRange>>,
     planned: bool,
+    /// Count records with a null key in the task's metrics (the scan of a topic read as a table).
+    count_null_keys: bool,
     properties: Arc<PlanProperties>,
 }
 
@@ -199,6 +208,7 @@ impl KafkaScanExec {
             projection,
             tasks: vec![Vec::new()],
             planned: false,
+            count_null_keys: false,
             properties: properties(schema, 1),
         })
     }
@@ -224,8 +234,23 @@ impl KafkaScanExec {
             projection,
             tasks,
             planned: true,
+            count_null_keys: false,
             properties,
         })
+    }
+
+    /// This scan, counting records with a null key in each task's metrics when `count` (the
+    /// scan of a topic read as a table, which skips them).
+    pub fn counting_null_keys(self, count: bool) -> Self {
+        KafkaScanExec {
+            count_null_keys: count,
+            ..self
+        }
+    }
+
+    /// Whether the scan counts records with a null key.
+    pub fn counts_null_keys(&self) -> bool {
+        self.count_null_keys
     }
 
     /// This scan with its run's tasks.
@@ -351,11 +376,27 @@ impl ExecutionPlan for KafkaScanExec {
         let batch_size = context.session_config().batch_size();
         let reader = RangeReader::new(&self.read, ranges, self.projection.as_deref(), batch_size)?;
         let schema = reader.schema();
-        let stream = futures::stream::try_unfold(reader, |mut reader| async move {
-            match reader.next_batch().await {
-                Ok(Some(batch)) => Ok(Some((batch, reader))),
-                Ok(None) => Ok(None),
-                Err(e) => Err(DataFusionError::from(e)),
+        // Records with a null key, counted where the task has metrics and the key is read.
+        let null_keys = match (self.count_null_keys, TaskMetrics::of(&context)) {
+            (true, Some(metrics)) => schema.index_of("key").ok().map(|i| (i, metrics)),
+            _ => None,
+        };
+        let stream = futures::stream::try_unfold(reader, move |mut reader| {
+            let null_keys = null_keys.clone();
+            async move {
+                match reader.next_batch().await {
+                    Ok(Some(batch)) => {
+                        if let Some((key, metrics)) = &null_keys {
+                            let nulls = batch.column(*key).null_count() as u64;
+                            if nulls > 0 {
+                                metrics.add(KAFKA_NULL_KEYS_SKIPPED, nulls);
+                            }
+                        }
+                        Ok(Some((batch, reader)))
+                    }
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(DataFusionError::from(e)),
+                }
             }
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))

@@ -25,7 +25,9 @@
 //!   another column of the same name; [`window_filter`] carries window aggregates' `FILTER` as an
 //!   argument (DataFusion's own filter cannot be encoded).
 //! * [`udf`] holds the user-defined functions every process of a program registers;
-//!   [`functions`] Faísca's built-in ones (`from_json`, `from_avro`).
+//!   [`functions`] Faísca's built-in ones (`from_json`, `from_avro`, `to_json`, `to_avro`).
+//! * [`task_metrics`]: a task's named counters (e.g. null-key records a topic read as a table
+//!   skips), carried in its own `TaskContext` and reported with its status.
 //! * [`yielding`] makes a decoded plan's leaves yield between batches, so that a cancelled task
 //!   stops promptly.
 
@@ -38,6 +40,7 @@ pub mod scan_files;
 pub mod session_config;
 pub mod shuffle;
 pub mod sink;
+pub mod task_metrics;
 pub mod udf;
 pub mod window_filter;
 pub mod yielding;

@@ -1,8 +1,10 @@
-//! Running one task: decode the stage plan, execute one partition, write shuffle output.
+//! Running one task: decode the stage plan, execute one partition (with the task's own counters,
+//! [`faisca_engine::task_metrics`]), write shuffle output, files or Kafka records.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::physical_plan::{ExecutionPlanProperties, Partitioning};
 use faisca_common::config::InjectedFailure;
@@ -13,6 +15,7 @@ use faisca_engine::shuffle::writer::{
 };
 use faisca_engine::sink::writer::{TaskAttempt, write_task};
 use faisca_engine::sink::{Destination, FileSinkSpec};
+use faisca_engine::task_metrics::{TaskMetrics, for_task};
 use faisca_pipeline::exec::PipelineExec;
 use faisca_proto::{LaunchTask, PartitionStats, TaskState, TaskStatus, WrittenFile};
 
@@ -38,6 +41,7 @@ pub fn panicked(key: &TaskKey, message: &str) -> TaskStatus {
         elapsed_micros: 0,
         written: vec![],
         records_sent: 0,
+        metrics: Default::default(),
     }
 }
 
@@ -49,7 +53,8 @@ pub fn task_key(t: &LaunchTask) -> TaskKey {
 /// Run `launch` to completion and describe the outcome.
 pub async fn run_task(context: Arc<ExecutorContext>, launch: LaunchTask) -> TaskStatus {
     let start = Instant::now();
-    let result = execute(&context, &launch).await;
+    let metrics = Arc::new(TaskMetrics::default());
+    let result = execute(&context, &launch, metrics.clone()).await;
     let mut status = TaskStatus {
         job_id: launch.job_id.clone(),
         stage_id: launch.stage_id,
@@ -61,6 +66,7 @@ pub async fn run_task(context: Arc<ExecutorContext>, launch: LaunchTask) -> Task
         elapsed_micros: start.elapsed().as_micros() as u64,
         written: vec![],
         records_sent: 0,
+        metrics: metrics.snapshot().into_iter().collect(),
     };
     match result {
         Ok(TaskOutput::Shuffle(stats)) => status.partitions = stats,
@@ -78,6 +84,7 @@ pub async fn run_task(context: Arc<ExecutorContext>, launch: LaunchTask) -> Task
             );
             status.state = TaskState::Failed as i32;
             status.error = Some(faisca_proto::task_error(&e));
+            status.metrics.clear();
         }
     }
     status
@@ -93,18 +100,24 @@ enum TaskOutput {
     Records(u64),
 }
 
-async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<TaskOutput> {
+async fn execute(
+    context: &ExecutorContext,
+    launch: &LaunchTask,
+    metrics: Arc<TaskMetrics>,
+) -> Result<TaskOutput> {
     let stage = context.stages.get_or_prepare(context, launch)?;
     inject_faults(&stage, launch).await?;
+    // The stage's context, with this task's own counters.
+    let task_context = for_task(&stage.task_context, metrics);
     if let Some(sink) = &launch.sink {
-        return write_files(&stage, launch, sink)
+        return write_files(&stage, &task_context, launch, sink)
             .await
             .map(TaskOutput::Files);
     }
     if let Some(sink) = &launch.kafka_sink {
         let stream = stage
             .plan
-            .execute(launch.partition as usize, stage.task_context.clone())?;
+            .execute(launch.partition as usize, task_context.clone())?;
         return faisca_engine::sink::kafka::send_task(stream, sink)
             .await
             .map(TaskOutput::Records);
@@ -145,11 +158,11 @@ async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<TaskO
     };
     let stats = match fused_split {
         Some((pipeline, count)) => {
-            let split = pipeline.execute_split(partition, stage.task_context.clone())?;
+            let split = pipeline.execute_split(partition, task_context.clone())?;
             write_split_shuffle(plan.schema(), split, count, &files, options, memory).await?
         }
         None => {
-            let stream = plan.execute(partition, stage.task_context.clone())?;
+            let stream = plan.execute(partition, task_context.clone())?;
             let output_partitioning = match stage.partitioning.clone() {
                 Some(p) => OutputPartitioning::Repartition(p),
                 None => OutputPartitioning::Single,
@@ -180,11 +193,11 @@ async fn execute(context: &ExecutorContext, launch: &LaunchTask) -> Result<TaskO
 /// A write task: its partition's rows → files under its attempt directory.
 async fn write_files(
     stage: &PreparedStage,
+    context: &Arc<TaskContext>,
     launch: &LaunchTask,
     sink: &faisca_proto::FileSink,
 ) -> Result<Vec<WrittenFile>> {
     let spec = FileSinkSpec::from_proto(sink)?;
-    let context = &stage.task_context;
     let options = spec.table_options(context.session_config().options())?;
     let destination = Destination::resolve(&spec.url, context.runtime_env().as_ref())?;
     let stream = stage

@@ -2,6 +2,7 @@
 //! `kill_job`) and executors (`executors`), as plain Rust values: the protocol's messages stay
 //! inside the client.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -73,6 +74,9 @@ pub struct JobInfo {
     pub stages: Vec<StageInfo>,
     /// The most recent failed task attempts (at most 20), oldest first.
     pub failures: Vec<TaskFailure>,
+    /// The job's counters by name, summed over each task's successful attempt, e.g.
+    /// `kafka.nullKeyRecordsSkipped` (records a topic read as a table skipped for a null key).
+    pub metrics: BTreeMap<String, u64>,
 }
 
 /// One stage of a job.
@@ -150,6 +154,7 @@ impl TryFrom<proto::JobInfo> for JobInfo {
             elapsed: Duration::from_millis(info.elapsed_ms),
             stages: info.stages.into_iter().map(StageInfo::from).collect(),
             failures: info.failures.into_iter().map(TaskFailure::from).collect(),
+            metrics: info.metrics.into_iter().collect(),
         })
     }
 }

@@ -288,6 +288,7 @@ impl DriverState {
                 stats: status.partitions.clone(),
                 written: status.written.clone(),
                 records_sent: status.records_sent,
+                metrics: status.metrics.clone().into_iter().collect(),
             };
             job.task_succeeded(stage, partition, attempt, output)
         } else {

@@ -146,6 +146,7 @@ fn succeed_on(state: &mut DriverState, executor: &str, job: &JobId, partition: u
             elapsed_micros: 0,
             written: vec![],
             records_sent: 0,
+            metrics: Default::default(),
         },
     });
 }

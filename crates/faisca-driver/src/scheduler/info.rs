@@ -70,6 +70,7 @@ impl JobState {
             elapsed_ms: elapsed.as_millis() as u64,
             stages,
             failures: self.failures.iter().cloned().collect(),
+            metrics: self.metrics().into_iter().collect(),
         }
     }
 }

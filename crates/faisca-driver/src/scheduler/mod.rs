@@ -27,7 +27,7 @@ pub use info::shorten_sql;
 #[cfg(test)]
 mod tests;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -117,6 +117,8 @@ pub struct TaskOutput {
     pub written: Vec<faisca_proto::WrittenFile>,
     /// Records a Kafka write task sent.
     pub records_sent: u64,
+    /// The attempt's named counters ([`faisca_engine::task_metrics`]).
+    pub metrics: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +145,9 @@ struct TaskProgress {
     queued: bool,
     /// The executor the last counted failure happened on: the next attempt prefers another.
     avoid: Option<ExecutorId>,
+    /// The counters of the task's last successful attempt, kept when its output is lost (the
+    /// work was done) and replaced when it runs again.
+    metrics: BTreeMap<String, u64>,
 }
 
 #[derive(Debug)]
@@ -234,6 +239,7 @@ impl JobState {
             failures: 0,
             queued: false,
             avoid: None,
+            metrics: BTreeMap::new(),
         };
         let mut stages: Vec<StageProgress> = planned
             .stages
@@ -499,7 +505,9 @@ impl JobState {
             return TaskOutcome::Ignored;
         }
         let progress = &mut self.stages[stage as usize];
-        progress.tasks[partition as usize].slot = TaskSlot::Done(output);
+        let task = &mut progress.tasks[partition as usize];
+        task.metrics = output.metrics.clone();
+        task.slot = TaskSlot::Done(output);
         progress.remaining -= 1;
         if progress.remaining == 0 {
             self.refresh_ready();
@@ -814,6 +822,17 @@ impl JobState {
             .iter()
             .map(|(_, out)| out.records_sent)
             .sum()
+    }
+
+    /// The job's counters: each task's last successful attempt's, summed by name.
+    pub fn metrics(&self) -> BTreeMap<String, u64> {
+        let mut sums = BTreeMap::new();
+        for task in self.stages.iter().flat_map(|s| &s.tasks) {
+            for (name, n) in &task.metrics {
+                *sums.entry(name.clone()).or_default() += n;
+            }
+        }
+        sums
     }
 
     /// The files of the successful attempt of each write task.

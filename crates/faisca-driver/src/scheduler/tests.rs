@@ -53,6 +53,7 @@ fn output(executor: &ExecutorId, attempt: u32) -> TaskOutput {
         stats: vec![],
         written: vec![],
         records_sent: 0,
+        metrics: Default::default(),
     }
 }
 
@@ -336,4 +337,38 @@ fn a_departed_executor_hands_back_its_running_attempt_without_a_failure() {
     assert_eq!(job.info().stages[0].failed_attempts, 0);
     // The client has not read the result yet: b is still needed.
     assert!(job.needs_executor(&b));
+}
+
+#[test]
+fn job_metrics_sum_each_tasks_last_successful_attempt() {
+    let (a, b) = (e("a"), e("b"));
+    let mut job = chain();
+    let counted = |executor: &ExecutorId, attempt: u32, n: u64| TaskOutput {
+        metrics: BTreeMap::from([("kafka.nullKeyRecordsSkipped".to_string(), n)]),
+        ..output(executor, attempt)
+    };
+    job.next_task().unwrap();
+    job.launch(0, 0, &a).unwrap();
+    job.next_task().unwrap();
+    job.launch(0, 1, &b).unwrap();
+    job.task_succeeded(0, 0, 0, counted(&a, 0, 3));
+    job.task_succeeded(0, 1, 0, counted(&b, 0, 4));
+    assert_eq!(job.info().metrics["kafka.nullKeyRecordsSkipped"], 7);
+    // Map 0's output is lost with a and runs again: its new attempt's count replaces the old.
+    let readers = launch_all(&mut job, &b);
+    for (s, p, attempt) in readers {
+        job.task_failed(s, p, attempt, fetch_failure(0, 0, "a"));
+    }
+    let rerun = launch_all(&mut job, &b);
+    assert_eq!(rerun, vec![(0, 0, 1)]);
+    job.task_succeeded(0, 0, 1, counted(&b, 1, 3));
+    let rest = launch_all(&mut job, &b);
+    succeed_all(&mut job, &b, &rest);
+    let last = launch_all(&mut job, &b);
+    succeed_all(&mut job, &b, &last);
+    assert!(matches!(job.status, JobStatus::Succeeded));
+    assert_eq!(
+        job.metrics(),
+        BTreeMap::from([("kafka.nullKeyRecordsSkipped".to_string(), 7)])
+    );
 }

@@ -52,6 +52,7 @@ pub fn encode(scan: &KafkaScanExec) -> DfResult<faisca_proto::KafkaScanNode> {
                     .collect(),
             })
             .collect(),
+        count_null_keys: scan.counts_null_keys(),
     })
 }
 
@@ -81,7 +82,6 @@ pub fn decode(node: faisca_proto::KafkaScanNode) -> DfResult<Arc<dyn ExecutionPl
                 .collect()
         })
         .collect();
-    Ok(Arc::new(KafkaScanExec::planned(
-        node.key, read, projection, tasks,
-    )?))
+    let scan = KafkaScanExec::planned(node.key, read, projection, tasks)?;
+    Ok(Arc::new(scan.counting_null_keys(node.count_null_keys)))
 }

@@ -116,11 +116,15 @@ impl Registry {
         let registry = self.clone();
         // Concurrent misses of one id wait on the same cell: one request. A failed fetch leaves
         // the cell empty, so the next miss asks again.
-        self.wait("from_avro", &format!("GET {url}"), move |client| async move {
-            cell.get_or_try_init(|| registry.fetch(&client, id))
-                .await
-                .cloned()
-        })
+        self.wait(
+            "from_avro",
+            &format!("GET {url}"),
+            move |client| async move {
+                cell.get_or_try_init(|| registry.fetch(&client, id))
+                    .await
+                    .cloned()
+            },
+        )
     }
 
     /// The id under which `subject` holds `schema` (Avro JSON text): registered there first when
@@ -152,9 +156,11 @@ impl Registry {
         let (registry, subject, schema) = (self.clone(), subject.to_string(), schema.to_string());
         let what = format!("POST {url}");
         self.wait("to_avro", &what, move |client| async move {
-            cell.get_or_try_init(|| registry.post_schema(&client, &url, &subject, &schema, register))
-                .await
-                .copied()
+            cell.get_or_try_init(|| {
+                registry.post_schema(&client, &url, &subject, &schema, register)
+            })
+            .await
+            .copied()
         })
     }
 
@@ -166,9 +172,7 @@ impl Registry {
         F: FnOnce(reqwest::Client) -> Fut,
         Fut: std::future::Future<Output = DfResult<T>> + Send + 'static,
     {
-        let (runtime, client) = CLIENT
-            .as_ref()
-            .map_err(|e| self.error(function, what, e))?;
+        let (runtime, client) = CLIENT.as_ref().map_err(|e| self.error(function, what, e))?;
         let (send, answer) = std::sync::mpsc::channel();
         let request = request(client.clone());
         runtime.spawn(async move {

@@ -28,8 +28,7 @@ use arrow_avro::schema::{AvroSchema, FingerprintStrategy, SCHEMA_METADATA_KEY};
 use arrow_avro::writer::WriterBuilder;
 use arrow_avro::writer::format::{AvroBinaryFormat, AvroSoeFormat};
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch, StructArray, UInt32Array,
-    new_null_array,
+    Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch, StructArray, UInt32Array, new_null_array,
 };
 use datafusion::arrow::compute::{can_cast_types, cast, take};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema};
@@ -238,9 +237,12 @@ fn derive_schema(input: &DataType) -> DfResult<String> {
             "to_avro cannot derive an Avro schema for a NULL literal; give the schema as the second argument"
         ),
         other => {
-            let record =
-                AvroSchema::try_from(&Schema::new(vec![Field::new(WRAPPED, other.clone(), false)]))
-                    .map_err(|e| why(&e))?;
+            let record = AvroSchema::try_from(&Schema::new(vec![Field::new(
+                WRAPPED,
+                other.clone(),
+                false,
+            )]))
+            .map_err(|e| why(&e))?;
             let json: serde_json::Value =
                 serde_json::from_str(&record.json_string).map_err(|e| why(&e))?;
             json.get("fields")
@@ -525,7 +527,10 @@ mod tests {
         );
         // A field the struct lacks is null when the type allows it (branch 0).
         assert_eq!(
-            strings(&format!("SELECT to_avro(named_struct('id', -1), '{PERSON}')")).await,
+            strings(&format!(
+                "SELECT to_avro(named_struct('id', -1), '{PERSON}')"
+            ))
+            .await,
             ["0100"]
         );
         assert_eq!(strings("SELECT to_avro(5, '\"long\"')").await, ["0a"]);
@@ -578,7 +583,8 @@ mod tests {
         assert!(e.contains("field 'id' is null at row 0"), "{e}");
         let e = error("SELECT to_avro(1, '\"long\"', map('subject', 's'))").await;
         assert!(e.contains("needs 'schemaRegistryAddress'"), "{e}");
-        let e = error("SELECT to_avro(1, '\"long\"', map('schemaRegistryAddress', 'http://x'))").await;
+        let e =
+            error("SELECT to_avro(1, '\"long\"', map('schemaRegistryAddress', 'http://x'))").await;
         assert!(e.contains("needs 'subject'"), "{e}");
         let e = error("SELECT to_avro(1, '\"long\"', map('mode', 'x'))").await;
         assert!(e.contains("no option 'mode'"), "{e}");
