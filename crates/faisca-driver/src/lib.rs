@@ -16,6 +16,8 @@
 //!   [`logical_codec`] sends DataFrame plans to clients and takes them back.
 //! * Kafka sources: a query's runs (`faisca_connectors::kafka::run`) are planned in [`planning`],
 //!   kept with the job by the actor, and committed when its output was delivered.
+//! * [`streaming`]: structured streaming's driver side (being built: so far the query
+//!   checkpoint and where a restarted query resumes).
 //! * [`scheduler`] holds the job/stage/task bookkeeping the actor uses to launch tasks on free
 //!   executor slots and to react to task results.
 //!
@@ -44,6 +46,7 @@ pub mod server;
 pub mod service;
 pub mod session;
 pub mod sources;
+pub mod streaming;
 pub mod write;
 
 pub use server::{DriverOptions, DriverServer};

@@ -144,8 +144,19 @@ impl Checkpoint {
         Ok(Some(LoggedBatch { entry, committed }))
     }
 
-    /// What the next run does.
+    /// What the next run does. A streaming query's checkpoint (it has a `metadata` file) is
+    /// refused: its log means something else.
     pub async fn next_run(&self) -> Result<NextRun> {
+        match self.store.head(&self.root.clone().join("metadata")).await {
+            Ok(_) => {
+                return Err(Error::user(format!(
+                    "Kafka checkpoint at '{}' is a streaming query's checkpoint (it has a 'metadata' file), not a batch source's; give this source a 'checkpointLocation' of its own",
+                    self.url
+                )));
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.store_error("reading metadata", e)),
+        }
         Ok(match self.last_batch().await? {
             None => NextRun::Fresh {
                 batch_id: 0,
@@ -303,5 +314,19 @@ mod tests {
             .unwrap();
         let e = cp.next_run().await.unwrap_err().to_string();
         assert!(e.contains("offsets/0 is not an offsets entry"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_streaming_querys_checkpoint_is_refused() {
+        let cp = checkpoint();
+        cp.store
+            .put(
+                &Path::from("cp/metadata"),
+                PutPayload::from_static(br#"{"id":"q"}"#),
+            )
+            .await
+            .unwrap();
+        let e = cp.next_run().await.unwrap_err().to_string();
+        assert!(e.contains("a streaming query's checkpoint"), "{e}");
     }
 }

@@ -1,0 +1,8 @@
+//! Structured streaming on the driver (issue 19, being built): each micro-batch of a query is a
+//! job of this driver. What exists so far:
+//!
+//! * [`checkpoint`]: the query's checkpoint — `metadata` (its id and identity), the offset log
+//!   written before each batch runs and the commit log written after its sink committed — and
+//!   where a restarted query resumes.
+
+pub mod checkpoint;
