@@ -90,8 +90,18 @@ mod tests {
     fn batches_wait_for_enough_offsets_until_the_delay() {
         let delay = Duration::from_secs(60);
         assert!(ready_to_run(5, None, Some(Duration::ZERO), delay));
-        assert!(!ready_to_run(5, Some(10), Some(Duration::from_secs(1)), delay));
-        assert!(ready_to_run(10, Some(10), Some(Duration::from_secs(1)), delay));
+        assert!(!ready_to_run(
+            5,
+            Some(10),
+            Some(Duration::from_secs(1)),
+            delay
+        ));
+        assert!(ready_to_run(
+            10,
+            Some(10),
+            Some(Duration::from_secs(1)),
+            delay
+        ));
         assert!(ready_to_run(5, Some(10), Some(delay), delay));
         // The first batch does not wait.
         assert!(ready_to_run(5, Some(10), None, delay));
