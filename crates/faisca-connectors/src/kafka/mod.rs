@@ -16,6 +16,8 @@
 //!   failed run left), record them before the job starts, record the commit after.
 //! * [`reader`]: reads a task's ranges with `assign()` (no consumer group) into Arrow batches of
 //!   Spark's row schema ([`schema`]).
+//! * [`stream`]: the source in a streaming query: its options (streaming's rules) and each
+//!   micro-batch's ranges.
 //! * [`trigger`]: how much a streaming micro-batch reads (`maxOffsetsPerTrigger` split by
 //!   backlog, `minOffsetsPerTrigger` and `maxTriggerDelay`), as Spark's source decides it.
 //! * [`sink`]: the Kafka sink: a write's options (durable producer defaults) and the producer a
@@ -30,6 +32,7 @@ pub mod run;
 pub mod schema;
 pub mod sink;
 pub mod splits;
+pub mod stream;
 pub mod trigger;
 
 use serde::{Deserialize, Serialize};

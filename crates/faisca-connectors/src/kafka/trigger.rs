@@ -22,12 +22,12 @@ pub fn limit_ranges(available: &[OffsetRange], max_offsets: Option<u64>) -> Vec<
         .iter()
         .map(|range| {
             let backlog = range.len();
-            let share = limit as f64 * (backlog as f64 / total as f64);
-            let share = if share < 1.0 {
-                share.ceil()
-            } else {
-                share.floor()
-            } as u64;
+            // `limit × backlog / total` in exact integers (Spark computes it in floating point).
+            let product = limit as u128 * backlog as u128;
+            let share = match (product / total as u128) as u64 {
+                0 if backlog > 0 => 1,
+                share => share,
+            };
             OffsetRange {
                 end: range.start.saturating_add(share.min(backlog) as i64),
                 ..range.clone()
