@@ -119,12 +119,14 @@ impl StreamOptions {
             .get("startingOffsets")
             .map(|v| v.trim().to_ascii_lowercase())
             .is_some_and(|v| v == "earliest" || v == "latest");
-        let batch_options = SourceOptions::normalize(options.iter().filter(|(name, _)| {
-            !STREAM_OPTION_NAMES
+        let streaming_only = |name: &str| {
+            STREAM_OPTION_NAMES
                 .iter()
                 .any(|n| n.eq_ignore_ascii_case(name))
-                && !(first_offset && name.eq_ignore_ascii_case("startingOffsets"))
-        }))?;
+                || (first_offset && name.eq_ignore_ascii_case("startingOffsets"))
+        };
+        let batch_options =
+            SourceOptions::normalize(options.iter().filter(|(name, _)| !streaming_only(name)))?;
         Ok(StreamOptions {
             source: KafkaOptions::parse(location, &batch_options, redaction)?,
             max_offsets_per_trigger: max,
