@@ -4,9 +4,12 @@
 //! * [`checkpoint`]: the query's checkpoint — `metadata` (its id and identity), the offset log
 //!   written before each batch runs and the commit log written after its sink committed — and
 //!   where a restarted query resumes.
+//! * [`file_sink_log`]: a streaming file sink's `_faisca_metadata/<batch>` log, the record of
+//!   what the output holds (exactly-once: a batch is logged once, unlogged files are not output).
 //! * [`watermark`]: event-time watermarks (Spark's rules: the minimum over the query's
 //!   watermarks, computed when a batch ends and applied from the next), lateness, window
 //!   completion and when a batch without new data runs.
 
 pub mod checkpoint;
+pub mod file_sink_log;
 pub mod watermark;
