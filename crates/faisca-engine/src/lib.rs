@@ -28,6 +28,7 @@
 //!   [`functions`] Faísca's built-in ones (`from_json`, `from_avro`, `to_json`, `to_avro`).
 //! * [`state_store`]: a streaming stateful operator's state for one partition and its versioned
 //!   delta and snapshot files in the query's checkpoint (issue 19, being built).
+//! * [`streaming_plan`]: logical nodes of streaming queries (`EventTimeWatermark`).
 //! * [`task_metrics`]: a task's named counters (e.g. null-key records a topic read as a table
 //!   skips), carried in its own `TaskContext` and reported with its status.
 //! * [`yielding`] makes a decoded plan's leaves yield between batches, so that a cancelled task
@@ -43,6 +44,7 @@ pub mod session_config;
 pub mod shuffle;
 pub mod sink;
 pub mod state_store;
+pub mod streaming_plan;
 pub mod task_metrics;
 pub mod udf;
 pub mod window_filter;
