@@ -190,6 +190,11 @@ const CASES: &[Case] = &[
         "types",
         "WITH t AS (SELECT i, i + 1 FROM generate_series(1, 10) t(i)) SELECT count(*) FROM t WHERE 1 = 1",
     ),
+    // A generated table keeps its ordering on the wire (it lives in the equivalence properties).
+    case(
+        "types",
+        "SELECT count(*), sum(v) FROM generate_series(1, 100000) AS t(v) WHERE v % 3 = 0",
+    ),
     ordered(
         "types",
         "WITH a AS (SELECT g, count(*) AS c FROM w GROUP BY g), b AS (SELECT g, sum(k) AS c FROM w GROUP BY g) \

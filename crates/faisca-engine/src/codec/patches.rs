@@ -12,7 +12,8 @@
 //!   return no row.
 //! * A `generate_series` scan loses the projection pushed into it (its node carries the projected
 //!   schema, which the generator then fills with every column: `count(*)` over it fails) and its
-//!   output ordering. DataFusion keeps the projection private; the generator's own schema (read
+//!   output ordering (which DataFusion keeps in the equivalence properties only, not in the cached
+//!   output ordering). DataFusion keeps the projection private; the generator's own schema (read
 //!   from one batch of a fresh copy of it) gives it back.
 //! * A cast loses its explicit target field (the nullability and metadata of its result) and its
 //!   options: a projection's schema would change, and with it what later operators check.
@@ -381,9 +382,22 @@ fn lazy_memory_patch(
             Some(projection)
         }
     };
-    let ordering = lazy
+    // The ordering `generate_series` adds to its scan lives in the equivalence properties only
+    // (`LazyMemoryExec::add_ordering` leaves the plan's cached output ordering unset).
+    let orderings: Vec<_> = lazy
         .properties()
-        .output_ordering()
+        .equivalence_properties()
+        .oeq_class()
+        .iter()
+        .collect();
+    if orderings.len() > 1 {
+        return Err(DataFusionError::NotImplemented(format!(
+            "a generated table with {} orderings cannot be sent to executors",
+            orderings.len()
+        )));
+    }
+    let ordering = orderings
+        .first()
         .map(|ordering| {
             ordering
                 .iter()
