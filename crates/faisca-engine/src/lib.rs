@@ -28,6 +28,8 @@
 //!   [`functions`] Faísca's built-in ones (`from_json`, `from_avro`, `to_json`, `to_avro`).
 //! * [`state_store`]: a streaming stateful operator's state for one partition and its versioned
 //!   delta and snapshot files in the query's checkpoint (issue 19, being built).
+//! * [`streaming_aggregate`]: one micro-batch of a streaming aggregation in one state partition
+//!   (partial aggregates merged into the state, rows per output mode, late rows, eviction).
 //! * [`streaming_plan`]: logical nodes of streaming queries (`EventTimeWatermark`).
 //! * [`task_metrics`]: a task's named counters (e.g. null-key records a topic read as a table
 //!   skips), carried in its own `TaskContext` and reported with its status.
@@ -44,6 +46,7 @@ pub mod session_config;
 pub mod shuffle;
 pub mod sink;
 pub mod state_store;
+pub mod streaming_aggregate;
 pub mod streaming_plan;
 pub mod task_metrics;
 pub mod udf;
