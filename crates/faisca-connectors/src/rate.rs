@@ -87,10 +87,10 @@ impl RateOptions {
         let delta = self.rows_per_second / (ramp + 1);
         if seconds <= ramp {
             // (delta × seconds) × (seconds + 1) / 2, halved where it divides evenly.
-            if seconds % 2 == 1 {
-                (seconds + 1) / 2 * delta * seconds
-            } else {
+            if seconds.is_multiple_of(2) {
                 seconds / 2 * delta * (seconds + 1)
+            } else {
+                seconds.div_ceil(2) * delta * seconds
             }
         } else {
             self.value_at_second(ramp) + (seconds - ramp) * self.rows_per_second
