@@ -11,11 +11,14 @@
 //!   from each process's environment and the session's `faisca.store.*` keys.
 //! * [`hidden`]: the store wrapper that makes listings skip `_`/`.` names, as Spark's do.
 //!
+//! * [`file_stream`]: which files a streaming file source reads in a batch (new ones, oldest
+//!   first, `maxFilesPerTrigger`, `latestFirst`, `maxFileAge`), as Spark's.
 //! * [`rate`]: the `rate` streaming source's arithmetic (values per second with a ramp-up, each
 //!   batch's values and timestamps), as Spark's.
 //! * [`kafka`]: the Kafka source: options (normalised once where they enter), offset planning, a
 //!   query's run with its checkpoint records, task splits, and the range reader executors run.
 
+pub mod file_stream;
 pub mod hidden;
 pub mod kafka;
 pub mod parquet_layout;

@@ -863,14 +863,14 @@ pub fn parse_bytes(text: &str) -> Result<u64> {
     n.checked_mul(mult).ok_or_else(bad)
 }
 
-/// Parse a duration: `250ms`, `30s`, `2m`, `1h`; a bare number is milliseconds.
+/// Parse a duration: `250ms`, `30s`, `2m`, `1h`, `7d`; a bare number is milliseconds.
 pub fn parse_duration(text: &str) -> Result<Duration> {
     let t = text.trim().to_ascii_lowercase();
     let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(digits_end);
     let bad = || {
         Error::user(format!(
-            "invalid duration '{text}': expected a number with a unit ms, s, m or h (e.g. 500ms, 30s)"
+            "invalid duration '{text}': expected a number with a unit ms, s, m, h or d (e.g. 500ms, 30s)"
         ))
     };
     let n: u64 = num.parse().map_err(|_| bad())?;
@@ -879,6 +879,7 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
         "s" => Duration::from_secs(n),
         "m" | "min" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
         "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
+        "d" => Duration::from_secs(n.checked_mul(24 * 3600).ok_or_else(bad)?),
         _ => return Err(bad()),
     })
 }
@@ -996,6 +997,10 @@ mod tests {
         assert!(parse_bytes("").is_err());
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            parse_duration("7d").unwrap(),
+            Duration::from_secs(7 * 24 * 3600)
+        );
         assert!(parse_duration("soon").is_err());
     }
 
