@@ -13,6 +13,8 @@
 //!
 //! * [`file_stream`]: which files a streaming file source reads in a batch (new ones, oldest
 //!   first, `maxFilesPerTrigger`, `latestFirst`, `maxFileAge`), as Spark's.
+//! * [`log_dir`]: numbered log entries in an object-store directory, listed in order and
+//!   created once (the shape of every checkpoint and sink log).
 //! * [`rate`]: the `rate` streaming source's arithmetic (values per second with a ramp-up, each
 //!   batch's values and timestamps), as Spark's.
 //! * [`kafka`]: the Kafka source: options (normalised once where they enter), offset planning, a
@@ -21,6 +23,7 @@
 pub mod file_stream;
 pub mod hidden;
 pub mod kafka;
+pub mod log_dir;
 pub mod parquet_layout;
 pub mod rate;
 pub mod splits;

@@ -22,7 +22,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBat
 use datafusion::arrow::compute::{cast, filter_record_batch, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::logical_expr::EmitTo;
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use faisca_common::{Error, Result};
 
@@ -110,49 +110,56 @@ impl StreamingAggregate {
             .collect()
     }
 
-    /// Merges `states` (rows of keys and state fields, with `group[i]` the group of row `i`)
-    /// into one state row per group, in group order.
-    fn merge(&self, states: &[ArrayRef], groups: &[usize], count: usize) -> Result<Vec<ArrayRef>> {
+    /// Each aggregate's accumulator with `states` (rows of keys and state fields, `groups[i]`
+    /// the group of row `i`, `count` groups) merged in, in aggregate order.
+    fn accumulate(
+        &self,
+        states: &[ArrayRef],
+        groups: &[usize],
+        count: usize,
+    ) -> Result<Vec<(String, Box<dyn GroupsAccumulator>)>> {
         let widths = self.state_widths()?;
-        let mut merged = Vec::new();
         let mut at = self.keys;
+        let mut accumulators = Vec::with_capacity(self.aggregates.len());
         for (aggregate, width) in self.aggregates.iter().zip(widths) {
-            let mut accumulator = aggregate
+            let name = aggregate.name().to_string();
+            let accumulator = aggregate
                 .create_groups_accumulator()
-                .map_err(|e| Error::internal(format!("{}: {e}", aggregate.name())))?;
-            accumulator
-                .merge_batch(&states[at..at + width], groups, count)
-                .map_err(|e| Error::internal(format!("{}: {e}", aggregate.name())))?;
+                .and_then(|mut a| {
+                    a.merge_batch(&states[at..at + width], groups, count)?;
+                    Ok(a)
+                })
+                .map_err(|e| Error::internal(format!("{name}: {e}")))?;
+            accumulators.push((name, accumulator));
+            at += width;
+        }
+        Ok(accumulators)
+    }
+
+    /// Merges `states` into one state row per group, in group order.
+    fn merge(&self, states: &[ArrayRef], groups: &[usize], count: usize) -> Result<Vec<ArrayRef>> {
+        let mut merged = Vec::new();
+        for (name, mut accumulator) in self.accumulate(states, groups, count)? {
             merged.extend(
                 accumulator
                     .state(EmitTo::All)
-                    .map_err(|e| Error::internal(format!("{}: {e}", aggregate.name())))?,
+                    .map_err(|e| Error::internal(format!("{name}: {e}")))?,
             );
-            at += width;
         }
         Ok(merged)
     }
 
     /// The output rows of `state_rows` (keys and state fields): keys and final values.
     fn evaluate(&self, state_rows: &RecordBatch) -> Result<RecordBatch> {
-        let widths = self.state_widths()?;
         let rows = state_rows.num_rows();
         let groups: Vec<usize> = (0..rows).collect();
         let mut columns: Vec<ArrayRef> = state_rows.columns()[..self.keys].to_vec();
-        let mut at = self.keys;
-        for (aggregate, width) in self.aggregates.iter().zip(widths) {
-            let mut accumulator = aggregate
-                .create_groups_accumulator()
-                .map_err(|e| Error::internal(format!("{}: {e}", aggregate.name())))?;
-            accumulator
-                .merge_batch(&state_rows.columns()[at..at + width], &groups, rows)
-                .map_err(|e| Error::internal(format!("{}: {e}", aggregate.name())))?;
+        for (name, mut accumulator) in self.accumulate(state_rows.columns(), &groups, rows)? {
             columns.push(
                 accumulator
                     .evaluate(EmitTo::All)
-                    .map_err(|e| Error::internal(format!("{}: {e}", aggregate.name())))?,
+                    .map_err(|e| Error::internal(format!("{name}: {e}")))?,
             );
-            at += width;
         }
         RecordBatch::try_new(self.output_schema.clone(), columns)
             .map_err(|e| Error::internal(format!("streaming aggregate output: {e}")))

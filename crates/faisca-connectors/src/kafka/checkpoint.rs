@@ -12,9 +12,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use faisca_common::{Error, Result};
-use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use super::OffsetRange;
@@ -94,19 +93,9 @@ impl Checkpoint {
 
     /// Batch numbers present in `dir`, ascending.
     async fn batches(&self, dir: &str) -> Result<Vec<u64>> {
-        let prefix = self.root.clone().join(dir);
-        let listing: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
+        crate::log_dir::entry_numbers(self.store.as_ref(), &self.root.clone().join(dir))
             .await
-            .map_err(|e| self.store_error(&format!("listing {dir}/"), e))?;
-        let mut ids: Vec<u64> = listing
-            .iter()
-            .filter_map(|m| m.location.filename()?.parse().ok())
-            .collect();
-        ids.sort_unstable();
-        Ok(ids)
+            .map_err(|e| self.store_error(&format!("listing {dir}/"), e))
     }
 
     async fn read_offsets(&self, batch: u64) -> Result<OffsetsEntry> {
@@ -193,36 +182,16 @@ impl Checkpoint {
         let body = serde_json::to_vec_pretty(&entry)
             .map_err(|e| Error::internal(format!("encoding a Kafka offsets entry: {e}")))?;
         let path = self.path(OFFSETS, batch_id);
-        let create = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match self
-            .store
-            .put_opts(&path, PutPayload::from(Bytes::from(body.clone())), create)
+        let created = crate::log_dir::create_once(self.store.as_ref(), &path, body)
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => Err(Error::external_final(format!(
+            .map_err(|e| self.store_error(&format!("writing {OFFSETS}/{batch_id}"), e))?;
+        if !created {
+            return Err(Error::external_final(format!(
                 "Kafka checkpoint at '{}': batch {batch_id} was planned by another run at the same time; runs sharing a checkpoint must not overlap",
                 self.url
-            ))),
-            // Stores without conditional writes: check, then write.
-            Err(object_store::Error::NotImplemented { .. }) => {
-                if self.batches(OFFSETS).await?.contains(&batch_id) {
-                    return Err(Error::external_final(format!(
-                        "Kafka checkpoint at '{}': batch {batch_id} was planned by another run at the same time; runs sharing a checkpoint must not overlap",
-                        self.url
-                    )));
-                }
-                self.store
-                    .put(&path, PutPayload::from(Bytes::from(body)))
-                    .await
-                    .map_err(|e| self.store_error(&format!("writing {OFFSETS}/{batch_id}"), e))?;
-                Ok(())
-            }
-            Err(e) => Err(self.store_error(&format!("writing {OFFSETS}/{batch_id}"), e)),
+            )));
         }
+        Ok(())
     }
 
     /// Mark a batch's output as delivered. Idempotent.

@@ -21,9 +21,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use faisca_common::{Error, Result};
-use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 const METADATA: &str = "metadata";
@@ -143,19 +142,9 @@ impl StreamCheckpoint {
 
     /// Batch numbers present in `dir`, ascending (files with other names are ignored).
     async fn batches(&self, dir: &str) -> Result<Vec<u64>> {
-        let prefix = self.root.clone().join(dir);
-        let listing: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
+        faisca_connectors::log_dir::entry_numbers(self.store.as_ref(), &self.root.clone().join(dir))
             .await
-            .map_err(|e| self.store_error(&format!("listing {dir}/"), e))?;
-        let mut ids: Vec<u64> = listing
-            .iter()
-            .filter_map(|m| m.location.filename()?.parse().ok())
-            .collect();
-        ids.sort_unstable();
-        Ok(ids)
+            .map_err(|e| self.store_error(&format!("listing {dir}/"), e))
     }
 
     /// Opens the checkpoint for a query reading `sources` with `state_partitions`: creates its
@@ -274,29 +263,11 @@ impl StreamCheckpoint {
         }
     }
 
-    /// Creates `path` with `body`, failing if it exists (checked then written on stores
-    /// without conditional writes).
+    /// Creates `path` with `body`, failing if it exists.
     async fn create(&self, path: &Path, body: Vec<u8>) -> std::result::Result<(), Created> {
-        let options = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        let payload = PutPayload::from(Bytes::from(body.clone()));
-        match self.store.put_opts(path, payload, options).await {
-            Ok(_) => Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => Err(Created::Exists),
-            Err(object_store::Error::NotImplemented { .. }) => {
-                match self.store.head(path).await {
-                    Ok(_) => return Err(Created::Exists),
-                    Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(Created::Failed(e)),
-                }
-                self.store
-                    .put(path, PutPayload::from(Bytes::from(body)))
-                    .await
-                    .map(|_| ())
-                    .map_err(Created::Failed)
-            }
+        match faisca_connectors::log_dir::create_once(self.store.as_ref(), path, body).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Created::Exists),
             Err(e) => Err(Created::Failed(e)),
         }
     }

@@ -11,11 +11,10 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use faisca_common::{Error, Result};
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
 /// The log's directory under the sink's path.
@@ -90,26 +89,9 @@ impl FileSinkLog {
             );
         }
         let path = self.dir.clone().join(batch.to_string());
-        let options = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        let payload = PutPayload::from(Bytes::from(body.clone()));
-        match self.store.put_opts(&path, payload, options).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(object_store::Error::NotImplemented { .. }) => {
-                if self.is_committed(batch).await? {
-                    return Ok(false);
-                }
-                self.store
-                    .put(&path, PutPayload::from(Bytes::from(body)))
-                    .await
-                    .map_err(|e| self.store_error(&format!("writing {batch}"), e))?;
-                Ok(true)
-            }
-            Err(e) => Err(self.store_error(&format!("writing {batch}"), e)),
-        }
+        faisca_connectors::log_dir::create_once(self.store.as_ref(), &path, body.into_bytes())
+            .await
+            .map_err(|e| self.store_error(&format!("writing {batch}"), e))
     }
 
     /// Whether `batch` is committed.
@@ -127,22 +109,14 @@ impl FileSinkLog {
 
     /// Every logged file, in batch order.
     pub async fn files(&self) -> Result<Vec<LoggedFile>> {
-        let listing: Vec<_> = self
-            .store
-            .list(Some(&self.dir))
-            .try_collect()
+        let batches = faisca_connectors::log_dir::entry_numbers(self.store.as_ref(), &self.dir)
             .await
             .map_err(|e| self.store_error("listing", e))?;
-        let mut batches: Vec<(u64, Path)> = listing
-            .into_iter()
-            .filter_map(|m| Some((m.location.filename()?.parse().ok()?, m.location)))
-            .collect();
-        batches.sort_by_key(|(batch, _)| *batch);
         let mut files = Vec::new();
-        for (batch, path) in batches {
+        for batch in batches {
             let bytes = self
                 .store
-                .get(&path)
+                .get(&self.dir.clone().join(batch.to_string()))
                 .await
                 .map_err(|e| self.store_error(&format!("reading {batch}"), e))?
                 .bytes()
@@ -176,6 +150,7 @@ fn parse_entry(bytes: &[u8]) -> std::result::Result<Vec<LoggedFile>, String> {
 
 #[cfg(test)]
 mod tests {
+    use object_store::PutPayload;
     use object_store::memory::InMemory;
 
     use super::*;
