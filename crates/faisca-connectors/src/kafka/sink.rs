@@ -156,6 +156,36 @@ impl SinkOptions {
 /// The sink's columns, by name, and the type each is cast to (`value` is required).
 pub const SINK_COLUMNS: &[&str] = &["key", "value", "topic", "partition", "headers"];
 
+/// librdkafka settings only a consumer reads. A Kafka table's settings serve its reads and its
+/// `INSERT INTO`s alike; these are left out of the producer an insert makes (librdkafka would
+/// warn that it ignores them).
+pub const CONSUMER_ONLY_PARAMS: &[&str] = &[
+    "group.id",
+    "group.instance.id",
+    "group.protocol",
+    "group.remote.assignor",
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "auto.offset.reset",
+    "enable.auto.commit",
+    "auto.commit.interval.ms",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+    "isolation.level",
+    "check.crcs",
+    "fetch.wait.max.ms",
+    "fetch.min.bytes",
+    "fetch.max.bytes",
+    "fetch.message.max.bytes",
+    "fetch.error.backoff.ms",
+    "fetch.queue.backoff.ms",
+    "queued.min.messages",
+    "queued.max.messages.kbytes",
+    "allow.auto.create.topics",
+];
+
 /// The canonical type of sink column `name` (one of [`SINK_COLUMNS`]).
 pub fn sink_column_type(name: &str) -> DataType {
     match name {

@@ -21,7 +21,9 @@ use datafusion::sql::parser::{CopyToSource, DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use faisca_common::{Error, Result};
 use faisca_connectors::kafka::options::{SourceOptions, Subscription};
-use faisca_connectors::kafka::sink::{SINK_COLUMNS, SinkOptions, sink_column_type};
+use faisca_connectors::kafka::sink::{
+    CONSUMER_ONLY_PARAMS, SINK_COLUMNS, SinkOptions, sink_column_type,
+};
 use faisca_engine::kafka::KafkaTable;
 
 use super::{JobWrite, PlannedWrite, WriteRequest};
@@ -50,10 +52,12 @@ pub fn insert_request(table: &KafkaTable, op: InsertOp) -> WriteRequest {
             .into(),
         ),
         partition_by: Vec::new(),
+        // The table's settings, less those only its reads use.
         options: options
             .read
             .kafka_params
             .iter()
+            .filter(|(k, _)| !CONSUMER_ONLY_PARAMS.contains(&k.as_str()))
             .map(|(k, v)| (format!("kafka.{k}"), v.clone()))
             .collect(),
         copy: false,
@@ -304,6 +308,25 @@ fn headers_like(t: &DataType) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_insert_leaves_the_tables_consumer_settings_out_of_its_producer() {
+        let options = SourceOptions::normalize([
+            ("kafka.bootstrap.servers", "127.0.0.1:9092"),
+            ("kafka.group.id", "readers"),
+            ("kafka.fetch.min.bytes", "1024"),
+            ("kafka.compression.type", "lz4"),
+        ])
+        .unwrap();
+        let table =
+            KafkaTable::from_options("orders", &options, &faisca_common::Redaction::default())
+                .unwrap();
+        let request = insert_request(&table, InsertOp::Append);
+        assert_eq!(request.url, "orders");
+        let mut keys: Vec<&str> = request.options.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort();
+        assert_eq!(keys, ["kafka.bootstrap.servers", "kafka.compression.type"]);
+    }
 
     #[test]
     fn save_modes_follow_sparks_kafka_sink() {
