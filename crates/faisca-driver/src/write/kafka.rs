@@ -323,7 +323,7 @@ mod tests {
                 .unwrap();
         let request = insert_request(&table, InsertOp::Append);
         assert_eq!(request.url, "orders");
-        let mut keys: Vec<&str> = request.options.iter().map(|(k, _)| k.as_str()).collect();
+        let mut keys: Vec<&str> = request.options.keys().map(String::as_str).collect();
         keys.sort();
         assert_eq!(keys, ["kafka.bootstrap.servers", "kafka.compression.type"]);
     }
