@@ -20,7 +20,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::Serialize;
 
-use crate::cluster::{machine, median};
+use crate::cluster::{machine, median, write_json};
 
 /// `faisca bench kafka`.
 #[derive(Debug, clap::Args)]
@@ -136,13 +136,10 @@ fn plain_consumer(servers: &str, topic: &str, partitions: i32, records: u64) -> 
     Ok((n, bytes))
 }
 
+/// Faísca against a plain librdkafka client over the same records: each run's wall and CPU
+/// time, and the rates of the medians.
 #[derive(Serialize)]
-struct KafkaReport {
-    machine: String,
-    master: String,
-    records: u64,
-    value_bytes: usize,
-    partitions: i32,
+pub(crate) struct RateComparison {
     faisca_ms: Vec<f64>,
     faisca_cpu_ms: Vec<f64>,
     plain_ms: Vec<f64>,
@@ -152,6 +149,77 @@ struct KafkaReport {
     faisca_records_per_cpu_s: f64,
     plain_records_per_cpu_s: f64,
     rate_ratio: f64,
+    /// The median runs' milliseconds (Faísca, plain), for the summary line.
+    #[serde(skip)]
+    median_ms: (f64, f64),
+}
+
+impl RateComparison {
+    /// The comparison of `records` records handled in each timed run.
+    pub(crate) fn new(
+        records: u64,
+        (ours, ours_cpu): (&[Duration], &[Duration]),
+        (theirs, theirs_cpu): (&[Duration], &[Duration]),
+    ) -> Self {
+        let rate = |d: Duration| records as f64 / d.as_secs_f64().max(1e-9);
+        let to_ms = |v: &[Duration]| v.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        let (f, p) = (median(ours), median(theirs));
+        RateComparison {
+            faisca_ms: to_ms(ours),
+            faisca_cpu_ms: to_ms(ours_cpu),
+            plain_ms: to_ms(theirs),
+            plain_cpu_ms: to_ms(theirs_cpu),
+            faisca_records_per_s: rate(f),
+            plain_records_per_s: rate(p),
+            faisca_records_per_cpu_s: rate(median(ours_cpu)),
+            plain_records_per_cpu_s: rate(median(theirs_cpu)),
+            rate_ratio: rate(f) / rate(p),
+            median_ms: (f.as_secs_f64() * 1000.0, p.as_secs_f64() * 1000.0),
+        }
+    }
+
+    /// Prints both rates and their ratio, `ratio` naming it.
+    pub(crate) fn print(&self, ratio: &str) {
+        println!(
+            "faisca  {:>8.0} ms  {:>10.0} records/s  {:>10.0} records/s per CPU-second\nplain   {:>8.0} ms  {:>10.0} records/s  {:>10.0} records/s per CPU-second\n{ratio}: {:.2}",
+            self.median_ms.0,
+            self.faisca_records_per_s,
+            self.faisca_records_per_cpu_s,
+            self.median_ms.1,
+            self.plain_records_per_s,
+            self.plain_records_per_cpu_s,
+            self.rate_ratio
+        );
+    }
+}
+
+/// Creates `topic` with `partitions` partitions (replication 1).
+pub(crate) async fn create_topic(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    partitions: i32,
+) -> Result<()> {
+    for r in admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await?
+    {
+        r.map_err(|(t, e)| anyhow::anyhow!("creating topic {t}: {e}"))?;
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct KafkaReport {
+    machine: String,
+    master: String,
+    records: u64,
+    value_bytes: usize,
+    partitions: i32,
+    #[serde(flatten)]
+    comparison: RateComparison,
 }
 
 /// `faisca bench kafka`.
@@ -167,19 +235,7 @@ pub async fn kafka(args: KafkaBenchArgs) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &servers)
         .create()?;
-    for r in admin
-        .create_topics(
-            &[NewTopic::new(
-                &topic,
-                args.partitions,
-                TopicReplication::Fixed(1),
-            )],
-            &AdminOptions::new(),
-        )
-        .await?
-    {
-        r.map_err(|(t, e)| anyhow::anyhow!("creating topic {t}: {e}"))?;
-    }
+    create_topic(&admin, &topic, args.partitions).await?;
     let t = Instant::now();
     {
         let (servers, topic) = (servers.clone(), topic.clone());
@@ -253,43 +309,16 @@ pub async fn kafka(args: KafkaBenchArgs) -> Result<()> {
         }
     }
     session.stop().await;
-    let rate = |d: Duration| args.records as f64 / d.as_secs_f64().max(1e-9);
-    let (f, d) = (median(&ours), median(&theirs));
-    let (fc, dc) = (median(&ours_cpu), median(&theirs_cpu));
-    let to_ms = |v: &[Duration]| {
-        v.iter()
-            .map(|d| d.as_secs_f64() * 1000.0)
-            .collect::<Vec<_>>()
-    };
     let report = KafkaReport {
         machine: machine(),
         master: args.master.clone(),
         records: args.records,
         value_bytes: args.value_bytes,
         partitions: args.partitions,
-        faisca_ms: to_ms(&ours),
-        faisca_cpu_ms: to_ms(&ours_cpu),
-        plain_ms: to_ms(&theirs),
-        plain_cpu_ms: to_ms(&theirs_cpu),
-        faisca_records_per_s: rate(f),
-        plain_records_per_s: rate(d),
-        faisca_records_per_cpu_s: rate(fc),
-        plain_records_per_cpu_s: rate(dc),
-        rate_ratio: rate(f) / rate(d),
+        comparison: RateComparison::new(args.records, (&ours, &ours_cpu), (&theirs, &theirs_cpu)),
     };
-    println!(
-        "faisca  {:>8.0} ms  {:>10.0} records/s  {:>10.0} records/s per CPU-second\nplain   {:>8.0} ms  {:>10.0} records/s  {:>10.0} records/s per CPU-second\nFaísca's rate / plain consumer's rate: {:.2}",
-        f.as_secs_f64() * 1000.0,
-        report.faisca_records_per_s,
-        report.faisca_records_per_cpu_s,
-        d.as_secs_f64() * 1000.0,
-        report.plain_records_per_s,
-        report.plain_records_per_cpu_s,
-        report.rate_ratio
-    );
-    if let Some(parent) = args.output.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&args.output, serde_json::to_string_pretty(&report)?)?;
-    Ok(())
+    report
+        .comparison
+        .print("Faísca's rate / plain consumer's rate");
+    write_json(&args.output, &report)
 }

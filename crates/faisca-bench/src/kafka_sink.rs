@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde::Serialize;
 
-use crate::cluster::{machine, median, write_json};
-use crate::kafka::process_cpu;
+use crate::cluster::{machine, write_json};
+use crate::kafka::{RateComparison, create_topic, process_cpu};
 
 /// `faisca bench kafka-sink`.
 #[derive(Debug, clap::Args)]
@@ -105,32 +105,8 @@ struct KafkaSinkReport {
     value_bytes: usize,
     partitions: i32,
     tasks: usize,
-    faisca_ms: Vec<f64>,
-    faisca_cpu_ms: Vec<f64>,
-    plain_ms: Vec<f64>,
-    plain_cpu_ms: Vec<f64>,
-    faisca_records_per_s: f64,
-    plain_records_per_s: f64,
-    faisca_records_per_cpu_s: f64,
-    plain_records_per_cpu_s: f64,
-    rate_ratio: f64,
-}
-
-async fn create_topic(
-    admin: &AdminClient<DefaultClientContext>,
-    topic: &str,
-    partitions: i32,
-) -> Result<()> {
-    for r in admin
-        .create_topics(
-            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await?
-    {
-        r.map_err(|(t, e)| anyhow::anyhow!("creating topic {t}: {e}"))?;
-    }
-    Ok(())
+    #[serde(flatten)]
+    comparison: RateComparison,
 }
 
 async fn delete_topic(admin: &AdminClient<DefaultClientContext>, topic: &str) -> Result<()> {
@@ -211,14 +187,6 @@ pub async fn kafka_sink(args: KafkaSinkBenchArgs) -> Result<()> {
         }
     }
     session.stop().await;
-    let rate = |d: Duration| args.records as f64 / d.as_secs_f64().max(1e-9);
-    let (f, p) = (median(&ours), median(&theirs));
-    let (fc, pc) = (median(&ours_cpu), median(&theirs_cpu));
-    let to_ms = |v: &[Duration]| {
-        v.iter()
-            .map(|d| d.as_secs_f64() * 1000.0)
-            .collect::<Vec<_>>()
-    };
     let report = KafkaSinkReport {
         machine: machine(),
         master: args.master.clone(),
@@ -226,25 +194,10 @@ pub async fn kafka_sink(args: KafkaSinkBenchArgs) -> Result<()> {
         value_bytes: args.value_bytes,
         partitions: args.partitions,
         tasks: args.tasks,
-        faisca_ms: to_ms(&ours),
-        faisca_cpu_ms: to_ms(&ours_cpu),
-        plain_ms: to_ms(&theirs),
-        plain_cpu_ms: to_ms(&theirs_cpu),
-        faisca_records_per_s: rate(f),
-        plain_records_per_s: rate(p),
-        faisca_records_per_cpu_s: rate(fc),
-        plain_records_per_cpu_s: rate(pc),
-        rate_ratio: rate(f) / rate(p),
+        comparison: RateComparison::new(args.records, (&ours, &ours_cpu), (&theirs, &theirs_cpu)),
     };
-    println!(
-        "faisca  {:>8.0} ms  {:>10.0} records/s  {:>10.0} records/s per CPU-second\nplain   {:>8.0} ms  {:>10.0} records/s  {:>10.0} records/s per CPU-second\nFaísca's sink rate / plain producer's rate: {:.2}",
-        f.as_secs_f64() * 1000.0,
-        report.faisca_records_per_s,
-        report.faisca_records_per_cpu_s,
-        p.as_secs_f64() * 1000.0,
-        report.plain_records_per_s,
-        report.plain_records_per_cpu_s,
-        report.rate_ratio
-    );
+    report
+        .comparison
+        .print("Faísca's sink rate / plain producer's rate");
     write_json(&args.output, &report)
 }
