@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use arrow::datatypes::SchemaRef;
 use datafusion::common::TableReference;
 use datafusion::datasource::TableProvider;
-use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::error::Result as DfResult;
 use datafusion::execution::TaskContext;
 use datafusion::logical_expr::{Extension, LogicalPlan};
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
@@ -60,12 +60,6 @@ impl SourceRegistry {
     }
 }
 
-fn no_extensions() -> DataFusionError {
-    DataFusionError::NotImplemented(
-        "user-defined logical plan nodes cannot be sent between client and driver".into(),
-    )
-}
-
 /// The driver's codec for one session.
 #[derive(Debug)]
 pub struct DriverLogicalCodec {
@@ -74,12 +68,18 @@ pub struct DriverLogicalCodec {
 }
 
 impl LogicalExtensionCodec for DriverLogicalCodec {
-    fn try_decode(&self, _: &[u8], _: &[LogicalPlan], _: &TaskContext) -> DfResult<Extension> {
-        Err(no_extensions())
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[LogicalPlan],
+        _: &TaskContext,
+    ) -> DfResult<Extension> {
+        faisca_engine::streaming_plan::decode_extension(buf, inputs)
     }
 
-    fn try_encode(&self, _: &Extension, _: &mut Vec<u8>) -> DfResult<()> {
-        Err(no_extensions())
+    fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> DfResult<()> {
+        buf.extend(faisca_engine::streaming_plan::encode_extension(node)?);
+        Ok(())
     }
 
     fn try_decode_table_provider(
@@ -89,7 +89,7 @@ impl LogicalExtensionCodec for DriverLogicalCodec {
         _schema: SchemaRef,
         _ctx: &TaskContext,
     ) -> DfResult<Arc<dyn TableProvider>> {
-        Ok(self.sources.get(decode_source_ref(buf)?)?)
+        Ok(self.sources.get(decode_source_ref(buf)?.source_id)?)
     }
 
     fn try_encode_table_provider(
@@ -98,7 +98,10 @@ impl LogicalExtensionCodec for DriverLogicalCodec {
         node: Arc<dyn TableProvider>,
         buf: &mut Vec<u8>,
     ) -> DfResult<()> {
-        buf.extend(encode_source_ref(self.sources.add(node)?));
+        let streaming = node
+            .downcast_ref::<faisca_engine::streaming_source::StreamSourceTable>()
+            .is_some();
+        buf.extend(encode_source_ref(self.sources.add(node)?, streaming));
         Ok(())
     }
 }

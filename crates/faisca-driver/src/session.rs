@@ -40,6 +40,7 @@ impl Session {
             .with_config(datafusion_config(&config)?)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_query_planner(Arc::new(faisca_engine::streaming_plan::FaiscaQueryPlanner))
             .with_optimizer_rules(faisca_engine::session_config::optimizer_rules())
             .with_physical_optimizer_rules(
                 faisca_engine::filter_pushdown::physical_optimizer_rules(),

@@ -34,7 +34,7 @@ use faisca_connectors::kafka::options::{KafkaOptions, ReadOptions, SourceOptions
 use faisca_connectors::kafka::reader::RangeReader;
 use faisca_connectors::kafka::schema::kafka_schema;
 
-use crate::task_metrics::{KAFKA_NULL_KEYS_SKIPPED, TaskMetrics};
+use crate::task_metrics::{KAFKA_NULL_KEYS_SKIPPED, KAFKA_RECORDS_READ, TaskMetrics};
 use std::borrow::Cow;
 
 /// The format name of Kafka tables (`STORED AS KAFKA`, `format("kafka")`).
@@ -377,15 +377,20 @@ impl ExecutionPlan for KafkaScanExec {
         let reader = RangeReader::new(&self.read, ranges, self.projection.as_deref(), batch_size)?;
         let schema = reader.schema();
         // Records with a null key, counted where the task has metrics and the key is read.
-        let null_keys = match (self.count_null_keys, TaskMetrics::of(&context)) {
-            (true, Some(metrics)) => schema.index_of("key").ok().map(|i| (i, metrics)),
+        let metrics = TaskMetrics::of(&context);
+        let null_keys = match (self.count_null_keys, &metrics) {
+            (true, Some(metrics)) => schema.index_of("key").ok().map(|i| (i, metrics.clone())),
             _ => None,
         };
         let stream = futures::stream::try_unfold(reader, move |mut reader| {
             let null_keys = null_keys.clone();
+            let metrics = metrics.clone();
             async move {
                 match reader.next_batch().await {
                     Ok(Some(batch)) => {
+                        if let Some(metrics) = &metrics {
+                            metrics.add(KAFKA_RECORDS_READ, batch.num_rows() as u64);
+                        }
                         if let Some((key, metrics)) = &null_keys {
                             let nulls = batch.column(*key).null_count() as u64;
                             if nulls > 0 {

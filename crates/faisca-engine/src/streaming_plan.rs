@@ -104,3 +104,90 @@ impl UserDefinedLogicalNodeCore for EventTimeWatermark {
         false
     }
 }
+
+/// Plans [`EventTimeWatermark`] nodes as [`crate::streaming_exec::WatermarkExec`].
+#[derive(Debug, Default)]
+pub struct WatermarkPlanner;
+
+#[async_trait::async_trait]
+impl datafusion::physical_planner::ExtensionPlanner for WatermarkPlanner {
+    async fn plan_extension(
+        &self,
+        _planner: &dyn datafusion::physical_planner::PhysicalPlanner,
+        node: &dyn datafusion::logical_expr::UserDefinedLogicalNode,
+        _logical_inputs: &[&LogicalPlan],
+        physical_inputs: &[Arc<dyn datafusion::physical_plan::ExecutionPlan>],
+        _session: &dyn datafusion::catalog::Session,
+        _planning_ctx: &datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext,
+    ) -> DfResult<Option<Arc<dyn datafusion::physical_plan::ExecutionPlan>>> {
+        let Some(watermark) = node.as_any().downcast_ref::<EventTimeWatermark>() else {
+            return Ok(None);
+        };
+        let [input] = physical_inputs else {
+            return plan_err!("EventTimeWatermark takes one input");
+        };
+        Ok(Some(Arc::new(
+            crate::streaming_exec::WatermarkExec::try_new(input.clone(), &watermark.column)?,
+        )))
+    }
+}
+
+/// DataFusion's query planner with Faísca's logical nodes ([`WatermarkPlanner`]).
+#[derive(Debug, Default)]
+pub struct FaiscaQueryPlanner;
+
+#[async_trait::async_trait]
+impl datafusion::execution::context::QueryPlanner for FaiscaQueryPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn datafusion::catalog::Session,
+    ) -> DfResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        use datafusion::physical_planner::PhysicalPlanner;
+        datafusion::physical_planner::DefaultPhysicalPlanner::with_extension_planners(vec![
+            Arc::new(WatermarkPlanner),
+        ])
+        .create_physical_plan(logical_plan, session)
+        .await
+    }
+}
+
+/// Encodes a logical extension node for the client ↔ driver codecs: `column\ndelay_micros`.
+pub fn encode_extension(node: &Extension) -> DfResult<Vec<u8>> {
+    match node.node.as_any().downcast_ref::<EventTimeWatermark>() {
+        Some(w) => {
+            Ok(format!("{EVENT_TIME_WATERMARK}\n{}\n{}", w.delay_micros, w.column).into_bytes())
+        }
+        None => Err(datafusion::error::DataFusionError::NotImplemented(format!(
+            "the logical node {} cannot be sent between client and driver",
+            node.node.name()
+        ))),
+    }
+}
+
+/// Decodes what [`encode_extension`] wrote, over `inputs`' one plan.
+pub fn decode_extension(buf: &[u8], inputs: &[LogicalPlan]) -> DfResult<Extension> {
+    let text = std::str::from_utf8(buf).map_err(|_| {
+        datafusion::error::DataFusionError::Plan("malformed logical extension node".into())
+    })?;
+    let mut parts = text.splitn(3, '\n');
+    let (Some(EVENT_TIME_WATERMARK), Some(delay), Some(column), [input]) =
+        (parts.next(), parts.next(), parts.next(), inputs)
+    else {
+        return plan_err!(
+            "malformed logical extension node: expected an EventTimeWatermark over one input"
+        );
+    };
+    let delay_micros: i64 = delay.parse().map_err(|_| {
+        datafusion::error::DataFusionError::Plan(format!("malformed watermark delay '{delay}'"))
+    })?;
+    let plan = EventTimeWatermark::try_new(
+        input.clone(),
+        column,
+        Duration::from_micros(delay_micros.max(0) as u64),
+    )?;
+    match plan {
+        LogicalPlan::Extension(e) => Ok(e),
+        _ => plan_err!("EventTimeWatermark did not make an extension node"),
+    }
+}

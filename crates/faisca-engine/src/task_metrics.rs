@@ -16,6 +16,32 @@ use datafusion::execution::TaskContext;
 /// Records a Kafka topic read as a table (`asTable`) skipped because their key is null.
 pub const KAFKA_NULL_KEYS_SKIPPED: &str = "kafka.nullKeyRecordsSkipped";
 
+/// Records a Kafka scan read.
+pub const KAFKA_RECORDS_READ: &str = "kafka.recordsRead";
+
+/// The largest event time (microseconds since the epoch) a streaming query's watermark node saw.
+pub const MAX_EVENT_TIME: &str = "watermark.maxEventTimeMicros.max";
+/// State rows a streaming stateful operator holds after the batch (summed over partitions).
+pub const STATE_ROWS_TOTAL: &str = "state.numRowsTotal";
+/// State rows the batch changed.
+pub const STATE_ROWS_UPDATED: &str = "state.numRowsUpdated";
+/// State rows the batch removed (evicted behind the watermark).
+pub const STATE_ROWS_REMOVED: &str = "state.numRowsRemoved";
+/// Input rows a stateful operator dropped as late.
+pub const STATE_ROWS_DROPPED_BY_WATERMARK: &str = "state.numRowsDroppedByWatermark";
+/// Memory the state holds, in bytes.
+pub const STATE_MEMORY_USED_BYTES: &str = "state.memoryUsedBytes";
+
+/// How two values of the counter `name` combine, within a task and across a job's tasks: a
+/// counter whose name ends in `.max` keeps the largest, every other one is a sum.
+pub fn combine(name: &str, a: u64, b: u64) -> u64 {
+    if name.ends_with(".max") {
+        a.max(b)
+    } else {
+        a.saturating_add(b)
+    }
+}
+
 /// One task's counters by name.
 #[derive(Debug, Default)]
 pub struct TaskMetrics {
@@ -28,14 +54,11 @@ impl TaskMetrics {
         context.session_config().get_extension::<TaskMetrics>()
     }
 
-    /// Adds `n` to the counter `name`.
+    /// Adds `n` to the counter `name` (keeps the larger for a `.max` counter, see [`combine`]).
     pub fn add(&self, name: &'static str, n: u64) {
-        *self
-            .counters
-            .lock()
-            .expect("task metrics")
-            .entry(name)
-            .or_default() += n;
+        let mut counters = self.counters.lock().expect("task metrics");
+        let value = counters.entry(name).or_default();
+        *value = combine(name, *value, n);
     }
 
     /// Every counter, by name.

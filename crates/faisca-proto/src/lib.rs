@@ -188,14 +188,17 @@ pub fn endpoint_url(address: &str) -> faisca_common::Result<String> {
 
 /// The bytes of a reference to the driver's source `source_id` (a DataFrame plan's table, see
 /// the driver's `logical_codec`).
-pub fn encode_source_ref(source_id: u64) -> Vec<u8> {
-    SourceRef { source_id }.encode_to_vec()
+pub fn encode_source_ref(source_id: u64, streaming: bool) -> Vec<u8> {
+    SourceRef {
+        source_id,
+        streaming,
+    }
+    .encode_to_vec()
 }
 
 /// The source id in a source reference's bytes.
-pub fn decode_source_ref(bytes: &[u8]) -> faisca_common::Result<u64> {
+pub fn decode_source_ref(bytes: &[u8]) -> faisca_common::Result<SourceRef> {
     SourceRef::decode(bytes)
-        .map(|s| s.source_id)
         .map_err(|e| Error::user(format!("malformed DataFrame source reference: {e}")))
 }
 

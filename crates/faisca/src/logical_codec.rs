@@ -23,12 +23,18 @@ use faisca_proto::{decode_source_ref, encode_source_ref};
 pub struct ClientLogicalCodec;
 
 impl LogicalExtensionCodec for ClientLogicalCodec {
-    fn try_decode(&self, _: &[u8], _: &[LogicalPlan], _: &TaskContext) -> DfResult<Extension> {
-        Err(no_extensions())
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[LogicalPlan],
+        _: &TaskContext,
+    ) -> DfResult<Extension> {
+        faisca_engine::streaming_plan::decode_extension(buf, inputs)
     }
 
-    fn try_encode(&self, _: &Extension, _: &mut Vec<u8>) -> DfResult<()> {
-        Err(no_extensions())
+    fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> DfResult<()> {
+        buf.extend(faisca_engine::streaming_plan::encode_extension(node)?);
+        Ok(())
     }
 
     fn try_decode_table_provider(
@@ -38,8 +44,10 @@ impl LogicalExtensionCodec for ClientLogicalCodec {
         schema: SchemaRef,
         _ctx: &TaskContext,
     ) -> DfResult<Arc<dyn TableProvider>> {
+        let reference = decode_source_ref(buf)?;
         Ok(Arc::new(RemoteTable {
-            source_id: decode_source_ref(buf)?,
+            source_id: reference.source_id,
+            streaming: reference.streaming,
             name: table_ref.to_string(),
             schema,
         }))
@@ -56,21 +64,16 @@ impl LogicalExtensionCodec for ClientLogicalCodec {
                 "table '{table_ref}' was not resolved by the driver: build DataFrames from session.read(), session.table() or session.sql()"
             )))
         })?;
-        buf.extend(encode_source_ref(remote.source_id));
+        buf.extend(encode_source_ref(remote.source_id, remote.streaming));
         Ok(())
     }
-}
-
-fn no_extensions() -> DataFusionError {
-    DataFusionError::NotImplemented(
-        "user-defined logical plan nodes cannot be sent from a client to the driver".into(),
-    )
 }
 
 /// A table that lives on the driver, as a client sees it: a schema to plan against.
 #[derive(Debug)]
 pub struct RemoteTable {
     source_id: u64,
+    streaming: bool,
     name: String,
     schema: SchemaRef,
 }
@@ -97,6 +100,32 @@ impl TableProvider for RemoteTable {
             self.name
         ))))
     }
+}
+
+impl RemoteTable {
+    /// Whether it is a streaming source (`read_stream()`).
+    pub fn is_streaming(&self) -> bool {
+        self.streaming
+    }
+}
+
+/// Whether `plan` reads a streaming source.
+pub fn is_streaming(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut streaming = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = datafusion::datasource::source_as_provider(&scan.source)
+            && provider
+                .downcast_ref::<RemoteTable>()
+                .is_some_and(RemoteTable::is_streaming)
+        {
+            streaming = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    streaming
 }
 
 /// Encode a DataFrame's plan for the driver.

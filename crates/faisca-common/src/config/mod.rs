@@ -339,6 +339,54 @@ pub mod keys {
         doc: "Most offsets one Kafka task reads when the source sets no maxRecordsPerPartition; larger ranges are split.",
     };
 
+    /// `faisca.streaming.statePartitions`.
+    pub const STREAMING_STATE_PARTITIONS: KeySpec = KeySpec {
+        name: "faisca.streaming.statePartitions",
+        default: "8",
+        kind: ValueKind::Count,
+        doc: "State partitions of a new streaming query with stateful operators (its shuffle partitions), unless faisca.shuffle.partitions is above 0; a query's checkpoint fixes the number for good.",
+    };
+
+    /// `faisca.streaming.stateSnapshotInterval`.
+    pub const STREAMING_STATE_SNAPSHOT_INTERVAL: KeySpec = KeySpec {
+        name: "faisca.streaming.stateSnapshotInterval",
+        default: "10",
+        kind: ValueKind::Count,
+        doc: "A stateful operator writes its whole state as a snapshot every this many batches (the others write only the changes).",
+    };
+
+    /// `faisca.streaming.minBatchesToRetain`.
+    pub const STREAMING_MIN_BATCHES_TO_RETAIN: KeySpec = KeySpec {
+        name: "faisca.streaming.minBatchesToRetain",
+        default: "100",
+        kind: ValueKind::Count,
+        doc: "Batches of a streaming query's checkpoint (offsets, commits and state versions) kept loadable; older files are removed.",
+    };
+
+    /// `faisca.streaming.pollInterval`.
+    pub const STREAMING_POLL_INTERVAL: KeySpec = KeySpec {
+        name: "faisca.streaming.pollInterval",
+        default: "100ms",
+        kind: ValueKind::Duration,
+        doc: "How long a streaming query with a processing-time trigger of 0 waits before looking for new data again when the last look found none.",
+    };
+
+    /// `faisca.streaming.recentProgress`.
+    pub const STREAMING_RECENT_PROGRESS: KeySpec = KeySpec {
+        name: "faisca.streaming.recentProgress",
+        default: "100",
+        kind: ValueKind::Count,
+        doc: "Progress reports a streaming query keeps for recent_progress() (Spark's spark.sql.streaming.numRecentProgressUpdates).",
+    };
+
+    /// `faisca.test.streaming.stopAfter`.
+    pub const TEST_STREAMING_STOP_AFTER: KeySpec = KeySpec {
+        name: "faisca.test.streaming.stopAfter",
+        default: "none",
+        kind: ValueKind::Choice(&["none", "offsets", "sink", "commit"]),
+        doc: "Fault injection for tests: a streaming query's first batch stops (fails the query) right after it wrote its offsets entry, after its sink committed, or after its commit entry, as if the driver died there.",
+    };
+
     /// `faisca.codegen.enabled`.
     pub const CODEGEN_ENABLED: KeySpec = KeySpec {
         name: "faisca.codegen.enabled",
@@ -412,6 +460,12 @@ pub const KEYS: &[KeySpec] = &[
     keys::TEST_STOP_BEFORE_SOURCE_COMMIT,
     keys::KAFKA_REQUEST_TIMEOUT,
     keys::KAFKA_MAX_RECORDS_PER_TASK,
+    keys::STREAMING_STATE_PARTITIONS,
+    keys::STREAMING_STATE_SNAPSHOT_INTERVAL,
+    keys::STREAMING_MIN_BATCHES_TO_RETAIN,
+    keys::STREAMING_POLL_INTERVAL,
+    keys::STREAMING_RECENT_PROGRESS,
+    keys::TEST_STREAMING_STOP_AFTER,
     keys::CODEGEN_ENABLED,
     keys::PLANNER_CHECK_ENCODING,
     keys::REDACTION_REGEX,
@@ -575,6 +629,38 @@ impl FaiscaConfig {
     /// `faisca.kafka.maxRecordsPerTask` (at least 1).
     pub fn kafka_max_records_per_task(&self) -> u64 {
         self.count(&keys::KAFKA_MAX_RECORDS_PER_TASK).max(1)
+    }
+    /// State partitions of a new streaming query: `faisca.shuffle.partitions` when above 0,
+    /// else `faisca.streaming.statePartitions` (at least 1).
+    pub fn streaming_state_partitions(&self) -> u32 {
+        let n = self
+            .shuffle_partitions()
+            .map(|n| n as u64)
+            .unwrap_or_else(|| self.count(&keys::STREAMING_STATE_PARTITIONS));
+        u32::try_from(n.max(1)).unwrap_or(u32::MAX)
+    }
+    /// `faisca.streaming.stateSnapshotInterval` (at least 1).
+    pub fn streaming_state_snapshot_interval(&self) -> u64 {
+        self.count(&keys::STREAMING_STATE_SNAPSHOT_INTERVAL).max(1)
+    }
+    /// `faisca.streaming.minBatchesToRetain` (at least 2: the batch resumed and the one before).
+    pub fn streaming_min_batches_to_retain(&self) -> u64 {
+        self.count(&keys::STREAMING_MIN_BATCHES_TO_RETAIN).max(2)
+    }
+    /// `faisca.streaming.pollInterval`.
+    pub fn streaming_poll_interval(&self) -> Duration {
+        self.duration(&keys::STREAMING_POLL_INTERVAL)
+    }
+    /// `faisca.streaming.recentProgress` (at least 1).
+    pub fn streaming_recent_progress(&self) -> usize {
+        self.count(&keys::STREAMING_RECENT_PROGRESS).max(1) as usize
+    }
+    /// `faisca.test.streaming.stopAfter`: `None`, or `offsets`, `sink` or `commit`.
+    pub fn test_streaming_stop_after(&self) -> Option<&str> {
+        match self.raw(&keys::TEST_STREAMING_STOP_AFTER) {
+            "none" => None,
+            point => Some(point),
+        }
     }
     /// `faisca.shuffle.partitions`; `None` means "the cluster's total cores".
     pub fn shuffle_partitions(&self) -> Option<usize> {

@@ -824,12 +824,14 @@ impl JobState {
             .sum()
     }
 
-    /// The job's counters: each task's last successful attempt's, summed by name.
+    /// The job's counters: each task's last successful attempt's, combined by name (summed,
+    /// or the largest for `.max` counters: [`faisca_engine::task_metrics::combine`]).
     pub fn metrics(&self) -> BTreeMap<String, u64> {
-        let mut sums = BTreeMap::new();
+        let mut sums: BTreeMap<String, u64> = BTreeMap::new();
         for task in self.stages.iter().flat_map(|s| &s.tasks) {
             for (name, n) in &task.metrics {
-                *sums.entry(name.clone()).or_default() += n;
+                let value = sums.entry(name.clone()).or_default();
+                *value = faisca_engine::task_metrics::combine(name, *value, *n);
             }
         }
         sums

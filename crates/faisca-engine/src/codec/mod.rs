@@ -16,6 +16,7 @@ pub mod kafka;
 pub mod patches;
 pub mod pipeline;
 pub mod recursive;
+pub mod streaming;
 
 pub use converter::FaiscaConverter;
 
@@ -51,6 +52,12 @@ pub fn is_extension_node(plan: &Arc<dyn ExecutionPlan>) -> bool {
         || plan.downcast_ref::<crate::kafka::KafkaScanExec>().is_some()
         || plan.downcast_ref::<RecursiveQueryExec>().is_some()
         || plan.downcast_ref::<WorkTableExec>().is_some()
+        || plan
+            .downcast_ref::<crate::streaming_exec::WatermarkExec>()
+            .is_some()
+        || plan
+            .downcast_ref::<crate::streaming_exec::StatefulAggregateExec>()
+            .is_some()
 }
 
 /// Encodes Faísca's own plan nodes and functions inside datafusion-proto plans.
@@ -158,6 +165,11 @@ impl PhysicalExtensionCodec for FaiscaCodec {
                 recursive::decode_recursive_query(&q, inputs)
             }
             Some(extension_node::Node::WorkTable(t)) => recursive::decode_work_table(&t),
+            Some(extension_node::Node::Watermark(w)) => streaming::decode_watermark(&w, inputs),
+            Some(extension_node::Node::StatefulAggregate(a)) => {
+                let decode_ctx = PhysicalPlanDecodeContext::new(ctx, self);
+                streaming::decode_stateful(&a, inputs, &decode_ctx, proto_converter)
+            }
             Some(extension_node::Node::Patched(_)) => Err(DataFusionError::Internal(
                 "a patched plan node outside Faísca's converter".into(),
             )),
@@ -199,39 +211,50 @@ impl PhysicalExtensionCodec for FaiscaCodec {
                 .encode(buf)
                 .map_err(|e| DataFusionError::Internal(format!("encoding plan node: {e}")));
         }
-        let node = if let Some(query) = node.downcast_ref::<RecursiveQueryExec>() {
-            extension_node::Node::RecursiveQuery(recursive::encode_recursive_query(query)?)
-        } else if let Some(table) = node.downcast_ref::<WorkTableExec>() {
-            extension_node::Node::WorkTable(recursive::encode_work_table(table)?)
-        } else if let Some(reader) = node.downcast_ref::<ShuffleReaderExec>() {
-            let hash_exprs = match reader.properties().partitioning.clone() {
-                Partitioning::Hash(exprs, _) => exprs
-                    .iter()
-                    .map(|e| {
-                        Ok(proto_converter
-                            .physical_expr_to_proto(e, self)?
-                            .encode_to_vec())
-                    })
-                    .collect::<DfResult<Vec<_>>>()?,
-                _ => Vec::new(),
-            };
-            extension_node::Node::ShuffleReader(ShuffleReaderNode {
-                stage_id: reader.stage_id(),
-                schema: schema_to_ipc(&reader.schema())?,
-                partitions: reader.partitions() as u32,
-                hash_partitioned: reader.hash_partitioned(),
-                hash_exprs,
-                equivalences: Some(equivalence::encode(
-                    &reader.properties().eq_properties,
+        let node =
+            if let Some(watermark) = node.downcast_ref::<crate::streaming_exec::WatermarkExec>() {
+                extension_node::Node::Watermark(streaming::encode_watermark(watermark))
+            } else if let Some(stateful) =
+                node.downcast_ref::<crate::streaming_exec::StatefulAggregateExec>()
+            {
+                extension_node::Node::StatefulAggregate(streaming::encode_stateful(
+                    stateful,
                     self,
-                )?),
-            })
-        } else {
-            return Err(DataFusionError::NotImplemented(format!(
-                "{} cannot be sent to executors (no datafusion-proto encoding)",
-                node.name()
-            )));
-        };
+                    proto_converter,
+                )?)
+            } else if let Some(query) = node.downcast_ref::<RecursiveQueryExec>() {
+                extension_node::Node::RecursiveQuery(recursive::encode_recursive_query(query)?)
+            } else if let Some(table) = node.downcast_ref::<WorkTableExec>() {
+                extension_node::Node::WorkTable(recursive::encode_work_table(table)?)
+            } else if let Some(reader) = node.downcast_ref::<ShuffleReaderExec>() {
+                let hash_exprs = match reader.properties().partitioning.clone() {
+                    Partitioning::Hash(exprs, _) => exprs
+                        .iter()
+                        .map(|e| {
+                            Ok(proto_converter
+                                .physical_expr_to_proto(e, self)?
+                                .encode_to_vec())
+                        })
+                        .collect::<DfResult<Vec<_>>>()?,
+                    _ => Vec::new(),
+                };
+                extension_node::Node::ShuffleReader(ShuffleReaderNode {
+                    stage_id: reader.stage_id(),
+                    schema: schema_to_ipc(&reader.schema())?,
+                    partitions: reader.partitions() as u32,
+                    hash_partitioned: reader.hash_partitioned(),
+                    hash_exprs,
+                    equivalences: Some(equivalence::encode(
+                        &reader.properties().eq_properties,
+                        self,
+                    )?),
+                })
+            } else {
+                return Err(DataFusionError::NotImplemented(format!(
+                    "{} cannot be sent to executors (no datafusion-proto encoding)",
+                    node.name()
+                )));
+            };
         ExtensionNode { node: Some(node) }
             .encode(buf)
             .map_err(|e| DataFusionError::Internal(format!("encoding plan node: {e}")))
