@@ -51,6 +51,7 @@ mod s3;
 mod schema_registry;
 mod secrets;
 mod splits;
+mod streaming;
 mod tpch;
 mod udf;
 mod writes;

@@ -189,6 +189,23 @@ impl Error {
         }
     }
 
+    /// An error of its own with `shared`'s message, fault and retryability (for one error
+    /// that several waiters received).
+    pub fn copy_of(shared: &Error) -> Self {
+        let message = shared.to_string();
+        match (shared.fault(), shared.is_retryable()) {
+            (Fault::User, _) => Error::User(message),
+            (Fault::External, retryable) => Error::External { message, retryable },
+            (Fault::Internal, retryable) => Error::Internal {
+                message: match shared {
+                    Error::Internal { message, .. } => message.clone(),
+                    _ => message,
+                },
+                retryable,
+            },
+        }
+    }
+
     /// Prefix the message with context, keeping the fault and retryability.
     pub fn context(self, context: impl std::fmt::Display) -> Self {
         if let Some(f) = self.fetch_failure() {

@@ -134,6 +134,32 @@ fn result_stream(
     Box::pin(stream)
 }
 
+/// The rows of a succeeded job, read on the driver (a streaming query's memory sink); the job
+/// is released when they were read (or reading failed).
+pub async fn collect_result(
+    handle: DriverHandle,
+    clients: Arc<FlightClients>,
+    job: JobId,
+    result: JobResult,
+) -> faisca_common::Result<Vec<datafusion::arrow::array::RecordBatch>> {
+    if let Some(batches) = result.inline.clone() {
+        handle.send(Message::JobDone { id: job });
+        return Ok(batches);
+    }
+    let guard = JobDoneGuard {
+        handle,
+        job: job.clone(),
+    };
+    let frames = result_stream(result, job.clone(), clients, guard)
+        .map_err(|status| arrow_flight::error::FlightError::Tonic(Box::new(status)));
+    arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(frames)
+        .try_collect()
+        .await
+        .map_err(|e| {
+            faisca_common::Error::external(format!("reading the result of job {job}: {e}"))
+        })
+}
+
 #[tonic::async_trait]
 impl DoGetHandler for DriverFlightService {
     async fn do_get(&self, ticket: Ticket) -> Result<BoxedStream<FlightData>, Status> {

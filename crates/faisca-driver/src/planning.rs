@@ -277,8 +277,30 @@ pub async fn physical_plan(
     plan: &LogicalPlan,
     total_cores: usize,
 ) -> Result<(Arc<dyn ExecutionPlan>, Vec<Arc<KafkaRun>>)> {
-    match split_physical_plan(session, plan, total_cores).await {
+    match split_physical_plan(session, plan, total_cores, None).await {
         Ok(physical) => Ok(physical),
+        Err(e) => Err(crate::diagnose::name_bad_parquet_file(session, plan, e).await),
+    }
+}
+
+/// What a streaming micro-batch's physical plan is given instead of planning it: its shuffle
+/// (state) partitions and each Kafka source's tasks, by source key.
+pub struct MicroBatchPlanning {
+    /// The query's state partitions.
+    pub partitions: usize,
+    /// The batch's Kafka tasks.
+    pub kafka_tasks: HashMap<String, Vec<Vec<faisca_connectors::kafka::OffsetRange>>>,
+}
+
+/// The physical plan of a streaming micro-batch (see [`MicroBatchPlanning`]).
+pub async fn micro_batch_physical_plan(
+    session: &Session,
+    plan: &LogicalPlan,
+    total_cores: usize,
+    batch: MicroBatchPlanning,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    match split_physical_plan(session, plan, total_cores, Some(batch)).await {
+        Ok((physical, _)) => Ok(physical),
         Err(e) => Err(crate::diagnose::name_bad_parquet_file(session, plan, e).await),
     }
 }
@@ -287,10 +309,15 @@ async fn split_physical_plan(
     session: &Session,
     plan: &LogicalPlan,
     total_cores: usize,
+    micro_batch: Option<MicroBatchPlanning>,
 ) -> Result<(Arc<dyn ExecutionPlan>, Vec<Arc<KafkaRun>>)> {
     let mut state = session.ctx.state();
-    state.config_mut().options_mut().execution.target_partitions =
-        requested_partitions(plan)?.unwrap_or_else(|| shuffle_partitions(session, total_cores));
+    state.config_mut().options_mut().execution.target_partitions = match &micro_batch {
+        Some(batch) => batch.partitions,
+        None => {
+            requested_partitions(plan)?.unwrap_or_else(|| shuffle_partitions(session, total_cores))
+        }
+    };
     let first = state.create_physical_plan(plan).await?;
     let scans = file_scans(&first)?;
     let kafka = kafka_sources(&first)?;
@@ -310,6 +337,9 @@ async fn split_physical_plan(
         rules.push(Arc::new(ApplySplits::new(splits)));
     }
     let runs = if kafka.is_empty() {
+        Vec::new()
+    } else if let Some(batch) = micro_batch {
+        rules.push(Arc::new(ApplyKafkaTasks::new(batch.kafka_tasks)));
         Vec::new()
     } else {
         let runs = faisca_connectors::kafka::run::plan_runs(

@@ -70,9 +70,10 @@ impl DriverServer {
         let (handle, actor) = spawn_actor(DriverSettings::from_config(&options.config), launcher);
         let limit = options.config.max_message_size();
         let clients = Arc::new(FlightClients::new(limit, options.config.connect_timeout()));
-        let control = DriverServiceServer::new(DriverServiceImpl::new(handle.clone()))
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(limit);
+        let control =
+            DriverServiceServer::new(DriverServiceImpl::new(handle.clone(), clients.clone()))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit);
         let flight = FlightServiceServer::new(rpc::FlightDoGetService(DriverFlightService::new(
             handle.clone(),
             clients,

@@ -61,12 +61,39 @@ fn scrub_explain(planned: Planned, secrets: impl FnOnce() -> Vec<String>) -> Res
 /// Implements `faisca.v1.DriverService`.
 pub struct DriverServiceImpl {
     handle: DriverHandle,
+    clients: std::sync::Arc<faisca_engine::shuffle::FlightClients>,
 }
 
 impl DriverServiceImpl {
-    /// A service talking to the actor behind `handle`.
-    pub fn new(handle: DriverHandle) -> Self {
-        DriverServiceImpl { handle }
+    /// A service talking to the actor behind `handle`; streaming queries read results through
+    /// `clients`.
+    pub fn new(
+        handle: DriverHandle,
+        clients: std::sync::Arc<faisca_engine::shuffle::FlightClients>,
+    ) -> Self {
+        DriverServiceImpl { handle, clients }
+    }
+
+    async fn start_query(&self, request: StartStreamingQueryRequest) -> Result<StreamingQueryInfo> {
+        let session_id = SessionId(request.session_id.clone());
+        let (session, _) = self.session(&request.session_id).await?;
+        let plan = decode_logical_plan(
+            &request.logical_plan,
+            &session.ctx.task_ctx(),
+            &session.codec(),
+        )?;
+        let query = crate::streaming::start::prepare(
+            &session,
+            &session_id,
+            &request,
+            plan,
+            self.clients.clone(),
+        )
+        .await?;
+        let query = Box::new(query);
+        self.handle
+            .ask(|reply| Message::StartQuery { query, reply })
+            .await?
     }
 
     async fn session(&self, id: &str) -> Result<(crate::session::Session, usize)> {
@@ -205,8 +232,10 @@ impl DriverServiceImpl {
     }
 
     async fn resolve(&self, request: ResolveSourceRequest) -> Result<ResolveSourceResponse> {
-        let (session, _) = self.session(&request.session_id).await?;
-        let plan = if !request.table.is_empty() {
+        let (session, cores) = self.session(&request.session_id).await?;
+        let plan = if request.streaming {
+            crate::sources::stream_source(&session, &request, cores)?
+        } else if !request.table.is_empty() {
             session
                 .ctx
                 .table(request.table.as_str())
@@ -383,6 +412,55 @@ impl DriverService for DriverServiceImpl {
         let id = JobId(request.into_inner().job_id);
         self.handle
             .ask(|reply| Message::KillJob { id, reply })
+            .await
+            .and_then(|r| r)
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn start_streaming_query(
+        &self,
+        request: Request<StartStreamingQueryRequest>,
+    ) -> Result<Response<StreamingQueryInfo>, Status> {
+        self.start_query(request.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn list_streaming_queries(
+        &self,
+        request: Request<ListStreamingQueriesRequest>,
+    ) -> Result<Response<ListStreamingQueriesResponse>, Status> {
+        let active_only = request.into_inner().active_only;
+        let queries = self
+            .handle
+            .ask(|reply| Message::ListQueries { active_only, reply })
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(ListStreamingQueriesResponse { queries }))
+    }
+
+    async fn get_streaming_query(
+        &self,
+        request: Request<GetStreamingQueryRequest>,
+    ) -> Result<Response<StreamingQueryInfo>, Status> {
+        let id = request.into_inner().id;
+        self.handle
+            .ask(|reply| Message::GetQuery { id, reply })
+            .await
+            .and_then(|r| r)
+            .map(Response::new)
+            .map_err(to_status)
+    }
+
+    async fn stop_streaming_query(
+        &self,
+        request: Request<StopStreamingQueryRequest>,
+    ) -> Result<Response<StreamingQueryInfo>, Status> {
+        let id = request.into_inner().id;
+        self.handle
+            .ask(|reply| Message::StopQuery { id, reply })
             .await
             .and_then(|r| r)
             .map(Response::new)

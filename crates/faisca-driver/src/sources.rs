@@ -135,6 +135,56 @@ pub async fn file_source(session: &Session, request: &ResolveSourceRequest) -> R
     Ok(LogicalPlanBuilder::scan(name, provider_as_source(provider), None)?.build()?)
 }
 
+/// Formats `read_stream()` accepts.
+pub const STREAM_FORMATS: &[&str] = &["kafka", "rate"];
+
+/// The scan of the streaming source `request` names (`read_stream()`); `cores` is the
+/// cluster's size (the rate source's default partitions).
+pub fn stream_source(
+    session: &Session,
+    request: &ResolveSourceRequest,
+    cores: usize,
+) -> Result<LogicalPlan> {
+    use faisca_engine::streaming_source::{StreamSource, StreamSourceTable};
+    let format = request.format.trim().to_ascii_lowercase();
+    let state = session.ctx.state();
+    let redaction = faisca_engine::session_config::redaction(state.config());
+    let source = match format.as_str() {
+        "kafka" => {
+            let options = SourceOptions::normalize(
+                request
+                    .options
+                    .iter()
+                    .map(|o| (o.key.as_str(), o.value.as_str())),
+            )?;
+            StreamSource::Kafka(Arc::new(
+                faisca_connectors::kafka::stream::StreamOptions::parse(
+                    &request.location,
+                    &options,
+                    &redaction,
+                )?,
+            ))
+        }
+        "rate" => StreamSource::Rate(faisca_connectors::rate::RateOptions::parse(
+            request
+                .options
+                .iter()
+                .map(|o| (o.key.as_str(), o.value.as_str())),
+            u32::try_from(cores.max(1)).unwrap_or(u32::MAX),
+        )?),
+        _ => {
+            return Err(Error::user(format!(
+                "unknown streaming source format '{}': expected one of {}",
+                request.format,
+                STREAM_FORMATS.join(", ")
+            )));
+        }
+    };
+    let name = TableReference::bare(format!("{format}_stream_{}", session.sources.next_id()));
+    let table = StreamSourceTable::new(source)?;
+    Ok(LogicalPlanBuilder::scan(name, provider_as_source(Arc::new(table)), None)?.build()?)
+}
+
 /// Register `plan` as the temporary view `name`; an existing table or view of that name is
 /// replaced when `replace`, and an error otherwise.
 pub fn register_view(

@@ -407,6 +407,34 @@ impl DataFrame {
         crate::DataFrameWriter::new(self.clone())
     }
 
+    // ---- streaming ----
+
+    /// Whether the DataFrame reads a streaming source (`session.read_stream()`): it runs only
+    /// as a streaming query, through [`DataFrame::write_stream`].
+    pub fn is_streaming(&self) -> bool {
+        crate::logical_codec::is_streaming(&self.plan)
+    }
+
+    /// An event-time watermark on the timestamp column `column`, `delay` (`"10 seconds"`,
+    /// `"1 minute"`, `"30s"`) behind the largest event time seen, as Spark's `withWatermark`:
+    /// stateful operators above it drop rows older than the watermark, and append mode emits a
+    /// window once the watermark passes its end. The watermark moves when a batch ends and
+    /// applies from the next batch.
+    pub fn with_watermark(&self, column: &str, delay: &str) -> Result<DataFrame> {
+        let delay = crate::streaming::parse_delay(delay)?;
+        let plan = faisca_engine::streaming_plan::EventTimeWatermark::try_new(
+            self.plan.clone(),
+            column,
+            delay,
+        )?;
+        Ok(DataFrame::from_plan(self.session.clone(), plan))
+    }
+
+    /// Starts a streaming query of this DataFrame: `df.write_stream().format(..)…start()`.
+    pub fn write_stream(&self) -> crate::streaming::DataStreamWriter {
+        crate::streaming::DataStreamWriter::new(self.clone())
+    }
+
     /// Run the query on the cluster; stream its rows. Dropping the stream cancels the job.
     pub async fn execute_stream(&self) -> Result<BatchStream> {
         if let Some(rows) = &self.ran {

@@ -28,6 +28,7 @@ pub mod local;
 pub mod logical_codec;
 mod reader;
 pub mod session;
+pub mod streaming;
 mod writer;
 
 pub use columns::{IntoColumns, IntoCondition, IntoSorts};
@@ -38,6 +39,10 @@ pub use grouped::GroupedData;
 pub use jobs::{JobInfo, JobState};
 pub use reader::DataFrameReader;
 pub use session::{Session, SessionBuilder};
+pub use streaming::{
+    DataStreamReader, DataStreamWriter, StreamingQuery, StreamingQueryManager,
+    StreamingQueryProgress, StreamingQueryStatus, Trigger,
+};
 pub use writer::DataFrameWriter;
 
 /// The driver process, for programs (like the `faisca` CLI) that run one.

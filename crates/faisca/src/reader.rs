@@ -64,6 +64,7 @@ impl DataFrameReader {
             location: path,
             options,
             table: String::new(),
+            streaming: false,
         };
         let plan = self.session.client().resolve_source(request).await?;
         self.session.data_frame_from_driver(&plan)

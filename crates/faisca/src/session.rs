@@ -185,6 +185,16 @@ impl Session {
         DataFrameReader::new(self.clone())
     }
 
+    /// Read a streaming source: `session.read_stream().format("kafka").option(..).load()`.
+    pub fn read_stream(&self) -> crate::streaming::DataStreamReader {
+        crate::streaming::DataStreamReader::new(self.clone())
+    }
+
+    /// The driver's streaming queries (Spark's `spark.streams`).
+    pub fn streams(&self) -> crate::streaming::StreamingQueryManager {
+        crate::streaming::StreamingQueryManager::new(self.clone())
+    }
+
     /// A table or view of the session's catalog.
     pub async fn table(&self, name: &str) -> Result<DataFrame> {
         let request = faisca_proto::ResolveSourceRequest {

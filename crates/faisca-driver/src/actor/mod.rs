@@ -7,6 +7,7 @@
 
 mod executors;
 mod jobs;
+mod queries;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -225,6 +226,48 @@ pub enum Message {
     },
     /// The launcher reported something (an executor it started is gone).
     Launcher(LauncherEvent),
+    /// Start a streaming query's runner.
+    StartQuery {
+        /// The query, ready to run.
+        query: Box<crate::streaming::runner::QueryRun>,
+        /// Its status, or why it cannot start (another run of it is active).
+        reply: oneshot::Sender<Result<faisca_proto::StreamingQueryInfo>>,
+    },
+    /// A streaming query's runner reports its status or a batch's progress.
+    QueryUpdate {
+        /// The run.
+        run_id: String,
+        /// What it reports.
+        update: crate::streaming::runner::QueryUpdate,
+    },
+    /// A streaming query's runner ended.
+    QueryEnded {
+        /// The run.
+        run_id: String,
+        /// Why it failed, if it did.
+        error: Option<String>,
+    },
+    /// Streaming queries: active ones, and the recently ended ones unless `active_only`.
+    ListQueries {
+        /// Only active ones.
+        active_only: bool,
+        /// The queries.
+        reply: oneshot::Sender<Vec<faisca_proto::StreamingQueryInfo>>,
+    },
+    /// One streaming query, by id or run id.
+    GetQuery {
+        /// The id.
+        id: String,
+        /// Its status.
+        reply: oneshot::Sender<Result<faisca_proto::StreamingQueryInfo>>,
+    },
+    /// Stop a streaming query; answered when it stopped.
+    StopQuery {
+        /// The id or run id.
+        id: String,
+        /// Its status after it stopped.
+        reply: queries::StopWaiter,
+    },
 }
 
 /// Driver-level settings of the actor.
@@ -289,6 +332,8 @@ pub struct DriverState {
     dynamic: Option<DynamicAllocator>,
     /// The total last asked of the launcher.
     requested_total: Option<usize>,
+    /// Streaming queries.
+    queries: queries::Queries,
 }
 
 impl DriverState {
@@ -308,6 +353,7 @@ impl DriverState {
             launcher: None,
             dynamic: None,
             requested_total: None,
+            queries: queries::Queries::default(),
         }
     }
 
@@ -475,6 +521,12 @@ impl DriverState {
                     self.cluster_waiters.push((min_executors, reply));
                 }
             }
+            message @ (Message::StartQuery { .. }
+            | Message::QueryUpdate { .. }
+            | Message::QueryEnded { .. }
+            | Message::ListQueries { .. }
+            | Message::GetQuery { .. }
+            | Message::StopQuery { .. }) => self.query_message(message),
         }
     }
 
@@ -508,7 +560,31 @@ pub struct DriverHandle {
     sender: mpsc::UnboundedSender<Message>,
 }
 
+/// A handle that does not keep the actor alive (for work the actor owns, such as a streaming
+/// query's runner: the actor ends when the last [`DriverHandle`] is dropped, and its work with it).
+#[derive(Clone)]
+pub struct WeakDriverHandle {
+    sender: mpsc::WeakUnboundedSender<Message>,
+}
+
+impl WeakDriverHandle {
+    /// A handle, unless the driver is shutting down.
+    pub fn upgrade(&self) -> Result<DriverHandle> {
+        self.sender
+            .upgrade()
+            .map(|sender| DriverHandle { sender })
+            .ok_or_else(|| Error::internal("the driver is shutting down"))
+    }
+}
+
 impl DriverHandle {
+    /// A weak handle to the same actor.
+    pub fn downgrade(&self) -> WeakDriverHandle {
+        WeakDriverHandle {
+            sender: self.sender.downgrade(),
+        }
+    }
+
     /// Send a message without waiting for an answer.
     pub fn send(&self, message: Message) {
         let _ = self.sender.send(message);

@@ -15,4 +15,8 @@
 pub mod check;
 pub mod checkpoint;
 pub mod file_sink_log;
+pub mod plan;
+pub mod runner;
+pub mod sources;
+pub mod start;
 pub mod watermark;

@@ -91,6 +91,14 @@ impl WatermarkTracker {
     }
 }
 
+impl WatermarkTracker {
+    /// Rounds the current watermark down to whole milliseconds, the checkpoint's unit, so that
+    /// a batch runs with exactly the watermark its offsets entry records.
+    pub fn floor_to_millis(&mut self) {
+        self.current = self.current.div_euclid(1000) * 1000;
+    }
+}
+
 /// Whether a row with event time `event_time` is late for a stateful operator.
 pub fn is_late(event_time: i64, watermark: i64) -> bool {
     event_time <= watermark

@@ -73,6 +73,9 @@ pub struct FileWrite {
     pub sink: faisca_proto::FileSink,
     /// How the commit runs.
     pub commit: CommitOptions,
+    /// A streaming file sink's micro-batch: after the files are published, the batch and its
+    /// files are recorded in the sink's log (`_faisca_metadata/<batch>`).
+    pub sink_log: Option<(crate::streaming::file_sink_log::FileSinkLog, u64)>,
 }
 
 /// A write as a statement or a DataFrame asks for it.
@@ -351,12 +354,15 @@ pub async fn plan_write(
                 concurrency,
                 stop_after_manifest: session.config.test_stop_commit_after_manifest(),
             },
+            sink_log: None,
         })),
     })
 }
 
-/// The files of `scan` that readers may see: not under `_temporary/`, and not hidden by a commit
-/// in progress in the directory tree they belong to (see [`commit::uncommitted_files`]).
+/// The files of `scan` that readers may see: not under `_temporary/`, not hidden by a commit
+/// in progress in the directory tree they belong to (see [`commit::uncommitted_files`]), and,
+/// in a streaming file sink's directory, only those its log lists
+/// ([`crate::streaming::file_sink_log`]).
 pub async fn committed_files(
     state: &datafusion::execution::SessionState,
     scan: &faisca_planner::scans::FileScan,
@@ -368,21 +374,40 @@ pub async fn committed_files(
         .filter(|f| !faisca_engine::sink::is_temporary(f.object_meta.location.as_ref()))
         .cloned()
         .collect();
-    // A table's root: a file's directory above its `column=value` directories.
     let roots: BTreeSet<String> = files
         .iter()
-        .map(|f| {
-            let path = f.object_meta.location.as_ref();
-            let mut segments: Vec<&str> = path.split('/').collect();
-            segments.pop();
-            while segments.last().is_some_and(|s| s.contains('=')) {
-                segments.pop();
-            }
-            segments.join("/")
-        })
+        .map(|f| table_root(f.object_meta.location.as_ref()))
         .collect();
     let store = state.runtime_env().object_store(&scan.object_store_url)?;
     let mut hidden = std::collections::HashSet::new();
+    // A streaming file sink's directory: only the files its log lists are its data.
+    let mut logged_roots = std::collections::HashSet::new();
+    let mut listed = std::collections::HashSet::new();
+    for root in &roots {
+        let root_path = object_store::path::Path::from(root.as_str());
+        let has_log =
+            crate::streaming::file_sink_log::FileSinkLog::exists(store.as_ref(), &root_path)
+                .await
+                .unwrap_or(false);
+        if has_log {
+            let log = crate::streaming::file_sink_log::FileSinkLog::new(
+                &format!("{}{root}", scan.object_store_url.as_str()),
+                store.clone(),
+                &root_path,
+            );
+            for file in log.files().await? {
+                listed.insert(faisca_engine::sink::join(&root_path, &file.path)?.to_string());
+            }
+            logged_roots.insert(root.clone());
+        }
+    }
+    let files: Vec<_> = files
+        .into_iter()
+        .filter(|f| {
+            let path = f.object_meta.location.as_ref();
+            !logged_roots.contains(&table_root(path)) || listed.contains(path)
+        })
+        .collect();
     for root in roots {
         let destination = Destination {
             url: format!("{}{root}", scan.object_store_url.as_str()),
@@ -410,6 +435,16 @@ pub async fn committed_files(
         .collect())
 }
 
+/// A table's root: a file's directory above its `column=value` directories.
+fn table_root(path: &str) -> String {
+    let mut segments: Vec<&str> = path.split('/').collect();
+    segments.pop();
+    while segments.last().is_some_and(|s| s.contains('=')) {
+        segments.pop();
+    }
+    segments.join("/")
+}
+
 /// Finish a write job whose tasks wrote `files` or sent `records`: commit the files. Returns
 /// the rows written.
 pub async fn commit_job(
@@ -428,7 +463,16 @@ pub async fn commit_job(
     } else {
         commit::plan_single_file_manifest(&job.0, write.mode, files, &write.sink.single_file)?
     };
-    commit::commit(&write.destination, &manifest, &write.commit).await
+    let rows = commit::commit(&write.destination, &manifest, &write.commit).await?;
+    if let Some((log, batch)) = &write.sink_log {
+        let logged: Vec<_> = manifest
+            .files
+            .iter()
+            .map(|f| crate::streaming::file_sink_log::LoggedFile::added(&f.path, f.bytes))
+            .collect();
+        log.commit(*batch, &logged).await?;
+    }
+    Ok(rows)
 }
 
 /// Remove what a failed or cancelled write job left in its temporary directory. (A Kafka write

@@ -1,0 +1,293 @@
+//! Structured streaming end to end on `local[2]`: the rate source, and Kafka on a real broker
+//! (noida-db) with watermarks and event-time windows in every output mode against a reference
+//! computed here from the produced events, exactly-once file sinks, restarts, and refusals.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use faisca::functions::col;
+use faisca::{DataFrame, Session, Trigger};
+
+use crate::kafka_brokers::{Broker, Kind, Record};
+
+async fn session(config: &[(&str, &str)]) -> Session {
+    let mut builder = Session::builder().master("local[2]");
+    for (k, v) in config {
+        builder = builder.config(*k, *v);
+    }
+    builder.build().await.unwrap()
+}
+
+async fn rows(session: &Session, sql: &str) -> Vec<String> {
+    let df = session
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut rows = crate::common::normalized_rows(
+        &df.collect().await.unwrap_or_else(|e| panic!("{sql}: {e}")),
+    );
+    rows.sort();
+    rows
+}
+
+/// Waits (bounded) until `check` holds while `query` runs.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    query: &faisca::StreamingQuery,
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !check().await {
+        if let Some(e) = query.exception().await.unwrap() {
+            panic!("the query failed while waiting for {what}: {e}");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            query.status().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rate_source_counts_from_zero_without_gaps_into_a_memory_table() {
+    let session = session(&[]).await;
+    let rate = session
+        .read_stream()
+        .format("rate")
+        .option("rowsPerSecond", "50")
+        .option("numPartitions", "3")
+        .load()
+        .await
+        .unwrap();
+    assert!(rate.is_streaming());
+    let err = rate.collect().await.unwrap_err().to_string();
+    assert!(
+        err.contains("Queries with streaming sources must be executed with writeStream.start()"),
+        "{err}"
+    );
+    let query = rate
+        .write_stream()
+        .format("memory")
+        .query_name("rate_rows")
+        .trigger(Trigger::ProcessingTime(Duration::from_millis(200)))
+        .start()
+        .await
+        .unwrap();
+    eventually(&query, "two batches with rows", || async {
+        query
+            .recent_progress()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|p| p.num_input_rows > 0)
+            .count()
+            >= 2
+    })
+    .await;
+    query.stop().await.unwrap();
+    assert!(!query.is_active().await.unwrap());
+    let progress = query.recent_progress().await.unwrap();
+    let produced: u64 = progress.iter().map(|p| p.num_input_rows).sum();
+    let counted = rows(
+        &session,
+        "SELECT count(*), count(DISTINCT value), min(value), max(value) FROM rate_rows",
+    )
+    .await;
+    assert_eq!(
+        counted,
+        vec![format!("{produced}|{produced}|0|{}", produced - 1)],
+        "{progress:?}"
+    );
+    let last = progress.last().unwrap();
+    assert_eq!(last.id, query.id());
+    assert!(last.to_json().contains("\"numInputRows\""));
+    assert!(session.streams().active().await.unwrap().is_empty());
+}
+
+/// The start of the 10 s windows the events fall in: a multiple of 10 s.
+const BASE_MS: i64 = 1_700_000_000_000;
+
+/// An event: key and event time (ms).
+#[derive(Debug, Clone)]
+struct Event {
+    key: String,
+    time_ms: i64,
+}
+
+fn record(e: &Event) -> Record {
+    Record::new(Some(&e.key), &format!("{}|{}", e.key, e.time_ms))
+}
+
+/// Events in event-time order with each at most `jitter_ms` behind the largest before it, over
+/// `seconds` seconds from `start_ms`: never late for a watermark delay above the jitter.
+fn events(start_ms: i64, seconds: i64, per_second: i64, keys: usize, jitter_ms: i64) -> Vec<Event> {
+    let mut out = Vec::new();
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15 ^ start_ms as u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for i in 0..seconds * per_second {
+        let t = start_ms + i * 1000 / per_second;
+        let jitter = (next() % jitter_ms as u64) as i64;
+        out.push(Event {
+            key: format!("k{}", next() % keys as u64),
+            time_ms: (t - jitter).max(start_ms),
+        });
+    }
+    out
+}
+
+/// `(window start ms, key) → count` of `events`, for 10 s windows.
+fn counts(events: &[Event]) -> BTreeMap<(i64, String), u64> {
+    let mut counts = BTreeMap::new();
+    for e in events {
+        *counts
+            .entry((e.time_ms - e.time_ms.rem_euclid(10_000), e.key.clone()))
+            .or_default() += 1;
+    }
+    counts
+}
+
+/// Rows as the memory table's query shows them: `start_ms,key,count`.
+fn rendered(counts: &BTreeMap<(i64, String), u64>) -> Vec<String> {
+    let mut rows: Vec<String> = counts
+        .iter()
+        .map(|((start, key), n)| format!("{start}|{key}|{n}"))
+        .collect();
+    rows.sort();
+    rows
+}
+
+async fn windowed_counts(
+    session: &Session,
+    servers: &str,
+    topic: &str,
+    max_offsets: &str,
+) -> DataFrame {
+    session
+        .read_stream()
+        .format("kafka")
+        .option("kafka.bootstrap.servers", servers)
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+        .option("maxOffsetsPerTrigger", max_offsets)
+        .load()
+        .await
+        .unwrap()
+        .select_expr(&[
+            "split_part(CAST(value AS VARCHAR), '|', 1) AS key",
+            "to_timestamp_millis(CAST(split_part(CAST(value AS VARCHAR), '|', 2) AS BIGINT)) AS event_time",
+        ])
+        .unwrap()
+        .with_watermark("event_time", "10 seconds")
+        .unwrap()
+        .group_by(vec![
+            faisca::functions::window(col("event_time"), "10 seconds", None).unwrap(),
+            col("key"),
+        ])
+        .unwrap()
+        .count()
+        .unwrap()
+}
+
+const MEMORY_ROWS: &str =
+    "SELECT CAST(to_unixtime(get_field(\"window\", 'start')) * 1000 AS BIGINT), key, count FROM ";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn windowed_counts_with_a_watermark_match_the_reference_in_append_update_and_complete() {
+    let broker = Broker::start(Kind::Noida);
+    broker.create_topic("events", 2).await;
+    // Phase 1: 60 s of events, each at most 4 s behind the largest before it.
+    let first = events(BASE_MS, 60, 20, 5, 4_000);
+    let (even, odd): (Vec<_>, Vec<_>) = first
+        .iter()
+        .cloned()
+        .enumerate()
+        .partition(|(i, _)| i % 2 == 0);
+    for (partition, part) in [(0, even), (1, odd)] {
+        let records: Vec<Record> = part.iter().map(|(_, e)| record(e)).collect();
+        broker.produce("events", partition, &records).await;
+    }
+    let session = session(&[("faisca.streaming.statePartitions", "4")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut queries = Vec::new();
+    for mode in ["append", "update", "complete"] {
+        let query = windowed_counts(&session, &broker.servers, "events", "300")
+            .await
+            .write_stream()
+            .format("memory")
+            .query_name(&format!("counts_{mode}"))
+            .output_mode(mode)
+            .option(
+                "checkpointLocation",
+                dir.path().join(mode).to_str().unwrap(),
+            )
+            .trigger(Trigger::AvailableNow)
+            .start()
+            .await
+            .unwrap();
+        queries.push((mode, query));
+    }
+    for (mode, query) in &queries {
+        assert!(
+            query
+                .await_termination(Some(Duration::from_secs(120)))
+                .await
+                .unwrap(),
+            "{mode}"
+        );
+        let progress = query.recent_progress().await.unwrap();
+        // 1200 records, at most 300 a batch: at least four batches with data.
+        assert!(
+            progress.iter().filter(|p| p.num_input_rows > 0).count() >= 4,
+            "{mode}: {progress:?}"
+        );
+        assert_eq!(
+            progress.iter().map(|p| p.num_input_rows).sum::<u64>(),
+            1200,
+            "{mode}"
+        );
+    }
+    let max_ms = first.iter().map(|e| e.time_ms).max().unwrap();
+    let watermark = max_ms - 10_000;
+    let all = counts(&first);
+    let complete_windows: BTreeMap<_, _> = all
+        .iter()
+        .filter(|((start, _), _)| start + 10_000 <= watermark)
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    assert_eq!(
+        rows(&session, &format!("{MEMORY_ROWS}counts_append")).await,
+        rendered(&complete_windows),
+        "append: windows the watermark passed, once each"
+    );
+    assert_eq!(
+        rows(
+            &session,
+            "SELECT CAST(to_unixtime(get_field(\"window\", 'start')) * 1000 AS BIGINT), key, max(count) FROM counts_update GROUP BY 1, 2"
+        )
+        .await,
+        rendered(&all),
+        "update: each group's latest count"
+    );
+    assert_eq!(
+        rows(&session, &format!("{MEMORY_ROWS}counts_complete")).await,
+        rendered(&all),
+        "complete: the whole result"
+    );
+    // Append: the state keeps only the windows the watermark has not passed.
+    let append = &queries[0].1;
+    let last = append.last_progress().await.unwrap().unwrap();
+    assert_eq!(
+        last.state_operators[0].num_rows_total,
+        (all.len() - complete_windows.len()) as u64,
+        "{}",
+        last.to_json()
+    );
+    assert!(last.event_time.contains_key("watermark"));
+}
