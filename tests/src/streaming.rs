@@ -291,3 +291,128 @@ async fn windowed_counts_with_a_watermark_match_the_reference_in_append_update_a
     );
     assert!(last.event_time.contains_key("watermark"));
 }
+
+/// Starts the windowed count of `topic` into Parquet at `out` with `config`, `AvailableNow`,
+/// and waits for it to end; returns the query's error, if it failed.
+async fn run_to_parquet(
+    servers: &str,
+    topic: &str,
+    out: &str,
+    checkpoint: &str,
+    config: &[(&str, &str)],
+) -> (Option<String>, Vec<faisca::StreamingQueryProgress>, String) {
+    let session = session(config).await;
+    let query = windowed_counts(&session, servers, topic, "250")
+        .await
+        .select_expr(&[
+            "CAST(to_unixtime(get_field(\"window\", 'start')) * 1000 AS BIGINT) AS start_ms",
+            "key",
+            "count",
+        ])
+        .unwrap()
+        .write_stream()
+        .format("parquet")
+        .option("path", out)
+        .option("checkpointLocation", checkpoint)
+        .trigger(Trigger::AvailableNow)
+        .start()
+        .await
+        .unwrap();
+    let ended = query
+        .await_termination(Some(Duration::from_secs(120)))
+        .await;
+    let progress = query.recent_progress().await.unwrap();
+    (
+        ended.err().map(|e| e.to_string()),
+        progress,
+        query.id().to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_parquet_sink_holds_each_window_once_across_restarts_stops_after_each_step_and_late_rows()
+{
+    let broker = Broker::start(Kind::Noida);
+    broker.create_topic("clicks", 2).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let checkpoint = dir.path().join("checkpoint");
+    let checkpoint = checkpoint.to_str().unwrap();
+    let mut produced: Vec<Event> = Vec::new();
+    let mut id = None;
+    // Each phase adds 20 s of events; a run stopped by a hook is restarted without it.
+    for (phase, hook) in ["offsets", "sink", "commit", "none"]
+        .into_iter()
+        .enumerate()
+    {
+        let batch = events(BASE_MS + phase as i64 * 20_000, 20, 20, 4, 3_000);
+        for partition in [0, 1] {
+            let records: Vec<Record> = batch
+                .iter()
+                .skip(partition)
+                .step_by(2)
+                .map(record)
+                .collect();
+            broker.produce("clicks", partition as i32, &records).await;
+        }
+        produced.extend(batch);
+        if hook != "none" {
+            let (error, _, _) = run_to_parquet(
+                &broker.servers,
+                "clicks",
+                out,
+                checkpoint,
+                &[("faisca.test.streaming.stopAfter", hook)],
+            )
+            .await;
+            let error = error.unwrap_or_else(|| panic!("the run stopped after '{hook}' succeeded"));
+            assert!(
+                error.contains(&format!("stopped after '{hook}'")),
+                "{error}"
+            );
+        }
+        let (error, progress, query_id) =
+            run_to_parquet(&broker.servers, "clicks", out, checkpoint, &[]).await;
+        assert_eq!(error, None, "phase {phase}");
+        assert!(!progress.is_empty(), "phase {phase}");
+        // The query keeps its id across restarts.
+        assert_eq!(id.get_or_insert(query_id.clone()), &query_id);
+    }
+    // Late rows: events far behind the watermark, each its own window and key.
+    let late: Vec<Event> = (0..5)
+        .map(|i| Event {
+            key: format!("late{i}"),
+            time_ms: BASE_MS + i * 10_000,
+        })
+        .collect();
+    broker
+        .produce("clicks", 0, &late.iter().map(record).collect::<Vec<_>>())
+        .await;
+    let (error, progress, _) =
+        run_to_parquet(&broker.servers, "clicks", out, checkpoint, &[]).await;
+    assert_eq!(error, None);
+    let dropped: u64 = progress
+        .iter()
+        .flat_map(|p| &p.state_operators)
+        .map(|s| s.num_rows_dropped_by_watermark)
+        .sum();
+    assert_eq!(dropped, 5, "{progress:?}");
+    assert_eq!(progress.iter().map(|p| p.num_input_rows).sum::<u64>(), 5);
+
+    let max_ms = produced.iter().map(|e| e.time_ms).max().unwrap();
+    let expected: BTreeMap<_, _> = counts(&produced)
+        .into_iter()
+        .filter(|((start, _), _)| start + 10_000 <= max_ms - 10_000)
+        .collect();
+    let reader = session(&[]).await;
+    let written = reader.read().parquet(out).await.unwrap();
+    written
+        .create_or_replace_temp_view("written")
+        .await
+        .unwrap();
+    assert_eq!(
+        rows(&reader, "SELECT start_ms, key, count FROM written").await,
+        rendered(&expected)
+    );
+}

@@ -530,23 +530,10 @@ impl Runner {
         };
         match &query.sink {
             Sink::Memory { name } => {
-                let mut job = build_job(session, &query.session_id, physical, Vec::new())?;
-                job.name = format!("{label} batch {}", entry.batch_id);
-                job.sql = format!("streaming query {label}, batch {}", entry.batch_id);
-                let schema = job.schema.clone();
-                let job_id = handle
-                    .ask(|reply| Message::SubmitJob { job, reply })
-                    .await??;
-                let (result, job_metrics) = await_job(&handle, &job_id).await?;
-                let rows = crate::flight::collect_result(
-                    handle.clone(),
-                    query.clients.clone(),
-                    job_id,
-                    result,
-                )
-                .await?;
+                let schema = physical.schema();
+                let (rows, job_metrics) = self.collect_batch(physical, entry, &label).await?;
                 let output: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
-                if query.mode == OutputMode::Complete {
+                if self.query.mode == OutputMode::Complete {
                     self.memory_rows = rows;
                 } else {
                     self.memory_rows.extend(rows);
@@ -562,10 +549,13 @@ impl Runner {
             }
             Sink::Files { request, log } => {
                 if log.is_committed(entry.batch_id).await? {
-                    // An earlier run of this batch committed its files: nothing to add.
-                    info!(query = %query.id, batch = entry.batch_id, "the file sink already holds this batch");
+                    // An earlier run of this batch committed its files: nothing is added, but
+                    // the batch still runs (its rows discarded) so that its state and the
+                    // watermark move exactly as they did then.
+                    info!(query = %query.id, batch = entry.batch_id, "the file sink already holds this batch; its rows are not written again");
+                    let (_, job_metrics) = self.collect_batch(physical, entry, &label).await?;
                     return Ok(BatchOutcome {
-                        metrics: Default::default(),
+                        metrics: job_metrics,
                         output_rows: 0,
                     });
                 }
@@ -613,6 +603,28 @@ impl Runner {
                 })
             }
         }
+    }
+
+    /// Runs the batch's job and reads its rows on the driver; returns them and its counters.
+    async fn collect_batch(
+        &self,
+        physical: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+        entry: &OffsetsEntry,
+        label: &str,
+    ) -> Result<(Vec<RecordBatch>, HashMap<String, u64>)> {
+        let handle = self.actor()?;
+        let query = &self.query;
+        let mut job = build_job(&query.session, &query.session_id, physical, Vec::new())?;
+        job.name = format!("{label} batch {}", entry.batch_id);
+        job.sql = format!("streaming query {label}, batch {}", entry.batch_id);
+        let job_id = handle
+            .ask(|reply| Message::SubmitJob { job, reply })
+            .await??;
+        let (result, job_metrics) = await_job(&handle, &job_id).await?;
+        let rows =
+            crate::flight::collect_result(handle.clone(), query.clients.clone(), job_id, result)
+                .await?;
+        Ok((rows, job_metrics))
     }
 
     #[allow(clippy::too_many_arguments)]
