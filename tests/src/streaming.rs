@@ -416,3 +416,128 @@ async fn a_parquet_sink_holds_each_window_once_across_restarts_stops_after_each_
         rendered(&expected)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_processing_time_query_picks_up_records_produced_later() {
+    let broker = Broker::start(Kind::Noida);
+    broker.create_topic("later", 1).await;
+    let session = session(&[]).await;
+    let query = session
+        .read_stream()
+        .format("kafka")
+        .option("kafka.bootstrap.servers", &broker.servers)
+        .option("subscribe", "later")
+        .load()
+        .await
+        .unwrap()
+        .select_expr(&["CAST(value AS VARCHAR) AS v", "offset"])
+        .unwrap()
+        .write_stream()
+        .format("memory")
+        .query_name("later_rows")
+        .trigger(Trigger::ProcessingTime(Duration::from_millis(100)))
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(session.streams().active().await.unwrap().len(), 1);
+    let mut total = 0;
+    for n in [10, 7] {
+        broker.produce_values("later", 0, "v", n).await;
+        total += n as u64;
+        eventually(&query, "the new records", || async {
+            query
+                .recent_progress()
+                .await
+                .unwrap()
+                .iter()
+                .map(|p| p.num_input_rows)
+                .sum::<u64>()
+                == total
+        })
+        .await;
+    }
+    let counted = rows(
+        &session,
+        "SELECT count(*), count(DISTINCT offset) FROM later_rows",
+    )
+    .await;
+    assert_eq!(counted, vec![format!("{total}|{total}")]);
+    let last = query.last_progress().await.unwrap().unwrap();
+    assert_eq!(last.num_input_rows, 7);
+    assert_eq!(last.sources[0].start_offset, r#"{"later":{"0":10}}"#);
+    assert_eq!(last.sources[0].end_offset, r#"{"later":{"0":17}}"#);
+    assert_eq!(last.sink_num_output_rows, 7);
+    query.stop().await.unwrap();
+    assert_eq!(query.status().await.unwrap().message, "Stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operations_spark_refuses_are_refused_at_start_with_its_reasons() {
+    let session = session(&[]).await;
+    let rate = session.read_stream().format("rate").load().await.unwrap();
+    let timed = rate
+        .select_expr(&["timestamp AS t", "value % 3 AS k"])
+        .unwrap();
+    let counted = timed.group_by(vec![col("k")]).unwrap().count().unwrap();
+    let start = |df: DataFrame, mode: &'static str, format: &'static str| async move {
+        df.write_stream()
+            .format(format)
+            .query_name("refused")
+            .option("path", "/tmp/faisca-refused")
+            .option("checkpointLocation", "/tmp/faisca-refused-checkpoint")
+            .output_mode(mode)
+            .start()
+            .await
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    let cases = [
+        (
+            start(counted.clone(), "append", "memory").await,
+            "Append output mode not supported when there are streaming aggregations on streaming DataFrames/DataSets without watermark",
+        ),
+        (
+            start(timed.clone(), "complete", "memory").await,
+            "Complete output mode not supported when there are no streaming aggregations",
+        ),
+        (
+            start(
+                timed.sort(vec![col("k").sort(true, true)]).unwrap(),
+                "append",
+                "memory",
+            )
+            .await,
+            "Sorting is not supported on streaming DataFrames/Datasets, unless it is on aggregated DataFrame/Dataset in Complete output mode",
+        ),
+        (
+            start(counted.limit(3).unwrap(), "update", "memory").await,
+            "Limits are not supported on streaming DataFrames/Datasets in Update output mode",
+        ),
+        (
+            start(counted.clone(), "update", "parquet").await,
+            "Data source parquet does not support update output mode",
+        ),
+        (
+            start(timed.clone(), "sideways", "memory").await,
+            "unknown output mode 'sideways'",
+        ),
+    ];
+    for (error, reason) in cases {
+        assert!(error.contains(reason), "expected «{reason}» in: {error}");
+    }
+    let batch = session.sql("SELECT 1 AS x").await.unwrap();
+    let error = batch
+        .write_stream()
+        .format("memory")
+        .start()
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("'writeStream' can be called only on streaming Dataset/DataFrame"),
+        "{error}"
+    );
+    assert!(session.streams().active().await.unwrap().is_empty());
+}
