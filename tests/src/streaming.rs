@@ -541,3 +541,102 @@ async fn operations_spark_refuses_are_refused_at_start_with_its_reasons() {
     );
     assert!(session.streams().active().await.unwrap().is_empty());
 }
+
+fn write_json(dir: &std::path::Path, name: &str, rows: std::ops::Range<i64>) {
+    let body: String = rows
+        .map(|n| format!("{{\"k\":\"f{name}\",\"n\":{n}}}\n"))
+        .collect();
+    // Written aside and renamed, as a producer of files should: a reader never sees half a file.
+    let aside = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&aside, body).unwrap();
+    std::fs::rename(aside, dir.join(format!("{name}.json"))).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_file_source_reads_new_files_once_each_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    let checkpoint = dir.path().join("checkpoint");
+    let session = session(&[]).await;
+    let missing = session
+        .read_stream()
+        .format("json")
+        .load_path(input.to_str().unwrap())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing.contains("Schema must be specified when creating a streaming source DataFrame"),
+        "{missing}"
+    );
+    write_json(&input, "a", 0..10);
+    write_json(&input, "b", 10..25);
+    std::fs::write(input.join("_ignored.json"), "{\"k\":\"x\",\"n\":-1}\n").unwrap();
+    let start = |name: &'static str| {
+        let session = session.clone();
+        let input = input.clone();
+        let checkpoint = checkpoint.clone();
+        async move {
+            session
+                .read_stream()
+                .format("json")
+                .option("maxFilesPerTrigger", "1")
+                .load_path(input.to_str().unwrap())
+                .await
+                .unwrap()
+                .write_stream()
+                .format("memory")
+                .query_name(name)
+                .option("checkpointLocation", checkpoint.to_str().unwrap())
+                .trigger(Trigger::ProcessingTime(Duration::from_millis(50)))
+                .start()
+                .await
+                .unwrap()
+        }
+    };
+    let query = start("files_first").await;
+    let count = |table: &'static str| {
+        let session = session.clone();
+        async move {
+            rows(
+                &session,
+                &format!("SELECT count(*), count(DISTINCT n) FROM {table}"),
+            )
+            .await
+        }
+    };
+    eventually(&query, "both files", || async {
+        count("files_first").await == ["25|25"]
+    })
+    .await;
+    // One file a batch: two batches.
+    assert_eq!(
+        query
+            .recent_progress()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|p| p.num_input_rows > 0 || p.sink_num_output_rows > 0)
+            .count(),
+        2
+    );
+    write_json(&input, "c", 25..30);
+    eventually(&query, "the new file", || async {
+        count("files_first").await == ["30|30"]
+    })
+    .await;
+    query.stop().await.unwrap();
+    // A restart reads only files it has not read.
+    write_json(&input, "d", 30..33);
+    let query = start("files_second").await;
+    eventually(&query, "the file written while stopped", || async {
+        count("files_second").await == ["3|3"]
+    })
+    .await;
+    assert_eq!(
+        rows(&session, "SELECT min(n), max(n), min(k) FROM files_second").await,
+        ["30|32|fd"]
+    );
+    query.stop().await.unwrap();
+}

@@ -234,7 +234,7 @@ impl DriverServiceImpl {
     async fn resolve(&self, request: ResolveSourceRequest) -> Result<ResolveSourceResponse> {
         let (session, cores) = self.session(&request.session_id).await?;
         let plan = if request.streaming {
-            crate::sources::stream_source(&session, &request, cores)?
+            crate::sources::stream_source(&session, &request, cores).await?
         } else if !request.table.is_empty() {
             session
                 .ctx

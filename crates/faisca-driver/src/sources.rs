@@ -136,11 +136,97 @@ pub async fn file_source(session: &Session, request: &ResolveSourceRequest) -> R
 }
 
 /// Formats `read_stream()` accepts.
-pub const STREAM_FORMATS: &[&str] = &["kafka", "rate"];
+pub const STREAM_FORMATS: &[&str] = &["kafka", "rate", "parquet", "csv", "json"];
+
+/// A streaming file source: its schema given (IPC in `request.schema`) or inferred from the
+/// files at `request.location` now, as Spark's `spark.sql.streaming.schemaInference`.
+async fn file_stream_source(
+    session: &Session,
+    request: &ResolveSourceRequest,
+    format: &str,
+) -> Result<faisca_engine::streaming_source::FileSource> {
+    if request.location.trim().is_empty() {
+        return Err(Error::user(format!(
+            "no path given for the streaming {format} source: expected the directory it watches (option \"path\" or load_path)"
+        )));
+    }
+    let batches = faisca_connectors::file_stream::FileStreamOptions::parse(
+        request
+            .options
+            .iter()
+            .map(|o| (o.key.as_str(), o.value.as_str())),
+    )?;
+    let format_options: HashMap<String, String> = request
+        .options
+        .iter()
+        .filter(|o| {
+            !matches!(
+                o.key.trim().to_ascii_lowercase().as_str(),
+                "maxfilespertrigger" | "latestfirst" | "maxfileage"
+            )
+        })
+        .map(|o| (option_key(&o.key), o.value.clone()))
+        .collect();
+    let schema = if request.schema.is_empty() {
+        let batch_request = ResolveSourceRequest {
+            options: request
+                .options
+                .iter()
+                .filter(|o| format_options.contains_key(&option_key(&o.key)))
+                .cloned()
+                .collect(),
+            streaming: false,
+            ..request.clone()
+        };
+        let missing = || {
+            Error::user(format!(
+                "Schema must be specified when creating a streaming source DataFrame: no {format} files at '{}' to infer it from; give one with read_stream().schema(..)",
+                request.location
+            ))
+        };
+        let plan = file_source(session, &batch_request)
+            .await
+            .map_err(|_| missing())?;
+        let LogicalPlan::TableScan(scan) = &plan else {
+            return Err(Error::internal("a file source is not a scan"));
+        };
+        let provider = datafusion::datasource::source_as_provider(&scan.source)?;
+        if let Some(listing) =
+            provider.downcast_ref::<datafusion::datasource::listing::ListingTable>()
+            && !listing.options().table_partition_cols.is_empty()
+        {
+            return Err(Error::user(format!(
+                "the streaming {format} source at '{}' has Hive partition directories ({}): not supported yet in streaming reads; read the files without partition directories",
+                request.location,
+                listing
+                    .options()
+                    .table_partition_cols
+                    .iter()
+                    .map(|(name, _)| name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let schema = provider.schema();
+        if schema.fields().is_empty() {
+            return Err(missing());
+        }
+        schema
+    } else {
+        faisca_engine::codec::schema_from_ipc(&request.schema)?
+    };
+    Ok(faisca_engine::streaming_source::FileSource {
+        format: format.to_string(),
+        path: request.location.clone(),
+        format_options,
+        batches,
+        schema,
+    })
+}
 
 /// The scan of the streaming source `request` names (`read_stream()`); `cores` is the
 /// cluster's size (the rate source's default partitions).
-pub fn stream_source(
+pub async fn stream_source(
     session: &Session,
     request: &ResolveSourceRequest,
     cores: usize,
@@ -172,6 +258,9 @@ pub fn stream_source(
                 .map(|o| (o.key.as_str(), o.value.as_str())),
             u32::try_from(cores.max(1)).unwrap_or(u32::MAX),
         )?),
+        "parquet" | "csv" | "json" => StreamSource::Files(Arc::new(
+            file_stream_source(session, request, &format).await?,
+        )),
         _ => {
             return Err(Error::user(format!(
                 "unknown streaming source format '{}': expected one of {}",

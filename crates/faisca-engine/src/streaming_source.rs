@@ -30,6 +30,23 @@ pub enum StreamSource {
     Kafka(Arc<StreamOptions>),
     /// Spark's `rate` source.
     Rate(RateOptions),
+    /// New files of a directory.
+    Files(Arc<FileSource>),
+}
+
+/// A streaming file source: new files of `path` in `format`, each read once.
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    /// `parquet`, `csv` or `json`.
+    pub format: String,
+    /// The directory's URL.
+    pub path: String,
+    /// Format options, as DataFusion's format factories name them (`format.has_header`).
+    pub format_options: std::collections::HashMap<String, String>,
+    /// Which files a batch reads.
+    pub batches: faisca_connectors::file_stream::FileStreamOptions,
+    /// The rows' schema: given with `.schema(..)`, or inferred from the files there at start.
+    pub schema: SchemaRef,
 }
 
 impl StreamSource {
@@ -38,6 +55,11 @@ impl StreamSource {
         match self {
             StreamSource::Kafka(_) => "kafka",
             StreamSource::Rate(_) => "rate",
+            StreamSource::Files(files) => match files.format.as_str() {
+                "csv" => "csv",
+                "json" => "json",
+                _ => "parquet",
+            },
         }
     }
 
@@ -49,6 +71,7 @@ impl StreamSource {
                 "rate:rowsPerSecond={},rampUpTime={}s,numPartitions={}",
                 options.rows_per_second, options.ramp_up_seconds, options.num_partitions
             ),
+            StreamSource::Files(files) => format!("files:{}:{}", files.format, files.path),
         }
     }
 
@@ -59,6 +82,7 @@ impl StreamSource {
                 KafkaTable::new(options.source.clone())?.schema().clone()
             }
             StreamSource::Rate(_) => rate_schema(),
+            StreamSource::Files(files) => files.schema.clone(),
         })
     }
 }

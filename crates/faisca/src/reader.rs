@@ -65,6 +65,7 @@ impl DataFrameReader {
             options,
             table: String::new(),
             streaming: false,
+            schema: Vec::new(),
         };
         let plan = self.session.client().resolve_source(request).await?;
         self.session.data_frame_from_driver(&plan)

@@ -49,6 +49,7 @@ pub struct DataStreamReader {
     session: Session,
     format: String,
     options: Vec<(String, String)>,
+    schema: Option<datafusion::arrow::datatypes::SchemaRef>,
 }
 
 impl DataStreamReader {
@@ -57,12 +58,27 @@ impl DataStreamReader {
             session,
             format: String::new(),
             options: Vec::new(),
+            schema: None,
         }
     }
 
+    /// The rows' schema of a file source (Spark requires one; without it the schema is
+    /// inferred from the files in the directory when the source is loaded).
+    pub fn schema(mut self, schema: datafusion::arrow::datatypes::SchemaRef) -> Self {
+        self.schema = Some(schema);
+        self
+    }
+
+    /// Watch the directory `url` (a file source): Spark's `load(path)`.
+    pub async fn load_path(self, url: &str) -> Result<DataFrame> {
+        self.option("path", url).load().await
+    }
+
     /// The source: `kafka` (the batch source's options, with streaming's rules:
-    /// `maxOffsetsPerTrigger`, `minOffsetsPerTrigger`, `maxTriggerDelay`) or `rate`
-    /// (`rowsPerSecond`, `rampUpTime`, `numPartitions`).
+    /// `maxOffsetsPerTrigger`, `minOffsetsPerTrigger`, `maxTriggerDelay`), `rate`
+    /// (`rowsPerSecond`, `rampUpTime`, `numPartitions`), or new files of a directory in
+    /// `parquet`, `csv` or `json` (`path`, `maxFilesPerTrigger`, `latestFirst`, `maxFileAge`,
+    /// and the format's options), each file read once.
     pub fn format(mut self, format: &str) -> Self {
         self.format = format.to_string();
         self
@@ -103,6 +119,10 @@ impl DataStreamReader {
                 .collect(),
             table: String::new(),
             streaming: true,
+            schema: match &self.schema {
+                Some(schema) => faisca_engine::codec::schema_to_ipc(schema)?,
+                None => Vec::new(),
+            },
         };
         let plan = self.session.client().resolve_source(request).await?;
         self.session.data_frame_from_driver(&plan)

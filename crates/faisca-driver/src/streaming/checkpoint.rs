@@ -110,6 +110,18 @@ impl StreamCheckpoint {
         &self.url
     }
 
+    /// The store the checkpoint is in.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// A directory of the checkpoint (`sources/0`, …).
+    pub fn dir(&self, relative: &str) -> Path {
+        relative
+            .split('/')
+            .fold(self.root.clone(), |path, part| path.join(part))
+    }
+
     fn file(&self, dir: &str, batch: u64) -> Path {
         self.root.clone().join(dir).join(batch.to_string())
     }

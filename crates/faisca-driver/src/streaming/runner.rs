@@ -29,7 +29,7 @@ use super::check::OutputMode;
 use super::checkpoint::{BatchMetadata, OffsetsEntry, Resume, StreamCheckpoint};
 use super::file_sink_log::FileSinkLog;
 use super::plan::{QueryShape, apply_stateful, bind, emit};
-use super::sources::{SourceCursor, SourceOffsets};
+use super::sources::{FileCursor, SourceCursor, SourceOffsets};
 use super::watermark::{WatermarkPolicy, WatermarkTracker, needs_no_data_batch};
 use crate::actor::{DriverHandle, Message, WeakDriverHandle};
 use crate::planning::{MicroBatchPlanning, build_job, micro_batch_physical_plan};
@@ -205,9 +205,21 @@ impl Runner {
             .iter()
             .enumerate()
             .map(|(i, s)| {
+                let files = matches!(
+                    s.source,
+                    faisca_engine::streaming_source::StreamSource::Files(_)
+                )
+                .then(|| {
+                    FileCursor::new(
+                        query.session.ctx.runtime_env(),
+                        query.checkpoint.store().clone(),
+                        query.checkpoint.dir(&format!("sources/{i}")),
+                    )
+                });
                 SourceCursor::new(
                     s.source.clone(),
                     last.as_ref().and_then(|l| l.get(i).cloned()),
+                    files,
                 )
             })
             .collect();
@@ -268,6 +280,16 @@ impl Runner {
 
     async fn run(mut self) -> Result<()> {
         info!(query = %self.query.id, run = %self.query.run_id, batch = self.next_batch, "streaming query started");
+        if let Sink::Memory { name } = &self.query.sink {
+            // As Spark's memory sink: the table exists, empty, from the start.
+            let schema = Arc::new(self.query.plan.schema().as_arrow().clone());
+            let ctx = &self.query.session.ctx;
+            ctx.deregister_table(name.as_str())?;
+            ctx.register_table(
+                name.as_str(),
+                Arc::new(MemTable::try_new(schema, vec![Vec::new()])?),
+            )?;
+        }
         if let Some(redo) = self.query.resume.redo.clone() {
             let offsets = parse_sources(&redo)?;
             // A redo's starts are the ends of the batch before it (its recorded ranges).
@@ -423,6 +445,9 @@ impl Runner {
     ) -> Result<()> {
         let batch_id = entry.batch_id;
         let watermark = entry.metadata.batch_watermark_ms * 1000;
+        for (cursor, offsets) in self.cursors.iter_mut().zip(offsets) {
+            cursor.record(batch_id, offsets).await?;
+        }
         let planning_start = Instant::now();
         let outcome = self.execute(entry, offsets).await?;
         let added = planning_start.elapsed();

@@ -26,6 +26,11 @@ pub enum SourceOffsets {
         /// The ranges.
         ranges: Vec<OffsetRange>,
     },
+    /// Files: the URLs of the files the batch reads.
+    Files {
+        /// The files.
+        files: Vec<String>,
+    },
     /// Rate: seconds `[start, end)` since the source started at `started_ms`.
     #[serde(rename_all = "camelCase")]
     Rate {
@@ -61,6 +66,7 @@ impl SourceOffsets {
             (SourceOffsets::Rate { start, end, .. }, StreamSource::Rate(options)) => {
                 options.value_at_second(*end) - options.value_at_second(*start)
             }
+            // Files: counted by the scan, not known before.
             _ => 0,
         }
     }
@@ -70,6 +76,7 @@ impl SourceOffsets {
         match self {
             SourceOffsets::Kafka { ranges } => ranges.iter().all(OffsetRange::is_empty),
             SourceOffsets::Rate { start, end, .. } => end <= start,
+            SourceOffsets::Files { files } => files.is_empty(),
         }
     }
 
@@ -89,6 +96,9 @@ impl SourceOffsets {
             SourceOffsets::Rate {
                 start: s, end: e, ..
             } => (if start { *s } else { *e }).to_string(),
+            SourceOffsets::Files { files } => {
+                serde_json::json!({ "files": if start { 0 } else { files.len() } }).to_string()
+            }
         }
     }
 }
@@ -113,18 +123,179 @@ pub struct SourceCursor {
     broker: Option<Arc<Broker>>,
     /// When a rate source with no batch yet was first looked at: its start.
     rate_started_ms: Option<i64>,
+    /// A file source's files read so far, and where they are recorded.
+    files: Option<FileCursor>,
+}
+
+/// A file source's side of a cursor: the files already read (each is read once), recorded per
+/// batch in the checkpoint's `sources/<i>/<batch>` (never purged, unlike `offsets/`).
+pub struct FileCursor {
+    /// The session's runtime (the source directory's store).
+    pub runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    /// The checkpoint's store.
+    pub log_store: Arc<dyn object_store::ObjectStore>,
+    /// `sources/<i>` in the checkpoint.
+    pub log_dir: object_store::path::Path,
+    seen: std::collections::HashSet<String>,
+    loaded: bool,
+}
+
+impl FileCursor {
+    /// A cursor whose log is `log_dir` in `log_store`.
+    pub fn new(
+        runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+        log_store: Arc<dyn object_store::ObjectStore>,
+        log_dir: object_store::path::Path,
+    ) -> Self {
+        FileCursor {
+            runtime,
+            log_store,
+            log_dir,
+            seen: Default::default(),
+            loaded: false,
+        }
+    }
+
+    async fn load(&mut self) -> Result<()> {
+        if self.loaded {
+            return Ok(());
+        }
+        let store = self.log_store.as_ref();
+        let what = |e: object_store::Error| {
+            Error::external(format!(
+                "reading the file source log {} of a streaming checkpoint: {e}",
+                self.log_dir
+            ))
+        };
+        for batch in faisca_connectors::log_dir::entry_numbers(store, &self.log_dir)
+            .await
+            .map_err(what)?
+        {
+            let path = self.log_dir.clone().join(batch.to_string());
+            let bytes = object_store::ObjectStoreExt::get(store, &path)
+                .await
+                .map_err(what)?
+                .bytes()
+                .await
+                .map_err(what)?;
+            let files: Vec<String> = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::user(format!(
+                    "the file source log entry {path} of a streaming checkpoint is damaged ({e}); expected the JSON list of a batch's files"
+                ))
+            })?;
+            self.seen.extend(files);
+        }
+        self.loaded = true;
+        Ok(())
+    }
+
+    /// Records that batch `batch` reads `files` (before it runs; again on a redo).
+    pub async fn record(&mut self, batch: u64, files: &[String]) -> Result<()> {
+        let body = serde_json::to_vec(files)
+            .map_err(|e| Error::internal(format!("encoding a file source log entry: {e}")))?;
+        faisca_connectors::log_dir::create_once(
+            self.log_store.as_ref(),
+            &self.log_dir.clone().join(batch.to_string()),
+            body,
+        )
+        .await
+        .map_err(|e| {
+            Error::external(format!(
+                "writing the file source log {} of a streaming checkpoint: {e}",
+                self.log_dir
+            ))
+        })?;
+        self.seen.extend(files.iter().cloned());
+        Ok(())
+    }
+
+    /// The files of `source` not read yet, oldest first (as its options choose).
+    async fn listing(
+        &mut self,
+        source: &faisca_engine::streaming_source::FileSource,
+    ) -> Result<Vec<faisca_connectors::file_stream::ListedFile>> {
+        use futures::TryStreamExt;
+        self.load().await?;
+        let url =
+            datafusion::datasource::listing::ListingTableUrl::parse(&source.path).map_err(|e| {
+                Error::user(format!(
+                    "streaming {} source path '{}': {e}; expected a directory URL",
+                    source.format, source.path
+                ))
+            })?;
+        let store = self.runtime.object_store(url.object_store())?;
+        let root = url.prefix().clone();
+        // A directory a Faísca file sink writes: only the files its log lists are its data.
+        let logged: Option<std::collections::HashSet<String>> =
+            if super::file_sink_log::FileSinkLog::exists(store.as_ref(), &root).await? {
+                let log =
+                    super::file_sink_log::FileSinkLog::new(&source.path, store.clone(), &root);
+                Some(
+                    log.files()
+                        .await?
+                        .into_iter()
+                        .map(|f| format!("{root}/{}", f.path))
+                        .collect(),
+                )
+            } else {
+                None
+            };
+        let objects: Vec<object_store::ObjectMeta> =
+            store.list(Some(&root)).try_collect().await.map_err(|e| {
+                Error::external(format!(
+                    "listing the streaming {} source at '{}': {e}",
+                    source.format, source.path
+                ))
+            })?;
+        let base = url.object_store();
+        Ok(objects
+            .into_iter()
+            .filter(|o| {
+                let relative = o
+                    .location
+                    .as_ref()
+                    .strip_prefix(root.as_ref())
+                    .unwrap_or(o.location.as_ref());
+                !relative
+                    .split('/')
+                    .any(|part| part.starts_with('_') || part.starts_with('.'))
+            })
+            .filter(|o| {
+                logged
+                    .as_ref()
+                    .is_none_or(|logged| logged.contains(o.location.as_ref()))
+            })
+            .map(|o| faisca_connectors::file_stream::ListedFile {
+                path: format!("{}{}", base.as_str(), o.location),
+                modified_ms: o.last_modified.timestamp_millis(),
+            })
+            .collect())
+    }
 }
 
 impl SourceCursor {
-    /// A cursor for `source` after `last`.
-    pub fn new(source: StreamSource, last: Option<SourceOffsets>) -> Self {
+    /// A cursor for `source` after `last` (`files`: a file source's log).
+    pub fn new(
+        source: StreamSource,
+        last: Option<SourceOffsets>,
+        files: Option<FileCursor>,
+    ) -> Self {
         SourceCursor {
             source,
             last,
             cap: None,
             broker: None,
             rate_started_ms: None,
+            files,
         }
+    }
+
+    /// Before batch `batch` runs: a file source records the files it reads.
+    pub async fn record(&mut self, batch: u64, offsets: &SourceOffsets) -> Result<()> {
+        if let (Some(cursor), SourceOffsets::Files { files }) = (&mut self.files, offsets) {
+            cursor.record(batch, files).await?;
+        }
+        Ok(())
     }
 
     async fn broker(
@@ -187,6 +358,35 @@ impl SourceCursor {
                     latest: SourceOffsets::Kafka { ranges: available },
                 })
             }
+            StreamSource::Files(source) => {
+                let cursor = self.files.as_mut().ok_or_else(|| {
+                    Error::internal("a streaming file source without its checkpoint log")
+                })?;
+                let listing = cursor.listing(&source).await?;
+                let unread: Vec<_> = listing
+                    .iter()
+                    .filter(|f| !cursor.seen.contains(&f.path))
+                    .map(|f| f.path.clone())
+                    .collect();
+                let allowed: Vec<_> = match &self.cap {
+                    Some(SourceOffsets::Files { files }) => listing
+                        .into_iter()
+                        .filter(|f| files.contains(&f.path))
+                        .collect(),
+                    _ => listing,
+                };
+                let chosen = faisca_connectors::file_stream::next_files(
+                    &allowed,
+                    &cursor.seen,
+                    &source.batches,
+                );
+                Ok(NextOffsets {
+                    batch: SourceOffsets::Files {
+                        files: chosen.into_iter().map(|f| f.path).collect(),
+                    },
+                    latest: SourceOffsets::Files { files: unread },
+                })
+            }
             StreamSource::Rate(_) => {
                 let (start, started_ms) = match &self.last {
                     Some(SourceOffsets::Rate {
@@ -247,12 +447,53 @@ impl SourceCursor {
                     started_ms,
                 },
             ) => rate_table(&options.batch(*start, *end, *started_ms)),
+            (StreamSource::Files(source), SourceOffsets::Files { files }) => {
+                file_table(source, files, self.files.as_ref())
+            }
             (source, offsets) => Err(Error::user(format!(
                 "the checkpoint records {offsets:?} for a {} source; expected a checkpoint of this query",
                 source.format()
             ))),
         }
     }
+}
+
+/// The files of one batch of a file source as a table.
+fn file_table(
+    source: &faisca_engine::streaming_source::FileSource,
+    files: &[String],
+    cursor: Option<&FileCursor>,
+) -> Result<Arc<dyn TableProvider>> {
+    use datafusion::datasource::listing::{
+        ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+    };
+    if files.is_empty() {
+        return Ok(Arc::new(datafusion::datasource::MemTable::try_new(
+            source.schema.clone(),
+            vec![Vec::new()],
+        )?));
+    }
+    let cursor = cursor
+        .ok_or_else(|| Error::internal("a streaming file source without its checkpoint log"))?;
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_runtime_env(cursor.runtime.clone())
+        .with_default_features()
+        .build();
+    let factory = state
+        .get_file_format_factory(&source.format)
+        .ok_or_else(|| Error::internal(format!("no file format {}", source.format)))?;
+    let format = factory.create(&state, &source.format_options)?;
+    let urls = files
+        .iter()
+        .map(|f| {
+            ListingTableUrl::parse(f).map_err(|e| Error::internal(format!("file URL {f}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let options = ListingOptions::new(format).with_file_extension("");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(source.schema.clone());
+    Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
 /// `available` with each range ending no later than `cap` says (partitions `cap` lacks: nothing).
