@@ -37,7 +37,7 @@ pub mod kafka;
 #[derive(Debug)]
 pub enum JobWrite {
     /// Files, which the driver commits after the tasks.
-    Files(FileWrite),
+    Files(Box<FileWrite>),
     /// Kafka records, which the tasks deliver (nothing to commit but the job's sources).
     Kafka(faisca_proto::KafkaSink),
 }
@@ -345,7 +345,7 @@ pub async fn plan_write(
     }
     Ok(PlannedWrite::Job {
         input,
-        write: Arc::new(JobWrite::Files(FileWrite {
+        write: Arc::new(JobWrite::Files(Box::new(FileWrite {
             destination,
             mode,
             sink: spec.to_proto(),
@@ -355,7 +355,7 @@ pub async fn plan_write(
                 stop_after_manifest: session.config.test_stop_commit_after_manifest(),
             },
             sink_log: None,
-        })),
+        }))),
     })
 }
 
