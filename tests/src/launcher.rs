@@ -13,7 +13,7 @@ use crate::cli::{Processes, start_driver_from, wait_until};
 use crate::common::{faisca_bin, normalized_rows, tpch_expected};
 
 /// Live processes whose parent is `parent` (zombies, already dead, are left out).
-fn children_of(parent: u32) -> Vec<u32> {
+pub(crate) fn children_of(parent: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -46,7 +46,7 @@ fn gone(pid: u32) -> bool {
     state_and_parent(pid).is_none_or(|(state, _)| state == 'Z')
 }
 
-fn signal(pid: u32, name: &str) {
+pub(crate) fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
         .status()
@@ -55,7 +55,7 @@ fn signal(pid: u32, name: &str) {
 }
 
 /// `faisca driver --executors 2` with its executors' work dir under `work`.
-fn driver_with_executors(work: &Path) -> (Child, String) {
+pub(crate) fn driver_with_executors(work: &Path) -> (Child, String) {
     let work_dir = work.to_str().unwrap();
     start_driver_from(
         Command::new(faisca_bin()),

@@ -640,3 +640,142 @@ async fn the_file_source_reads_new_files_once_each_across_restarts() {
     );
     query.stop().await.unwrap();
 }
+
+/// A session of the driver at `address` once `executors` executors registered.
+async fn remote_session(address: &str, executors: usize) -> Session {
+    let session = Session::builder().master(address).build().await.unwrap();
+    session
+        .wait_for_executors(executors, Duration::from_secs(60))
+        .await
+        .unwrap();
+    session
+}
+
+/// The rows of the Parquet files at `out`, through a new session of `address`.
+async fn parquet_rows(address: &str, out: &str) -> Vec<String> {
+    let reader = remote_session(address, 0).await;
+    let Ok(written) = reader.read().parquet(out).await else {
+        return Vec::new();
+    };
+    written
+        .create_or_replace_temp_view("written")
+        .await
+        .unwrap();
+    rows(&reader, "SELECT start_ms, key, count FROM written").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_query_on_a_driver_process_outlives_its_client_survives_a_killed_executor_and_stops_with_faisca_kill()
+ {
+    use crate::launcher::{children_of, driver_with_executors, signal};
+    let broker = Broker::start(Kind::Noida);
+    broker.create_topic("taps", 2).await;
+    let work = tempfile::tempdir().unwrap();
+    let (driver, address) = driver_with_executors(work.path());
+    let _driver = crate::cli::Processes(vec![driver]);
+    let driver_pid = _driver.0[0].id();
+    let out = work.path().join("out");
+    let out = out.to_str().unwrap().to_string();
+    let checkpoint = work.path().join("checkpoint");
+    let produce = |from: i64| {
+        let batch = events(BASE_MS + from * 1000, 20, 20, 3, 3_000);
+        let broker = &broker;
+        async move {
+            for partition in [0usize, 1] {
+                let records: Vec<Record> = batch
+                    .iter()
+                    .skip(partition)
+                    .step_by(2)
+                    .map(record)
+                    .collect();
+                broker.produce("taps", partition as i32, &records).await;
+            }
+            batch
+        }
+    };
+    let mut produced = produce(0).await;
+    let session = remote_session(&address, 2).await;
+    let query = windowed_counts(&session, &broker.servers, "taps", "200")
+        .await
+        .select_expr(&[
+            "CAST(to_unixtime(get_field(\"window\", 'start')) * 1000 AS BIGINT) AS start_ms",
+            "key",
+            "count",
+        ])
+        .unwrap()
+        .write_stream()
+        .format("parquet")
+        .option("path", &out)
+        .option("checkpointLocation", checkpoint.to_str().unwrap())
+        .query_name("taps_counts")
+        .trigger(Trigger::ProcessingTime(Duration::from_millis(100)))
+        .start()
+        .await
+        .unwrap();
+    let id = query.id().to_string();
+    eventually(&query, "the first records", || async {
+        query
+            .recent_progress()
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.num_input_rows)
+            .sum::<u64>()
+            == 400
+    })
+    .await;
+    // The client goes; the query stays on the driver.
+    drop(query);
+    session.stop().await;
+    // An executor holding state partitions is killed; the launcher starts another, and the
+    // partitions it held are rebuilt from the checkpoint.
+    let executors = children_of(driver_pid);
+    assert_eq!(executors.len(), 2, "{executors:?}");
+    signal(executors[0], "KILL");
+    produced.extend(produce(20).await);
+    let max_ms = produced.iter().map(|e| e.time_ms).max().unwrap();
+    let expected = rendered(
+        &counts(&produced)
+            .into_iter()
+            .filter(|((start, _), _)| start + 10_000 <= max_ms - 10_000)
+            .collect(),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let written = parquet_rows(&address, &out).await;
+        if written == expected {
+            break;
+        }
+        let status = crate::cli::faisca_status_json(&address, &[&id]);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sink holds {written:?}, expected {expected:?}; {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let listed = crate::cli::faisca_status_lines(&address, &[]);
+    let entry = listed
+        .iter()
+        .find(|l| l["streamingQuery"] == id.as_str())
+        .unwrap_or_else(|| panic!("{listed:?}"));
+    assert_eq!(entry["state"], "active");
+    assert_eq!(entry["name"], "taps_counts");
+    assert!(
+        entry["lastProgress"]["sources"][0]["endOffset"]["taps"].is_object(),
+        "{entry}"
+    );
+    let killed = std::process::Command::new(crate::common::faisca_bin())
+        .args(["kill", "--master", &address, &id])
+        .output()
+        .unwrap();
+    assert!(
+        killed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&killed.stderr)
+    );
+    assert!(String::from_utf8_lossy(&killed.stderr).contains("stopped"));
+    let after = crate::cli::faisca_status_lines(&address, &[&id]);
+    assert_eq!(after[0]["state"], "stopped", "{after:?}");
+    // Nothing was written twice, whatever the executor's loss re-ran.
+    assert_eq!(parquet_rows(&address, &out).await, expected);
+}

@@ -13,7 +13,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use faisca::client::{DriverClient, StatementResult};
 use faisca::jobs::{ExecutorStatus, JobInfo, StageInfo};
-use faisca::{FaiscaConfig, Session};
+use faisca::{FaiscaConfig, Session, StreamingQuerySummary};
 use faisca_common::config::parse_key_values;
 use futures::StreamExt;
 use serde_json::json;
@@ -75,8 +75,8 @@ pub struct StatusArgs {
     /// The driver: faisca://host:port or http://host:port.
     #[arg(long)]
     pub master: String,
-    /// Show this job (default: list all jobs).
-    #[arg(value_name = "JOB_ID", conflicts_with = "executors")]
+    /// Show this job or streaming query (default: list all jobs and streaming queries).
+    #[arg(value_name = "JOB_ID|QUERY_ID", conflicts_with = "executors")]
     pub job: Option<String>,
     /// List the registered executors (active or decommissioning) instead of jobs.
     #[arg(long)]
@@ -95,8 +95,8 @@ pub struct KillArgs {
     /// The driver: faisca://host:port or http://host:port.
     #[arg(long)]
     pub master: String,
-    /// The job to cancel.
-    #[arg(value_name = "JOB_ID")]
+    /// The job to cancel, or the streaming query to stop.
+    #[arg(value_name = "JOB_ID|QUERY_ID")]
     pub job: String,
     /// Client configuration `key=value` (repeatable), e.g. faisca.rpc.connectTimeout.
     #[arg(long = "conf", value_name = "KEY=VALUE")]
@@ -409,33 +409,126 @@ pub async fn status(args: StatusArgs) -> Result<()> {
         return Ok(());
     }
     match &args.job {
-        Some(job) => {
-            let info = client.job(job).await?;
-            if args.json {
-                writeln!(out, "{}", job_json(&info))?;
-            } else {
-                write_job(&mut out, &info)?;
+        Some(job) => match client.job(job).await {
+            Ok(info) => {
+                if args.json {
+                    writeln!(out, "{}", job_json(&info))?;
+                } else {
+                    write_job(&mut out, &info)?;
+                }
             }
-        }
+            // Not a job: a streaming query's id, or neither (the job's error says so).
+            Err(job_error) => match client.streaming_query(job).await {
+                Ok(query) => {
+                    if args.json {
+                        writeln!(out, "{}", query_json(&query))?;
+                    } else {
+                        write_query(&mut out, &query)?;
+                    }
+                }
+                Err(_) => return Err(job_error.into()),
+            },
+        },
         None => {
             let jobs = client.list_jobs().await?;
+            let queries = client.streaming_queries(false).await?;
             if args.json {
                 for info in &jobs {
                     writeln!(out, "{}", job_json(info))?;
                 }
+                for query in &queries {
+                    writeln!(out, "{}", query_json(query))?;
+                }
             } else {
                 write_job_list(&mut out, &jobs)?;
+                if !queries.is_empty() {
+                    writeln!(out)?;
+                    write_query_list(&mut out, &queries)?;
+                }
             }
         }
     }
     Ok(())
 }
 
+fn write_query_list(out: &mut dyn Write, queries: &[StreamingQuerySummary]) -> Result<()> {
+    writeln!(
+        out,
+        "{:<36}  {:<8}  {:>6}  {:>10}  {:>10}  {:<24}  NAME / SINK",
+        "STREAMING QUERY", "STATE", "BATCH", "INPUT", "ROWS/S", "WATERMARK"
+    )?;
+    for q in queries {
+        let (batch, input, rate, watermark) = match &q.last_progress {
+            Some(p) => (
+                p.batch_id.to_string(),
+                p.num_input_rows.to_string(),
+                format!("{:.1}", p.processed_rows_per_second),
+                p.event_time.get("watermark").cloned().unwrap_or_default(),
+            ),
+            None => ("-".into(), "-".into(), "-".into(), String::new()),
+        };
+        let label = if q.name.is_empty() {
+            q.sink.clone()
+        } else {
+            format!("{}: {}", q.name, q.sink)
+        };
+        writeln!(
+            out,
+            "{:<36}  {:<8}  {batch:>6}  {input:>10}  {rate:>10}  {watermark:<24}  {label}",
+            q.id,
+            q.state()
+        )?;
+    }
+    Ok(())
+}
+
+fn write_query(out: &mut dyn Write, q: &StreamingQuerySummary) -> Result<()> {
+    writeln!(out, "streaming query: {}", q.id)?;
+    writeln!(out, "run:        {}", q.run_id)?;
+    if !q.name.is_empty() {
+        writeln!(out, "name:       {}", q.name)?;
+    }
+    writeln!(out, "state:      {} ({})", q.state(), q.status)?;
+    writeln!(out, "sink:       {}", q.sink)?;
+    writeln!(out, "checkpoint: {}", q.checkpoint)?;
+    if !q.exception.is_empty() {
+        writeln!(out, "error:      {}", q.exception)?;
+    }
+    if let Some(p) = &q.last_progress {
+        writeln!(out, "last progress:\n{}", p.to_json())?;
+    }
+    Ok(())
+}
+
+/// A streaming query as `faisca status --json` prints it.
+pub fn query_json(q: &StreamingQuerySummary) -> serde_json::Value {
+    serde_json::json!({
+        "streamingQuery": q.id,
+        "runId": q.run_id,
+        "name": q.name,
+        "state": q.state(),
+        "status": q.status,
+        "exception": q.exception,
+        "sink": q.sink,
+        "checkpoint": q.checkpoint,
+        "lastProgress": q
+            .last_progress
+            .as_ref()
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(&p.to_json()).ok()),
+    })
+}
+
 /// `faisca kill`.
 pub async fn kill(args: KillArgs) -> Result<()> {
     let client = connect(&args.master, &args.conf).await?;
-    let info = client.kill_job(&args.job).await?;
-    eprintln!("job {} cancelled", info.job_id);
+    match client.kill_job(&args.job).await {
+        Ok(info) => eprintln!("job {} cancelled", info.job_id),
+        // Not a job: stop the streaming query of that id, or report the job's error.
+        Err(job_error) => match client.stop_streaming_query(&args.job).await {
+            Ok(query) => eprintln!("streaming query {} stopped ({})", query.id, query.status),
+            Err(_) => return Err(job_error.into()),
+        },
+    }
     Ok(())
 }
 

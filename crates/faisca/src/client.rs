@@ -232,6 +232,58 @@ impl DriverClient {
             .collect()
     }
 
+    /// The driver's streaming queries: the active ones, then (unless `active_only`) the recently
+    /// ended ones.
+    pub async fn streaming_queries(
+        &self,
+        active_only: bool,
+    ) -> Result<Vec<crate::streaming::StreamingQuerySummary>> {
+        let response = self
+            .control
+            .clone()
+            .list_streaming_queries(faisca_proto::ListStreamingQueriesRequest { active_only })
+            .await
+            .map_err(|s| self.status(s))?;
+        Ok(response
+            .into_inner()
+            .queries
+            .into_iter()
+            .map(crate::streaming::StreamingQuerySummary::from_proto)
+            .collect())
+    }
+
+    /// One streaming query, by id or run id.
+    pub async fn streaming_query(
+        &self,
+        id: &str,
+    ) -> Result<crate::streaming::StreamingQuerySummary> {
+        let response = self
+            .control
+            .clone()
+            .get_streaming_query(faisca_proto::GetStreamingQueryRequest { id: id.to_string() })
+            .await
+            .map_err(|s| self.status(s))?;
+        Ok(crate::streaming::StreamingQuerySummary::from_proto(
+            response.into_inner(),
+        ))
+    }
+
+    /// Stops a streaming query (by id or run id) and waits until it stopped.
+    pub async fn stop_streaming_query(
+        &self,
+        id: &str,
+    ) -> Result<crate::streaming::StreamingQuerySummary> {
+        let response = self
+            .control
+            .clone()
+            .stop_streaming_query(faisca_proto::StopStreamingQueryRequest { id: id.to_string() })
+            .await
+            .map_err(|s| self.status(s))?;
+        Ok(crate::streaming::StreamingQuerySummary::from_proto(
+            response.into_inner(),
+        ))
+    }
+
     /// The executors registered now, by id (decommissioning ones included), then those that
     /// left recently, oldest first, with why.
     pub async fn executors(&self) -> Result<Vec<ExecutorStatus>> {

@@ -41,7 +41,7 @@ pub use reader::DataFrameReader;
 pub use session::{Session, SessionBuilder};
 pub use streaming::{
     DataStreamReader, DataStreamWriter, StreamingQuery, StreamingQueryManager,
-    StreamingQueryProgress, StreamingQueryStatus, Trigger,
+    StreamingQueryProgress, StreamingQueryStatus, StreamingQuerySummary, Trigger,
 };
 pub use writer::DataFrameWriter;
 

@@ -545,6 +545,59 @@ impl StreamingQuery {
     }
 }
 
+/// A streaming query as `faisca status` lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamingQuerySummary {
+    /// The query's id.
+    pub id: String,
+    /// The run's id.
+    pub run_id: String,
+    /// Its name, or empty.
+    pub name: String,
+    /// Whether it runs.
+    pub active: bool,
+    /// What it is doing (or `Stopped`, `Terminated with exception`).
+    pub status: String,
+    /// Why it failed, or empty.
+    pub exception: String,
+    /// Its sink.
+    pub sink: String,
+    /// Its checkpoint.
+    pub checkpoint: String,
+    /// Its last batch's progress.
+    pub last_progress: Option<StreamingQueryProgress>,
+}
+
+impl StreamingQuerySummary {
+    pub(crate) fn from_proto(mut info: StreamingQueryInfo) -> Self {
+        StreamingQuerySummary {
+            last_progress: info
+                .recent_progress
+                .pop()
+                .map(StreamingQueryProgress::from_proto),
+            id: info.id,
+            run_id: info.run_id,
+            name: info.name,
+            active: info.active,
+            status: info.status_message,
+            exception: info.exception,
+            sink: info.sink,
+            checkpoint: info.checkpoint,
+        }
+    }
+
+    /// `active`, `stopped` or `failed`.
+    pub fn state(&self) -> &'static str {
+        if self.active {
+            "active"
+        } else if self.exception.is_empty() {
+            "stopped"
+        } else {
+            "failed"
+        }
+    }
+}
+
 /// The session's view of its driver's streaming queries: Spark's `spark.streams`.
 #[derive(Debug, Clone)]
 pub struct StreamingQueryManager {

@@ -57,7 +57,7 @@ impl DriverState {
     /// Starts `query`'s runner, unless a run of the same query is active.
     pub(super) fn start_query(
         &mut self,
-        query: Box<QueryRun>,
+        mut query: Box<QueryRun>,
         reply: oneshot::Sender<Result<StreamingQueryInfo>>,
     ) {
         if let Some(other) = self.queries.active.values().find(|q| q.info.id == query.id) {
@@ -98,6 +98,13 @@ impl DriverState {
             checkpoint: query.checkpoint.url().to_string(),
         };
         info!(query = %info.id, run = %info.run_id, name = %info.name, "starting streaming query");
+        // The query's jobs belong to a session of its own (sharing the client session's catalog,
+        // so a memory sink's table shows there), which lives as long as the query: the query
+        // outlives its client.
+        let session_id = faisca_common::ids::SessionId(format!("streaming-{}", query.run_id));
+        self.sessions
+            .insert(session_id.clone(), query.session.clone());
+        query.session_id = session_id;
         let recent_limit = query.session.config.streaming_recent_progress();
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(crate::streaming::runner::run(*query, handle, stopped));
@@ -141,6 +148,9 @@ impl DriverState {
         let Some(mut query) = self.queries.active.remove(run_id) else {
             return;
         };
+        self.sessions.remove(&faisca_common::ids::SessionId(format!(
+            "streaming-{run_id}"
+        )));
         query.info.active = false;
         query.info.is_trigger_active = false;
         query.info.is_data_available = false;

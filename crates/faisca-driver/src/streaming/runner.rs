@@ -151,6 +151,10 @@ struct Runner {
     /// The memory sink's rows so far.
     memory_rows: Vec<RecordBatch>,
     last_batch_at: Option<Instant>,
+    /// When the last batch's trigger started, and the time between the last two triggers
+    /// (for the input rate, as Spark's: rows over the time since the previous trigger).
+    last_trigger_start: Option<Instant>,
+    input_interval: Option<Duration>,
     /// Whether a `faisca.test.streaming.stopAfter` point may still fire (first batch only).
     stop_hook: Option<String>,
 }
@@ -243,6 +247,8 @@ impl Runner {
             stop,
             memory_rows: Vec::new(),
             last_batch_at: None,
+            last_trigger_start: None,
+            input_interval: None,
             stop_hook,
         }
     }
@@ -469,6 +475,10 @@ impl Runner {
         self.last_run_watermark = watermark;
         self.next_batch = batch_id + 1;
         self.last_batch_at = Some(Instant::now());
+        self.input_interval = self
+            .last_trigger_start
+            .map(|t| trigger_start.saturating_duration_since(t));
+        self.last_trigger_start = Some(trigger_start);
         for (cursor, end) in self.cursors.iter_mut().zip(offsets) {
             cursor.last = Some(end.clone());
         }
@@ -667,8 +677,8 @@ impl Runner {
         let query = &self.query;
         let seconds = took.as_secs_f64().max(1e-9);
         let since_last = self
-            .last_batch_at
-            .map(|t| t.elapsed().as_secs_f64())
+            .input_interval
+            .map(|d| d.as_secs_f64())
             .unwrap_or(seconds)
             .max(1e-9);
         let mut sources = Vec::new();
