@@ -9,6 +9,8 @@
 //! * [`scan`]: Parquet decode throughput; [`write`]: partitioned Parquet writes.
 //! * [`kafka`]: Kafka reads, [`kafka_sink`]: Kafka writes, on a noida-db broker ([`local_kafka`] starts one, also for the
 //!   examples and tests).
+//! * [`streaming`]: a windowed count as a streaming query against the same count as a batch
+//!   query, and the latency of a one-record micro-batch.
 //! * [`kernels`]: fused pipelines against DataFusion's operators, on in-memory batches.
 //! * [`tpch`]: TPC-H data generated in-process and the 22 queries (also used by `faisca demo`).
 //!
@@ -23,6 +25,7 @@ pub mod local_kafka;
 pub mod recovery;
 pub mod scale;
 pub mod scan;
+pub mod streaming;
 pub mod tpch;
 pub mod write;
 
@@ -62,6 +65,9 @@ pub enum BenchKind {
     /// Rows → Kafka records on noida-db (the sink), against a plain librdkafka producer with
     /// the same durable settings.
     KafkaSink(kafka_sink::KafkaSinkBenchArgs),
+    /// Kafka → watermark → windowed count → Parquet as a streaming query (`AvailableNow`, ~20
+    /// micro-batches) against one batch query of the same count; and a one-record batch's latency.
+    Streaming(streaming::StreamingBenchArgs),
     /// Fused pipelines against DataFusion's filter → projection → partial aggregate chain, on
     /// in-memory TPC-H lineitem batches (Q1 and Q6 shapes), one thread.
     Kernels(kernels::KernelsBenchArgs),
@@ -79,6 +85,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         BenchKind::Kafka(a) => kafka::kafka(a).await,
         BenchKind::KafkaSink(a) => kafka_sink::kafka_sink(a).await,
         BenchKind::Kernels(a) => kernels::kernels(a).await,
+        BenchKind::Streaming(a) => streaming::streaming(a).await,
     }
 }
 

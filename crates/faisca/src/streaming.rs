@@ -18,7 +18,7 @@
 //!     .select_expr(&["CAST(value AS VARCHAR) AS key", "timestamp"])?
 //!     .with_watermark("timestamp", "10 seconds")?;
 //! let counts = events
-//!     .group_by(vec![window(col("timestamp"), "10 seconds", None)?, col("key")])
+//!     .group_by(vec![window(col("timestamp"), "10 seconds", None)?, col("key")])?
 //!     .count()?;
 //! let query = counts
 //!     .write_stream()
