@@ -169,6 +169,8 @@ struct StreamingReport {
     stream_ms: Vec<f64>,
     stream_cpu_ms: Vec<f64>,
     stream_batches: Vec<u64>,
+    /// The last streaming run's phases (Spark's `durationMs` names), summed over its batches.
+    stream_phases_ms: std::collections::BTreeMap<String, u64>,
     batch_ms: Vec<f64>,
     batch_cpu_ms: Vec<f64>,
     stream_records_per_s: f64,
@@ -256,7 +258,14 @@ pub async fn streaming(args: StreamingBenchArgs) -> Result<()> {
             query.await_termination(None).await?;
             let progress = query.recent_progress().await?;
             let read: u64 = progress.iter().map(|p| p.num_input_rows).sum();
-            Ok::<_, anyhow::Error>((read, progress.len() as u64))
+            // Each phase's milliseconds summed over the run's batches.
+            let mut phases = std::collections::BTreeMap::<String, u64>::new();
+            for p in &progress {
+                for (phase, ms) in &p.duration_ms {
+                    *phases.entry(phase.clone()).or_default() += ms;
+                }
+            }
+            Ok::<_, anyhow::Error>((read, progress.len() as u64, phases))
         }
     };
     let batch_once = |out: PathBuf| {
@@ -276,7 +285,7 @@ pub async fn streaming(args: StreamingBenchArgs) -> Result<()> {
         }
     };
     // Warm-up of both, then alternate.
-    let (read, _) = stream_once(next_dir("stream"), next_dir("checkpoint")).await?;
+    let (read, _, _) = stream_once(next_dir("stream"), next_dir("checkpoint")).await?;
     if read != args.records {
         bail!(
             "the streaming query read {read} records, expected {}",
@@ -286,11 +295,14 @@ pub async fn streaming(args: StreamingBenchArgs) -> Result<()> {
     batch_once(next_dir("batch")).await?;
     let (mut stream, mut stream_cpu, mut batches, mut batch, mut batch_cpu) =
         (vec![], vec![], vec![], vec![], vec![]);
+    let mut phases = Default::default();
     for i in 0..args.iterations.max(1) {
         for which in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
             let (t, cpu) = (Instant::now(), process_cpu());
             if which == 0 {
-                let (read, n) = stream_once(next_dir("stream"), next_dir("checkpoint")).await?;
+                let (read, n, run_phases) =
+                    stream_once(next_dir("stream"), next_dir("checkpoint")).await?;
+                phases = run_phases;
                 stream.push(t.elapsed());
                 stream_cpu.push(process_cpu().saturating_sub(cpu));
                 batches.push(n);
@@ -330,6 +342,7 @@ pub async fn streaming(args: StreamingBenchArgs) -> Result<()> {
         stream_ms: ms(&stream),
         stream_cpu_ms: ms(&stream_cpu),
         stream_batches: batches,
+        stream_phases_ms: phases,
         batch_ms: ms(&batch),
         batch_cpu_ms: ms(&batch_cpu),
         stream_records_per_s: rate(s),
@@ -339,6 +352,10 @@ pub async fn streaming(args: StreamingBenchArgs) -> Result<()> {
         single_record_max_ms: sorted.last().copied().unwrap_or_default(),
         single_record_trigger_ms: latencies,
     };
+    println!(
+        "stream phases (ms, summed over the batches): {:?}",
+        report.stream_phases_ms
+    );
     println!(
         "stream  {:>8.0} ms  {:>10.0} records/s  ({} batches)\nbatch   {:>8.0} ms  {:>10.0} records/s\nstreaming throughput / batch throughput: {:.2}\nsingle-record batch, trigger to committed: median {:.1} ms, max {:.1} ms",
         s.as_secs_f64() * 1000.0,

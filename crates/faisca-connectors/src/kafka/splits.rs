@@ -54,6 +54,53 @@ pub fn split_ranges(
     pieces.into_iter().map(|r| vec![r]).collect()
 }
 
+/// The tasks of a streaming micro-batch: [`split_ranges`]'s pieces, packed into at most
+/// `max_tasks` tasks (several ranges to a task, read one after the other by one consumer) unless
+/// that would put more than `max_records` offsets in a task. Micro-batches are small and frequent:
+/// a task per partition would pay a consumer's start for every partition of every batch.
+pub fn pack_ranges(
+    ranges: &[OffsetRange],
+    min_partitions: Option<usize>,
+    max_records: u64,
+    max_tasks: usize,
+) -> Vec<Vec<OffsetRange>> {
+    let pieces: Vec<OffsetRange> = split_ranges(ranges, min_partitions, max_records)
+        .into_iter()
+        .flatten()
+        .collect();
+    let total: u64 = pieces.iter().map(OffsetRange::len).sum();
+    let tasks = max_tasks
+        .max(min_partitions.unwrap_or(1))
+        .max(total.div_ceil(max_records.max(1)) as usize)
+        .max(1);
+    if pieces.len() <= tasks {
+        return if pieces.is_empty() {
+            vec![Vec::new()]
+        } else {
+            pieces.into_iter().map(|r| vec![r]).collect()
+        };
+    }
+    // Largest first, each into the task holding the fewest offsets so far.
+    let mut order = pieces;
+    order.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    let mut bins: Vec<(u64, Vec<OffsetRange>)> = vec![(0, Vec::new()); tasks];
+    for piece in order {
+        let (load, bin) = bins
+            .iter_mut()
+            .min_by_key(|(load, _)| *load)
+            .expect("at least one task");
+        *load += piece.len();
+        bin.push(piece);
+    }
+    bins.into_iter()
+        .map(|(_, mut bin)| {
+            bin.sort();
+            bin
+        })
+        .filter(|bin| !bin.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +163,28 @@ mod tests {
         // Pieces never get smaller than one offset.
         let tasks = split_ranges(&[r(0, 0, 2)], Some(8), 1_000);
         assert_eq!(flat(&tasks), ["t-0 [0, 1)", "t-0 [1, 2)"]);
+    }
+
+    #[test]
+    fn micro_batch_ranges_are_packed_into_a_few_balanced_tasks() {
+        let ranges: Vec<OffsetRange> = (0..20).map(|p| r(p, 0, 250)).collect();
+        let tasks = pack_ranges(&ranges, None, 1_000_000, 2);
+        assert_eq!(tasks.len(), 2);
+        assert!(tasks.iter().all(|t| t.len() == 10));
+        let mut all: Vec<OffsetRange> = tasks.into_iter().flatten().collect();
+        all.sort();
+        assert_eq!(all, ranges);
+        // The record limit still holds: more tasks when the batch is large.
+        let tasks = pack_ranges(&ranges, None, 1_000, 2);
+        assert_eq!(tasks.len(), 5);
+        assert!(
+            tasks
+                .iter()
+                .all(|t| t.iter().map(OffsetRange::len).sum::<u64>() <= 1_000)
+        );
+        // Few ranges: one task each; none: one empty task.
+        assert_eq!(pack_ranges(&ranges[..1], None, 1_000, 4).len(), 1);
+        assert_eq!(pack_ranges(&[], None, 1_000, 4), vec![Vec::new()]);
     }
 
     #[test]

@@ -155,6 +155,8 @@ struct Runner {
     /// (for the input rate, as Spark's: rows over the time since the previous trigger).
     last_trigger_start: Option<Instant>,
     input_interval: Option<Duration>,
+    /// The running trigger's phases, as Spark's `durationMs` names them.
+    phases: HashMap<&'static str, Duration>,
     /// Whether a `faisca.test.streaming.stopAfter` point may still fire (first batch only).
     stop_hook: Option<String>,
 }
@@ -249,6 +251,7 @@ impl Runner {
             last_batch_at: None,
             last_trigger_start: None,
             input_interval: None,
+            phases: HashMap::new(),
             stop_hook,
         }
     }
@@ -317,6 +320,7 @@ impl Runner {
                 break;
             }
             let trigger_start = Instant::now();
+            self.phases.clear();
             let now = now_ms();
             self.status("Getting offsets from sources", false, true);
             let timeout = self.query.session.config.kafka_request_timeout();
@@ -327,6 +331,7 @@ impl Runner {
                 batch.push(next.batch);
                 latest.push(next.latest);
             }
+            self.phases.insert("latestOffset", trigger_start.elapsed());
             let rows: u64 = batch
                 .iter()
                 .zip(&self.cursors)
@@ -356,7 +361,9 @@ impl Runner {
                 };
                 let starts: Vec<SourceOffsets> = batch.clone();
                 self.status("Processing new data", true, true);
+                let wal = Instant::now();
                 self.query.checkpoint.write_offsets(&entry).await?;
+                self.phases.insert("walCommit", wal.elapsed());
                 self.hook("offsets")?;
                 self.run_batch_with_latest(&entry, &starts, &batch, &latest, trigger_start)
                     .await?;
@@ -456,8 +463,15 @@ impl Runner {
         }
         let planning_start = Instant::now();
         let outcome = self.execute(entry, offsets).await?;
-        let added = planning_start.elapsed();
+        let planning = self
+            .phases
+            .get("queryPlanning")
+            .copied()
+            .unwrap_or_default();
+        let added = planning_start.elapsed().saturating_sub(planning);
+        self.phases.insert("addBatch", added);
         self.hook("sink")?;
+        let commit_start = Instant::now();
         let max_event_time = outcome
             .metrics
             .get(metrics::MAX_EVENT_TIME)
@@ -489,6 +503,7 @@ impl Runner {
                 .purge_before(batch_id + 1 - retain)
                 .await?;
         }
+        self.phases.insert("commitOffsets", commit_start.elapsed());
         self.report(
             entry,
             starts,
@@ -496,7 +511,6 @@ impl Runner {
             latest,
             &outcome,
             trigger_start.elapsed(),
-            added,
             max_event_time,
         );
         Ok(())
@@ -508,17 +522,11 @@ impl Runner {
         entry: &OffsetsEntry,
         offsets: &[SourceOffsets],
     ) -> Result<BatchOutcome> {
+        let planning = Instant::now();
         let query = &self.query;
         let session = &query.session;
         let mut kafka_tasks = HashMap::new();
         let default_max = session.config.kafka_max_records_per_task();
-        let bound: Vec<Arc<dyn TableProvider>> = self
-            .cursors
-            .iter()
-            .zip(offsets)
-            .map(|(c, o)| c.bound_table(o, default_max, &mut kafka_tasks))
-            .collect::<Result<_>>()?;
-        let plan = bind(&query.plan, &query.shape.sources, &bound)?;
         let handle = self.actor()?;
         let cores = handle
             .ask(|reply| Message::ClusterInfo {
@@ -531,6 +539,13 @@ impl Runner {
             .map(|e| e.cores as usize)
             .sum::<usize>()
             .max(1);
+        let bound: Vec<Arc<dyn TableProvider>> = self
+            .cursors
+            .iter()
+            .zip(offsets)
+            .map(|(c, o)| c.bound_table(o, default_max, cores, &mut kafka_tasks))
+            .collect::<Result<_>>()?;
+        let plan = bind(&query.plan, &query.shape.sources, &bound)?;
         let mut physical = micro_batch_physical_plan(
             session,
             &plan,
@@ -563,6 +578,7 @@ impl Runner {
         } else {
             query.name.clone()
         };
+        self.phases.insert("queryPlanning", planning.elapsed());
         match &query.sink {
             Sink::Memory { name } => {
                 let schema = physical.schema();
@@ -671,7 +687,6 @@ impl Runner {
         latest: &[SourceOffsets],
         outcome: &BatchOutcome,
         took: Duration,
-        added: Duration,
         max_event_time: Option<i64>,
     ) {
         let query = &self.query;
@@ -737,10 +752,12 @@ impl Runner {
             num_input_rows: total_rows,
             input_rows_per_second: total_rows as f64 / since_last,
             processed_rows_per_second: total_rows as f64 / seconds,
-            duration_ms: HashMap::from([
-                ("triggerExecution".to_string(), took.as_millis() as u64),
-                ("addBatch".to_string(), added.as_millis() as u64),
-            ]),
+            duration_ms: self
+                .phases
+                .iter()
+                .map(|(name, d)| (name.to_string(), d.as_millis() as u64))
+                .chain([("triggerExecution".to_string(), took.as_millis() as u64)])
+                .collect(),
             event_time,
             sources,
             state_operators,

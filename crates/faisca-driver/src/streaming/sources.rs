@@ -10,7 +10,7 @@ use datafusion::datasource::TableProvider;
 use faisca_common::{Error, Result};
 use faisca_connectors::kafka::OffsetRange;
 use faisca_connectors::kafka::broker::Broker;
-use faisca_connectors::kafka::splits::split_ranges;
+use faisca_connectors::kafka::splits::pack_ranges;
 use faisca_connectors::kafka::stream::{StreamOptions, plan_micro_batch};
 use faisca_connectors::kafka::trigger::limit_ranges;
 use faisca_engine::kafka::KafkaTable;
@@ -417,10 +417,12 @@ impl SourceCursor {
     }
 
     /// The table a batch reads for this source, and (Kafka) the scan's tasks by source key.
+    /// (`cores`: the cluster's task slots, the most Kafka tasks a small batch is packed into).
     pub fn bound_table(
         &self,
         offsets: &SourceOffsets,
         default_max_records: u64,
+        cores: usize,
         kafka_tasks: &mut HashMap<String, Vec<Vec<OffsetRange>>>,
     ) -> Result<Arc<dyn TableProvider>> {
         match (&self.source, offsets) {
@@ -428,13 +430,14 @@ impl SourceCursor {
                 let table = KafkaTable::new(options.source.clone())?;
                 kafka_tasks.insert(
                     options.source.key.clone(),
-                    split_ranges(
+                    pack_ranges(
                         ranges,
                         options.source.min_partitions,
                         options
                             .source
                             .max_records_per_partition
                             .unwrap_or(default_max_records),
+                        cores,
                     ),
                 );
                 Ok(Arc::new(table))
