@@ -25,6 +25,7 @@
 
 pub mod broker;
 pub mod checkpoint;
+pub mod consumer_pool;
 pub mod options;
 pub mod reader;
 pub mod resolve;

@@ -167,6 +167,17 @@ pub struct RangeReader {
     schema: SchemaRef,
     batch_size: usize,
     last_error: Option<String>,
+    /// Every range was read without error: the consumer may serve another task.
+    finished: bool,
+}
+
+impl Drop for RangeReader {
+    fn drop(&mut self) {
+        // Kept only when this reader is its last user (no lookup still running with it).
+        if self.finished && self.last_error.is_none() && Arc::strong_count(&self.consumer) == 1 {
+            super::consumer_pool::give_back(&self.read, self.consumer.clone());
+        }
+    }
 }
 
 impl std::fmt::Debug for RangeReader {
@@ -206,16 +217,22 @@ impl RangeReader {
             )));
         }
         let schema = Arc::new(full.project(&columns)?);
-        let consumer: StreamConsumer<ReaderContext> = consumer_config(read)
-            .create_with_context(ReaderContext)
-            .map_err(|e| {
-                Error::user(format!(
-                    "cannot create a Kafka client for '{}': {e}",
-                    servers(read)
-                ))
-            })?;
+        let consumer = match super::consumer_pool::take(read) {
+            Some(consumer) => consumer,
+            None => Arc::new(
+                consumer_config(read)
+                    .create_with_context::<_, StreamConsumer<ReaderContext>>(ReaderContext)
+                    .map_err(|e| {
+                        Error::user(format!(
+                            "cannot create a Kafka client for '{}': {e}",
+                            servers(read)
+                        ))
+                    })?,
+            ),
+        };
         Ok(RangeReader {
-            consumer: Arc::new(consumer),
+            finished: false,
+            consumer,
             read: read.clone(),
             pending: ranges.into_iter().filter(|r| !r.is_empty()).collect(),
             current: None,
@@ -340,6 +357,7 @@ impl RangeReader {
             }
         }
         if rows == 0 && self.current.is_none() && self.pending.is_empty() {
+            self.finished = true;
             return Ok(None);
         }
         let columns: Vec<ArrayRef> = builders.iter_mut().map(ColumnBuilder::finish).collect();
