@@ -779,3 +779,121 @@ async fn a_query_on_a_driver_process_outlives_its_client_survives_a_killed_execu
     // Nothing was written twice, whatever the executor's loss re-ran.
     assert_eq!(parquet_rows(&address, &out).await, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn foreach_batch_runs_in_the_client_once_per_batch_and_its_error_fails_the_query() {
+    use std::sync::{Arc, Mutex};
+    let session = session(&[]).await;
+    let rate = session
+        .read_stream()
+        .format("rate")
+        .option("rowsPerSecond", "20")
+        .option("numPartitions", "2")
+        .load()
+        .await
+        .unwrap();
+    let seen: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
+    let record = seen.clone();
+    let query = rate
+        .select_expr(&["value"])
+        .unwrap()
+        .write_stream()
+        .foreach_batch(move |df, batch| {
+            let record = record.clone();
+            async move {
+                let rows = df.count().await?;
+                record.lock().unwrap().push((batch, rows));
+                Ok(())
+            }
+        })
+        .trigger(Trigger::ProcessingTime(Duration::from_millis(200)))
+        .start()
+        .await
+        .unwrap();
+    eventually(&query, "two batches with rows", || async {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, rows)| *rows > 0)
+            .count()
+            >= 2
+    })
+    .await;
+    query.stop().await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let ids: Vec<u64> = seen.iter().map(|(batch, _)| *batch).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let progress = query.recent_progress().await.unwrap();
+    let committed: u64 = progress.iter().map(|p| p.num_input_rows).sum();
+    // Every committed batch was handed to the function; one more may have been handed when the
+    // stop came (it runs again after a restart).
+    let handed: u64 = seen.iter().map(|(_, rows)| rows).sum();
+    assert!(handed >= committed, "{seen:?} {progress:?}");
+    assert_eq!(
+        progress.iter().map(|p| p.batch_id).collect::<Vec<_>>(),
+        ids[..progress.len()].to_vec()
+    );
+
+    let failing = rate
+        .write_stream()
+        .foreach_batch(|_, batch| async move {
+            Err(faisca::Error::user(format!("no thanks, batch {batch}")))
+        })
+        .trigger(Trigger::ProcessingTime(Duration::from_millis(100)))
+        .start()
+        .await
+        .unwrap();
+    let error = failing
+        .await_termination(Some(Duration::from_secs(120)))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("no thanks, batch"), "{error}");
+
+    // The console sink prints each batch in the client; closing the client's session (a
+    // second session of the same driver) stops the query.
+    let client = Session::builder()
+        .master(session.driver_address())
+        .build()
+        .await
+        .unwrap();
+    let console = client
+        .read_stream()
+        .format("rate")
+        .option("rowsPerSecond", "20")
+        .load()
+        .await
+        .unwrap()
+        .write_stream()
+        .format("console")
+        .option("numRows", "3")
+        .trigger(Trigger::ProcessingTime(Duration::from_millis(100)))
+        .start()
+        .await
+        .unwrap();
+    eventually(&console, "a printed batch", || async {
+        console
+            .recent_progress()
+            .await
+            .unwrap()
+            .iter()
+            .any(|p| p.num_input_rows > 0)
+    })
+    .await;
+    assert_eq!(
+        console.last_progress().await.unwrap().unwrap().sink,
+        "ConsoleSink"
+    );
+    let id = console.id().to_string();
+    client.stop().await;
+    let mut stopped = false;
+    for _ in 0..600 {
+        let queries = session.client().streaming_queries(false).await.unwrap();
+        if queries.iter().any(|q| q.id == id && !q.active) {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(stopped, "the console query outlived its client's session");
+}

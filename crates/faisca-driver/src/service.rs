@@ -467,6 +467,25 @@ impl DriverService for DriverServiceImpl {
             .map_err(to_status)
     }
 
+    async fn ack_streaming_batch(
+        &self,
+        request: Request<AckStreamingBatchRequest>,
+    ) -> Result<Response<AckStreamingBatchResponse>, Status> {
+        let request = request.into_inner();
+        let error = (!request.error.is_empty()).then_some(request.error);
+        self.handle
+            .ask(|reply| Message::AckQueryBatch {
+                run_id: request.run_id,
+                batch: request.batch_id,
+                error,
+                reply,
+            })
+            .await
+            .and_then(|r| r)
+            .map(|()| Response::new(AckStreamingBatchResponse {}))
+            .map_err(to_status)
+    }
+
     type ExecutorConnectStream = MessageStream;
 
     async fn executor_connect(

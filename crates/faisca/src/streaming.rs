@@ -33,7 +33,10 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures::future::BoxFuture;
 
 use faisca_common::{Error, Result};
 use faisca_proto::{
@@ -141,8 +144,12 @@ pub enum Trigger {
     Once,
 }
 
+/// What `foreach_batch` runs on each batch: the batch's rows and its id.
+pub type BatchFunction =
+    Arc<dyn Fn(DataFrame, u64) -> BoxFuture<'static, Result<()>> + Send + Sync>;
+
 /// Starts a streaming query of a [`DataFrame`]: Spark's `df.writeStream`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DataStreamWriter {
     df: DataFrame,
     format: String,
@@ -151,6 +158,18 @@ pub struct DataStreamWriter {
     trigger: Trigger,
     query_name: String,
     partition_by: Vec<String>,
+    batch_function: Option<BatchFunction>,
+}
+
+impl std::fmt::Debug for DataStreamWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataStreamWriter")
+            .field("format", &self.format)
+            .field("output_mode", &self.output_mode)
+            .field("trigger", &self.trigger)
+            .field("query_name", &self.query_name)
+            .finish()
+    }
 }
 
 impl DataStreamWriter {
@@ -163,12 +182,28 @@ impl DataStreamWriter {
             trigger: Trigger::ProcessingTime(Duration::ZERO),
             query_name: String::new(),
             partition_by: Vec::new(),
+            batch_function: None,
         }
     }
 
+    /// Runs `f` on each batch's rows and id, in this client (Spark's `foreachBatch`): the
+    /// driver holds the batch until `f` returns, then commits it; an error from `f` fails the
+    /// query. At-least-once: a batch `f` had not finished when the query stopped runs again
+    /// after a restart. The query stops when this client's session closes.
+    pub fn foreach_batch<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(DataFrame, u64) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+    {
+        self.format = "foreachBatch".to_string();
+        self.batch_function = Some(Arc::new(move |df, batch| Box::pin(f(df, batch))));
+        self
+    }
+
     /// The sink: `parquet` (default), `csv`, `json` (append mode; exactly once through the
-    /// sink's `_faisca_metadata` log) or `memory` (a temporary table of the session named by
-    /// [`Self::query_name`]).
+    /// sink's `_faisca_metadata` log), `memory` (a temporary table of the session named by
+    /// [`Self::query_name`]) or `console` (each batch printed by this client, `numRows` rows,
+    /// as Spark's; the query stops when this client's session closes).
     pub fn format(mut self, format: &str) -> Self {
         self.format = format.to_string();
         self
@@ -222,6 +257,26 @@ impl DataStreamWriter {
             Trigger::Once => ("once", 0),
         };
         let session = self.df.session().clone();
+        let batch_function = match self.format.trim().to_ascii_lowercase().as_str() {
+            "console" => {
+                let rows = match self
+                    .options
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("numRows"))
+                {
+                    Some((_, v)) => v.trim().parse::<usize>().map_err(|_| {
+                        Error::user(format!(
+                            "console sink option 'numRows' is '{v}': expected a whole number"
+                        ))
+                    })?,
+                    None => 20,
+                };
+                Some(console(rows))
+            }
+            "foreachbatch" => self.batch_function.clone(),
+            _ => None,
+        };
         let request = StartStreamingQueryRequest {
             session_id: session.id().to_string(),
             logical_plan: self.df.encoded()?,
@@ -244,15 +299,93 @@ impl DataStreamWriter {
             .await
             .map_err(|s| faisca_proto::error_from_status(&s, "starting a streaming query"))?
             .into_inner();
-        Ok(StreamingQuery { session, info })
+        let client_sink = batch_function.map(|f| {
+            Arc::new(ClientSink {
+                task: tokio::spawn(serve_batches(session.clone(), info.run_id.clone(), f)),
+            })
+        });
+        Ok(StreamingQuery {
+            session,
+            info,
+            _client_sink: client_sink,
+        })
     }
 }
 
-/// A running (or ended) streaming query: Spark's `StreamingQuery`.
+/// Spark's console sink: each batch's first `rows` rows, under a `Batch: N` banner.
+fn console(rows: usize) -> BatchFunction {
+    Arc::new(move |df: DataFrame, batch: u64| {
+        Box::pin(async move {
+            println!(
+                "-------------------------------------------\nBatch: {batch}\n-------------------------------------------"
+            );
+            df.show_n(rows).await
+        })
+    })
+}
+
+/// The client's side of a client sink: hands each pending batch to `f` and acknowledges it.
+/// Owned by the query's handles ([`ClientSink`]); ends when the query ends.
+async fn serve_batches(session: Session, run_id: String, f: BatchFunction) {
+    let mut served: Option<u64> = None;
+    loop {
+        let info = match session
+            .client()
+            .control()
+            .get_streaming_query(GetStreamingQueryRequest { id: run_id.clone() })
+            .await
+        {
+            Ok(info) => info.into_inner(),
+            Err(status) => {
+                tracing::warn!(run = %run_id, "a client sink lost its query: {}", status.message());
+                return;
+            }
+        };
+        if !info.active {
+            return;
+        }
+        let batch = info.pending_batch_id;
+        if info.has_pending_batch && served != Some(batch) {
+            let outcome = match session.table(&info.pending_table).await {
+                Ok(df) => f(df, batch).await,
+                Err(e) => Err(e),
+            };
+            let ack = faisca_proto::AckStreamingBatchRequest {
+                run_id: run_id.clone(),
+                batch_id: batch,
+                error: outcome.err().map(|e| e.to_string()).unwrap_or_default(),
+            };
+            if let Err(status) = session.client().control().ack_streaming_batch(ack).await {
+                tracing::warn!(run = %run_id, batch, "acknowledging a batch: {}", status.message());
+            }
+            served = Some(batch);
+        } else {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// A client sink's task; it stops when the last handle of its query is dropped.
+#[derive(Debug)]
+struct ClientSink {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ClientSink {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A running (or ended) streaming query: Spark's `StreamingQuery`. With a client sink
+/// (`console`, `foreach_batch`) the handles also run the sink: dropping the last one stops
+/// serving batches (and closing the session stops the query).
 #[derive(Debug, Clone)]
 pub struct StreamingQuery {
     session: Session,
     info: StreamingQueryInfo,
+    /// Held for its `Drop`: the client sink serves batches while a handle lives.
+    _client_sink: Option<Arc<ClientSink>>,
 }
 
 /// What a query is doing now: Spark's `StreamingQueryStatus`.
@@ -427,7 +560,11 @@ impl StreamingQueryProgress {
 
 impl StreamingQuery {
     pub(crate) fn from_info(session: Session, info: StreamingQueryInfo) -> Self {
-        StreamingQuery { session, info }
+        StreamingQuery {
+            session,
+            info,
+            _client_sink: None,
+        }
     }
 
     /// The query's id: the same across restarts from its checkpoint.

@@ -261,6 +261,17 @@ pub enum Message {
         /// Its status.
         reply: oneshot::Sender<Result<faisca_proto::StreamingQueryInfo>>,
     },
+    /// A client sink handled (or failed on) a streaming query's pending batch.
+    AckQueryBatch {
+        /// The run.
+        run_id: String,
+        /// The batch.
+        batch: u64,
+        /// The client's error, if its function failed.
+        error: Option<String>,
+        /// Whether the run is known.
+        reply: oneshot::Sender<Result<()>>,
+    },
     /// Stop a streaming query; answered when it stopped.
     StopQuery {
         /// The id or run id.
@@ -449,6 +460,7 @@ impl DriverState {
             }
             Message::CloseSession { id } => {
                 self.sessions.remove(&id);
+                self.session_closed(&id);
             }
             Message::GetSession { id, reply } => {
                 let result = self
@@ -526,7 +538,8 @@ impl DriverState {
             | Message::QueryEnded { .. }
             | Message::ListQueries { .. }
             | Message::GetQuery { .. }
-            | Message::StopQuery { .. }) => self.query_message(message),
+            | Message::StopQuery { .. }
+            | Message::AckQueryBatch { .. }) => self.query_message(message),
         }
     }
 

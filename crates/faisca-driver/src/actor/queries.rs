@@ -17,6 +17,12 @@ pub type StopWaiter = oneshot::Sender<Result<StreamingQueryInfo>>;
 /// An active query.
 struct ActiveQuery {
     info: StreamingQueryInfo,
+    /// The session that started it (a client sink's query stops when it closes).
+    owner: faisca_common::ids::SessionId,
+    /// Whether its sink runs in the client.
+    client_sink: bool,
+    /// Where a client sink's acknowledgements go.
+    acks: tokio::sync::mpsc::UnboundedSender<(u64, Option<String>)>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     stop_waiters: Vec<StopWaiter>,
@@ -96,6 +102,9 @@ impl DriverState {
             recent_progress: Vec::new(),
             sink: query.sink.describe(),
             checkpoint: query.checkpoint.url().to_string(),
+            has_pending_batch: false,
+            pending_batch_id: 0,
+            pending_table: String::new(),
         };
         info!(query = %info.id, run = %info.run_id, name = %info.name, "starting streaming query");
         // The query's jobs belong to a session of its own (sharing the client session's catalog,
@@ -104,7 +113,10 @@ impl DriverState {
         let session_id = faisca_common::ids::SessionId(format!("streaming-{}", query.run_id));
         self.sessions
             .insert(session_id.clone(), query.session.clone());
-        query.session_id = session_id;
+        let owner = std::mem::replace(&mut query.session_id, session_id);
+        let client_sink = matches!(query.sink, crate::streaming::runner::Sink::Client { .. });
+        let (acks, received) = tokio::sync::mpsc::unbounded_channel();
+        query.acks = Some(received);
         let recent_limit = query.session.config.streaming_recent_progress();
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(crate::streaming::runner::run(*query, handle, stopped));
@@ -113,6 +125,9 @@ impl DriverState {
             info.run_id.clone(),
             ActiveQuery {
                 info,
+                owner,
+                client_sink,
+                acks,
                 stop,
                 task,
                 stop_waiters: Vec::new(),
@@ -135,6 +150,12 @@ impl DriverState {
                 query.info.is_data_available = data_available;
                 query.info.is_trigger_active = trigger_active;
             }
+            QueryUpdate::Pending(pending) => {
+                query.info.has_pending_batch = pending.is_some();
+                let (batch, table) = pending.unwrap_or_default();
+                query.info.pending_batch_id = batch;
+                query.info.pending_table = table;
+            }
             QueryUpdate::Progress(progress) => {
                 let recent = &mut query.info.recent_progress;
                 recent.push(*progress);
@@ -152,6 +173,7 @@ impl DriverState {
             "streaming-{run_id}"
         )));
         query.info.active = false;
+        query.info.has_pending_batch = false;
         query.info.is_trigger_active = false;
         query.info.is_data_available = false;
         if let Some(error) = error {
@@ -210,6 +232,32 @@ impl DriverState {
         }
     }
 
+    /// A client sink acknowledged a batch of the run `run_id`.
+    pub(super) fn ack_query_batch(
+        &mut self,
+        run_id: &str,
+        batch: u64,
+        error: Option<String>,
+    ) -> Result<()> {
+        let query = self
+            .queries
+            .active
+            .get(run_id)
+            .ok_or_else(|| unknown_query(run_id))?;
+        let _ = query.acks.send((batch, error));
+        Ok(())
+    }
+
+    /// The session `session` closed: its queries with client sinks stop with it.
+    pub(super) fn session_closed(&mut self, session: &faisca_common::ids::SessionId) {
+        for query in self.queries.active.values() {
+            if query.client_sink && &query.owner == session {
+                info!(query = %query.info.id, "the client of a query with a client sink left: stopping it");
+                let _ = query.stop.send(true);
+            }
+        }
+    }
+
     /// Handles one streaming query message.
     pub(super) fn query_message(&mut self, message: Message) {
         match message {
@@ -223,6 +271,14 @@ impl DriverState {
                 let _ = reply.send(self.query_info(&id));
             }
             Message::StopQuery { id, reply } => self.stop_query(&id, reply),
+            Message::AckQueryBatch {
+                run_id,
+                batch,
+                error,
+                reply,
+            } => {
+                let _ = reply.send(self.ack_query_batch(&run_id, batch, error));
+            }
             _ => {}
         }
     }

@@ -54,6 +54,13 @@ pub enum Sink {
         /// The table's name.
         name: String,
     },
+    /// A sink that runs in the client (`console`, `foreach_batch`): each batch's rows wait as a
+    /// table of the session until the client acknowledges them; at-least-once (a batch the
+    /// client had not acknowledged when the query stopped runs again).
+    Client {
+        /// `console` or `foreachBatch`.
+        kind: String,
+    },
     /// Files in a directory, exactly once through the sink's log.
     Files {
         /// The write each batch makes (append mode).
@@ -68,6 +75,8 @@ impl Sink {
     pub fn describe(&self) -> String {
         match self {
             Sink::Memory { name } => format!("MemorySink[{name}]"),
+            Sink::Client { kind } if kind == "console" => "ConsoleSink".to_string(),
+            Sink::Client { .. } => "ForeachBatchSink".to_string(),
             Sink::Files { request, .. } => {
                 format!("FileSink[{}, {}]", request.url, request.format)
             }
@@ -105,6 +114,9 @@ pub struct QueryRun {
     pub state_partitions: u32,
     /// Reads results for the memory sink.
     pub clients: Arc<FlightClients>,
+    /// A client sink's acknowledgements of batches: `(batch, the client's error)`. Set by the
+    /// actor when it starts the query.
+    pub acks: Option<tokio::sync::mpsc::UnboundedReceiver<(u64, Option<String>)>>,
 }
 
 /// What a runner tells the actor.
@@ -121,6 +133,8 @@ pub enum QueryUpdate {
     },
     /// A batch ended.
     Progress(Box<StreamingQueryProgress>),
+    /// A client sink's batch waits for the client (`None`: no longer).
+    Pending(Option<(u64, String)>),
 }
 
 /// Runs `query` until it ends or `stop` turns true; tells the actor when it ended.
@@ -462,7 +476,11 @@ impl Runner {
             cursor.record(batch_id, offsets).await?;
         }
         let planning_start = Instant::now();
-        let outcome = self.execute(entry, offsets).await?;
+        let Some(outcome) = self.execute(entry, offsets).await? else {
+            // Stopped while a client sink held the batch: it is not committed, and runs again
+            // when the query restarts.
+            return Ok(());
+        };
         let planning = self
             .phases
             .get("queryPlanning")
@@ -516,12 +534,13 @@ impl Runner {
         Ok(())
     }
 
-    /// Plans and runs the batch's job and lets the sink commit.
+    /// Plans and runs the batch's job and lets the sink commit (`None`: the query was stopped
+    /// while a client sink held the batch).
     async fn execute(
         &mut self,
         entry: &OffsetsEntry,
         offsets: &[SourceOffsets],
-    ) -> Result<BatchOutcome> {
+    ) -> Result<Option<BatchOutcome>> {
         let planning = Instant::now();
         let query = &self.query;
         let session = &query.session;
@@ -580,6 +599,27 @@ impl Runner {
         };
         self.phases.insert("queryPlanning", planning.elapsed());
         match &query.sink {
+            Sink::Client { .. } => {
+                let schema = physical.schema();
+                let (rows, job_metrics) = self.collect_batch(physical, entry, &label).await?;
+                let output: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
+                let table = format!("__faisca_batch_{}", self.query.run_id.replace('-', "_"));
+                let ctx = &self.query.session.ctx;
+                ctx.deregister_table(table.as_str())?;
+                ctx.register_table(
+                    table.as_str(),
+                    Arc::new(MemTable::try_new(schema, vec![rows])?),
+                )?;
+                let acked = self.wait_for_client(entry.batch_id, &table).await;
+                let _ = self.query.session.ctx.deregister_table(table.as_str());
+                match acked? {
+                    true => Ok(Some(BatchOutcome {
+                        metrics: job_metrics,
+                        output_rows: output as i64,
+                    })),
+                    false => Ok(None),
+                }
+            }
             Sink::Memory { name } => {
                 let schema = physical.schema();
                 let (rows, job_metrics) = self.collect_batch(physical, entry, &label).await?;
@@ -593,10 +633,10 @@ impl Runner {
                 let ctx = &self.query.session.ctx;
                 ctx.deregister_table(name.as_str())?;
                 ctx.register_table(name.as_str(), Arc::new(table))?;
-                Ok(BatchOutcome {
+                Ok(Some(BatchOutcome {
                     metrics: job_metrics,
                     output_rows: output as i64,
-                })
+                }))
             }
             Sink::Files { request, log } => {
                 if log.is_committed(entry.batch_id).await? {
@@ -605,10 +645,10 @@ impl Runner {
                     // watermark move exactly as they did then.
                     info!(query = %query.id, batch = entry.batch_id, "the file sink already holds this batch; its rows are not written again");
                     let (_, job_metrics) = self.collect_batch(physical, entry, &label).await?;
-                    return Ok(BatchOutcome {
+                    return Ok(Some(BatchOutcome {
                         metrics: job_metrics,
                         output_rows: 0,
-                    });
+                    }));
                 }
                 let planned =
                     crate::write::plan_write(session, request.clone(), plan.clone()).await?;
@@ -648,12 +688,53 @@ impl Runner {
                             .map(|a| a.value(0) as i64)
                     })
                     .unwrap_or(-1);
-                Ok(BatchOutcome {
+                Ok(Some(BatchOutcome {
                     metrics: job_metrics,
                     output_rows: output,
-                })
+                }))
             }
         }
+    }
+
+    /// Offers batch `batch` (rows in the session's table `table`) to the client sink and waits
+    /// for its acknowledgement: true once acknowledged, false when the query was stopped first;
+    /// the client's error fails the query.
+    async fn wait_for_client(&mut self, batch: u64, table: &str) -> Result<bool> {
+        self.status("Waiting for the client to process the batch", true, true);
+        let pending = |update: Option<(u64, String)>| Message::QueryUpdate {
+            run_id: self.query.run_id.clone(),
+            update: QueryUpdate::Pending(update),
+        };
+        self.actor()?
+            .send(pending(Some((batch, table.to_string()))));
+        let acks = self
+            .query
+            .acks
+            .as_mut()
+            .ok_or_else(|| Error::internal("a client sink without acknowledgements"))?;
+        let outcome = loop {
+            tokio::select! {
+                ack = acks.recv() => match ack {
+                    Some((acked, error)) if acked == batch => break match error {
+                        None => Ok(true),
+                        Some(e) => Err(Error::user(format!(
+                            "the client's function failed on batch {batch}: {e}"
+                        ))),
+                    },
+                    Some(_) => continue,
+                    None => break Err(Error::internal("the driver is shutting down")),
+                },
+                changed = self.stop.changed() => {
+                    if changed.is_err() || *self.stop.borrow() {
+                        break Ok(false);
+                    }
+                }
+            }
+        };
+        if let Ok(handle) = self.actor() {
+            handle.send(pending(None));
+        }
+        outcome
     }
 
     /// Runs the batch's job and reads its rows on the driver; returns them and its counters.

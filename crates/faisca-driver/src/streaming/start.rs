@@ -19,8 +19,16 @@ use super::plan::{is_streaming_scan, shape};
 use super::runner::{QueryRun, Sink, Trigger};
 use crate::session::Session;
 
-/// Sink formats of a query the driver runs.
-pub const SINK_FORMATS: &[&str] = &["memory", "parquet", "csv", "json"];
+/// Sink formats of a query: the driver's, and the client's (`console`; `foreachBatch`, which
+/// the client library sends for `foreach_batch`).
+pub const SINK_FORMATS: &[&str] = &[
+    "memory",
+    "parquet",
+    "csv",
+    "json",
+    "console",
+    "foreachBatch",
+];
 
 /// The trigger a request names.
 pub fn parse_trigger(name: &str, interval_ms: u64) -> Result<Trigger> {
@@ -117,17 +125,31 @@ pub async fn prepare(
                 log,
             }
         }
+        "console" | "foreachbatch" => {
+            if !request.partition_by.is_empty() {
+                return Err(Error::user(format!(
+                    "the {format} sink cannot be partitioned: remove partition_by(..)"
+                )));
+            }
+            Sink::Client {
+                kind: if format == "console" {
+                    "console".to_string()
+                } else {
+                    "foreachBatch".to_string()
+                },
+            }
+        }
         other => {
             return Err(Error::user(format!(
-                "unknown streaming sink format '{other}': expected one of {} (console and foreach_batch run in the client)",
-                SINK_FORMATS.join(", ")
+                "unknown streaming sink format '{other}': expected one of memory, parquet, csv, json, console (or foreach_batch(..))"
             )));
         }
     };
     let checkpoint_url = match option(request, "checkpointLocation") {
         Some(url) => url.to_string(),
-        None if matches!(sink, Sink::Memory { .. }) => {
-            // As Spark: a memory sink without a checkpoint gets a temporary one.
+        None if matches!(sink, Sink::Memory { .. } | Sink::Client { .. }) => {
+            // As Spark: a memory, console or foreachBatch sink without a checkpoint gets a
+            // temporary one.
             let dir = std::env::temp_dir()
                 .join("faisca-checkpoints")
                 .join(uuid::Uuid::new_v4().to_string());
@@ -173,6 +195,7 @@ pub async fn prepare(
         resume,
         state_partitions,
         clients,
+        acks: None,
     })
 }
 
