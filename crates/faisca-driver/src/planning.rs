@@ -466,6 +466,8 @@ pub fn build_job(
             tasks: stage.tasks() as u32,
             inputs: stage.inputs.clone(),
             output_description: stage.output.describe(),
+            stateful: runs_stateful_operator(&stage.plan),
+            preferred: Vec::new(),
         });
     }
     Ok(PlannedJob {
@@ -481,6 +483,13 @@ pub fn build_job(
         stop_before_source_commit: false,
         kafka,
     })
+}
+
+/// Whether `plan` holds a streaming stateful operator.
+fn runs_stateful_operator(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.downcast_ref::<faisca_engine::streaming_exec::StatefulAggregateExec>()
+        .is_some()
+        || plan.children().into_iter().any(runs_stateful_operator)
 }
 
 /// `EXPLAIN`: the logical plan and the distributed plan (stages, tasks, operators).

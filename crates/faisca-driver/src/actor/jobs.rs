@@ -192,7 +192,8 @@ impl DriverState {
             let Some((stage, partition, avoid)) = job.next_task() else {
                 return;
             };
-            let executor = self.pick_executor(avoid.as_ref());
+            let preferred = job.preferred_executor(stage, partition).cloned();
+            let executor = self.pick_executor(avoid.as_ref(), preferred.as_ref());
             let job = self.jobs.get_mut(&job_id).expect("picked among the jobs");
             match job.launch(stage, partition, &executor) {
                 Ok(task) => {
@@ -239,8 +240,22 @@ impl DriverState {
             .map(|(_, _, id)| id)
     }
 
-    /// The executor with the most free slots, other than `avoid` when another has a free slot.
-    fn pick_executor(&self, avoid: Option<&ExecutorId>) -> ExecutorId {
+    /// `preferred` when it has a free slot (and is not `avoid`); otherwise the executor with the
+    /// most free slots, other than `avoid` when another has a free slot.
+    fn pick_executor(
+        &self,
+        avoid: Option<&ExecutorId>,
+        preferred: Option<&ExecutorId>,
+    ) -> ExecutorId {
+        if let Some(preferred) = preferred
+            && Some(preferred) != avoid
+            && self
+                .executors
+                .get(preferred)
+                .is_some_and(|e| e.takes_tasks())
+        {
+            return preferred.clone();
+        }
         let free = |(id, e): &(&ExecutorId, &super::ExecutorEntry)| {
             (e.cores - e.running, std::cmp::Reverse((*id).clone()))
         };
@@ -454,6 +469,7 @@ fn job_result(job: &JobState) -> JobResult {
             .into_iter()
             .map(|(p, out)| (out.executor.0, out.flight_address, p, out.attempt))
             .collect(),
+        task_executors: job.task_executors(),
         inline: job
             .written_rows()
             .map(|rows| crate::write::count_batch(rows).map(|b| vec![b]))

@@ -76,6 +76,9 @@ pub struct JobResult {
     /// Kafka runs to commit once the whole result was streamed (none for a write job: its
     /// commit records them).
     pub kafka: Vec<Arc<faisca_connectors::kafka::run::KafkaRun>>,
+    /// The executor of each stage's tasks' outputs (where a streaming query's state partitions
+    /// now live in memory).
+    pub task_executors: Vec<Vec<Option<ExecutorId>>>,
 }
 
 /// Where the answer to an [`Message::AwaitJob`] goes.

@@ -86,6 +86,15 @@ fn session(state: &mut DriverState) -> SessionId {
 }
 
 fn submit(state: &mut DriverState, session: &SessionId, tasks: u32) -> JobId {
+    submit_preferring(state, session, tasks, vec![])
+}
+
+fn submit_preferring(
+    state: &mut DriverState,
+    session: &SessionId,
+    tasks: u32,
+    preferred: Vec<Option<ExecutorId>>,
+) -> JobId {
     let planned = PlannedJob {
         session: session.clone(),
         stages: vec![crate::scheduler::PlannedStage {
@@ -96,6 +105,8 @@ fn submit(state: &mut DriverState, session: &SessionId, tasks: u32) -> JobId {
             tasks,
             inputs: vec![],
             output_description: "result".into(),
+            stateful: !preferred.is_empty(),
+            preferred,
         }],
         schema: Arc::new(datafusion::arrow::datatypes::Schema::empty()),
         task_config: Arc::new(vec![]),
@@ -149,6 +160,31 @@ fn succeed_on(state: &mut DriverState, executor: &str, job: &JobId, partition: u
             metrics: Default::default(),
         },
     });
+}
+
+#[test]
+fn a_stateful_task_goes_to_the_executor_holding_its_state_when_it_has_a_free_slot() {
+    let mut state = DriverState::new(DriverSettings {
+        executor_instances: 0,
+        ..DriverSettings::from_config(&faisca_common::FaiscaConfig::default())
+    });
+    let s = session(&mut state);
+    let mut a = register_with_cores(&mut state, "a", 2);
+    let mut b = register_with_cores(&mut state, "b", 2);
+    // Left alone, "b" (the most free slots, then the last name) would get partition 0.
+    let prefer = |id: &str| Some(ExecutorId(id.into()));
+    let job = submit_preferring(
+        &mut state,
+        &s,
+        3,
+        vec![prefer("a"), prefer("a"), prefer("a")],
+    );
+    assert_eq!(
+        launches(&mut a),
+        vec![(job.0.clone(), 0, 0), (job.0.clone(), 1, 0)]
+    );
+    // "a" is full: the third goes elsewhere rather than waiting.
+    assert_eq!(launches(&mut b), vec![(job.0.clone(), 2, 0)]);
 }
 
 #[test]

@@ -57,6 +57,11 @@ pub struct PlannedStage {
     pub inputs: Vec<u32>,
     /// `hash(N)`, `per-task` or `result`.
     pub output_description: String,
+    /// Whether the stage runs a streaming stateful operator (its tasks prefer the executors
+    /// holding their partitions' state).
+    pub stateful: bool,
+    /// The executor each task prefers (empty: none), when it has a free slot.
+    pub preferred: Vec<Option<ExecutorId>>,
 }
 
 /// Everything the actor needs to run a job.
@@ -375,6 +380,33 @@ impl JobState {
         let task = &mut self.stages[s as usize].tasks[p as usize];
         task.queued = false;
         Some((s, p, task.avoid.clone()))
+    }
+
+    /// The executor task `(stage, partition)` prefers, if any.
+    pub fn preferred_executor(&self, stage: u32, partition: u32) -> Option<&ExecutorId> {
+        self.planned
+            .stages
+            .get(stage as usize)?
+            .preferred
+            .get(partition as usize)?
+            .as_ref()
+    }
+
+    /// The executor of each stage's tasks' available outputs (`None` where a task has none).
+    pub fn task_executors(&self) -> Vec<Vec<Option<ExecutorId>>> {
+        self.stages
+            .iter()
+            .map(|stage| {
+                stage
+                    .tasks
+                    .iter()
+                    .map(|task| match &task.slot {
+                        TaskSlot::Done(out) => Some(out.executor.clone()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// Tasks that could run now but wait for a free slot (the backlog dynamic allocation

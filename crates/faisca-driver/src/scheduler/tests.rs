@@ -16,6 +16,8 @@ fn job_of(stages: &[(u32, &[u32])], max_attempts: u32, stage_max_attempts: u32) 
                 tasks: *tasks,
                 inputs: inputs.to_vec(),
                 output_description: String::new(),
+                stateful: false,
+                preferred: vec![],
             })
             .collect(),
         schema: Arc::new(Schema::empty()),

@@ -171,6 +171,9 @@ struct Runner {
     input_interval: Option<Duration>,
     /// The running trigger's phases, as Spark's `durationMs` names them.
     phases: HashMap<&'static str, Duration>,
+    /// The executor that ran each state partition in the last batch (it holds the partition's
+    /// state in memory): the next batch's task of that partition prefers it.
+    state_executors: Vec<Option<faisca_common::ExecutorId>>,
     /// Whether a `faisca.test.streaming.stopAfter` point may still fire (first batch only).
     stop_hook: Option<String>,
 }
@@ -266,6 +269,7 @@ impl Runner {
             last_trigger_start: None,
             input_interval: None,
             phases: HashMap::new(),
+            state_executors: Vec::new(),
             stop_hook,
         }
     }
@@ -598,7 +602,8 @@ impl Runner {
             query.name.clone()
         };
         self.phases.insert("queryPlanning", planning.elapsed());
-        match &query.sink {
+        let sink = self.query.sink.clone();
+        match &sink {
             Sink::Client { .. } => {
                 let schema = physical.schema();
                 let (rows, job_metrics) = self.collect_batch(physical, entry, &label).await?;
@@ -643,7 +648,7 @@ impl Runner {
                     // An earlier run of this batch committed its files: nothing is added, but
                     // the batch still runs (its rows discarded) so that its state and the
                     // watermark move exactly as they did then.
-                    info!(query = %query.id, batch = entry.batch_id, "the file sink already holds this batch; its rows are not written again");
+                    info!(query = %self.query.id, batch = entry.batch_id, "the file sink already holds this batch; its rows are not written again");
                     let (_, job_metrics) = self.collect_batch(physical, entry, &label).await?;
                     return Ok(Some(BatchOutcome {
                         metrics: job_metrics,
@@ -660,7 +665,12 @@ impl Runner {
                 if let crate::write::JobWrite::Files(files) = &mut write {
                     files.sink_log = Some((log.clone(), entry.batch_id));
                 }
-                let mut job = build_job(session, &query.session_id, physical, Vec::new())?;
+                let mut job = build_job(
+                    &self.query.session,
+                    &self.query.session_id,
+                    physical,
+                    Vec::new(),
+                )?;
                 job.name = format!("{label} batch {}", entry.batch_id);
                 job.sql = format!("streaming query {label}, batch {}", entry.batch_id);
                 job.schema = crate::write::count_schema();
@@ -668,13 +678,15 @@ impl Runner {
                 if let Some(last) = job.stages.last_mut() {
                     last.output_description = "write".to_string();
                 }
+                let stateful = self.prefer_state_executors(&mut job);
                 let job_id = handle
                     .ask(|reply| Message::SubmitJob { job, reply })
                     .await??;
                 let (result, job_metrics) = await_job(&handle, &job_id).await?;
+                self.remember_state_executors(stateful, &result);
                 let counts = crate::flight::collect_result(
                     handle.clone(),
-                    query.clients.clone(),
+                    self.query.clients.clone(),
                     job_id,
                     result,
                 )
@@ -737,25 +749,47 @@ impl Runner {
         outcome
     }
 
+    /// Gives the job's stateful stage the executors holding its partitions' state; returns
+    /// that stage's id.
+    fn prefer_state_executors(&self, job: &mut crate::scheduler::PlannedJob) -> Option<u32> {
+        let stage = job.stages.iter_mut().find(|s| s.stateful)?;
+        if stage.tasks as usize == self.state_executors.len() {
+            stage.preferred = self.state_executors.clone();
+        }
+        Some(stage.id)
+    }
+
+    /// Remembers where the stateful stage's tasks ran (their partitions' state is there now).
+    fn remember_state_executors(&mut self, stage: Option<u32>, result: &crate::actor::JobResult) {
+        if let Some(executors) = stage.and_then(|s| result.task_executors.get(s as usize)) {
+            self.state_executors = executors.clone();
+        }
+    }
+
     /// Runs the batch's job and reads its rows on the driver; returns them and its counters.
     async fn collect_batch(
-        &self,
+        &mut self,
         physical: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
         entry: &OffsetsEntry,
         label: &str,
     ) -> Result<(Vec<RecordBatch>, HashMap<String, u64>)> {
         let handle = self.actor()?;
-        let query = &self.query;
-        let mut job = build_job(&query.session, &query.session_id, physical, Vec::new())?;
+        let clients = self.query.clients.clone();
+        let mut job = build_job(
+            &self.query.session,
+            &self.query.session_id,
+            physical,
+            Vec::new(),
+        )?;
         job.name = format!("{label} batch {}", entry.batch_id);
         job.sql = format!("streaming query {label}, batch {}", entry.batch_id);
+        let stateful = self.prefer_state_executors(&mut job);
         let job_id = handle
             .ask(|reply| Message::SubmitJob { job, reply })
             .await??;
         let (result, job_metrics) = await_job(&handle, &job_id).await?;
-        let rows =
-            crate::flight::collect_result(handle.clone(), query.clients.clone(), job_id, result)
-                .await?;
+        self.remember_state_executors(stateful, &result);
+        let rows = crate::flight::collect_result(handle.clone(), clients, job_id, result).await?;
         Ok((rows, job_metrics))
     }
 
