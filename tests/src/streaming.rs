@@ -522,6 +522,17 @@ async fn operations_spark_refuses_are_refused_at_start_with_its_reasons() {
             start(timed.clone(), "sideways", "memory").await,
             "unknown output mode 'sideways'",
         ),
+        (
+            start(
+                timed
+                    .agg(vec![faisca::functions::count(col("k")).alias("n")])
+                    .unwrap(),
+                "complete",
+                "memory",
+            )
+            .await,
+            "a streaming aggregation without grouping keys",
+        ),
     ];
     for (error, reason) in cases {
         assert!(error.contains(reason), "expected «{reason}» in: {error}");

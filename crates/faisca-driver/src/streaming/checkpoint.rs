@@ -302,6 +302,28 @@ impl StreamCheckpoint {
         parse_commit(&bytes).map_err(|why| self.foreign(&what, &why))
     }
 
+    /// Checks that the query's stateful operator keeps state of the shape `schema` (one field a
+    /// line): recorded in `state/_schema` by the checkpoint's first run, refused when a later
+    /// run's differs (its state files could not be read as this query's state).
+    pub async fn check_state_schema(&self, schema: &str) -> Result<()> {
+        let path = self.root.clone().join("state").join("_schema");
+        match self.read(&path, "state/_schema").await? {
+            Some(recorded) if recorded.as_ref() == schema.as_bytes() => Ok(()),
+            Some(recorded) => Err(self.foreign(
+                "the state",
+                &format!(
+                    "was written by an aggregation with state [{}], and this query's is [{}] (a changed grouping or aggregate)",
+                    String::from_utf8_lossy(&recorded).replace('\n', ", "),
+                    schema.replace('\n', ", ")
+                ),
+            )),
+            None => match self.create(&path, schema.as_bytes().to_vec()).await {
+                Ok(()) | Err(Created::Exists) => Ok(()),
+                Err(Created::Failed(e)) => Err(self.store_error("writing state/_schema", e)),
+            },
+        }
+    }
+
     /// Records a batch's offsets before it runs. Fails if another run recorded that batch.
     pub async fn write_offsets(&self, entry: &OffsetsEntry) -> Result<()> {
         let body = render_offsets(entry)?;
@@ -491,6 +513,22 @@ mod tests {
         assert_eq!(cp.batches(OFFSETS).await.unwrap(), [9, 10, 11]);
         assert_eq!(cp.batches(COMMITS).await.unwrap(), [9, 10, 11]);
         assert_eq!(cp.open(&sources(), 8).await.unwrap().next_batch_id(), 12);
+    }
+
+    #[tokio::test]
+    async fn a_changed_state_schema_is_refused() {
+        let store = Arc::new(InMemory::new());
+        let cp = checkpoint(&store);
+        let counts = "window: Struct(start, end)\nkey: Utf8\ncount: Int64";
+        cp.check_state_schema(counts).await.unwrap();
+        cp.check_state_schema(counts).await.unwrap();
+        let e = cp
+            .check_state_schema("key: Utf8\nsum: Int64")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("key: Utf8, sum: Int64"), "{e}");
+        assert!(e.contains("a changed grouping or aggregate"), "{e}");
     }
 
     #[tokio::test]

@@ -46,6 +46,9 @@ pub struct QueryShape {
     pub aggregates: bool,
     /// The group key of the aggregation that holds event time.
     pub event_time_key: Option<usize>,
+    /// The aggregation's output fields (`name: type`, one a line): what its state is keyed and
+    /// valued by, checked against the checkpoint's.
+    pub state_schema: Option<String>,
 }
 
 fn stream_table(scan: &TableScan) -> Option<Arc<dyn TableProvider>> {
@@ -111,6 +114,13 @@ pub fn shape(plan: &LogicalPlan) -> Result<QueryShape> {
             aggregations.len()
         )));
     }
+    if let Some(aggregate) = aggregations.first()
+        && aggregate.group_expr.is_empty()
+    {
+        return Err(Error::user(
+            "a streaming aggregation without grouping keys (a global count, sum, …) is not supported yet: its state is kept per key; group by a window or a column",
+        ));
+    }
     let watermark = watermarks.into_iter().next();
     let event_time_key = match (&watermark, aggregations.first()) {
         (Some((column, _)), Some(aggregate)) => {
@@ -125,11 +135,21 @@ pub fn shape(plan: &LogicalPlan) -> Result<QueryShape> {
         }
         _ => None,
     };
+    let state_schema = aggregations.first().map(|aggregate| {
+        aggregate
+            .schema
+            .fields()
+            .iter()
+            .map(|f| format!("{}: {}", f.name(), f.data_type()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
     Ok(QueryShape {
         sources,
         watermark,
         aggregates: !aggregations.is_empty(),
         event_time_key,
+        state_schema,
     })
 }
 

@@ -180,6 +180,9 @@ pub async fn prepare(
     let identities: Vec<String> = shape.sources.iter().map(|s| s.source.identity()).collect();
     let state_partitions = session.config.streaming_state_partitions();
     let resume = checkpoint.open(&identities, state_partitions).await?;
+    if let Some(schema) = &shape.state_schema {
+        checkpoint.check_state_schema(schema).await?;
+    }
     Ok(QueryRun {
         id: resume.metadata.id.clone(),
         run_id: uuid::Uuid::new_v4().to_string(),
