@@ -135,6 +135,9 @@ impl ExecutionPlan for WatermarkExec {
 /// Where and at which version a stateful operator's state is, and how the batch runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatefulSpec {
+    /// The query's id (a checkpoint made again at the same place is another query: state an
+    /// executor kept for the old one must not serve the new one).
+    pub query_id: String,
     /// The query's checkpoint URL.
     pub checkpoint: String,
     /// The operator's number in the query (`state/<operator>/`).
@@ -273,7 +276,8 @@ impl DisplayAs for StatefulAggregateExec {
         let spec = &self.spec;
         write!(
             f,
-            "StatefulAggregateExec: operator={}, version={}, mode={}, watermark={:?}, event_time_key={:?}, keys={}, aggregates=[{}]",
+            "StatefulAggregateExec: query={}, operator={}, version={}, mode={}, watermark={:?}, event_time_key={:?}, keys={}, aggregates=[{}]",
+            spec.query_id,
             spec.operator,
             spec.version,
             emit_name(spec.emit),
@@ -342,7 +346,7 @@ impl ExecutionPlan for StatefulAggregateExec {
         let run = async move {
             let batches: Vec<RecordBatch> = input.try_collect().await?;
             let partial = concat_batches(&input_schema, &batches)?;
-            let key = format!("{}/{}", location.url, location.dir);
+            let key = format!("{}|{}/{}", spec.query_id, location.url, location.dir);
             let cached = STATE_CACHE
                 .lock()
                 .map_err(|_| Error::internal("state cache lock poisoned"))?

@@ -581,6 +581,7 @@ impl Runner {
         .await?;
         if query.shape.aggregates {
             let spec = StatefulSpec {
+                query_id: query.id.clone(),
                 checkpoint: query.checkpoint.url().to_string(),
                 operator: 0,
                 version: entry.batch_id,

@@ -72,6 +72,7 @@ pub fn encode_stateful(
         event_time_key: spec.event_time_key.unwrap_or_default() as u32,
         snapshot_interval: spec.snapshot_interval,
         min_versions_to_retain: spec.min_versions_to_retain,
+        query_id: spec.query_id.clone(),
     })
 }
 
@@ -97,6 +98,7 @@ pub fn decode_stateful(
             )
         })?;
     let spec = StatefulSpec {
+        query_id: node.query_id.clone(),
         checkpoint: node.checkpoint.clone(),
         operator: node.operator,
         version: node.version,
