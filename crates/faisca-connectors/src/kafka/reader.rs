@@ -152,7 +152,6 @@ impl ClientContext for ReaderContext {
 impl ConsumerContext for ReaderContext {}
 
 /// The range being read and the next offset expected.
-#[derive(Debug, Clone)]
 struct Cursor {
     range: OffsetRange,
     next: i64,
@@ -170,10 +169,6 @@ pub struct RangeReader {
     last_error: Option<String>,
     /// Every range was read without error: the consumer may serve another task.
     finished: bool,
-    /// Ranges read together (one assignment of all their partitions), when a task has several
-    /// ranges of distinct partition numbers: a micro-batch's task reads its partitions' fetches
-    /// in parallel instead of waiting for each range's first fetch in turn.
-    concurrent: Option<Vec<Cursor>>,
 }
 
 impl Drop for RangeReader {
@@ -235,16 +230,11 @@ impl RangeReader {
                     })?,
             ),
         };
-        let pending: VecDeque<OffsetRange> = ranges.into_iter().filter(|r| !r.is_empty()).collect();
-        let distinct: std::collections::HashSet<i32> =
-            pending.iter().map(|r| r.partition).collect();
-        let concurrent = (pending.len() > 1 && distinct.len() == pending.len()).then(Vec::new);
         Ok(RangeReader {
             finished: false,
-            concurrent,
             consumer,
             read: read.clone(),
-            pending,
+            pending: ranges.into_iter().filter(|r| !r.is_empty()).collect(),
             current: None,
             columns,
             schema,
@@ -323,9 +313,6 @@ impl RangeReader {
 
     /// The next batch; `None` once every range is read.
     pub async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        if self.concurrent.is_some() {
-            return self.next_batch_concurrent().await;
-        }
         let mut builders: Vec<ColumnBuilder> = self
             .columns
             .iter()
@@ -380,212 +367,6 @@ impl RangeReader {
             &RecordBatchOptions::new().with_row_count(Some(rows)),
         )?;
         Ok(Some(batch))
-    }
-
-    /// [`Self::next_batch`] of a reader whose ranges are read together (see `concurrent`).
-    async fn next_batch_concurrent(&mut self) -> Result<Option<RecordBatch>> {
-        if !self.pending.is_empty() {
-            let mut tpl = TopicPartitionList::with_capacity(self.pending.len());
-            let mut cursors = Vec::with_capacity(self.pending.len());
-            for range in self.pending.drain(..) {
-                tpl.add_partition_offset(
-                    &range.topic,
-                    range.partition,
-                    Offset::Offset(range.start),
-                )
-                .map_err(|e| Error::internal(format!("{range}: {e}")))?;
-                cursors.push(Cursor {
-                    next: range.start,
-                    range,
-                });
-            }
-            self.consumer.assign(&tpl).map_err(|e| {
-                Error::external(format!(
-                    "Kafka partitions at '{}': cannot start reading: {e}",
-                    servers(&self.read)
-                ))
-            })?;
-            self.concurrent = Some(cursors);
-        }
-        let mut builders: Vec<ColumnBuilder> = self
-            .columns
-            .iter()
-            .map(|c| ColumnBuilder::new(*c, self.batch_size))
-            .collect();
-        let mut rows = 0usize;
-        let consumer = self.consumer.clone();
-        let mut stream = consumer.stream();
-        let mut deadline = tokio::time::Instant::now() + self.read.poll_timeout;
-        let mut progressed = false;
-        while rows < self.batch_size && self.concurrent.as_ref().is_some_and(|c| !c.is_empty()) {
-            let event = match stream.next().now_or_never() {
-                Some(event) => event,
-                None => {
-                    if progressed {
-                        deadline = tokio::time::Instant::now() + self.read.poll_timeout;
-                        progressed = false;
-                    }
-                    tokio::time::timeout_at(deadline, stream.next())
-                        .await
-                        .map_err(|_| self.timed_out())?
-                }
-            };
-            let Some(event) = event else {
-                return Err(Error::internal("the Kafka message stream ended"));
-            };
-            progressed |= matches!(event, Ok(_) | Err(KafkaError::PartitionEOF(_)));
-            match event {
-                Ok(message) => {
-                    if self.take_concurrent(&message, &mut builders) {
-                        rows += 1;
-                    }
-                }
-                Err(KafkaError::PartitionEOF(partition)) => {
-                    self.partition_ended_concurrent(partition)?
-                }
-                Err(e) => match e.rdkafka_error_code() {
-                    Some(
-                        RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange,
-                    ) => self.offsets_out_of_range_concurrent().await?,
-                    _ => self.consumer_error(e).await?,
-                },
-            }
-        }
-        if rows == 0 && self.concurrent.as_ref().is_none_or(|c| c.is_empty()) {
-            self.finished = true;
-            return Ok(None);
-        }
-        let columns: Vec<ArrayRef> = builders.iter_mut().map(ColumnBuilder::finish).collect();
-        let batch = RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            columns,
-            &RecordBatchOptions::new().with_row_count(Some(rows)),
-        )?;
-        Ok(Some(batch))
-    }
-
-    /// Append `message` to the batch if it is the next record of one of the ranges read
-    /// together; true if it was. A range whose end is reached is done.
-    fn take_concurrent(
-        &mut self,
-        message: &BorrowedMessage<'_>,
-        builders: &mut [ColumnBuilder],
-    ) -> bool {
-        let Some(cursors) = self.concurrent.as_mut() else {
-            return false;
-        };
-        let Some(at) = cursors.iter().position(|c| {
-            c.range.partition == message.partition() && c.range.topic == message.topic()
-        }) else {
-            return false;
-        };
-        let cursor = &mut cursors[at];
-        let offset = message.offset();
-        if offset < cursor.next {
-            return false;
-        }
-        if offset >= cursor.range.end {
-            cursors.swap_remove(at);
-            return false;
-        }
-        for b in builders.iter_mut() {
-            b.append(message);
-        }
-        cursor.next = offset + 1;
-        if cursor.next >= cursor.range.end {
-            cursors.swap_remove(at);
-        }
-        true
-    }
-
-    /// A partition read together with others reached its end: its range is done, or records of
-    /// it are gone (an error unless `failOnDataLoss` is false). Partition numbers are distinct
-    /// among ranges read together, so the number names the range.
-    fn partition_ended_concurrent(&mut self, partition: i32) -> Result<()> {
-        let Some(at) = self
-            .concurrent
-            .as_ref()
-            .and_then(|c| c.iter().position(|c| c.range.partition == partition))
-        else {
-            return Ok(());
-        };
-        let cursors = self.concurrent.as_ref().expect("found above");
-        let (range, next) = (cursors[at].range.clone(), cursors[at].next);
-        let position = self.position(&range).unwrap_or(next).max(next);
-        if position < range.end {
-            if self.read.fail_on_data_loss {
-                return Err(lost(
-                    &range,
-                    position,
-                    range.end,
-                    &format!("the partition now ends at offset {position}"),
-                ));
-            }
-            tracing::warn!(%range, end = position, "Kafka partition shorter than planned, records skipped (failOnDataLoss=false)");
-        }
-        if let Some(cursors) = self.concurrent.as_mut() {
-            cursors.swap_remove(at);
-        }
-        Ok(())
-    }
-
-    /// Records of some range read together were deleted: each range whose next offset is below
-    /// its partition's first fails the task, or moves on to what is left.
-    async fn offsets_out_of_range_concurrent(&mut self) -> Result<()> {
-        let cursors = self.concurrent.clone().unwrap_or_default();
-        let mut kept = Vec::with_capacity(cursors.len());
-        let mut moved = false;
-        for cursor in cursors {
-            let consumer = self.consumer.clone();
-            let (topic, partition) = (cursor.range.topic.clone(), cursor.range.partition);
-            let timeout = self.read.poll_timeout;
-            let (earliest, _) = tokio::task::spawn_blocking(move || {
-                consumer.fetch_watermarks(&topic, partition, timeout)
-            })
-            .await
-            .map_err(|e| Error::internal(format!("offset lookup task: {e}")))?
-            .map_err(|e| {
-                Error::external(format!(
-                    "Kafka partition {}-{}: looking up its first offset: {e}",
-                    cursor.range.topic, cursor.range.partition
-                ))
-            })?;
-            if earliest <= cursor.next {
-                kept.push(cursor);
-                continue;
-            }
-            if self.read.fail_on_data_loss {
-                return Err(lost(
-                    &cursor.range,
-                    cursor.next,
-                    cursor.range.end,
-                    "the log no longer holds them, e.g. deleted by retention",
-                ));
-            }
-            tracing::warn!(range = %cursor.range, skipped_to = earliest, "Kafka records lost, skipped (failOnDataLoss=false)");
-            moved = true;
-            if earliest < cursor.range.end {
-                kept.push(Cursor {
-                    next: earliest,
-                    range: cursor.range,
-                });
-            }
-        }
-        if moved {
-            let mut tpl = TopicPartitionList::with_capacity(kept.len());
-            for c in &kept {
-                tpl.add_partition_offset(&c.range.topic, c.range.partition, Offset::Offset(c.next))
-                    .map_err(|e| Error::internal(format!("{}: {e}", c.range)))?;
-            }
-            self.consumer.assign(&tpl).map_err(|e| {
-                Error::external(format!(
-                    "Kafka partitions at '{}': cannot resume reading: {e}",
-                    servers(&self.read)
-                ))
-            })?;
-        }
-        self.concurrent = Some(kept);
-        Ok(())
     }
 
     /// Start reading the next pending range; false when none is left.
@@ -688,11 +469,7 @@ impl RangeReader {
     }
 
     fn timed_out(&self) -> Error {
-        let current = self
-            .current
-            .as_ref()
-            .or_else(|| self.concurrent.as_ref().and_then(|c| c.first()));
-        let (what, next) = match current {
+        let (what, next) = match &self.current {
             Some(c) => (c.range.to_string(), c.next),
             None => ("a range".to_string(), -1),
         };
