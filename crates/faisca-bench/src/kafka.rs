@@ -68,6 +68,48 @@ pub(crate) fn process_cpu() -> Duration {
     Duration::from_millis(total * 10)
 }
 
+/// The brokers a Kafka benchmark uses: `servers`, or a noida-db started for the run (kept
+/// running while the returned broker lives), with a client to administer them.
+pub(crate) fn brokers(
+    servers: &Option<String>,
+) -> Result<(
+    Option<crate::local_kafka::LocalBroker>,
+    String,
+    AdminClient<DefaultClientContext>,
+)> {
+    let (broker, servers) = match servers {
+        Some(s) => (None, s.clone()),
+        None => {
+            let (b, s) = crate::local_kafka::start_noida()?;
+            (Some(b), s)
+        }
+    };
+    let admin = ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .create()?;
+    Ok((broker, servers, admin))
+}
+
+/// Sends `record`, waiting (serving delivery reports every `wait`) while the queue is full.
+pub(crate) fn send_waiting<'a>(
+    producer: &BaseProducer,
+    mut record: BaseRecord<'a, [u8], [u8]>,
+    wait: Duration,
+) -> Result<()> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((e, back))
+                if e.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
+            {
+                producer.poll(wait);
+                record = back;
+            }
+            Err((e, back)) => bail!("producing to {}: {e}", back.topic),
+        }
+    }
+}
+
 fn produce(servers: &str, topic: &str, partitions: i32, records: u64, bytes: usize) -> Result<()> {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", servers)
@@ -79,23 +121,11 @@ fn produce(servers: &str, topic: &str, partitions: i32, records: u64, bytes: usi
     let payload = vec![b'x'; bytes];
     for i in 0..records {
         let key = i.to_le_bytes();
-        let mut record = BaseRecord::to(topic)
+        let record = BaseRecord::to(topic)
             .partition((i % partitions as u64) as i32)
             .key(&key[..])
             .payload(&payload[..]);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, back))
-                    if e.rdkafka_error_code()
-                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
-                {
-                    producer.poll(Duration::from_millis(10));
-                    record = back;
-                }
-                Err((e, _)) => bail!("producing to {topic}: {e}"),
-            }
-        }
+        send_waiting(&producer, record, Duration::from_millis(10))?;
         if i % 10_000 == 0 {
             producer.poll(Duration::ZERO);
         }
@@ -224,17 +254,8 @@ struct KafkaReport {
 
 /// `faisca bench kafka`.
 pub async fn kafka(args: KafkaBenchArgs) -> Result<()> {
-    let (_broker, servers) = match &args.servers {
-        Some(s) => (None, s.clone()),
-        None => {
-            let (b, s) = crate::local_kafka::start_noida()?;
-            (Some(b), s)
-        }
-    };
+    let (_broker, servers, admin) = brokers(&args.servers)?;
     let topic = format!("bench-{}", std::process::id());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &servers)
-        .create()?;
     create_topic(&admin, &topic, args.partitions).await?;
     let t = Instant::now();
     {

@@ -73,22 +73,10 @@ fn plain_producer(servers: &str, topic: &str, records: u64, bytes: usize) -> Res
         key.clear();
         use std::fmt::Write as _;
         let _ = write!(key, "{i}");
-        let mut record = BaseRecord::to(topic)
+        let record = BaseRecord::to(topic)
             .key(key.as_bytes())
             .payload(&payload[..]);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, back))
-                    if e.rdkafka_error_code()
-                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
-                {
-                    producer.poll(Duration::from_millis(1));
-                    record = back;
-                }
-                Err((e, _)) => bail!("producing to {topic}: {e}"),
-            }
-        }
+        crate::kafka::send_waiting(&producer, record, Duration::from_millis(1))?;
         if i % 1024 == 0 {
             producer.poll(Duration::ZERO);
         }
@@ -118,16 +106,7 @@ async fn delete_topic(admin: &AdminClient<DefaultClientContext>, topic: &str) ->
 
 /// `faisca bench kafka-sink`.
 pub async fn kafka_sink(args: KafkaSinkBenchArgs) -> Result<()> {
-    let (_broker, servers) = match &args.servers {
-        Some(s) => (None, s.clone()),
-        None => {
-            let (b, s) = crate::local_kafka::start_noida()?;
-            (Some(b), s)
-        }
-    };
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &servers)
-        .create()?;
+    let (_broker, servers, admin) = crate::kafka::brokers(&args.servers)?;
     let session = crate::session(&args.master, "bench-kafka-sink", &args.conf).await?;
     let tasks = args.tasks.max(1) as u64;
     let per_task = args.records.div_ceil(tasks);

@@ -100,23 +100,11 @@ fn produce_events(
             value.push('x');
         }
         let key = i.to_le_bytes();
-        let mut record = BaseRecord::to(topic)
+        let record = BaseRecord::to(topic)
             .partition((i % partitions as u64) as i32)
             .key(&key[..])
             .payload(value.as_bytes());
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, back))
-                    if e.rdkafka_error_code()
-                        == Some(rdkafka::types::RDKafkaErrorCode::QueueFull) =>
-                {
-                    producer.poll(Duration::from_millis(10));
-                    record = back;
-                }
-                Err((e, _)) => bail!("producing to {topic}: {e}"),
-            }
-        }
+        crate::kafka::send_waiting(&producer, record, Duration::from_millis(10))?;
         if i % 10_000 == 0 {
             producer.poll(Duration::ZERO);
         }
@@ -183,17 +171,8 @@ struct StreamingReport {
 
 /// `faisca bench streaming`.
 pub async fn streaming(args: StreamingBenchArgs) -> Result<()> {
-    let (_broker, servers) = match &args.servers {
-        Some(s) => (None, s.clone()),
-        None => {
-            let (b, s) = crate::local_kafka::start_noida()?;
-            (Some(b), s)
-        }
-    };
+    let (_broker, servers, admin) = crate::kafka::brokers(&args.servers)?;
     let topic = format!("bench-stream-{}", std::process::id());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &servers)
-        .create()?;
     create_topic(&admin, &topic, args.partitions).await?;
     let t = Instant::now();
     {
