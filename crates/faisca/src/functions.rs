@@ -326,24 +326,29 @@ impl Over for Expr {
     }
 }
 
-/// A duration (`"10 minutes"`, `"1 hour"`, `"30 seconds"`) in nanoseconds; months are rejected
-/// (their length varies).
+/// Spark's interval text (`"10 minutes"`, `"1 hour"`, `"30 seconds"`) in nanoseconds, or why
+/// it is not one: months are rejected (their length varies).
+pub(crate) fn interval_nanos(text: &str) -> std::result::Result<i64, String> {
+    let interval =
+        datafusion::arrow::compute::kernels::cast_utils::parse_interval_month_day_nano(text)
+            .map_err(|e| e.to_string())?;
+    if interval.months != 0 {
+        return Err("months have no fixed length".into());
+    }
+    i64::from(interval.days)
+        .checked_mul(86_400_000_000_000)
+        .and_then(|d| d.checked_add(interval.nanoseconds))
+        .ok_or_else(|| "too long".into())
+}
+
+/// A window duration in nanoseconds (positive; see [`interval_nanos`]).
 fn duration_nanos(text: &str) -> Result<i64> {
     let bad = |why: String| {
         Error::user(format!(
             "invalid window duration '{text}': {why} (expected e.g. '10 minutes', '1 hour', '30 seconds')"
         ))
     };
-    let interval =
-        datafusion::arrow::compute::kernels::cast_utils::parse_interval_month_day_nano(text)
-            .map_err(|e| bad(e.to_string()))?;
-    if interval.months != 0 {
-        return Err(bad("months have no fixed length".into()));
-    }
-    let nanos = i64::from(interval.days)
-        .checked_mul(86_400_000_000_000)
-        .and_then(|d| d.checked_add(interval.nanoseconds))
-        .ok_or_else(|| bad("too long".into()))?;
+    let nanos = interval_nanos(text).map_err(bad)?;
     if nanos <= 0 {
         return Err(bad("not positive".into()));
     }

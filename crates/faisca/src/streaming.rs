@@ -778,24 +778,14 @@ pub(crate) fn parse_delay(text: &str) -> Result<Duration> {
     if let Ok(duration) = faisca_common::config::parse_duration(text) {
         return Ok(duration);
     }
-    let bad = |why: String| {
-        Error::user(format!(
-            "invalid watermark delay '{text}': {why} (expected e.g. '10 seconds', '1 minute' or '30s')"
-        ))
-    };
-    let interval =
-        datafusion::arrow::compute::kernels::cast_utils::parse_interval_month_day_nano(text)
-            .map_err(|e| bad(e.to_string()))?;
-    if interval.months != 0 {
-        return Err(bad("months have no fixed length".into()));
-    }
-    let nanos = i128::from(interval.days) * 86_400_000_000_000 + i128::from(interval.nanoseconds);
-    if nanos < 0 {
-        return Err(bad("negative".into()));
-    }
-    Ok(Duration::from_nanos(
-        u64::try_from(nanos).map_err(|_| bad("too long".into()))?,
-    ))
+    let nanos = crate::functions::interval_nanos(text)
+        .and_then(|n| u64::try_from(n).map_err(|_| "negative".to_string()))
+        .map_err(|why| {
+            Error::user(format!(
+                "invalid watermark delay '{text}': {why} (expected e.g. '10 seconds', '1 minute' or '30s')"
+            ))
+        })?;
+    Ok(Duration::from_nanos(nanos))
 }
 
 #[cfg(test)]

@@ -214,15 +214,13 @@ impl DriverState {
     }
 
     pub(super) fn stop_query(&mut self, id: &str, reply: StopWaiter) {
-        let run = self
+        match self
             .queries
             .active
-            .iter()
-            .find(|(_, q)| q.info.id == id || q.info.run_id == id)
-            .map(|(run, _)| run.clone());
-        match run {
-            Some(run) => {
-                let query = self.queries.active.get_mut(&run).expect("found above");
+            .values_mut()
+            .find(|q| q.info.id == id || q.info.run_id == id)
+        {
+            Some(query) => {
                 let _ = query.stop.send(true);
                 query.stop_waiters.push(reply);
             }

@@ -174,6 +174,9 @@ struct Runner {
     /// The executor that ran each state partition in the last batch (it holds the partition's
     /// state in memory): the next batch's task of that partition prefers it.
     state_executors: Vec<Option<faisca_common::ExecutorId>>,
+    /// A file sink's write, planned (destination checked, pending commits finished) by the
+    /// first batch that writes and reused by the others.
+    file_write: Option<crate::write::FileWrite>,
     /// Whether a `faisca.test.streaming.stopAfter` point may still fire (first batch only).
     stop_hook: Option<String>,
 }
@@ -270,6 +273,7 @@ impl Runner {
             input_interval: None,
             phases: HashMap::new(),
             state_executors: Vec::new(),
+            file_write: None,
             stop_hook,
         }
     }
@@ -320,7 +324,7 @@ impl Runner {
         if let Some(redo) = self.query.resume.redo.clone() {
             let offsets = parse_sources(&redo)?;
             // A redo's starts are the ends of the batch before it (its recorded ranges).
-            self.run_batch(&redo, &offsets, &offsets, Instant::now())
+            self.run_batch_with_latest(&redo, &offsets, &offsets, &offsets, Instant::now())
                 .await?;
         }
         if self.query.trigger == Trigger::AvailableNow {
@@ -453,17 +457,6 @@ impl Runner {
             }
             _ => true,
         })
-    }
-
-    async fn run_batch(
-        &mut self,
-        entry: &OffsetsEntry,
-        starts: &[SourceOffsets],
-        offsets: &[SourceOffsets],
-        trigger_start: Instant,
-    ) -> Result<()> {
-        self.run_batch_with_latest(entry, starts, offsets, offsets, trigger_start)
-            .await
     }
 
     async fn run_batch_with_latest(
@@ -656,16 +649,28 @@ impl Runner {
                         output_rows: 0,
                     }));
                 }
-                let planned =
-                    crate::write::plan_write(session, request.clone(), plan.clone()).await?;
-                let crate::write::PlannedWrite::Job { write, .. } = planned else {
-                    return Err(Error::internal("an append write was skipped"));
+                let mut files = match &self.file_write {
+                    Some(files) => files.clone(),
+                    None => {
+                        let planned = crate::write::plan_write(
+                            &self.query.session,
+                            request.clone(),
+                            plan.clone(),
+                        )
+                        .await?;
+                        let crate::write::PlannedWrite::Job { write, .. } = planned else {
+                            return Err(Error::internal("an append write was skipped"));
+                        };
+                        let crate::write::JobWrite::Files(files) = write.as_ref() else {
+                            return Err(Error::internal("a file sink planned another write"));
+                        };
+                        let files = files.as_ref().clone();
+                        self.file_write = Some(files.clone());
+                        files
+                    }
                 };
-                let mut write = Arc::try_unwrap(write)
-                    .map_err(|_| Error::internal("a planned write is shared"))?;
-                if let crate::write::JobWrite::Files(files) = &mut write {
-                    files.sink_log = Some((log.clone(), entry.batch_id));
-                }
+                files.sink_log = Some((log.clone(), entry.batch_id));
+                let write = crate::write::JobWrite::Files(Box::new(files));
                 let mut job = build_job(
                     &self.query.session,
                     &self.query.session_id,

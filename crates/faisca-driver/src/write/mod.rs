@@ -63,7 +63,7 @@ impl JobWrite {
 }
 
 /// What the driver needs to commit a write of files.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FileWrite {
     /// Where the files go.
     pub destination: Destination,
