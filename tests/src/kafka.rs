@@ -956,3 +956,83 @@ async fn confluent_framed_avro_is_read_with_the_registrys_writer_schemas() {
         ["true"]
     );
 }
+
+/// Reads `[start, end)` of partition 0 with a range reader of the process's consumer pool:
+/// the values, and whether the range went on from a consumer positioned at its start.
+async fn read_range(
+    servers: &str,
+    topic: &str,
+    start: i64,
+    end: i64,
+) -> Result<(Vec<String>, bool), String> {
+    use faisca_connectors::kafka::OffsetRange;
+    use faisca_connectors::kafka::options::ReadOptions;
+    use faisca_connectors::kafka::reader::RangeReader;
+    let read = ReadOptions {
+        kafka_params: [("bootstrap.servers".to_string(), servers.to_string())]
+            .into_iter()
+            .collect(),
+        include_headers: false,
+        fail_on_data_loss: true,
+        poll_timeout: Duration::from_secs(20),
+    };
+    let range = OffsetRange {
+        topic: topic.to_string(),
+        partition: 0,
+        start,
+        end,
+    };
+    let mut reader = RangeReader::new(&read, vec![range], Some(&[1]), 1000).unwrap();
+    let mut values = Vec::new();
+    while let Some(batch) = reader.next_batch().await.map_err(|e| e.to_string())? {
+        let column = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::BinaryArray>()
+            .unwrap();
+        values.extend(
+            column
+                .iter()
+                .map(|v| String::from_utf8(v.unwrap().to_vec()).unwrap()),
+        );
+    }
+    Ok((values, reader.ranges_continued() == 1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_range_of_a_partition_goes_on_from_the_consumer_left_where_the_last_ended() {
+    let broker = Broker::start(Kind::Noida);
+    let s = &broker.servers;
+    broker.create_topic("positioned", 1).await;
+    broker.produce_values("positioned", 0, "a", 100).await;
+    let expect = |prefix: &str, from: usize, to: usize| -> Vec<String> {
+        (from..to).map(|i| format!("{prefix}{i}")).collect()
+    };
+
+    let (first, continued) = read_range(s, "positioned", 0, 40).await.unwrap();
+    assert_eq!((first, continued), (expect("a", 0, 40), false));
+    // The next micro-batch's range of the partition: no new assignment.
+    let (second, continued) = read_range(s, "positioned", 40, 100).await.unwrap();
+    assert_eq!((second, continued), (expect("a", 40, 100), true));
+    // The consumer reached the partition's end before more records came: that end is not a
+    // loss of the next range's records.
+    broker.produce_values("positioned", 0, "b", 50).await;
+    let (third, continued) = read_range(s, "positioned", 100, 150).await.unwrap();
+    assert_eq!((third, continued), (expect("b", 0, 50), true));
+    // Elsewhere in the partition: assigned again, exact.
+    let (again, continued) = read_range(s, "positioned", 10, 20).await.unwrap();
+    assert_eq!((again, continued), (expect("a", 10, 20), false));
+    // …which then stands at 20.
+    let (rest, continued) = read_range(s, "positioned", 20, 150).await.unwrap();
+    assert_eq!(rest.len(), 130);
+    assert!(continued);
+    // A positioned consumer's end is checked, not excused: the partition ends at 150, so a
+    // range to 160 names the records it lacks.
+    let error = read_range(s, "positioned", 150, 160).await.unwrap_err();
+    assert!(
+        error.contains("positioned-0")
+            && error.contains("[150, 160)")
+            && error.contains("ends at offset 150"),
+        "{error}"
+    );
+}

@@ -34,7 +34,9 @@ use faisca_connectors::kafka::options::{KafkaOptions, ReadOptions, SourceOptions
 use faisca_connectors::kafka::reader::RangeReader;
 use faisca_connectors::kafka::schema::kafka_schema;
 
-use crate::task_metrics::{KAFKA_NULL_KEYS_SKIPPED, KAFKA_RECORDS_READ, TaskMetrics};
+use crate::task_metrics::{
+    KAFKA_NULL_KEYS_SKIPPED, KAFKA_RANGES_CONTINUED, KAFKA_RECORDS_READ, TaskMetrics,
+};
 use std::borrow::Cow;
 
 /// The format name of Kafka tables (`STORED AS KAFKA`, `format("kafka")`).
@@ -399,11 +401,22 @@ impl ExecutionPlan for KafkaScanExec {
                         }
                         Ok(Some((batch, reader)))
                     }
-                    Ok(None) => Ok(None),
+                    Ok(None) => {
+                        if let Some(metrics) = &metrics {
+                            metrics.add(KAFKA_RANGES_CONTINUED, reader.ranges_continued() as u64);
+                        }
+                        Ok(None)
+                    }
                     Err(e) => Err(DataFusionError::from(e)),
                 }
             }
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
+}
+
+/// Drops the process's Kafka consumers idle past their timeout: a consumer kept positioned for
+/// the next micro-batch fetches in the background until then. Called by an executor's heartbeat.
+pub fn expire_idle_consumers() {
+    faisca_connectors::kafka::consumer_pool::expire();
 }

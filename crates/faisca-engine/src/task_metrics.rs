@@ -18,6 +18,9 @@ pub const KAFKA_NULL_KEYS_SKIPPED: &str = "kafka.nullKeyRecordsSkipped";
 
 /// Records a Kafka scan read.
 pub const KAFKA_RECORDS_READ: &str = "kafka.recordsRead";
+/// Kafka ranges read by a kept consumer already positioned at their start (the previous
+/// micro-batch's reader of the partition left it there).
+pub const KAFKA_RANGES_CONTINUED: &str = "kafka.rangesContinued";
 
 /// The largest event time (microseconds since the epoch) a streaming query's watermark node saw.
 pub const MAX_EVENT_TIME: &str = "watermark.maxEventTimeMicros.max";

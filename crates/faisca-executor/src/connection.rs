@@ -209,6 +209,7 @@ impl Connection {
                     }
                 }
                 _ = heartbeat.tick() => {
+                    faisca_engine::kafka::expire_idle_consumers();
                     let beat = Heartbeat { running_tasks: running.len() as u32 };
                     let _ = self.to_driver.send(ExecutorMessage { message: Some(executor_message::Message::Heartbeat(beat)) });
                 }

@@ -1,11 +1,24 @@
 //! Kafka consumers kept between tasks of one process, as Spark's executors keep theirs
-//! (`spark.kafka.consumer.cache.*`): a task's range reader takes an idle consumer of the same
-//! settings, or makes one, and gives it back when it read its ranges without error. Starting a
-//! consumer (connections, metadata) costs far more than reading a micro-batch's few records.
+//! (`spark.kafka.consumer.cache.*`): a range reader takes an idle consumer of the same settings,
+//! or makes one, and gives it back when it read its range without error. Starting a consumer
+//! (connections, metadata) costs far more than reading a micro-batch's few records.
 //!
-//! A consumer is unassigned before it is kept, which drops whatever it had fetched; a reader then
-//! assigns its own ranges. A consumer that saw an error is dropped, not kept. At most
-//! [`CAPACITY`] consumers wait, none longer than [`IDLE_TIMEOUT`].
+//! A consumer comes back in one of two ways:
+//!
+//! * **positioned**: still assigned to the partition it read, every record before its next
+//!   offset taken and none at or after it. Whatever it prefetched stays queued, so the reader of
+//!   the partition's next range — the next micro-batch starts where the last one ended — goes on
+//!   without a new assignment and without fetching again what was already fetched. (A broker that
+//!   answers a fetch with the partition's whole remaining log, as noida-db does, would otherwise
+//!   send the rest of the log once per micro-batch.)
+//! * **unassigned**: whatever it had fetched is dropped; the next reader assigns its own range.
+//!
+//! A reader asks for its partition at its start offset and gets, in this order: the consumer
+//! positioned there, an unassigned one, one positioned elsewhere in the same partition (to be
+//! assigned again), or none (it makes one). A consumer that saw an error is dropped, not kept.
+//! At most [`CAPACITY`] consumers wait, none longer than [`IDLE_TIMEOUT`]: a positioned one keeps
+//! fetching in librdkafka's background threads until its queue is full, so [`expire`] is also
+//! called by whoever owns the process's clock (an executor's heartbeat).
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -24,9 +37,42 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 /// A consumer of the range reader.
 pub type PooledConsumer = Arc<StreamConsumer<ReaderContext>>;
 
+/// Where a positioned consumer stands: assigned to this partition alone, every record before
+/// `next` taken and none at or after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset its next record would have.
+    pub next: i64,
+}
+
+impl Position {
+    fn same_partition(&self, other: &Position) -> bool {
+        self.partition == other.partition && self.topic == other.topic
+    }
+}
+
+/// How a taken consumer stands.
+pub enum Taken {
+    /// Positioned at the offset asked for: read on without assigning.
+    Positioned(PooledConsumer),
+    /// Unassigned, or assigned elsewhere: assign the range first.
+    ToAssign(PooledConsumer),
+}
+
+struct Idle {
+    since: Instant,
+    consumer: PooledConsumer,
+    at: Option<Position>,
+}
+
 #[derive(Default)]
 struct Pool {
-    idle: HashMap<String, Vec<(Instant, PooledConsumer)>>,
+    /// Idle consumers by their settings ([`key`]).
+    idle: HashMap<String, Vec<Idle>>,
 }
 
 static POOL: LazyLock<Mutex<Pool>> = LazyLock::new(Default::default);
@@ -45,7 +91,7 @@ fn key(read: &ReadOptions) -> String {
 impl Pool {
     fn expire(&mut self, now: Instant) {
         for consumers in self.idle.values_mut() {
-            consumers.retain(|(since, _)| now.saturating_duration_since(*since) < IDLE_TIMEOUT);
+            consumers.retain(|c| now.saturating_duration_since(c.since) < IDLE_TIMEOUT);
         }
         self.idle.retain(|_, consumers| !consumers.is_empty());
     }
@@ -53,21 +99,50 @@ impl Pool {
     fn len(&self) -> usize {
         self.idle.values().map(Vec::len).sum()
     }
+
+    /// Makes room for one more: the longest idle consumer goes.
+    fn make_room(&mut self) {
+        if self.len() < CAPACITY {
+            return;
+        }
+        let oldest = self
+            .idle
+            .iter()
+            .flat_map(|(k, v)| v.iter().enumerate().map(move |(i, c)| (k, i, c.since)))
+            .min_by_key(|(_, _, since)| *since)
+            .map(|(k, i, _)| (k.clone(), i));
+        if let Some((key, index)) = oldest
+            && let Some(consumers) = self.idle.get_mut(&key)
+        {
+            consumers.remove(index);
+        }
+    }
 }
 
-/// An idle consumer with `read`'s settings, if one is kept.
-pub fn take(read: &ReadOptions) -> Option<PooledConsumer> {
+/// An idle consumer with `read`'s settings for reading `want`'s partition from `want.next`, if
+/// one is kept (see the module's overview for which one).
+pub fn take(read: &ReadOptions, want: &Position) -> Option<Taken> {
     let mut pool = POOL.lock().ok()?;
     pool.expire(Instant::now());
     let consumers = pool.idle.get_mut(&key(read))?;
-    consumers.pop().map(|(_, consumer)| consumer)
+    let exact = consumers.iter().position(|c| c.at.as_ref() == Some(want));
+    if let Some(index) = exact {
+        return Some(Taken::Positioned(consumers.swap_remove(index).consumer));
+    }
+    let other = consumers.iter().rposition(|c| c.at.is_none()).or_else(|| {
+        consumers
+            .iter()
+            .position(|c| c.at.as_ref().is_some_and(|at| at.same_partition(want)))
+    })?;
+    Some(Taken::ToAssign(consumers.swap_remove(other).consumer))
 }
 
 /// Keeps `consumer` (which read without error, and which nothing else will use: its reader is
-/// being dropped) for a later task with `read`'s settings.
-pub fn give_back(read: &ReadOptions, consumer: PooledConsumer) {
-    // Nothing it fetched may reach the next reader.
-    if consumer.unassign().is_err() {
+/// done with it) for a later reader with `read`'s settings: positioned at `at`, or unassigned
+/// when `at` is `None`.
+pub fn give_back(read: &ReadOptions, consumer: PooledConsumer, at: Option<Position>) {
+    // Nothing it fetched may reach a reader of another range.
+    if at.is_none() && consumer.unassign().is_err() {
         return;
     }
     let Ok(mut pool) = POOL.lock() else {
@@ -75,23 +150,25 @@ pub fn give_back(read: &ReadOptions, consumer: PooledConsumer) {
     };
     let now = Instant::now();
     pool.expire(now);
-    if pool.len() >= CAPACITY {
-        // The longest idle one goes.
-        if let Some((key, index)) = pool
-            .idle
-            .iter()
-            .flat_map(|(k, v)| v.iter().enumerate().map(move |(i, (t, _))| (k, i, *t)))
-            .min_by_key(|(_, _, t)| *t)
-            .map(|(k, i, _)| (k.clone(), i))
-            && let Some(consumers) = pool.idle.get_mut(&key)
-        {
-            consumers.remove(index);
-        }
+    if let Some(at) = &at
+        && let Some(consumers) = pool.idle.get_mut(&key(read))
+    {
+        // One consumer positioned in a partition at a time: an older one is behind this one.
+        consumers.retain(|c| !c.at.as_ref().is_some_and(|a| a.same_partition(at)));
     }
-    pool.idle
-        .entry(key(read))
-        .or_default()
-        .push((now, consumer));
+    pool.make_room();
+    pool.idle.entry(key(read)).or_default().push(Idle {
+        since: now,
+        consumer,
+        at,
+    });
+}
+
+/// Drops consumers idle longer than [`IDLE_TIMEOUT`] (positioned ones keep fetching until then).
+pub fn expire() {
+    if let Ok(mut pool) = POOL.lock() {
+        pool.expire(Instant::now());
+    }
 }
 
 /// Idle consumers kept now (for tests).
@@ -115,20 +192,59 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_consumer_given_back_serves_the_next_reader_of_the_same_settings_only() {
+    fn at(partition: i32, next: i64) -> Position {
+        Position {
+            topic: "t".into(),
+            partition,
+            next,
+        }
+    }
+
+    fn consumer(read: &ReadOptions) -> PooledConsumer {
         // Creating a consumer connects to nothing yet.
-        let a = read("127.0.0.1:1");
-        let consumer: PooledConsumer = Arc::new(
-            consumer_config(&a)
+        Arc::new(
+            consumer_config(read)
                 .create_with_context(ReaderContext)
                 .unwrap(),
-        );
-        let pointer = Arc::as_ptr(&consumer);
-        give_back(&a, consumer);
-        assert!(take(&read("127.0.0.1:2")).is_none());
-        let again = take(&a).expect("the consumer given back");
-        assert_eq!(Arc::as_ptr(&again), pointer);
-        assert!(take(&a).is_none());
+        )
+    }
+
+    fn pointer(taken: Option<Taken>) -> (bool, *const StreamConsumer<ReaderContext>) {
+        match taken.expect("a consumer") {
+            Taken::Positioned(c) => (true, Arc::as_ptr(&c)),
+            Taken::ToAssign(c) => (false, Arc::as_ptr(&c)),
+        }
+    }
+
+    // One test: the pool is the process's.
+    #[tokio::test]
+    async fn consumers_serve_readers_of_the_same_settings_positioned_ones_only_where_they_stand() {
+        let a = read("127.0.0.1:1");
+        let unassigned = consumer(&a);
+        let unassigned_ptr = Arc::as_ptr(&unassigned);
+        give_back(&a, unassigned, None);
+        assert!(take(&read("127.0.0.1:2"), &at(0, 0)).is_none());
+        assert_eq!(pointer(take(&a, &at(0, 0))), (false, unassigned_ptr));
+        assert!(take(&a, &at(0, 0)).is_none());
+
+        // Positioned at partition 3, offset 10: taken as such only there.
+        let positioned = consumer(&a);
+        let positioned_ptr = Arc::as_ptr(&positioned);
+        give_back(&a, positioned, Some(at(3, 10)));
+        assert!(take(&a, &at(4, 10)).is_none(), "another partition");
+        assert_eq!(pointer(take(&a, &at(3, 10))), (true, positioned_ptr));
+
+        // Elsewhere in its partition: assigned again rather than made anew.
+        give_back(&a, consumer(&a), Some(at(3, 10)));
+        assert!(!pointer(take(&a, &at(3, 12))).0);
+
+        // A newer position in a partition replaces the older one.
+        give_back(&a, consumer(&a), Some(at(5, 10)));
+        let newer = consumer(&a);
+        let newer_ptr = Arc::as_ptr(&newer);
+        give_back(&a, newer, Some(at(5, 20)));
+        assert_eq!(idle(), 1);
+        assert_eq!(pointer(take(&a, &at(5, 20))), (true, newer_ptr));
+        assert_eq!(idle(), 0);
     }
 }

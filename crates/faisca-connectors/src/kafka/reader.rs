@@ -1,11 +1,15 @@
 //! Reads a task's offset ranges into Arrow batches of Spark's Kafka schema.
 //!
-//! Each range is read with `assign()` at its start offset (no consumer group). A range ends by
-//! offset, never by count: it is done at the first record at or past its end, or when the
-//! partition reports its end with the consumer's position at or past it — so transaction markers
-//! and aborted records (skipped under `read_committed`) never make a task wait or read more. A
-//! retried task reads exactly the same records. Payloads are copied once, from librdkafka's
-//! buffers straight into the Arrow builders.
+//! Each range is read with `assign()` at its start offset (no consumer group), or by a kept
+//! consumer already positioned there (the previous micro-batch's reader of the partition gave it
+//! back where its range ended: see [`super::consumer_pool`]). A range ends by offset, never by
+//! count: it is done at the first record at or past its end, or when the partition reports its
+//! end with the consumer's position at or past it — so transaction markers and aborted records
+//! (skipped under `read_committed`) never make a task wait or read more. A partition end short of
+//! the range is checked against the partition's high watermark before it counts as lost records:
+//! a positioned consumer may still hold the end its last reader reached. A retried task reads
+//! exactly the same records. Payloads are copied once, from librdkafka's buffers straight into
+//! the Arrow builders.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -25,6 +29,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::OffsetRange;
 use super::broker::consumer_config;
+use super::consumer_pool::{self, PooledConsumer, Position, Taken};
 use super::options::ReadOptions;
 use super::schema::{header_fields, headers_type, kafka_schema};
 
@@ -155,28 +160,31 @@ impl ConsumerContext for ReaderContext {}
 struct Cursor {
     range: OffsetRange,
     next: i64,
+    /// A partition end short of the range was found to be an earlier one (read on once).
+    early_end_seen: bool,
 }
 
-/// Reads a task's ranges, one after the other.
+/// Reads a task's ranges, one after the other, each with a consumer from the process's pool.
 pub struct RangeReader {
-    consumer: Arc<StreamConsumer<ReaderContext>>,
+    /// The current range's consumer.
+    consumer: Option<PooledConsumer>,
     read: ReadOptions,
     pending: VecDeque<OffsetRange>,
     current: Option<Cursor>,
+    /// Where the consumer stands after its range ended with nothing past it taken: it can serve
+    /// the reader of the partition's next range without being assigned again.
+    ended_at: Option<Position>,
     columns: Vec<usize>,
     schema: SchemaRef,
     batch_size: usize,
     last_error: Option<String>,
-    /// Every range was read without error: the consumer may serve another task.
-    finished: bool,
+    /// Ranges read by a consumer already positioned at their start.
+    continued: usize,
 }
 
 impl Drop for RangeReader {
     fn drop(&mut self) {
-        // Kept only when this reader is its last user (no lookup still running with it).
-        if self.finished && self.last_error.is_none() && Arc::strong_count(&self.consumer) == 1 {
-            super::consumer_pool::give_back(&self.read, self.consumer.clone());
-        }
+        self.release();
     }
 }
 
@@ -217,30 +225,65 @@ impl RangeReader {
             )));
         }
         let schema = Arc::new(full.project(&columns)?);
-        let consumer = match super::consumer_pool::take(read) {
-            Some(consumer) => consumer,
-            None => Arc::new(
-                consumer_config(read)
-                    .create_with_context::<_, StreamConsumer<ReaderContext>>(ReaderContext)
-                    .map_err(|e| {
-                        Error::user(format!(
-                            "cannot create a Kafka client for '{}': {e}",
-                            servers(read)
-                        ))
-                    })?,
-            ),
-        };
         Ok(RangeReader {
-            finished: false,
-            consumer,
+            consumer: None,
             read: read.clone(),
             pending: ranges.into_iter().filter(|r| !r.is_empty()).collect(),
             current: None,
+            ended_at: None,
             columns,
             schema,
             batch_size: batch_size.max(1),
             last_error: None,
+            continued: 0,
         })
+    }
+
+    /// How many of the ranges read so far went on from a consumer positioned at their start.
+    pub fn ranges_continued(&self) -> usize {
+        self.continued
+    }
+
+    /// Gives the current consumer back to the pool (positioned where its range ended cleanly,
+    /// else unassigned) unless it saw an error or a lookup still holds it.
+    fn release(&mut self) {
+        let at = self.ended_at.take();
+        if let Some(consumer) = self.consumer.take()
+            && self.last_error.is_none()
+            && Arc::strong_count(&consumer) == 1
+        {
+            consumer_pool::give_back(&self.read, consumer, at);
+        }
+    }
+
+    /// A consumer for `range`, and whether it already stands at the range's start.
+    fn consumer_for(&self, range: &OffsetRange) -> Result<(PooledConsumer, bool)> {
+        let want = Position {
+            topic: range.topic.clone(),
+            partition: range.partition,
+            next: range.start,
+        };
+        Ok(match consumer_pool::take(&self.read, &want) {
+            Some(Taken::Positioned(consumer)) => (consumer, true),
+            Some(Taken::ToAssign(consumer)) => (consumer, false),
+            None => {
+                let consumer = consumer_config(&self.read)
+                    .create_with_context::<_, StreamConsumer<ReaderContext>>(ReaderContext)
+                    .map_err(|e| {
+                        Error::user(format!(
+                            "cannot create a Kafka client for '{}': {e}",
+                            servers(&self.read)
+                        ))
+                    })?;
+                (Arc::new(consumer), false)
+            }
+        })
+    }
+
+    fn consumer(&self) -> Result<&PooledConsumer> {
+        self.consumer
+            .as_ref()
+            .ok_or_else(|| Error::internal("a Kafka range is read without a consumer"))
     }
 
     /// The schema of the batches.
@@ -252,7 +295,7 @@ impl RangeReader {
         let mut tpl = TopicPartitionList::with_capacity(1);
         tpl.add_partition_offset(&range.topic, range.partition, Offset::Offset(offset))
             .map_err(|e| Error::internal(format!("{range}: {e}")))?;
-        self.consumer.assign(&tpl).map_err(|e| {
+        self.consumer()?.assign(&tpl).map_err(|e| {
             Error::external(format!(
                 "Kafka partition {}-{} at '{}': cannot start reading at offset {offset}: {e}",
                 range.topic,
@@ -264,7 +307,7 @@ impl RangeReader {
 
     /// The consumer's position in the current range's partition.
     fn position(&self, range: &OffsetRange) -> Option<i64> {
-        let positions = self.consumer.position().ok()?;
+        let positions = self.consumer.as_ref()?.position().ok()?;
         let elem = positions.find_partition(&range.topic, range.partition)?;
         match elem.offset() {
             Offset::Offset(o) => Some(o),
@@ -285,7 +328,7 @@ impl RangeReader {
                 "the log no longer holds them, e.g. deleted by retention",
             ));
         }
-        let consumer = self.consumer.clone();
+        let consumer = self.consumer()?.clone();
         let (topic, partition) = (cursor.range.topic.clone(), cursor.range.partition);
         let timeout = self.read.poll_timeout;
         let (earliest, _) = tokio::task::spawn_blocking(move || {
@@ -301,12 +344,16 @@ impl RangeReader {
         })?;
         tracing::warn!(range = %cursor.range, skipped_to = earliest, "Kafka records lost, skipped (failOnDataLoss=false)");
         if earliest >= cursor.range.end {
-            self.current = None;
+            self.range_done(false);
         } else {
             let next = earliest.max(cursor.next);
             let range = cursor.range.clone();
             self.assign(&range, next)?;
-            self.current = Some(Cursor { range, next });
+            self.current = Some(Cursor {
+                range,
+                next,
+                early_end_seen: false,
+            });
         }
         Ok(())
     }
@@ -319,8 +366,6 @@ impl RangeReader {
             .map(|c| ColumnBuilder::new(*c, self.batch_size))
             .collect();
         let mut rows = 0usize;
-        let consumer = self.consumer.clone();
-        let mut stream = consumer.stream();
         // The poll timeout counts from the last progress (a record or a partition's end), so
         // errors arriving now and then (a broker that went away) cannot keep a task waiting.
         // The clock is read only when the stream has nothing ready.
@@ -330,34 +375,40 @@ impl RangeReader {
             if self.current.is_none() && !self.start_next_range()? {
                 break;
             }
-            let event = match stream.next().now_or_never() {
-                Some(event) => event,
-                None => {
-                    if progressed {
-                        deadline = tokio::time::Instant::now() + self.read.poll_timeout;
-                        progressed = false;
+            // One range at a time, each maybe with its own consumer.
+            let consumer = self.consumer()?.clone();
+            let mut stream = consumer.stream();
+            while rows < self.batch_size && self.current.is_some() {
+                let event = match stream.next().now_or_never() {
+                    Some(event) => event,
+                    None => {
+                        if progressed {
+                            deadline = tokio::time::Instant::now() + self.read.poll_timeout;
+                            progressed = false;
+                        }
+                        tokio::time::timeout_at(deadline, stream.next())
+                            .await
+                            .map_err(|_| self.timed_out())?
                     }
-                    tokio::time::timeout_at(deadline, stream.next())
-                        .await
-                        .map_err(|_| self.timed_out())?
-                }
-            };
-            let Some(event) = event else {
-                return Err(Error::internal("the Kafka message stream ended"));
-            };
-            progressed |= matches!(event, Ok(_) | Err(KafkaError::PartitionEOF(_)));
-            match event {
-                Ok(message) => {
-                    if self.take(&message, &mut builders) {
-                        rows += 1;
+                };
+                let Some(event) = event else {
+                    return Err(Error::internal("the Kafka message stream ended"));
+                };
+                progressed |= matches!(event, Ok(_) | Err(KafkaError::PartitionEOF(_)));
+                match event {
+                    Ok(message) => {
+                        if self.take(&message, &mut builders) {
+                            rows += 1;
+                        }
                     }
+                    Err(KafkaError::PartitionEOF(partition)) => {
+                        self.partition_ended(partition).await?
+                    }
+                    Err(e) => self.consumer_error(e).await?,
                 }
-                Err(KafkaError::PartitionEOF(partition)) => self.partition_ended(partition)?,
-                Err(e) => self.consumer_error(e).await?,
             }
         }
         if rows == 0 && self.current.is_none() && self.pending.is_empty() {
-            self.finished = true;
             return Ok(None);
         }
         let columns: Vec<ArrayRef> = builders.iter_mut().map(ColumnBuilder::finish).collect();
@@ -369,17 +420,43 @@ impl RangeReader {
         Ok(Some(batch))
     }
 
-    /// Start reading the next pending range; false when none is left.
+    /// Start reading the next pending range, with the consumer positioned at its start if the
+    /// pool keeps one; false when no range is left.
     fn start_next_range(&mut self) -> Result<bool> {
         let Some(range) = self.pending.pop_front() else {
             return Ok(false);
         };
-        self.assign(&range, range.start)?;
+        let positioned_here = self.ended_at.as_ref().is_some_and(|at| {
+            at.topic == range.topic && at.partition == range.partition && at.next == range.start
+        });
+        if !positioned_here {
+            self.release();
+            let (consumer, positioned) = self.consumer_for(&range)?;
+            self.consumer = Some(consumer);
+            if positioned {
+                self.continued += 1;
+            } else {
+                self.assign(&range, range.start)?;
+            }
+        }
+        self.ended_at = None;
         self.current = Some(Cursor {
             next: range.start,
             range,
+            early_end_seen: false,
         });
         Ok(true)
+    }
+
+    /// The current range is done: its consumer stands at `next` with nothing past it taken when
+    /// `clean`, so it can go on with the partition's next range.
+    fn range_done(&mut self, clean: bool) {
+        let cursor = self.current.take();
+        self.ended_at = cursor.filter(|_| clean).map(|c| Position {
+            topic: c.range.topic,
+            partition: c.range.partition,
+            next: c.range.end,
+        });
     }
 
     /// Append `message` to the batch if it is the current range's next record; true if it was.
@@ -396,7 +473,8 @@ impl RangeReader {
             return false;
         }
         if offset >= cursor.range.end {
-            self.current = None;
+            // A record past the range was taken from the consumer's queue.
+            self.range_done(false);
             return false;
         }
         for b in builders.iter_mut() {
@@ -404,34 +482,67 @@ impl RangeReader {
         }
         cursor.next = offset + 1;
         if cursor.next >= cursor.range.end {
-            self.current = None;
+            self.range_done(true);
         }
         true
     }
 
-    /// The current range's partition reached its end: done if the range is, else records of it
-    /// are gone (an error unless `failOnDataLoss` is false).
-    fn partition_ended(&mut self, partition: i32) -> Result<()> {
+    /// The current range's partition reached its end: done if the range is; else the end may be
+    /// one a positioned consumer reached before this range was planned — the partition's high
+    /// watermark tells — or records of the range are gone (an error unless `failOnDataLoss` is
+    /// false).
+    async fn partition_ended(&mut self, partition: i32) -> Result<()> {
         let Some(cursor) = &self.current else {
             return Ok(());
         };
         if partition != cursor.range.partition {
             return Ok(());
         }
-        let (range, next) = (cursor.range.clone(), cursor.next);
+        let (range, next, early_end_seen) =
+            (cursor.range.clone(), cursor.next, cursor.early_end_seen);
         let position = self.position(&range).unwrap_or(next).max(next);
-        if position < range.end {
-            if self.read.fail_on_data_loss {
-                return Err(lost(
-                    &range,
-                    position,
-                    range.end,
-                    &format!("the partition now ends at offset {position}"),
-                ));
-            }
-            tracing::warn!(%range, end = position, "Kafka partition shorter than planned, records skipped (failOnDataLoss=false)");
+        if position >= range.end {
+            self.range_done(true);
+            return Ok(());
         }
-        self.current = None;
+        let consumer = self.consumer()?.clone();
+        let (topic, timeout) = (range.topic.clone(), self.read.poll_timeout);
+        let (_, high) = tokio::task::spawn_blocking(move || {
+            consumer.fetch_watermarks(&topic, partition, timeout)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("offset lookup task: {e}")))?
+        .map_err(|e| {
+            Error::external(format!(
+                "Kafka partition {}-{}: looking up its end after it reported offset {position}: {e}",
+                range.topic, range.partition
+            ))
+        })?;
+        if high >= range.end {
+            if early_end_seen {
+                return Err(Error::external(format!(
+                    "Kafka partition {}-{} at '{}' reports its end at offset {position} again while its high watermark is {high}",
+                    range.topic,
+                    range.partition,
+                    servers(&self.read)
+                )));
+            }
+            tracing::debug!(%range, position, high, "an earlier end of the partition, read on");
+            if let Some(cursor) = self.current.as_mut() {
+                cursor.early_end_seen = true;
+            }
+            return Ok(());
+        }
+        if self.read.fail_on_data_loss {
+            return Err(lost(
+                &range,
+                position.max(high),
+                range.end,
+                &format!("the partition now ends at offset {}", position.max(high)),
+            ));
+        }
+        tracing::warn!(%range, end = high, "Kafka partition shorter than planned, records skipped (failOnDataLoss=false)");
+        self.range_done(false);
         Ok(())
     }
 
