@@ -957,17 +957,18 @@ async fn confluent_framed_avro_is_read_with_the_registrys_writer_schemas() {
     );
 }
 
-/// Reads `[start, end)` of partition 0 with a range reader of the process's consumer pool:
-/// the values, and whether the range went on from a consumer positioned at its start.
+/// Reads `[start, end)` of partition 0 with a range reader of the process's consumer pool, told
+/// that the partition ended at `known_end` when the range was planned (a micro-batch; `None`: a
+/// batch read): the values, and whether the range went on from a consumer positioned at its start.
 async fn read_range(
     servers: &str,
     topic: &str,
-    start: i64,
-    end: i64,
+    [start, end]: [i64; 2],
+    known_end: Option<i64>,
 ) -> Result<(Vec<String>, bool), String> {
-    use faisca_connectors::kafka::OffsetRange;
     use faisca_connectors::kafka::options::ReadOptions;
     use faisca_connectors::kafka::reader::RangeReader;
+    use faisca_connectors::kafka::{OffsetRange, TopicPartition};
     let read = ReadOptions {
         kafka_params: [("bootstrap.servers".to_string(), servers.to_string())]
             .into_iter()
@@ -982,7 +983,14 @@ async fn read_range(
         start,
         end,
     };
-    let mut reader = RangeReader::new(&read, vec![range], Some(&[1]), 1000).unwrap();
+    let partition = TopicPartition {
+        topic: topic.to_string(),
+        partition: 0,
+    };
+    let known_ends = known_end.map(|e| (partition, e)).into_iter().collect();
+    let mut reader = RangeReader::new(&read, vec![range], Some(&[1]), 1000)
+        .unwrap()
+        .with_known_ends(std::sync::Arc::new(known_ends));
     let mut values = Vec::new();
     while let Some(batch) = reader.next_batch().await.map_err(|e| e.to_string())? {
         let column = batch
@@ -1008,30 +1016,42 @@ async fn the_next_range_of_a_partition_goes_on_from_the_consumer_left_where_the_
     let expect = |prefix: &str, from: usize, to: usize| -> Vec<String> {
         (from..to).map(|i| format!("{prefix}{i}")).collect()
     };
+    let read =
+        |range: [i64; 2], known_end: Option<i64>| read_range(s, "positioned", range, known_end);
 
-    let (first, continued) = read_range(s, "positioned", 0, 40).await.unwrap();
-    assert_eq!((first, continued), (expect("a", 0, 40), false));
-    // The next micro-batch's range of the partition: no new assignment.
-    let (second, continued) = read_range(s, "positioned", 40, 100).await.unwrap();
-    assert_eq!((second, continued), (expect("a", 40, 100), true));
-    // The consumer reached the partition's end before more records came: that end is not a
+    // Batch reads give their consumers back unassigned.
+    let (values, continued) = read([0, 10], None).await.unwrap();
+    assert_eq!((values, continued), (expect("a", 0, 10), false));
+    let (values, continued) = read([10, 20], None).await.unwrap();
+    assert_eq!((values, continued), (expect("a", 10, 20), false));
+
+    // A micro-batch short of the partition's end leaves its consumer positioned: the next
+    // batch's range of the partition reads on without a new assignment.
+    let (values, continued) = read([0, 40], Some(100)).await.unwrap();
+    assert_eq!((values, continued), (expect("a", 0, 40), false));
+    // (Told of records past 100 that are not there yet, it stays positioned at the end.)
+    let (values, continued) = read([40, 100], Some(120)).await.unwrap();
+    assert_eq!((values, continued), (expect("a", 40, 100), true));
+    // That consumer reached the partition's end before more records came: that end is not a
     // loss of the next range's records.
     broker.produce_values("positioned", 0, "b", 50).await;
-    let (third, continued) = read_range(s, "positioned", 100, 150).await.unwrap();
-    assert_eq!((third, continued), (expect("b", 0, 50), true));
-    // Elsewhere in the partition: assigned again, exact.
-    let (again, continued) = read_range(s, "positioned", 10, 20).await.unwrap();
-    assert_eq!((again, continued), (expect("a", 10, 20), false));
-    // …which then stands at 20.
-    let (rest, continued) = read_range(s, "positioned", 20, 150).await.unwrap();
-    assert_eq!(rest.len(), 130);
+    let (values, continued) = read([100, 150], Some(150)).await.unwrap();
+    assert_eq!((values, continued), (expect("b", 0, 50), true));
+    // At the partition's end it went back unassigned; elsewhere, ranges are assigned anew.
+    let (values, continued) = read([150, 150], Some(150)).await.unwrap();
+    assert_eq!((values, continued), (vec![], false));
+    let (values, continued) = read([10, 20], Some(150)).await.unwrap();
+    assert_eq!((values, continued), (expect("a", 10, 20), false));
+    let (values, continued) = read([20, 150], Some(150)).await.unwrap();
+    assert_eq!(values.len(), 130);
     assert!(continued);
     // A positioned consumer's end is checked, not excused: the partition ends at 150, so a
     // range to 160 names the records it lacks.
-    let error = read_range(s, "positioned", 150, 160).await.unwrap_err();
+    read([140, 145], Some(160)).await.unwrap();
+    let error = read([145, 160], Some(160)).await.unwrap_err();
     assert!(
         error.contains("positioned-0")
-            && error.contains("[150, 160)")
+            && error.contains("[145, 160)")
             && error.contains("ends at offset 150"),
         "{error}"
     );

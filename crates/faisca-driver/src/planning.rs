@@ -290,6 +290,8 @@ pub struct MicroBatchPlanning {
     pub partitions: usize,
     /// The batch's Kafka tasks.
     pub kafka_tasks: HashMap<String, Vec<Vec<faisca_connectors::kafka::OffsetRange>>>,
+    /// Where each Kafka source's partitions ended when the batch was planned.
+    pub kafka_known_ends: HashMap<String, Arc<faisca_connectors::kafka::KnownEnds>>,
 }
 
 /// The physical plan of a streaming micro-batch (see [`MicroBatchPlanning`]).
@@ -339,7 +341,9 @@ async fn split_physical_plan(
     let runs = if kafka.is_empty() {
         Vec::new()
     } else if let Some(batch) = micro_batch {
-        rules.push(Arc::new(ApplyKafkaTasks::new(batch.kafka_tasks)));
+        rules.push(Arc::new(
+            ApplyKafkaTasks::new(batch.kafka_tasks).with_known_ends(batch.kafka_known_ends),
+        ));
         Vec::new()
     } else {
         let runs = faisca_connectors::kafka::run::plan_runs(

@@ -29,10 +29,10 @@ use datafusion::physical_plan::{
     SendableRecordBatchStream,
 };
 use faisca_common::{Error, Redaction, Result};
-use faisca_connectors::kafka::OffsetRange;
 use faisca_connectors::kafka::options::{KafkaOptions, ReadOptions, SourceOptions};
 use faisca_connectors::kafka::reader::RangeReader;
 use faisca_connectors::kafka::schema::kafka_schema;
+use faisca_connectors::kafka::{KnownEnds, OffsetRange};
 
 use crate::task_metrics::{
     KAFKA_NULL_KEYS_SKIPPED, KAFKA_RANGES_CONTINUED, KAFKA_RECORDS_READ, TaskMetrics,
@@ -179,6 +179,9 @@ pub struct KafkaScanExec {
     planned: bool,
     /// Count records with a null key in the task's metrics (the scan of a topic read as a table).
     count_null_keys: bool,
+    /// Where partitions ended when a streaming micro-batch's ranges were planned (empty for
+    /// batch reads): readers keep consumers positioned for the next batch only short of these.
+    known_ends: Arc<KnownEnds>,
     properties: Arc<PlanProperties>,
 }
 
@@ -211,6 +214,7 @@ impl KafkaScanExec {
             tasks: vec![Vec::new()],
             planned: false,
             count_null_keys: false,
+            known_ends: Arc::default(),
             properties: properties(schema, 1),
         })
     }
@@ -237,6 +241,7 @@ impl KafkaScanExec {
             tasks,
             planned: true,
             count_null_keys: false,
+            known_ends: Arc::default(),
             properties,
         })
     }
@@ -253,6 +258,16 @@ impl KafkaScanExec {
     /// Whether the scan counts records with a null key.
     pub fn counts_null_keys(&self) -> bool {
         self.count_null_keys
+    }
+
+    /// This scan, told where partitions ended when its (micro-batch) ranges were planned.
+    pub fn with_known_ends(self, known_ends: Arc<KnownEnds>) -> Self {
+        KafkaScanExec { known_ends, ..self }
+    }
+
+    /// Where partitions ended when the ranges were planned (empty for batch reads).
+    pub fn known_ends(&self) -> &Arc<KnownEnds> {
+        &self.known_ends
     }
 
     /// This scan with its run's tasks.
@@ -376,7 +391,8 @@ impl ExecutionPlan for KafkaScanExec {
             ))
         })?;
         let batch_size = context.session_config().batch_size();
-        let reader = RangeReader::new(&self.read, ranges, self.projection.as_deref(), batch_size)?;
+        let reader = RangeReader::new(&self.read, ranges, self.projection.as_deref(), batch_size)?
+            .with_known_ends(self.known_ends.clone());
         let schema = reader.schema();
         // Records with a null key, counted where the task has metrics and the key is read.
         let metrics = TaskMetrics::of(&context);

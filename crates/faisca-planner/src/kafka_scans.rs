@@ -9,8 +9,8 @@ use datafusion::error::Result as DfResult;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
 use faisca_common::{Error, Result};
-use faisca_connectors::kafka::OffsetRange;
 use faisca_connectors::kafka::options::KafkaOptions;
+use faisca_connectors::kafka::{KnownEnds, OffsetRange};
 use faisca_engine::kafka::KafkaScanExec;
 
 /// The distinct Kafka sources `plan` scans (by their key), with their options.
@@ -41,12 +41,22 @@ pub fn kafka_sources(plan: &Arc<dyn ExecutionPlan>) -> Result<Vec<Arc<KafkaOptio
 #[derive(Debug, Default)]
 pub struct ApplyKafkaTasks {
     tasks: HashMap<String, Vec<Vec<OffsetRange>>>,
+    known_ends: HashMap<String, Arc<KnownEnds>>,
 }
 
 impl ApplyKafkaTasks {
     /// A rule applying `tasks` to the scans of the sources with those keys.
     pub fn new(tasks: HashMap<String, Vec<Vec<OffsetRange>>>) -> Self {
-        ApplyKafkaTasks { tasks }
+        ApplyKafkaTasks {
+            tasks,
+            known_ends: HashMap::new(),
+        }
+    }
+
+    /// This rule, also telling the scans where their partitions ended when a streaming
+    /// micro-batch's ranges were planned (by source key).
+    pub fn with_known_ends(self, known_ends: HashMap<String, Arc<KnownEnds>>) -> Self {
+        ApplyKafkaTasks { known_ends, ..self }
     }
 }
 
@@ -61,9 +71,13 @@ impl PhysicalOptimizerRule for ApplyKafkaTasks {
                 return Ok(Transformed::no(node));
             };
             match self.tasks.get(scan.key()) {
-                Some(tasks) => Ok(Transformed::yes(
-                    Arc::new(scan.with_tasks(tasks.clone())) as Arc<dyn ExecutionPlan>
-                )),
+                Some(tasks) => {
+                    let mut scan = scan.with_tasks(tasks.clone());
+                    if let Some(ends) = self.known_ends.get(scan.key()) {
+                        scan = scan.with_known_ends(ends.clone());
+                    }
+                    Ok(Transformed::yes(Arc::new(scan) as Arc<dyn ExecutionPlan>))
+                }
                 None => Ok(Transformed::no(node)),
             }
         })?;

@@ -53,6 +53,11 @@ impl std::fmt::Display for TopicPartition {
     }
 }
 
+/// Where partitions ended (their next offset) when a streaming micro-batch was planned: a range
+/// reader keeps its consumer positioned past a range only where records are known to follow
+/// (see [`consumer_pool`]). Empty for batch reads.
+pub type KnownEnds = std::collections::BTreeMap<TopicPartition, i64>;
+
 /// The records of one topic-partition with offsets in `[start, end)`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct OffsetRange {

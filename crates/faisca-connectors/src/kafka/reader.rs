@@ -27,11 +27,11 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message, Timestamp};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-use super::OffsetRange;
 use super::broker::consumer_config;
 use super::consumer_pool::{self, PooledConsumer, Position, Taken};
 use super::options::ReadOptions;
 use super::schema::{header_fields, headers_type, kafka_schema};
+use super::{KnownEnds, OffsetRange, TopicPartition};
 
 /// Spark's `timestampType` for a record without a timestamp, and its `timestamp` (ms).
 const NO_TIMESTAMP_TYPE: i32 = -1;
@@ -180,6 +180,8 @@ pub struct RangeReader {
     last_error: Option<String>,
     /// Ranges read by a consumer already positioned at their start.
     continued: usize,
+    /// Where partitions ended when the ranges were planned.
+    known_ends: Arc<KnownEnds>,
 }
 
 impl Drop for RangeReader {
@@ -236,7 +238,19 @@ impl RangeReader {
             batch_size: batch_size.max(1),
             last_error: None,
             continued: 0,
+            known_ends: Arc::default(),
         })
+    }
+
+    /// This reader, told where partitions ended when its ranges were planned (a streaming
+    /// micro-batch): a consumer whose range ended short of its partition's known end is kept
+    /// positioned for the partition's next range, which then reads on from what it prefetched.
+    /// Without this (batch reads), or at a partition's end, consumers go back unassigned — an
+    /// assigned consumer at the end of a log keeps fetching, and a broker that does not hold
+    /// empty fetches (noida-db) answers at once, again and again.
+    pub fn with_known_ends(mut self, known_ends: Arc<KnownEnds>) -> RangeReader {
+        self.known_ends = known_ends;
+        self
     }
 
     /// How many of the ranges read so far went on from a consumer positioned at their start.
@@ -247,7 +261,15 @@ impl RangeReader {
     /// Gives the current consumer back to the pool (positioned where its range ended cleanly,
     /// else unassigned) unless it saw an error or a lookup still holds it.
     fn release(&mut self) {
-        let at = self.ended_at.take();
+        let at = self.ended_at.take().filter(|at| {
+            let partition = TopicPartition {
+                topic: at.topic.clone(),
+                partition: at.partition,
+            };
+            self.known_ends
+                .get(&partition)
+                .is_some_and(|end| *end > at.next)
+        });
         if let Some(consumer) = self.consumer.take()
             && self.last_error.is_none()
             && Arc::strong_count(&consumer) == 1

@@ -127,14 +127,30 @@ impl StreamOptions {
         };
         let batch_options =
             SourceOptions::normalize(options.iter().filter(|(name, _)| !streaming_only(name)))?;
+        let mut source = KafkaOptions::parse(location, &batch_options, redaction)?;
+        // A consumer kept positioned between micro-batches fetches ahead until it holds this
+        // many records, then waits. librdkafka's default (100 000 per partition) keeps it
+        // fetching at the log's end after a broker sent the whole remaining log at once (as
+        // noida-db does), and a broker that does not hold empty fetches answers those at once,
+        // again and again. Spark's consumers fetch nothing ahead at all.
+        // `kafka.queued.min.messages` overrides it.
+        source
+            .read
+            .kafka_params
+            .entry("queued.min.messages".to_string())
+            .or_insert_with(|| STREAM_QUEUED_MIN_MESSAGES.to_string());
         Ok(StreamOptions {
-            source: KafkaOptions::parse(location, &batch_options, redaction)?,
+            source,
             max_offsets_per_trigger: max,
             min_offsets_per_trigger: min,
             max_trigger_delay: delay,
         })
     }
 }
+
+/// librdkafka's `queued.min.messages` for a streaming query's range readers unless the query
+/// sets `kafka.queued.min.messages`.
+pub const STREAM_QUEUED_MIN_MESSAGES: u32 = 2_000;
 
 /// The ranges of a micro-batch: from where `previous` (the last planned batch's ranges, from
 /// the query's checkpoint) ended — or from the starting offsets for the first batch — to each

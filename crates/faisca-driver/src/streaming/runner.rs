@@ -29,7 +29,7 @@ use super::check::OutputMode;
 use super::checkpoint::{BatchMetadata, OffsetsEntry, Resume, StreamCheckpoint};
 use super::file_sink_log::FileSinkLog;
 use super::plan::{QueryShape, apply_stateful, bind, emit};
-use super::sources::{FileCursor, SourceCursor, SourceOffsets};
+use super::sources::{FileCursor, KafkaBatchScans, SourceCursor, SourceOffsets};
 use super::watermark::{WatermarkPolicy, WatermarkTracker, needs_no_data_batch};
 use crate::actor::{DriverHandle, Message, WeakDriverHandle};
 use crate::planning::{MicroBatchPlanning, build_job, micro_batch_physical_plan};
@@ -473,7 +473,7 @@ impl Runner {
             cursor.record(batch_id, offsets).await?;
         }
         let planning_start = Instant::now();
-        let Some(outcome) = self.execute(entry, offsets).await? else {
+        let Some(outcome) = self.execute(entry, offsets, latest).await? else {
             // Stopped while a client sink held the batch: it is not committed, and runs again
             // when the query restarts.
             return Ok(());
@@ -537,11 +537,12 @@ impl Runner {
         &mut self,
         entry: &OffsetsEntry,
         offsets: &[SourceOffsets],
+        latest: &[SourceOffsets],
     ) -> Result<Option<BatchOutcome>> {
         let planning = Instant::now();
         let query = &self.query;
         let session = &query.session;
-        let mut kafka_tasks = HashMap::new();
+        let mut kafka = KafkaBatchScans::default();
         let default_max = session.config.kafka_max_records_per_task();
         let handle = self.actor()?;
         let cores = handle
@@ -558,8 +559,8 @@ impl Runner {
         let bound: Vec<Arc<dyn TableProvider>> = self
             .cursors
             .iter()
-            .zip(offsets)
-            .map(|(c, o)| c.bound_table(o, default_max, cores, &mut kafka_tasks))
+            .zip(offsets.iter().zip(latest))
+            .map(|(c, (o, l))| c.bound_table(o, l, default_max, cores, &mut kafka))
             .collect::<Result<_>>()?;
         let plan = bind(&query.plan, &query.shape.sources, &bound)?;
         let mut physical = micro_batch_physical_plan(
@@ -568,7 +569,8 @@ impl Runner {
             cores,
             MicroBatchPlanning {
                 partitions: query.state_partitions as usize,
-                kafka_tasks,
+                kafka_tasks: kafka.tasks,
+                kafka_known_ends: kafka.known_ends,
             },
         )
         .await?;

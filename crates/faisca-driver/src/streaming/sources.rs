@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use datafusion::datasource::TableProvider;
 use faisca_common::{Error, Result};
-use faisca_connectors::kafka::OffsetRange;
 use faisca_connectors::kafka::broker::Broker;
 use faisca_connectors::kafka::splits::pack_ranges;
 use faisca_connectors::kafka::stream::{StreamOptions, plan_micro_batch};
 use faisca_connectors::kafka::trigger::limit_ranges;
+use faisca_connectors::kafka::{KnownEnds, OffsetRange};
 use faisca_engine::kafka::KafkaTable;
 use faisca_engine::streaming_source::{StreamSource, rate_table};
 use serde::{Deserialize, Serialize};
@@ -416,18 +416,31 @@ impl SourceCursor {
         }
     }
 
-    /// The table a batch reads for this source, and (Kafka) the scan's tasks by source key.
-    /// (`cores`: the cluster's task slots, the most Kafka tasks a small batch is packed into).
+    /// The table a batch reads for this source, and (Kafka) the scan's tasks and where its
+    /// partitions ended (`latest`, what the source had when the batch was planned) by source
+    /// key. (`cores`: the cluster's task slots, the most Kafka tasks a small batch is packed
+    /// into).
     pub fn bound_table(
         &self,
         offsets: &SourceOffsets,
+        latest: &SourceOffsets,
         default_max_records: u64,
         cores: usize,
-        kafka_tasks: &mut HashMap<String, Vec<Vec<OffsetRange>>>,
+        kafka: &mut KafkaBatchScans,
     ) -> Result<Arc<dyn TableProvider>> {
         match (&self.source, offsets) {
             (StreamSource::Kafka(options), SourceOffsets::Kafka { ranges }) => {
                 let table = KafkaTable::new(options.source.clone())?;
+                if let SourceOffsets::Kafka { ranges: latest } = latest {
+                    let ends: KnownEnds = latest
+                        .iter()
+                        .map(|r| (r.topic_partition(), r.end))
+                        .collect();
+                    kafka
+                        .known_ends
+                        .insert(options.source.key.clone(), Arc::new(ends));
+                }
+                let kafka_tasks = &mut kafka.tasks;
                 kafka_tasks.insert(
                     options.source.key.clone(),
                     pack_ranges(
@@ -459,6 +472,16 @@ impl SourceCursor {
             ))),
         }
     }
+}
+
+/// What a batch's Kafka scans are given, by source key: each scan's tasks, and where its
+/// partitions ended when the batch was planned.
+#[derive(Debug, Default)]
+pub struct KafkaBatchScans {
+    /// Each task's ranges.
+    pub tasks: HashMap<String, Vec<Vec<OffsetRange>>>,
+    /// Where the partitions ended.
+    pub known_ends: HashMap<String, Arc<KnownEnds>>,
 }
 
 /// The files of one batch of a file source as a table.

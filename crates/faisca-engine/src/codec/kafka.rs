@@ -6,8 +6,8 @@ use std::sync::Arc;
 use datafusion::error::Result as DfResult;
 use datafusion::physical_plan::ExecutionPlan;
 use faisca_common::Error;
-use faisca_connectors::kafka::OffsetRange;
 use faisca_connectors::kafka::options::ReadOptions;
+use faisca_connectors::kafka::{KnownEnds, OffsetRange, TopicPartition};
 
 use crate::kafka::KafkaScanExec;
 
@@ -53,6 +53,15 @@ pub fn encode(scan: &KafkaScanExec) -> DfResult<faisca_proto::KafkaScanNode> {
             })
             .collect(),
         count_null_keys: scan.counts_null_keys(),
+        known_ends: scan
+            .known_ends()
+            .iter()
+            .map(|(tp, end)| faisca_proto::KafkaPartitionEnd {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                end: *end,
+            })
+            .collect(),
     })
 }
 
@@ -82,6 +91,20 @@ pub fn decode(node: faisca_proto::KafkaScanNode) -> DfResult<Arc<dyn ExecutionPl
                 .collect()
         })
         .collect();
+    let known_ends: KnownEnds = node
+        .known_ends
+        .into_iter()
+        .map(|e| {
+            let partition = TopicPartition {
+                topic: e.topic,
+                partition: e.partition,
+            };
+            (partition, e.end)
+        })
+        .collect();
     let scan = KafkaScanExec::planned(node.key, read, projection, tasks)?;
-    Ok(Arc::new(scan.counting_null_keys(node.count_null_keys)))
+    Ok(Arc::new(
+        scan.counting_null_keys(node.count_null_keys)
+            .with_known_ends(Arc::new(known_ends)),
+    ))
 }
