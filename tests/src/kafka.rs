@@ -976,6 +976,7 @@ async fn read_range(
         include_headers: false,
         fail_on_data_loss: true,
         poll_timeout: Duration::from_secs(20),
+        read_ahead: 3,
     };
     let range = OffsetRange {
         topic: topic.to_string(),
@@ -1054,5 +1055,93 @@ async fn the_next_range_of_a_partition_goes_on_from_the_consumer_left_where_the_
             && error.contains("[145, 160)")
             && error.contains("ends at offset 150"),
         "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tasks_ranges_read_ahead_come_out_exactly_and_in_order() {
+    use faisca_connectors::kafka::OffsetRange;
+    use faisca_connectors::kafka::options::ReadOptions;
+    use faisca_connectors::kafka::reader::RangeReader;
+    let broker = Broker::start(Kind::Noida);
+    broker.create_topic("ahead", 4).await;
+    for p in 0..4 {
+        broker
+            .produce_values("ahead", p, &format!("p{p}-"), 30)
+            .await;
+    }
+    let range = |partition: i32, start: i64, end: i64| OffsetRange {
+        topic: "ahead".to_string(),
+        partition,
+        start,
+        end,
+    };
+    // Two ranges of partition 0 (the second goes on from the first's consumer), an empty one.
+    let ranges = vec![
+        range(0, 0, 10),
+        range(1, 0, 30),
+        range(0, 10, 30),
+        range(2, 5, 25),
+        range(3, 7, 7),
+        range(3, 0, 30),
+    ];
+    let mut expected = Vec::new();
+    for r in &ranges {
+        expected.extend((r.start..r.end).map(|i| format!("p{}-{i}", r.partition)));
+    }
+    for read_ahead in [0, 1, 2, 8] {
+        let read = ReadOptions {
+            kafka_params: [("bootstrap.servers".to_string(), broker.servers.clone())]
+                .into_iter()
+                .collect(),
+            include_headers: false,
+            fail_on_data_loss: true,
+            poll_timeout: Duration::from_secs(20),
+            read_ahead,
+        };
+        // Small batches: ranges end inside and across them.
+        let mut reader = RangeReader::new(&read, ranges.clone(), Some(&[1]), 7).unwrap();
+        let mut values = Vec::new();
+        while let Some(batch) = reader.next_batch().await.unwrap() {
+            let column = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::BinaryArray>()
+                .unwrap();
+            values.extend(
+                column
+                    .iter()
+                    .map(|v| String::from_utf8(v.unwrap().to_vec()).unwrap()),
+            );
+        }
+        assert_eq!(values, expected, "readAheadRanges = {read_ahead}");
+    }
+    // A reader dropped before its ranges ahead were read leaves nothing behind for the next.
+    let read = ReadOptions {
+        kafka_params: [("bootstrap.servers".to_string(), broker.servers.clone())]
+            .into_iter()
+            .collect(),
+        include_headers: false,
+        fail_on_data_loss: true,
+        poll_timeout: Duration::from_secs(20),
+        read_ahead: 4,
+    };
+    let mut reader = RangeReader::new(&read, ranges.clone(), Some(&[1]), 3).unwrap();
+    reader.next_batch().await.unwrap();
+    drop(reader);
+    let mut reader = RangeReader::new(&read, vec![range(2, 0, 5)], Some(&[1]), 100).unwrap();
+    let batch = reader.next_batch().await.unwrap().unwrap();
+    let column = batch
+        .column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::BinaryArray>()
+        .unwrap();
+    let values: Vec<String> = column
+        .iter()
+        .map(|v| String::from_utf8(v.unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        (0..5).map(|i| format!("p2-{i}")).collect::<Vec<_>>()
     );
 }

@@ -189,6 +189,7 @@ mod tests {
             include_headers: false,
             fail_on_data_loss: true,
             poll_timeout: Duration::from_secs(1),
+            read_ahead: 0,
         }
     }
 

@@ -33,8 +33,14 @@ pub const OPTION_NAMES: &[&str] = &[
     "fetchOffset.numRetries",
     "fetchOffset.retryIntervalMs",
     "kafkaConsumer.pollTimeoutMs",
+    "readAheadRanges",
     "asTable",
 ];
+
+/// Ranges a task assigns ahead of the one it reads, unless `readAheadRanges` says otherwise.
+pub const DEFAULT_READ_AHEAD: usize = 3;
+/// The most `readAheadRanges` can ask for (each range ahead holds a consumer and what it fetched).
+pub const MAX_READ_AHEAD: u64 = 64;
 
 /// librdkafka properties the source sets itself: a user value would break exact ranges.
 const RESERVED_KAFKA_PARAMS: &[(&str, &str)] = &[
@@ -127,6 +133,9 @@ pub struct ReadOptions {
     pub fail_on_data_loss: bool,
     /// Longest wait for the next record of a range before the task fails.
     pub poll_timeout: Duration,
+    /// Ranges of a task assigned (and so fetching) ahead of the one being read, each with its
+    /// own consumer (`readAheadRanges`).
+    pub read_ahead: usize,
 }
 
 impl std::fmt::Debug for ReadOptions {
@@ -142,6 +151,7 @@ impl std::fmt::Debug for ReadOptions {
             .field("include_headers", &self.include_headers)
             .field("fail_on_data_loss", &self.fail_on_data_loss)
             .field("poll_timeout", &self.poll_timeout)
+            .field("read_ahead", &self.read_ahead)
             .finish()
     }
 }
@@ -396,6 +406,7 @@ impl KafkaOptions {
                 include_headers: tunables.include_headers,
                 fail_on_data_loss: tunables.fail_on_data_loss,
                 poll_timeout: tunables.poll_timeout,
+                read_ahead: tunables.read_ahead,
             },
         })
     }
@@ -590,6 +601,7 @@ struct Tunables {
     fetch_retries: u32,
     fetch_retry_interval: Duration,
     poll_timeout: Duration,
+    read_ahead: usize,
 }
 
 impl Tunables {
@@ -621,6 +633,17 @@ impl Tunables {
             },
             fetch_retry_interval: millis("fetchOffset.retryIntervalMs", 10, parse_non_negative)?,
             poll_timeout: millis("kafkaConsumer.pollTimeoutMs", 120_000, parse_positive)?,
+            read_ahead: match options.get("readAheadRanges") {
+                Some(v) => match parse_non_negative("readAheadRanges", v)? {
+                    n if n <= MAX_READ_AHEAD => n as usize,
+                    _ => {
+                        return Err(Error::user(format!(
+                            "Kafka option 'readAheadRanges' is '{v}': expected at most {MAX_READ_AHEAD} (each range ahead holds a consumer and what it fetched)"
+                        )));
+                    }
+                },
+                None => DEFAULT_READ_AHEAD,
+            },
         })
     }
 }

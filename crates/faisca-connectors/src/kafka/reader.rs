@@ -164,11 +164,24 @@ struct Cursor {
     early_end_seen: bool,
 }
 
-/// Reads a task's ranges, one after the other, each with a consumer from the process's pool.
+/// A range assigned ahead of its turn: its consumer is fetching already.
+struct Ahead {
+    range: OffsetRange,
+    consumer: PooledConsumer,
+    /// The consumer stood at the range's start when taken (no assignment was made).
+    positioned: bool,
+}
+
+/// Reads a task's ranges, one after the other, each with a consumer from the process's pool;
+/// up to `readAheadRanges` of the next ranges are assigned early, so their first fetches
+/// overlap the reading of the current one.
 pub struct RangeReader {
     /// The current range's consumer.
     consumer: Option<PooledConsumer>,
     read: ReadOptions,
+    /// Ranges assigned ahead, in reading order (before `pending`).
+    ahead: VecDeque<Ahead>,
+    /// Ranges not started yet.
     pending: VecDeque<OffsetRange>,
     current: Option<Cursor>,
     /// Where the consumer stands after its range ended with nothing past it taken: it can serve
@@ -187,6 +200,17 @@ pub struct RangeReader {
 impl Drop for RangeReader {
     fn drop(&mut self) {
         self.release();
+        // Ranges assigned ahead and never read: their consumers go back where they stood.
+        while let Some(ahead) = self.ahead.pop_front() {
+            if self.last_error.is_none() && Arc::strong_count(&ahead.consumer) == 1 {
+                let at = ahead.positioned.then(|| Position {
+                    topic: ahead.range.topic.clone(),
+                    partition: ahead.range.partition,
+                    next: ahead.range.start,
+                });
+                consumer_pool::give_back(&self.read, ahead.consumer, at);
+            }
+        }
     }
 }
 
@@ -230,6 +254,7 @@ impl RangeReader {
         Ok(RangeReader {
             consumer: None,
             read: read.clone(),
+            ahead: VecDeque::new(),
             pending: ranges.into_iter().filter(|r| !r.is_empty()).collect(),
             current: None,
             ended_at: None,
@@ -314,10 +339,14 @@ impl RangeReader {
     }
 
     fn assign(&self, range: &OffsetRange, offset: i64) -> Result<()> {
+        self.assign_on(self.consumer()?, range, offset)
+    }
+
+    fn assign_on(&self, consumer: &PooledConsumer, range: &OffsetRange, offset: i64) -> Result<()> {
         let mut tpl = TopicPartitionList::with_capacity(1);
         tpl.add_partition_offset(&range.topic, range.partition, Offset::Offset(offset))
             .map_err(|e| Error::internal(format!("{range}: {e}")))?;
-        self.consumer()?.assign(&tpl).map_err(|e| {
+        consumer.assign(&tpl).map_err(|e| {
             Error::external(format!(
                 "Kafka partition {}-{} at '{}': cannot start reading at offset {offset}: {e}",
                 range.topic,
@@ -430,7 +459,7 @@ impl RangeReader {
                 }
             }
         }
-        if rows == 0 && self.current.is_none() && self.pending.is_empty() {
+        if rows == 0 && self.current.is_none() && self.ahead.is_empty() && self.pending.is_empty() {
             return Ok(None);
         }
         let columns: Vec<ArrayRef> = builders.iter_mut().map(ColumnBuilder::finish).collect();
@@ -442,32 +471,82 @@ impl RangeReader {
         Ok(Some(batch))
     }
 
-    /// Start reading the next pending range, with the consumer positioned at its start if the
-    /// pool keeps one; false when no range is left.
+    /// Start reading the next range — with the consumer assigned ahead for it, the one left
+    /// where the previous range of its partition ended, or one the pool positioned there, else
+    /// one assigned now — and assign ranges ahead; false when no range is left.
     fn start_next_range(&mut self) -> Result<bool> {
-        let Some(range) = self.pending.pop_front() else {
-            return Ok(false);
-        };
-        let positioned_here = self.ended_at.as_ref().is_some_and(|at| {
-            at.topic == range.topic && at.partition == range.partition && at.next == range.start
-        });
-        if !positioned_here {
-            self.release();
-            let (consumer, positioned) = self.consumer_for(&range)?;
-            self.consumer = Some(consumer);
-            if positioned {
-                self.continued += 1;
-            } else {
-                self.assign(&range, range.start)?;
+        let range = match self.ahead.pop_front() {
+            Some(ahead) => {
+                self.release();
+                self.consumer = Some(ahead.consumer);
+                if ahead.positioned {
+                    self.continued += 1;
+                }
+                ahead.range
             }
-        }
+            None => {
+                let Some(range) = self.pending.pop_front() else {
+                    return Ok(false);
+                };
+                let positioned_here = self.ended_at.as_ref().is_some_and(|at| {
+                    at.topic == range.topic
+                        && at.partition == range.partition
+                        && at.next == range.start
+                });
+                if !positioned_here {
+                    self.release();
+                    let (consumer, positioned) = self.consumer_for(&range)?;
+                    if !positioned {
+                        self.assign_on(&consumer, &range, range.start)?;
+                    }
+                    self.consumer = Some(consumer);
+                    if positioned {
+                        self.continued += 1;
+                    }
+                }
+                range
+            }
+        };
         self.ended_at = None;
         self.current = Some(Cursor {
             next: range.start,
             range,
             early_end_seen: false,
         });
+        self.assign_ahead()?;
         Ok(true)
+    }
+
+    /// Assigns the next pending ranges, up to `readAheadRanges` of them, each to its own
+    /// consumer. Stops at a range of a partition being read or assigned already: that one goes
+    /// on from its partition's consumer in its turn.
+    fn assign_ahead(&mut self) -> Result<()> {
+        while self.ahead.len() < self.read.read_ahead {
+            let Some(next) = self.pending.front() else {
+                break;
+            };
+            let same_partition =
+                |r: &OffsetRange| r.partition == next.partition && r.topic == next.topic;
+            if self
+                .current
+                .as_ref()
+                .is_some_and(|c| same_partition(&c.range))
+                || self.ahead.iter().any(|a| same_partition(&a.range))
+            {
+                break;
+            }
+            let range = self.pending.pop_front().expect("a pending range");
+            let (consumer, positioned) = self.consumer_for(&range)?;
+            if !positioned {
+                self.assign_on(&consumer, &range, range.start)?;
+            }
+            self.ahead.push_back(Ahead {
+                range,
+                consumer,
+                positioned,
+            });
+        }
+        Ok(())
     }
 
     /// The current range is done: its consumer stands at `next` with nothing past it taken when

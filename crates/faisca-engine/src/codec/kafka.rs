@@ -30,6 +30,7 @@ pub fn encode(scan: &KafkaScanExec) -> DfResult<faisca_proto::KafkaScanNode> {
         include_headers: scan.read_options().include_headers,
         fail_on_data_loss: scan.read_options().fail_on_data_loss,
         poll_timeout_ms: scan.read_options().poll_timeout.as_millis() as u64,
+        read_ahead_ranges: scan.read_options().read_ahead as u32,
         has_projection: scan.projection().is_some(),
         projection: scan
             .projection()
@@ -72,6 +73,7 @@ pub fn decode(node: faisca_proto::KafkaScanNode) -> DfResult<Arc<dyn ExecutionPl
         include_headers: node.include_headers,
         fail_on_data_loss: node.fail_on_data_loss,
         poll_timeout: std::time::Duration::from_millis(node.poll_timeout_ms),
+        read_ahead: node.read_ahead_ranges as usize,
     };
     let projection = node
         .has_projection
