@@ -545,6 +545,13 @@ async fn bad_kafka_options_are_named_when_the_table_is_created() {
         e.contains("'kafka.auto.offset.reset' is not supported"),
         "{e}"
     );
+    let e = create_error("'readAheadRanges' 'many'").await;
+    assert!(e.contains("'readAheadRanges' is 'many'"), "{e}");
+    let e = create_error("'readAheadRanges' '65'").await;
+    assert!(
+        e.contains("'readAheadRanges' is '65': expected at most 64"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
