@@ -1,7 +1,8 @@
 //! The state a streaming query's stateful operator keeps for one shuffle partition between
 //! micro-batches, and its versioned files in the query's checkpoint (issue 19, being built).
 //!
-//! State is a map from key to value (both rows of Arrow columns, kept as arrow-row bytes). Version
+//! State is a map from key to value (both rows of Arrow columns, kept as arrow-row bytes, looked
+//! up by those bytes without copying them). Version
 //! `v` is the state after batch `v - 1` committed (version 0 is empty). Each commit writes what
 //! the batch changed as `<dir>/<v>.delta` (an Arrow IPC file: the key and value columns and a
 //! `__deleted` flag), and every `snapshot_interval` versions the whole state as `<v>.snapshot` in
@@ -10,7 +11,7 @@
 //! before it and the deltas after that snapshot ([`PartitionState::load`]), so a partition's task
 //! can run on another executor after the one holding the state is lost.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,7 +19,7 @@ use datafusion::arrow::array::{ArrayRef, BooleanArray, RecordBatch, new_null_arr
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::reader::FileReader;
 use datafusion::arrow::ipc::writer::FileWriter;
-use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::arrow::row::{RowConverter, RowParser, SortField};
 use faisca_common::{Error, Result};
 use futures::TryStreamExt;
 use object_store::path::Path;
@@ -50,9 +51,12 @@ pub struct PartitionState {
     key_columns: usize,
     keys: RowConverter,
     values: RowConverter,
-    rows: HashMap<OwnedRow, OwnedRow>,
-    /// Keys the running batch changed: their new value, or `None` when removed.
-    changed: HashMap<OwnedRow, Option<OwnedRow>>,
+    key_parser: RowParser,
+    value_parser: RowParser,
+    /// Key bytes to value bytes.
+    rows: HashMap<Box<[u8]>, Box<[u8]>>,
+    /// Keys the running batch changed (set, or removed when `rows` no longer holds them).
+    changed: HashSet<Box<[u8]>>,
     version: u64,
 }
 
@@ -63,6 +67,17 @@ impl std::fmt::Debug for PartitionState {
             .field("version", &self.version)
             .field("rows", &self.rows.len())
             .finish()
+    }
+}
+
+/// Sets `key`'s value in `rows`, reusing the held value's allocation when it fits.
+fn set(rows: &mut HashMap<Box<[u8]>, Box<[u8]>>, key: &[u8], value: &[u8]) {
+    match rows.get_mut(key) {
+        Some(held) if held.len() == value.len() => held.copy_from_slice(value),
+        Some(held) => *held = value.into(),
+        None => {
+            rows.insert(key.into(), value.into());
+        }
     }
 }
 
@@ -111,14 +126,17 @@ impl PartitionState {
             )));
         }
         let (key_fields, value_fields) = schema.fields().split_at(key_columns);
+        let (keys, values) = (converter(key_fields)?, converter(value_fields)?);
         let mut state = PartitionState {
-            keys: converter(key_fields)?,
-            values: converter(value_fields)?,
+            key_parser: keys.parser(),
+            value_parser: values.parser(),
+            keys,
+            values,
             location,
             schema,
             key_columns,
             rows: HashMap::new(),
-            changed: HashMap::new(),
+            changed: HashSet::new(),
             version: 0,
         };
         if version == 0 {
@@ -171,21 +189,28 @@ impl PartitionState {
 
     /// Bytes the keys and values take in memory (their row encodings).
     pub fn memory_bytes(&self) -> usize {
-        self.rows
-            .iter()
-            .map(|(k, v)| k.as_ref().len() + v.as_ref().len())
-            .sum()
+        self.rows.iter().map(|(k, v)| k.len() + v.len()).sum()
     }
 
     /// Sets the value of each row's key (`batch` has the state's columns).
     pub fn upsert(&mut self, batch: &RecordBatch) -> Result<()> {
         let (keys, values) = self.to_rows(batch.columns())?;
         for i in 0..keys.num_rows() {
-            let (key, value) = (keys.row(i).owned(), values.row(i).owned());
-            self.changed.insert(key.clone(), Some(value.clone()));
-            self.rows.insert(key, value);
+            let (key, value) = (keys.row(i).data(), values.row(i).data());
+            self.set(key, value);
+            self.mark_changed(key);
         }
         Ok(())
+    }
+
+    fn set(&mut self, key: &[u8], value: &[u8]) {
+        set(&mut self.rows, key, value);
+    }
+
+    fn mark_changed(&mut self, key: &[u8]) {
+        if !self.changed.contains(key) {
+            self.changed.insert(key.into());
+        }
     }
 
     /// Removes each row's key (`keys` are the key columns).
@@ -195,12 +220,54 @@ impl PartitionState {
             .convert_columns(keys)
             .map_err(|e| Error::internal(format!("state keys: {e}")))?;
         for row in rows.iter() {
-            let key = row.owned();
-            if self.rows.remove(&key).is_some() {
-                self.changed.insert(key, None);
+            if self.rows.remove(row.data()).is_some() {
+                self.mark_changed(row.data());
             }
         }
         Ok(())
+    }
+
+    /// Removes the rows `choose` picks from the whole state (given as [`Self::rows`] gives it)
+    /// and returns them.
+    pub fn remove_where(
+        &mut self,
+        choose: impl FnOnce(&RecordBatch) -> Result<BooleanArray>,
+    ) -> Result<RecordBatch> {
+        let held: Vec<(&[u8], &[u8])> = self
+            .rows
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .collect();
+        let all = self.batch_of(&held)?;
+        let chosen = choose(&all)?;
+        let gone: Vec<Box<[u8]>> = held
+            .iter()
+            .zip(chosen.iter())
+            .filter(|(_, c)| *c == Some(true))
+            .map(|((k, _), _)| Box::<[u8]>::from(*k))
+            .collect();
+        let rows = datafusion::arrow::compute::filter_record_batch(&all, &chosen)
+            .map_err(|e| Error::internal(format!("state rows removed: {e}")))?;
+        for key in gone {
+            self.rows.remove(&key);
+            self.changed.insert(key);
+        }
+        Ok(rows)
+    }
+
+    /// `held` (key and value bytes) as a batch of the state's columns.
+    fn batch_of(&self, held: &[(&[u8], &[u8])]) -> Result<RecordBatch> {
+        let mut columns = self
+            .keys
+            .convert_rows(held.iter().map(|(k, _)| self.key_parser.parse(k)))
+            .map_err(|e| Error::internal(format!("state keys: {e}")))?;
+        columns.extend(
+            self.values
+                .convert_rows(held.iter().map(|(_, v)| self.value_parser.parse(v)))
+                .map_err(|e| Error::internal(format!("state values: {e}")))?,
+        );
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| Error::internal(format!("state rows: {e}")))
     }
 
     /// For each key row, the row of `values` holding its value, or `None`; `values` holds the
@@ -213,10 +280,10 @@ impl PartitionState {
         let mut found = Vec::with_capacity(rows.num_rows());
         let mut hits = Vec::new();
         for row in rows.iter() {
-            match self.rows.get(&row.owned()) {
+            match self.rows.get(row.data()) {
                 Some(value) => {
                     found.push(Some(hits.len()));
-                    hits.push(value.row());
+                    hits.push(self.value_parser.parse(value));
                 }
                 None => found.push(None),
             }
@@ -230,17 +297,12 @@ impl PartitionState {
 
     /// Every key and value, as one batch of the state's columns (in no particular order).
     pub fn rows(&self) -> Result<RecordBatch> {
-        let mut columns = self
-            .keys
-            .convert_rows(self.rows.keys().map(|k| k.row()))
-            .map_err(|e| Error::internal(format!("state keys: {e}")))?;
-        columns.extend(
-            self.values
-                .convert_rows(self.rows.values().map(|v| v.row()))
-                .map_err(|e| Error::internal(format!("state values: {e}")))?,
-        );
-        RecordBatch::try_new(self.schema.clone(), columns)
-            .map_err(|e| Error::internal(format!("state rows: {e}")))
+        let held: Vec<(&[u8], &[u8])> = self
+            .rows
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_ref()))
+            .collect();
+        self.batch_of(&held)
     }
 
     /// Writes the running batch's changes as version `version` (the loaded one plus one), a
@@ -253,11 +315,19 @@ impl PartitionState {
                 self.version
             )));
         }
-        let changed: Vec<(OwnedRow, Option<OwnedRow>)> = self.changed.drain().collect();
-        let delta = self.encode(changed.iter().map(|(k, v)| (k, v.as_ref())))?;
+        let changed = std::mem::take(&mut self.changed);
+        let delta = self.encode(
+            changed
+                .iter()
+                .map(|k| (k.as_ref(), self.rows.get(k).map(AsRef::as_ref))),
+        )?;
         self.put(version, DELTA, delta).await?;
         if version.is_multiple_of(self.location.snapshot_interval.max(1)) {
-            let snapshot = self.encode(self.rows.iter().map(|(k, v)| (k, Some(v))))?;
+            let snapshot = self.encode(
+                self.rows
+                    .iter()
+                    .map(|(k, v)| (k.as_ref(), Some(v.as_ref()))),
+            )?;
             self.put(version, SNAPSHOT, snapshot).await?;
         }
         self.version = version;
@@ -282,14 +352,16 @@ impl PartitionState {
 
     /// An IPC file of `entries` (a key and its value, or `None` for a removed key).
     fn encode<'a>(
-        &self,
-        entries: impl Iterator<Item = (&'a OwnedRow, Option<&'a OwnedRow>)>,
+        &'a self,
+        entries: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
     ) -> Result<Vec<u8>> {
         let (mut kept, mut removed) = (Vec::new(), Vec::new());
         for (key, value) in entries {
             match value {
-                Some(value) => kept.push((key.row(), value.row())),
-                None => removed.push(key.row()),
+                Some(value) => {
+                    kept.push((self.key_parser.parse(key), self.value_parser.parse(value)))
+                }
+                None => removed.push(self.key_parser.parse(key)),
             }
         }
         let schema = file_schema(&self.schema, self.key_columns);
@@ -408,11 +480,11 @@ impl PartitionState {
                 .ok_or_else(|| damaged(format!("{DELETED} is not boolean")))?;
             let (keys, values) = self.to_rows(&columns[..columns.len() - 1])?;
             for i in 0..batch.num_rows() {
-                let key = keys.row(i).owned();
+                let key = keys.row(i).data();
                 if deleted.value(i) {
-                    self.rows.remove(&key);
+                    self.rows.remove(key);
                 } else {
-                    self.rows.insert(key, values.row(i).owned());
+                    set(&mut self.rows, key, values.row(i).data());
                 }
             }
         }

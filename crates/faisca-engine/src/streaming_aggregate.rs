@@ -199,17 +199,15 @@ impl StreamingAggregate {
         let rows = converter
             .convert_columns(&key_columns)
             .map_err(|e| internal(&e))?;
-        let mut group_of: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut group_of: HashMap<&[u8], usize> = HashMap::with_capacity(rows.num_rows());
         let mut first_row = Vec::new();
         let partial_groups: Vec<usize> = (0..rows.num_rows())
             .map(|i| {
                 let next = group_of.len();
-                *group_of
-                    .entry(rows.row(i).as_ref().to_vec())
-                    .or_insert_with(|| {
-                        first_row.push(i as u32);
-                        next
-                    })
+                *group_of.entry(rows.row(i).data()).or_insert_with(|| {
+                    first_row.push(i as u32);
+                    next
+                })
             })
             .collect();
         let count = group_of.len();
@@ -295,13 +293,7 @@ impl StreamingAggregate {
 
     /// Removes the groups the watermark passed from `state`; returns their state rows.
     fn evict(&self, state: &mut PartitionState, key: usize, watermark: i64) -> Result<RecordBatch> {
-        let all = state.rows()?;
-        let done = passed(&event_times(all.column(key))?, watermark);
-        let rows = filter_record_batch(&all, &done)
-            .map_err(|e| Error::internal(format!("streaming aggregate eviction: {e}")))?;
-        let keys: Vec<ArrayRef> = rows.columns()[..self.keys].to_vec();
-        state.remove(&keys)?;
-        Ok(rows)
+        state.remove_where(|all| Ok(passed(&event_times(all.column(key))?, watermark)))
     }
 }
 
