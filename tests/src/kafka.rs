@@ -964,6 +964,42 @@ async fn confluent_framed_avro_is_read_with_the_registrys_writer_schemas() {
     );
 }
 
+/// Range reader options for `servers` (a 20 s poll timeout).
+fn reader_options(
+    servers: &str,
+    read_ahead: usize,
+) -> faisca_connectors::kafka::options::ReadOptions {
+    faisca_connectors::kafka::options::ReadOptions {
+        kafka_params: [("bootstrap.servers".to_string(), servers.to_string())]
+            .into_iter()
+            .collect(),
+        include_headers: false,
+        fail_on_data_loss: true,
+        poll_timeout: Duration::from_secs(20),
+        read_ahead,
+    }
+}
+
+/// Every value `reader` (projected to the value column) reads, as text.
+async fn values_read(
+    reader: &mut faisca_connectors::kafka::reader::RangeReader,
+) -> Result<Vec<String>, String> {
+    let mut values = Vec::new();
+    while let Some(batch) = reader.next_batch().await.map_err(|e| e.to_string())? {
+        let column = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<arrow::array::BinaryArray>()
+            .unwrap();
+        values.extend(
+            column
+                .iter()
+                .map(|v| String::from_utf8(v.unwrap().to_vec()).unwrap()),
+        );
+    }
+    Ok(values)
+}
+
 /// Reads `[start, end)` of partition 0 with a range reader of the process's consumer pool, told
 /// that the partition ended at `known_end` when the range was planned (a micro-batch; `None`: a
 /// batch read): the values, and whether the range went on from a consumer positioned at its start.
@@ -973,18 +1009,9 @@ async fn read_range(
     [start, end]: [i64; 2],
     known_end: Option<i64>,
 ) -> Result<(Vec<String>, bool), String> {
-    use faisca_connectors::kafka::options::ReadOptions;
     use faisca_connectors::kafka::reader::RangeReader;
     use faisca_connectors::kafka::{OffsetRange, TopicPartition};
-    let read = ReadOptions {
-        kafka_params: [("bootstrap.servers".to_string(), servers.to_string())]
-            .into_iter()
-            .collect(),
-        include_headers: false,
-        fail_on_data_loss: true,
-        poll_timeout: Duration::from_secs(20),
-        read_ahead: 3,
-    };
+    let read = reader_options(servers, 3);
     let range = OffsetRange {
         topic: topic.to_string(),
         partition: 0,
@@ -999,19 +1026,7 @@ async fn read_range(
     let mut reader = RangeReader::new(&read, vec![range], Some(&[1]), 1000)
         .unwrap()
         .with_known_ends(std::sync::Arc::new(known_ends));
-    let mut values = Vec::new();
-    while let Some(batch) = reader.next_batch().await.map_err(|e| e.to_string())? {
-        let column = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<arrow::array::BinaryArray>()
-            .unwrap();
-        values.extend(
-            column
-                .iter()
-                .map(|v| String::from_utf8(v.unwrap().to_vec()).unwrap()),
-        );
-    }
+    let values = values_read(&mut reader).await?;
     Ok((values, reader.ranges_continued() == 1))
 }
 
@@ -1068,7 +1083,6 @@ async fn the_next_range_of_a_partition_goes_on_from_the_consumer_left_where_the_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tasks_ranges_read_ahead_come_out_exactly_and_in_order() {
     use faisca_connectors::kafka::OffsetRange;
-    use faisca_connectors::kafka::options::ReadOptions;
     use faisca_connectors::kafka::reader::RangeReader;
     let broker = Broker::start(Kind::Noida);
     broker.create_topic("ahead", 4).await;
@@ -1097,56 +1111,19 @@ async fn a_tasks_ranges_read_ahead_come_out_exactly_and_in_order() {
         expected.extend((r.start..r.end).map(|i| format!("p{}-{i}", r.partition)));
     }
     for read_ahead in [0, 1, 2, 8] {
-        let read = ReadOptions {
-            kafka_params: [("bootstrap.servers".to_string(), broker.servers.clone())]
-                .into_iter()
-                .collect(),
-            include_headers: false,
-            fail_on_data_loss: true,
-            poll_timeout: Duration::from_secs(20),
-            read_ahead,
-        };
+        let read = reader_options(&broker.servers, read_ahead);
         // Small batches: ranges end inside and across them.
         let mut reader = RangeReader::new(&read, ranges.clone(), Some(&[1]), 7).unwrap();
-        let mut values = Vec::new();
-        while let Some(batch) = reader.next_batch().await.unwrap() {
-            let column = batch
-                .column(0)
-                .as_any()
-                .downcast_ref::<arrow::array::BinaryArray>()
-                .unwrap();
-            values.extend(
-                column
-                    .iter()
-                    .map(|v| String::from_utf8(v.unwrap().to_vec()).unwrap()),
-            );
-        }
+        let values = values_read(&mut reader).await.unwrap();
         assert_eq!(values, expected, "readAheadRanges = {read_ahead}");
     }
     // A reader dropped before its ranges ahead were read leaves nothing behind for the next.
-    let read = ReadOptions {
-        kafka_params: [("bootstrap.servers".to_string(), broker.servers.clone())]
-            .into_iter()
-            .collect(),
-        include_headers: false,
-        fail_on_data_loss: true,
-        poll_timeout: Duration::from_secs(20),
-        read_ahead: 4,
-    };
+    let read = reader_options(&broker.servers, 4);
     let mut reader = RangeReader::new(&read, ranges.clone(), Some(&[1]), 3).unwrap();
     reader.next_batch().await.unwrap();
     drop(reader);
     let mut reader = RangeReader::new(&read, vec![range(2, 0, 5)], Some(&[1]), 100).unwrap();
-    let batch = reader.next_batch().await.unwrap().unwrap();
-    let column = batch
-        .column(0)
-        .as_any()
-        .downcast_ref::<arrow::array::BinaryArray>()
-        .unwrap();
-    let values: Vec<String> = column
-        .iter()
-        .map(|v| String::from_utf8(v.unwrap().to_vec()).unwrap())
-        .collect();
+    let values = values_read(&mut reader).await.unwrap();
     assert_eq!(
         values,
         (0..5).map(|i| format!("p2-{i}")).collect::<Vec<_>>()

@@ -89,21 +89,29 @@ fn key(read: &ReadOptions) -> String {
 }
 
 impl Pool {
-    fn expire(&mut self, now: Instant) {
+    /// Takes out the consumers idle past [`IDLE_TIMEOUT`] (closed by the caller, once the pool
+    /// is unlocked: closing a client waits for its threads).
+    fn expire(&mut self, now: Instant) -> Vec<Idle> {
+        let mut expired = Vec::new();
         for consumers in self.idle.values_mut() {
-            consumers.retain(|c| now.saturating_duration_since(c.since) < IDLE_TIMEOUT);
+            let (keep, gone) = std::mem::take(consumers)
+                .into_iter()
+                .partition(|c| now.saturating_duration_since(c.since) < IDLE_TIMEOUT);
+            *consumers = keep;
+            expired.extend::<Vec<Idle>>(gone);
         }
         self.idle.retain(|_, consumers| !consumers.is_empty());
+        expired
     }
 
     fn len(&self) -> usize {
         self.idle.values().map(Vec::len).sum()
     }
 
-    /// Makes room for one more: the longest idle consumer goes.
-    fn make_room(&mut self) {
+    /// Makes room for one more: the longest idle consumer goes (to be closed by the caller).
+    fn make_room(&mut self) -> Option<Idle> {
         if self.len() < CAPACITY {
-            return;
+            return None;
         }
         let oldest = self
             .idle
@@ -111,11 +119,8 @@ impl Pool {
             .flat_map(|(k, v)| v.iter().enumerate().map(move |(i, c)| (k, i, c.since)))
             .min_by_key(|(_, _, since)| *since)
             .map(|(k, i, _)| (k.clone(), i));
-        if let Some((key, index)) = oldest
-            && let Some(consumers) = self.idle.get_mut(&key)
-        {
-            consumers.remove(index);
-        }
+        let (key, index) = oldest?;
+        Some(self.idle.get_mut(&key)?.remove(index))
     }
 }
 
@@ -123,7 +128,12 @@ impl Pool {
 /// one is kept (see the module's overview for which one).
 pub fn take(read: &ReadOptions, want: &Position) -> Option<Taken> {
     let mut pool = POOL.lock().ok()?;
-    pool.expire(Instant::now());
+    let expired = pool.expire(Instant::now());
+    if !expired.is_empty() {
+        drop(pool);
+        drop(expired);
+        pool = POOL.lock().ok()?;
+    }
     let consumers = pool.idle.get_mut(&key(read))?;
     let exact = consumers.iter().position(|c| c.at.as_ref() == Some(want));
     if let Some(index) = exact {
@@ -149,26 +159,35 @@ pub fn give_back(read: &ReadOptions, consumer: PooledConsumer, at: Option<Positi
         return;
     };
     let now = Instant::now();
-    pool.expire(now);
+    // Closed once the pool is unlocked.
+    let mut closing = pool.expire(now);
     if let Some(at) = &at
         && let Some(consumers) = pool.idle.get_mut(&key(read))
     {
         // One consumer positioned in a partition at a time: an older one is behind this one.
-        consumers.retain(|c| !c.at.as_ref().is_some_and(|a| a.same_partition(at)));
+        let (behind, keep) = std::mem::take(consumers)
+            .into_iter()
+            .partition(|c| c.at.as_ref().is_some_and(|a| a.same_partition(at)));
+        *consumers = keep;
+        closing.extend::<Vec<Idle>>(behind);
     }
-    pool.make_room();
+    closing.extend(pool.make_room());
     pool.idle.entry(key(read)).or_default().push(Idle {
         since: now,
         consumer,
         at,
     });
+    drop(pool);
+    drop(closing);
 }
 
 /// Drops consumers idle longer than [`IDLE_TIMEOUT`] (positioned ones keep fetching until then).
 pub fn expire() {
-    if let Ok(mut pool) = POOL.lock() {
-        pool.expire(Instant::now());
-    }
+    let expired = match POOL.lock() {
+        Ok(mut pool) => pool.expire(Instant::now()),
+        Err(_) => return,
+    };
+    drop(expired);
 }
 
 /// Idle consumers kept now (for tests).

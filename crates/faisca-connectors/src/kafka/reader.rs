@@ -366,6 +366,23 @@ impl RangeReader {
         }
     }
 
+    /// The first and next offsets of `range`'s partition, asked of its leader (`doing` says why,
+    /// for the error).
+    async fn watermarks(&self, range: &OffsetRange, doing: &str) -> Result<(i64, i64)> {
+        let consumer = self.consumer()?.clone();
+        let (topic, partition) = (range.topic.clone(), range.partition);
+        let timeout = self.read.poll_timeout;
+        tokio::task::spawn_blocking(move || consumer.fetch_watermarks(&topic, partition, timeout))
+            .await
+            .map_err(|e| Error::internal(format!("offset lookup task: {e}")))?
+            .map_err(|e| {
+                Error::external(format!(
+                    "Kafka partition {}-{}: {doing}: {e}",
+                    range.topic, range.partition
+                ))
+            })
+    }
+
     /// Records of the current range were deleted: fail, or move on to what is left.
     async fn offset_out_of_range(&mut self) -> Result<()> {
         let Some(cursor) = self.current.as_ref() else {
@@ -379,20 +396,9 @@ impl RangeReader {
                 "the log no longer holds them, e.g. deleted by retention",
             ));
         }
-        let consumer = self.consumer()?.clone();
-        let (topic, partition) = (cursor.range.topic.clone(), cursor.range.partition);
-        let timeout = self.read.poll_timeout;
-        let (earliest, _) = tokio::task::spawn_blocking(move || {
-            consumer.fetch_watermarks(&topic, partition, timeout)
-        })
-        .await
-        .map_err(|e| Error::internal(format!("offset lookup task: {e}")))?
-        .map_err(|e| {
-            Error::external(format!(
-                "Kafka partition {}-{}: looking up its first offset: {e}",
-                cursor.range.topic, cursor.range.partition
-            ))
-        })?;
+        let (earliest, _) = self
+            .watermarks(&cursor.range, "looking up its first offset")
+            .await?;
         tracing::warn!(range = %cursor.range, skipped_to = earliest, "Kafka records lost, skipped (failOnDataLoss=false)");
         if earliest >= cursor.range.end {
             self.range_done(false);
@@ -606,19 +612,12 @@ impl RangeReader {
             self.range_done(true);
             return Ok(());
         }
-        let consumer = self.consumer()?.clone();
-        let (topic, timeout) = (range.topic.clone(), self.read.poll_timeout);
-        let (_, high) = tokio::task::spawn_blocking(move || {
-            consumer.fetch_watermarks(&topic, partition, timeout)
-        })
-        .await
-        .map_err(|e| Error::internal(format!("offset lookup task: {e}")))?
-        .map_err(|e| {
-            Error::external(format!(
-                "Kafka partition {}-{}: looking up its end after it reported offset {position}: {e}",
-                range.topic, range.partition
-            ))
-        })?;
+        let (_, high) = self
+            .watermarks(
+                &range,
+                &format!("looking up its end after it reported offset {position}"),
+            )
+            .await?;
         if high >= range.end {
             if early_end_seen {
                 return Err(Error::external(format!(
