@@ -471,6 +471,7 @@ pub fn build_job(
             inputs: stage.inputs.clone(),
             output_description: stage.output.describe(),
             stateful: runs_stateful_operator(&stage.plan),
+            reads_kafka: reads_kafka(&stage.plan),
             preferred: Vec::new(),
         });
     }
@@ -494,6 +495,12 @@ fn runs_stateful_operator(plan: &Arc<dyn ExecutionPlan>) -> bool {
     plan.downcast_ref::<faisca_engine::streaming_exec::StatefulAggregateExec>()
         .is_some()
         || plan.children().into_iter().any(runs_stateful_operator)
+}
+
+fn reads_kafka(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    plan.downcast_ref::<faisca_engine::kafka::KafkaScanExec>()
+        .is_some()
+        || plan.children().into_iter().any(reads_kafka)
 }
 
 /// `EXPLAIN`: the logical plan and the distributed plan (stages, tasks, operators).

@@ -106,6 +106,7 @@ fn submit_preferring(
             inputs: vec![],
             output_description: "result".into(),
             stateful: !preferred.is_empty(),
+            reads_kafka: false,
             preferred,
         }],
         schema: Arc::new(datafusion::arrow::datatypes::Schema::empty()),

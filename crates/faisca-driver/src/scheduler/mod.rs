@@ -60,6 +60,9 @@ pub struct PlannedStage {
     /// Whether the stage runs a streaming stateful operator (its tasks prefer the executors
     /// holding their partitions' state).
     pub stateful: bool,
+    /// Whether the stage scans Kafka (a streaming query's tasks then prefer the executors whose
+    /// consumers stand where their partitions' ranges start).
+    pub reads_kafka: bool,
     /// The executor each task prefers (empty: none), when it has a free slot.
     pub preferred: Vec<Option<ExecutorId>>,
 }

@@ -17,6 +17,7 @@ fn job_of(stages: &[(u32, &[u32])], max_attempts: u32, stage_max_attempts: u32) 
                 inputs: inputs.to_vec(),
                 output_description: String::new(),
                 stateful: false,
+                reads_kafka: false,
                 preferred: vec![],
             })
             .collect(),

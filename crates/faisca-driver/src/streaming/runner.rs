@@ -18,6 +18,7 @@ use datafusion::datasource::{MemTable, TableProvider};
 use datafusion::logical_expr::LogicalPlan;
 use faisca_common::ids::SessionId;
 use faisca_common::{Error, JobId, Result};
+use faisca_connectors::kafka::{OffsetRange, TopicPartition};
 use faisca_engine::shuffle::FlightClients;
 use faisca_engine::streaming_exec::StatefulSpec;
 use faisca_engine::task_metrics as metrics;
@@ -174,6 +175,11 @@ struct Runner {
     /// The executor that ran each state partition in the last batch (it holds the partition's
     /// state in memory): the next batch's task of that partition prefers it.
     state_executors: Vec<Option<faisca_common::ExecutorId>>,
+    /// The running batch's Kafka tasks, when the query reads one Kafka source.
+    source_tasks: Option<Vec<Vec<OffsetRange>>>,
+    /// The executor that last read each Kafka partition (its consumer may still stand where the
+    /// partition's next range starts).
+    partition_executors: HashMap<TopicPartition, faisca_common::ExecutorId>,
     /// A file sink's write, planned (destination checked, pending commits finished) by the
     /// first batch that writes and reused by the others.
     file_write: Option<crate::write::FileWrite>,
@@ -273,6 +279,8 @@ impl Runner {
             input_interval: None,
             phases: HashMap::new(),
             state_executors: Vec::new(),
+            source_tasks: None,
+            partition_executors: HashMap::new(),
             file_write: None,
             stop_hook,
         }
@@ -562,6 +570,10 @@ impl Runner {
             .zip(offsets.iter().zip(latest))
             .map(|(c, (o, l))| c.bound_table(o, l, default_max, cores, &mut kafka))
             .collect::<Result<_>>()?;
+        let source_tasks = match kafka.tasks.len() {
+            1 => kafka.tasks.values().next().cloned(),
+            _ => None,
+        };
         let plan = bind(&query.plan, &query.shape.sources, &bound)?;
         let mut physical = micro_batch_physical_plan(
             session,
@@ -598,6 +610,7 @@ impl Runner {
             query.name.clone()
         };
         self.phases.insert("queryPlanning", planning.elapsed());
+        self.source_tasks = source_tasks;
         let sink = self.query.sink.clone();
         match &sink {
             Sink::Client { .. } => {
@@ -686,12 +699,12 @@ impl Runner {
                 if let Some(last) = job.stages.last_mut() {
                     last.output_description = "write".to_string();
                 }
-                let stateful = self.prefer_state_executors(&mut job);
+                let preferred = self.prefer_executors(&mut job);
                 let job_id = handle
                     .ask(|reply| Message::SubmitJob { job, reply })
                     .await??;
                 let (result, job_metrics) = await_job(&handle, &job_id).await?;
-                self.remember_state_executors(stateful, &result);
+                self.remember_executors(preferred, &result);
                 let counts = crate::flight::collect_result(
                     handle.clone(),
                     self.query.clients.clone(),
@@ -757,20 +770,36 @@ impl Runner {
         outcome
     }
 
-    /// Gives the job's stateful stage the executors holding its partitions' state; returns
-    /// that stage's id.
-    fn prefer_state_executors(&self, job: &mut crate::scheduler::PlannedJob) -> Option<u32> {
-        let stage = job.stages.iter_mut().find(|s| s.stateful)?;
-        if stage.tasks as usize == self.state_executors.len() {
-            stage.preferred = self.state_executors.clone();
+    /// Gives the job's stateful stage the executors holding its partitions' state, and its
+    /// Kafka stage the executors that last read each task's partitions; returns those stages.
+    fn prefer_executors(&self, job: &mut crate::scheduler::PlannedJob) -> PreferredStages {
+        let mut stages = PreferredStages::default();
+        if let Some(stage) = job.stages.iter_mut().find(|s| s.stateful) {
+            if stage.tasks as usize == self.state_executors.len() {
+                stage.preferred = self.state_executors.clone();
+            }
+            stages.stateful = Some(stage.id);
         }
-        Some(stage.id)
+        if let Some(tasks) = &self.source_tasks
+            && let Some(stage) = job.stages.iter_mut().find(|s| s.reads_kafka)
+            && stage.tasks as usize == tasks.len()
+        {
+            stage.preferred = kafka_task_preferences(tasks, &self.partition_executors);
+            stages.source = Some(stage.id);
+        }
+        stages
     }
 
-    /// Remembers where the stateful stage's tasks ran (their partitions' state is there now).
-    fn remember_state_executors(&mut self, stage: Option<u32>, result: &crate::actor::JobResult) {
-        if let Some(executors) = stage.and_then(|s| result.task_executors.get(s as usize)) {
+    /// Remembers where the stateful stage's tasks ran (their partitions' state is there now) and
+    /// which executor read each Kafka partition.
+    fn remember_executors(&mut self, stages: PreferredStages, result: &crate::actor::JobResult) {
+        let executors =
+            |stage: Option<u32>| stage.and_then(|s| result.task_executors.get(s as usize));
+        if let Some(executors) = executors(stages.stateful) {
             self.state_executors = executors.clone();
+        }
+        if let (Some(executors), Some(tasks)) = (executors(stages.source), &self.source_tasks) {
+            record_kafka_readers(tasks, executors, &mut self.partition_executors);
         }
     }
 
@@ -791,12 +820,12 @@ impl Runner {
         )?;
         job.name = format!("{label} batch {}", entry.batch_id);
         job.sql = format!("streaming query {label}, batch {}", entry.batch_id);
-        let stateful = self.prefer_state_executors(&mut job);
+        let preferred = self.prefer_executors(&mut job);
         let job_id = handle
             .ask(|reply| Message::SubmitJob { job, reply })
             .await??;
         let (result, job_metrics) = await_job(&handle, &job_id).await?;
-        self.remember_state_executors(stateful, &result);
+        self.remember_executors(preferred, &result);
         let rows = crate::flight::collect_result(handle.clone(), clients, job_id, result).await?;
         Ok((rows, job_metrics))
     }
@@ -896,6 +925,45 @@ impl Runner {
     }
 }
 
+/// Each Kafka task's preferred executor: the one that last read the partition of its first
+/// range with a known reader (its consumer may stand where that range starts).
+fn kafka_task_preferences(
+    tasks: &[Vec<OffsetRange>],
+    readers: &HashMap<TopicPartition, faisca_common::ExecutorId>,
+) -> Vec<Option<faisca_common::ExecutorId>> {
+    tasks
+        .iter()
+        .map(|ranges| {
+            ranges
+                .iter()
+                .find_map(|r| readers.get(&r.topic_partition()))
+                .cloned()
+        })
+        .collect()
+}
+
+/// Records which executor read each partition of `tasks` (`executors[i]` ran task `i`).
+fn record_kafka_readers(
+    tasks: &[Vec<OffsetRange>],
+    executors: &[Option<faisca_common::ExecutorId>],
+    readers: &mut HashMap<TopicPartition, faisca_common::ExecutorId>,
+) {
+    for (ranges, executor) in tasks.iter().zip(executors) {
+        if let Some(executor) = executor {
+            for range in ranges {
+                readers.insert(range.topic_partition(), executor.clone());
+            }
+        }
+    }
+}
+
+/// The stages of a batch's job given preferred executors.
+#[derive(Debug, Default, Clone, Copy)]
+struct PreferredStages {
+    stateful: Option<u32>,
+    source: Option<u32>,
+}
+
 /// What a batch's job did.
 struct BatchOutcome {
     metrics: HashMap<String, u64>,
@@ -920,6 +988,52 @@ async fn await_job(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kafka_tasks_prefer_the_executor_that_last_read_their_partitions() {
+        let range = |partition: i32, start: i64| OffsetRange {
+            topic: "t".into(),
+            partition,
+            start,
+            end: start + 10,
+        };
+        let a = faisca_common::ExecutorId::from("a".to_string());
+        let b = faisca_common::ExecutorId::from("b".to_string());
+        let mut readers = HashMap::new();
+        // Batch 1: partitions 0 and 1 on a, 2 on b; the second task's executor is unknown.
+        let first = vec![
+            vec![range(0, 0), range(1, 0)],
+            vec![range(2, 0)],
+            vec![range(3, 0)],
+        ];
+        assert_eq!(
+            kafka_task_preferences(&first, &readers),
+            vec![None, None, None]
+        );
+        record_kafka_readers(
+            &first,
+            &[Some(a.clone()), Some(b.clone()), None],
+            &mut readers,
+        );
+        // Batch 2, packed otherwise: each task follows its first partition with a known reader.
+        let second = vec![
+            vec![range(3, 10), range(2, 10)],
+            vec![range(1, 10)],
+            vec![range(4, 0)],
+        ];
+        assert_eq!(
+            kafka_task_preferences(&second, &readers),
+            vec![Some(b.clone()), Some(a.clone()), None]
+        );
+        record_kafka_readers(
+            &second,
+            &[Some(a.clone()), Some(b.clone()), Some(a.clone())],
+            &mut readers,
+        );
+        assert_eq!(readers.get(&range(2, 0).topic_partition()), Some(&a));
+        assert_eq!(readers.get(&range(1, 0).topic_partition()), Some(&b));
+        assert_eq!(readers.get(&range(0, 0).topic_partition()), Some(&a));
+    }
 
     #[test]
     fn times_show_as_rfc3339_in_utc() {
