@@ -528,20 +528,20 @@ impl RangeReader {
     /// on from its partition's consumer in its turn.
     fn assign_ahead(&mut self) -> Result<()> {
         while self.ahead.len() < self.read.read_ahead {
-            let Some(next) = self.pending.front() else {
+            let Some(range) = self.pending.pop_front() else {
                 break;
             };
             let same_partition =
-                |r: &OffsetRange| r.partition == next.partition && r.topic == next.topic;
+                |r: &OffsetRange| r.partition == range.partition && r.topic == range.topic;
             if self
                 .current
                 .as_ref()
                 .is_some_and(|c| same_partition(&c.range))
                 || self.ahead.iter().any(|a| same_partition(&a.range))
             {
+                self.pending.push_front(range);
                 break;
             }
-            let range = self.pending.pop_front().expect("a pending range");
             let (consumer, positioned) = self.consumer_for(&range)?;
             if !positioned {
                 self.assign_on(&consumer, &range, range.start)?;

@@ -1000,7 +1000,7 @@ mod tests {
         let a = faisca_common::ExecutorId::from("a".to_string());
         let b = faisca_common::ExecutorId::from("b".to_string());
         let mut readers = HashMap::new();
-        // Batch 1: partitions 0 and 1 on a, 2 on b; the second task's executor is unknown.
+        // Batch 1: partitions 0 and 1 on a, 2 on b; the third task's executor is unknown.
         let first = vec![
             vec![range(0, 0), range(1, 0)],
             vec![range(2, 0)],
