@@ -54,4 +54,5 @@ mod splits;
 mod streaming;
 mod tpch;
 mod udf;
+mod ui;
 mod writes;

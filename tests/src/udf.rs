@@ -141,6 +141,7 @@ async fn an_executor_without_a_function_fails_the_task_naming_it() {
         config: faisca::FaiscaConfig::default(),
         health_bind: None,
         launcher: None,
+        ui_by_default: false,
     })
     .await
     .unwrap();

@@ -122,6 +122,7 @@ pub async fn scale(args: ScaleBenchArgs) -> Result<()> {
         config,
         health_bind: None,
         launcher: Some(Box::new(launcher)),
+        ui_by_default: false,
     })
     .await?;
     let address = format!("faisca://{}", driver.address());

@@ -247,11 +247,15 @@ pub async fn driver(args: DriverArgs) -> Result<()> {
             .health_port
             .map(|port| SocketAddr::new(bind.ip(), port)),
         launcher,
+        ui_by_default: true,
     })
     .await?;
     eprintln!("faisca driver listening on faisca://{}", server.address());
     if kubernetes.is_some() {
         warn_if_pods_cannot_reach(server.address());
+    }
+    if let Some(url) = server.ui_url() {
+        eprintln!("faisca driver web UI at {url}");
     }
     if let Some(health) = server.health_address() {
         eprintln!("faisca driver health endpoints on http://{health}/healthz and /readyz");

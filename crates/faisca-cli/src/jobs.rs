@@ -157,9 +157,13 @@ pub async fn submit(args: SubmitArgs) -> Result<()> {
                 config,
                 health_bind: None,
                 launcher: Some(launcher),
+                ui_by_default: true,
             })
             .await?;
             crate::commands::warn_if_pods_cannot_reach(started.address());
+            if let Some(url) = started.ui_url() {
+                eprintln!("faisca driver web UI at {url}");
+            }
             let address = format!("faisca://{}", started.address());
             server = Some(started);
             address
@@ -444,6 +448,9 @@ pub async fn status(args: StatusArgs) -> Result<()> {
                 if !queries.is_empty() {
                     writeln!(out)?;
                     write_query_list(&mut out, &queries)?;
+                }
+                if let Some(url) = client.ui_url().await? {
+                    writeln!(out, "\nWeb UI: {url}")?;
                 }
             }
         }

@@ -473,6 +473,9 @@ pub fn build_job(
             stateful: runs_stateful_operator(&stage.plan),
             reads_kafka: reads_kafka(&stage.plan),
             preferred: Vec::new(),
+            operators: datafusion::physical_plan::displayable(stage.plan.as_ref())
+                .indent(false)
+                .to_string(),
         });
     }
     Ok(PlannedJob {

@@ -16,6 +16,7 @@ use crate::actor::{DriverHandle, DriverSettings, spawn_actor};
 use crate::flight::DriverFlightService;
 use crate::launcher::{ExecutorLauncher, LauncherHandle};
 use crate::service::DriverServiceImpl;
+use faisca_ui::UiServer;
 
 /// How to start a driver.
 pub struct DriverOptions {
@@ -30,6 +31,9 @@ pub struct DriverOptions {
     /// What starts executors for this driver (`faisca driver --executors N`); none: executors
     /// are started separately and register themselves.
     pub launcher: Option<Box<dyn ExecutorLauncher>>,
+    /// Whether the web UI is served when `faisca.ui.enabled` is not set (`faisca driver`: yes;
+    /// a `local[N]` session: no).
+    pub ui_by_default: bool,
 }
 
 /// A running driver.
@@ -45,6 +49,8 @@ pub struct DriverServer {
     launcher: Option<tokio::task::JoinHandle<()>>,
     /// How long the launcher may take to stop its executors.
     launcher_stop_timeout: std::time::Duration,
+    /// The web UI, when it is served.
+    ui: Option<UiServer>,
 }
 
 impl DriverServer {
@@ -67,7 +73,25 @@ impl DriverServer {
             }
             None => (None, None),
         };
-        let (handle, actor) = spawn_actor(DriverSettings::from_config(&options.config), launcher);
+        let ui = if options.config.ui_enabled(options.ui_by_default) {
+            let ui = UiServer::start(&options.config.ui_settings()).await?;
+            let app_id = faisca_ui::events::app_id(
+                faisca_ui::events::now_ms(),
+                uuid::Uuid::new_v4().as_u128() as u16,
+            );
+            ui.bus().post(crate::actor::application_start(
+                &app_id,
+                &address,
+                &options.config,
+            ));
+            tracing::info!(app = %app_id, "web UI at {}", ui.url());
+            Some(ui)
+        } else {
+            None
+        };
+        let mut settings = DriverSettings::from_config(&options.config);
+        settings.ui_url = ui.as_ref().map(UiServer::url);
+        let (handle, actor) = spawn_actor(settings, launcher, ui.as_ref().map(UiServer::bus));
         let limit = options.config.max_message_size();
         let clients = Arc::new(FlightClients::new(limit, options.config.connect_timeout()));
         let control =
@@ -106,6 +130,7 @@ impl DriverServer {
             health,
             launcher: launcher_task,
             launcher_stop_timeout: options.config.executor_stop_timeout(),
+            ui,
         })
     }
 
@@ -119,6 +144,11 @@ impl DriverServer {
         self.health.as_ref().map(HealthServer::address)
     }
 
+    /// The web UI's URL (`http://127.0.0.1:4040`), when it is served.
+    pub fn ui_url(&self) -> Option<String> {
+        self.ui.as_ref().map(UiServer::url)
+    }
+
     /// A handle to the actor (for in-process tools and tests).
     pub fn handle(&self) -> DriverHandle {
         self.handle.clone()
@@ -129,6 +159,11 @@ impl DriverServer {
     pub async fn shutdown(mut self) {
         self.readiness
             .send_replace(Readiness::NotReady("the driver is stopping"));
+        if let Some(ui) = &self.ui {
+            ui.bus().post(faisca_ui::Event::ApplicationEnd {
+                time: faisca_ui::events::now_ms(),
+            });
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

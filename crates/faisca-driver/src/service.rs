@@ -542,10 +542,12 @@ impl DriverService for DriverServiceImpl {
                         });
                     }
                     Some(Ok(ExecutorMessage {
-                        message: Some(executor_message::Message::Heartbeat(_)),
+                        message: Some(executor_message::Message::Heartbeat(beat)),
                     })) => {
                         handle.send(Message::Heartbeat {
                             executor: id.clone(),
+                            memory_used_bytes: beat.memory_used_bytes,
+                            shuffle_memory_bytes: beat.shuffle_memory_bytes,
                         });
                     }
                     Some(Ok(ExecutorMessage {

@@ -210,7 +210,11 @@ impl Connection {
                 }
                 _ = heartbeat.tick() => {
                     faisca_engine::kafka::expire_idle_consumers();
-                    let beat = Heartbeat { running_tasks: running.len() as u32 };
+                    let beat = Heartbeat {
+                        running_tasks: running.len() as u32,
+                        memory_used_bytes: context.base_task_context.runtime_env().memory_pool.reserved() as u64,
+                        shuffle_memory_bytes: context.shuffle_memory.held_bytes(),
+                    };
                     let _ = self.to_driver.send(ExecutorMessage { message: Some(executor_message::Message::Heartbeat(beat)) });
                 }
                 Some(reason) = decommission.recv(), if grace.is_none() => {

@@ -302,6 +302,18 @@ impl DriverClient {
             .collect())
     }
 
+    /// The driver's web UI (`http://127.0.0.1:4040`), when it serves one.
+    pub async fn ui_url(&self) -> Result<Option<String>> {
+        let response = self
+            .control
+            .clone()
+            .cluster_info(faisca_proto::ClusterInfoRequest { min_executors: 0 })
+            .await
+            .map_err(|s| self.status(s))?
+            .into_inner();
+        Ok(Some(response.ui_url).filter(|url| !url.is_empty()))
+    }
+
     /// One job's status: stages, task attempts, failures.
     pub async fn job(&self, job_id: &str) -> Result<JobInfo> {
         let request = GetJobRequest {

@@ -50,6 +50,7 @@ impl LocalCluster {
             config: config.clone(),
             health_bind: None,
             launcher: None,
+            ui_by_default: false,
         })
         .await?;
         let work_dir = tempfile::Builder::new()

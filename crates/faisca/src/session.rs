@@ -297,6 +297,17 @@ impl Session {
         }
     }
 
+    /// The driver's web UI (`http://127.0.0.1:4040`), when it serves one (`faisca.ui.enabled`;
+    /// off by default for `local[N]`).
+    pub async fn ui_url(&self) -> Result<Option<String>> {
+        let mut control = self.inner.client.control();
+        let response = control
+            .cluster_info(ClusterInfoRequest { min_executors: 0 })
+            .await
+            .map_err(|s| faisca_proto::error_from_status(&s, "asking the driver for its web UI"))?;
+        Ok(Some(response.into_inner().ui_url).filter(|url| !url.is_empty()))
+    }
+
     /// Close the session; a `local[N]` cluster started by it is stopped.
     pub async fn stop(&self) {
         let _ = self

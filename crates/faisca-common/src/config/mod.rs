@@ -11,7 +11,9 @@ use std::time::Duration;
 use crate::{Error, Result};
 
 pub mod cluster;
+pub mod ui;
 pub use cluster::DynamicAllocation;
+pub use ui::UiSettings;
 
 /// How a value of a key is parsed.
 #[derive(Debug, Clone, Copy)]
@@ -494,6 +496,14 @@ pub const KEYS: &[KeySpec] = &[
     cluster::K8S_DELETE_ON_TERMINATION,
     cluster::K8S_API_POLLING_INTERVAL,
     cluster::K8S_DRIVER_POD_NAME,
+    ui::UI_ENABLED,
+    ui::UI_PORT,
+    ui::UI_BIND,
+    ui::PORT_MAX_RETRIES,
+    ui::UI_RETAINED_JOBS,
+    ui::UI_RETAINED_STAGES,
+    ui::UI_RETAINED_TASKS,
+    ui::UI_RETAINED_DEAD_EXECUTORS,
 ];
 
 /// Parsed configuration. Build with [`FaiscaConfig::from_pairs`] or start from

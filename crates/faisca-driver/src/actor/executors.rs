@@ -123,6 +123,7 @@ impl DriverState {
         ClusterInfoResponse {
             executors,
             departed: self.departed.iter().cloned().collect(),
+            ui_url: self.settings.ui_url.clone().unwrap_or_default(),
         }
     }
 
@@ -134,6 +135,7 @@ impl DriverState {
         state: &str,
         reason: &str,
     ) {
+        self.post_executor_removed(id, reason, state == "exited");
         let mut info = executor_info(id, entry);
         info.running_tasks = 0;
         info.state = state.to_string();

@@ -26,6 +26,7 @@ impl DriverState {
         self.next_job_seq += 1;
         let state = JobState::new(id.clone(), seq, job, self.settings.retained_task_failures);
         debug!(job = %id, stages = state.planned.stages.len(), "job submitted");
+        self.post_job_start(&state);
         self.jobs.insert(id.clone(), state);
         let _ = reply.send(Ok(id.clone()));
         self.after_job_change(&id);
@@ -166,7 +167,19 @@ impl DriverState {
         let Some(job) = self.jobs.get_mut(id) else {
             return;
         };
-        for (executor, stage, partition, attempt) in job.take_running_tasks() {
+        let seq = job.seq;
+        let running = job.take_running_tasks();
+        for (executor, stage, partition, attempt) in &running {
+            let reason = format!("job {id} ended");
+            self.post_tasks_stopped(
+                seq,
+                executor,
+                &[(*stage, *partition, *attempt)],
+                false,
+                &reason,
+            );
+        }
+        for (executor, stage, partition, attempt) in running {
             if let Some(e) = self.executors.get_mut(&executor) {
                 e.running = e.running.saturating_sub(1);
                 let cancel = CancelTask {
@@ -195,8 +208,10 @@ impl DriverState {
             let preferred = job.preferred_executor(stage, partition).cloned();
             let executor = self.pick_executor(avoid.as_ref(), preferred.as_ref());
             let job = self.jobs.get_mut(&job_id).expect("picked among the jobs");
+            let seq = job.seq;
             match job.launch(stage, partition, &executor) {
                 Ok(task) => {
+                    self.post_task_start(seq, &task, &executor);
                     let entry = self.executors.get_mut(&executor).expect("has a free slot");
                     entry.running += 1;
                     let message = DriverMessage {
@@ -282,6 +297,7 @@ impl DriverState {
             return; // a task of a job that already ended
         };
         let (stage, partition, attempt) = (status.stage_id, status.partition, status.attempt);
+        let seq = job.seq;
         debug!(
             job = %job_id,
             stage,
@@ -315,10 +331,11 @@ impl DriverState {
             debug!(job = %job_id, stage, partition, attempt, "task failed: {error}");
             job.task_failed(stage, partition, attempt, error)
         };
-        if outcome != TaskOutcome::Ignored
-            && let Some(entry) = self.executors.get_mut(&executor)
-        {
-            entry.running = entry.running.saturating_sub(1);
+        if outcome != TaskOutcome::Ignored {
+            self.post_task_end(seq, &executor, &status);
+            if let Some(entry) = self.executors.get_mut(&executor) {
+                entry.running = entry.running.saturating_sub(1);
+            }
         }
         self.after_job_change(&job_id);
         self.schedule();
@@ -330,6 +347,9 @@ impl DriverState {
         for job_id in job_ids {
             let job = self.jobs.get_mut(&job_id).expect("listed above");
             let stopped = job.executor_lost(id, reason);
+            let seq = job.seq;
+            let why = format!("executor {id} was lost ({reason})");
+            self.post_tasks_stopped(seq, id, &stopped, true, &why);
             if !stopped.is_empty() {
                 debug!(job = %job_id, executor = %id, tasks = stopped.len(), "rescheduling tasks of a lost executor");
             }
@@ -345,6 +365,9 @@ impl DriverState {
         for job_id in job_ids {
             let job = self.jobs.get_mut(&job_id).expect("listed above");
             let stopped = job.executor_departed(id);
+            let seq = job.seq;
+            let why = format!("executor {id} left (decommissioned)");
+            self.post_tasks_stopped(seq, id, &stopped, false, &why);
             if !stopped.is_empty() {
                 debug!(job = %job_id, executor = %id, tasks = stopped.len(), "rescheduling tasks of a decommissioned executor");
             }
@@ -355,6 +378,7 @@ impl DriverState {
 
     /// Answer waiters of a job that ended; retire a failed or cancelled job at once.
     pub(super) fn after_job_change(&mut self, id: &JobId) {
+        self.post_job_end_if_ended(id);
         let Some(job) = self.jobs.get(id) else { return };
         match &job.status {
             JobStatus::Running => {}

@@ -8,6 +8,9 @@
 mod executors;
 mod jobs;
 mod queries;
+mod ui;
+
+pub use ui::application_start;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -120,6 +123,10 @@ pub enum Message {
     Heartbeat {
         /// Its id.
         executor: ExecutorId,
+        /// Memory its tasks hold.
+        memory_used_bytes: u64,
+        /// Shuffle output it holds in memory.
+        shuffle_memory_bytes: u64,
     },
     /// Drop executors not heard from for longer than the heartbeat timeout, as of `now`.
     CheckHeartbeats {
@@ -299,6 +306,8 @@ pub struct DriverSettings {
     pub executor_cores: u32,
     /// `faisca.dynamicAllocation.*`.
     pub dynamic_allocation: faisca_common::config::DynamicAllocation,
+    /// The web UI's URL, when the driver serves one (shown by `faisca status`).
+    pub ui_url: Option<String>,
 }
 
 impl DriverSettings {
@@ -311,6 +320,7 @@ impl DriverSettings {
             executor_instances: config.executor_instances(),
             executor_cores: config.executor_cores(),
             dynamic_allocation: config.dynamic_allocation(),
+            ui_url: None,
         }
     }
 }
@@ -348,6 +358,8 @@ pub struct DriverState {
     requested_total: Option<usize>,
     /// Streaming queries.
     queries: queries::Queries,
+    /// Where the web UI hears what happens, when there is one.
+    events: Option<faisca_ui::EventBus>,
 }
 
 impl DriverState {
@@ -368,7 +380,13 @@ impl DriverState {
             dynamic: None,
             requested_total: None,
             queries: queries::Queries::default(),
+            events: None,
         }
+    }
+
+    /// Tell the web UI (or anything else listening on `bus`) what happens from now on.
+    pub fn set_event_bus(&mut self, bus: faisca_ui::EventBus) {
+        self.events = Some(bus);
     }
 
     /// Let spawned work report back through `sender`.
@@ -407,6 +425,7 @@ impl DriverState {
                     )),
                 };
                 let _ = sender.send(Ok(welcome));
+                self.post_executor_added(&id, &flight_address, cores, memory_bytes);
                 self.executors.insert(
                     id,
                     ExecutorEntry {
@@ -432,9 +451,14 @@ impl DriverState {
                     e.decommission = Some(Decommission { released: false });
                 }
             }
-            Message::Heartbeat { executor } => {
+            Message::Heartbeat {
+                executor,
+                memory_used_bytes,
+                shuffle_memory_bytes,
+            } => {
                 if let Some(e) = self.executors.get_mut(&executor) {
                     e.last_seen = Instant::now();
+                    self.post_heartbeat(&executor, memory_used_bytes, shuffle_memory_bytes);
                 }
             }
             Message::CheckHeartbeats { now } => {
@@ -622,6 +646,7 @@ impl DriverHandle {
 pub fn spawn_actor(
     settings: DriverSettings,
     launcher: Option<LauncherHandle>,
+    events: Option<faisca_ui::EventBus>,
 ) -> (DriverHandle, tokio::task::JoinHandle<()>) {
     let (sender, mut receiver) = mpsc::unbounded_channel();
     let weak = sender.downgrade();
@@ -633,6 +658,9 @@ pub fn spawn_actor(
     let task = tokio::spawn(async move {
         let mut state = DriverState::new(settings);
         state.set_reply_address(weak);
+        if let Some(bus) = events {
+            state.set_event_bus(bus);
+        }
         let mut launcher_events = None;
         if let Some(mut launcher) = launcher {
             launcher_events = launcher.take_events();

@@ -121,6 +121,13 @@ impl DriverState {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(crate::streaming::runner::run(*query, handle, stopped));
         let _ = reply.send(Ok(info.clone()));
+        self.post_query(|| faisca_ui::events::QueryEvent::Started {
+            id: info.id.clone(),
+            run_id: info.run_id.clone(),
+            name: info.name.clone(),
+            sink: info.sink.clone(),
+            time: faisca_ui::events::now_ms(),
+        });
         self.queries.active.insert(
             info.run_id.clone(),
             ActiveQuery {
@@ -137,6 +144,14 @@ impl DriverState {
     }
 
     pub(super) fn query_update(&mut self, run_id: &str, update: QueryUpdate) {
+        if let QueryUpdate::Progress(progress) = &update
+            && self.queries.active.contains_key(run_id)
+        {
+            self.post_query(|| faisca_ui::events::QueryEvent::Progress {
+                run_id: run_id.to_string(),
+                progress: super::ui::progress_json(progress),
+            });
+        }
         let Some(query) = self.queries.active.get_mut(run_id) else {
             return;
         };
@@ -172,6 +187,11 @@ impl DriverState {
         self.sessions.remove(&faisca_common::ids::SessionId(format!(
             "streaming-{run_id}"
         )));
+        self.post_query(|| faisca_ui::events::QueryEvent::Ended {
+            run_id: run_id.to_string(),
+            time: faisca_ui::events::now_ms(),
+            exception: error.clone().unwrap_or_default(),
+        });
         query.info.active = false;
         query.info.has_pending_batch = false;
         query.info.is_trigger_active = false;

@@ -45,6 +45,8 @@ fn silent_executors_are_dropped_and_their_stream_closed() {
     }
     state.receive(Message::Heartbeat {
         executor: ExecutorId("chatty".into()),
+        memory_used_bytes: 0,
+        shuffle_memory_bytes: 0,
     });
     state.receive(Message::CheckHeartbeats {
         now: Instant::now() + Duration::from_secs(1),
@@ -108,6 +110,7 @@ fn submit_preferring(
             stateful: !preferred.is_empty(),
             reads_kafka: false,
             preferred,
+            operators: "EmptyExec".into(),
         }],
         schema: Arc::new(datafusion::arrow::datatypes::Schema::empty()),
         task_config: Arc::new(vec![]),

@@ -65,6 +65,8 @@ pub struct PlannedStage {
     pub reads_kafka: bool,
     /// The executor each task prefers (empty: none), when it has a free slot.
     pub preferred: Vec<Option<ExecutorId>>,
+    /// Its operators as DataFusion displays them, one per line (the UI's stage boxes).
+    pub operators: String,
 }
 
 /// Everything the actor needs to run a job.
@@ -222,6 +224,8 @@ pub struct JobState {
     pub commit_started: bool,
     /// Whether the client stopped waiting while the job was committing (retire it when done).
     pub abandoned: bool,
+    /// Whether the UI was told the job ended.
+    pub end_posted: bool,
 }
 
 /// What a task status means for the job.
@@ -285,6 +289,7 @@ impl JobState {
             written_rows: None,
             commit_started: false,
             abandoned: false,
+            end_posted: false,
         };
         job.refresh_ready();
         job
@@ -728,8 +733,8 @@ impl JobState {
 
     /// `executor` left on purpose (decommissioned): its running attempts go back to the queue
     /// without counting a failure, and its outputs are lost. Returns the attempts that were
-    /// running there as `(stage, partition)`.
-    pub fn executor_departed(&mut self, executor: &ExecutorId) -> Vec<(u32, u32)> {
+    /// running there as `(stage, partition, attempt)`.
+    pub fn executor_departed(&mut self, executor: &ExecutorId) -> Vec<(u32, u32, u32)> {
         let mut stopped = Vec::new();
         if !matches!(self.status, JobStatus::Running) {
             return stopped;
@@ -737,7 +742,7 @@ impl JobState {
         for (stage, partition, attempt) in self.running_on(executor) {
             if self.stop_attempt(stage, partition, attempt).is_some() {
                 self.requeue_front(stage, partition);
-                stopped.push((stage, partition));
+                stopped.push((stage, partition, attempt));
             }
         }
         self.outputs_lost(executor);
@@ -768,13 +773,13 @@ impl JobState {
     }
 
     /// `executor` is gone: its running attempts failed with `reason`, its outputs are lost.
-    /// Returns the attempts that were running there as `(stage, partition)`.
-    pub fn executor_lost(&mut self, executor: &ExecutorId, reason: &str) -> Vec<(u32, u32)> {
+    /// Returns the attempts that were running there as `(stage, partition, attempt)`.
+    pub fn executor_lost(&mut self, executor: &ExecutorId, reason: &str) -> Vec<(u32, u32, u32)> {
         let mut stopped = Vec::new();
         for (stage, partition, attempt) in self.running_on(executor) {
             let error = Error::external(format!("executor {executor} was lost ({reason})"));
             self.task_failed(stage, partition, attempt, error);
-            stopped.push((stage, partition));
+            stopped.push((stage, partition, attempt));
         }
         self.outputs_lost(executor);
         stopped

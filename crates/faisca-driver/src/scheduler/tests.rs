@@ -19,6 +19,7 @@ fn job_of(stages: &[(u32, &[u32])], max_attempts: u32, stage_max_attempts: u32) 
                 stateful: false,
                 reads_kafka: false,
                 preferred: vec![],
+                operators: String::new(),
             })
             .collect(),
         schema: Arc::new(Schema::empty()),
@@ -212,7 +213,7 @@ fn a_lost_executor_reruns_its_running_tasks_and_needed_outputs() {
     job.launch(1, 0, &b).unwrap();
     job.next_task().unwrap();
     job.launch(1, 1, &a).unwrap();
-    assert_eq!(job.executor_lost(&a, "stream closed"), vec![(1, 1)]);
+    assert_eq!(job.executor_lost(&a, "stream closed"), vec![(1, 1, 0)]);
     // Both map outputs were on a: they run again before any reader.
     let rerun = launch_all(&mut job, &b);
     assert_eq!(rerun, vec![(0, 0, 1), (0, 1, 1)]);
@@ -331,7 +332,7 @@ fn a_departed_executor_hands_back_its_running_attempt_without_a_failure() {
     job.next_task().unwrap();
     job.launch(0, 0, &a).unwrap();
     assert!(job.needs_executor(&a));
-    assert_eq!(job.executor_departed(&a), vec![(0, 0)]);
+    assert_eq!(job.executor_departed(&a), vec![(0, 0, 0)]);
     assert!(!job.needs_executor(&a));
     let rest = launch_all(&mut job, &b);
     assert_eq!(rest, vec![(0, 0, 1), (0, 1, 0)]);

@@ -53,6 +53,14 @@ impl MemoryShuffleStore {
         }
     }
 
+    /// Bytes of memory the outputs held hold.
+    pub fn held_bytes(&self) -> u64 {
+        self.outputs
+            .lock()
+            .map(|o| o.values().map(|out| out.reservation.size() as u64).sum())
+            .unwrap_or(0)
+    }
+
     /// Number of outputs held.
     pub fn len(&self) -> usize {
         self.outputs.lock().map(|o| o.len()).unwrap_or(0)

@@ -1,0 +1,158 @@
+//! Keys of the driver's web UI and REST API (`faisca.ui.*`, with Spark's names under `faisca.`).
+
+use std::net::IpAddr;
+
+use super::{FaiscaConfig, KeySpec, ValueKind};
+
+fn optional_bool(text: &str) -> bool {
+    text.is_empty() || text.parse::<bool>().is_ok()
+}
+
+fn ip_address(text: &str) -> bool {
+    text.parse::<IpAddr>().is_ok()
+}
+
+fn port(text: &str) -> bool {
+    text.parse::<u16>().is_ok()
+}
+
+/// `faisca.ui.enabled`.
+pub const UI_ENABLED: KeySpec = KeySpec {
+    name: "faisca.ui.enabled",
+    default: "",
+    kind: ValueKind::Rule {
+        expected: "true or false",
+        valid: optional_bool,
+    },
+    doc: "Serve the web UI, the REST API (/api/v1) and /metrics from the driver. Unset: on for `faisca driver`, off for local[N] sessions.",
+};
+/// `faisca.ui.port`.
+pub const UI_PORT: KeySpec = KeySpec {
+    name: "faisca.ui.port",
+    default: "4040",
+    kind: ValueKind::Rule {
+        expected: "a port number from 0 to 65535",
+        valid: port,
+    },
+    doc: "Port of the web UI; when taken, the next ones are tried (faisca.port.maxRetries). 0: any free port.",
+};
+/// `faisca.ui.bind`.
+pub const UI_BIND: KeySpec = KeySpec {
+    name: "faisca.ui.bind",
+    default: "127.0.0.1",
+    kind: ValueKind::Rule {
+        expected: "an IP address such as 127.0.0.1 or 0.0.0.0",
+        valid: ip_address,
+    },
+    doc: "Interface the web UI listens on. It has no authentication yet: keep it on loopback unless the network is trusted.",
+};
+/// `faisca.port.maxRetries`.
+pub const PORT_MAX_RETRIES: KeySpec = KeySpec {
+    name: "faisca.port.maxRetries",
+    default: "16",
+    kind: ValueKind::Count,
+    doc: "Further ports tried, one after another, when a port to bind is taken (Spark's spark.port.maxRetries).",
+};
+/// `faisca.ui.retainedJobs`.
+pub const UI_RETAINED_JOBS: KeySpec = KeySpec {
+    name: "faisca.ui.retainedJobs",
+    default: "1000",
+    kind: ValueKind::Count,
+    doc: "Finished jobs the UI and REST API remember (the oldest are forgotten first, with their stages).",
+};
+/// `faisca.ui.retainedStages`.
+pub const UI_RETAINED_STAGES: KeySpec = KeySpec {
+    name: "faisca.ui.retainedStages",
+    default: "1000",
+    kind: ValueKind::Count,
+    doc: "Finished stages the UI and REST API remember.",
+};
+/// `faisca.ui.retainedTasks`.
+pub const UI_RETAINED_TASKS: KeySpec = KeySpec {
+    name: "faisca.ui.retainedTasks",
+    default: "100000",
+    kind: ValueKind::Count,
+    doc: "Task attempts of one stage the UI and REST API remember (the oldest finished ones are forgotten first; counts stay exact).",
+};
+/// `faisca.ui.retainedExecutors`.
+pub const UI_RETAINED_DEAD_EXECUTORS: KeySpec = KeySpec {
+    name: "faisca.ui.retainedDeadExecutors",
+    default: "100",
+    kind: ValueKind::Count,
+    doc: "Executors that left that the UI and REST API still list, with why they left.",
+};
+
+/// What the UI keeps, and where it listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiSettings {
+    /// The first port tried.
+    pub port: u16,
+    /// The interface.
+    pub bind: IpAddr,
+    /// Further ports tried.
+    pub max_retries: u16,
+    /// Finished jobs kept.
+    pub retained_jobs: usize,
+    /// Finished stages kept.
+    pub retained_stages: usize,
+    /// Task attempts kept per stage.
+    pub retained_tasks: usize,
+    /// Departed executors kept.
+    pub retained_dead_executors: usize,
+}
+
+impl FaiscaConfig {
+    /// `faisca.ui.enabled`, or `default` when it is not set.
+    pub fn ui_enabled(&self, default: bool) -> bool {
+        match self.raw(&UI_ENABLED) {
+            "" => default,
+            raw => raw.eq_ignore_ascii_case("true"),
+        }
+    }
+
+    /// `faisca.ui.*` and `faisca.port.maxRetries`.
+    pub fn ui_settings(&self) -> UiSettings {
+        UiSettings {
+            port: self.raw(&UI_PORT).parse().expect("validated when set"),
+            bind: self.raw(&UI_BIND).parse().expect("validated when set"),
+            max_retries: self.count(&PORT_MAX_RETRIES).min(u16::MAX as u64) as u16,
+            retained_jobs: self.count(&UI_RETAINED_JOBS) as usize,
+            retained_stages: self.count(&UI_RETAINED_STAGES) as usize,
+            retained_tasks: self.count(&UI_RETAINED_TASKS) as usize,
+            retained_dead_executors: self.count(&UI_RETAINED_DEAD_EXECUTORS) as usize,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::FaiscaConfig;
+
+    #[test]
+    fn the_ui_is_on_by_the_commands_default_unless_set() {
+        let config = FaiscaConfig::default();
+        assert!(config.ui_enabled(true));
+        assert!(!config.ui_enabled(false));
+        let on = FaiscaConfig::from_pairs([("faisca.ui.enabled", "true")]).unwrap();
+        assert!(on.ui_enabled(false));
+        let off = FaiscaConfig::from_pairs([("faisca.ui.enabled", "false")]).unwrap();
+        assert!(!off.ui_enabled(true));
+        assert_eq!(config.ui_settings().port, 4040);
+        assert_eq!(config.ui_settings().max_retries, 16);
+    }
+
+    #[test]
+    fn bad_ui_values_name_the_key() {
+        for (key, value) in [
+            ("faisca.ui.enabled", "yes"),
+            ("faisca.ui.port", "70000"),
+            ("faisca.ui.bind", "localhost:1"),
+            ("faisca.port.maxRetries", "-1"),
+        ] {
+            let error = FaiscaConfig::from_pairs([(key, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(key), "{error}");
+        }
+    }
+}
