@@ -28,6 +28,8 @@ pub enum Command {
     Status(crate::jobs::StatusArgs),
     /// Cancel a running job: its tasks stop and its shuffle data is removed.
     Kill(crate::jobs::KillArgs),
+    /// Serve the web UI and REST API, read-only, for the runs of an event log.
+    History(crate::history::HistoryArgs),
     /// Benchmarks against single-process DataFusion.
     Bench(faisca_bench::BenchArgs),
     /// Generate TPC-H data, start local[2] and run a few TPC-H queries.
@@ -43,6 +45,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Submit(args) => crate::jobs::submit(args).await,
         Command::Status(args) => crate::jobs::status(args).await,
         Command::Kill(args) => crate::jobs::kill(args).await,
+        Command::History(args) => crate::history::run(args).await,
         Command::Bench(args) => faisca_bench::run(args).await,
         Command::Demo(args) => crate::demo::run(args).await,
     }

@@ -5,6 +5,7 @@
 //! * [`commands`]: `driver`, `executor`, `sql`, with their arguments.
 //! * [`jobs`]: `submit` (with a live progress display), `status`, `kill`, with their arguments.
 //! * [`demo`]: the embedded demo (TPC-H data generated in-process, a local cluster).
+//! * [`history`]: `faisca history`, the web UI of the runs an event log holds.
 //! * `faisca bench …` is the `faisca-bench` crate, linked here.
 //! * [`output`]: result formats (table, CSV, JSON lines); [`script`]: splitting SQL scripts.
 //!
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod commands;
 pub mod demo;
 mod entry;
+pub mod history;
 pub mod jobs;
 pub mod output;
 pub mod script;

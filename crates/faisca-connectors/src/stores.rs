@@ -183,6 +183,24 @@ impl ObjectStoreRegistry for StoreRegistry {
     }
 }
 
+/// The store and path of the directory `location` (a URL such as `s3://bucket/dir`, or a local
+/// path), built with the store options of `config`; `what` names the setting in errors.
+pub fn open_location(
+    config: &FaiscaConfig,
+    location: &str,
+    what: &str,
+) -> Result<(Arc<dyn ObjectStore>, object_store::path::Path)> {
+    let url = datafusion::datasource::listing::ListingTableUrl::parse(location).map_err(|e| {
+        Error::user(format!(
+            "{what} '{location}': {e}; expected a directory URL such as s3://bucket/dir or a local path"
+        ))
+    })?;
+    let store = StoreRegistry::new(config)
+        .get_store(url.object_store().as_ref())
+        .map_err(|e| Error::from(e).context(format!("{what} '{location}'")))?;
+    Ok((store, url.prefix().clone()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,6 +51,10 @@ pub struct DriverServer {
     launcher_stop_timeout: std::time::Duration,
     /// The web UI, when it is served.
     ui: Option<UiServer>,
+    /// The event log, when it is written.
+    event_log: Option<faisca_ui::EventLogWriter>,
+    /// Where the driver's events go, when anything listens.
+    bus: Option<faisca_ui::EventBus>,
 }
 
 impl DriverServer {
@@ -73,25 +77,35 @@ impl DriverServer {
             }
             None => (None, None),
         };
+        let app_id = faisca_ui::events::app_id(
+            faisca_ui::events::now_ms(),
+            uuid::Uuid::new_v4().as_u128() as u16,
+        );
         let ui = if options.config.ui_enabled(options.ui_by_default) {
-            let ui = UiServer::start(&options.config.ui_settings()).await?;
-            let app_id = faisca_ui::events::app_id(
-                faisca_ui::events::now_ms(),
-                uuid::Uuid::new_v4().as_u128() as u16,
-            );
-            ui.bus().post(crate::actor::application_start(
+            Some(UiServer::start(&options.config.ui_settings()).await?)
+        } else {
+            None
+        };
+        let event_log = start_event_log(&options.config, &app_id).await?;
+        let mut bus = faisca_ui::EventBus::default();
+        if let Some(ui) = &ui {
+            bus = bus.with_sink(ui.sink());
+            tracing::info!(app = %app_id, "web UI at {}", ui.url());
+        }
+        if let Some(log) = &event_log {
+            bus = bus.with_sink(log.sink());
+        }
+        let bus = (!bus.is_empty()).then_some(bus);
+        if let Some(bus) = &bus {
+            bus.post(crate::actor::application_start(
                 &app_id,
                 &address,
                 &options.config,
             ));
-            tracing::info!(app = %app_id, "web UI at {}", ui.url());
-            Some(ui)
-        } else {
-            None
-        };
+        }
         let mut settings = DriverSettings::from_config(&options.config);
         settings.ui_url = ui.as_ref().map(UiServer::url);
-        let (handle, actor) = spawn_actor(settings, launcher, ui.as_ref().map(UiServer::bus));
+        let (handle, actor) = spawn_actor(settings, launcher, bus.clone());
         let limit = options.config.max_message_size();
         let clients = Arc::new(FlightClients::new(limit, options.config.connect_timeout()));
         let control =
@@ -131,6 +145,8 @@ impl DriverServer {
             launcher: launcher_task,
             launcher_stop_timeout: options.config.executor_stop_timeout(),
             ui,
+            event_log,
+            bus,
         })
     }
 
@@ -159,8 +175,8 @@ impl DriverServer {
     pub async fn shutdown(mut self) {
         self.readiness
             .send_replace(Readiness::NotReady("the driver is stopping"));
-        if let Some(ui) = &self.ui {
-            ui.bus().post(faisca_ui::Event::ApplicationEnd {
+        if let Some(bus) = &self.bus {
+            bus.post(faisca_ui::Event::ApplicationEnd {
                 time: faisca_ui::events::now_ms(),
             });
         }
@@ -172,6 +188,10 @@ impl DriverServer {
         let _ = (&mut self.actor).await;
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.server).await;
         self.server.abort();
+        if let Some(log) = self.event_log.take() {
+            // The last segment and the run's completion mark.
+            log.finish(std::time::Duration::from_secs(10)).await;
+        }
         if let Some(launcher) = self.launcher.as_mut() {
             let margin = std::time::Duration::from_secs(5);
             if tokio::time::timeout(self.launcher_stop_timeout + margin, launcher)
@@ -182,6 +202,26 @@ impl DriverServer {
             }
         }
     }
+}
+
+/// The event log writer of this run, when `faisca.eventLog.enabled`.
+async fn start_event_log(
+    config: &FaiscaConfig,
+    app_id: &str,
+) -> Result<Option<faisca_ui::EventLogWriter>> {
+    let Some(dir) = config.event_log_dir()? else {
+        return Ok(None);
+    };
+    let (store, path) =
+        faisca_connectors::stores::open_location(config, dir, "faisca.eventLog.dir")?;
+    let (max_bytes, max_interval) = config.event_log_rolling();
+    let rolling = faisca_ui::eventlog::Rolling {
+        max_bytes: max_bytes as usize,
+        max_interval,
+    };
+    let writer = faisca_ui::EventLogWriter::start(store, &path, app_id, rolling).await?;
+    tracing::info!(app = %app_id, "event log in {dir}/{app_id}");
+    Ok(Some(writer))
 }
 
 impl Drop for DriverServer {

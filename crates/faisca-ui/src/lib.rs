@@ -13,13 +13,16 @@
 //! * [`metrics`]: `/metrics` in Prometheus' text format.
 //!
 //! Because the store is built from events only, the same events read back later build the same
-//! answers. [`store::StoreLimits`] bound what it keeps (`faisca.ui.retained*`), so a long-lived
+//! answers: [`eventlog`] writes them as rolled JSON-lines segments to any object store, and
+//! [`history`] (`faisca history`) serves the same pages and REST API from them. [`store::StoreLimits`] bound what it keeps (`faisca.ui.retained*`), so a long-lived
 //! driver's UI does not grow without end. [`format`] and [`summary`] are helpers of the pages
 //! and the API.
 
 pub mod dag;
+pub mod eventlog;
 pub mod events;
 pub mod format;
+pub mod history;
 pub mod metrics;
 pub mod pages;
 pub mod rest;
@@ -27,5 +30,7 @@ pub mod server;
 pub mod store;
 pub mod summary;
 
+pub use eventlog::EventLogWriter;
 pub use events::Event;
+pub use history::HistoryServer;
 pub use server::{EventBus, UiServer};

@@ -45,30 +45,44 @@ pub struct Answer {
     pub content_type: &'static str,
     /// Body.
     pub body: String,
+    /// Where a redirect points.
+    pub location: Option<String>,
 }
 
 impl Answer {
-    fn json(status: u16, value: &serde_json::Value) -> Self {
-        Answer {
+    /// A JSON answer.
+    pub fn json(status: u16, value: &serde_json::Value) -> Self {
+        Answer::new(
             status,
-            content_type: "application/json",
-            body: serde_json::to_string_pretty(value).unwrap_or_default(),
+            "application/json",
+            serde_json::to_string_pretty(value).unwrap_or_default(),
+        )
+    }
+
+    /// An HTML page.
+    pub fn html(status: u16, body: String) -> Self {
+        Answer::new(status, "text/html; charset=utf-8", body)
+    }
+
+    /// Plain text.
+    pub fn text(status: u16, body: String) -> Self {
+        Answer::new(status, "text/plain; charset=utf-8", body)
+    }
+
+    /// A redirect to `location`.
+    pub fn redirect(location: String) -> Self {
+        Answer {
+            location: Some(location),
+            ..Answer::text(302, String::new())
         }
     }
 
-    fn html(status: u16, body: String) -> Self {
+    fn new(status: u16, content_type: &'static str, body: String) -> Self {
         Answer {
             status,
-            content_type: "text/html; charset=utf-8",
+            content_type,
             body,
-        }
-    }
-
-    fn text(status: u16, body: String) -> Self {
-        Answer {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body,
+            location: None,
         }
     }
 }
@@ -78,15 +92,26 @@ impl Answer {
 /// an event log.
 pub fn answer(store: &AppStore, path: &str, query: &str, base: &str, history: bool) -> Answer {
     if path == "/metrics" {
-        return Answer {
-            status: 200,
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: crate::metrics::render(store),
-        };
+        return Answer::new(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            crate::metrics::render(store),
+        );
     }
     if let Some(rest) = path.strip_prefix("/api/v1/") {
         let (status, value) = crate::rest::answer(store, rest, query);
         return Answer::json(status, &value);
+    }
+    if matches!(
+        path,
+        "" | "/" | "/jobs" | "/stages" | "/executors" | "/streaming" | "/environment"
+    ) {
+        let target = if path.len() <= 1 {
+            "/jobs/".to_string()
+        } else {
+            format!("{path}/")
+        };
+        return Answer::redirect(format!("{base}{target}"));
     }
     let cx = PageContext {
         store,
@@ -104,8 +129,9 @@ pub fn answer(store: &AppStore, path: &str, query: &str, base: &str, history: bo
     }
 }
 
-/// Where the driver posts events. Cheap to clone; posting never waits.
-#[derive(Debug, Clone)]
+/// Where the driver posts events: to the UI, the event log, or both. Cheap to clone; posting
+/// never waits.
+#[derive(Debug, Clone, Default)]
 pub struct EventBus {
     sinks: Vec<mpsc::UnboundedSender<Event>>,
 }
@@ -126,13 +152,18 @@ impl EventBus {
         self.sinks.push(sink);
         self
     }
+
+    /// Whether nothing listens.
+    pub fn is_empty(&self) -> bool {
+        self.sinks.is_empty()
+    }
 }
 
 /// A running UI. It stops when dropped.
 #[derive(Debug)]
 pub struct UiServer {
     address: SocketAddr,
-    bus: EventBus,
+    events: mpsc::UnboundedSender<Event>,
     store: JoinHandle<()>,
     server: JoinHandle<()>,
 }
@@ -146,12 +177,15 @@ impl UiServer {
         let (requests_tx, requests_rx) = mpsc::unbounded_channel::<StoreMessage>();
         let limits = StoreLimits::from_settings(settings);
         let store = tokio::spawn(run_store(AppStore::new(limits), events_rx, requests_rx));
-        let server = tokio::spawn(serve(listener, requests_tx));
+        let ask: Ask = std::sync::Arc::new(move |path, query| {
+            let (reply, answer) = oneshot::channel();
+            let _ = requests_tx.send(StoreMessage::Request { path, query, reply });
+            answer
+        });
+        let server = tokio::spawn(serve(listener, ask));
         Ok(UiServer {
             address,
-            bus: EventBus {
-                sinks: vec![events_tx],
-            },
+            events: events_tx,
             store,
             server,
         })
@@ -172,9 +206,9 @@ impl UiServer {
         format!("http://{}", SocketAddr::new(ip, self.address.port()))
     }
 
-    /// Where events go.
-    pub fn bus(&self) -> EventBus {
-        self.bus.clone()
+    /// Where to post events.
+    pub fn sink(&self) -> mpsc::UnboundedSender<Event> {
+        self.events.clone()
     }
 }
 
@@ -242,17 +276,23 @@ async fn run_store(
     }
 }
 
-async fn serve(listener: TcpListener, store: mpsc::UnboundedSender<StoreMessage>) {
+/// How a server asks its actor for an answer to `(path, query)`.
+pub(crate) type Ask =
+    std::sync::Arc<dyn Fn(String, String) -> oneshot::Receiver<Answer> + Send + Sync>;
+
+/// Serve HTTP on `listener`, answering every `GET` (or `HEAD`) through `ask`, and the embedded
+/// assets itself, until the task is aborted (which drops every open connection with it).
+pub(crate) async fn serve(listener: TcpListener, ask: Ask) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let store = store.clone();
+                let ask = ask.clone();
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
-                        let store = store.clone();
-                        async move { Ok::<_, Infallible>(handle(request, &store).await) }
+                        let ask = ask.clone();
+                        async move { Ok::<_, Infallible>(handle(request, &ask).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -264,69 +304,37 @@ async fn serve(listener: TcpListener, store: mpsc::UnboundedSender<StoreMessage>
     }
 }
 
-async fn handle<B>(
-    request: Request<B>,
-    store: &mpsc::UnboundedSender<StoreMessage>,
-) -> Response<Full<Bytes>> {
+async fn handle<B>(request: Request<B>, ask: &Ask) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let head = request.method() == Method::HEAD;
     if request.method() != Method::GET && !head {
-        return respond(
-            head,
-            Answer::text(
-                405,
-                format!(
-                    "{} is not allowed: the UI only answers GET and HEAD",
-                    request.method()
-                ),
+        let answer = Answer::text(
+            405,
+            format!(
+                "{} is not allowed: the UI only answers GET and HEAD",
+                request.method()
             ),
-            &[("allow", "GET, HEAD")],
         );
+        return respond(head, answer, &[("allow", "GET, HEAD")]);
     }
     match path.as_str() {
-        "/" | "/jobs" | "/stages" | "/executors" | "/streaming" | "/environment" => {
-            let target = if path == "/" {
-                "/jobs/".to_string()
-            } else {
-                format!("{path}/")
-            };
-            return respond(
-                head,
-                Answer::text(302, String::new()),
-                &[("location", &target)],
-            );
-        }
         "/static/faisca.css" => {
             return respond(
                 head,
-                Answer {
-                    status: 200,
-                    content_type: "text/css; charset=utf-8",
-                    body: CSS.to_string(),
-                },
+                Answer::new(200, "text/css; charset=utf-8", CSS.to_string()),
                 &[],
             );
         }
         "/static/faisca.js" => {
-            return respond(
-                head,
-                Answer {
-                    status: 200,
-                    content_type: "text/javascript; charset=utf-8",
-                    body: JS.to_string(),
-                },
-                &[],
-            );
+            let answer = Answer::new(200, "text/javascript; charset=utf-8", JS.to_string());
+            return respond(head, answer, &[]);
         }
         _ => {}
     }
-    let (reply, answer) = oneshot::channel();
-    let sent = store.send(StoreMessage::Request { path, query, reply });
-    let answer = match (sent, answer.await) {
-        (Ok(()), Ok(answer)) => answer,
-        _ => Answer::text(503, "the driver is stopping".to_string()),
-    };
+    let answer = ask(path, query)
+        .await
+        .unwrap_or_else(|_| Answer::text(503, "the server is stopping".to_string()));
     respond(head, answer, &[])
 }
 
@@ -345,6 +353,9 @@ fn respond(head: bool, answer: Answer, headers: &[(&str, &str)]) -> Response<Ful
             "content-security-policy",
             "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
         );
+    if let Some(location) = &answer.location {
+        builder = builder.header("location", location.as_str());
+    }
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }

@@ -2,8 +2,9 @@
 //! shows them, the rows the client read) in the shape `docs/openapi.json` describes; `/metrics`
 //! is well-formed Prometheus text whose counters move by exactly a job's tasks and rows; pages
 //! show the job, its stage graph (one `<g class="stage">` per stage) and its tasks; secrets
-//! appear nowhere; two drivers on one host each get a UI.
+//! appear nowhere; two drivers on one host each get a UI. `history.rs`: the event log read back.
 
+mod history;
 mod openapi;
 mod prometheus;
 

@@ -504,6 +504,11 @@ pub const KEYS: &[KeySpec] = &[
     ui::UI_RETAINED_STAGES,
     ui::UI_RETAINED_TASKS,
     ui::UI_RETAINED_DEAD_EXECUTORS,
+    ui::EVENT_LOG_ENABLED,
+    ui::EVENT_LOG_DIR,
+    ui::EVENT_LOG_MAX_FILE_SIZE,
+    ui::EVENT_LOG_MAX_INTERVAL,
+    ui::HISTORY_UPDATE_INTERVAL,
 ];
 
 /// Parsed configuration. Build with [`FaiscaConfig::from_pairs`] or start from

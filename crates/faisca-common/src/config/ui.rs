@@ -82,6 +82,49 @@ pub const UI_RETAINED_DEAD_EXECUTORS: KeySpec = KeySpec {
     doc: "Executors that left that the UI and REST API still list, with why they left.",
 };
 
+/// `faisca.eventLog.enabled`.
+pub const EVENT_LOG_ENABLED: KeySpec = KeySpec {
+    name: "faisca.eventLog.enabled",
+    default: "false",
+    kind: ValueKind::Bool,
+    doc: "Write every job, stage, task, executor and streaming event of the driver to faisca.eventLog.dir, for `faisca history`.",
+};
+/// `faisca.eventLog.dir`.
+pub const EVENT_LOG_DIR: KeySpec = KeySpec {
+    name: "faisca.eventLog.dir",
+    default: "",
+    kind: ValueKind::Rule {
+        expected: "a directory URL such as s3://bucket/events or a local path",
+        valid: any_text,
+    },
+    doc: "Where event logs go (any object-store URL or local path): one directory per driver run.",
+};
+/// `faisca.eventLog.rolling.maxFileSize`.
+pub const EVENT_LOG_MAX_FILE_SIZE: KeySpec = KeySpec {
+    name: "faisca.eventLog.rolling.maxFileSize",
+    default: "16m",
+    kind: ValueKind::Bytes,
+    doc: "An event log segment is closed (written) once it holds this many bytes.",
+};
+/// `faisca.eventLog.rolling.maxInterval`.
+pub const EVENT_LOG_MAX_INTERVAL: KeySpec = KeySpec {
+    name: "faisca.eventLog.rolling.maxInterval",
+    default: "5s",
+    kind: ValueKind::Duration,
+    doc: "An event log segment is closed this long after its first event at the latest (and whenever a job ends).",
+};
+/// `faisca.history.updateInterval`.
+pub const HISTORY_UPDATE_INTERVAL: KeySpec = KeySpec {
+    name: "faisca.history.updateInterval",
+    default: "10s",
+    kind: ValueKind::Duration,
+    doc: "How often `faisca history` looks for new runs and segments in the event log directory.",
+};
+
+fn any_text(_: &str) -> bool {
+    true
+}
+
 /// What the UI keeps, and where it listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UiSettings {
@@ -108,6 +151,36 @@ impl FaiscaConfig {
             "" => default,
             raw => raw.eq_ignore_ascii_case("true"),
         }
+    }
+
+    /// `faisca.eventLog.dir` when `faisca.eventLog.enabled`; an error when it is enabled
+    /// without a directory.
+    pub fn event_log_dir(&self) -> crate::Result<Option<&str>> {
+        if !self.flag(&EVENT_LOG_ENABLED) {
+            return Ok(None);
+        }
+        match self.raw(&EVENT_LOG_DIR) {
+            "" => Err(crate::Error::user(
+                "faisca.eventLog.enabled is true but faisca.eventLog.dir is not set: expected a directory URL such as s3://bucket/events or a local path",
+            )),
+            dir => Ok(Some(dir)),
+        }
+    }
+
+    /// `faisca.eventLog.rolling.*`: the most bytes of a segment (at least 1 KiB) and the most
+    /// time it stays open.
+    pub fn event_log_rolling(&self) -> (u64, std::time::Duration) {
+        (
+            self.bytes(&EVENT_LOG_MAX_FILE_SIZE).max(1024),
+            self.duration(&EVENT_LOG_MAX_INTERVAL)
+                .max(std::time::Duration::from_millis(10)),
+        )
+    }
+
+    /// `faisca.history.updateInterval` (at least 10 ms).
+    pub fn history_update_interval(&self) -> std::time::Duration {
+        self.duration(&HISTORY_UPDATE_INTERVAL)
+            .max(std::time::Duration::from_millis(10))
     }
 
     /// `faisca.ui.*` and `faisca.port.maxRetries`.
@@ -139,6 +212,10 @@ mod tests {
         assert!(!off.ui_enabled(true));
         assert_eq!(config.ui_settings().port, 4040);
         assert_eq!(config.ui_settings().max_retries, 16);
+        assert_eq!(config.event_log_dir().unwrap(), None);
+        let no_dir = FaiscaConfig::from_pairs([("faisca.eventLog.enabled", "true")]).unwrap();
+        let error = no_dir.event_log_dir().unwrap_err().to_string();
+        assert!(error.contains("faisca.eventLog.dir"), "{error}");
     }
 
     #[test]

@@ -1,0 +1,56 @@
+//! `faisca history`: serve the web UI and REST API, read-only, for the runs of an event log.
+
+use std::net::IpAddr;
+
+use anyhow::{Context, Result};
+use faisca::FaiscaConfig;
+use faisca_common::config::parse_key_values;
+
+/// `faisca history`.
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    /// The event log directory the drivers wrote (faisca.eventLog.dir): an object-store URL or a
+    /// local path.
+    #[arg(long, value_name = "URL")]
+    pub event_log_dir: String,
+    /// Port of the UI (when taken, the next of faisca.port.maxRetries ports).
+    #[arg(long, value_name = "PORT", default_value_t = 18080)]
+    pub ui_port: u16,
+    /// Interface to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Configuration `key=value` (repeatable): store options (faisca.store.*), retention
+    /// (faisca.ui.retained*), faisca.history.updateInterval.
+    #[arg(long = "conf", value_name = "KEY=VALUE")]
+    pub conf: Vec<String>,
+}
+
+/// Serve until Ctrl-C or SIGTERM.
+pub async fn run(args: HistoryArgs) -> Result<()> {
+    let config = FaiscaConfig::from_pairs(parse_key_values(&args.conf, "--conf")?)?;
+    let mut settings = config.ui_settings();
+    settings.port = args.ui_port;
+    settings.bind = args.bind;
+    let (store, dir) =
+        faisca_connectors::stores::open_location(&config, &args.event_log_dir, "--event-log-dir")?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    let server = faisca_ui::HistoryServer::start(
+        store,
+        dir,
+        &args.event_log_dir,
+        &settings,
+        config.history_update_interval(),
+    )
+    .await?;
+    eprintln!(
+        "faisca history server at {} (runs of {})",
+        server.url(),
+        args.event_log_dir
+    );
+    tokio::select! {
+        signal = tokio::signal::ctrl_c() => signal.context("waiting for Ctrl-C")?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
