@@ -37,8 +37,12 @@ pub fn start_driver_from(command: Command, extra: &[&str]) -> (Child, String) {
 }
 
 /// [`start_driver_from`], keeping everything the driver prints on stderr in `log`.
-pub fn start_driver_logging_to(command: Command, log: &std::path::Path) -> (Child, String) {
-    spawn_driver(command, &[], Some(log))
+pub fn start_driver_logging_to(
+    command: Command,
+    extra: &[&str],
+    log: &std::path::Path,
+) -> (Child, String) {
+    spawn_driver(command, extra, Some(log))
 }
 
 fn spawn_driver(

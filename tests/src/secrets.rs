@@ -1,7 +1,8 @@
 //! Secrets stay where they were given: a Kafka source with a SASL password, a registry password
 //! in `from_avro`, a store key set with `SET` and a rejected `jaas.config`, run on a driver and an
 //! executor process with debug logging; then everything the run wrote or showed — checkpoint,
-//! logs, work directory, `faisca status --json`, `EXPLAIN`, errors — is searched for them.
+//! logs, work directory, event log, `faisca status --json`, `EXPLAIN`, errors, the web UI's pages,
+//! REST answers and metrics — is searched for them.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -23,11 +24,73 @@ const SECRETS: [&str; 4] = [
     STORE_SECRET,
 ];
 
-/// `faisca driver` with debug logging into `log`; returns it and its address.
-fn driver_logging_to(log: &Path) -> (Child, String) {
+/// `faisca driver` with debug logging into `log`, its web UI on a free port and its event log
+/// in `events`; returns it and its address.
+fn driver_logging_to(log: &Path, events: &Path) -> (Child, String) {
     let mut command = Command::new(faisca_bin());
     command.env("FAISCA_LOG", "debug");
-    start_driver_logging_to(command, log)
+    let events = format!("faisca.eventLog.dir={}", events.display());
+    let conf = [
+        "--conf",
+        "faisca.ui.port=0",
+        "--conf",
+        "faisca.eventLog.enabled=true",
+        "--conf",
+        &events,
+    ];
+    start_driver_logging_to(command, &conf, log)
+}
+
+/// Every page, REST answer and metric the driver's web UI (its URL in `log`) serves now, as
+/// `(path, body)`.
+async fn ui_answers(log: &Path) -> Vec<(String, String)> {
+    use crate::ui::get;
+    let text = std::fs::read_to_string(log).unwrap();
+    let url = text
+        .lines()
+        .find_map(|l| l.split("faisca driver web UI at ").nth(1))
+        .expect("the driver printed its UI's URL")
+        .trim()
+        .to_string();
+    let apps: serde_json::Value =
+        serde_json::from_str(&get(&format!("{url}/api/v1/applications")).await.1).unwrap();
+    let api = format!("/api/v1/applications/{}", apps[0]["id"].as_str().unwrap());
+    let mut paths: Vec<String> = [
+        "/jobs/",
+        "/stages/",
+        "/executors/",
+        "/environment/",
+        "/streaming/",
+        "/metrics",
+    ]
+    .iter()
+    .map(|p| p.to_string())
+    .collect();
+    for what in [
+        "jobs",
+        "stages",
+        "allexecutors",
+        "environment",
+        "streaming/queries",
+    ] {
+        paths.push(format!("{api}/{what}"));
+    }
+    let jobs: serde_json::Value =
+        serde_json::from_str(&get(&format!("{url}{api}/jobs")).await.1).unwrap();
+    for job in jobs.as_array().unwrap() {
+        paths.push(format!("/jobs/job/?id={}", job["jobId"]));
+        for stage in job["stageIds"].as_array().unwrap() {
+            paths.push(format!("/stages/stage/?id={stage}"));
+            paths.push(format!("{api}/stages/{stage}"));
+        }
+    }
+    let mut answers = Vec::new();
+    for path in paths {
+        let (status, body) = get(&format!("{url}{path}")).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        answers.push((path, body));
+    }
+    answers
 }
 
 fn executor_logging_to(driver: &str, work: &Path, log: &Path) -> Child {
@@ -82,15 +145,16 @@ async fn secrets_never_reach_checkpoints_logs_status_explain_or_errors() {
     broker.produce_values(&topic, 1, "b", 2).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let (logs, work, lake) = (
+    let (logs, work, lake, events) = (
         dir.path().join("logs"),
         dir.path().join("work"),
         dir.path().join("lake"),
+        dir.path().join("events"),
     );
-    for d in [&logs, &work, &lake] {
+    for d in [&logs, &work, &lake, &events] {
         std::fs::create_dir_all(d).unwrap();
     }
-    let (driver, address) = driver_logging_to(&logs.join("driver.log"));
+    let (driver, address) = driver_logging_to(&logs.join("driver.log"), &events);
     let mut processes = Processes(vec![driver]);
     processes.0.push(executor_logging_to(
         &address,
@@ -167,6 +231,11 @@ async fn secrets_never_reach_checkpoints_logs_status_explain_or_errors() {
         .expect("faisca status");
     let status = String::from_utf8_lossy(&status.stdout).into_owned();
     assert!(status.contains("from_avro"), "{status}");
+    let ui = ui_answers(&logs.join("driver.log")).await;
+    assert!(
+        ui.iter().any(|(_, body)| body.contains("from_avro")),
+        "the UI shows the jobs searched"
+    );
     drop(session);
     drop(processes);
 
@@ -179,6 +248,14 @@ async fn secrets_never_reach_checkpoints_logs_status_explain_or_errors() {
     leaks.extend(secrets_in("EXPLAIN", &explain));
     leaks.extend(secrets_in("faisca status --json", &status));
     leaks.extend(secrets_in("error", &rejected));
+    for (path, body) in &ui {
+        leaks.extend(secrets_in(&format!("web UI {path}"), body));
+    }
+    assert_eq!(
+        std::fs::read_dir(&events).unwrap().count(),
+        1,
+        "one run's event log (searched with the rest of the directory)"
+    );
     let lines: Vec<String> = std::fs::read_to_string(logs.join("driver.log"))
         .unwrap_or_default()
         .lines()

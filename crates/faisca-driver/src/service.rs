@@ -17,15 +17,25 @@ use crate::actor::{DriverHandle, Message};
 use crate::logical_codec::{decode_logical_plan, encode_logical_plan};
 use crate::planning::{Mode, Planned, plan_sql, plan_statement};
 
-/// An `EXPLAIN`'s plan text without the values of the statement's secret options (a
-/// `from_avro` registry password shows in the plan as a literal).
-/// `secrets` is asked only for an `EXPLAIN`'s rows.
+/// An `EXPLAIN`'s plan text, and a job's stage plans as the web UI and the event log show them,
+/// without the values of the statement's secret options (a `from_avro` registry password shows
+/// in a plan as a literal). `secrets` is asked only when there is plan text to scrub.
 fn scrub_explain(planned: Planned, secrets: impl FnOnce() -> Vec<String>) -> Result<Planned> {
     use datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
     use datafusion::arrow::datatypes::DataType;
     use datafusion::arrow::record_batch::RecordBatch;
-    let Planned::Inline { schema, batches } = planned else {
-        return Ok(planned);
+    let (schema, batches) = match planned {
+        Planned::Inline { schema, batches } => (schema, batches),
+        Planned::Job(mut job) => {
+            let secrets = secrets();
+            if !secrets.is_empty() {
+                for stage in &mut job.stages {
+                    stage.operators = faisca_common::redact::scrub(&stage.operators, &secrets);
+                }
+            }
+            return Ok(Planned::Job(job));
+        }
+        other => return Ok(other),
     };
     let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     if names != ["plan_type", "plan"] {
@@ -149,7 +159,10 @@ impl DriverServiceImpl {
                     copy: false,
                     insert: false,
                 };
-                crate::planning::plan_write(&session, &session_id, write, plan, cores).await?
+                scrub_explain(
+                    crate::planning::plan_write(&session, &session_id, write, plan, cores).await?,
+                    || secrets,
+                )?
             }
             Some(_) => {
                 return Err(Error::user(

@@ -156,6 +156,9 @@ pub async fn run(query: QueryRun, handle: WeakDriverHandle, stop: watch::Receive
 
 struct Runner {
     query: QueryRun,
+    /// Values of the query's secret options (its plan's literals): scrubbed from the stage plans
+    /// its jobs show in the web UI and the event log.
+    secrets: Vec<String>,
     handle: WeakDriverHandle,
     stop: watch::Receiver<bool>,
     cursors: Vec<SourceCursor>,
@@ -226,6 +229,16 @@ fn parse_sources(entry: &OffsetsEntry) -> Result<Vec<SourceOffsets>> {
 }
 
 impl Runner {
+    /// `job`'s stage plans without the query's secret values.
+    fn scrub_secrets(&self, job: &mut crate::scheduler::PlannedJob) {
+        if self.secrets.is_empty() {
+            return;
+        }
+        for stage in &mut job.stages {
+            stage.operators = faisca_common::redact::scrub(&stage.operators, &self.secrets);
+        }
+    }
+
     fn new(query: QueryRun, handle: WeakDriverHandle, stop: watch::Receiver<bool>) -> Self {
         let last: Option<Vec<SourceOffsets>> = match &query.resume.last_committed {
             Some((entry, _)) => parse_sources(entry).ok(),
@@ -265,7 +278,13 @@ impl Runner {
             .config
             .test_streaming_stop_after()
             .map(str::to_string);
+        let secrets = query
+            .session
+            .config
+            .redaction()
+            .secret_values_in_plan(&query.plan);
         Runner {
+            secrets,
             tracker: WatermarkTracker::new(&delays, WatermarkPolicy::Min, current),
             last_run_watermark: last_run,
             next_batch: query.resume.next_batch_id(),
@@ -694,6 +713,7 @@ impl Runner {
                 )?;
                 job.name = format!("{label} batch {}", entry.batch_id);
                 job.sql = format!("streaming query {label}, batch {}", entry.batch_id);
+                self.scrub_secrets(&mut job);
                 job.schema = crate::write::count_schema();
                 job.write = Some(Arc::new(write));
                 if let Some(last) = job.stages.last_mut() {
@@ -820,6 +840,7 @@ impl Runner {
         )?;
         job.name = format!("{label} batch {}", entry.batch_id);
         job.sql = format!("streaming query {label}, batch {}", entry.batch_id);
+        self.scrub_secrets(&mut job);
         let preferred = self.prefer_executors(&mut job);
         let job_id = handle
             .ask(|reply| Message::SubmitJob { job, reply })
