@@ -74,7 +74,7 @@ pub fn median(samples: &[Duration]) -> Duration {
 /// `/proc/self/stat`, in the kernel's 10 ms clock ticks: summed over a query's iterations it
 /// is far less disturbed by other work on a shared machine than wall time); `None` without
 /// procfs.
-fn process_cpu() -> Option<Duration> {
+pub(crate) fn process_cpu() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces: the state
     // is field 3, utime and stime are fields 14 and 15.

@@ -12,6 +12,8 @@
 //! * [`streaming`]: a windowed count as a streaming query against the same count as a batch
 //!   query, and the latency of a one-record micro-batch.
 //! * [`kernels`]: fused pipelines against DataFusion's operators, on in-memory batches.
+//! * [`ui`]: what the web UI, metrics, event log and a REST poller cost, and the driver's memory
+//!   over many jobs.
 //! * [`tpch`]: TPC-H data generated in-process and the 22 queries (also used by `faisca demo`).
 //!
 //! Each module owns its command's arguments. Benchmarks are commands, not library code: like the
@@ -27,6 +29,7 @@ pub mod scale;
 pub mod scan;
 pub mod streaming;
 pub mod tpch;
+pub mod ui;
 pub mod write;
 
 use std::path::PathBuf;
@@ -68,6 +71,9 @@ pub enum BenchKind {
     /// Kafka → watermark → windowed count → Parquet as a streaming query (`AvailableNow`, ~20
     /// micro-batches) against one batch query of the same count; and a one-record batch's latency.
     Streaming(streaming::StreamingBenchArgs),
+    /// What watching costs: TPC-H with the web UI, metrics, event log and a REST poller on
+    /// against all off (paired CPU and wall time), and the driver's memory over many jobs.
+    Ui(ui::UiBenchArgs),
     /// Fused pipelines against DataFusion's filter → projection → partial aggregate chain, on
     /// in-memory TPC-H lineitem batches (Q1 and Q6 shapes), one thread.
     Kernels(kernels::KernelsBenchArgs),
@@ -86,6 +92,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         BenchKind::KafkaSink(a) => kafka_sink::kafka_sink(a).await,
         BenchKind::Kernels(a) => kernels::kernels(a).await,
         BenchKind::Streaming(a) => streaming::streaming(a).await,
+        BenchKind::Ui(a) => ui::ui(a).await,
     }
 }
 

@@ -22,6 +22,15 @@ pub const KAFKA_RECORDS_READ: &str = "kafka.recordsRead";
 /// micro-batch's reader of the partition left it there).
 pub const KAFKA_RANGES_CONTINUED: &str = "kafka.rangesContinued";
 
+/// Shuffle bytes a task fetched from other executors (Flight message bytes, as sent).
+pub const SHUFFLE_BYTES_FETCHED: &str = "shuffle.bytesFetched";
+/// Shuffle bytes a task read from its own executor (files or memory).
+pub const SHUFFLE_LOCAL_BYTES_READ: &str = "shuffle.localBytesRead";
+/// Microseconds a task's shuffle fetches waited for their answers to start.
+pub const SHUFFLE_FETCH_WAIT_MICROS: &str = "shuffle.fetchWaitMicros";
+/// Shuffle output bytes a task moved to its spill file.
+pub const SPILL_BYTES: &str = "spill.bytes";
+
 /// The largest event time (microseconds since the epoch) a streaming query's watermark node saw.
 pub const MAX_EVENT_TIME: &str = "watermark.maxEventTimeMicros.max";
 /// State rows a streaming stateful operator holds after the batch (summed over partitions).

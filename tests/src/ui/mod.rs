@@ -134,6 +134,7 @@ async fn the_rest_api_and_metrics_answer_what_ran() {
     assert_eq!(&one, job);
 
     let mut rows_out = 0;
+    let mut fetched = 0;
     for (stage_id, (index, tasks)) in stage_ids.iter().zip(&stages) {
         let attempts = get_json(&format!("{base}/stages/{stage_id}")).await;
         assert_valid(&api, "/applications/{appId}/stages/{stageId}", &attempts);
@@ -144,6 +145,14 @@ async fn the_rest_api_and_metrics_answer_what_ran() {
         assert_eq!(stage["status"], "COMPLETE");
         assert_eq!(stage["tasks"].as_object().unwrap().len() as u64, *tasks);
         rows_out += stage["outputRecords"].as_u64().unwrap();
+        fetched += stage["shuffleReadBytes"].as_u64().unwrap();
+        if !stage["inputStageIndexes"].as_array().unwrap().is_empty() {
+            let read = |name: &str| stage["metrics"][name].as_u64().unwrap_or(0);
+            assert!(
+                read("shuffle.bytesFetched") + read("shuffle.localBytesRead") > 0,
+                "a stage that reads a shuffle counts what it read: {stage}"
+            );
+        }
         let list = get_json(&format!("{base}/stages/{stage_id}/0/taskList?length=1000")).await;
         assert_valid(
             &api,
@@ -207,6 +216,7 @@ async fn the_rest_api_and_metrics_answer_what_ran() {
         total_tasks as f64
     );
     assert_eq!(delta("faisca_task_output_rows_total"), rows_out as f64);
+    assert_eq!(delta("faisca_shuffle_fetched_bytes_total"), fetched as f64);
     assert_eq!(after["faisca_executors"], 2.0);
     assert_eq!(after["faisca_tasks_running"], 0.0);
 

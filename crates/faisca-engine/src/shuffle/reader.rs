@@ -183,8 +183,11 @@ impl ExecutionPlan for ShuffleReaderExec {
         };
         let stage = self.stage_id;
         let concurrency = env.fetch_concurrency.max(1);
+        let metrics = crate::task_metrics::TaskMetrics::of(&context);
         let stream = futures::stream::iter(sources)
-            .map(move |(output, reduce)| read_source(env.clone(), stage, output, reduce))
+            .map(move |(output, reduce)| {
+                read_source(env.clone(), stage, output, reduce, metrics.clone())
+            })
             .flatten_unordered(concurrency);
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema(),
@@ -200,7 +203,16 @@ fn read_source(
     stage: u32,
     output: MapOutputLocation,
     reduce: u32,
+    metrics: Option<Arc<crate::task_metrics::TaskMetrics>>,
 ) -> BoxStream<'static, DfResult<RecordBatch>> {
+    use crate::task_metrics::{
+        SHUFFLE_BYTES_FETCHED, SHUFFLE_FETCH_WAIT_MICROS, SHUFFLE_LOCAL_BYTES_READ,
+    };
+    let count = move |name: &'static str, n: u64| {
+        if let Some(m) = &metrics {
+            m.add(name, n);
+        }
+    };
     let what = format!(
         "shuffle partition {reduce} of stage {stage} map task {} from executor {} at {}",
         output.map_partition, output.executor_id, output.flight_address
@@ -222,6 +234,8 @@ fn read_source(
                 .get(reduce as usize)
                 .cloned()
                 .unwrap_or_default();
+            let bytes: usize = batches.iter().map(|b| b.get_array_memory_size()).sum();
+            count(SHUFFLE_LOCAL_BYTES_READ, bytes as u64);
             return futures::stream::iter(batches.into_iter().map(Ok)).boxed();
         }
         let files = ShuffleFiles::new(
@@ -240,6 +254,7 @@ fn read_source(
                     ))))
                 })?
                 .map_err(|e| fetch_failed(stage, &output_id, e.context(&what)))?;
+            count(SHUFFLE_LOCAL_BYTES_READ, bytes.len() as u64);
             let batches: Box<dyn Iterator<Item = DfResult<RecordBatch>> + Send> =
                 if bytes.is_empty() {
                     Box::new(std::iter::empty())
@@ -264,6 +279,7 @@ fn read_source(
             reduce_partition: reduce,
             uncompressed: !env.compress_loopback && super::is_loopback(&output.flight_address),
         }));
+        let asked = std::time::Instant::now();
         let response = client
             .do_get(arrow_flight::Ticket { ticket })
             .await
@@ -274,10 +290,20 @@ fn read_source(
                     faisca_proto::error_from_status(&s, &what),
                 )
             })?;
-        let stream = FlightRecordBatchStream::new_from_flight_data(
-            response.into_inner().map_err(FlightError::from),
-        )
-        .map_err(move |e| fetch_failed(stage, &output_id, flight_error(e, &what)));
+        count(
+            SHUFFLE_FETCH_WAIT_MICROS,
+            asked.elapsed().as_micros() as u64,
+        );
+        let messages = response.into_inner().map_ok(move |data| {
+            count(
+                SHUFFLE_BYTES_FETCHED,
+                (data.data_header.len() + data.data_body.len()) as u64,
+            );
+            data
+        });
+        let stream =
+            FlightRecordBatchStream::new_from_flight_data(messages.map_err(FlightError::from))
+                .map_err(move |e| fetch_failed(stage, &output_id, flight_error(e, &what)));
         Ok::<_, DataFusionError>(stream)
     };
     futures::stream::once(fut).try_flatten().boxed()
