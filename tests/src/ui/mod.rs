@@ -4,6 +4,7 @@
 //! show the job, its stage graph (one `<g class="stage">` per stage) and its tasks; secrets
 //! appear nowhere; two drivers on one host each get a UI. `history.rs`: the event log read back.
 
+mod browser;
 mod history;
 mod openapi;
 mod prometheus;
@@ -19,7 +20,7 @@ use openapi::OpenApi;
 const SECRET: &str = "ui-hunter7";
 
 /// A multi-stage TPC-H query: a join and an aggregation.
-const QUERY: &str = "SELECT l_returnflag, count(*) AS n FROM lineitem JOIN orders ON l_orderkey = o_orderkey \
+pub(super) const QUERY: &str = "SELECT l_returnflag, count(*) AS n FROM lineitem JOIN orders ON l_orderkey = o_orderkey \
                      GROUP BY l_returnflag ORDER BY l_returnflag";
 
 /// `GET url` (`http://host:port/path`): status and body.
@@ -44,14 +45,14 @@ pub async fn get(url: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
-async fn get_json(url: &str) -> Value {
+pub(super) async fn get_json(url: &str) -> Value {
     let (status, body) = get(url).await;
     assert_eq!(status, 200, "{url}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"))
 }
 
 /// `(stage, tasks)` of each stage of an `EXPLAIN`'s distributed plan.
-fn explained_stages(explain: &str) -> Vec<(u32, u64)> {
+pub(super) fn explained_stages(explain: &str) -> Vec<(u32, u64)> {
     explain
         .lines()
         .filter_map(|line| {
