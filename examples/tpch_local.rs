@@ -1,4 +1,5 @@
-//! TPC-H Q1 on `local[2]` from a Rust program: generate data, register tables, run, show.
+//! TPC-H Q1 on `local[2]` from a Rust program: generate data, register tables, run, show; then
+//! run it again reporting the job's progress to a callback (`collect_with_progress`).
 //!
 //! `cargo run --example tpch_local [SCALE_FACTOR]` (default 0.01).
 
@@ -25,6 +26,18 @@ async fn main() -> anyhow::Result<()> {
     let df = session.sql(queries::query(1).expect("Q1")).await?;
     println!("{}", df.explain().await?);
     df.show().await?;
+    // The same query again, following its job: stages and tasks as they finish.
+    let rows = df
+        .collect_with_progress(|job| {
+            let done: u32 = job.stages.iter().map(|s| s.done).sum();
+            let tasks: u32 = job.stages.iter().map(|s| s.tasks).sum();
+            eprintln!("job {} {:?}: {done}/{tasks} tasks", job.job_id, job.state);
+        })
+        .await?;
+    println!("{} rows", rows.iter().map(|b| b.num_rows()).sum::<usize>());
+    if let Some(url) = session.ui_url().await? {
+        println!("web UI: {url}");
+    }
     session.stop().await;
     Ok(())
 }

@@ -556,3 +556,42 @@ async fn event_time_windows_match_sql() {
     assert!(err.contains("longer than its duration"), "{err}");
     fx.session.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collect_with_progress_reports_the_job_until_it_ends() {
+    let session = crate::common::tpch_session(
+        "local[2]",
+        &[
+            ("faisca.test.taskDelay", "1:600ms"),
+            ("faisca.client.progressInterval", "50ms"),
+        ],
+        2,
+    )
+    .await;
+    let sql = "SELECT l_returnflag, count(*) AS n FROM lineitem GROUP BY l_returnflag";
+    let df = session.sql(sql).await.unwrap();
+    let mut reports: Vec<faisca::JobInfo> = Vec::new();
+    let rows = df
+        .collect_with_progress(|job| reports.push(job.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        normalized_rows(&rows),
+        normalized_rows(&df.collect().await.unwrap())
+    );
+    assert!(
+        reports.len() >= 2,
+        "reports while running and at the end: {}",
+        reports.len()
+    );
+    let first = &reports[0];
+    assert!(reports.iter().all(|r| r.job_id == first.job_id), "one job");
+    assert!(
+        reports.iter().any(|r| r.state == faisca::JobState::Running),
+        "a report while the delayed stage ran"
+    );
+    let last = reports.last().unwrap();
+    assert_eq!(last.state, faisca::JobState::Succeeded);
+    assert!(last.stages.iter().all(|s| s.done == s.tasks), "{last:?}");
+    session.stop().await;
+}

@@ -460,6 +460,69 @@ impl DataFrame {
         collect(self.execute_stream().await?).await
     }
 
+    /// [`DataFrame::collect`], telling `on_progress` how the job is doing: every
+    /// `faisca.client.progressInterval` while it runs (its stages with their tasks done and
+    /// running, its counters), and once more when it ended. A DataFrame that needs no job (rows
+    /// already computed) reports nothing.
+    ///
+    /// ```no_run
+    /// # async fn example(df: faisca::DataFrame) -> faisca::Result<()> {
+    /// let rows = df
+    ///     .collect_with_progress(|job| {
+    ///         let done: u32 = job.stages.iter().map(|s| s.done).sum();
+    ///         let tasks: u32 = job.stages.iter().map(|s| s.tasks).sum();
+    ///         eprintln!("job {}: {done}/{tasks} tasks", job.job_id);
+    ///     })
+    ///     .await?;
+    /// # let _ = rows; Ok(()) }
+    /// ```
+    pub async fn collect_with_progress(
+        &self,
+        mut on_progress: impl FnMut(&crate::jobs::JobInfo),
+    ) -> Result<Vec<RecordBatch>> {
+        use futures::StreamExt;
+        if self.ran.is_some() {
+            return self.collect().await;
+        }
+        let result = self
+            .session
+            .client()
+            .execute_plan(
+                self.session.id(),
+                self.encoded()?,
+                ExecuteMode::Run,
+                "",
+                None,
+            )
+            .await?;
+        let Some(job) = result.job_id.clone() else {
+            return collect(result.batches).await;
+        };
+        let client = self.session.client();
+        let mut rows = result.batches;
+        let mut batches = Vec::new();
+        let mut ticker = tokio::time::interval(self.session.config().progress_interval());
+        let outcome = loop {
+            tokio::select! {
+                batch = rows.next() => match batch {
+                    Some(Ok(b)) => batches.push(b),
+                    Some(Err(e)) => break Err(e),
+                    None => break Ok(()),
+                },
+                _ = ticker.tick() => {
+                    if let Ok(info) = client.job(&job).await {
+                        on_progress(&info);
+                    }
+                }
+            }
+        };
+        drop(rows);
+        if let Ok(info) = client.job(&job).await {
+            on_progress(&info);
+        }
+        outcome.map(|()| batches)
+    }
+
     /// Number of rows (computed on the cluster).
     pub async fn count(&self) -> Result<u64> {
         let counted = self.derive(self.df().aggregate(
