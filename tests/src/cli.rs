@@ -502,3 +502,43 @@ fn paths_under(root: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_lines_job_and_task() {
+    let output = Command::new(faisca_bin())
+        .args(["--log-format", "json", "sql", "--master", "local[1]", "-e"])
+        .arg("SELECT count(*) FROM (SELECT unnest(range(1, 100)) AS x)")
+        .env("FAISCA_LOG", "debug")
+        .output()
+        .expect("faisca sql");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!lines.is_empty(), "{stderr}");
+    let task = lines
+        .iter()
+        .find(|l| l["message"] == "task ended")
+        .unwrap_or_else(|| panic!("a task's line: {stderr}"));
+    for field in ["job", "stage", "partition", "attempt", "level", "timestamp"] {
+        assert!(!task[field].is_null(), "{field} in {task}");
+    }
+    // Text stays the default.
+    let text = Command::new(faisca_bin())
+        .args(["sql", "--master", "local[1]", "-e", "SELECT 1"])
+        .env("FAISCA_LOG", "debug")
+        .output()
+        .expect("faisca sql");
+    let text = String::from_utf8_lossy(&text.stderr);
+    assert!(
+        text.lines().any(|l| l.contains("DEBUG")) && !text.starts_with('{'),
+        "{text}"
+    );
+}

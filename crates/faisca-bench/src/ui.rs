@@ -29,7 +29,8 @@ pub struct UiBenchArgs {
     /// Queries to run, e.g. 1,6 (default: all 22).
     #[arg(long, value_delimiter = ',')]
     pub queries: Vec<usize>,
-    /// Paired runs of the queries, each with everything on and with everything off.
+    /// Paired runs of the queries, each with everything on and with everything off (0: only
+    /// the memory run, in a process that ran nothing before it).
     #[arg(long, default_value_t = 3)]
     pub iterations: usize,
     /// Finished jobs of the memory run (0 skips it).
@@ -222,15 +223,17 @@ pub async fn ui(args: UiBenchArgs) -> Result<()> {
         "TPC-H SF{} on local[{}]: web UI + metrics + event log + REST polling every {:?} against all off, {} paired runs",
         args.sf, args.executors, args.poll, args.iterations
     );
-    // Warm-up: the page cache and the allocator, once each way.
-    pass(&args, &dir, &wanted, false, events.path()).await?;
-    pass(&args, &dir, &wanted, true, events.path()).await?;
-    println!(
-        "{:>4} {:>10} {:>10} {:>12} {:>12} {:>7} {:>7} {:>6}",
-        "run", "off ms", "on ms", "off cpu ms", "on cpu ms", "wall", "cpu", "polls"
-    );
     let mut pairs = Vec::new();
-    for i in 0..args.iterations.max(1) {
+    if args.iterations > 0 {
+        // Warm-up: the page cache and the allocator, once each way.
+        pass(&args, &dir, &wanted, false, events.path()).await?;
+        pass(&args, &dir, &wanted, true, events.path()).await?;
+        println!(
+            "{:>4} {:>10} {:>10} {:>12} {:>12} {:>7} {:>7} {:>6}",
+            "run", "off ms", "on ms", "off cpu ms", "on cpu ms", "wall", "cpu", "polls"
+        );
+    }
+    for i in 0..args.iterations {
         // Alternate which goes first.
         let order = if i % 2 == 0 {
             [false, true]
@@ -262,11 +265,10 @@ pub async fn ui(args: UiBenchArgs) -> Result<()> {
         pairs.push(pair);
     }
     let ratio = |f: fn(&Pair) -> f64| {
-        let mut r: Vec<Duration> = pairs
+        let r: Vec<Duration> = pairs
             .iter()
             .map(|p| Duration::from_secs_f64(f(p)))
             .collect();
-        r.sort();
         median(&r).as_secs_f64()
     };
     let cpu_ratio_median = ratio(|p| p.on_cpu_ms / p.off_cpu_ms.max(1e-9));

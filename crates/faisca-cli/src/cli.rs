@@ -8,9 +8,29 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "faisca", version, about)]
 pub struct Cli {
+    /// How log lines are written on stderr: `text` for people, `json` (one object per line,
+    /// with the job, stage and task ids of the line's task as fields) for log collectors.
+    /// Executors a driver launches inherit FAISCA_LOG_FORMAT, not the flag.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "FAISCA_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Subcommands.

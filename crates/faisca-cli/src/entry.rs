@@ -7,12 +7,20 @@ use crate::{Cli, Interrupted, run};
 /// runs as driver, executor and client with the same functions.
 pub fn main() {
     let cli = <Cli as clap::Parser>::parse();
-    tracing_subscriber::fmt()
+    let filter =
+        tracing_subscriber::EnvFilter::new(log_filter(std::env::var("FAISCA_LOG").ok().as_deref()));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::new(log_filter(
-            std::env::var("FAISCA_LOG").ok().as_deref(),
-        )))
-        .init();
+        .with_env_filter(filter);
+    match cli.log_format {
+        crate::cli::LogFormat::Text => logs.init(),
+        // A line's span fields (a task's job, stage, partition and attempt) are its own.
+        crate::cli::LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -48,6 +56,7 @@ const OWN_CRATES: &[&str] = &[
     "faisca_pipeline",
     "faisca_planner",
     "faisca_proto",
+    "faisca_ui",
 ];
 
 /// The log filter for `FAISCA_LOG`: a bare level (`debug`) is for Faísca's own crates, others

@@ -134,7 +134,16 @@ impl Connection {
                     Some(Ok(DriverMessage { message: Some(m) })) => match m {
                         driver_message::Message::LaunchTask(launch) => {
                             let key = task_key(&launch);
-                            let handle = tasks.spawn(run_task(context.clone(), launch));
+                            // Every log line of the task carries its job, stage, partition and attempt.
+                            let span = tracing::info_span!(
+                                "task",
+                                job = %launch.job_id,
+                                stage = launch.stage_id,
+                                partition = launch.partition,
+                                attempt = launch.attempt,
+                            );
+                            let task = tracing::Instrument::instrument(run_task(context.clone(), launch), span);
+                            let handle = tasks.spawn(task);
                             by_id.insert(handle.id(), key.clone());
                             running.insert(key, handle);
                         }
