@@ -273,7 +273,9 @@ pub async fn ui(args: UiBenchArgs) -> Result<()> {
     };
     let cpu_ratio_median = ratio(|p| p.on_cpu_ms / p.off_cpu_ms.max(1e-9));
     let wall_ratio_median = ratio(|p| p.on_ms / p.off_ms.max(1e-9));
-    println!("median on/off: cpu {cpu_ratio_median:.3}, wall {wall_ratio_median:.3}");
+    if !pairs.is_empty() {
+        println!("median on/off: cpu {cpu_ratio_median:.3}, wall {wall_ratio_median:.3}");
+    }
 
     let mut memory = Vec::new();
     if args.jobs > 0 {

@@ -287,13 +287,7 @@ impl DriverClient {
     /// The executors registered now, by id (decommissioning ones included), then those that
     /// left recently, oldest first, with why.
     pub async fn executors(&self) -> Result<Vec<ExecutorStatus>> {
-        let response = self
-            .control
-            .clone()
-            .cluster_info(faisca_proto::ClusterInfoRequest { min_executors: 0 })
-            .await
-            .map_err(|s| self.status(s))?
-            .into_inner();
+        let response = self.cluster_info().await?;
         Ok(response
             .executors
             .into_iter()
@@ -304,14 +298,19 @@ impl DriverClient {
 
     /// The driver's web UI (`http://127.0.0.1:4040`), when it serves one.
     pub async fn ui_url(&self) -> Result<Option<String>> {
-        let response = self
+        let response = self.cluster_info().await?;
+        Ok(Some(response.ui_url).filter(|url| !url.is_empty()))
+    }
+
+    /// The driver's executors and web UI, as it answers now.
+    async fn cluster_info(&self) -> Result<faisca_proto::ClusterInfoResponse> {
+        Ok(self
             .control
             .clone()
             .cluster_info(faisca_proto::ClusterInfoRequest { min_executors: 0 })
             .await
             .map_err(|s| self.status(s))?
-            .into_inner();
-        Ok(Some(response.ui_url).filter(|url| !url.is_empty()))
+            .into_inner())
     }
 
     /// One job's status: stages, task attempts, failures.

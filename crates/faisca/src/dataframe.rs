@@ -441,8 +441,12 @@ impl DataFrame {
             let rows = rows.as_ref().clone();
             return Ok(Box::pin(futures::stream::iter(rows.into_iter().map(Ok))));
         }
-        let result = self
-            .session
+        Ok(self.run_on_cluster().await?.batches)
+    }
+
+    /// Send the plan to the driver to run.
+    async fn run_on_cluster(&self) -> Result<crate::client::StatementResult> {
+        self.session
             .client()
             .execute_plan(
                 self.session.id(),
@@ -451,8 +455,7 @@ impl DataFrame {
                 "",
                 None,
             )
-            .await?;
-        Ok(result.batches)
+            .await
     }
 
     /// Run the query on the cluster; collect its rows.
@@ -484,17 +487,7 @@ impl DataFrame {
         if self.ran.is_some() {
             return self.collect().await;
         }
-        let result = self
-            .session
-            .client()
-            .execute_plan(
-                self.session.id(),
-                self.encoded()?,
-                ExecuteMode::Run,
-                "",
-                None,
-            )
-            .await?;
+        let result = self.run_on_cluster().await?;
         let Some(job) = result.job_id.clone() else {
             return collect(result.batches).await;
         };
