@@ -31,6 +31,18 @@ pub async fn run(args: HistoryArgs) -> Result<()> {
     let mut settings = config.ui_settings();
     settings.port = args.ui_port;
     settings.bind = args.bind;
+    // A local directory must exist (an object store's "directory" exists once it holds a run).
+    let local = args
+        .event_log_dir
+        .strip_prefix("file://")
+        .or((!args.event_log_dir.contains("://")).then_some(args.event_log_dir.as_str()));
+    if let Some(path) = local
+        && !std::path::Path::new(path).is_dir()
+    {
+        anyhow::bail!(
+            "--event-log-dir {path}: no such directory; expected the faisca.eventLog.dir the drivers wrote to"
+        );
+    }
     let (store, dir) =
         faisca_connectors::stores::open_location(&config, &args.event_log_dir, "--event-log-dir")?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -84,6 +84,26 @@ async fn answers(base: &str) -> Vec<(String, Value)> {
     out
 }
 
+#[test]
+fn a_missing_event_log_directory_is_an_error_naming_it() {
+    let output = Command::new(faisca_bin())
+        .args([
+            "history",
+            "--ui-port",
+            "0",
+            "--event-log-dir",
+            "/no/such/faisca-events",
+        ])
+        .output()
+        .expect("faisca history");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("/no/such/faisca-events") && stderr.contains("no such directory"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_history_server_answers_as_the_live_ui_did() {
     let logs = tempfile::tempdir().unwrap();
