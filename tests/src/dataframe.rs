@@ -559,10 +559,14 @@ async fn event_time_windows_match_sql() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collect_with_progress_reports_the_job_until_it_ends() {
+    // Stage 1's tasks wait for this file, which the callback creates once it saw the job run.
+    let gate_dir = tempfile::tempdir().unwrap();
+    let gate = gate_dir.path().join("open");
+    let gate_rule = format!("1:{}", gate.display());
     let session = crate::common::tpch_session(
         "local[2]",
         &[
-            ("faisca.test.taskDelay", "1:600ms"),
+            ("faisca.test.taskGate", gate_rule.as_str()),
             ("faisca.client.progressInterval", "50ms"),
         ],
         2,
@@ -572,7 +576,12 @@ async fn collect_with_progress_reports_the_job_until_it_ends() {
     let df = session.sql(sql).await.unwrap();
     let mut reports: Vec<faisca::JobInfo> = Vec::new();
     let rows = df
-        .collect_with_progress(|job| reports.push(job.clone()))
+        .collect_with_progress(|job| {
+            if job.state == faisca::JobState::Running {
+                std::fs::write(&gate, b"").unwrap();
+            }
+            reports.push(job.clone());
+        })
         .await
         .unwrap();
     assert_eq!(

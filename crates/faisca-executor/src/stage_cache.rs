@@ -43,6 +43,8 @@ pub struct PreparedStage {
     pub injected_failures: Option<InjectedFailures>,
     /// Test-only injected delay (`faisca.test.taskDelay`).
     pub injected_delay: Option<InjectedDelay>,
+    /// Test-only gate (`faisca.test.taskGate`): the stages whose tasks wait for the file.
+    pub injected_gate: Option<(faisca_common::config::StageSelector, std::path::PathBuf)>,
 }
 
 type StageKey = (String, u32, u64);
@@ -164,5 +166,6 @@ fn prepare(context: &ExecutorContext, launch: &LaunchTask) -> Result<PreparedSta
         in_memory: config.shuffle_in_memory(),
         injected_failures: config.injected_failures(),
         injected_delay: config.injected_delay(),
+        injected_gate: config.injected_gate(),
     })
 }

@@ -243,6 +243,14 @@ async fn inject_faults(stage: &PreparedStage, launch: &LaunchTask) -> Result<()>
     {
         tokio::time::sleep(delay.delay).await;
     }
+    if let Some((stages, path)) = &stage.injected_gate
+        && stages.matches(launch.stage_id)
+    {
+        // Until the test opens the gate; a cancelled task stops waiting with it.
+        while !tokio::fs::try_exists(path).await.unwrap_or(false) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
     match stage.injected_failures {
         Some(rule) if rule.stages.matches(launch.stage_id) && launch.attempt < rule.attempts => {
             let message = format!(

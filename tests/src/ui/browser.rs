@@ -1,6 +1,7 @@
 //! A real browser on the UI: headless Chromium, driven over WebDriver by `chromedriver`
 //! (Debian's `chromium` and `chromium-driver`, which the test command installs), loads the
-//! pages while a multi-stage TPC-H query with a delayed stage runs: the job shows as running,
+//! pages while a multi-stage TPC-H query runs, one stage held by `faisca.test.taskGate` until the
+//! browser has seen it running: the job shows as running,
 //! its stage graph has one box per stage, the stage page lists its tasks, and when the job ends
 //! the open job page says so without a reload. Screenshots of the three pages are saved under
 //! the build directory (`target/debug/ui-screenshots/`).
@@ -222,12 +223,16 @@ fn base64_decodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_follows_a_running_job_to_its_end() {
+    // Stage 1's tasks wait for this file: the job runs until the browser has seen it running.
+    let gate_dir = tempfile::tempdir().unwrap();
+    let gate = gate_dir.path().join("open");
+    let gate_rule = format!("1:{}", gate.display());
     let session = tpch_session(
         "local[2]",
         &[
             ("faisca.ui.enabled", "true"),
             ("faisca.ui.port", "0"),
-            ("faisca.test.taskDelay", "1:6s"),
+            ("faisca.test.taskGate", gate_rule.as_str()),
         ],
         2,
     )
@@ -292,6 +297,7 @@ async fn a_browser_follows_a_running_job_to_its_end() {
     // A mark on this page's window: it is gone if the page reloads.
     browser.eval("window.faiscaMark = 1; return true;").await;
 
+    std::fs::write(&gate, b"").unwrap();
     faisca::client::collect(result.batches).await.unwrap();
     browser
         .wait_for(

@@ -283,12 +283,16 @@ async fn the_rest_api_and_metrics_answer_what_ran() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_job_shows_as_running_then_succeeded() {
+    // Stage 1's tasks wait for this file: the job runs until the test has seen it running.
+    let gate_dir = tempfile::tempdir().unwrap();
+    let gate = gate_dir.path().join("open");
+    let gate_rule = format!("1:{}", gate.display());
     let session = tpch_session(
         "local[2]",
         &[
             ("faisca.ui.enabled", "true"),
             ("faisca.ui.port", "0"),
-            ("faisca.test.taskDelay", "1:1500ms"),
+            ("faisca.test.taskGate", gate_rule.as_str()),
         ],
         2,
     )
@@ -326,6 +330,7 @@ async fn a_running_job_shows_as_running_then_succeeded() {
         running_section.contains(&format!("data-job-id=\"{job_id}\"")),
         "{jobs_page}"
     );
+    std::fs::write(&gate, b"").unwrap();
     faisca::client::collect(result.batches).await.unwrap();
     let job = get_json(&format!("{ui}/api/v1/applications/{app_id}/jobs/{job_id}")).await;
     assert_eq!(job["status"], "SUCCEEDED");

@@ -53,7 +53,7 @@ pub struct KeySpec {
 /// Every `faisca.*` key as a constant: [`FaiscaConfig`]'s accessors name them, so a key that
 /// does not exist cannot be read (it does not compile).
 pub mod keys {
-    use super::{KeySpec, ValueKind, parse_fail_tasks, parse_task_delay};
+    use super::{KeySpec, ValueKind, parse_fail_tasks, parse_task_delay, parse_task_gate};
 
     /// `faisca.files.maxPartitionBytes`.
     pub const FILES_MAX_PARTITION_BYTES: KeySpec = KeySpec {
@@ -301,6 +301,17 @@ pub mod keys {
         doc: "Fault injection for tests: every task of stage STAGE (`*`: every stage) waits DURATION before it runs.",
     };
 
+    /// `faisca.test.taskGate`.
+    pub const TEST_TASK_GATE: KeySpec = KeySpec {
+        name: "faisca.test.taskGate",
+        default: "none",
+        kind: ValueKind::Rule {
+            expected: "none or STAGE:PATH (STAGE a stage id or *), e.g. 1:/tmp/open",
+            valid: |v| parse_task_gate(v).is_ok(),
+        },
+        doc: "For tests: every task of stage STAGE (`*`: every stage) waits until the file PATH exists on its executor's host before it runs.",
+    };
+
     /// `faisca.write.commitConcurrency`.
     pub const WRITE_COMMIT_CONCURRENCY: KeySpec = KeySpec {
         name: "faisca.write.commitConcurrency",
@@ -457,6 +468,7 @@ pub const KEYS: &[KeySpec] = &[
     keys::CLIENT_PROGRESS_INTERVAL,
     keys::TEST_FAIL_TASKS,
     keys::TEST_TASK_DELAY,
+    keys::TEST_TASK_GATE,
     keys::WRITE_COMMIT_CONCURRENCY,
     keys::TEST_STOP_COMMIT_AFTER_MANIFEST,
     keys::TEST_STOP_BEFORE_SOURCE_COMMIT,
@@ -812,6 +824,10 @@ impl FaiscaConfig {
     pub fn injected_delay(&self) -> Option<InjectedDelay> {
         parse_task_delay(self.raw(&keys::TEST_TASK_DELAY)).expect("validated when set")
     }
+    /// `faisca.test.taskGate`: the stages whose tasks wait for a file, and the file.
+    pub fn injected_gate(&self) -> Option<(StageSelector, std::path::PathBuf)> {
+        parse_task_gate(self.raw(&keys::TEST_TASK_GATE)).expect("validated when set")
+    }
 }
 
 /// Which stages a fault-injection rule applies to.
@@ -869,6 +885,22 @@ pub struct InjectedDelay {
     pub stages: StageSelector,
     /// How long.
     pub delay: Duration,
+}
+
+fn parse_task_gate(
+    text: &str,
+) -> std::result::Result<Option<(StageSelector, std::path::PathBuf)>, ()> {
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let (stage, path) = text.split_once(':').ok_or(())?;
+    if path.trim().is_empty() {
+        return Err(());
+    }
+    Ok(Some((
+        StageSelector::parse(stage).ok_or(())?,
+        std::path::PathBuf::from(path.trim()),
+    )))
 }
 
 fn parse_fail_tasks(text: &str) -> std::result::Result<Option<InjectedFailures>, ()> {
