@@ -178,7 +178,23 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // The session's browser goes with chromedriver (killed by `Processes`).
+        // Ending the session stops the browser: killing chromedriver alone would leave it
+        // running. Plain blocking I/O: this runs on a panic's unwinding too.
+        use std::io::{Read, Write};
+        let Some(host) = self.driver.strip_prefix("http://") else {
+            return;
+        };
+        if let Ok(mut stream) = std::net::TcpStream::connect(host) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let request = format!(
+                "DELETE /session/{} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session
+            );
+            if stream.write_all(request.as_bytes()).is_ok() {
+                let mut answer = [0u8; 1024];
+                let _ = stream.read(&mut answer);
+            }
+        }
     }
 }
 
