@@ -227,18 +227,24 @@ async fn run_datafusion(ctx: &SessionContext, sql: &str) -> Result<usize> {
     Ok(batches.iter().map(|b| b.num_rows()).sum())
 }
 
-/// `faisca bench tpch`.
-pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
-    let sf = args.sf;
-    let (dir, _) = data::prepare(args.data.clone(), sf).await?;
-    let wanted: Vec<usize> = if args.queries.is_empty() {
+/// The TPC-H queries `--queries` names (all 22 when it names none), checked.
+pub(crate) fn wanted_queries(asked: &[usize]) -> Result<Vec<usize>> {
+    let wanted: Vec<usize> = if asked.is_empty() {
         (1..=22).collect()
     } else {
-        args.queries.clone()
+        asked.to_vec()
     };
     if let Some(bad) = wanted.iter().find(|q| queries::query(**q).is_none()) {
         bail!("invalid query number {bad} in --queries: expected numbers from 1 to 22");
     }
+    Ok(wanted)
+}
+
+/// `faisca bench tpch`.
+pub async fn tpch(args: TpchBenchArgs) -> Result<()> {
+    let sf = args.sf;
+    let (dir, _) = data::prepare(args.data.clone(), sf).await?;
+    let wanted = wanted_queries(&args.queries)?;
     let (session, cores) = session_for(&args.master, &args.conf).await?;
     let mut reference = SessionConfig::new().with_target_partitions(cores);
     for (k, v) in parse_key_values(&args.reference_conf, "--reference-conf")? {

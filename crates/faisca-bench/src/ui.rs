@@ -210,14 +210,7 @@ async fn pass(
 /// `faisca bench ui`.
 pub async fn ui(args: UiBenchArgs) -> Result<()> {
     let (dir, _) = data::prepare(args.data.clone(), args.sf).await?;
-    let wanted: Vec<usize> = if args.queries.is_empty() {
-        (1..=22).collect()
-    } else {
-        args.queries.clone()
-    };
-    if let Some(bad) = wanted.iter().find(|q| queries::query(**q).is_none()) {
-        bail!("invalid query number {bad} in --queries: expected numbers from 1 to 22");
-    }
+    let wanted = crate::cluster::wanted_queries(&args.queries)?;
     let events = tempfile::tempdir()?;
     eprintln!(
         "TPC-H SF{} on local[{}]: web UI + metrics + event log + REST polling every {:?} against all off, {} paired runs",

@@ -182,16 +182,8 @@ fn respond(runs: &BTreeMap<String, Run>, path: &str, query: &str) -> Answer {
         let (id, page) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         return match find(runs, id) {
             Some(run) if page != "/metrics" => {
-                let base = format!("/history/{id}");
-                let mut answer = answer(&run.store, page, query, &base, true);
-                if run.complete {
-                    // A complete run does not change: its pages need not poll.
-                    answer.body =
-                        answer
-                            .body
-                            .replacen("data-live=\"true\"", "data-live=\"false\"", 1);
-                }
-                answer
+                // A complete run's pages do not poll: it ended, and the header says so.
+                answer(&run.store, page, query, &format!("/history/{id}"), true)
             }
             Some(_) => Answer::text(404, "a run read back has no /metrics".to_string()),
             None => unknown(runs, id),

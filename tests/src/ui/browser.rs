@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{QUERY, explained_stages, get_json};
+use super::{GatedCluster, QUERY, explained_stages};
 use crate::cli::Processes;
-use crate::common::tpch_session;
 
 /// One HTTP request to chromedriver; the answer's JSON.
 async fn call(method: &str, url: &str, body: Option<&Value>) -> Value {
@@ -239,38 +238,12 @@ fn base64_decodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_follows_a_running_job_to_its_end() {
-    // Stage 1's tasks wait for this file: the job runs until the browser has seen it running.
-    let gate_dir = tempfile::tempdir().unwrap();
-    let gate = gate_dir.path().join("open");
-    let gate_rule = format!("1:{}", gate.display());
-    let session = tpch_session(
-        "local[2]",
-        &[
-            ("faisca.ui.enabled", "true"),
-            ("faisca.ui.port", "0"),
-            ("faisca.test.taskGate", gate_rule.as_str()),
-        ],
-        2,
-    )
-    .await;
+    let cluster = GatedCluster::start().await;
+    let (session, ui) = (&cluster.session, &cluster.ui);
     let stages = explained_stages(&session.explain_sql(QUERY).await.unwrap());
-    let ui = session.ui_url().await.unwrap().unwrap();
-    let app = get_json(&format!("{ui}/api/v1/applications")).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
     let browser = Browser::start().await;
     let result = session.execute_sql(QUERY).await.unwrap();
-    let job = loop {
-        let running = get_json(&format!(
-            "{ui}/api/v1/applications/{app}/jobs?status=running"
-        ))
-        .await;
-        if let Some(job) = running.as_array().unwrap().first() {
-            break job.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let job = cluster.running_job().await;
     let id = job["jobId"].as_u64().unwrap();
 
     browser.open(&format!("{ui}/jobs/")).await;
@@ -313,7 +286,7 @@ async fn a_browser_follows_a_running_job_to_its_end() {
     // A mark on this page's window: it is gone if the page reloads.
     browser.eval("window.faiscaMark = 1; return true;").await;
 
-    std::fs::write(&gate, b"").unwrap();
+    cluster.open_gate();
     faisca::client::collect(result.batches).await.unwrap();
     browser
         .wait_for(

@@ -281,41 +281,76 @@ async fn the_rest_api_and_metrics_answer_what_ran() {
     session.stop().await;
 }
 
+/// A `local[2]` cluster with its UI on a free port whose stage 1 tasks wait for a gate file
+/// (`faisca.test.taskGate`): a job stays running until the test has looked at it.
+pub(super) struct GatedCluster {
+    pub session: faisca::Session,
+    pub ui: String,
+    pub app: String,
+    gate: std::path::PathBuf,
+    _gate_dir: tempfile::TempDir,
+}
+
+impl GatedCluster {
+    pub async fn start() -> GatedCluster {
+        let gate_dir = tempfile::tempdir().unwrap();
+        let gate = gate_dir.path().join("open");
+        let rule = format!("1:{}", gate.display());
+        let session = tpch_session(
+            "local[2]",
+            &[
+                ("faisca.ui.enabled", "true"),
+                ("faisca.ui.port", "0"),
+                ("faisca.test.taskGate", rule.as_str()),
+            ],
+            2,
+        )
+        .await;
+        let ui = session.ui_url().await.unwrap().unwrap();
+        let app = get_json(&format!("{ui}/api/v1/applications")).await[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        GatedCluster {
+            session,
+            ui,
+            app,
+            gate,
+            _gate_dir: gate_dir,
+        }
+    }
+
+    /// The first job the REST API lists as running (a minute at most).
+    pub async fn running_job(&self) -> Value {
+        let url = format!(
+            "{}/api/v1/applications/{}/jobs?status=running",
+            self.ui, self.app
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(job) = get_json(&url).await.as_array().unwrap().first() {
+                return job.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no job showed as running"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Let the held tasks run.
+    pub fn open_gate(&self) {
+        std::fs::write(&self.gate, b"").unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_job_shows_as_running_then_succeeded() {
-    // Stage 1's tasks wait for this file: the job runs until the test has seen it running.
-    let gate_dir = tempfile::tempdir().unwrap();
-    let gate = gate_dir.path().join("open");
-    let gate_rule = format!("1:{}", gate.display());
-    let session = tpch_session(
-        "local[2]",
-        &[
-            ("faisca.ui.enabled", "true"),
-            ("faisca.ui.port", "0"),
-            ("faisca.test.taskGate", gate_rule.as_str()),
-        ],
-        2,
-    )
-    .await;
-    let ui = session.ui_url().await.unwrap().unwrap();
-    let app_id = get_json(&format!("{ui}/api/v1/applications")).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let cluster = GatedCluster::start().await;
+    let (session, ui, app_id) = (&cluster.session, &cluster.ui, &cluster.app);
     let result = session.execute_sql(QUERY).await.unwrap();
-    let jobs_url = format!("{ui}/api/v1/applications/{app_id}/jobs?status=running");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let running = loop {
-        let jobs = get_json(&jobs_url).await;
-        if let Some(job) = jobs.as_array().unwrap().first() {
-            break job.clone();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the job never showed as running"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let running = cluster.running_job().await;
     assert_eq!(running["status"], "RUNNING");
     let job_id = running["jobId"].as_u64().unwrap();
     let (_, page) = get(&format!("{ui}/jobs/job/?id={job_id}")).await;
@@ -330,7 +365,7 @@ async fn a_running_job_shows_as_running_then_succeeded() {
         running_section.contains(&format!("data-job-id=\"{job_id}\"")),
         "{jobs_page}"
     );
-    std::fs::write(&gate, b"").unwrap();
+    cluster.open_gate();
     faisca::client::collect(result.batches).await.unwrap();
     let job = get_json(&format!("{ui}/api/v1/applications/{app_id}/jobs/{job_id}")).await;
     assert_eq!(job["status"], "SUCCEEDED");
