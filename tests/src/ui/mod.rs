@@ -372,14 +372,32 @@ async fn a_running_job_shows_as_running_then_succeeded() {
     session.stop().await;
 }
 
+/// A port `p` such that `p` and `p + 1` are both free, chosen below Linux's
+/// ephemeral range (32768..61000) so that the sockets other tests open on
+/// port 0 cannot take `p + 1` between the probe and the second driver.
+fn free_port_pair() -> u16 {
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos() as u64;
+    for attempt in 0..1000u64 {
+        let port =
+            20_000 + ((seed.wrapping_mul(2654435761).wrapping_add(attempt * 7919)) % 12_000) as u16;
+        let pair = (
+            std::net::TcpListener::bind(("127.0.0.1", port)),
+            std::net::TcpListener::bind(("127.0.0.1", port + 1)),
+        );
+        if let (Ok(_), Ok(_)) = pair {
+            return port;
+        }
+    }
+    panic!("no two consecutive free ports in 20000..32001");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_driver_on_the_host_takes_the_next_port() {
-    // A free port with (most likely) a free one after it.
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
-    let port = port.min(65000).to_string();
+    let port = free_port_pair().to_string();
     let config = [
         ("faisca.ui.enabled", "true"),
         ("faisca.ui.port", port.as_str()),
