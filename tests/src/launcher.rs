@@ -190,6 +190,7 @@ async fn asking_for_fewer_executors_decommissions_one_and_does_not_replace_it() 
         health_bind: None,
         launcher: Some(Box::new(ProcessLauncher::new(options).unwrap())),
         ui_by_default: false,
+        metrics_bind: None,
     })
     .await
     .unwrap();

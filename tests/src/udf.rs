@@ -142,6 +142,7 @@ async fn an_executor_without_a_function_fails_the_task_naming_it() {
         health_bind: None,
         launcher: None,
         ui_by_default: false,
+        metrics_bind: None,
     })
     .await
     .unwrap();

@@ -123,6 +123,7 @@ pub async fn scale(args: ScaleBenchArgs) -> Result<()> {
         health_bind: None,
         launcher: Some(Box::new(launcher)),
         ui_by_default: false,
+        metrics_bind: None,
     })
     .await?;
     let address = format!("faisca://{}", driver.address());

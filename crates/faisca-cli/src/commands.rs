@@ -29,6 +29,10 @@ pub struct DriverArgs {
     /// Serve plain-HTTP `/healthz` and `/readyz` on this port (same interface as --bind).
     #[arg(long, value_name = "PORT")]
     pub health_port: Option<u16>,
+    /// Serve Prometheus metrics (`/metrics` only, plain HTTP) on this port (same interface as
+    /// --bind): jobs, stages and tasks by state, task durations, shuffle, memory, executors.
+    #[arg(long, value_name = "PORT")]
+    pub metrics_port: Option<u16>,
     /// Launch N executors as child processes of the driver on this host (the same as
     /// `--conf faisca.executor.instances=N`; their size: faisca.executor.cores and
     /// faisca.executor.memory). They are replaced when they die and stop with the driver.
@@ -80,6 +84,10 @@ pub struct ExecutorArgs {
     /// once registered with the driver.
     #[arg(long, value_name = "PORT")]
     pub health_port: Option<u16>,
+    /// Serve Prometheus metrics (`/metrics` only, plain HTTP) on this port (same interface as
+    /// --bind): this executor's tasks, shuffle bytes, memory pool and task logs.
+    #[arg(long, value_name = "PORT")]
+    pub metrics_port: Option<u16>,
     /// Configuration `key=value` (repeatable).
     #[arg(long = "conf", value_name = "KEY=VALUE")]
     pub conf: Vec<String>,
@@ -248,6 +256,9 @@ pub async fn driver(args: DriverArgs) -> Result<()> {
             .map(|port| SocketAddr::new(bind.ip(), port)),
         launcher,
         ui_by_default: true,
+        metrics_bind: args
+            .metrics_port
+            .map(|port| SocketAddr::new(bind.ip(), port)),
     })
     .await?;
     eprintln!("faisca driver listening on faisca://{}", server.address());
@@ -259,6 +270,9 @@ pub async fn driver(args: DriverArgs) -> Result<()> {
     }
     if let Some(health) = server.health_address() {
         eprintln!("faisca driver health endpoints on http://{health}/healthz and /readyz");
+    }
+    if let Some(metrics) = server.metrics_address() {
+        eprintln!("faisca driver metrics on http://{metrics}/metrics");
     }
     tokio::select! {
         signal = tokio::signal::ctrl_c() => signal.context("waiting for Ctrl-C")?,
@@ -306,6 +320,9 @@ pub async fn executor(args: ExecutorArgs) -> Result<()> {
         health_bind: args
             .health_port
             .map(|port| SocketAddr::new(bind.ip(), port)),
+        metrics_bind: args
+            .metrics_port
+            .map(|port| SocketAddr::new(bind.ip(), port)),
     });
     let cut_short = |why: &str| {
         // Only a directory this executor made: its id is new (or was given for it alone).
@@ -334,6 +351,9 @@ pub async fn executor(args: ExecutorArgs) -> Result<()> {
         args.memory,
         executor.flight_address()
     );
+    if let Some(metrics) = executor.metrics_address() {
+        eprintln!("faisca executor metrics on http://{metrics}/metrics");
+    }
     let decommissioner = executor.decommissioner();
     let mut decommissioning = false;
     let result = loop {

@@ -7,20 +7,7 @@ use crate::{Cli, Interrupted, run};
 /// runs as driver, executor and client with the same functions.
 pub fn main() {
     let cli = <Cli as clap::Parser>::parse();
-    let filter =
-        tracing_subscriber::EnvFilter::new(log_filter(std::env::var("FAISCA_LOG").ok().as_deref()));
-    let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(filter);
-    match cli.log_format {
-        crate::cli::LogFormat::Text => logs.init(),
-        // A line's span fields (a task's job, stage, partition and attempt) are its own.
-        crate::cli::LogFormat::Json => logs
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init(),
-    }
+    init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,6 +27,44 @@ pub fn main() {
         }
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Log to standard error in `format` at the level `FAISCA_LOG` asks for, and keep each task's
+/// lines for the web UI (at least Faísca's `info` lines, whatever the output's level).
+fn init_logging(format: crate::cli::LogFormat) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let spec = std::env::var("FAISCA_LOG").ok();
+    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let output = match format {
+        crate::cli::LogFormat::Text => output.boxed(),
+        // A line's span fields (a task's job, stage, partition and attempt) are its own.
+        crate::cli::LogFormat::Json => output
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .boxed(),
+    };
+    let output_filter = tracing_subscriber::EnvFilter::new(log_filter(spec.as_deref()));
+    let task_filter = tracing_subscriber::EnvFilter::new(task_log_filter(spec.as_deref()));
+    tracing_subscriber::registry()
+        .with(output.with_filter(output_filter))
+        .with(faisca::executor::task_logs::TaskLogLayer.with_filter(task_filter))
+        .init();
+}
+
+/// The filter of the lines kept per task: `FAISCA_LOG`'s when it asks for more than `info`
+/// (`debug`, `trace`, a directive list), else `info` for Faísca's crates.
+pub fn task_log_filter(spec: Option<&str>) -> String {
+    let spec = spec.map(str::trim).unwrap_or("");
+    let quiet = ["", "info", "warn", "error", "off"];
+    if quiet.iter().any(|q| q.eq_ignore_ascii_case(spec)) {
+        log_filter(Some("info"))
+    } else {
+        log_filter(Some(spec))
     }
 }
 
@@ -80,7 +105,18 @@ pub fn log_filter(spec: Option<&str>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::log_filter;
+    use super::{log_filter, task_log_filter};
+
+    #[test]
+    fn tasks_keep_at_least_faiscas_info_lines() {
+        assert_eq!(task_log_filter(None), log_filter(Some("info")));
+        assert_eq!(task_log_filter(Some("warn")), log_filter(Some("info")));
+        assert_eq!(task_log_filter(Some("debug")), log_filter(Some("debug")));
+        assert_eq!(
+            task_log_filter(Some("faisca_engine=trace")),
+            "faisca_engine=trace"
+        );
+    }
 
     #[test]
     fn a_bare_level_is_for_our_crates() {

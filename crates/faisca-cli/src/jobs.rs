@@ -158,6 +158,7 @@ pub async fn submit(args: SubmitArgs) -> Result<()> {
                 health_bind: None,
                 launcher: Some(launcher),
                 ui_by_default: true,
+                metrics_bind: None,
             })
             .await?;
             crate::commands::warn_if_pods_cannot_reach(started.address());

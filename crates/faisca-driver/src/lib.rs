@@ -47,6 +47,7 @@ pub mod service;
 pub mod session;
 pub mod sources;
 pub mod streaming;
+pub mod task_logs;
 pub mod write;
 
 pub use server::{DriverOptions, DriverServer};

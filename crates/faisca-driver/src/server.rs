@@ -34,6 +34,8 @@ pub struct DriverOptions {
     /// Whether the web UI is served when `faisca.ui.enabled` is not set (`faisca driver`: yes;
     /// a `local[N]` session: no).
     pub ui_by_default: bool,
+    /// Where to serve `/metrics` alone (`--metrics-port`); none if `None`.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// A running driver.
@@ -49,7 +51,7 @@ pub struct DriverServer {
     launcher: Option<tokio::task::JoinHandle<()>>,
     /// How long the launcher may take to stop its executors.
     launcher_stop_timeout: std::time::Duration,
-    /// The web UI, when it is served.
+    /// The web UI and/or the metrics-only port, when either is served.
     ui: Option<UiServer>,
     /// The event log, when it is written.
     event_log: Option<faisca_ui::EventLogWriter>,
@@ -81,8 +83,17 @@ impl DriverServer {
             faisca_ui::events::now_ms(),
             uuid::Uuid::new_v4().as_u128() as u16,
         );
-        let ui = if options.config.ui_enabled(options.ui_by_default) {
-            Some(UiServer::start(&options.config.ui_settings()).await?)
+        let limit = options.config.max_message_size();
+        let clients = Arc::new(FlightClients::new(limit, options.config.connect_timeout()));
+        let serve_ui = options.config.ui_enabled(options.ui_by_default);
+        let ui = if serve_ui || options.metrics_bind.is_some() {
+            let ui_options = faisca_ui::UiOptions {
+                settings: options.config.ui_settings(),
+                serve_ui,
+                metrics_bind: options.metrics_bind,
+                task_logs: Some(crate::task_logs::fetcher(clients.clone())),
+            };
+            Some(UiServer::start(ui_options).await?)
         } else {
             None
         };
@@ -90,7 +101,9 @@ impl DriverServer {
         let mut bus = faisca_ui::EventBus::default();
         if let Some(ui) = &ui {
             bus = bus.with_sink(ui.sink());
-            tracing::info!(app = %app_id, "web UI at {}", ui.url());
+            if let Some(url) = ui.url() {
+                tracing::info!(app = %app_id, "web UI at {url}");
+            }
         }
         if let Some(log) = &event_log {
             bus = bus.with_sink(log.sink());
@@ -104,10 +117,8 @@ impl DriverServer {
             ));
         }
         let mut settings = DriverSettings::from_config(&options.config);
-        settings.ui_url = ui.as_ref().map(UiServer::url);
+        settings.ui_url = ui.as_ref().and_then(UiServer::url);
         let (handle, actor) = spawn_actor(settings, launcher, bus.clone());
-        let limit = options.config.max_message_size();
-        let clients = Arc::new(FlightClients::new(limit, options.config.connect_timeout()));
         let control =
             DriverServiceServer::new(DriverServiceImpl::new(handle.clone(), clients.clone()))
                 .max_decoding_message_size(limit)
@@ -162,7 +173,12 @@ impl DriverServer {
 
     /// The web UI's URL (`http://127.0.0.1:4040`), when it is served.
     pub fn ui_url(&self) -> Option<String> {
-        self.ui.as_ref().map(UiServer::url)
+        self.ui.as_ref().and_then(UiServer::url)
+    }
+
+    /// Where the metrics-only port listens, when it is served.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.ui.as_ref().and_then(UiServer::metrics_address)
     }
 
     /// A handle to the actor (for in-process tools and tests).

@@ -18,6 +18,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::Streaming;
 use tracing::{info, warn};
 
+use crate::metrics::MetricsMessage;
 use crate::task::{TaskKey, run_task, task_key};
 use crate::{ExecutorContext, ExecutorOptions};
 
@@ -135,14 +136,18 @@ impl Connection {
                         driver_message::Message::LaunchTask(launch) => {
                             let key = task_key(&launch);
                             // Every log line of the task carries its job, stage, partition and attempt.
-                            let span = tracing::info_span!(
+                            // At error level so that it exists whatever the log level: a task's
+                            // warnings carry it too, and its log lines are kept by it.
+                            let span = tracing::error_span!(
                                 "task",
+                                executor = %context.id,
                                 job = %launch.job_id,
                                 stage = launch.stage_id,
                                 partition = launch.partition,
                                 attempt = launch.attempt,
                             );
                             let task = tracing::Instrument::instrument(run_task(context.clone(), launch), span);
+                            context.metrics.send(MetricsMessage::TaskStarted);
                             let handle = tasks.spawn(task);
                             by_id.insert(handle.id(), key.clone());
                             running.insert(key, handle);
@@ -192,12 +197,14 @@ impl Connection {
                                 running.remove(&key);
                                 if removed_jobs.contains(&key.0) {
                                     forget_removed_job_after_task(&context, &by_id, &key.0);
+                                    context.metrics.send(MetricsMessage::TaskEnded(None));
                                     continue;
                                 }
                             }
                             status
                         }
                         Err(e) if e.is_cancelled() => {
+                            context.metrics.send(MetricsMessage::TaskEnded(None));
                             if let Some(key) = by_id.remove(&e.id()) {
                                 running.remove(&key);
                                 if removed_jobs.contains(&key.0) {
@@ -213,6 +220,9 @@ impl Connection {
                             crate::task::panicked(&key, &e.to_string())
                         }
                     };
+                    if context.metrics.is_active() {
+                        context.metrics.send(MetricsMessage::TaskEnded(Some(Box::new(status.clone()))));
+                    }
                     if self.to_driver.send(ExecutorMessage { message: Some(executor_message::Message::TaskStatus(status)) }).is_err() {
                         break Err(Error::external("the driver connection closed"));
                     }

@@ -1,10 +1,15 @@
-//! The executor's Flight service: `DoGet(shuffle ticket)` streams one partition of one map output.
+//! The executor's Flight service: `DoGet(shuffle ticket)` streams one partition of one map
+//! output; `DoGet(task log ticket)` answers the lines this executor kept of one task attempt
+//! (see [`crate::task_logs`]) as one batch of a Utf8 column `line`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
 use arrow_flight::{FlightData, Ticket};
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use faisca_common::Error;
 use faisca_common::FaiscaConfig;
@@ -13,20 +18,24 @@ use faisca_engine::shuffle::memory::MemoryShuffleStore;
 use faisca_engine::shuffle::writer::ShuffleWriteOptions;
 use faisca_engine::shuffle::{ShuffleFiles, read_local_partition};
 use faisca_proto::rpc::{BoxedStream, DoGetHandler};
-use faisca_proto::{status_from_error, ticket};
+use faisca_proto::{TaskLogTicket, status_from_error, ticket};
+
+use crate::task_logs::{self, TaskAttemptId};
 use futures::TryStreamExt;
 use tonic::Status;
 
-/// Serves shuffle partitions from `shuffle_root`.
+/// Serves shuffle partitions from `shuffle_root`, and task logs.
 pub struct ExecutorFlightService {
+    executor: String,
     shuffle_root: PathBuf,
     memory: Arc<MemoryShuffleStore>,
     ipc: IpcWriteOptions,
 }
 
 impl ExecutorFlightService {
-    /// A service over `shuffle_root`.
+    /// A service of executor `executor` over `shuffle_root`.
     pub fn new(
+        executor: String,
         shuffle_root: PathBuf,
         memory: Arc<MemoryShuffleStore>,
         config: &FaiscaConfig,
@@ -36,6 +45,7 @@ impl ExecutorFlightService {
             .try_with_compression(compression)
             .unwrap_or_default();
         ExecutorFlightService {
+            executor,
             shuffle_root,
             memory,
             ipc,
@@ -50,15 +60,47 @@ fn valid_job_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
+impl ExecutorFlightService {
+    /// The lines kept of one attempt, oldest first (none when none were kept).
+    fn task_log(&self, t: TaskLogTicket) -> Result<BoxedStream<FlightData>, Status> {
+        let attempt = TaskAttemptId {
+            job: t.job_id,
+            stage: t.stage_id,
+            partition: t.partition,
+            attempt: t.attempt,
+        };
+        let log = task_logs::lines(&self.executor, &attempt).unwrap_or_default();
+        let metadata = HashMap::from([(
+            faisca_proto::TASK_LOG_LINES_DROPPED.to_string(),
+            log.dropped.to_string(),
+        )]);
+        let schema = Arc::new(
+            Schema::new(vec![Field::new("line", DataType::Utf8, false)]).with_metadata(metadata),
+        );
+        let lines = StringArray::from_iter_values(log.lines.iter());
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(lines)])
+            .map_err(|e| Status::internal(format!("building the task log batch: {e}")))?;
+        let stream = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(futures::stream::iter([Ok(batch)]))
+            .map_err(|e| Status::internal(format!("encoding the task log: {e}")));
+        Ok(Box::pin(stream))
+    }
+}
+
 #[tonic::async_trait]
 impl DoGetHandler for ExecutorFlightService {
     async fn do_get(&self, ticket: Ticket) -> Result<BoxedStream<FlightData>, Status> {
         let kind =
             faisca_proto::decode_ticket(&ticket.ticket).map_err(|e| status_from_error(&e))?;
-        let ticket::Kind::Shuffle(t) = kind else {
-            return Err(Status::invalid_argument(
-                "executors serve only shuffle tickets; result tickets go to the driver",
-            ));
+        let t = match kind {
+            ticket::Kind::Shuffle(t) => t,
+            ticket::Kind::TaskLog(t) => return self.task_log(t),
+            ticket::Kind::Result(_) => {
+                return Err(Status::invalid_argument(
+                    "executors serve shuffle and task log tickets; result tickets go to the driver",
+                ));
+            }
         };
         if !valid_job_id(&t.job_id) {
             return Err(Status::invalid_argument(format!(

@@ -8,6 +8,9 @@
 //! decoded plan (prepared once per stage, [`stage_cache`]), executes its partition under the executor's memory pool (with a spill directory under its
 //! own subdirectory of the work dir), and writes its shuffle output.
 //!
+//! Each task's log lines are kept in memory for the driver's web UI ([`task_logs`], served as a
+//! Flight ticket); `--metrics-port` serves the executor's own Prometheus metrics ([`metrics`]).
+//!
 //! Work dir layout: `<work-dir>/<executor-id>/{shuffle,spill}`; the executor's subdirectory is
 //! removed when it stops.
 //!
@@ -17,8 +20,10 @@
 
 pub mod connection;
 pub mod flight;
+pub mod metrics;
 pub mod stage_cache;
 pub mod task;
+pub mod task_logs;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,6 +63,8 @@ pub struct ExecutorOptions {
     pub config: FaiscaConfig,
     /// Where to serve the plain-HTTP health endpoints (`/healthz`, `/readyz`); none if `None`.
     pub health_bind: Option<SocketAddr>,
+    /// Where to serve Prometheus metrics (`/metrics`); none if `None`.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 /// Shared, read-only state of a running executor, handed to every task.
@@ -79,6 +86,8 @@ pub struct ExecutorContext {
     pub shuffle_memory: Arc<MemoryShuffleStore>,
     /// Task runtimes by the object-store options of their sessions.
     pub runtimes: faisca_engine::session_config::RuntimesByStores,
+    /// Where launches and ends of tasks are counted (a no-op without `--metrics-port`).
+    pub metrics: metrics::MetricsSink,
 }
 
 /// A running executor.
@@ -92,6 +101,7 @@ pub struct Executor {
     server: tokio::task::JoinHandle<()>,
     readiness: Arc<ReadinessSender>,
     health: Option<HealthServer>,
+    metrics: Option<(faisca_ui::MetricsServer, tokio::task::JoinHandle<()>)>,
 }
 
 impl Executor {
@@ -149,13 +159,36 @@ impl Executor {
             .build();
         faisca_engine::udf::add_registered(&mut state)?;
         let base_task_context = Arc::new(TaskContext::from(&state));
+        let shuffle_memory = Arc::new(MemoryShuffleStore::default());
+        let (metrics_sink, metrics) = match options.metrics_bind {
+            Some(bind) => {
+                let gauges = metrics::Gauges {
+                    executor: id.0.clone(),
+                    cores: options.cores,
+                    pool: base_task_context.runtime_env().memory_pool.clone(),
+                    pool_limit: options.memory_bytes,
+                    shuffle_memory: shuffle_memory.clone(),
+                };
+                let (sink, render, actor) = metrics::start(gauges);
+                match faisca_ui::MetricsServer::start(bind, "executor", render).await {
+                    Ok(server) => (sink, Some((server, actor))),
+                    Err(e) => {
+                        actor.abort();
+                        return Err(e);
+                    }
+                }
+            }
+            None => (metrics::MetricsSink::default(), None),
+        };
+        let (max_lines, max_bytes) = options.config.task_log_limits();
+        task_logs::register(&id.0, max_lines, max_bytes);
 
         let (listener, flight_address) =
             rpc::bind(options.bind, options.advertise_host.as_deref(), "executor").await?;
         let limit = options.config.max_message_size();
-        let shuffle_memory = Arc::new(MemoryShuffleStore::default());
         let flight =
             FlightServiceServer::new(rpc::FlightDoGetService(flight::ExecutorFlightService::new(
+                id.0.clone(),
                 shuffle_root.clone(),
                 shuffle_memory.clone(),
                 &options.config,
@@ -185,6 +218,7 @@ impl Executor {
             stages: stage_cache::StageCache::default(),
             shuffle_memory,
             runtimes: Default::default(),
+            metrics: metrics_sink,
         });
         let registration = connection::register(&options, &context, &flight_address).await;
         let connection = match registration {
@@ -192,6 +226,10 @@ impl Executor {
             Err(e) => {
                 let _ = server_stop_tx.send(());
                 server.abort();
+                task_logs::forget(&id.0);
+                if let Some((_, actor)) = &metrics {
+                    actor.abort();
+                }
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(e);
             }
@@ -219,6 +257,7 @@ impl Executor {
             server,
             readiness,
             health,
+            metrics,
         })
     }
 
@@ -235,6 +274,11 @@ impl Executor {
     /// Where the health endpoints are served, when they are.
     pub fn health_address(&self) -> Option<SocketAddr> {
         self.health.as_ref().map(HealthServer::address)
+    }
+
+    /// Where the metrics are served, when they are.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(server, _)| server.address())
     }
 
     /// Wait until the executor stops: `Ok` after [`Executor::shutdown`] or a decommission,
@@ -293,5 +337,9 @@ impl Drop for Executor {
             main.abort();
         }
         self.server.abort();
+        if let Some((_, actor)) = &self.metrics {
+            actor.abort();
+        }
+        task_logs::forget(&self.id.0);
     }
 }

@@ -53,6 +53,7 @@ pub fn task_key(t: &LaunchTask) -> TaskKey {
 /// Run `launch` to completion and describe the outcome.
 pub async fn run_task(context: Arc<ExecutorContext>, launch: LaunchTask) -> TaskStatus {
     let start = Instant::now();
+    tracing::info!("task started");
     let metrics = Arc::new(TaskMetrics::default());
     let result = execute(&context, &launch, metrics.clone()).await;
     let mut status = TaskStatus {
@@ -76,17 +77,23 @@ pub async fn run_task(context: Arc<ExecutorContext>, launch: LaunchTask) -> Task
             let e = with_files(&context, &launch, e);
             // A retry must not reuse state of this run (e.g. a failed broadcast build).
             context.stages.evict_stage(&launch.job_id, launch.stage_id);
-            tracing::debug!(
-                "task {}/{}/{} failed: {e}",
-                launch.job_id,
-                launch.stage_id,
-                launch.partition
+            tracing::info!(
+                elapsed_ms = status.elapsed_micros / 1000,
+                "task failed: {e}"
             );
             status.state = TaskState::Failed as i32;
             status.error = Some(faisca_proto::task_error(&e));
             status.metrics.clear();
+            return status;
         }
     }
+    tracing::info!(
+        elapsed_ms = status.elapsed_micros / 1000,
+        rows = status.rows_produced(),
+        bytes = status.bytes_produced(),
+        counters = ?status.metrics,
+        "task finished"
+    );
     status
 }
 
@@ -247,6 +254,10 @@ async fn inject_faults(stage: &PreparedStage, launch: &LaunchTask) -> Result<()>
         && stages.matches(launch.stage_id)
     {
         // Until the test opens the gate; a cancelled task stops waiting with it.
+        tracing::info!(
+            "waiting until {} exists (faisca.test.taskGate)",
+            path.display()
+        );
         while !tokio::fs::try_exists(path).await.unwrap_or(false) {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }

@@ -91,6 +91,21 @@ pub fn error_from_status(status: &tonic::Status, what: &str) -> Error {
     }
 }
 
+impl TaskStatus {
+    /// Rows the attempt produced: shuffle output, written files' rows, Kafka records sent.
+    pub fn rows_produced(&self) -> u64 {
+        self.partitions.iter().map(|p| p.rows).sum::<u64>()
+            + self.written.iter().map(|f| f.rows).sum::<u64>()
+            + self.records_sent
+    }
+
+    /// Bytes the attempt produced: shuffle output and written files.
+    pub fn bytes_produced(&self) -> u64 {
+        self.partitions.iter().map(|p| p.bytes).sum::<u64>()
+            + self.written.iter().map(|f| f.bytes).sum::<u64>()
+    }
+}
+
 /// Task error as sent in a [`TaskStatus`].
 pub fn task_error(error: &Error) -> TaskError {
     TaskError {
@@ -148,6 +163,9 @@ pub fn config_from_entries(entries: &[ConfigEntry]) -> faisca_common::Result<Fai
     FaiscaConfig::from_pairs(entries.iter().map(|e| (e.key.as_str(), e.value.as_str())))
 }
 
+/// The schema metadata key of a task log answer that counts the earlier lines not kept.
+pub const TASK_LOG_LINES_DROPPED: &str = "faisca.linesDropped";
+
 /// Encode a ticket for Flight `DoGet` (the bytes of `arrow_flight::Ticket::ticket`).
 pub fn encode_ticket(kind: ticket::Kind) -> bytes::Bytes {
     Ticket { kind: Some(kind) }.encode_to_vec().into()
@@ -158,7 +176,7 @@ pub fn decode_ticket(bytes: &[u8]) -> faisca_common::Result<ticket::Kind> {
     Ticket::decode(bytes)
         .ok()
         .and_then(|t| t.kind)
-        .ok_or_else(|| Error::user("malformed Flight ticket: expected a faisca.v1.Ticket with a result or shuffle kind"))
+        .ok_or_else(|| Error::user("malformed Flight ticket: expected a faisca.v1.Ticket with a result, shuffle or task log kind"))
 }
 
 /// Normalize a user-given address (`faisca://h:p`, `http://h:p`, `h:p`) into an `http://` URL.

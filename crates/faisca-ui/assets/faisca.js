@@ -124,7 +124,8 @@
       "<td>" + esc(t.executorId) + "</td><td>" + clock(t.launchTime) + "</td><td>" + duration(t.duration) + "</td>" +
       "<td>" + m.outputMetrics.recordsWritten + "</td><td>" + bytes(m.outputMetrics.bytesWritten) + "</td><td>" + bytes(m.inputMetrics.bytesRead) + "</td>" +
       "<td>" + bytes(m.shuffleReadMetrics.remoteBytesRead) + "</td><td>" + duration(m.shuffleReadMetrics.fetchWaitTime) + "</td>" +
-      "<td>" + bytes(m.memoryBytesSpilled) + '</td><td class="error">' + esc(t.errorMessage) + "</td></tr>";
+      "<td>" + bytes(m.memoryBytesSpilled) + '</td><td class="error">' + esc(t.errorMessage) + "</td>" +
+      '<td><a class="log" href="' + esc(body.dataset.base) + "/stages/stage/log/?id=" + body.dataset.stageId + "&amp;taskId=" + t.taskId + '">log</a></td></tr>';
   }
 
   function stagePage() {

@@ -27,6 +27,8 @@ use tokio::task::JoinHandle;
 use crate::eventlog::{COMPLETE, segment_number};
 use crate::events::Event;
 use crate::format::{html, spark_time};
+use futures::FutureExt;
+
 use crate::server::{Answer, Ask, answer, bind, serve};
 use crate::store::{AppStore, StoreLimits};
 
@@ -98,7 +100,12 @@ impl HistoryServer {
         let ask: Ask = Arc::new(move |path, query| {
             let (reply, answer) = oneshot::channel();
             let _ = sender.send(Message::Request { path, query, reply });
-            answer
+            async move {
+                answer
+                    .await
+                    .unwrap_or_else(|_| Answer::text(503, "the server is stopping".to_string()))
+            }
+            .boxed()
         });
         let server = tokio::spawn(serve(listener, ask));
         Ok(HistoryServer {

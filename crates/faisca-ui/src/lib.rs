@@ -10,7 +10,8 @@
 //!   as SVG on the server and a small embedded script (`assets/`) polling the REST API so that
 //!   running jobs update without a reload;
 //! * [`rest`]: Spark's monitoring API shape under `/api/v1/` (described by `docs/openapi.json`);
-//! * [`metrics`]: `/metrics` in Prometheus' text format.
+//! * [`metrics`]: `/metrics` in Prometheus' text format (also on a metrics-only port);
+//! * [`tasklog`]: each task attempt's log lines, fetched from its executor on demand.
 //!
 //! Because the store is built from events only, the same events read back later build the same
 //! answers: [`eventlog`] writes them as rolled JSON-lines segments to any object store, and
@@ -29,8 +30,9 @@ pub mod rest;
 pub mod server;
 pub mod store;
 pub mod summary;
+pub mod tasklog;
 
 pub use eventlog::EventLogWriter;
 pub use events::Event;
 pub use history::HistoryServer;
-pub use server::{EventBus, UiServer};
+pub use server::{EventBus, MetricsServer, UiOptions, UiServer};

@@ -56,12 +56,31 @@ pub struct Counters {
 
 impl Counters {
     pub(crate) fn task_ended(&mut self, end: &TaskEnd) {
-        match end.outcome {
+        self.record_task(
+            end.outcome,
+            end.duration_ms,
+            end.rows_written,
+            end.bytes_written,
+            &end.metrics,
+        );
+    }
+
+    /// Count a task attempt that ended as `outcome` after `duration_ms`, having produced `rows`
+    /// and `bytes` and counted `metrics` (counted only for a success, as the job sums them).
+    pub fn record_task(
+        &mut self,
+        outcome: TaskOutcome,
+        duration_ms: f64,
+        rows: u64,
+        bytes: u64,
+        metrics: &std::collections::BTreeMap<String, u64>,
+    ) {
+        match outcome {
             TaskOutcome::Success => {
                 self.tasks_succeeded += 1;
-                self.task_output_rows += end.rows_written;
-                self.task_output_bytes += end.bytes_written;
-                for (name, value) in &end.metrics {
+                self.task_output_rows += rows;
+                self.task_output_bytes += bytes;
+                for (name, value) in metrics {
                     if !name.ends_with(".max") {
                         *self.task_metrics.entry(name.clone()).or_default() += value;
                     }
@@ -70,7 +89,7 @@ impl Counters {
             TaskOutcome::Failed => self.tasks_failed += 1,
             TaskOutcome::Killed => self.tasks_killed += 1,
         }
-        let seconds = end.duration_ms.max(0.0) / 1000.0;
+        let seconds = duration_ms.max(0.0) / 1000.0;
         let bucket = TASK_DURATION_BUCKETS
             .iter()
             .position(|bound| seconds <= *bound)
@@ -111,17 +130,21 @@ fn label(text: &str) -> String {
         .replace('\n', "\\n")
 }
 
-struct Page {
+/// A page of Prometheus' text format being written.
+#[derive(Debug, Default)]
+pub struct PrometheusPage {
     out: String,
 }
 
-impl Page {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
+impl PrometheusPage {
+    /// Start a family: its help and type lines.
+    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.out, "# HELP {name} {help}");
         let _ = writeln!(self.out, "# TYPE {name} {kind}");
     }
 
-    fn sample(&mut self, name: &str, labels: &str, value: impl std::fmt::Display) {
+    /// One sample of the current family (`labels` without braces; empty for none).
+    pub fn sample(&mut self, name: &str, labels: &str, value: impl std::fmt::Display) {
         if labels.is_empty() {
             let _ = writeln!(self.out, "{name} {value}");
         } else {
@@ -129,16 +152,94 @@ impl Page {
         }
     }
 
-    fn one(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    /// A family of one sample without labels.
+    pub fn one(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
         self.family(name, kind, help);
         self.sample(name, "", value);
+    }
+
+    /// The page.
+    pub fn finish(self) -> String {
+        self.out
+    }
+
+    /// The task families of `c`: attempts by state, the duration histogram, rows and bytes
+    /// produced, and the named task counters with Prometheus names (scan rows and bytes by
+    /// source, shuffle bytes fetched, spill bytes, Kafka records).
+    pub fn task_families(&mut self, c: &Counters) {
+        let page = self;
+        page.family(
+            "faisca_tasks_total",
+            "counter",
+            "Task attempts by state (started: all launched).",
+        );
+        page.sample("faisca_tasks_total", "state=\"started\"", c.tasks_started);
+        page.sample("faisca_tasks_total", "state=\"success\"", c.tasks_succeeded);
+        page.sample("faisca_tasks_total", "state=\"failed\"", c.tasks_failed);
+        page.sample("faisca_tasks_total", "state=\"killed\"", c.tasks_killed);
+        page.family(
+            "faisca_task_duration_seconds",
+            "histogram",
+            "How long task attempts ran on their executors.",
+        );
+        let mut cumulative = 0;
+        for (bound, count) in TASK_DURATION_BUCKETS.iter().zip(&c.task_duration_buckets) {
+            cumulative += count;
+            page.sample(
+                "faisca_task_duration_seconds_bucket",
+                &format!("le=\"{bound}\""),
+                cumulative,
+            );
+        }
+        cumulative += c.task_duration_buckets[TASK_DURATION_BUCKETS.len()];
+        page.sample(
+            "faisca_task_duration_seconds_bucket",
+            "le=\"+Inf\"",
+            cumulative,
+        );
+        page.sample("faisca_task_duration_seconds_sum", "", c.task_duration_sum);
+        page.sample("faisca_task_duration_seconds_count", "", cumulative);
+        page.one(
+            "faisca_task_output_rows_total",
+            "counter",
+            "Rows successful task attempts produced.",
+            c.task_output_rows,
+        );
+        page.one(
+            "faisca_shuffle_written_bytes_total",
+            "counter",
+            "Bytes successful task attempts produced (shuffle output and results).",
+            c.task_output_bytes,
+        );
+        let mut families: std::collections::BTreeMap<String, Vec<(String, u64)>> =
+            Default::default();
+        for (name, value) in &c.task_metrics {
+            if let Some((metric, labels)) = task_metric_name(name) {
+                families.entry(metric).or_default().push((labels, *value));
+            }
+        }
+        for metric in [
+            "faisca_shuffle_fetched_bytes_total",
+            "faisca_spill_bytes_total",
+            "faisca_kafka_records_read_total",
+        ] {
+            families
+                .entry(metric.to_string())
+                .or_insert_with(|| vec![(String::new(), 0)]);
+        }
+        for (metric, samples) in families {
+            page.family(&metric, "counter", &help_of(&metric));
+            for (labels, value) in samples {
+                page.sample(&metric, &labels, value);
+            }
+        }
     }
 }
 
 /// The store's metrics as a Prometheus text page.
 pub fn render(store: &AppStore) -> String {
     let c = &store.counters;
-    let mut page = Page { out: String::new() };
+    let mut page = PrometheusPage::default();
     let running_jobs = store.jobs.values().filter(|j| j.end.is_none()).count();
     page.family(
         "faisca_jobs_total",
@@ -165,15 +266,7 @@ pub fn render(store: &AppStore) -> String {
         c.stages_completed,
     );
     page.sample("faisca_stages_total", "state=\"failed\"", c.stages_failed);
-    page.family(
-        "faisca_tasks_total",
-        "counter",
-        "Task attempts by state (started: all launched).",
-    );
-    page.sample("faisca_tasks_total", "state=\"started\"", c.tasks_started);
-    page.sample("faisca_tasks_total", "state=\"success\"", c.tasks_succeeded);
-    page.sample("faisca_tasks_total", "state=\"failed\"", c.tasks_failed);
-    page.sample("faisca_tasks_total", "state=\"killed\"", c.tasks_killed);
+    page.task_families(c);
     let running_tasks: u64 = store.jobs.values().map(|j| j.tasks.active).sum();
     page.one(
         "faisca_tasks_running",
@@ -187,61 +280,6 @@ pub fn render(store: &AppStore) -> String {
         "Tasks of running jobs ready to run but waiting for a slot.",
         store.waiting_tasks(),
     );
-    page.family(
-        "faisca_task_duration_seconds",
-        "histogram",
-        "How long task attempts ran on their executors.",
-    );
-    let mut cumulative = 0;
-    for (bound, count) in TASK_DURATION_BUCKETS.iter().zip(&c.task_duration_buckets) {
-        cumulative += count;
-        page.sample(
-            "faisca_task_duration_seconds_bucket",
-            &format!("le=\"{bound}\""),
-            cumulative,
-        );
-    }
-    cumulative += c.task_duration_buckets[TASK_DURATION_BUCKETS.len()];
-    page.sample(
-        "faisca_task_duration_seconds_bucket",
-        "le=\"+Inf\"",
-        cumulative,
-    );
-    page.sample("faisca_task_duration_seconds_sum", "", c.task_duration_sum);
-    page.sample("faisca_task_duration_seconds_count", "", cumulative);
-    page.one(
-        "faisca_task_output_rows_total",
-        "counter",
-        "Rows successful task attempts produced.",
-        c.task_output_rows,
-    );
-    page.one(
-        "faisca_shuffle_written_bytes_total",
-        "counter",
-        "Bytes successful task attempts produced (shuffle output and results).",
-        c.task_output_bytes,
-    );
-    let mut families: std::collections::BTreeMap<String, Vec<(String, u64)>> = Default::default();
-    for (name, value) in &c.task_metrics {
-        if let Some((metric, labels)) = task_metric_name(name) {
-            families.entry(metric).or_default().push((labels, *value));
-        }
-    }
-    for metric in [
-        "faisca_shuffle_fetched_bytes_total",
-        "faisca_spill_bytes_total",
-        "faisca_kafka_records_read_total",
-    ] {
-        families
-            .entry(metric.to_string())
-            .or_insert_with(|| vec![(String::new(), 0)]);
-    }
-    for (metric, samples) in families {
-        page.family(&metric, "counter", &help_of(&metric));
-        for (labels, value) in samples {
-            page.sample(&metric, &labels, value);
-        }
-    }
     let active: Vec<_> = store
         .executors
         .values()
@@ -304,7 +342,7 @@ pub fn render(store: &AppStore) -> String {
         "Streaming micro-batches that ended.",
         c.streaming_batches,
     );
-    page.out
+    page.finish()
 }
 
 fn help_of(metric: &str) -> String {

@@ -67,9 +67,9 @@ fn missing(cx: &PageContext, what: &str, query: &str) -> (u16, String) {
     (404, out)
 }
 
-const FOOTER: &str = "</main></body></html>";
+pub(crate) const FOOTER: &str = "</main></body></html>";
 
-fn header(cx: &PageContext, title: &str, page: &str, data: &str) -> String {
+pub(crate) fn header(cx: &PageContext, title: &str, page: &str, data: &str) -> String {
     let app = cx.store.app.as_ref();
     let app_id = app.map(|a| a.app_id.as_str()).unwrap_or("");
     let app_name = app.map(|a| a.app_name.as_str()).unwrap_or("faisca");
@@ -345,21 +345,21 @@ fn stage_page(cx: &PageContext, stage: &StageView) -> String {
     out.push_str(&summary_table(stage));
     out.push_str("<h2>Task timeline</h2>");
     out.push_str(&timeline(stage));
-    out.push_str("<h2>Tasks</h2><table class=\"tasks\" id=\"tasks\"><thead><tr><th>Task</th><th>Index</th><th>Attempt</th><th>Status</th><th>Executor</th><th>Launched (UTC)</th><th>Duration</th><th>Rows out</th><th>Bytes out</th><th>Bytes read</th><th>Shuffle read</th><th>Fetch wait</th><th>Spill</th><th>Error</th></tr></thead><tbody>");
+    out.push_str("<h2>Tasks</h2><table class=\"tasks\" id=\"tasks\"><thead><tr><th>Task</th><th>Index</th><th>Attempt</th><th>Status</th><th>Executor</th><th>Launched (UTC)</th><th>Duration</th><th>Rows out</th><th>Bytes out</th><th>Bytes read</th><th>Shuffle read</th><th>Fetch wait</th><th>Spill</th><th>Error</th><th>Log</th></tr></thead><tbody>");
     for task in stage.attempts.values() {
-        out.push_str(&task_row(task));
+        out.push_str(&task_row(cx, stage.id, task));
     }
     out.push_str("</tbody></table>");
     out.push_str(FOOTER);
     out
 }
 
-fn task_row(task: &crate::store::TaskView) -> String {
+fn task_row(cx: &PageContext, stage: u32, task: &crate::store::TaskView) -> String {
     let value = crate::rest::task(task);
     let m = &value["taskMetrics"];
     let number = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     format!(
-        "<tr data-task-id=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td class=\"status\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"error\">{}</td></tr>",
+        "<tr data-task-id=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td class=\"status\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"error\">{}</td><td><a class=\"log\" href=\"{}/stages/stage/log/?id={stage}&amp;taskId={}\">log</a></td></tr>",
         task.task_id,
         task.task_id,
         task.start.partition,
@@ -378,6 +378,8 @@ fn task_row(task: &crate::store::TaskView) -> String {
         duration(number(&m["shuffleReadMetrics"]["fetchWaitTime"]) as f64),
         bytes(number(&m["memoryBytesSpilled"])),
         html(value["errorMessage"].as_str().unwrap_or("")),
+        cx.base,
+        task.task_id,
     )
 }
 

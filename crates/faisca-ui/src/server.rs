@@ -1,13 +1,19 @@
 //! The UI's HTTP server and the store's actor.
 //!
-//! [`UiServer::start`] binds the UI port (the next ones when it is taken, as Spark does), starts
-//! an actor that owns the [`AppStore`] and answers every request from it, and hands back an
-//! [`EventBus`] through which the driver posts its [`Event`]s. Requests and events reach the
-//! actor over one channel, so a page always shows every event posted before it was asked for.
-//! Both tasks stop when the server is dropped.
+//! [`UiServer::start`] starts an actor that owns the [`AppStore`] and answers every request
+//! from it, binds the UI port (the next ones when it is taken, as Spark does) and, when asked,
+//! a metrics-only port (`--metrics-port`: `/metrics` and nothing else), and hands back the sink
+//! through which the driver posts its [`Event`]s. Requests and events reach the actor in order,
+//! so a page always shows every event posted before it was asked for. A task log page is the one
+//! answer the actor cannot give alone: it says which executor to ask, and the request's own task
+//! fetches the lines ([`crate::tasklog`]). Everything stops when the server is dropped.
+//!
+//! [`MetricsServer`] serves `/metrics` from any renderer: the driver's metrics-only port, and
+//! an executor's.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use faisca_common::config::UiSettings;
@@ -18,9 +24,13 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
+
 use crate::events::Event;
 use crate::pages::{PageContext, page};
 use crate::store::{AppStore, StoreLimits};
+use crate::tasklog::{Reply, TaskLogFetcher};
 
 /// The stylesheet, embedded.
 const CSS: &str = include_str!("../assets/faisca.css");
@@ -32,7 +42,7 @@ enum StoreMessage {
     Request {
         path: String,
         query: String,
-        reply: oneshot::Sender<Answer>,
+        reply: oneshot::Sender<Reply>,
     },
 }
 
@@ -92,11 +102,15 @@ impl Answer {
 /// an event log.
 pub fn answer(store: &AppStore, path: &str, query: &str, base: &str, history: bool) -> Answer {
     if path == "/metrics" {
-        return Answer::new(
-            200,
-            "text/plain; version=0.0.4; charset=utf-8",
-            crate::metrics::render(store),
-        );
+        return Answer::new(200, METRICS_CONTENT_TYPE, crate::metrics::render(store));
+    }
+    let cx = PageContext {
+        store,
+        base,
+        history,
+    };
+    if let Some(target) = crate::tasklog::target(path, query, app_id(store)) {
+        return crate::tasklog::unavailable(&cx, target);
     }
     if let Some(rest) = path.strip_prefix("/api/v1/") {
         let (status, value) = crate::rest::answer(store, rest, query);
@@ -113,11 +127,6 @@ pub fn answer(store: &AppStore, path: &str, query: &str, base: &str, history: bo
         };
         return Answer::redirect(format!("{base}{target}"));
     }
-    let cx = PageContext {
-        store,
-        base,
-        history,
-    };
     match page(&cx, path, query) {
         Some((status, body)) => Answer::html(status, body),
         None => Answer::text(
@@ -126,6 +135,51 @@ pub fn answer(store: &AppStore, path: &str, query: &str, base: &str, history: bo
                 "no page {path}: expected /jobs/, /jobs/job/?id=N, /stages/, /stages/stage/?id=N, /executors/, /streaming/, /environment/, /metrics or /api/v1/…"
             ),
         ),
+    }
+}
+
+/// The reply of a running driver's store to a request: [`answer`], except that a task log is
+/// fetched from its executor.
+pub fn reply(store: &AppStore, path: &str, query: &str) -> Reply {
+    if let Some(target) = crate::tasklog::target(path, query, app_id(store)) {
+        let cx = PageContext {
+            store,
+            base: "",
+            history: false,
+        };
+        return crate::tasklog::live_reply(&cx, target);
+    }
+    Reply::Done(answer(store, path, query, "", false))
+}
+
+fn app_id(store: &AppStore) -> &str {
+    store.app.as_ref().map_or("", |a| a.app_id.as_str())
+}
+
+/// How long a task log fetch may take before the page says the executor did not answer.
+const TASK_LOG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The answer to `reply`: fetched through `fetcher` when it is a task log.
+pub(crate) async fn complete(reply: Reply, fetcher: Option<&TaskLogFetcher>) -> Answer {
+    match reply {
+        Reply::Done(answer) => answer,
+        Reply::Fetch { request, render } => {
+            let what = format!(
+                "executor {} at {}",
+                request.executor_id, request.executor_address
+            );
+            let lines = match fetcher {
+                Some(fetch) => match tokio::time::timeout(TASK_LOG_TIMEOUT, fetch(request)).await {
+                    Ok(Ok(lines)) => Ok(lines),
+                    Ok(Err(e)) => Err(format!("could not fetch the task log from {what}: {e}")),
+                    Err(_) => Err(format!(
+                        "{what} did not send the task log within {TASK_LOG_TIMEOUT:?}"
+                    )),
+                },
+                None => Err("this server cannot reach executors".to_string()),
+            };
+            render(lines)
+        }
     }
 }
 
@@ -159,51 +213,109 @@ impl EventBus {
     }
 }
 
-/// A running UI. It stops when dropped.
-#[derive(Debug)]
+/// What [`UiServer::start`] serves.
+#[derive(Clone)]
+pub struct UiOptions {
+    /// Ports, bind address and what the store keeps.
+    pub settings: UiSettings,
+    /// Whether the UI itself is served (on `settings`' port).
+    pub serve_ui: bool,
+    /// Where to serve `/metrics` alone (`--metrics-port`), if anywhere.
+    pub metrics_bind: Option<SocketAddr>,
+    /// How task logs are fetched from executors.
+    pub task_logs: Option<TaskLogFetcher>,
+}
+
+/// A running UI (and/or metrics-only port). It stops when dropped.
 pub struct UiServer {
-    address: SocketAddr,
+    address: Option<SocketAddr>,
     events: mpsc::UnboundedSender<Event>,
     store: JoinHandle<()>,
-    server: JoinHandle<()>,
+    server: Option<JoinHandle<()>>,
+    metrics: Option<MetricsServer>,
+}
+
+impl std::fmt::Debug for UiServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UiServer")
+            .field("address", &self.address)
+            .field("metrics", &self.metrics)
+            .finish_non_exhaustive()
+    }
 }
 
 impl UiServer {
-    /// Bind as `settings` say and start serving.
-    pub async fn start(settings: &UiSettings) -> Result<Self> {
-        let listener = bind(settings.bind, settings.port, settings.max_retries, "web UI").await?;
-        let address = listener.local_addr()?;
+    /// Start the store's actor, and bind and serve what `options` ask for.
+    pub async fn start(options: UiOptions) -> Result<Self> {
+        let settings = &options.settings;
+        let listener = if options.serve_ui {
+            Some(bind(settings.bind, settings.port, settings.max_retries, "web UI").await?)
+        } else {
+            None
+        };
         let (events_tx, events_rx) = mpsc::unbounded_channel::<Event>();
         let (requests_tx, requests_rx) = mpsc::unbounded_channel::<StoreMessage>();
-        let limits = StoreLimits::from_settings(settings);
-        let store = tokio::spawn(run_store(AppStore::new(limits), events_rx, requests_rx));
-        let ask: Ask = std::sync::Arc::new(move |path, query| {
+        let ask_store = move |path: String, query: String| {
             let (reply, answer) = oneshot::channel();
             let _ = requests_tx.send(StoreMessage::Request { path, query, reply });
             answer
+        };
+        let metrics = match options.metrics_bind {
+            Some(bind) => {
+                let ask_store = ask_store.clone();
+                let render: RenderMetrics = Arc::new(move || {
+                    let reply = ask_store("/metrics".to_string(), String::new());
+                    async move {
+                        match reply.await {
+                            Ok(Reply::Done(answer)) => Some(answer.body),
+                            _ => None,
+                        }
+                    }
+                    .boxed()
+                });
+                Some(MetricsServer::start(bind, "driver", render).await?)
+            }
+            None => None,
+        };
+        let address = listener.as_ref().map(|l| l.local_addr()).transpose()?;
+        let limits = StoreLimits::from_settings(settings);
+        let store = tokio::spawn(run_store(AppStore::new(limits), events_rx, requests_rx));
+        let fetcher = options.task_logs.clone();
+        let ask: Ask = Arc::new(move |path, query| {
+            let reply = ask_store(path, query);
+            let fetcher = fetcher.clone();
+            async move {
+                match reply.await {
+                    Ok(reply) => complete(reply, fetcher.as_ref()).await,
+                    Err(_) => Answer::text(503, "the server is stopping".to_string()),
+                }
+            }
+            .boxed()
         });
-        let server = tokio::spawn(serve(listener, ask));
+        let server = listener.map(|listener| tokio::spawn(serve(listener, ask)));
         Ok(UiServer {
             address,
             events: events_tx,
             store,
             server,
+            metrics,
         })
     }
 
-    /// Where it listens.
-    pub fn address(&self) -> SocketAddr {
+    /// Where the UI listens, when it is served.
+    pub fn address(&self) -> Option<SocketAddr> {
         self.address
     }
 
-    /// Its URL (`http://127.0.0.1:4040`; a wildcard bind shows as 127.0.0.1).
-    pub fn url(&self) -> String {
-        let ip = if self.address.ip().is_unspecified() {
-            IpAddr::from([127, 0, 0, 1])
-        } else {
-            self.address.ip()
-        };
-        format!("http://{}", SocketAddr::new(ip, self.address.port()))
+    /// The UI's URL (`http://127.0.0.1:4040`; a wildcard bind shows as 127.0.0.1), when it is
+    /// served.
+    pub fn url(&self) -> Option<String> {
+        self.address.map(url_of)
+    }
+
+    /// Where the metrics-only port listens, when it is served.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::address)
     }
 
     /// Where to post events.
@@ -212,12 +324,80 @@ impl UiServer {
     }
 }
 
+/// `http://address`, a wildcard address shown as 127.0.0.1.
+pub fn url_of(address: SocketAddr) -> String {
+    let ip = if address.ip().is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        address.ip()
+    };
+    format!("http://{}", SocketAddr::new(ip, address.port()))
+}
+
 impl Drop for UiServer {
     fn drop(&mut self) {
-        self.server.abort();
+        if let Some(server) = &self.server {
+            server.abort();
+        }
         self.store.abort();
     }
 }
+
+/// Renders the metrics page; `None` when there is nothing to render from any more (stopping).
+pub type RenderMetrics = Arc<dyn Fn() -> BoxFuture<'static, Option<String>> + Send + Sync>;
+
+/// A metrics-only port: `GET /metrics` answers what its renderer renders; every other path is
+/// a 404 saying so. It stops when dropped.
+#[derive(Debug)]
+pub struct MetricsServer {
+    address: SocketAddr,
+    server: JoinHandle<()>,
+}
+
+impl MetricsServer {
+    /// Bind `bind` (exactly: a metrics port is configured, not searched) and serve. `what`
+    /// names the process in errors.
+    pub async fn start(bind: SocketAddr, what: &str, render: RenderMetrics) -> Result<Self> {
+        let listener = TcpListener::bind(bind).await.map_err(|e| {
+            Error::user(format!(
+                "cannot bind the {what}'s metrics port to {bind}: {e} (--metrics-port)"
+            ))
+        })?;
+        let address = listener.local_addr()?;
+        let ask: Ask = Arc::new(move |path, _query| {
+            let render = render.clone();
+            async move {
+                if path != "/metrics" {
+                    return Answer::text(
+                        404,
+                        format!("no page {path}: this port serves /metrics only"),
+                    );
+                }
+                match render().await {
+                    Some(body) => Answer::new(200, METRICS_CONTENT_TYPE, body),
+                    None => Answer::text(503, "the process is stopping".to_string()),
+                }
+            }
+            .boxed()
+        });
+        let server = tokio::spawn(serve_routes(listener, ask, false));
+        Ok(MetricsServer { address, server })
+    }
+
+    /// Where it listens.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// The content type of Prometheus' text format.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Bind `ip:port`, or the next of `max_retries` ports when one is taken (port 0: any free port).
 /// `what` names the server in the error.
@@ -268,7 +448,7 @@ async fn run_store(
                     while let Ok(event) = events.try_recv() {
                         store.apply(&event);
                     }
-                    let _ = reply.send(answer(&store, &path, &query, "", false));
+                    let _ = reply.send(self::reply(&store, &path, &query));
                 }
                 None => break,
             },
@@ -276,13 +456,17 @@ async fn run_store(
     }
 }
 
-/// How a server asks its actor for an answer to `(path, query)`.
-pub(crate) type Ask =
-    std::sync::Arc<dyn Fn(String, String) -> oneshot::Receiver<Answer> + Send + Sync>;
+/// How a server gets the answer to `(path, query)`.
+pub(crate) type Ask = Arc<dyn Fn(String, String) -> BoxFuture<'static, Answer> + Send + Sync>;
 
 /// Serve HTTP on `listener`, answering every `GET` (or `HEAD`) through `ask`, and the embedded
 /// assets itself, until the task is aborted (which drops every open connection with it).
 pub(crate) async fn serve(listener: TcpListener, ask: Ask) {
+    serve_routes(listener, ask, true).await
+}
+
+/// [`serve`], with the embedded assets only when `assets`.
+async fn serve_routes(listener: TcpListener, ask: Ask, assets: bool) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -292,7 +476,7 @@ pub(crate) async fn serve(listener: TcpListener, ask: Ask) {
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
                         let ask = ask.clone();
-                        async move { Ok::<_, Infallible>(handle(request, &ask).await) }
+                        async move { Ok::<_, Infallible>(handle(request, &ask, assets).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -304,7 +488,7 @@ pub(crate) async fn serve(listener: TcpListener, ask: Ask) {
     }
 }
 
-async fn handle<B>(request: Request<B>, ask: &Ask) -> Response<Full<Bytes>> {
+async fn handle<B>(request: Request<B>, ask: &Ask, assets: bool) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let head = request.method() == Method::HEAD;
@@ -312,13 +496,14 @@ async fn handle<B>(request: Request<B>, ask: &Ask) -> Response<Full<Bytes>> {
         let answer = Answer::text(
             405,
             format!(
-                "{} is not allowed: the UI only answers GET and HEAD",
+                "{} is not allowed: only GET and HEAD are answered here",
                 request.method()
             ),
         );
         return respond(head, answer, &[("allow", "GET, HEAD")]);
     }
     match path.as_str() {
+        _ if !assets => {}
         "/static/faisca.css" => {
             return respond(
                 head,
@@ -332,9 +517,7 @@ async fn handle<B>(request: Request<B>, ask: &Ask) -> Response<Full<Bytes>> {
         }
         _ => {}
     }
-    let answer = ask(path, query)
-        .await
-        .unwrap_or_else(|_| Answer::text(503, "the server is stopping".to_string()));
+    let answer = ask(path, query).await;
     respond(head, answer, &[])
 }
 

@@ -51,6 +51,7 @@ impl LocalCluster {
             health_bind: None,
             launcher: None,
             ui_by_default: false,
+            metrics_bind: None,
         })
         .await?;
         let work_dir = tempfile::Builder::new()
@@ -73,6 +74,7 @@ impl LocalCluster {
                 executor_id: Some(format!("local-{i}")),
                 config: config.clone(),
                 health_bind: None,
+                metrics_bind: None,
             })
         });
         let executors = futures::future::try_join_all(starts).await?;

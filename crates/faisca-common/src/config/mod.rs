@@ -516,6 +516,8 @@ pub const KEYS: &[KeySpec] = &[
     ui::UI_RETAINED_STAGES,
     ui::UI_RETAINED_TASKS,
     ui::UI_RETAINED_DEAD_EXECUTORS,
+    ui::UI_TASK_LOG_LINES,
+    ui::UI_TASK_LOG_MAX_BYTES,
     ui::EVENT_LOG_ENABLED,
     ui::EVENT_LOG_DIR,
     ui::EVENT_LOG_MAX_FILE_SIZE,

@@ -81,6 +81,20 @@ pub const UI_RETAINED_DEAD_EXECUTORS: KeySpec = KeySpec {
     kind: ValueKind::Count,
     doc: "Executors that left that the UI and REST API still list, with why they left.",
 };
+/// `faisca.ui.taskLogLines`.
+pub const UI_TASK_LOG_LINES: KeySpec = KeySpec {
+    name: "faisca.ui.taskLogLines",
+    default: "200",
+    kind: ValueKind::Count,
+    doc: "Log lines an executor keeps per task attempt (the last ones), shown from the stage page. 0: none.",
+};
+/// `faisca.ui.taskLogMaxBytes`.
+pub const UI_TASK_LOG_MAX_BYTES: KeySpec = KeySpec {
+    name: "faisca.ui.taskLogMaxBytes",
+    default: "8m",
+    kind: ValueKind::Bytes,
+    doc: "Bytes of task log lines an executor keeps in all; the oldest tasks' lines are dropped first.",
+};
 
 /// `faisca.eventLog.enabled`.
 pub const EVENT_LOG_ENABLED: KeySpec = KeySpec {
@@ -174,6 +188,15 @@ impl FaiscaConfig {
             self.bytes(&EVENT_LOG_MAX_FILE_SIZE).max(1024),
             self.duration(&EVENT_LOG_MAX_INTERVAL)
                 .max(std::time::Duration::from_millis(10)),
+        )
+    }
+
+    /// `faisca.ui.taskLogLines` and `faisca.ui.taskLogMaxBytes`: the lines an executor keeps per
+    /// task attempt, and the bytes it keeps in all.
+    pub fn task_log_limits(&self) -> (usize, usize) {
+        (
+            self.count(&UI_TASK_LOG_LINES).min(1 << 20) as usize,
+            self.bytes(&UI_TASK_LOG_MAX_BYTES).min(usize::MAX as u64) as usize,
         )
     }
 

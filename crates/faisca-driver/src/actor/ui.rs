@@ -67,11 +67,6 @@ impl DriverState {
     pub(super) fn post_task_end(&self, job: u64, executor: &ExecutorId, status: &TaskStatus) {
         self.post(|| {
             let succeeded = status.state == TaskState::Succeeded as i32;
-            let rows: u64 = status.partitions.iter().map(|p| p.rows).sum::<u64>()
-                + status.written.iter().map(|f| f.rows).sum::<u64>()
-                + status.records_sent;
-            let bytes: u64 = status.partitions.iter().map(|p| p.bytes).sum::<u64>()
-                + status.written.iter().map(|f| f.bytes).sum::<u64>();
             Event::TaskEnd(TaskEnd {
                 job,
                 stage: status.stage_id,
@@ -85,8 +80,8 @@ impl DriverState {
                     TaskOutcome::Failed
                 },
                 duration_ms: status.elapsed_micros as f64 / 1000.0,
-                rows_written: rows,
-                bytes_written: bytes,
+                rows_written: status.rows_produced(),
+                bytes_written: status.bytes_produced(),
                 metrics: status.metrics.clone().into_iter().collect(),
                 error: status
                     .error

@@ -1,0 +1,434 @@
+//! Task logs: the last log lines of each task attempt, kept in memory for the driver's web UI.
+//!
+//! Every task runs inside a `task` span carrying its executor, job, stage, partition and attempt
+//! (see [`crate::connection`]). [`TaskLogLayer`], a `tracing` layer the process installs beside
+//! its log output (the `faisca` binary does; a program running executors in-process can add it
+//! too), finds that span above each log event and appends the formatted line to the executor's
+//! [`store`]. Each executor keeps the last `faisca.ui.taskLogLines` lines per attempt and at most
+//! `faisca.ui.taskLogMaxBytes` in all, dropping the oldest attempts' lines first; lines of an
+//! executor that did not [`register`] (or stopped) are not kept. The executor's Flight service
+//! answers a task log ticket from [`lines`].
+//!
+//! The store is shared by every thread that logs, so it sits behind a mutex held only to push or
+//! copy lines.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::{LazyLock, Mutex};
+
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+/// The longest line kept, in bytes; longer ones are cut (at a character boundary) and marked.
+pub const MAX_LINE_BYTES: usize = 4096;
+
+/// The name of the span a task runs in.
+pub const TASK_SPAN: &str = "task";
+
+/// One task attempt on one executor.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TaskAttemptId {
+    /// The job's id.
+    pub job: String,
+    /// The stage within the job.
+    pub stage: u32,
+    /// The task (partition).
+    pub partition: u32,
+    /// The attempt.
+    pub attempt: u32,
+}
+
+/// The lines kept of one attempt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskLog {
+    /// The lines, oldest first.
+    pub lines: VecDeque<String>,
+    /// Earlier lines not kept (beyond `faisca.ui.taskLogLines`, or dropped for the byte limit).
+    pub dropped: u64,
+    bytes: usize,
+}
+
+/// One executor's task logs.
+#[derive(Debug)]
+struct ExecutorLogs {
+    max_lines: usize,
+    max_bytes: usize,
+    tasks: HashMap<TaskAttemptId, TaskLog>,
+    /// Attempts in the order of their first kept line: the front is dropped first.
+    order: VecDeque<TaskAttemptId>,
+    bytes: usize,
+}
+
+impl ExecutorLogs {
+    fn push(&mut self, task: &TaskAttemptId, line: String) {
+        if self.max_lines == 0 || self.max_bytes == 0 {
+            return;
+        }
+        let size = line.len();
+        let log = match self.tasks.get_mut(task) {
+            Some(log) => log,
+            None => {
+                self.order.push_back(task.clone());
+                self.tasks.entry(task.clone()).or_default()
+            }
+        };
+        log.lines.push_back(line);
+        log.bytes += size;
+        self.bytes += size;
+        if log.lines.len() > self.max_lines {
+            let old = log.lines.pop_front().map_or(0, |l| l.len());
+            log.bytes -= old;
+            log.dropped += 1;
+            self.bytes -= old;
+        }
+        self.shrink(task);
+    }
+
+    /// Drop the oldest attempts' lines until the bytes fit; the attempt being logged loses its
+    /// own oldest lines only when it alone is over the limit.
+    fn shrink(&mut self, current: &TaskAttemptId) {
+        while self.bytes > self.max_bytes {
+            let Some(oldest) = self.order.front().cloned() else {
+                return;
+            };
+            if &oldest == current {
+                if self.order.len() > 1 {
+                    // Keep the current attempt; drop the next oldest instead.
+                    self.order.rotate_left(1);
+                    continue;
+                }
+                let Some(log) = self.tasks.get_mut(current) else {
+                    return;
+                };
+                let Some(old) = log.lines.pop_front() else {
+                    return;
+                };
+                log.bytes -= old.len();
+                log.dropped += 1;
+                self.bytes -= old.len();
+                continue;
+            }
+            self.order.pop_front();
+            if let Some(log) = self.tasks.remove(&oldest) {
+                self.bytes -= log.bytes;
+            }
+        }
+    }
+}
+
+static STORE: LazyLock<Mutex<HashMap<String, ExecutorLogs>>> = LazyLock::new(Default::default);
+
+fn store() -> std::sync::MutexGuard<'static, HashMap<String, ExecutorLogs>> {
+    // A thread that panicked while holding it left whole lines behind: keep using it.
+    STORE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Start keeping the task logs of `executor`: the last `max_lines` per attempt, `max_bytes` in
+/// all (`faisca.ui.taskLogLines`, `faisca.ui.taskLogMaxBytes`).
+pub fn register(executor: &str, max_lines: usize, max_bytes: usize) {
+    store().insert(
+        executor.to_string(),
+        ExecutorLogs {
+            max_lines,
+            max_bytes,
+            tasks: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+        },
+    );
+}
+
+/// Stop keeping `executor`'s task logs and drop those kept.
+pub fn forget(executor: &str) {
+    store().remove(executor);
+}
+
+/// The lines `executor` kept of `task`; `None` when it keeps none for it.
+pub fn lines(executor: &str, task: &TaskAttemptId) -> Option<TaskLog> {
+    store().get(executor)?.tasks.get(task).cloned()
+}
+
+/// Append `line` to the log of `task` on `executor`, when that executor keeps task logs.
+pub fn push(executor: &str, task: &TaskAttemptId, line: String) {
+    if let Some(logs) = store().get_mut(executor) {
+        logs.push(task, line);
+    }
+}
+
+/// Bytes of task log lines `executor` holds now.
+pub fn held_bytes(executor: &str) -> usize {
+    store().get(executor).map_or(0, |logs| logs.bytes)
+}
+
+/// A `tracing` layer that keeps every log event inside a `task` span in its executor's task log.
+/// Install it beside the log output, with the filter that says which lines tasks keep.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TaskLogLayer;
+
+/// What a `task` span says about its attempt.
+#[derive(Debug, Clone)]
+struct TaskSpan {
+    executor: String,
+    task: TaskAttemptId,
+}
+
+#[derive(Default)]
+struct TaskSpanFields {
+    executor: Option<String>,
+    job: Option<String>,
+    stage: Option<u32>,
+    partition: Option<u32>,
+    attempt: Option<u32>,
+}
+
+impl Visit for TaskSpanFields {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        let value = u32::try_from(value).ok();
+        match field.name() {
+            "stage" => self.stage = value,
+            "partition" => self.partition = value,
+            "attempt" => self.attempt = value,
+            _ => {}
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record_text(field, value.to_string());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        // `%value` fields arrive here, formatted as their Display.
+        self.record_text(field, format!("{value:?}"));
+    }
+}
+
+impl TaskSpanFields {
+    fn record_text(&mut self, field: &Field, value: String) {
+        match field.name() {
+            "executor" => self.executor = Some(value),
+            "job" => self.job = Some(value),
+            _ => {}
+        }
+    }
+
+    fn into_span(self) -> Option<TaskSpan> {
+        Some(TaskSpan {
+            executor: self.executor?,
+            task: TaskAttemptId {
+                job: self.job?,
+                stage: self.stage?,
+                partition: self.partition?,
+                attempt: self.attempt?,
+            },
+        })
+    }
+}
+
+/// An event's message and fields as one line's tail: `message key=value …`.
+#[derive(Default)]
+struct EventText {
+    message: String,
+    fields: String,
+}
+
+impl Visit for EventText {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            let _ = write!(self.fields, " {}={value}", field.name());
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            let _ = write!(self.fields, " {}={value:?}", field.name());
+        }
+    }
+}
+
+impl<S> Layer<S> for TaskLogLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if attrs.metadata().name() != TASK_SPAN {
+            return;
+        }
+        let mut fields = TaskSpanFields::default();
+        attrs.record(&mut fields);
+        if let (Some(task), Some(span)) = (fields.into_span(), ctx.span(id)) {
+            span.extensions_mut().insert(task);
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let Some(scope) = ctx.event_scope(event) else {
+            return;
+        };
+        let Some(task) = scope
+            .into_iter()
+            .find_map(|span| span.extensions().get::<TaskSpan>().cloned())
+        else {
+            return;
+        };
+        let mut text = EventText::default();
+        event.record(&mut text);
+        let metadata = event.metadata();
+        let mut line = format!(
+            "{} {:>5} {}: {}{}",
+            now_utc(),
+            metadata.level(),
+            metadata.target(),
+            text.message,
+            text.fields
+        );
+        if line.len() > MAX_LINE_BYTES {
+            let mut cut = MAX_LINE_BYTES;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+            line.push_str(" …(cut)");
+        }
+        push(&task.executor, &task.task, line);
+    }
+}
+
+/// The time now as `2026-12-03T21:04:05.123Z`.
+fn now_utc() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let ms = now.as_millis() as u64;
+    let (secs, millis) = (ms / 1000, ms % 1000);
+    let (days, day_secs) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        day_secs / 3600,
+        day_secs / 60 % 60,
+        day_secs % 60
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    fn attempt(partition: u32) -> TaskAttemptId {
+        TaskAttemptId {
+            job: "j".into(),
+            stage: 1,
+            partition,
+            attempt: 0,
+        }
+    }
+
+    #[test]
+    fn lines_inside_a_task_span_are_kept_per_attempt_and_bounded() {
+        register("exec-logs-a", 3, 1 << 20);
+        let subscriber = tracing_subscriber::registry().with(TaskLogLayer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("outside any task");
+            let span = tracing::error_span!(
+                "task",
+                executor = "exec-logs-a",
+                job = %"j",
+                stage = 1u32,
+                partition = 7u32,
+                attempt = 0u32
+            );
+            let _entered = span.enter();
+            for i in 0..5 {
+                tracing::warn!(rows = i, "line {i}");
+            }
+        });
+        let log = lines("exec-logs-a", &attempt(7)).expect("kept");
+        assert_eq!(log.lines.len(), 3);
+        assert_eq!(log.dropped, 2);
+        assert!(log.lines[0].contains("WARN"), "{:?}", log.lines);
+        assert!(log.lines[2].ends_with("line 4 rows=4"), "{:?}", log.lines);
+        assert_eq!(lines("exec-logs-a", &attempt(8)), None);
+        forget("exec-logs-a");
+        assert_eq!(lines("exec-logs-a", &attempt(7)), None);
+    }
+
+    #[test]
+    fn the_byte_limit_drops_the_oldest_attempts_first() {
+        register("exec-logs-b", 100, 100);
+        let line = "x".repeat(30);
+        push("exec-logs-b", &attempt(1), line.clone());
+        push("exec-logs-b", &attempt(1), line.clone());
+        push("exec-logs-b", &attempt(2), line.clone());
+        // 90 bytes held; the next line evicts attempt 1 (the oldest) entirely.
+        push("exec-logs-b", &attempt(2), line.clone());
+        assert_eq!(lines("exec-logs-b", &attempt(1)), None);
+        assert_eq!(lines("exec-logs-b", &attempt(2)).unwrap().lines.len(), 2);
+        assert_eq!(held_bytes("exec-logs-b"), 60);
+        // An attempt alone over the limit keeps its newest lines.
+        for _ in 0..5 {
+            push("exec-logs-b", &attempt(2), line.clone());
+        }
+        let log = lines("exec-logs-b", &attempt(2)).unwrap();
+        assert_eq!(log.lines.len(), 3);
+        assert_eq!(log.dropped, 4);
+        assert!(held_bytes("exec-logs-b") <= 100);
+        // An executor that did not register keeps nothing.
+        push("exec-logs-none", &attempt(1), line);
+        assert_eq!(lines("exec-logs-none", &attempt(1)), None);
+        forget("exec-logs-b");
+    }
+
+    #[test]
+    fn long_lines_are_cut_at_a_character_boundary() {
+        register("exec-logs-c", 10, 1 << 20);
+        let subscriber = tracing_subscriber::registry().with(TaskLogLayer);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::error_span!(
+                "task",
+                executor = "exec-logs-c",
+                job = "j",
+                stage = 1u32,
+                partition = 1u32,
+                attempt = 0u32
+            );
+            let _entered = span.enter();
+            tracing::warn!("{}", "é".repeat(MAX_LINE_BYTES));
+        });
+        let log = lines("exec-logs-c", &attempt(1)).unwrap();
+        assert!(log.lines[0].len() <= MAX_LINE_BYTES + 12);
+        assert!(log.lines[0].ends_with("…(cut)"));
+        forget("exec-logs-c");
+    }
+
+    #[test]
+    fn dates_are_civil() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_425), (2025, 12, 3));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}
