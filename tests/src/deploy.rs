@@ -267,6 +267,34 @@ fn check_promises(what: &str, objects: &[serde_json::Value], prefix: &str, guara
 
     // Every container: non-root, read-only root, no privilege escalation, no capabilities,
     // both probes on the health endpoints, memory limited, every emptyDir bounded.
+    // Every pod is scraped: its prometheus.io annotations name the container's metrics port,
+    // which it serves (--metrics-port).
+    for deployment in [name("driver"), name("executor")] {
+        let template = &object(objects, "Deployment", &deployment)["spec"]["template"];
+        let at = format!("{what} {deployment}");
+        let annotations = &template["metadata"]["annotations"];
+        assert_eq!(annotations["prometheus.io/scrape"], "true", "{at}");
+        assert_eq!(annotations["prometheus.io/path"], "/metrics", "{at}");
+        let container = &template["spec"]["containers"][0];
+        let args: Vec<&str> = container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let metrics = args
+            .windows(2)
+            .find(|w| w[0] == "--metrics-port")
+            .unwrap_or_else(|| panic!("{at}: no --metrics-port in {args:?}"))[1];
+        assert_eq!(annotations["prometheus.io/port"], metrics, "{at}");
+        let declared = container["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "metrics")
+            .unwrap_or_else(|| panic!("{at}: no port named metrics"));
+        assert_eq!(declared["containerPort"].to_string(), metrics, "{at}");
+    }
     for deployment in [name("driver"), name("executor")] {
         let pod = &object(objects, "Deployment", &deployment)["spec"]["template"]["spec"];
         let at = format!("{what} {deployment}");

@@ -31,6 +31,8 @@ pub const EXECUTOR_CONTAINER: &str = "executor";
 pub const FLIGHT_PORT: u16 = 7078;
 /// Port of the executor's `/healthz` and `/readyz`.
 pub const HEALTH_PORT: u16 = 7079;
+/// Port of the executor's Prometheus `/metrics` (the pod's `prometheus.io/*` annotations say so).
+pub const METRICS_PORT: u16 = 7080;
 /// Where the executor keeps its files (an `emptyDir`).
 pub const WORK_DIR: &str = "/tmp/faisca-work";
 
@@ -142,6 +144,8 @@ fn ours(settings: &KubernetesSettings, executor: &ExecutorPod<'_>) -> Value {
         "$(FAISCA_EXECUTOR_POD_IP)".into(),
         "--health-port".into(),
         HEALTH_PORT.to_string(),
+        "--metrics-port".into(),
+        METRICS_PORT.to_string(),
         "--cores".into(),
         settings.cores.to_string(),
         "--memory".into(),
@@ -178,6 +182,7 @@ fn ours(settings: &KubernetesSettings, executor: &ExecutorPod<'_>) -> Value {
         "ports": [
             {"name": "flight", "containerPort": FLIGHT_PORT, "protocol": "TCP"},
             {"name": "health", "containerPort": HEALTH_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
         ],
         "resources": {
             "requests": {"cpu": settings.cores.to_string(), "memory": memory},
@@ -194,9 +199,18 @@ fn ours(settings: &KubernetesSettings, executor: &ExecutorPod<'_>) -> Value {
         "namespace": settings.namespace,
         "labels": labels,
     });
-    if !settings.annotations.is_empty() {
-        metadata["annotations"] = json!(settings.annotations);
-    }
+    // Scraped by a Prometheus that follows the common annotations; the user's
+    // (faisca.kubernetes.executor.annotation.*) win.
+    let mut annotations: BTreeMap<String, String> = [
+        ("prometheus.io/scrape", "true".to_string()),
+        ("prometheus.io/port", METRICS_PORT.to_string()),
+        ("prometheus.io/path", "/metrics".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    annotations.extend(settings.annotations.clone());
+    metadata["annotations"] = json!(annotations);
     if let Some(owner) = executor.owner {
         metadata["ownerReferences"] = json!([owner]);
     }

@@ -65,6 +65,8 @@ fn application_part(store: &AppStore, rest: &[&str], query: &str) -> Answer {
         },
         ["stages"] => {
             let wanted = query_values(query, "status");
+            // Spark lists stages without their tasks unless asked.
+            let details = query_values(query, "details").contains(&"true");
             let stages: Vec<Value> = store
                 .stages
                 .values()
@@ -75,7 +77,7 @@ fn application_part(store: &AppStore, rest: &[&str], query: &str) -> Answer {
                             .iter()
                             .any(|w| w.eq_ignore_ascii_case(s.status.name()))
                 })
-                .map(|s| stage(s, false))
+                .map(|s| stage(s, details))
                 .collect();
             (200, Value::Array(stages))
         }

@@ -8,6 +8,7 @@ mod browser;
 mod history;
 mod openapi;
 mod prometheus;
+mod task_logs;
 
 use std::time::Duration;
 
@@ -65,7 +66,7 @@ pub(super) fn explained_stages(explain: &str) -> Vec<(u32, u64)> {
 }
 
 /// Checks `value` against the answer schema of `path` in the OpenAPI file.
-fn assert_valid(api: &OpenApi, path: &str, value: &Value) {
+pub(super) fn assert_valid(api: &OpenApi, path: &str, value: &Value) {
     let violations = api.violations(api.response_schema(path), value);
     assert!(
         violations.is_empty(),
@@ -375,7 +376,7 @@ async fn a_running_job_shows_as_running_then_succeeded() {
 /// A port `p` such that `p` and `p + 1` are both free, chosen below Linux's
 /// ephemeral range (32768..61000) so that the sockets other tests open on
 /// port 0 cannot take `p + 1` between the probe and the second driver.
-fn free_port_pair() -> u16 {
+pub(super) fn free_port_pair() -> u16 {
     let seed = std::process::id() as u64
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -53,6 +53,11 @@ fn names_labels_env_resources_and_probe_without_a_template() {
     assert_eq!(labels[EXECUTOR_ID_LABEL], "3");
     assert_eq!(labels["team"], "data");
     assert_eq!(pod["metadata"]["annotations"]["example.com/owner"], "me");
+    assert_eq!(
+        pod["metadata"]["annotations"]["prometheus.io/scrape"],
+        "true"
+    );
+    assert_eq!(pod["metadata"]["annotations"]["prometheus.io/port"], "7080");
     assert!(pod["metadata"].get("ownerReferences").is_none());
     let spec = &pod["spec"];
     assert_eq!(spec["restartPolicy"], "Never");
@@ -85,6 +90,7 @@ fn names_labels_env_resources_and_probe_without_a_template() {
             .any(|w| w == ["--bind", "$(FAISCA_EXECUTOR_POD_IP):7078"])
     );
     assert!(args.windows(2).any(|w| w == ["--cores", "2"]));
+    assert!(args.windows(2).any(|w| w == ["--metrics-port", "7080"]));
     assert!(
         args.windows(2)
             .any(|w| w == ["--conf", "faisca.shuffle.partitions=8"])
