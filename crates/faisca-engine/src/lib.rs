@@ -41,6 +41,7 @@ pub mod filter_pushdown;
 pub mod functions;
 pub mod kafka;
 pub mod kafka_table;
+pub mod plan_counters;
 pub mod scan_files;
 pub mod session_config;
 pub mod shuffle;

@@ -8,6 +8,7 @@
 //! them there ([`TaskMetrics::of`]). A node run without them (a single-process DataFusion
 //! session, a unit test) counts nothing.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -57,7 +58,7 @@ pub fn combine(name: &str, a: u64, b: u64) -> u64 {
 /// One task's counters by name.
 #[derive(Debug, Default)]
 pub struct TaskMetrics {
-    counters: Mutex<BTreeMap<&'static str, u64>>,
+    counters: Mutex<BTreeMap<Cow<'static, str>, u64>>,
 }
 
 impl TaskMetrics {
@@ -68,9 +69,14 @@ impl TaskMetrics {
 
     /// Adds `n` to the counter `name` (keeps the larger for a `.max` counter, see [`combine`]).
     pub fn add(&self, name: &'static str, n: u64) {
+        self.add_named(Cow::Borrowed(name), n);
+    }
+
+    /// [`TaskMetrics::add`] for a name made at run time (`scan.parquet.rows`).
+    pub fn add_named(&self, name: Cow<'static, str>, n: u64) {
         let mut counters = self.counters.lock().expect("task metrics");
-        let value = counters.entry(name).or_default();
-        *value = combine(name, *value, n);
+        let value = counters.entry(name.clone()).or_default();
+        *value = combine(&name, *value, n);
     }
 
     /// Every counter, by name.

@@ -9,6 +9,7 @@ use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::physical_plan::{ExecutionPlanProperties, Partitioning};
 use faisca_common::config::InjectedFailure;
 use faisca_common::{Error, Result};
+use faisca_engine::plan_counters::PlanCounters;
 use faisca_engine::shuffle::ShuffleFiles;
 use faisca_engine::shuffle::writer::{
     MemoryTarget, OutputPartitioning, write_shuffle, write_split_shuffle,
@@ -114,10 +115,28 @@ async fn execute(
 ) -> Result<TaskOutput> {
     let stage = context.stages.get_or_prepare(context, launch)?;
     inject_faults(&stage, launch).await?;
+    // What the partition's scans read and its operators spilled: the plan's metrics grow by it.
+    let partition = launch.partition as usize;
+    let before = PlanCounters::read(&stage.plan, partition);
+    let output = execute_stage(context, launch, &stage, metrics.clone()).await?;
+    let grown = PlanCounters::read(&stage.plan, partition).since(&before, &stage.plan, partition);
+    for (name, n) in grown {
+        metrics.add_named(name.into(), n);
+    }
+    Ok(output)
+}
+
+/// Run the partition of `stage` that `launch` asks for, with `metrics` as its counters.
+async fn execute_stage(
+    context: &ExecutorContext,
+    launch: &LaunchTask,
+    stage: &PreparedStage,
+    metrics: Arc<TaskMetrics>,
+) -> Result<TaskOutput> {
     // The stage's context, with this task's own counters.
-    let task_context = for_task(&stage.task_context, metrics);
+    let task_context = for_task(&stage.task_context, metrics.clone());
     if let Some(sink) = &launch.sink {
-        return write_files(&stage, &task_context, launch, sink)
+        return write_files(stage, &task_context, launch, sink)
             .await
             .map(TaskOutput::Files);
     }
@@ -153,7 +172,8 @@ async fn execute(
         .register(&stage.task_context.runtime_env().memory_pool),
     });
     let partition = launch.partition as usize;
-    let options = stage.write_options.clone();
+    let mut options = stage.write_options.clone();
+    options.task_metrics = Some(metrics);
     // A pipeline that computes the stage's hash partitioning splits its rows itself.
     let fused_split = match (&stage.partitioning, plan.downcast_ref::<PipelineExec>()) {
         (Some(Partitioning::Hash(keys, count)), Some(pipeline))

@@ -99,28 +99,38 @@ impl Counters {
     }
 }
 
-/// A task counter's Prometheus name and labels: `kafka.recordsRead` is
-/// `faisca_kafka_records_read_total`; `scan.<kind>.rows` / `.bytes` are
-/// `faisca_scanned_rows_total{source="<kind>"}` / `faisca_scanned_bytes_total{…}`;
-/// `shuffle.bytesFetched` is `faisca_shuffle_fetched_bytes_total`.
-fn task_metric_name(name: &str) -> Option<(String, String)> {
+/// The Prometheus samples a task counter adds to: `kafka.recordsRead` is
+/// `faisca_kafka_records_read_total` and `faisca_scanned_rows_total{source="kafka"}`;
+/// `scan.<kind>.rows` / `.bytes` are `faisca_scanned_rows_total{source="<kind>"}` /
+/// `faisca_scanned_bytes_total{…}`; `shuffle.bytesFetched` is
+/// `faisca_shuffle_fetched_bytes_total`; `spill.bytes` is `faisca_spill_bytes_total`.
+fn task_metric_names(name: &str) -> Vec<(String, String)> {
     if let Some(rest) = name.strip_prefix("scan.") {
-        let (kind, what) = rest.rsplit_once('.')?;
+        let Some((kind, what)) = rest.rsplit_once('.') else {
+            return vec![];
+        };
         let metric = match what {
             "rows" => "faisca_scanned_rows_total",
             "bytes" => "faisca_scanned_bytes_total",
-            _ => return None,
+            _ => return vec![],
         };
-        return Some((metric.to_string(), format!("source=\"{}\"", label(kind))));
+        return vec![(metric.to_string(), format!("source=\"{}\"", label(kind)))];
     }
-    let known = match name {
-        "kafka.recordsRead" => "faisca_kafka_records_read_total",
-        "shuffle.bytesFetched" => "faisca_shuffle_fetched_bytes_total",
-        "shuffle.fetchWaitMicros" => return None,
-        "spill.bytes" => "faisca_spill_bytes_total",
-        _ => return None,
-    };
-    Some((known.to_string(), String::new()))
+    match name {
+        "kafka.recordsRead" => vec![
+            ("faisca_kafka_records_read_total".to_string(), String::new()),
+            (
+                "faisca_scanned_rows_total".to_string(),
+                "source=\"kafka\"".to_string(),
+            ),
+        ],
+        "shuffle.bytesFetched" => vec![(
+            "faisca_shuffle_fetched_bytes_total".to_string(),
+            String::new(),
+        )],
+        "spill.bytes" => vec![("faisca_spill_bytes_total".to_string(), String::new())],
+        _ => vec![],
+    }
 }
 
 /// `text` made safe inside a label value.
@@ -214,8 +224,12 @@ impl PrometheusPage {
         let mut families: std::collections::BTreeMap<String, Vec<(String, u64)>> =
             Default::default();
         for (name, value) in &c.task_metrics {
-            if let Some((metric, labels)) = task_metric_name(name) {
-                families.entry(metric).or_default().push((labels, *value));
+            for (metric, labels) in task_metric_names(name) {
+                let samples = families.entry(metric).or_default();
+                match samples.iter_mut().find(|(l, _)| *l == labels) {
+                    Some((_, sum)) => *sum += value,
+                    None => samples.push((labels, *value)),
+                }
             }
         }
         for metric in [
@@ -364,17 +378,16 @@ mod tests {
     #[test]
     fn task_counters_have_prometheus_names() {
         assert_eq!(
-            task_metric_name("scan.parquet.rows"),
-            Some((
+            task_metric_names("scan.parquet.rows"),
+            vec![(
                 "faisca_scanned_rows_total".into(),
                 "source=\"parquet\"".into()
-            ))
+            )]
         );
-        assert_eq!(
-            task_metric_name("kafka.recordsRead").unwrap().0,
-            "faisca_kafka_records_read_total"
-        );
-        assert_eq!(task_metric_name("state.numRowsTotal"), None);
+        let kafka = task_metric_names("kafka.recordsRead");
+        assert_eq!(kafka[0].0, "faisca_kafka_records_read_total");
+        assert_eq!(kafka[1].1, "source=\"kafka\"");
+        assert_eq!(task_metric_names("state.numRowsTotal"), vec![]);
     }
 
     #[test]

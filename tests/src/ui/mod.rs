@@ -219,6 +219,18 @@ async fn the_rest_api_and_metrics_answer_what_ran() {
     );
     assert_eq!(delta("faisca_task_output_rows_total"), rows_out as f64);
     assert_eq!(delta("faisca_shuffle_fetched_bytes_total"), fetched as f64);
+    // The scans read every row of both tables (the query filters nothing), as DataFusion counts
+    // them, and some bytes.
+    let both = crate::common::tpch_expected(
+        "SELECT (SELECT count(*) FROM lineitem) + (SELECT count(*) FROM orders)",
+    )
+    .await;
+    let scanned: f64 = both[0].trim().parse().unwrap();
+    assert_eq!(
+        delta("faisca_scanned_rows_total{source=\"parquet\"}"),
+        scanned
+    );
+    assert!(delta("faisca_scanned_bytes_total{source=\"parquet\"}") > 0.0);
     assert_eq!(after["faisca_executors"], 2.0);
     assert_eq!(after["faisca_tasks_running"], 0.0);
 

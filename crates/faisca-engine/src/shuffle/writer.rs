@@ -53,6 +53,9 @@ pub struct ShuffleWriteOptions {
     pub spill_bytes: u64,
     /// Target rows per written batch (small partitioned slices are coalesced up to it).
     pub batch_size: usize,
+    /// The task's counters, where the bytes moved to the spill file are counted
+    /// (`spill.bytes`); none outside a task.
+    pub task_metrics: Option<std::sync::Arc<crate::task_metrics::TaskMetrics>>,
 }
 
 impl ShuffleWriteOptions {
@@ -67,6 +70,7 @@ impl ShuffleWriteOptions {
             compression,
             spill_bytes: config.shuffle_spill_bytes(),
             batch_size: config.batch_size(),
+            task_metrics: None,
         }
     }
 }
@@ -217,6 +221,9 @@ impl Writer {
                 .spilled
                 .push(self.spill_len..self.spill_len + len);
             self.spill_len += len;
+            if let Some(metrics) = &self.options.task_metrics {
+                metrics.add(crate::task_metrics::SPILL_BYTES, len);
+            }
         }
         Ok(())
     }
@@ -530,10 +537,12 @@ mod tests {
             vec![Arc::new(Column::new_with_schema("k", &schema).unwrap())],
             4,
         );
+        let metrics = Arc::new(crate::task_metrics::TaskMetrics::default());
         let options = ShuffleWriteOptions {
             compression: Some(CompressionType::LZ4_FRAME),
             spill_bytes,
             batch_size: 512,
+            task_metrics: Some(metrics.clone()),
         };
         let stats = write_shuffle(
             stream,
@@ -560,6 +569,13 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left.len(), 2, "{left:?}");
+        // The bytes moved to the spill file are the task's spill.
+        let spilled = metrics
+            .snapshot()
+            .get(crate::task_metrics::SPILL_BYTES)
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(spilled > 0, spill_bytes == 1, "{spilled}");
     }
 
     #[tokio::test]
@@ -592,6 +608,7 @@ mod tests {
             compression: None,
             spill_bytes: u64::MAX,
             batch_size: 512,
+            task_metrics: None,
         };
         let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(pool_bytes));
         let store = MemoryShuffleStore::default();
@@ -660,6 +677,7 @@ mod tests {
             compression: None,
             spill_bytes: u64::MAX,
             batch_size: 8,
+            task_metrics: None,
         };
         let stats = write_shuffle(
             stream,
