@@ -159,14 +159,46 @@
     });
   }
 
+  function batchRow(p) {
+    return '<tr data-batch-id="' + esc(p.batchId) + '"><td>' + esc(p.batchId) + "</td><td>" + esc(p.timestamp) + "</td><td>" + esc(p.numInputRows) + "</td>" +
+      "<td>" + (p.inputRowsPerSecond || 0).toFixed(1) + "</td><td>" + (p.processedRowsPerSecond || 0).toFixed(1) + "</td>" +
+      "<td>" + duration((p.durationMs || {}).triggerExecution || 0) + "</td></tr>";
+  }
+
+  function stateOf(p) {
+    return (p.stateOperators || []).map(function (o) {
+      return (o.numRowsTotal || 0) + " rows, " + bytes(o.memoryUsedBytes);
+    }).join("; ");
+  }
+
   function streamingPage() {
     poll(async function () {
       const queries = await get("/streaming/queries");
-      for (const q of queries) {
-        const section = document.querySelector('section.query[data-run-id="' + q.runId + '"] dd.status');
-        if (section) section.textContent = q.isActive ? "ACTIVE" : (q.exception ? "FAILED" : "STOPPED");
+      if (queries.length !== document.querySelectorAll("section.query").length) {
+        location.reload();
+        return false;
       }
-      if (queries.length !== document.querySelectorAll("section.query").length) location.reload();
+      for (const q of queries) {
+        const section = document.querySelector('section.query[data-run-id="' + q.runId + '"]');
+        if (!section) {
+          location.reload();
+          return false;
+        }
+        const set = function (selector, text) {
+          const element = section.querySelector(selector);
+          if (element) element.textContent = text;
+        };
+        set("dd.status", q.isActive ? "ACTIVE" : (q.exception ? "FAILED" : "STOPPED"));
+        const last = q.lastProgress;
+        if (last) {
+          set("dd.batch", last.batchId);
+          set("dd.input-rate", (last.inputRowsPerSecond || 0).toFixed(1) + " rows/s");
+          set("dd.process-rate", (last.processedRowsPerSecond || 0).toFixed(1) + " rows/s");
+          set("dd.watermark", (last.eventTime || {}).watermark || "");
+          set("dd.state", stateOf(last));
+        }
+        section.querySelector("table.batches tbody").innerHTML = q.recentProgress.slice().reverse().map(batchRow).join("");
+      }
     });
   }
 

@@ -541,7 +541,7 @@ fn streaming_page(cx: &PageContext) -> String {
         let _ = write!(
             out,
             "<section class=\"query\" data-run-id=\"{}\"><h2>{}</h2><dl class=\"summary\"><dt>Status</dt><dd class=\"status\">{status}</dd><dt>Id</dt><dd><code>{}</code></dd><dt>Run</dt><dd><code>{}</code></dd>\
-             <dt>Sink</dt><dd>{}</dd><dt>Started</dt><dd>{}</dd><dt>Last batch</dt><dd>{}</dd><dt>Input rate</dt><dd>{:.1} rows/s</dd><dt>Process rate</dt><dd>{:.1} rows/s</dd><dt>Watermark</dt><dd>{}</dd><dt>State</dt><dd>{}</dd>",
+             <dt>Sink</dt><dd>{}</dd><dt>Started</dt><dd>{}</dd><dt>Last batch</dt><dd class=\"batch\">{}</dd><dt>Input rate</dt><dd class=\"input-rate\">{:.1} rows/s</dd><dt>Process rate</dt><dd class=\"process-rate\">{:.1} rows/s</dd><dt>Watermark</dt><dd class=\"watermark\">{}</dd><dt>State</dt><dd class=\"state\">{}</dd>",
             html(&q.run_id),
             html(if q.name.is_empty() { &q.id } else { &q.name }),
             html(&q.id),
@@ -570,7 +570,8 @@ fn streaming_page(cx: &PageContext) -> String {
         for p in q.recent_progress.iter().rev() {
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>",
+                "<tr data-batch-id=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>",
+                p["batchId"],
                 p["batchId"],
                 html(p["timestamp"].as_str().unwrap_or("")),
                 p["numInputRows"],

@@ -3,8 +3,9 @@
 //! pages while a multi-stage TPC-H query runs, one stage held by `faisca.test.taskGate` until the
 //! browser has seen it running: the job shows as running,
 //! its stage graph has one box per stage, the stage page lists its tasks, and when the job ends
-//! the open job page says so without a reload. Screenshots of the three pages are saved under
-//! the build directory (`target/debug/ui-screenshots/`).
+//! the open job page says so without a reload; the streaming page follows a running query's
+//! batches, and its stop, without a reload. Screenshots of the pages are saved under the build
+//! directory (`target/debug/ui-screenshots/`).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -304,5 +305,65 @@ async fn a_browser_follows_a_running_job_to_its_end() {
         .await;
     assert_eq!(complete, true, "every stage box shows complete");
     browser.screenshot("job-succeeded.png").await;
+    session.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streaming_page_follows_a_query_without_a_reload() {
+    let session = crate::common::tpch_session(
+        "local[2]",
+        &[("faisca.ui.enabled", "true"), ("faisca.ui.port", "0")],
+        2,
+    )
+    .await;
+    let ui = session.ui_url().await.unwrap().unwrap();
+    let query = session
+        .read_stream()
+        .format("rate")
+        .option("rowsPerSecond", "50")
+        .load()
+        .await
+        .unwrap()
+        .write_stream()
+        .format("memory")
+        .query_name("ui_rate_rows")
+        .trigger(faisca::Trigger::ProcessingTime(Duration::from_millis(200)))
+        .start()
+        .await
+        .unwrap();
+    let browser = Browser::start().await;
+    browser.open(&format!("{ui}/streaming/")).await;
+    browser
+        .wait_for(
+            "return document.querySelectorAll('section.query').length === 1;",
+            "the query's section",
+        )
+        .await;
+    browser.eval("window.faiscaMark = 1; return true;").await;
+    let shown = "Number(document.querySelector('section.query dd.batch').textContent || -1)";
+    let first = browser.eval(&format!("return {shown};")).await;
+    // Later batches show up: the last batch, and a row per batch in the table.
+    browser
+        .wait_for(
+            &format!(
+                "return {shown} >= {} + 2 && document.querySelectorAll('section.query table.batches tbody tr').length >= 3;",
+                first.as_f64().unwrap_or(-1.0)
+            ),
+            "later batches",
+        )
+        .await;
+    browser.screenshot("streaming.png").await;
+    query.stop().await.unwrap();
+    browser
+        .wait_for(
+            "return document.querySelector('section.query dd.status').textContent === 'STOPPED';",
+            "the query stopped",
+        )
+        .await;
+    assert_eq!(
+        browser.eval("return window.faiscaMark === 1;").await,
+        true,
+        "no reload"
+    );
     session.stop().await;
 }
