@@ -195,6 +195,11 @@ const CASES: &[Case] = &[
         "types",
         "SELECT count(*), sum(v) FROM generate_series(1, 100000) AS t(v) WHERE v % 3 = 0",
     ),
+    // A fused pipeline over a round-robin repartition keeps that partitioning on the wire.
+    case(
+        "types",
+        "SELECT x, count(*), sum(x) FROM (SELECT value % 7 AS x FROM generate_series(1, 100000)) GROUP BY x",
+    ),
     ordered(
         "types",
         "WITH a AS (SELECT g, count(*) AS c FROM w GROUP BY g), b AS (SELECT g, sum(k) AS c FROM w GROUP BY g) \

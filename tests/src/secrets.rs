@@ -41,8 +41,8 @@ fn driver_logging_to(log: &Path, events: &Path) -> (Child, String) {
     start_driver_logging_to(command, &conf, log)
 }
 
-/// Every page, REST answer and metric the driver's web UI (its URL in `log`) serves now, as
-/// `(path, body)`.
+/// Every page, REST answer, task log and metric the driver's web UI (its URL in `log`) serves
+/// now, as `(path, body)`.
 async fn ui_answers(log: &Path) -> Vec<(String, String)> {
     use crate::ui::get;
     let text = std::fs::read_to_string(log).unwrap();
@@ -82,6 +82,15 @@ async fn ui_answers(log: &Path) -> Vec<(String, String)> {
         for stage in job["stageIds"].as_array().unwrap() {
             paths.push(format!("/stages/stage/?id={stage}"));
             paths.push(format!("{api}/stages/{stage}"));
+            // Every task's log, as its executor kept it.
+            let attempt: serde_json::Value =
+                serde_json::from_str(&get(&format!("{url}{api}/stages/{stage}/0")).await.1)
+                    .unwrap();
+            for task in attempt["tasks"].as_object().unwrap().values() {
+                let id = &task["taskId"];
+                paths.push(format!("{api}/stages/{stage}/0/tasks/{id}/log"));
+                paths.push(format!("/stages/stage/log/?id={stage}&taskId={id}"));
+            }
         }
     }
     let mut answers = Vec::new();

@@ -1,6 +1,6 @@
 //! `faisca bench ui`: what watching a cluster costs. TPC-H on `local[N]` with the web UI, its
-//! metrics and the event log (to local disk) on and a client polling the REST API every 100 ms,
-//! against all of it off — alternating, same run, paired by iteration — in process CPU time and
+//! metrics, the executors' task logs and the event log (to local disk) on and a client polling the
+//! REST API every 100 ms, against all of it off — alternating, same run, paired by iteration — in process CPU time and
 //! wall time; then the driver's memory over many finished jobs, with the UI's retention limits
 //! holding.
 
@@ -62,6 +62,7 @@ struct MemoryPoint {
     jobs: usize,
     rss_mib: f64,
     jobs_listed: usize,
+    task_log_mib: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -150,6 +151,9 @@ async fn cluster(
     if on {
         conf.push("faisca.eventLog.enabled=true".to_string());
         conf.push(format!("faisca.eventLog.dir={}", events.display()));
+    } else {
+        // Executors keep no task log lines either (the layer is installed in both arms).
+        conf.push("faisca.ui.taskLogLines=0".to_string());
     }
     let session = crate::session(
         &format!("local[{}]", args.executors),
@@ -284,7 +288,10 @@ pub async fn ui(args: UiBenchArgs) -> Result<()> {
             apps[0]["id"].as_str().unwrap_or_default()
         );
         let step = (args.jobs / 10).max(1);
-        println!("{:>7} {:>9} {:>12}", "jobs", "RSS MiB", "jobs listed");
+        println!(
+            "{:>7} {:>9} {:>12} {:>13}",
+            "jobs", "RSS MiB", "jobs listed", "task log MiB"
+        );
         for done in 0..=args.jobs {
             if done % step == 0 || done == args.jobs {
                 let listed: serde_json::Value =
@@ -293,10 +300,15 @@ pub async fn ui(args: UiBenchArgs) -> Result<()> {
                     jobs: done,
                     rss_mib: rss_mib(),
                     jobs_listed: listed.as_array().map(Vec::len).unwrap_or(0),
+                    // What the local executors (`local-0`, …) keep of their tasks' logs.
+                    task_log_mib: (0..args.executors)
+                        .map(|i| faisca::executor::task_logs::held_bytes(&format!("local-{i}")))
+                        .sum::<usize>() as f64
+                        / (1 << 20) as f64,
                 };
                 println!(
-                    "{:>7} {:>9.1} {:>12}",
-                    point.jobs, point.rss_mib, point.jobs_listed
+                    "{:>7} {:>9.1} {:>12} {:>13.1}",
+                    point.jobs, point.rss_mib, point.jobs_listed, point.task_log_mib
                 );
                 memory.push(point);
             }

@@ -63,24 +63,38 @@ struct ExecutorLogs {
     bytes: usize,
 }
 
+/// What a kept line costs beside its text (its `String`, its slot in the ring).
+const LINE_OVERHEAD: usize = 32;
+/// What a kept attempt costs beside its lines (its two keys, its map entry, its ring).
+const ATTEMPT_OVERHEAD: usize = 192;
+
+fn line_cost(line: &str) -> usize {
+    line.len() + LINE_OVERHEAD
+}
+
 impl ExecutorLogs {
-    fn push(&mut self, task: &TaskAttemptId, line: String) {
+    fn push(&mut self, task: &TaskAttemptId, mut line: String) {
         if self.max_lines == 0 || self.max_bytes == 0 {
             return;
         }
-        let size = line.len();
+        line.shrink_to_fit();
+        let size = line_cost(&line);
         let log = match self.tasks.get_mut(task) {
             Some(log) => log,
             None => {
+                let cost = ATTEMPT_OVERHEAD + 2 * task.job.len();
                 self.order.push_back(task.clone());
-                self.tasks.entry(task.clone()).or_default()
+                self.bytes += cost;
+                let log = self.tasks.entry(task.clone()).or_default();
+                log.bytes = cost;
+                log
             }
         };
         log.lines.push_back(line);
         log.bytes += size;
         self.bytes += size;
         if log.lines.len() > self.max_lines {
-            let old = log.lines.pop_front().map_or(0, |l| l.len());
+            let old = log.lines.pop_front().map_or(0, |l| line_cost(&l));
             log.bytes -= old;
             log.dropped += 1;
             self.bytes -= old;
@@ -107,9 +121,9 @@ impl ExecutorLogs {
                 let Some(old) = log.lines.pop_front() else {
                     return;
                 };
-                log.bytes -= old.len();
+                log.bytes -= line_cost(&old);
                 log.dropped += 1;
-                self.bytes -= old.len();
+                self.bytes -= line_cost(&old);
                 continue;
             }
             self.order.pop_front();
@@ -161,7 +175,14 @@ pub fn push(executor: &str, task: &TaskAttemptId, line: String) {
     }
 }
 
-/// Bytes of task log lines `executor` holds now.
+/// Whether `executor` keeps task log lines (it registered, with room for some).
+pub fn keeps(executor: &str) -> bool {
+    store()
+        .get(executor)
+        .is_some_and(|logs| logs.max_lines > 0 && logs.max_bytes > 0)
+}
+
+/// Bytes of task log lines `executor` holds now (with what keeping them costs beside the text).
 pub fn held_bytes(executor: &str) -> usize {
     store().get(executor).map_or(0, |logs| logs.bytes)
 }
@@ -280,6 +301,10 @@ where
         else {
             return;
         };
+        // Formatting costs more than the look-up: skip it when the line would not be kept.
+        if !keeps(&task.executor) {
+            return;
+        }
         let mut text = EventText::default();
         event.record(&mut text);
         let metadata = event.metadata();
@@ -379,24 +404,31 @@ mod tests {
 
     #[test]
     fn the_byte_limit_drops_the_oldest_attempts_first() {
-        register("exec-logs-b", 100, 100);
         let line = "x".repeat(30);
+        let (per_line, per_attempt) = (30 + LINE_OVERHEAD, ATTEMPT_OVERHEAD + 2);
+        // Room for two attempts of two lines and one more line.
+        let limit = 2 * per_attempt + 5 * per_line;
+        register("exec-logs-b", 100, limit);
         push("exec-logs-b", &attempt(1), line.clone());
         push("exec-logs-b", &attempt(1), line.clone());
         push("exec-logs-b", &attempt(2), line.clone());
-        // 90 bytes held; the next line evicts attempt 1 (the oldest) entirely.
+        push("exec-logs-b", &attempt(2), line.clone());
+        push("exec-logs-b", &attempt(2), line.clone());
+        assert_eq!(held_bytes("exec-logs-b"), limit);
+        assert_eq!(lines("exec-logs-b", &attempt(1)).unwrap().lines.len(), 2);
+        // Over the limit: attempt 1, the oldest, goes entirely.
         push("exec-logs-b", &attempt(2), line.clone());
         assert_eq!(lines("exec-logs-b", &attempt(1)), None);
-        assert_eq!(lines("exec-logs-b", &attempt(2)).unwrap().lines.len(), 2);
-        assert_eq!(held_bytes("exec-logs-b"), 60);
+        assert_eq!(lines("exec-logs-b", &attempt(2)).unwrap().lines.len(), 4);
+        assert_eq!(held_bytes("exec-logs-b"), per_attempt + 4 * per_line);
         // An attempt alone over the limit keeps its newest lines.
-        for _ in 0..5 {
+        for _ in 0..10 {
             push("exec-logs-b", &attempt(2), line.clone());
         }
         let log = lines("exec-logs-b", &attempt(2)).unwrap();
-        assert_eq!(log.lines.len(), 3);
-        assert_eq!(log.dropped, 4);
-        assert!(held_bytes("exec-logs-b") <= 100);
+        assert_eq!(log.lines.len(), (limit - per_attempt) / per_line);
+        assert_eq!(log.dropped, 14 - log.lines.len() as u64);
+        assert!(held_bytes("exec-logs-b") <= limit);
         // An executor that did not register keeps nothing.
         push("exec-logs-none", &attempt(1), line);
         assert_eq!(lines("exec-logs-none", &attempt(1)), None);

@@ -80,6 +80,7 @@ pub fn encode(
         steps,
         hash_partitioning,
         equivalences: Some(equivalences),
+        round_robin: matches!(properties.partitioning, Partitioning::RoundRobinBatch(_)),
     })
 }
 
@@ -199,6 +200,9 @@ pub fn decode(
             .collect::<DfResult<Vec<_>>>()?;
         let count = properties.partitioning.partition_count();
         properties = properties.with_partitioning(Partitioning::Hash(exprs, count));
+    } else if node.round_robin {
+        let count = properties.partitioning.partition_count();
+        properties = properties.with_partitioning(Partitioning::RoundRobinBatch(count));
     }
     if let Some(equivalences) = &node.equivalences {
         properties = properties.with_eq_properties(super::equivalence::decode(
