@@ -15,5 +15,7 @@ mkdir -p target/faisca-bench
 "$bin" bench write --sf "$sf" --master 'local[2]' --iterations 3 --output "target/faisca-bench/write-sf$sf.json"
 "$bin" bench kafka --records 2000000 --partitions 20 --master 'local[2]' --iterations 3 --output target/faisca-bench/kafka.json
 "$bin" bench streaming --records 2000000 --partitions 20 --master 'local[2]' --iterations 3 --output target/faisca-bench/streaming.json
-"$bin" bench ui --sf "$sf" --executors 2 --iterations 3 --jobs 10000 --output "target/faisca-bench/ui-sf$sf.json"
+"$bin" bench ui --sf "$sf" --executors 2 --iterations 7 --jobs 0 --output "target/faisca-bench/ui-sf$sf.json"
+# The memory run in a process that ran nothing before it.
+"$bin" bench ui --sf "$sf" --executors 2 --iterations 0 --jobs 30000 --output "target/faisca-bench/ui-memory.json"
 "$bin" bench kernels --sf 0.5 --iterations 9 --output target/faisca-bench/kernels.json

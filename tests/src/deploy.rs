@@ -237,6 +237,28 @@ fn objects_of(yaml: &str) -> Vec<serde_json::Value> {
 
 /// The promises every rendering keeps. `prefix` is the objects' name prefix; `guaranteed`:
 /// requests equal limits and executors spread over nodes.
+/// The port `flag` in `container`'s args gives, checked to be its declared port `name`.
+fn served_port(container: &serde_json::Value, flag: &str, name: &str, at: &str) -> String {
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let port = args
+        .windows(2)
+        .find(|w| w[0] == flag)
+        .unwrap_or_else(|| panic!("{at}: no {flag} in {args:?}"))[1];
+    let declared = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{at}: no port named {name}"));
+    assert_eq!(declared["containerPort"].to_string(), port, "{at}");
+    port.to_string()
+}
+
 fn check_promises(what: &str, objects: &[serde_json::Value], prefix: &str, guaranteed: bool) {
     let name = |suffix: &str| format!("{prefix}-{suffix}");
     // Never two drivers; RBAC stays in the namespace.
@@ -276,24 +298,8 @@ fn check_promises(what: &str, objects: &[serde_json::Value], prefix: &str, guara
         assert_eq!(annotations["prometheus.io/scrape"], "true", "{at}");
         assert_eq!(annotations["prometheus.io/path"], "/metrics", "{at}");
         let container = &template["spec"]["containers"][0];
-        let args: Vec<&str> = container["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap())
-            .collect();
-        let metrics = args
-            .windows(2)
-            .find(|w| w[0] == "--metrics-port")
-            .unwrap_or_else(|| panic!("{at}: no --metrics-port in {args:?}"))[1];
+        let metrics = served_port(container, "--metrics-port", "metrics", &at);
         assert_eq!(annotations["prometheus.io/port"], metrics, "{at}");
-        let declared = container["ports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == "metrics")
-            .unwrap_or_else(|| panic!("{at}: no port named metrics"));
-        assert_eq!(declared["containerPort"].to_string(), metrics, "{at}");
     }
     for deployment in [name("driver"), name("executor")] {
         let pod = &object(objects, "Deployment", &deployment)["spec"]["template"]["spec"];
@@ -320,23 +326,7 @@ fn check_promises(what: &str, objects: &[serde_json::Value], prefix: &str, guara
             );
             assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
             assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
-            let args: Vec<&str> = container["args"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a.as_str().unwrap())
-                .collect();
-            let health = args
-                .windows(2)
-                .find(|w| w[0] == "--health-port")
-                .unwrap_or_else(|| panic!("{at}: no --health-port in {args:?}"))[1];
-            let health_port = container["ports"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|p| p["name"] == "health")
-                .unwrap_or_else(|| panic!("{at}: no port named health"));
-            assert_eq!(health_port["containerPort"].to_string(), health, "{at}");
+            served_port(container, "--health-port", "health", &at);
             assert!(
                 container["resources"]["limits"]["memory"].is_string(),
                 "{at}"

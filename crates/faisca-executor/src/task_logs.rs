@@ -310,7 +310,7 @@ where
         let metadata = event.metadata();
         let mut line = format!(
             "{} {:>5} {}: {}{}",
-            now_utc(),
+            faisca_ui::format::spark_time(faisca_ui::events::now_ms()),
             metadata.level(),
             metadata.target(),
             text.message,
@@ -326,37 +326,6 @@ where
         }
         push(&task.executor, &task.task, line);
     }
-}
-
-/// The time now as `2026-12-03T21:04:05.123Z`.
-fn now_utc() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let ms = now.as_millis() as u64;
-    let (secs, millis) = (ms / 1000, ms % 1000);
-    let (days, day_secs) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        day_secs / 3600,
-        day_secs / 60 % 60,
-        day_secs % 60
-    )
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -455,12 +424,5 @@ mod tests {
         assert!(log.lines[0].len() <= MAX_LINE_BYTES + 12);
         assert!(log.lines[0].ends_with("…(cut)"));
         forget("exec-logs-c");
-    }
-
-    #[test]
-    fn dates_are_civil() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_425), (2025, 12, 3));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 }
