@@ -28,6 +28,8 @@
 //! * [`correctness`]: one case per class of query that once gave a wrong answer distributed.
 //! * [`difftest`]: random tables and queries, distributed against single-process DataFusion.
 //! * [`layering`]: crates depend only on what `docs/architecture.md`'s crate table allows.
+//! * [`hostile`]: decoders of outside bytes fed a corpus, mutations and random input, for a
+//!   bounded time: none panics.
 
 mod cli;
 mod common;
@@ -40,6 +42,7 @@ mod errors;
 mod faults;
 mod fusion;
 mod health;
+mod hostile;
 mod kafka;
 mod kafka_brokers;
 mod kafka_sink;

@@ -307,6 +307,32 @@ impl From<std::io::Error> for Error {
     }
 }
 
+/// Run `decode` on bytes from outside the process, turning a panic inside it into an error.
+/// DataFusion's and arrow's decoders index and slice where the bytes say, and some panic on bytes
+/// that lie (a field index past the schema, a buffer offset past its end); a peer's bad bytes
+/// must fail the request, naming `what` was being decoded, not unwind a server's task.
+/// `fault` makes the error (`Error::user` for a client's bytes, `Error::internal_final` for a
+/// plan the driver sent).
+pub fn decode_guarded<T>(
+    what: &str,
+    fault: fn(String) -> Error,
+    decode: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let why = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_string());
+            Err(fault(format!(
+                "malformed {what}: its decoder failed on it ({why})"
+            )))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,6 +380,19 @@ mod tests {
         assert_eq!(last.fault(), Fault::Internal);
         assert!(!last.is_retryable());
         assert!(Error::internal("connection reset").is_retryable());
+    }
+
+    #[test]
+    fn a_panicking_decoder_is_an_error_naming_the_input() {
+        let e = decode_guarded::<u8>("DataFrame plan", Error::user, || {
+            let empty: Vec<u8> = Vec::new();
+            Ok(empty[3])
+        })
+        .unwrap_err();
+        assert_eq!(e.fault(), Fault::User);
+        assert!(e.to_string().contains("malformed DataFrame plan"), "{e}");
+        assert!(e.to_string().contains("index out of bounds"), "{e}");
+        assert_eq!(decode_guarded("x", Error::user, || Ok(5)).unwrap(), 5);
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod ids;
 pub mod redact;
 
 pub use config::FaiscaConfig;
-pub use error::{Error, Fault, FetchFailure, Result};
+pub use error::{Error, Fault, FetchFailure, Result, decode_guarded};
 pub use ids::{ExecutorId, JobId, SessionId, StageId};
 pub use redact::Redaction;
 

@@ -117,6 +117,8 @@ pub fn decode_logical_plan(
     ctx: &TaskContext,
     codec: &DriverLogicalCodec,
 ) -> Result<LogicalPlan> {
-    datafusion_proto::bytes::logical_plan_from_bytes_with_extension_codec(bytes, ctx, codec)
-        .map_err(|e| Error::from(e).context("decoding a DataFrame plan"))
+    faisca_common::decode_guarded("DataFrame plan", Error::user, || {
+        datafusion_proto::bytes::logical_plan_from_bytes_with_extension_codec(bytes, ctx, codec)
+            .map_err(|e| Error::from(e).context("decoding a DataFrame plan"))
+    })
 }

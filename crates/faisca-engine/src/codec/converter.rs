@@ -27,6 +27,52 @@ use prost::Message;
 
 use super::patches;
 
+/// Check that an Arrow IPC stream's messages fit in its bytes before arrow reads it: arrow's
+/// reader allocates what a message's header says its body holds, so a stream that lies would
+/// make the process allocate without bound.
+pub fn check_ipc_stream(bytes: &[u8]) -> std::result::Result<(), String> {
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let word = |at: usize| -> std::result::Result<i32, String> {
+            let four = bytes
+                .get(at..at + 4)
+                .ok_or_else(|| format!("a message header cut off at byte {at}"))?;
+            Ok(i32::from_le_bytes([four[0], four[1], four[2], four[3]]))
+        };
+        let mut length = word(at)?;
+        at += 4;
+        if length == -1 {
+            // The continuation marker, then the metadata's length.
+            length = word(at)?;
+            at += 4;
+        }
+        if length == 0 {
+            return Ok(()); // end of stream
+        }
+        let length = usize::try_from(length)
+            .map_err(|_| format!("a negative metadata length at byte {at}"))?;
+        let metadata = bytes.get(at..at.saturating_add(length)).ok_or_else(|| {
+            format!(
+                "metadata of {length} bytes at byte {at} past the end ({} bytes)",
+                bytes.len()
+            )
+        })?;
+        let message = arrow::ipc::root_as_message(metadata)
+            .map_err(|e| format!("unreadable message metadata at byte {at}: {e}"))?;
+        at += length;
+        let body = usize::try_from(message.bodyLength())
+            .map_err(|_| format!("a negative body length at byte {at}"))?;
+        if body > bytes.len() - at {
+            return Err(format!(
+                "a message body of {body} bytes at byte {at}, past the end ({} bytes)",
+                bytes.len()
+            ));
+        }
+        at += body;
+    }
+    Ok(())
+}
+
 /// Faísca's datafusion-proto converter (see the module docs).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FaiscaConverter;
@@ -44,6 +90,15 @@ impl PhysicalProtoConverterExtension for FaiscaConverter {
             }) = ExtensionNode::decode(extension.node.as_slice())
         {
             return patches::decode(&patched, ctx, self);
+        }
+        if let Some(PhysicalPlanType::MemoryScan(scan)) = &proto.physical_plan_type {
+            for (i, partition) in scan.partitions.iter().enumerate() {
+                check_ipc_stream(partition).map_err(|why| {
+                    datafusion::error::DataFusionError::Plan(format!(
+                        "malformed in-memory scan partition {i}: {why}"
+                    ))
+                })?;
+            }
         }
         proto.try_into_physical_plan_with_context(ctx, self)
     }
@@ -94,5 +149,43 @@ impl PhysicalProtoConverterExtension for FaiscaConverter {
     ) -> DfResult<PhysicalExprNode> {
         let node = serialize_physical_expr_with_converter(expr, codec, self)?;
         patches::encode_expr(expr, node)
+    }
+}
+
+#[cfg(test)]
+mod ipc_tests {
+    use super::check_ipc_stream;
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::ipc::writer::StreamWriter;
+    use arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+
+    fn stream() -> Vec<u8> {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from_iter_values(0..1000))],
+        )
+        .unwrap();
+        let mut bytes = Vec::new();
+        let mut writer = StreamWriter::try_new(&mut bytes, &schema).unwrap();
+        writer.write(&batch).unwrap();
+        writer.finish().unwrap();
+        drop(writer);
+        bytes
+    }
+
+    #[test]
+    fn a_stream_whose_messages_claim_more_than_it_holds_is_refused() {
+        let bytes = stream();
+        assert_eq!(check_ipc_stream(&bytes), Ok(()));
+        assert_eq!(check_ipc_stream(&[]), Ok(()));
+        // The batch's body cut short: its header still claims all of it.
+        let cut = &bytes[..bytes.len() - 4000];
+        let why = check_ipc_stream(cut).unwrap_err();
+        assert!(why.contains("past the end"), "{why}");
+        assert!(check_ipc_stream(&[0xff, 0xff, 0xff, 0xff, 0x10]).is_err());
+        assert!(check_ipc_stream(&[0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x80]).is_err());
     }
 }

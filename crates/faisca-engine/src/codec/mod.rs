@@ -286,16 +286,19 @@ pub fn decode_stage_plan(
     hash_partitioned: bool,
     ctx: &TaskContext,
 ) -> Result<(Arc<dyn ExecutionPlan>, Option<Partitioning>)> {
-    let root = datafusion_proto::bytes::physical_plan_from_bytes_with_proto_converter(
-        bytes,
-        ctx,
-        &FaiscaCodec::for_task(ctx),
-        &FaiscaConverter,
-    )
+    let root = faisca_common::decode_guarded("stage plan", Error::internal_final, || {
+        datafusion_proto::bytes::physical_plan_from_bytes_with_proto_converter(
+            bytes,
+            ctx,
+            &FaiscaCodec::for_task(ctx),
+            &FaiscaConverter,
+        )
+        .map_err(Error::from)
+    })
     .map_err(
         |e| match crate::udf::missing_function_error(&e.to_string()) {
             Some(missing) => missing,
-            None => Error::from(e),
+            None => e,
         },
     )?;
     if !hash_partitioned {

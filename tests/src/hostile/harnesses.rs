@@ -1,0 +1,412 @@
+//! The harnesses: Flight tickets and RPC messages (what any peer of the driver's or an
+//! executor's port can send), the DataFrame plan bytes a client sends the driver, the stage plan
+//! bytes (with fused pipelines) an executor decodes, and configuration values.
+
+use std::sync::{Arc, LazyLock};
+
+use arbitrary::Unstructured;
+use datafusion::execution::TaskContext;
+use datafusion::prelude::{CsvReadOptions, SessionConfig, SessionContext};
+use faisca::driver::logical_codec::{DriverLogicalCodec, SourceRegistry};
+use faisca_common::FaiscaConfig;
+use faisca_proto::{
+    ExecutePlanRequest, ExecuteSqlRequest, ExecutorMessage, LaunchTask, RegisterTableRequest,
+    ResultTicket, ShuffleTicket, StartStreamingQueryRequest, TaskLogTicket, ticket,
+};
+use prost::Message;
+
+use super::{Harness, fuzz};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A session with a small CSV table `t(a, b, c)` and an in-memory one `m(k, v)`; the CSV file
+/// lives as long as the process.
+fn session() -> SessionContext {
+    static DIR: LazyLock<tempfile::TempDir> = LazyLock::new(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: String = std::iter::once("a,b,c\n".to_string())
+            .chain((0..50).map(|i| format!("{i},{},x{}\n", i % 7, i % 3)))
+            .collect();
+        std::fs::write(dir.path().join("t.csv"), rows).unwrap();
+        dir
+    });
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+    runtime().block_on(async {
+        ctx.register_csv(
+            "t",
+            DIR.path().join("t.csv").to_str().unwrap(),
+            CsvReadOptions::new(),
+        )
+        .await
+        .unwrap();
+        ctx.sql("CREATE TABLE m(k INT, v VARCHAR) AS VALUES (1, 'a'), (2, NULL), (3, 'c')")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+    });
+    ctx
+}
+
+const QUERIES: &[&str] = &[
+    "SELECT a, b FROM t WHERE b > 2 AND c LIKE 'x%'",
+    "SELECT b, count(*), sum(a), avg(a) FROM t WHERE a % 2 = 0 GROUP BY b",
+    "SELECT b, CASE WHEN a > 10 THEN 'big' ELSE c END AS d FROM t ORDER BY a DESC LIMIT 5",
+    "SELECT t.a, m.v FROM t JOIN m ON t.b = m.k",
+    "SELECT a, row_number() OVER (PARTITION BY b ORDER BY a) FROM t",
+    "SELECT k, v FROM m WHERE v IS NOT NULL UNION ALL SELECT b, c FROM t",
+];
+
+fn ticket_seeds() -> Vec<Vec<u8>> {
+    [
+        ticket::Kind::Result(ResultTicket {
+            job_id: "job-1".into(),
+        }),
+        ticket::Kind::Shuffle(ShuffleTicket {
+            job_id: "job-1".into(),
+            stage_id: 2,
+            map_partition: 3,
+            attempt: 1,
+            reduce_partition: 4,
+            uncompressed: true,
+        }),
+        ticket::Kind::TaskLog(TaskLogTicket {
+            job_id: "job-1".into(),
+            stage_id: 1,
+            partition: 0,
+            attempt: 0,
+        }),
+    ]
+    .into_iter()
+    .map(|kind| faisca_proto::encode_ticket(kind).to_vec())
+    .collect()
+}
+
+/// A Flight ticket, as the driver's and every executor's Flight service decode it.
+const FLIGHT_TICKET: Harness = Harness {
+    name: "flight_ticket",
+    test: "hostile::harnesses::flight_tickets",
+    seeds: ticket_seeds,
+    run: |input| {
+        let _ = faisca_proto::decode_ticket(input);
+    },
+};
+
+/// The first byte picks the message; the rest is its encoding.
+fn rpc_seeds() -> Vec<Vec<u8>> {
+    let tagged = |tag: u8, bytes: Vec<u8>| [vec![tag], bytes].concat();
+    vec![
+        tagged(
+            0,
+            ExecuteSqlRequest {
+                session_id: "s".into(),
+                sql: "SELECT 1".into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        tagged(
+            1,
+            ExecutePlanRequest {
+                session_id: "s".into(),
+                logical_plan: vec![1, 2, 3],
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        tagged(2, ExecutorMessage::default().encode_to_vec()),
+        tagged(
+            3,
+            LaunchTask {
+                job_id: "j".into(),
+                stage_id: 1,
+                partition: 2,
+                plan: bytes::Bytes::from_static(&[8, 1]),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        ),
+        tagged(4, RegisterTableRequest::default().encode_to_vec()),
+        tagged(5, StartStreamingQueryRequest::default().encode_to_vec()),
+    ]
+}
+
+/// RPC messages a peer sends the driver (requests, an executor's stream) or the driver sends
+/// an executor (task launches), decoded as tonic decodes them; a task status's error is read
+/// back as the driver reads it.
+const RPC_MESSAGES: Harness = Harness {
+    name: "rpc_messages",
+    test: "hostile::harnesses::rpc_messages",
+    seeds: rpc_seeds,
+    run: |input| {
+        let Some((tag, body)) = input.split_first() else {
+            return;
+        };
+        match tag % 6 {
+            0 => drop(ExecuteSqlRequest::decode(body)),
+            1 => drop(ExecutePlanRequest::decode(body)),
+            2 => {
+                if let Ok(message) = ExecutorMessage::decode(body)
+                    && let Some(faisca_proto::executor_message::Message::TaskStatus(status)) =
+                        message.message
+                    && let Some(error) = &status.error
+                {
+                    let _ = faisca_proto::error_from_task_error(error).message();
+                }
+            }
+            3 => drop(LaunchTask::decode(body)),
+            4 => drop(RegisterTableRequest::decode(body)),
+            _ => drop(StartStreamingQueryRequest::decode(body)),
+        }
+    },
+};
+
+static LOGICAL: LazyLock<(SessionContext, Arc<SourceRegistry>)> =
+    LazyLock::new(|| (session(), Arc::new(SourceRegistry::default())));
+
+fn dataframe_plan_seeds() -> Vec<Vec<u8>> {
+    let (ctx, sources) = &*LOGICAL;
+    let codec = DriverLogicalCodec {
+        sources: sources.clone(),
+    };
+    runtime().block_on(async {
+        let mut seeds = Vec::new();
+        for sql in QUERIES {
+            let plan = ctx.sql(sql).await.unwrap().into_optimized_plan().unwrap();
+            if let Ok(bytes) = faisca::driver::logical_codec::encode_logical_plan(&plan, &codec) {
+                seeds.push(bytes);
+            }
+        }
+        assert!(!seeds.is_empty(), "no DataFrame plan encodes");
+        seeds
+    })
+}
+
+/// A DataFrame plan as a client sends it in `ExecutePlan`, decoded as the driver decodes it.
+const DATAFRAME_PLAN: Harness = Harness {
+    name: "dataframe_plan",
+    test: "hostile::harnesses::dataframe_plans",
+    seeds: dataframe_plan_seeds,
+    run: |input| {
+        let (ctx, sources) = &*LOGICAL;
+        let codec = DriverLogicalCodec {
+            sources: sources.clone(),
+        };
+        let task = ctx.task_ctx();
+        let _ = faisca::driver::logical_codec::decode_logical_plan(input, &task, &codec);
+    },
+};
+
+static PHYSICAL: LazyLock<(SessionContext, Arc<TaskContext>)> = LazyLock::new(|| {
+    let ctx = session();
+    let task = ctx.task_ctx();
+    (ctx, task)
+});
+
+fn stage_plan_seeds() -> Vec<Vec<u8>> {
+    let (ctx, _) = &*PHYSICAL;
+    runtime().block_on(async {
+        let mut seeds = Vec::new();
+        for sql in QUERIES {
+            let plan = ctx
+                .sql(sql)
+                .await
+                .unwrap()
+                .create_physical_plan()
+                .await
+                .unwrap();
+            // As the driver sends it: with fused pipelines where the stage compiler fuses.
+            for plan in [plan.clone(), faisca_planner::fusion::fuse(plan).unwrap()] {
+                if let Ok(bytes) = faisca_engine::codec::encode_stage_plan(plan, None) {
+                    seeds.push([vec![0], bytes.to_vec()].concat());
+                }
+            }
+        }
+        assert!(
+            seeds.len() >= 4,
+            "too few stage plans encode: {}",
+            seeds.len()
+        );
+        seeds
+    })
+}
+
+/// A stage plan as an executor decodes a task launch's plan (the first byte says whether the
+/// stage is hash-partitioned).
+const STAGE_PLAN: Harness = Harness {
+    name: "stage_plan",
+    test: "hostile::harnesses::stage_plans",
+    seeds: stage_plan_seeds,
+    run: |input| {
+        let Some((hash, plan)) = input.split_first() else {
+            return;
+        };
+        let (_, task) = &*PHYSICAL;
+        let _ = faisca_engine::codec::decode_stage_plan(plan, hash % 2 == 1, task);
+    },
+};
+
+fn config_seeds() -> Vec<Vec<u8>> {
+    // Indices into the keys, then values: what `config_pairs` reads back.
+    let mut seeds = Vec::new();
+    for (i, spec) in faisca_common::config::KEYS.iter().enumerate() {
+        let mut seed = vec![1u8, 0, (i % 256) as u8];
+        seed.extend(spec.default.as_bytes());
+        seed.push(0);
+        seeds.push(seed);
+    }
+    seeds
+}
+
+/// `key=value` pairs from `input`: keys mostly known ones, values any text.
+fn config_pairs(input: &[u8]) -> arbitrary::Result<Vec<(String, String)>> {
+    let mut u = Unstructured::new(input);
+    let keys = faisca_common::config::KEYS;
+    let mut pairs = Vec::new();
+    let count = u.int_in_range(0..=8)?;
+    for _ in 0..count {
+        let key = if u.ratio(1, 8)? {
+            u.arbitrary::<String>()?
+        } else {
+            let spec = &keys[u.choose_index(keys.len())?];
+            if u.ratio(1, 4)? {
+                spec.name.to_ascii_uppercase()
+            } else {
+                spec.name.to_string()
+            }
+        };
+        let value = match u.int_in_range(0..=3)? {
+            0 => [
+                "-1",
+                "0",
+                "1e400",
+                "18446744073709551616",
+                "1k",
+                "5 s",
+                "1:2:3",
+                "NaN",
+            ][u.choose_index(8)?]
+            .to_string(),
+            _ => u.arbitrary::<String>()?,
+        };
+        pairs.push((key, value));
+    }
+    Ok(pairs)
+}
+
+/// Configuration from `--conf`, `SET`, session options: every accessor of a config that was
+/// accepted answers (a value validated when set must not panic when read).
+const CONFIG_VALUES: Harness = Harness {
+    name: "config_values",
+    test: "hostile::harnesses::config_values",
+    seeds: config_seeds,
+    run: |input| {
+        let Ok(pairs) = config_pairs(input) else {
+            return;
+        };
+        let Ok(c) = FaiscaConfig::from_pairs(pairs) else {
+            return;
+        };
+        let _ = (
+            c.dynamic_allocation(),
+            c.executor_memory_overhead(),
+            c.kubernetes_batch_size(),
+            c.kubernetes_delete_on_termination(),
+            c.executor_pod_labels(),
+            c.executor_pod_annotations(),
+            c.pairs(),
+            c.other_pairs(),
+            c.max_partition_bytes(),
+            c.open_cost_in_bytes(),
+            c.codegen_enabled(),
+            c.check_plan_encoding(),
+        );
+        let _ = (
+            c.redaction(),
+            c.kafka_request_timeout(),
+            c.kafka_max_records_per_task(),
+            c.streaming_state_partitions(),
+            c.streaming_state_snapshot_interval(),
+            c.streaming_min_batches_to_retain(),
+            c.streaming_poll_interval(),
+            c.streaming_recent_progress(),
+            c.test_streaming_stop_after(),
+            c.shuffle_partitions(),
+            c.shuffle_compression(),
+            c.shuffle_compress_loopback(),
+        );
+        let _ = (
+            c.shuffle_in_memory(),
+            c.shuffle_spill_bytes(),
+            c.shuffle_fetch_concurrency(),
+            c.max_message_size(),
+            c.connect_timeout(),
+            c.health_request_timeout(),
+            c.heartbeat_interval(),
+            c.heartbeat_timeout(),
+            c.registration_timeout(),
+            c.executor_instances(),
+            c.executor_cores(),
+            c.executor_memory(),
+        );
+        let _ = (
+            c.executor_max_failures(),
+            c.executor_stop_timeout(),
+            c.decommission_enabled(),
+            c.decommission_grace_period(),
+            c.executor_wait_timeout(),
+            c.local_executor_memory(),
+            c.task_max_attempts(),
+            c.batch_size(),
+            c.stage_max_attempts(),
+            c.retained_jobs(),
+            c.retained_task_failures(),
+            c.progress_interval(),
+        );
+        let _ = (
+            c.write_commit_concurrency(),
+            c.test_stop_commit_after_manifest(),
+            c.test_stop_before_source_commit(),
+            c.injected_failures(),
+            c.injected_delay(),
+            c.injected_gate(),
+            c.event_log_dir(),
+            c.event_log_rolling(),
+            c.task_log_limits(),
+            c.history_update_interval(),
+            c.ui_settings(),
+            c.ui_enabled(true),
+        );
+    },
+};
+
+#[test]
+fn flight_tickets() {
+    fuzz(&FLIGHT_TICKET);
+}
+
+#[test]
+fn rpc_messages() {
+    fuzz(&RPC_MESSAGES);
+}
+
+#[test]
+fn dataframe_plans() {
+    fuzz(&DATAFRAME_PLAN);
+}
+
+#[test]
+fn stage_plans() {
+    fuzz(&STAGE_PLAN);
+}
+
+#[test]
+fn config_values() {
+    fuzz(&CONFIG_VALUES);
+}
