@@ -1,6 +1,7 @@
 //! The harnesses: Flight tickets and RPC messages (what any peer of the driver's or an
 //! executor's port can send), the DataFrame plan bytes a client sends the driver, the stage plan
-//! bytes (with fused pipelines) an executor decodes, and configuration values.
+//! bytes (with fused pipelines) an executor decodes, configuration values, and Kafka record
+//! values as `from_json` and `from_avro` read them (with a Schema Registry's framing and answers).
 
 use std::sync::{Arc, LazyLock};
 
@@ -409,4 +410,135 @@ fn stage_plans() {
 #[test]
 fn config_values() {
     fuzz(&CONFIG_VALUES);
+}
+
+/// An Avro record schema with most of Avro's types, for `from_avro`.
+const AVRO_SCHEMA: &str = r#"{"type":"record","name":"r","fields":[
+  {"name":"i","type":"int"},
+  {"name":"s","type":["null","string"]},
+  {"name":"a","type":{"type":"array","items":"long"}},
+  {"name":"m","type":{"type":"map","values":"double"}},
+  {"name":"e","type":{"type":"enum","name":"E","symbols":["A","B"]}},
+  {"name":"f","type":{"type":"fixed","name":"F","size":4}},
+  {"name":"d","type":{"type":"bytes","logicalType":"decimal","precision":9,"scale":2}}]}"#;
+
+/// A Spark DDL schema with nesting, for `from_json`.
+const JSON_SCHEMA: &str = "a INT, b ARRAY<STRING>, c STRUCT<d: DOUBLE, t: TIMESTAMP>, m MAP<STRING, BIGINT>, x DECIMAL(10, 2)";
+
+static RECORDS: LazyLock<SessionContext> = LazyLock::new(|| {
+    let ctx = SessionContext::new();
+    for udf in faisca_engine::functions::builtin_scalar() {
+        ctx.register_udf(udf.as_ref().clone());
+    }
+    ctx
+});
+
+/// One Avro datum of [`AVRO_SCHEMA`], encoded by hand (zigzag varints, blocks, a union index).
+fn avro_datum() -> Vec<u8> {
+    let mut d = vec![0x02]; // i = 1
+    d.extend([0x02, 0x04, b'a', b'b']); // s = "ab" (union branch 1)
+    d.extend([0x04, 0x0a, 0x0c, 0x00]); // a = [5, 6]
+    d.extend([0x02, 0x02, b'k']); // m = {"k": 1.5}
+    d.extend(1.5f64.to_le_bytes());
+    d.push(0x00);
+    d.push(0x02); // e = B
+    d.extend([1, 2, 3, 4]); // f
+    d.extend([0x04, 0x01, 0x00]); // d = 2.56
+    d
+}
+
+fn record_seeds() -> Vec<Vec<u8>> {
+    let json = br#"{"a": 1, "b": ["x", null], "c": {"d": 1.5, "t": "2026-12-03T10:00:00Z"}, "m": {"k": 7}, "x": 12.34}"#;
+    let datum = avro_datum();
+    let framed = [vec![0u8, 0, 0, 0, 7], datum.clone()].concat();
+    vec![
+        [vec![0], json.to_vec()].concat(),
+        [vec![1], datum.clone()].concat(),
+        [vec![2], datum].concat(),
+        [vec![3], framed].concat(),
+        [vec![3], br#"{"id": 12}"#.to_vec()].concat(),
+        [
+            vec![3],
+            br#"{"schema": "{\"type\": \"int\"}", "schemaType": "AVRO"}"#.to_vec(),
+        ]
+        .concat(),
+    ]
+}
+
+/// Kafka record values (and a Schema Registry's framing and answers) as the functions that read
+/// them see them: `from_json` on text, `from_avro` on binary in both modes; the rows are the
+/// input whole and (but in FAILFAST mode) in two halves.
+const RECORD_VALUES: Harness = Harness {
+    name: "record_values",
+    test: "hostile::harnesses::record_values",
+    seeds: record_seeds,
+    run: |input| drop(read_records(input)),
+};
+
+/// What [`RECORD_VALUES`] does with `input`: the query's result (`None` for the registry's
+/// framing and answers, which are plain functions).
+fn read_records(
+    input: &[u8],
+) -> Option<datafusion::error::Result<Vec<datafusion::arrow::record_batch::RecordBatch>>> {
+    use datafusion::arrow::array::{BinaryArray, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+    let (tag, value) = input.split_first()?;
+    let half = value.len() / 2;
+    // FAILFAST stops at the first bad value: there the value alone; elsewhere also its halves.
+    let rows: Vec<&[u8]> = if tag % 4 == 1 {
+        vec![value]
+    } else {
+        vec![value, &value[..half], &value[half..]]
+    };
+    let sql = match tag % 4 {
+        0 => format!("SELECT from_json(t, '{JSON_SCHEMA}') FROM r"),
+        1 => format!("SELECT from_avro(v, '{AVRO_SCHEMA}') FROM r"),
+        2 => format!("SELECT from_avro(v, '{AVRO_SCHEMA}', map('mode', 'PERMISSIVE')) FROM r"),
+        _ => {
+            use faisca_engine::functions::schema_registry as registry;
+            let text = String::from_utf8_lossy(value);
+            let _ = (
+                registry::schema_id(value),
+                registry::parse_id_response(&text),
+                registry::parse_schema_response(&text),
+            );
+            return None;
+        }
+    };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("v", DataType::Binary, true),
+        Field::new("t", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(BinaryArray::from_iter_values(rows.iter().copied())),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| String::from_utf8_lossy(r).into_owned()),
+            )),
+        ],
+    )
+    .unwrap();
+    let ctx = &*RECORDS;
+    Some(runtime().block_on(async {
+        let frame = ctx.read_batch(batch)?;
+        let _ = ctx.deregister_table("r");
+        ctx.register_table("r", frame.into_view())?;
+        ctx.sql(&sql).await?.collect().await
+    }))
+}
+
+#[test]
+fn record_seeds_decode() {
+    // The seeds are values the functions read: mutations start from real records.
+    for seed in record_seeds().iter().take(3) {
+        let batches = read_records(seed).unwrap().unwrap();
+        assert!(batches[0].column(0).is_valid(0), "the whole value decodes");
+    }
+}
+
+#[test]
+fn record_values() {
+    fuzz(&RECORD_VALUES);
 }
