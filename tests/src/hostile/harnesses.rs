@@ -1,7 +1,8 @@
 //! The harnesses: Flight tickets and RPC messages (what any peer of the driver's or an
 //! executor's port can send), the DataFrame plan bytes a client sends the driver, the stage plan
 //! bytes (with fused pipelines) an executor decodes, configuration values, and Kafka record
-//! values as `from_json` and `from_avro` read them (with a Schema Registry's framing and answers).
+//! values as `from_json` and `from_avro` read them (with a Schema Registry's framing and answers),
+//! and the checkpoint logs a restarted Kafka batch source or streaming query reads.
 
 use std::sync::{Arc, LazyLock};
 
@@ -541,4 +542,143 @@ fn record_seeds_decode() {
 #[test]
 fn record_values() {
     fuzz(&RECORD_VALUES);
+}
+
+/// The files a checkpoint harness input names: `[file id][length: u16 LE][bytes]`, repeated.
+const CHECKPOINT_FILES: &[&str] = &[
+    "metadata",
+    "offsets/0",
+    "offsets/1",
+    "offsets/2",
+    "commits/0",
+    "commits/1",
+    "commits/2",
+    "offsets/18446744073709551615",
+    "commits/18446744073709551615",
+    "offsets/not-a-number",
+];
+
+fn checkpoint_files(input: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut rest = input;
+    while let [id, low, high, tail @ ..] = rest {
+        let len = (u16::from_le_bytes([*low, *high]) as usize).min(tail.len());
+        let name = CHECKPOINT_FILES[*id as usize % CHECKPOINT_FILES.len()];
+        files.push((name, tail[..len].to_vec()));
+        rest = &tail[len..];
+    }
+    files
+}
+
+fn encode_checkpoint(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, bytes) in files {
+        let id = CHECKPOINT_FILES.iter().position(|f| f == name).unwrap();
+        out.push(id as u8);
+        out.extend((bytes.len() as u16).to_le_bytes());
+        out.extend(bytes);
+    }
+    out
+}
+
+/// The files of a checkpoint as Faísca writes them: a Kafka batch source's after two runs,
+/// and a streaming query's after two batches.
+fn checkpoint_seeds() -> Vec<Vec<u8>> {
+    use faisca::driver::streaming::checkpoint::{BatchMetadata, OffsetsEntry, StreamCheckpoint};
+    use faisca_connectors::kafka::OffsetRange;
+    use faisca_connectors::kafka::checkpoint::Checkpoint;
+    use object_store::ObjectStoreExt;
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+    runtime().block_on(async {
+        async fn read_all(store: Arc<InMemory>) -> Vec<(&'static str, Vec<u8>)> {
+            let mut files = Vec::new();
+            for name in CHECKPOINT_FILES {
+                if let Ok(got) = ObjectStoreExt::get(store.as_ref(), &Path::from(*name)).await {
+                    files.push((*name, got.bytes().await.unwrap().to_vec()));
+                }
+            }
+            files
+        }
+        let kafka_store = Arc::new(InMemory::new());
+        let kafka = Checkpoint::new("memory:///k", kafka_store.clone(), Path::from(""));
+        let range = |start, end| OffsetRange {
+            topic: "t".into(),
+            partition: 0,
+            start,
+            end,
+        };
+        kafka
+            .record_offsets(0, "subscribe=t", &[range(0, 10)])
+            .await
+            .unwrap();
+        kafka.record_commit(0).await.unwrap();
+        kafka
+            .record_offsets(1, "subscribe=t", &[range(10, 25)])
+            .await
+            .unwrap();
+        let stream_store = Arc::new(InMemory::new());
+        let stream = StreamCheckpoint::new("memory:///s", stream_store.clone(), Path::from(""));
+        stream.open(&["rate".to_string()], 4).await.unwrap();
+        for batch in 0..2 {
+            stream
+                .write_offsets(&OffsetsEntry {
+                    batch_id: batch,
+                    metadata: BatchMetadata {
+                        batch_watermark_ms: 1000 * batch as i64,
+                        batch_timestamp_ms: 1_700_000_000_000,
+                    },
+                    sources: vec![format!("{{\"offset\": {}}}", batch * 10)],
+                })
+                .await
+                .unwrap();
+        }
+        stream.write_commit(0, 500).await.unwrap();
+        vec![
+            encode_checkpoint(&read_all(kafka_store).await),
+            encode_checkpoint(&read_all(stream_store).await),
+        ]
+    })
+}
+
+/// Checkpoint files as a restarted Kafka batch source and a restarted streaming query read
+/// them: the log's JSON, its numbering, and where the next run starts from it.
+const CHECKPOINTS: Harness = Harness {
+    name: "checkpoints",
+    test: "hostile::harnesses::checkpoints",
+    seeds: checkpoint_seeds,
+    run: |input| {
+        use faisca::driver::streaming::checkpoint::StreamCheckpoint;
+        use faisca_connectors::kafka::checkpoint::Checkpoint;
+        use object_store::ObjectStoreExt;
+        use object_store::memory::InMemory;
+        use object_store::path::Path;
+        runtime().block_on(async {
+            let store = Arc::new(InMemory::new());
+            for (name, bytes) in checkpoint_files(input) {
+                store.put(&Path::from(name), bytes.into()).await.unwrap();
+            }
+            let kafka = Checkpoint::new("memory:///k", store.clone(), Path::from(""));
+            let _ = kafka.next_run().await;
+            let stream = StreamCheckpoint::new("memory:///s", store, Path::from(""));
+            if let Ok(resume) = stream.open(&["rate".to_string()], 4).await {
+                let _ = resume.next_batch_id();
+            }
+        });
+    },
+};
+
+#[test]
+fn checkpoint_seeds_resume() {
+    // The seeds are checkpoints the readers accept: mutations start from real ones.
+    let seeds = checkpoint_seeds();
+    assert_eq!(seeds.len(), 2);
+    for seed in &seeds {
+        assert!(checkpoint_files(seed).len() >= 3);
+    }
+}
+
+#[test]
+fn checkpoints() {
+    fuzz(&CHECKPOINTS);
 }

@@ -159,7 +159,12 @@ impl Checkpoint {
                 entry,
                 committed: true,
             }) => NextRun::Fresh {
-                batch_id: entry.batch_id + 1,
+                batch_id: entry.batch_id.checked_add(1).ok_or_else(|| {
+                    Error::user(format!(
+                        "Kafka checkpoint at '{}': batch {} is committed and is the last batch number there is; expected a log a Faísca run wrote (batches count from 0)",
+                        self.url, entry.batch_id
+                    ))
+                })?,
                 previous: Some(entry.ranges),
             },
         })
@@ -225,6 +230,17 @@ mod tests {
 
     fn checkpoint() -> Checkpoint {
         Checkpoint::new("memory:///cp", Arc::new(InMemory::new()), Path::from("cp"))
+    }
+
+    #[tokio::test]
+    async fn a_committed_last_batch_number_is_refused_not_overflowed() {
+        let cp = checkpoint();
+        cp.record_offsets(u64::MAX, "src", &[range(0, 10)])
+            .await
+            .unwrap();
+        cp.record_commit(u64::MAX).await.unwrap();
+        let e = cp.next_run().await.unwrap_err().to_string();
+        assert!(e.contains("the last batch number there is"), "{e}");
     }
 
     #[tokio::test]

@@ -74,7 +74,7 @@ pub struct OffsetRange {
 impl OffsetRange {
     /// Offsets in the range (records, unless some are transaction markers or aborted).
     pub fn len(&self) -> u64 {
-        (self.end - self.start).max(0) as u64
+        self.end.saturating_sub(self.start).max(0) as u64
     }
 
     /// Whether the range holds no offset.

@@ -198,6 +198,12 @@ impl StreamCheckpoint {
         };
         let last_entry = self.read_offsets(last).await?;
         if commits.contains(&last) {
+            if last == u64::MAX {
+                return Err(self.foreign(
+                    &format!("batch {last}"),
+                    "is committed and is the last batch number there is; a query counts its batches from 0",
+                ));
+            }
             let watermark = self.read_commit(last).await?;
             return Ok(Resume {
                 metadata,
@@ -466,6 +472,17 @@ mod tests {
 
     fn sources() -> Vec<String> {
         vec!["kafka subscribe=events".to_string()]
+    }
+
+    #[tokio::test]
+    async fn a_committed_last_batch_number_is_refused_not_overflowed() {
+        let store = Arc::new(InMemory::new());
+        let cp = checkpoint(&store);
+        cp.open(&sources(), 8).await.unwrap();
+        cp.write_offsets(&entry(u64::MAX, "{}")).await.unwrap();
+        cp.write_commit(u64::MAX, 0).await.unwrap();
+        let e = cp.open(&sources(), 8).await.unwrap_err().to_string();
+        assert!(e.contains("the last batch number there is"), "{e}");
     }
 
     #[tokio::test]
