@@ -2,7 +2,8 @@
 //! executor's port can send), the DataFrame plan bytes a client sends the driver, the stage plan
 //! bytes (with fused pipelines) an executor decodes, configuration values, and Kafka record
 //! values as `from_json` and `from_avro` read them (with a Schema Registry's framing and answers),
-//! and the checkpoint logs a restarted Kafka batch source or streaming query reads.
+//! the checkpoint logs a restarted Kafka batch source or streaming query reads, and a write's
+//! commit manifest (which must never make a commit touch a file outside its destination).
 
 use std::sync::{Arc, LazyLock};
 
@@ -681,4 +682,141 @@ fn checkpoint_seeds_resume() {
 #[test]
 fn checkpoints() {
     fuzz(&CHECKPOINTS);
+}
+
+/// The files a commit harness input names (under the destination `dest/`, but the last: a file
+/// beside the destination that no commit may touch).
+const COMMIT_FILES: &[&str] = &[
+    "dest/_temporary/j/_manifest.json",
+    "dest/_temporary/j/_COMMITTED",
+    "dest/_temporary/j/0-0/part-0.parquet",
+    "dest/_temporary/k/_manifest.json",
+    "dest/a.parquet",
+    "dest/b/c.parquet",
+    "outside/keep.parquet",
+];
+
+fn commit_seeds() -> Vec<Vec<u8>> {
+    use faisca::driver::commit::{Manifest, ManifestFile};
+    let manifest = Manifest {
+        version: 1,
+        job: "j".into(),
+        mode: "overwrite".into(),
+        files: vec![ManifestFile {
+            temporary: "_temporary/j/0-0/part-0.parquet".into(),
+            path: "part-0.parquet".into(),
+            rows: 3,
+            bytes: 9,
+        }],
+        replaced: vec!["a.parquet".into(), "b/c.parquet".into()],
+        single_file: false,
+    };
+    let json = serde_json::to_vec(&manifest).unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let id = COMMIT_FILES.iter().position(|f| *f == name).unwrap() as u8;
+        [
+            vec![id],
+            (bytes.len() as u16).to_le_bytes().to_vec(),
+            bytes.to_vec(),
+        ]
+        .concat()
+    };
+    let data = [
+        file("dest/_temporary/j/0-0/part-0.parquet", b"new"),
+        file("dest/a.parquet", b"old"),
+        file("dest/b/c.parquet", b"old"),
+        file("outside/keep.parquet", b"keep"),
+    ]
+    .concat();
+    vec![
+        [
+            file("dest/_temporary/j/_manifest.json", &json),
+            data.clone(),
+        ]
+        .concat(),
+        [
+            file("dest/_temporary/j/_manifest.json", &json),
+            file("dest/_temporary/j/_COMMITTED", b""),
+            data,
+        ]
+        .concat(),
+    ]
+}
+
+/// A write's commit log as a later write (or a reader) finds it: the manifest's JSON names the
+/// files to publish and those they replace. Whatever it says, nothing outside the destination
+/// is moved or deleted.
+const COMMITS: Harness = Harness {
+    name: "commits",
+    test: "hostile::harnesses::commits",
+    seeds: commit_seeds,
+    run: |input| drop(run_commits(input)),
+};
+
+/// What [`COMMITS`] does with `input`; the store afterwards.
+fn run_commits(input: &[u8]) -> Arc<object_store::memory::InMemory> {
+    use faisca_engine::sink::Destination;
+    use object_store::memory::InMemory;
+    use object_store::path::Path;
+    use object_store::{ObjectStore, ObjectStoreExt};
+    runtime().block_on(async {
+        let store = Arc::new(InMemory::new());
+        let mut rest = input;
+        while let [id, low, high, tail @ ..] = rest {
+            let len = (u16::from_le_bytes([*low, *high]) as usize).min(tail.len());
+            let name = COMMIT_FILES[*id as usize % COMMIT_FILES.len()];
+            store
+                .put(&Path::from(name), tail[..len].to_vec().into())
+                .await
+                .unwrap();
+            rest = &tail[len..];
+        }
+        let outside = Path::from("outside/keep.parquet");
+        let before = match store.get(&outside).await {
+            Ok(got) => Some(got.bytes().await.unwrap()),
+            Err(_) => None,
+        };
+        let dest = Destination {
+            url: "memory:///dest".into(),
+            store: store.clone() as Arc<dyn ObjectStore>,
+            root: Path::from("dest"),
+        };
+        let _ = faisca::driver::commit::uncommitted_files(&dest).await;
+        let _ = faisca::driver::commit::resume_pending(&dest, 2).await;
+        let _ = faisca::driver::commit::abort(&dest, "k").await;
+        let after = match store.get(&outside).await {
+            Ok(got) => Some(got.bytes().await.unwrap()),
+            Err(_) => None,
+        };
+        assert_eq!(
+            before, after,
+            "a commit touched a file outside its destination"
+        );
+        store
+    })
+}
+
+#[test]
+fn commit_seeds_publish() {
+    // The seeds are commits a later write finishes: mutations start from real ones.
+    use object_store::ObjectStoreExt;
+    use object_store::path::Path;
+    for seed in commit_seeds() {
+        let store = run_commits(&seed);
+        runtime().block_on(async {
+            assert!(store.head(&Path::from("dest/part-0.parquet")).await.is_ok());
+            assert!(store.head(&Path::from("dest/a.parquet")).await.is_err());
+            assert!(
+                store
+                    .head(&Path::from("outside/keep.parquet"))
+                    .await
+                    .is_ok()
+            );
+        });
+    }
+}
+
+#[test]
+fn commits() {
+    fuzz(&COMMITS);
 }
