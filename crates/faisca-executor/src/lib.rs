@@ -180,8 +180,7 @@ impl Executor {
             }
             None => (metrics::MetricsSink::default(), None),
         };
-        let (max_lines, max_bytes) = options.config.task_log_limits();
-        task_logs::register(&id.0, max_lines, max_bytes);
+        task_logs::register(&id.0, options.config.task_log_limits());
 
         let (listener, flight_address) =
             rpc::bind(options.bind, options.advertise_host.as_deref(), "executor").await?;

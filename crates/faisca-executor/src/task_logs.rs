@@ -4,8 +4,8 @@
 //! (see [`crate::connection`]). [`TaskLogLayer`], a `tracing` layer the process installs beside
 //! its log output (the `faisca` binary does; a program running executors in-process can add it
 //! too), finds that span above each log event and appends the formatted line to the executor's
-//! [`store`]. Each executor keeps the last `faisca.ui.taskLogLines` lines per attempt and at most
-//! `faisca.ui.taskLogMaxBytes` in all, dropping the oldest attempts' lines first; lines of an
+//! [`store`]. Each executor keeps the last `faisca.ui.taskLogLines` lines per attempt (each cut
+//! at `faisca.ui.taskLogMaxLineBytes`) and at most `faisca.ui.taskLogMaxBytes` in all, dropping the oldest attempts' lines first; lines of an
 //! executor that did not [`register`] (or stopped) are not kept. The executor's Flight service
 //! answers a task log ticket from [`lines`].
 //!
@@ -16,15 +16,13 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{LazyLock, Mutex};
 
+use faisca_common::config::TaskLogLimits;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
-
-/// The longest line kept, in bytes; longer ones are cut (at a character boundary) and marked.
-pub const MAX_LINE_BYTES: usize = 4096;
 
 /// The name of the span a task runs in.
 pub const TASK_SPAN: &str = "task";
@@ -57,6 +55,7 @@ pub struct TaskLog {
 struct ExecutorLogs {
     max_lines: usize,
     max_bytes: usize,
+    max_line_bytes: usize,
     tasks: HashMap<TaskAttemptId, TaskLog>,
     /// Attempts in the order of their first kept line: the front is dropped first.
     order: VecDeque<TaskAttemptId>,
@@ -76,6 +75,14 @@ impl ExecutorLogs {
     fn push(&mut self, task: &TaskAttemptId, mut line: String) {
         if self.max_lines == 0 || self.max_bytes == 0 {
             return;
+        }
+        if line.len() > self.max_line_bytes {
+            let mut cut = self.max_line_bytes;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+            line.push_str(" …(cut)");
         }
         line.shrink_to_fit();
         let size = line_cost(&line);
@@ -143,14 +150,14 @@ fn store() -> std::sync::MutexGuard<'static, HashMap<String, ExecutorLogs>> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Start keeping the task logs of `executor`: the last `max_lines` per attempt, `max_bytes` in
-/// all (`faisca.ui.taskLogLines`, `faisca.ui.taskLogMaxBytes`).
-pub fn register(executor: &str, max_lines: usize, max_bytes: usize) {
+/// Start keeping the task logs of `executor` within `limits` (`faisca.ui.taskLog*`).
+pub fn register(executor: &str, limits: TaskLogLimits) {
     store().insert(
         executor.to_string(),
         ExecutorLogs {
-            max_lines,
-            max_bytes,
+            max_lines: limits.lines,
+            max_bytes: limits.bytes,
+            max_line_bytes: limits.line_bytes,
             tasks: HashMap::new(),
             order: VecDeque::new(),
             bytes: 0,
@@ -308,7 +315,7 @@ where
         let mut text = EventText::default();
         event.record(&mut text);
         let metadata = event.metadata();
-        let mut line = format!(
+        let line = format!(
             "{} {:>5} {}: {}{}",
             faisca_ui::format::spark_time(faisca_ui::events::now_ms()),
             metadata.level(),
@@ -316,14 +323,6 @@ where
             text.message,
             text.fields
         );
-        if line.len() > MAX_LINE_BYTES {
-            let mut cut = MAX_LINE_BYTES;
-            while !line.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            line.truncate(cut);
-            line.push_str(" …(cut)");
-        }
         push(&task.executor, &task.task, line);
     }
 }
@@ -332,6 +331,14 @@ where
 mod tests {
     use super::*;
     use tracing_subscriber::layer::SubscriberExt;
+
+    fn limits(lines: usize, bytes: usize) -> TaskLogLimits {
+        TaskLogLimits {
+            lines,
+            bytes,
+            line_bytes: 4096,
+        }
+    }
 
     fn attempt(partition: u32) -> TaskAttemptId {
         TaskAttemptId {
@@ -344,7 +351,7 @@ mod tests {
 
     #[test]
     fn lines_inside_a_task_span_are_kept_per_attempt_and_bounded() {
-        register("exec-logs-a", 3, 1 << 20);
+        register("exec-logs-a", limits(3, 1 << 20));
         let subscriber = tracing_subscriber::registry().with(TaskLogLayer);
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!("outside any task");
@@ -377,7 +384,7 @@ mod tests {
         let (per_line, per_attempt) = (30 + LINE_OVERHEAD, ATTEMPT_OVERHEAD + 2);
         // Room for two attempts of two lines and one more line.
         let limit = 2 * per_attempt + 5 * per_line;
-        register("exec-logs-b", 100, limit);
+        register("exec-logs-b", limits(100, limit));
         push("exec-logs-b", &attempt(1), line.clone());
         push("exec-logs-b", &attempt(1), line.clone());
         push("exec-logs-b", &attempt(2), line.clone());
@@ -406,7 +413,7 @@ mod tests {
 
     #[test]
     fn long_lines_are_cut_at_a_character_boundary() {
-        register("exec-logs-c", 10, 1 << 20);
+        register("exec-logs-c", limits(10, 1 << 20));
         let subscriber = tracing_subscriber::registry().with(TaskLogLayer);
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::error_span!(
@@ -418,10 +425,10 @@ mod tests {
                 attempt = 0u32
             );
             let _entered = span.enter();
-            tracing::warn!("{}", "é".repeat(MAX_LINE_BYTES));
+            tracing::warn!("{}", "é".repeat(4096));
         });
         let log = lines("exec-logs-c", &attempt(1)).unwrap();
-        assert!(log.lines[0].len() <= MAX_LINE_BYTES + 12);
+        assert!(log.lines[0].len() <= 4096 + 12);
         assert!(log.lines[0].ends_with("…(cut)"));
         forget("exec-logs-c");
     }

@@ -156,11 +156,13 @@ fn app_id(store: &AppStore) -> &str {
     store.app.as_ref().map_or("", |a| a.app_id.as_str())
 }
 
-/// How long a task log fetch may take before the page says the executor did not answer.
-const TASK_LOG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// The answer to `reply`: fetched through `fetcher` when it is a task log.
-pub(crate) async fn complete(reply: Reply, fetcher: Option<&TaskLogFetcher>) -> Answer {
+/// The answer to `reply`: fetched through `fetcher` when it is a task log, within `timeout`
+/// (`faisca.ui.taskLogTimeout`).
+pub(crate) async fn complete(
+    reply: Reply,
+    fetcher: Option<&TaskLogFetcher>,
+    timeout: std::time::Duration,
+) -> Answer {
     match reply {
         Reply::Done(answer) => answer,
         Reply::Fetch { request, render } => {
@@ -169,11 +171,11 @@ pub(crate) async fn complete(reply: Reply, fetcher: Option<&TaskLogFetcher>) -> 
                 request.executor_id, request.executor_address
             );
             let lines = match fetcher {
-                Some(fetch) => match tokio::time::timeout(TASK_LOG_TIMEOUT, fetch(request)).await {
+                Some(fetch) => match tokio::time::timeout(timeout, fetch(request)).await {
                     Ok(Ok(lines)) => Ok(lines),
                     Ok(Err(e)) => Err(format!("could not fetch the task log from {what}: {e}")),
                     Err(_) => Err(format!(
-                        "{what} did not send the task log within {TASK_LOG_TIMEOUT:?}"
+                        "{what} did not send the task log within {timeout:?} (faisca.ui.taskLogTimeout)"
                     )),
                 },
                 None => Err("this server cannot reach executors".to_string()),
@@ -281,12 +283,13 @@ impl UiServer {
         let limits = StoreLimits::from_settings(settings);
         let store = tokio::spawn(run_store(AppStore::new(limits), events_rx, requests_rx));
         let fetcher = options.task_logs.clone();
+        let timeout = settings.task_log_timeout;
         let ask: Ask = Arc::new(move |path, query| {
             let reply = ask_store(path, query);
             let fetcher = fetcher.clone();
             async move {
                 match reply.await {
-                    Ok(reply) => complete(reply, fetcher.as_ref()).await,
+                    Ok(reply) => complete(reply, fetcher.as_ref(), timeout).await,
                     Err(_) => Answer::text(503, "the server is stopping".to_string()),
                 }
             }

@@ -233,18 +233,20 @@ pub fn fuzz(harness: &Harness) {
         String::from_utf8_lossy(&output.stderr)
     );
     let ran = text.contains(&format!("{}: ", harness.name)) && text.contains("generated inputs");
+    let shown: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            !l.trim_start().starts_with("at ") && !l.contains(": std::") && !l.contains(": core::")
+        })
+        .collect();
+    // The end says why the child stopped (an abort's message comes last).
+    let tail = &shown[shown.len().saturating_sub(80)..];
     assert!(
         output.status.success() && ran,
         "{} failed ({}; FAISCA_FUZZ_SEED={seed} finds it again):\n{}",
         harness.name,
         output.status,
-        text.lines()
-            .filter(|l| !l.trim_start().starts_with("at ")
-                && !l.contains(": std::")
-                && !l.contains(": core::"))
-            .take(60)
-            .collect::<Vec<_>>()
-            .join("\n")
+        tail.join("\n")
     );
 }
 

@@ -13,7 +13,7 @@ use crate::{Error, Result};
 pub mod cluster;
 pub mod ui;
 pub use cluster::DynamicAllocation;
-pub use ui::UiSettings;
+pub use ui::{TaskLogLimits, UiSettings};
 
 /// How a value of a key is parsed.
 #[derive(Debug, Clone, Copy)]
@@ -518,6 +518,8 @@ pub const KEYS: &[KeySpec] = &[
     ui::UI_RETAINED_DEAD_EXECUTORS,
     ui::UI_TASK_LOG_LINES,
     ui::UI_TASK_LOG_MAX_BYTES,
+    ui::UI_TASK_LOG_MAX_LINE_BYTES,
+    ui::UI_TASK_LOG_TIMEOUT,
     ui::EVENT_LOG_ENABLED,
     ui::EVENT_LOG_DIR,
     ui::EVENT_LOG_MAX_FILE_SIZE,

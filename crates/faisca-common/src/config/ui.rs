@@ -95,6 +95,20 @@ pub const UI_TASK_LOG_MAX_BYTES: KeySpec = KeySpec {
     kind: ValueKind::Bytes,
     doc: "Bytes of task log lines an executor keeps in all; the oldest tasks' lines are dropped first.",
 };
+/// `faisca.ui.taskLogMaxLineBytes`.
+pub const UI_TASK_LOG_MAX_LINE_BYTES: KeySpec = KeySpec {
+    name: "faisca.ui.taskLogMaxLineBytes",
+    default: "4k",
+    kind: ValueKind::Bytes,
+    doc: "The longest task log line an executor keeps; longer ones are cut and marked.",
+};
+/// `faisca.ui.taskLogTimeout`.
+pub const UI_TASK_LOG_TIMEOUT: KeySpec = KeySpec {
+    name: "faisca.ui.taskLogTimeout",
+    default: "10s",
+    kind: ValueKind::Duration,
+    doc: "How long the web UI waits for an executor to send a task's log lines before the page says it did not answer.",
+};
 
 /// `faisca.eventLog.enabled`.
 pub const EVENT_LOG_ENABLED: KeySpec = KeySpec {
@@ -139,6 +153,17 @@ fn any_text(_: &str) -> bool {
     true
 }
 
+/// What an executor keeps of its tasks' log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskLogLimits {
+    /// The last lines kept per task attempt (`faisca.ui.taskLogLines`; 0: none).
+    pub lines: usize,
+    /// Bytes kept in all (`faisca.ui.taskLogMaxBytes`).
+    pub bytes: usize,
+    /// The longest line kept whole (`faisca.ui.taskLogMaxLineBytes`, 64 B to 1 MiB).
+    pub line_bytes: usize,
+}
+
 /// What the UI keeps, and where it listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UiSettings {
@@ -156,6 +181,8 @@ pub struct UiSettings {
     pub retained_tasks: usize,
     /// Departed executors kept.
     pub retained_dead_executors: usize,
+    /// How long a task log fetch from an executor may take.
+    pub task_log_timeout: std::time::Duration,
 }
 
 impl FaiscaConfig {
@@ -191,13 +218,13 @@ impl FaiscaConfig {
         )
     }
 
-    /// `faisca.ui.taskLogLines` and `faisca.ui.taskLogMaxBytes`: the lines an executor keeps per
-    /// task attempt, and the bytes it keeps in all.
-    pub fn task_log_limits(&self) -> (usize, usize) {
-        (
-            self.count(&UI_TASK_LOG_LINES).min(1 << 20) as usize,
-            self.bytes(&UI_TASK_LOG_MAX_BYTES).min(usize::MAX as u64) as usize,
-        )
+    /// `faisca.ui.taskLog*`: what an executor keeps of its tasks' log lines.
+    pub fn task_log_limits(&self) -> TaskLogLimits {
+        TaskLogLimits {
+            lines: self.count(&UI_TASK_LOG_LINES).min(1 << 20) as usize,
+            bytes: self.bytes(&UI_TASK_LOG_MAX_BYTES).min(usize::MAX as u64) as usize,
+            line_bytes: self.bytes(&UI_TASK_LOG_MAX_LINE_BYTES).clamp(64, 1 << 20) as usize,
+        }
     }
 
     /// `faisca.history.updateInterval` (at least 10 ms).
@@ -216,6 +243,7 @@ impl FaiscaConfig {
             retained_stages: self.count(&UI_RETAINED_STAGES) as usize,
             retained_tasks: self.count(&UI_RETAINED_TASKS) as usize,
             retained_dead_executors: self.count(&UI_RETAINED_DEAD_EXECUTORS) as usize,
+            task_log_timeout: self.duration(&UI_TASK_LOG_TIMEOUT),
         }
     }
 }

@@ -27,9 +27,10 @@ use prost::Message;
 
 use super::patches;
 
-/// Check that an Arrow IPC stream's messages fit in its bytes before arrow reads it: arrow's
-/// reader allocates what a message's header says its body holds, so a stream that lies would
-/// make the process allocate without bound.
+/// Check that an Arrow IPC stream's messages fit in its bytes, and that none is compressed,
+/// before arrow reads it: arrow's reader allocates what a message's header says its body holds,
+/// and what a compressed buffer says it holds uncompressed, so a stream that lies would make the
+/// process allocate without bound.
 pub fn check_ipc_stream(bytes: &[u8]) -> std::result::Result<(), String> {
     let mut at = 0usize;
     while at < bytes.len() {
@@ -59,6 +60,20 @@ pub fn check_ipc_stream(bytes: &[u8]) -> std::result::Result<(), String> {
         })?;
         let message = arrow::ipc::root_as_message(metadata)
             .map_err(|e| format!("unreadable message metadata at byte {at}: {e}"))?;
+        // A compressed buffer starts with its uncompressed length, which arrow allocates as
+        // told; DataFusion writes in-memory scans uncompressed, so a compressed one is refused.
+        let compressed = message
+            .header_as_record_batch()
+            .is_some_and(|batch| batch.compression().is_some())
+            || message
+                .header_as_dictionary_batch()
+                .and_then(|dictionary| dictionary.data())
+                .is_some_and(|batch| batch.compression().is_some());
+        if compressed {
+            return Err(format!(
+                "a compressed batch at byte {at} (in-memory scans travel uncompressed)"
+            ));
+        }
         at += length;
         let body = usize::try_from(message.bodyLength())
             .map_err(|_| format!("a negative body length at byte {at}"))?;
@@ -186,6 +201,25 @@ mod ipc_tests {
         let why = check_ipc_stream(cut).unwrap_err();
         assert!(why.contains("past the end"), "{why}");
         assert!(check_ipc_stream(&[0xff, 0xff, 0xff, 0xff, 0x10]).is_err());
+        // Compressed buffers say how much to allocate: refused (found by the stage plan fuzzer:
+        // an 8 GiB allocation).
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from_iter_values(0..10))],
+        )
+        .unwrap();
+        let options = arrow::ipc::writer::IpcWriteOptions::default()
+            .try_with_compression(Some(arrow::ipc::CompressionType::LZ4_FRAME))
+            .unwrap();
+        let mut compressed = Vec::new();
+        let mut writer =
+            StreamWriter::try_new_with_options(&mut compressed, &schema, options).unwrap();
+        writer.write(&batch).unwrap();
+        writer.finish().unwrap();
+        drop(writer);
+        let why = check_ipc_stream(&compressed).unwrap_err();
+        assert!(why.contains("compressed"), "{why}");
         assert!(check_ipc_stream(&[0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x80]).is_err());
     }
 }
