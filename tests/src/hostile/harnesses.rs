@@ -559,27 +559,36 @@ const CHECKPOINT_FILES: &[&str] = &[
     "offsets/not-a-number",
 ];
 
-fn checkpoint_files(input: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+/// The files `input` names (`[file id][length: u16 LE][bytes]`, repeated; ids index `names`).
+fn named_files(input: &[u8], names: &'static [&'static str]) -> Vec<(&'static str, Vec<u8>)> {
     let mut files = Vec::new();
     let mut rest = input;
     while let [id, low, high, tail @ ..] = rest {
         let len = (u16::from_le_bytes([*low, *high]) as usize).min(tail.len());
-        let name = CHECKPOINT_FILES[*id as usize % CHECKPOINT_FILES.len()];
-        files.push((name, tail[..len].to_vec()));
+        files.push((names[*id as usize % names.len()], tail[..len].to_vec()));
         rest = &tail[len..];
     }
     files
 }
 
-fn encode_checkpoint(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+/// [`named_files`]' input for `files`.
+fn encode_files(files: &[(&str, Vec<u8>)], names: &[&str]) -> Vec<u8> {
     let mut out = Vec::new();
     for (name, bytes) in files {
-        let id = CHECKPOINT_FILES.iter().position(|f| f == name).unwrap();
+        let id = names.iter().position(|f| f == name).unwrap();
         out.push(id as u8);
         out.extend((bytes.len() as u16).to_le_bytes());
         out.extend(bytes);
     }
     out
+}
+
+fn checkpoint_files(input: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    named_files(input, CHECKPOINT_FILES)
+}
+
+fn encode_checkpoint(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    encode_files(files, CHECKPOINT_FILES)
 }
 
 /// The files of a checkpoint as Faísca writes them: a Kafka batch source's after two runs,
@@ -712,15 +721,7 @@ fn commit_seeds() -> Vec<Vec<u8>> {
         single_file: false,
     };
     let json = serde_json::to_vec(&manifest).unwrap();
-    let file = |name: &str, bytes: &[u8]| {
-        let id = COMMIT_FILES.iter().position(|f| *f == name).unwrap() as u8;
-        [
-            vec![id],
-            (bytes.len() as u16).to_le_bytes().to_vec(),
-            bytes.to_vec(),
-        ]
-        .concat()
-    };
+    let file = |name: &str, bytes: &[u8]| encode_files(&[(name, bytes.to_vec())], COMMIT_FILES);
     let data = [
         file("dest/_temporary/j/0-0/part-0.parquet", b"new"),
         file("dest/a.parquet", b"old"),
@@ -761,15 +762,8 @@ fn run_commits(input: &[u8]) -> Arc<object_store::memory::InMemory> {
     use object_store::{ObjectStore, ObjectStoreExt};
     runtime().block_on(async {
         let store = Arc::new(InMemory::new());
-        let mut rest = input;
-        while let [id, low, high, tail @ ..] = rest {
-            let len = (u16::from_le_bytes([*low, *high]) as usize).min(tail.len());
-            let name = COMMIT_FILES[*id as usize % COMMIT_FILES.len()];
-            store
-                .put(&Path::from(name), tail[..len].to_vec().into())
-                .await
-                .unwrap();
-            rest = &tail[len..];
+        for (name, bytes) in named_files(input, COMMIT_FILES) {
+            store.put(&Path::from(name), bytes.into()).await.unwrap();
         }
         let outside = Path::from("outside/keep.parquet");
         let before = match store.get(&outside).await {
