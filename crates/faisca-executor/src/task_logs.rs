@@ -200,7 +200,7 @@ pub fn held_bytes(executor: &str) -> usize {
 pub struct TaskLogLayer;
 
 /// What a `task` span says about its attempt.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct TaskSpan {
     executor: String,
     task: TaskAttemptId,
@@ -302,29 +302,33 @@ where
         let Some(scope) = ctx.event_scope(event) else {
             return;
         };
-        let Some(task) = scope
-            .into_iter()
-            .find_map(|span| span.extensions().get::<TaskSpan>().cloned())
-        else {
-            return;
-        };
-        // Formatting costs more than the look-up: skip it when the line would not be kept.
-        if !keeps(&task.executor) {
+        for span in scope {
+            let extensions = span.extensions();
+            let Some(task) = extensions.get::<TaskSpan>() else {
+                continue;
+            };
+            // Formatting costs more than the look-up: skip it when the line would not be kept.
+            if keeps(&task.executor) {
+                push(&task.executor, &task.task, format_line(event));
+            }
             return;
         }
-        let mut text = EventText::default();
-        event.record(&mut text);
-        let metadata = event.metadata();
-        let line = format!(
-            "{} {:>5} {}: {}{}",
-            faisca_ui::format::spark_time(faisca_ui::events::now_ms()),
-            metadata.level(),
-            metadata.target(),
-            text.message,
-            text.fields
-        );
-        push(&task.executor, &task.task, line);
     }
+}
+
+/// `event` as a kept line: time, level, target, message and fields.
+fn format_line(event: &Event<'_>) -> String {
+    let mut text = EventText::default();
+    event.record(&mut text);
+    let metadata = event.metadata();
+    format!(
+        "{} {:>5} {}: {}{}",
+        faisca_ui::format::spark_time(faisca_ui::events::now_ms()),
+        metadata.level(),
+        metadata.target(),
+        text.message,
+        text.fields
+    )
 }
 
 #[cfg(test)]

@@ -583,14 +583,6 @@ fn encode_files(files: &[(&str, Vec<u8>)], names: &[&str]) -> Vec<u8> {
     out
 }
 
-fn checkpoint_files(input: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
-    named_files(input, CHECKPOINT_FILES)
-}
-
-fn encode_checkpoint(files: &[(&str, Vec<u8>)]) -> Vec<u8> {
-    encode_files(files, CHECKPOINT_FILES)
-}
-
 /// The files of a checkpoint as Faísca writes them: a Kafka batch source's after two runs,
 /// and a streaming query's after two batches.
 fn checkpoint_seeds() -> Vec<Vec<u8>> {
@@ -645,8 +637,8 @@ fn checkpoint_seeds() -> Vec<Vec<u8>> {
         }
         stream.write_commit(0, 500).await.unwrap();
         vec![
-            encode_checkpoint(&read_all(kafka_store).await),
-            encode_checkpoint(&read_all(stream_store).await),
+            encode_files(&read_all(kafka_store).await, CHECKPOINT_FILES),
+            encode_files(&read_all(stream_store).await, CHECKPOINT_FILES),
         ]
     })
 }
@@ -665,7 +657,7 @@ const CHECKPOINTS: Harness = Harness {
         use object_store::path::Path;
         runtime().block_on(async {
             let store = Arc::new(InMemory::new());
-            for (name, bytes) in checkpoint_files(input) {
+            for (name, bytes) in named_files(input, CHECKPOINT_FILES) {
                 store.put(&Path::from(name), bytes.into()).await.unwrap();
             }
             let kafka = Checkpoint::new("memory:///k", store.clone(), Path::from(""));
@@ -684,7 +676,7 @@ fn checkpoint_seeds_resume() {
     let seeds = checkpoint_seeds();
     assert_eq!(seeds.len(), 2);
     for seed in &seeds {
-        assert!(checkpoint_files(seed).len() >= 3);
+        assert!(named_files(seed, CHECKPOINT_FILES).len() >= 3);
     }
 }
 
