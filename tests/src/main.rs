@@ -55,6 +55,7 @@ mod schema_registry;
 mod secrets;
 mod splits;
 mod streaming;
+mod tls;
 mod tpch;
 mod udf;
 mod ui;

@@ -29,7 +29,7 @@ pub struct DriverArgs {
     /// Serve plain-HTTP `/healthz` and `/readyz` on this port (same interface as --bind).
     #[arg(long, value_name = "PORT")]
     pub health_port: Option<u16>,
-    /// Serve Prometheus metrics (`/metrics` only, plain HTTP) on this port (same interface as
+    /// Serve Prometheus metrics (`/metrics` only; HTTPS with --tls-cert) on this port (same interface as
     /// --bind): jobs, stages and tasks by state, task durations, shuffle, memory, executors.
     #[arg(long, value_name = "PORT")]
     pub metrics_port: Option<u16>,
@@ -51,6 +51,9 @@ pub struct DriverArgs {
     /// contacting nothing and binding nothing.
     #[arg(long, requires = "master")]
     pub dry_run: bool,
+    /// TLS files.
+    #[command(flatten)]
+    pub tls: crate::tls_args::TlsArgs,
     /// Configuration `key=value` (repeatable).
     #[arg(long = "conf", value_name = "KEY=VALUE")]
     pub conf: Vec<String>,
@@ -84,10 +87,13 @@ pub struct ExecutorArgs {
     /// once registered with the driver.
     #[arg(long, value_name = "PORT")]
     pub health_port: Option<u16>,
-    /// Serve Prometheus metrics (`/metrics` only, plain HTTP) on this port (same interface as
+    /// Serve Prometheus metrics (`/metrics` only; HTTPS with --tls-cert) on this port (same interface as
     /// --bind): this executor's tasks, shuffle bytes, memory pool and task logs.
     #[arg(long, value_name = "PORT")]
     pub metrics_port: Option<u16>,
+    /// TLS files.
+    #[command(flatten)]
+    pub tls: crate::tls_args::TlsArgs,
     /// Configuration `key=value` (repeatable).
     #[arg(long = "conf", value_name = "KEY=VALUE")]
     pub conf: Vec<String>,
@@ -118,6 +124,9 @@ pub struct SqlArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// TLS files.
+    #[command(flatten)]
+    pub tls: crate::tls_args::TlsArgs,
     /// Configuration `key=value` for the session (repeatable).
     #[arg(long = "conf", value_name = "KEY=VALUE")]
     pub conf: Vec<String>,
@@ -202,7 +211,8 @@ pub async fn wait_for_an_executor(session: &Session) -> Result<()> {
 }
 
 /// `faisca driver`: serve until Ctrl-C or SIGTERM.
-pub async fn driver(args: DriverArgs) -> Result<()> {
+pub async fn driver(mut args: DriverArgs) -> Result<()> {
+    args.tls.add_to(&mut args.conf);
     let mut pairs = parse_key_values(&args.conf, "--conf")?;
     if let Some(n) = args.executors {
         pairs.push((
@@ -261,7 +271,7 @@ pub async fn driver(args: DriverArgs) -> Result<()> {
             .map(|port| SocketAddr::new(bind.ip(), port)),
     })
     .await?;
-    eprintln!("faisca driver listening on faisca://{}", server.address());
+    eprintln!("faisca driver listening on {}", server.url());
     if kubernetes.is_some() {
         warn_if_pods_cannot_reach(server.address());
     }
@@ -271,8 +281,8 @@ pub async fn driver(args: DriverArgs) -> Result<()> {
     if let Some(health) = server.health_address() {
         eprintln!("faisca driver health endpoints on http://{health}/healthz and /readyz");
     }
-    if let Some(metrics) = server.metrics_address() {
-        eprintln!("faisca driver metrics on http://{metrics}/metrics");
+    if let Some(metrics) = server.metrics_url() {
+        eprintln!("faisca driver metrics on {metrics}");
     }
     tokio::select! {
         signal = tokio::signal::ctrl_c() => signal.context("waiting for Ctrl-C")?,
@@ -285,7 +295,8 @@ pub async fn driver(args: DriverArgs) -> Result<()> {
 
 /// `faisca executor`: register and run tasks until the driver goes away, Ctrl-C, or SIGTERM
 /// (a graceful decommission when `faisca.decommission.enabled`; a second SIGTERM stops at once).
-pub async fn executor(args: ExecutorArgs) -> Result<()> {
+pub async fn executor(mut args: ExecutorArgs) -> Result<()> {
+    args.tls.add_to(&mut args.conf);
     let config = FaiscaConfig::from_pairs(parse_key_values(&args.conf, "--conf")?)?;
     let cores = match args.cores {
         Some(0) => bail!("invalid --cores 0: expected at least 1"),
@@ -351,8 +362,8 @@ pub async fn executor(args: ExecutorArgs) -> Result<()> {
         args.memory,
         executor.flight_address()
     );
-    if let Some(metrics) = executor.metrics_address() {
-        eprintln!("faisca executor metrics on http://{metrics}/metrics");
+    if let Some(metrics) = executor.metrics_url() {
+        eprintln!("faisca executor metrics on {metrics}");
     }
     let decommissioner = executor.decommissioner();
     let mut decommissioning = false;
@@ -407,7 +418,8 @@ async fn parent_gone(watch: bool) {
 }
 
 /// `faisca sql`.
-pub async fn sql(args: SqlArgs) -> Result<()> {
+pub async fn sql(mut args: SqlArgs) -> Result<()> {
+    args.tls.add_to(&mut args.conf);
     let text = match (&args.execute, &args.file) {
         (Some(sql), _) => sql.clone(),
         (None, Some(path)) => std::fs::read_to_string(path)

@@ -23,10 +23,14 @@ pub struct HistoryArgs {
     /// (faisca.ui.retained*), faisca.history.updateInterval.
     #[arg(long = "conf", value_name = "KEY=VALUE")]
     pub conf: Vec<String>,
+    /// TLS files.
+    #[command(flatten)]
+    pub tls: crate::tls_args::TlsArgs,
 }
 
 /// Serve until Ctrl-C or SIGTERM.
-pub async fn run(args: HistoryArgs) -> Result<()> {
+pub async fn run(mut args: HistoryArgs) -> Result<()> {
+    args.tls.add_to(&mut args.conf);
     let config = FaiscaConfig::from_pairs(parse_key_values(&args.conf, "--conf")?)?;
     let mut settings = config.ui_settings();
     settings.port = args.ui_port;
@@ -53,6 +57,11 @@ pub async fn run(args: HistoryArgs) -> Result<()> {
         &args.event_log_dir,
         &settings,
         config.history_update_interval(),
+        faisca_common::tls::ServerTls::new(
+            &config.tls_settings()?,
+            "history server",
+            faisca_common::tls::ALPN_HTTP1,
+        )?,
     )
     .await?;
     eprintln!(

@@ -55,6 +55,9 @@ pub struct SubmitArgs {
     /// With k8s://: the application id (labels of its pods; default: a new one).
     #[arg(long)]
     pub app_id: Option<String>,
+    /// TLS files.
+    #[command(flatten)]
+    pub tls: crate::tls_args::TlsArgs,
     /// Configuration `key=value` for the session (repeatable).
     #[arg(long = "conf", value_name = "KEY=VALUE")]
     pub conf: Vec<String>,
@@ -84,6 +87,9 @@ pub struct StatusArgs {
     /// Print JSON (one object per job and line) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// TLS files.
+    #[command(flatten)]
+    pub tls: crate::tls_args::TlsArgs,
     /// Client configuration `key=value` (repeatable), e.g. faisca.rpc.connectTimeout.
     #[arg(long = "conf", value_name = "KEY=VALUE")]
     pub conf: Vec<String>,
@@ -98,6 +104,9 @@ pub struct KillArgs {
     /// The job to cancel, or the streaming query to stop.
     #[arg(value_name = "JOB_ID|QUERY_ID")]
     pub job: String,
+    /// TLS files.
+    #[command(flatten)]
+    pub tls: crate::tls_args::TlsArgs,
     /// Client configuration `key=value` (repeatable), e.g. faisca.rpc.connectTimeout.
     #[arg(long = "conf", value_name = "KEY=VALUE")]
     pub conf: Vec<String>,
@@ -116,7 +125,8 @@ impl std::fmt::Display for Interrupted {
 impl std::error::Error for Interrupted {}
 
 /// `faisca submit`.
-pub async fn submit(args: SubmitArgs) -> Result<()> {
+pub async fn submit(mut args: SubmitArgs) -> Result<()> {
+    args.tls.add_to(&mut args.conf);
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("cannot read SQL file {}", args.file.display()))?;
     let statements = split_statements(&text);
@@ -395,11 +405,12 @@ fn stage_line(s: &StageInfo, elapsed: Duration) -> String {
 
 async fn connect(master: &str, conf: &[String]) -> Result<DriverClient> {
     let config = FaiscaConfig::from_pairs(parse_key_values(conf, "--conf")?)?;
-    Ok(DriverClient::connect(master, config.connect_timeout(), config.max_message_size()).await?)
+    Ok(DriverClient::connect(master, &config).await?)
 }
 
 /// `faisca status`.
-pub async fn status(args: StatusArgs) -> Result<()> {
+pub async fn status(mut args: StatusArgs) -> Result<()> {
+    args.tls.add_to(&mut args.conf);
     let client = connect(&args.master, &args.conf).await?;
     let mut out = std::io::stdout().lock();
     if args.executors {
@@ -527,7 +538,8 @@ pub fn query_json(q: &StreamingQuerySummary) -> serde_json::Value {
 }
 
 /// `faisca kill`.
-pub async fn kill(args: KillArgs) -> Result<()> {
+pub async fn kill(mut args: KillArgs) -> Result<()> {
+    args.tls.add_to(&mut args.conf);
     let client = connect(&args.master, &args.conf).await?;
     match client.kill_job(&args.job).await {
         Ok(info) => eprintln!("job {} cancelled", info.job_id),

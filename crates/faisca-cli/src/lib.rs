@@ -7,6 +7,7 @@
 //! * [`demo`]: the embedded demo (TPC-H data generated in-process, a local cluster).
 //! * [`history`]: `faisca history`, the web UI of the runs an event log holds.
 //! * `faisca bench …` is the `faisca-bench` crate, linked here.
+//! * [`tls_args`]: `--tls-cert`, `--tls-key`, `--tls-ca` of every command that serves or connects.
 //! * [`output`]: result formats (table, CSV, JSON lines); [`script`]: splitting SQL scripts.
 //!
 //! The CLI talks to a cluster only through the `faisca` library (sessions, the driver client and
@@ -22,6 +23,7 @@ pub mod history;
 pub mod jobs;
 pub mod output;
 pub mod script;
+pub mod tls_args;
 
 pub use cli::{Cli, run};
 pub use entry::main;

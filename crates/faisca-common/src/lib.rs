@@ -8,13 +8,16 @@
 //!   from string pairs, plus the size (`512m`, `4g`) and duration (`30s`, `500ms`) parsers.
 //! * [`redact`]: [`Redaction`], the one rule for which option and configuration values are
 //!   secrets, and how they are masked in messages, logs and statement text.
+//! * [`tls`]: rustls server and client configurations built from `faisca.ssl.*`, reloaded when
+//!   their certificate files change.
 //!
-//! Nothing here does I/O.
+//! Nothing here does I/O but [`tls`] reading its certificate files.
 
 pub mod config;
 pub mod error;
 pub mod ids;
 pub mod redact;
+pub mod tls;
 
 pub use config::FaiscaConfig;
 pub use error::{Error, Fault, FetchFailure, Result, decode_guarded};

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
+use faisca_common::tls::ServerTls;
 use faisca_common::{FaiscaConfig, Result};
 use faisca_engine::shuffle::FlightClients;
 use faisca_proto::driver_service_server::DriverServiceServer;
@@ -41,6 +42,8 @@ pub struct DriverOptions {
 /// A running driver.
 pub struct DriverServer {
     address: String,
+    /// `faisca://` or `faisca+tls://`.
+    scheme: &'static str,
     handle: DriverHandle,
     shutdown: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<()>,
@@ -70,11 +73,15 @@ impl DriverServer {
             "driver",
         )
         .await?;
+        let tls = rpc::server_tls(&options.config, "driver")?;
+        let transport = rpc::ClientTransport::from_config(&options.config, false)?;
         let (listener, address) =
             rpc::bind(options.bind, options.advertise_host.as_deref(), "driver").await?;
+        let scheme = if tls.is_some() { "faisca+tls" } else { "http" };
         let (launcher, launcher_task) = match options.launcher {
             Some(launcher) => {
-                let (handle, task) = LauncherHandle::start(launcher, format!("http://{address}"));
+                let (handle, task) =
+                    LauncherHandle::start(launcher, format!("{scheme}://{address}"));
                 (Some(handle), Some(task))
             }
             None => (None, None),
@@ -84,7 +91,7 @@ impl DriverServer {
             uuid::Uuid::new_v4().as_u128() as u16,
         );
         let limit = options.config.max_message_size();
-        let clients = Arc::new(FlightClients::new(limit, options.config.connect_timeout()));
+        let clients = Arc::new(FlightClients::new(limit, transport));
         let serve_ui = options.config.ui_enabled(options.ui_by_default);
         let ui = if serve_ui || options.metrics_bind.is_some() {
             let ui_options = faisca_ui::UiOptions {
@@ -92,6 +99,11 @@ impl DriverServer {
                 serve_ui,
                 metrics_bind: options.metrics_bind,
                 task_logs: Some(crate::task_logs::fetcher(clients.clone())),
+                tls: ServerTls::new(
+                    &options.config.tls_settings()?,
+                    "web UI",
+                    faisca_common::tls::ALPN_HTTP1,
+                )?,
             };
             Some(UiServer::start(ui_options).await?)
         } else {
@@ -130,9 +142,11 @@ impl DriverServer {
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-        let incoming = rpc::incoming(listener);
+        let guard = rpc::PeerGuard::new(tls.as_deref());
+        let incoming = rpc::incoming(listener, tls);
         let server = tokio::spawn(async move {
             let result = rpc::server()
+                .layer(tonic::service::InterceptorLayer::new(guard))
                 .add_service(control)
                 .add_service(flight)
                 .serve_with_incoming_shutdown(incoming, async {
@@ -147,6 +161,11 @@ impl DriverServer {
         readiness.send_replace(Readiness::Ready);
         Ok(DriverServer {
             address,
+            scheme: if scheme == "http" {
+                "faisca"
+            } else {
+                "faisca+tls"
+            },
             handle,
             shutdown: Some(shutdown_tx),
             server,
@@ -179,6 +198,17 @@ impl DriverServer {
     /// Where the metrics-only port listens, when it is served.
     pub fn metrics_address(&self) -> Option<SocketAddr> {
         self.ui.as_ref().and_then(UiServer::metrics_address)
+    }
+
+    /// The metrics-only port's `/metrics` URL (`https://` with TLS), when it is served.
+    pub fn metrics_url(&self) -> Option<String> {
+        self.ui.as_ref().and_then(UiServer::metrics_url)
+    }
+
+    /// The address with its scheme: `faisca://host:port`, or `faisca+tls://host:port` when the
+    /// driver serves TLS.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme, self.address)
     }
 
     /// A handle to the actor (for in-process tools and tests).

@@ -34,15 +34,13 @@ pub async fn register(
     context: &ExecutorContext,
     flight_address: &str,
 ) -> Result<Connection> {
-    let url = faisca_proto::endpoint_url(&options.driver)?;
     let deadline = Instant::now() + options.config.registration_timeout();
     let limit = options.config.max_message_size();
     let mut delay = Duration::from_millis(50);
     let channel = loop {
-        let endpoint = faisca_proto::rpc::endpoint(url.clone(), options.config.connect_timeout())?;
-        match endpoint.connect().await {
+        match context.clients.transport().connect(&options.driver).await {
             Ok(channel) => break channel,
-            Err(e) if Instant::now() + delay < deadline => {
+            Err(e) if e.is_retryable() && Instant::now() + delay < deadline => {
                 tracing::debug!(
                     "driver at {} not reachable yet ({e}); retrying",
                     options.driver
@@ -50,6 +48,7 @@ pub async fn register(
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
+            Err(e) if !e.is_retryable() => return Err(e),
             Err(e) => {
                 return Err(Error::external(format!(
                     "cannot reach the driver at {} within faisca.executor.registrationTimeout ({:?}): {e}",

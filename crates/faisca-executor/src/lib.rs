@@ -34,6 +34,7 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SessionStateBuilder, TaskContext};
+use faisca_common::tls::{ALPN_HTTP1, ServerTls};
 use faisca_common::{Error, ExecutorId, FaiscaConfig, Result};
 use faisca_engine::shuffle::FlightClients;
 use faisca_engine::shuffle::memory::MemoryShuffleStore;
@@ -126,6 +127,22 @@ impl Executor {
                 "executor id '{id}' may only hold letters, digits, '-' and '_'"
             )));
         }
+        let tls = rpc::server_tls(&options.config, "executor")?;
+        let http_tls = ServerTls::new(
+            &options.config.tls_settings()?,
+            "executor metrics",
+            ALPN_HTTP1,
+        )?;
+        let transport = rpc::ClientTransport::from_config(
+            &options.config,
+            faisca_proto::address_says_tls(&options.driver),
+        )?;
+        if transport.uses_tls() && tls.is_none() {
+            return Err(Error::user(format!(
+                "the executor reaches its driver ({}) over TLS but has no certificate of its own: other executors and the driver fetch its shuffle data over TLS too, so --tls-cert and --tls-key (faisca.ssl.certFile, faisca.ssl.keyFile) are required",
+                options.driver
+            )));
+        }
         // Served from the start: alive while registering, ready once registered.
         let readiness = Arc::new(health::readiness("registering with the driver"));
         let health = HealthServer::start_if_asked(
@@ -170,7 +187,7 @@ impl Executor {
                     shuffle_memory: shuffle_memory.clone(),
                 };
                 let (sink, render, actor) = metrics::start(gauges);
-                match faisca_ui::MetricsServer::start(bind, "executor", render).await {
+                match faisca_ui::MetricsServer::start(bind, "executor", render, http_tls).await {
                     Ok(server) => (sink, Some((server, actor))),
                     Err(e) => {
                         actor.abort();
@@ -195,9 +212,11 @@ impl Executor {
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
         let (server_stop_tx, server_stop_rx) = oneshot::channel::<()>();
-        let incoming = rpc::incoming(listener);
+        let guard = rpc::PeerGuard::new(tls.as_deref());
+        let incoming = rpc::incoming(listener, tls);
         let server = tokio::spawn(async move {
             let result = rpc::server()
+                .layer(tonic::service::InterceptorLayer::new(guard))
                 .add_service(flight)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = server_stop_rx.await;
@@ -212,7 +231,7 @@ impl Executor {
             id: id.clone(),
             shuffle_root,
             base_task_context,
-            clients: Arc::new(FlightClients::new(limit, options.config.connect_timeout())),
+            clients: Arc::new(FlightClients::new(limit, transport)),
             config: options.config.clone(),
             stages: stage_cache::StageCache::default(),
             shuffle_memory,
@@ -278,6 +297,11 @@ impl Executor {
     /// Where the metrics are served, when they are.
     pub fn metrics_address(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(|(server, _)| server.address())
+    }
+
+    /// The metrics' `/metrics` URL (`https://` with TLS), when they are served.
+    pub fn metrics_url(&self) -> Option<String> {
+        self.metrics.as_ref().map(|(server, _)| server.url())
     }
 
     /// Wait until the executor stops: `Ok` after [`Executor::shutdown`] or a decommission,

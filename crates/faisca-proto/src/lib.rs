@@ -86,6 +86,9 @@ pub fn error_from_status(status: &tonic::Status, what: &str) -> Error {
             tonic::Code::InvalidArgument
             | tonic::Code::NotFound
             | tonic::Code::FailedPrecondition => Error::user(format!("{what}: {message}")),
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+                Error::user(format!("{what}: {message} (gRPC {:?})", status.code()))
+            }
             code => Error::internal(format!("{what}: {message} (gRPC {code:?})")),
         },
     }
@@ -179,29 +182,32 @@ pub fn decode_ticket(bytes: &[u8]) -> faisca_common::Result<ticket::Kind> {
         .ok_or_else(|| Error::user("malformed Flight ticket: expected a faisca.v1.Ticket with a result, shuffle or task log kind"))
 }
 
-/// Normalize a user-given address (`faisca://h:p`, `http://h:p`, `h:p`) into an `http://` URL.
+/// Normalize a user-given address (`faisca://h:p`, `faisca+tls://h:p`, `http://h:p`,
+/// `https://h:p`, `h:p`) into the `http://` URL a channel is built on (TLS is the transport's,
+/// see [`rpc::ClientTransport`]).
 pub fn endpoint_url(address: &str) -> faisca_common::Result<String> {
     let a = address.trim();
-    let rest = a
-        .strip_prefix("faisca://")
-        .or_else(|| a.strip_prefix("http://"))
+    let rest = ["faisca+tls://", "faisca://", "https://", "http://"]
+        .iter()
+        .find_map(|scheme| a.strip_prefix(scheme))
         .unwrap_or(a);
-    if a.starts_with("https://") {
-        return Err(Error::user(format!(
-            "address '{address}': TLS (https://) is not supported yet; expected faisca://host:port or http://host:port"
-        )));
-    }
     let rest = rest.trim_end_matches('/');
     let valid = match rest.rsplit_once(':') {
         Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok(),
         None => false,
     };
-    if !valid || rest.contains('/') {
+    if !valid || rest.contains('/') || rest.contains("://") {
         return Err(Error::user(format!(
-            "invalid address '{address}': expected faisca://host:port or http://host:port"
+            "invalid address '{address}': expected faisca://host:port, faisca+tls://host:port, http://host:port or https://host:port"
         )));
     }
     Ok(format!("http://{rest}"))
+}
+
+/// Whether `address` asks for TLS (`faisca+tls://` or `https://`).
+pub fn address_says_tls(address: &str) -> bool {
+    let a = address.trim();
+    a.starts_with("faisca+tls://") || a.starts_with("https://")
 }
 
 /// The bytes of a reference to the driver's source `source_id` (a DataFrame plan's table, see
@@ -237,6 +243,12 @@ mod tests {
         assert_eq!(endpoint_url("h:2").unwrap(), "http://h:2");
         assert!(endpoint_url("nohost").is_err());
         assert!(endpoint_url("faisca://h:99999").is_err());
+        for tls in ["faisca+tls://h:3", "https://h:3/"] {
+            assert_eq!(endpoint_url(tls).unwrap(), "http://h:3");
+            assert!(address_says_tls(tls));
+        }
+        assert!(!address_says_tls("faisca://h:3"));
+        assert!(endpoint_url("https://faisca://h:3").is_err());
     }
 
     #[test]

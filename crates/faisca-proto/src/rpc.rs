@@ -1,18 +1,30 @@
 //! gRPC plumbing shared by the driver and executor servers: binding a listener and working out
-//! the address to advertise, the accepted-connection stream, server and client settings, and the
-//! Flight service (`DoGet` only) both processes run.
+//! the address to advertise, the accepted-connection stream (TLS when the process has a
+//! certificate), server settings, the [`ClientTransport`] every client connects with (TLS when
+//! `faisca.ssl.*` or the address asks for it), and the Flight service (`DoGet` only) both
+//! processes run.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult,
 };
-use faisca_common::{Error, Result};
-use futures::{Stream, StreamExt};
+use faisca_common::tls::{ALPN_H2, ClientTls, ServerTls, client, server};
+use faisca_common::{Error, FaiscaConfig, Result};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, TryStreamExt};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::Connected;
+use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Request, Response, Status, Streaming};
 
 /// HTTP/2 flow-control windows: large enough that one Flight stream is not held back by
@@ -40,14 +52,228 @@ pub async fn bind(
     Ok((listener, format!("{host}:{}", local.port())))
 }
 
+/// A connection a Faísca server accepted: plain TCP, or TLS over it.
+pub enum ServerIo {
+    /// Plain TCP.
+    Plain(TcpStream),
+    /// TLS over TCP, handshake done.
+    Tls(Box<server::TlsStream<TcpStream>>),
+}
+
+impl std::fmt::Debug for ServerIo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ServerIo::Plain(_) => "ServerIo::Plain",
+            ServerIo::Tls(_) => "ServerIo::Tls",
+        })
+    }
+}
+
+/// Who is at the other end of a server's connection, as every request's extensions carry it.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    /// The client's address.
+    pub remote: Option<SocketAddr>,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// Whether the client presented a certificate (verified against `faisca.ssl.caFile`).
+    pub client_certificate: bool,
+}
+
+impl Connected for ServerIo {
+    type ConnectInfo = PeerInfo;
+
+    fn connect_info(&self) -> PeerInfo {
+        match self {
+            ServerIo::Plain(tcp) => PeerInfo {
+                remote: tcp.connect_info().remote_addr(),
+                tls: false,
+                client_certificate: false,
+            },
+            ServerIo::Tls(tls) => {
+                let (tcp, session) = tls.get_ref();
+                PeerInfo {
+                    remote: tcp.connect_info().remote_addr(),
+                    tls: true,
+                    client_certificate: session
+                        .peer_certificates()
+                        .is_some_and(|certs| !certs.is_empty()),
+                }
+            }
+        }
+    }
+}
+
+/// Checks every call a server receives before its service sees it: with
+/// `faisca.ssl.clientAuth=required`, a client that presented no certificate is refused with
+/// `UNAUTHENTICATED` saying what is missing. Add it with
+/// `server().layer(tonic::service::InterceptorLayer::new(guard))`.
+#[derive(Debug, Clone)]
+pub struct PeerGuard {
+    client_certificate_required: bool,
+}
+
+impl PeerGuard {
+    /// The guard of a server with `tls`.
+    pub fn new(tls: Option<&ServerTls>) -> Self {
+        PeerGuard {
+            client_certificate_required: tls.is_some_and(ServerTls::client_certificates_required),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for PeerGuard {
+    fn call(&mut self, request: Request<()>) -> std::result::Result<Request<()>, Status> {
+        if self.client_certificate_required
+            && !request
+                .extensions()
+                .get::<PeerInfo>()
+                .is_some_and(|peer| peer.client_certificate)
+        {
+            return Err(Status::unauthenticated(
+                "this server requires a client certificate (faisca.ssl.clientAuth=required): connect with --tls-cert and --tls-key (faisca.ssl.certFile, faisca.ssl.keyFile) signed by a CA it trusts",
+            ));
+        }
+        Ok(request)
+    }
+}
+
+impl AsyncRead for ServerIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ServerIo::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
+            ServerIo::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ServerIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ServerIo::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            ServerIo::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ServerIo::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
+            ServerIo::Tls(tls) => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ServerIo::Plain(tcp) => tcp.is_write_vectored(),
+            ServerIo::Tls(tls) => tls.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ServerIo::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            ServerIo::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ServerIo::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
+            ServerIo::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 /// Accepted connections, with Nagle's algorithm off (small control messages must not wait).
-pub fn incoming(listener: TcpListener) -> impl Stream<Item = std::io::Result<TcpStream>> {
-    TcpListenerStream::new(listener).map(|s| {
+/// With `tls`, each is handed over once its handshake is done: up to
+/// `faisca.ssl.maxHandshakes` run at once, each within `faisca.ssl.handshakeTimeout`; a failed
+/// one (a plaintext client, an untrusted client certificate) is logged and closed.
+pub fn incoming(
+    listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
+) -> BoxStream<'static, std::io::Result<ServerIo>> {
+    let accepted = TcpListenerStream::new(listener).map(|s| {
         if let Ok(stream) = &s {
             let _ = stream.set_nodelay(true);
         }
         s
-    })
+    });
+    let Some(tls) = tls else {
+        return accepted.map_ok(ServerIo::Plain).boxed();
+    };
+    let limit = tls.max_handshakes();
+    accepted
+        .map(move |tcp| {
+            let tls = tls.clone();
+            async move {
+                let tcp = tcp?;
+                let peer = tcp.peer_addr().ok();
+                if !starts_tls(&tcp, tls.handshake_timeout()).await {
+                    let limit = tls.handshake_timeout();
+                    let _ = tokio::time::timeout(limit, refuse_plaintext(tcp)).await;
+                    tracing::debug!(?peer, "a plaintext client was told this port serves TLS");
+                    return Err(std::io::Error::other("a plaintext client was refused"));
+                }
+                match tls.accept(tcp).await {
+                    Ok(stream) => Ok(ServerIo::Tls(Box::new(stream))),
+                    Err(e) => {
+                        tracing::debug!(?peer, "TLS handshake refused: {e}");
+                        Err(e)
+                    }
+                }
+            }
+        })
+        .buffer_unordered(limit)
+        .boxed()
+}
+
+/// The first byte of a TLS record carrying a handshake (a ClientHello).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// What a plaintext gRPC client of a TLS port is told.
+const PLAINTEXT_REFUSED: &str = "this server serves TLS only: connect with faisca+tls://host:port (or https://), with --tls-ca naming the CA that signed its certificate";
+
+/// Whether the client's first byte starts a TLS handshake (anything else, or nothing within
+/// `limit`, is not TLS).
+async fn starts_tls(tcp: &TcpStream, limit: Duration) -> bool {
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(limit, tcp.peek(&mut first)).await,
+        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD
+    )
+}
+
+/// Answer every gRPC call of a plaintext connection to a TLS port with `UNAVAILABLE` saying
+/// so, instead of a bare protocol error; nothing else is served on it.
+async fn refuse_plaintext(tcp: TcpStream) {
+    let service = hyper::service::service_fn(|_request| async {
+        tonic::codegen::http::Response::builder()
+            .status(200)
+            .header("content-type", "application/grpc")
+            .header("grpc-status", "14")
+            .header("grpc-message", PLAINTEXT_REFUSED)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+    });
+    let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .serve_connection(TokioIo::new(tcp), service)
+        .await;
+}
+
+/// The server side of a process's gRPC port: its TLS when it serves TLS (`faisca.ssl.certFile`).
+pub fn server_tls(config: &FaiscaConfig, what: &'static str) -> Result<Option<Arc<ServerTls>>> {
+    ServerTls::new(&config.tls_settings()?, what, ALPN_H2)
 }
 
 /// A tonic server builder with Faísca's settings.
@@ -58,16 +284,145 @@ pub fn server() -> tonic::transport::Server {
 }
 
 /// An endpoint (client side) with Faísca's settings.
-pub fn endpoint(
-    url: String,
-    connect_timeout: std::time::Duration,
-) -> Result<tonic::transport::Endpoint> {
-    Ok(tonic::transport::Endpoint::from_shared(url.clone())
+fn endpoint(url: String, connect_timeout: Duration) -> Result<Endpoint> {
+    Ok(Endpoint::from_shared(url.clone())
         .map_err(|e| Error::user(format!("invalid address '{url}': {e}")))?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES))
+}
+
+/// How a process connects to Faísca's gRPC servers (the driver, executors' Flight): the
+/// connect timeout, and TLS when on. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ClientTransport {
+    connect_timeout: Duration,
+    tls: Option<Arc<ClientTls>>,
+}
+
+impl ClientTransport {
+    /// Plain connections.
+    pub fn plain(connect_timeout: Duration) -> Self {
+        ClientTransport {
+            connect_timeout,
+            tls: None,
+        }
+    }
+
+    /// What `config` asks for (`faisca.rpc.connectTimeout`, `faisca.ssl.*`), given whether the
+    /// address the process was told says TLS (`faisca+tls://`, `https://`).
+    pub fn from_config(config: &FaiscaConfig, address_says_tls: bool) -> Result<Self> {
+        let settings = config.tls_settings()?;
+        let tls = if settings.connects_with_tls(address_says_tls) {
+            Some(ClientTls::new(&settings, "TLS client", ALPN_H2)?)
+        } else {
+            None
+        };
+        Ok(ClientTransport {
+            connect_timeout: config.connect_timeout(),
+            tls,
+        })
+    }
+
+    /// Whether connections use TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// A channel to `address` that connects when first used (and again after a failure).
+    pub fn lazy_channel(&self, address: &str) -> Result<Channel> {
+        let endpoint = endpoint(crate::endpoint_url(address)?, self.connect_timeout)?;
+        Ok(match &self.tls {
+            Some(tls) => endpoint.connect_with_connector_lazy(TlsConnector(tls.clone())),
+            None => endpoint.connect_lazy(),
+        })
+    }
+
+    /// A channel to `address`, connected now. The error describes the whole cause (refused,
+    /// timed out, the TLS handshake's reason) and hints at a TLS mismatch.
+    pub async fn connect(&self, address: &str) -> Result<Channel> {
+        let endpoint = endpoint(crate::endpoint_url(address)?, self.connect_timeout)?;
+        let connected = match &self.tls {
+            Some(tls) => {
+                endpoint
+                    .connect_with_connector(TlsConnector(tls.clone()))
+                    .await
+            }
+            None => endpoint.connect().await,
+        };
+        connected.map_err(|e| Error::external(self.describe(&e)))
+    }
+
+    /// A transport error with its causes, and what to check when TLS is a likely cause.
+    pub fn describe(&self, error: &(dyn std::error::Error + 'static)) -> String {
+        let text = error_chain(error);
+        let lower = text.to_ascii_lowercase();
+        if self.tls.is_some() && lower.contains("invalid peer certificate") {
+            format!(
+                "{text} (the server's certificate is not trusted: --tls-ca (faisca.ssl.caFile) must name the CA that signed it, and it must name the host connected to, or faisca.ssl.serverName)"
+            )
+        } else if self.tls.is_some() && lower.contains("certificaterequired") {
+            format!(
+                "{text} (the server requires a client certificate: --tls-cert and --tls-key, signed by a CA it trusts)"
+            )
+        } else if self.tls.is_none()
+            && (lower.contains("connection reset")
+                || lower.contains("broken pipe")
+                || lower.contains("frame with invalid size")
+                || lower.contains("protocol error"))
+        {
+            format!(
+                "{text} (the server may be serving TLS: connect with faisca+tls://host:port and --tls-ca)"
+            )
+        } else {
+            text
+        }
+    }
+}
+
+/// An error and its sources, `: `-separated, without repeats.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = e.source();
+    }
+    text
+}
+
+/// Connects TCP, then TLS, for a channel (tonic's own TLS is not built: this one reloads its
+/// certificates).
+#[derive(Clone)]
+struct TlsConnector(Arc<ClientTls>);
+
+impl tower_service::Service<Uri> for TlsConnector {
+    type Response = TokioIo<client::TlsStream<TcpStream>>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let tls = self.0.clone();
+        Box::pin(async move {
+            let host = uri.host().unwrap_or_default().to_string();
+            let port = uri.port_u16().unwrap_or(443);
+            let tcp =
+                TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port))
+                    .await?;
+            tcp.set_nodelay(true)?;
+            let stream = tls.connect(&host, tcp).await?;
+            Ok(TokioIo::new(stream))
+        })
+    }
 }
 
 /// What a Faísca process serves over Arrow Flight: `DoGet` only.

@@ -58,6 +58,7 @@ struct Run {
 #[derive(Debug)]
 pub struct HistoryServer {
     address: std::net::SocketAddr,
+    https: bool,
     server: JoinHandle<()>,
     actor: JoinHandle<()>,
     loader: JoinHandle<()>,
@@ -72,6 +73,7 @@ impl HistoryServer {
         location: &str,
         settings: &UiSettings,
         refresh: Duration,
+        tls: Option<Arc<faisca_common::tls::ServerTls>>,
     ) -> Result<Self> {
         // The directory must be readable now: a wrong URL is an error at start, not an empty list.
         store.list_with_delimiter(Some(&dir)).await.map_err(|e| {
@@ -107,9 +109,11 @@ impl HistoryServer {
             }
             .boxed()
         });
-        let server = tokio::spawn(serve(listener, ask));
+        let https = tls.is_some();
+        let server = tokio::spawn(serve(listener, ask, tls));
         Ok(HistoryServer {
             address,
+            https,
             server,
             actor,
             loader,
@@ -118,15 +122,7 @@ impl HistoryServer {
 
     /// Its URL.
     pub fn url(&self) -> String {
-        let ip = if self.address.ip().is_unspecified() {
-            std::net::IpAddr::from([127, 0, 0, 1])
-        } else {
-            self.address.ip()
-        };
-        format!(
-            "http://{}",
-            std::net::SocketAddr::new(ip, self.address.port())
-        )
+        crate::server::url_of(self.address, self.https)
     }
 }
 

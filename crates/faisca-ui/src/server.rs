@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use faisca_common::config::UiSettings;
+use faisca_common::tls::ServerTls;
 use faisca_common::{Error, Result};
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};
@@ -226,6 +227,8 @@ pub struct UiOptions {
     pub metrics_bind: Option<SocketAddr>,
     /// How task logs are fetched from executors.
     pub task_logs: Option<TaskLogFetcher>,
+    /// TLS of the UI and metrics ports (HTTPS), when the driver has a certificate.
+    pub tls: Option<Arc<ServerTls>>,
 }
 
 /// A running UI (and/or metrics-only port). It stops when dropped.
@@ -235,6 +238,7 @@ pub struct UiServer {
     store: JoinHandle<()>,
     server: Option<JoinHandle<()>>,
     metrics: Option<MetricsServer>,
+    https: bool,
 }
 
 impl std::fmt::Debug for UiServer {
@@ -275,7 +279,7 @@ impl UiServer {
                     }
                     .boxed()
                 });
-                Some(MetricsServer::start(bind, "driver", render).await?)
+                Some(MetricsServer::start(bind, "driver", render, options.tls.clone()).await?)
             }
             None => None,
         };
@@ -295,13 +299,16 @@ impl UiServer {
             }
             .boxed()
         });
-        let server = listener.map(|listener| tokio::spawn(serve(listener, ask)));
+        let https = options.tls.is_some();
+        let tls = options.tls.clone();
+        let server = listener.map(|listener| tokio::spawn(serve(listener, ask, tls)));
         Ok(UiServer {
             address,
             events: events_tx,
             store,
             server,
             metrics,
+            https,
         })
     }
 
@@ -310,10 +317,15 @@ impl UiServer {
         self.address
     }
 
-    /// The UI's URL (`http://127.0.0.1:4040`; a wildcard bind shows as 127.0.0.1), when it is
-    /// served.
+    /// The UI's URL (`http://127.0.0.1:4040`, `https://…` with TLS; a wildcard bind shows as
+    /// 127.0.0.1), when it is served.
     pub fn url(&self) -> Option<String> {
-        self.address.map(url_of)
+        self.address.map(|a| url_of(a, self.https))
+    }
+
+    /// The metrics-only port's `/metrics` URL, when it is served.
+    pub fn metrics_url(&self) -> Option<String> {
+        self.metrics.as_ref().map(MetricsServer::url)
     }
 
     /// Where the metrics-only port listens, when it is served.
@@ -327,14 +339,15 @@ impl UiServer {
     }
 }
 
-/// `http://address`, a wildcard address shown as 127.0.0.1.
-pub fn url_of(address: SocketAddr) -> String {
+/// `http://address` (`https://` when `https`), a wildcard address shown as 127.0.0.1.
+pub fn url_of(address: SocketAddr, https: bool) -> String {
     let ip = if address.ip().is_unspecified() {
         IpAddr::from([127, 0, 0, 1])
     } else {
         address.ip()
     };
-    format!("http://{}", SocketAddr::new(ip, address.port()))
+    let scheme = if https { "https" } else { "http" };
+    format!("{scheme}://{}", SocketAddr::new(ip, address.port()))
 }
 
 impl Drop for UiServer {
@@ -355,12 +368,18 @@ pub type RenderMetrics = Arc<dyn Fn() -> BoxFuture<'static, Option<String>> + Se
 pub struct MetricsServer {
     address: SocketAddr,
     server: JoinHandle<()>,
+    https: bool,
 }
 
 impl MetricsServer {
-    /// Bind `bind` (exactly: a metrics port is configured, not searched) and serve. `what`
-    /// names the process in errors.
-    pub async fn start(bind: SocketAddr, what: &str, render: RenderMetrics) -> Result<Self> {
+    /// Bind `bind` (exactly: a metrics port is configured, not searched) and serve, over TLS
+    /// when `tls`. `what` names the process in errors.
+    pub async fn start(
+        bind: SocketAddr,
+        what: &str,
+        render: RenderMetrics,
+        tls: Option<Arc<ServerTls>>,
+    ) -> Result<Self> {
         let listener = TcpListener::bind(bind).await.map_err(|e| {
             Error::user(format!(
                 "cannot bind the {what}'s metrics port to {bind}: {e} (--metrics-port)"
@@ -383,13 +402,23 @@ impl MetricsServer {
             }
             .boxed()
         });
-        let server = tokio::spawn(serve_routes(listener, ask, false));
-        Ok(MetricsServer { address, server })
+        let https = tls.is_some();
+        let server = tokio::spawn(serve_routes(listener, ask, false, tls));
+        Ok(MetricsServer {
+            address,
+            server,
+            https,
+        })
     }
 
     /// Where it listens.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Its `/metrics` URL.
+    pub fn url(&self) -> String {
+        format!("{}/metrics", url_of(self.address, self.https))
     }
 }
 
@@ -462,33 +491,82 @@ async fn run_store(
 /// How a server gets the answer to `(path, query)`.
 pub(crate) type Ask = Arc<dyn Fn(String, String) -> BoxFuture<'static, Answer> + Send + Sync>;
 
-/// Serve HTTP on `listener`, answering every `GET` (or `HEAD`) through `ask`, and the embedded
-/// assets itself, until the task is aborted (which drops every open connection with it).
-pub(crate) async fn serve(listener: TcpListener, ask: Ask) {
-    serve_routes(listener, ask, true).await
+/// Serve HTTP (HTTPS with `tls`) on `listener`, answering every `GET` (or `HEAD`) through
+/// `ask`, and the embedded assets itself, until the task is aborted (which drops every open
+/// connection with it).
+pub(crate) async fn serve(listener: TcpListener, ask: Ask, tls: Option<Arc<ServerTls>>) {
+    serve_routes(listener, ask, true, tls).await
 }
 
 /// [`serve`], with the embedded assets only when `assets`.
-async fn serve_routes(listener: TcpListener, ask: Ask, assets: bool) {
+async fn serve_routes(listener: TcpListener, ask: Ask, assets: bool, tls: Option<Arc<ServerTls>>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, peer)) = accepted else { continue };
                 let ask = ask.clone();
+                let tls = tls.clone();
                 connections.spawn(async move {
-                    let service = hyper::service::service_fn(move |request| {
-                        let ask = ask.clone();
-                        async move { Ok::<_, Infallible>(handle(request, &ask, assets).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
+                    match tls {
+                        None => serve_connection(stream, ask, assets).await,
+                        Some(tls) if !starts_tls(&stream, tls.handshake_timeout()).await => {
+                            refuse_plaintext(stream).await;
+                        }
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) if tls.client_certificates_required()
+                                && stream.get_ref().1.peer_certificates().is_none_or(|c| c.is_empty()) => {
+                                refuse(stream, "403 Forbidden", "This server requires a client certificate (faisca.ssl.clientAuth=required).\n").await;
+                            }
+                            Ok(stream) => serve_connection(stream, ask, assets).await,
+                            Err(e) => tracing::debug!(%peer, "TLS handshake refused: {e}"),
+                        },
+                    }
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+}
+
+/// Whether the client's first byte starts a TLS handshake (a record of type 22).
+async fn starts_tls(stream: &tokio::net::TcpStream, limit: std::time::Duration) -> bool {
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(limit, stream.peek(&mut first)).await,
+        Ok(Ok(1)) if first[0] == 0x16
+    )
+}
+
+/// Tell a plain-HTTP client of an HTTPS port to use `https://`, and close.
+async fn refuse_plaintext(stream: tokio::net::TcpStream) {
+    let body = "This port serves HTTPS only: use https:// in the address.\n";
+    refuse(stream, "400 Bad Request", body).await;
+}
+
+/// Answer one HTTP/1.1 response with `status` and the text `body`, and close.
+async fn refuse<IO: tokio::io::AsyncWrite + Unpin>(mut stream: IO, status: &str, body: &str) {
+    use tokio::io::AsyncWriteExt;
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Answer the requests of one connection.
+async fn serve_connection<IO>(io: IO, ask: Ask, assets: bool)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request| {
+        let ask = ask.clone();
+        async move { Ok::<_, Infallible>(handle(request, &ask, assets).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .await;
 }
 
 async fn handle<B>(request: Request<B>, ask: &Ask, assets: bool) -> Response<Full<Bytes>> {

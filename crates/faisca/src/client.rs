@@ -1,16 +1,16 @@
 //! The gRPC side of a session: control calls and Flight result streams.
 
 use std::pin::Pin;
-use std::time::Duration;
 
 use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use faisca_common::{Error, Result};
+use faisca_common::{Error, FaiscaConfig, Result};
 use faisca_engine::codec::{batches_from_ipc, schema_from_ipc};
 use faisca_proto::driver_service_client::DriverServiceClient;
+use faisca_proto::rpc::ClientTransport;
 use faisca_proto::{
     CreateViewRequest, ExecuteMode, ExecutePlanRequest, ExecuteSqlRequest, ExecuteSqlResponse,
     GetJobRequest, KillJobRequest, ListJobsRequest, ResolveSourceRequest, ResultTicket,
@@ -49,19 +49,29 @@ pub struct StatementResult {
 }
 
 impl DriverClient {
-    /// Connect to `address` (`faisca://host:port`, `http://host:port` or `host:port`).
-    pub async fn connect(
-        address: &str,
-        connect_timeout: Duration,
-        max_message_size: usize,
-    ) -> Result<Self> {
-        let url = faisca_proto::endpoint_url(address)?;
-        let channel = faisca_proto::rpc::endpoint(url, connect_timeout)?
-            .connect()
-            .await
-            .map_err(|e| {
-                Error::external(format!("cannot connect to the driver at {address}: {e} (is `faisca driver` running there?)"))
-            })?;
+    /// Connect to `address` (`faisca://host:port`, `faisca+tls://host:port`, `http://…`,
+    /// `https://…` or `host:port`) as `config` says (`faisca.rpc.*`, `faisca.ssl.*`).
+    pub async fn connect(address: &str, config: &FaiscaConfig) -> Result<Self> {
+        let transport =
+            ClientTransport::from_config(config, faisca_proto::address_says_tls(address))?;
+        let max_message_size = config.max_message_size();
+        let channel = transport.connect(address).await.map_err(|e| match e {
+            Error::External { message, retryable } => {
+                let unreachable = ["refused", "timed out", "lookup", "resolve"]
+                    .iter()
+                    .any(|word| message.contains(word));
+                let hint = if unreachable {
+                    " (is `faisca driver` running there?)"
+                } else {
+                    ""
+                };
+                Error::External {
+                    message: format!("cannot connect to the driver at {address}: {message}{hint}"),
+                    retryable,
+                }
+            }
+            other => other,
+        })?;
         Ok(DriverClient {
             address: address.to_string(),
             control: DriverServiceClient::new(channel.clone())

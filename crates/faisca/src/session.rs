@@ -67,12 +67,7 @@ impl SessionBuilder {
             }
             None => (self.master.clone(), None),
         };
-        let client = DriverClient::connect(
-            &address,
-            config.connect_timeout(),
-            config.max_message_size(),
-        )
-        .await?;
+        let client = DriverClient::connect(&address, &config).await?;
         let request = CreateSessionRequest {
             config: faisca_proto::config_entries(&config),
             client_name: self.name.clone(),

@@ -11,8 +11,10 @@ use std::time::Duration;
 use crate::{Error, Result};
 
 pub mod cluster;
+pub mod security;
 pub mod ui;
 pub use cluster::DynamicAllocation;
+pub use security::TlsSettings;
 pub use ui::{TaskLogLimits, UiSettings};
 
 /// How a value of a key is parsed.
@@ -525,6 +527,15 @@ pub const KEYS: &[KeySpec] = &[
     ui::EVENT_LOG_MAX_FILE_SIZE,
     ui::EVENT_LOG_MAX_INTERVAL,
     ui::HISTORY_UPDATE_INTERVAL,
+    security::SSL_ENABLED,
+    security::SSL_CERT_FILE,
+    security::SSL_KEY_FILE,
+    security::SSL_CA_FILE,
+    security::SSL_CLIENT_AUTH,
+    security::SSL_SERVER_NAME,
+    security::SSL_RELOAD_INTERVAL,
+    security::SSL_HANDSHAKE_TIMEOUT,
+    security::SSL_MAX_HANDSHAKES,
 ];
 
 /// Parsed configuration. Build with [`FaiscaConfig::from_pairs`] or start from

@@ -140,17 +140,22 @@ pub fn is_loopback(address: &str) -> bool {
 pub struct FlightClients {
     channels: Mutex<HashMap<String, Channel>>,
     max_message_size: usize,
-    connect_timeout: std::time::Duration,
+    transport: faisca_proto::rpc::ClientTransport,
 }
 
 impl FlightClients {
-    /// An empty pool.
-    pub fn new(max_message_size: usize, connect_timeout: std::time::Duration) -> Self {
+    /// An empty pool connecting with `transport` (TLS when the cluster runs it).
+    pub fn new(max_message_size: usize, transport: faisca_proto::rpc::ClientTransport) -> Self {
         FlightClients {
             channels: Mutex::new(HashMap::new()),
             max_message_size,
-            connect_timeout,
+            transport,
         }
+    }
+
+    /// How the pool connects.
+    pub fn transport(&self) -> &faisca_proto::rpc::ClientTransport {
+        &self.transport
     }
 
     /// A client for `address` (`host:port`), sharing one HTTP/2 connection per address.
@@ -163,9 +168,7 @@ impl FlightClients {
             match channels.get(address) {
                 Some(c) => c.clone(),
                 None => {
-                    let url = faisca_proto::endpoint_url(address)?;
-                    let channel =
-                        faisca_proto::rpc::endpoint(url, self.connect_timeout)?.connect_lazy();
+                    let channel = self.transport.lazy_channel(address)?;
                     channels.insert(address.to_string(), channel.clone());
                     channel
                 }

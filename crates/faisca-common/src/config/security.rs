@@ -1,0 +1,249 @@
+//! Keys of TLS (`faisca.ssl.*`): the certificate a process presents, the CAs it trusts, whether
+//! clients must present certificates, and how often the files are checked for a new version.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{FaiscaConfig, KeySpec, ValueKind};
+use crate::{Error, Result};
+
+fn any_text(_: &str) -> bool {
+    true
+}
+
+fn optional_bool(text: &str) -> bool {
+    text.is_empty() || text.parse::<bool>().is_ok()
+}
+
+/// `faisca.ssl.enabled`.
+pub const SSL_ENABLED: KeySpec = KeySpec {
+    name: "faisca.ssl.enabled",
+    default: "",
+    kind: ValueKind::Rule {
+        expected: "true or false",
+        valid: optional_bool,
+    },
+    doc: "Connect to the driver and executors over TLS. Unset: on when faisca.ssl.certFile or faisca.ssl.caFile is set or the driver's address is faisca+tls:// or https://.",
+};
+/// `faisca.ssl.certFile`.
+pub const SSL_CERT_FILE: KeySpec = KeySpec {
+    name: "faisca.ssl.certFile",
+    default: "",
+    kind: ValueKind::Rule {
+        expected: "the path of a PEM certificate chain",
+        valid: any_text,
+    },
+    doc: "PEM certificate chain this process presents: as a server (driver, executor, UI, history) it turns TLS on; as a client it is sent when the server asks (mutual TLS). `--tls-cert`.",
+};
+/// `faisca.ssl.keyFile`.
+pub const SSL_KEY_FILE: KeySpec = KeySpec {
+    name: "faisca.ssl.keyFile",
+    default: "",
+    kind: ValueKind::Rule {
+        expected: "the path of a PEM private key",
+        valid: any_text,
+    },
+    doc: "PEM private key (PKCS#8, PKCS#1 or SEC1) of faisca.ssl.certFile. `--tls-key`.",
+};
+/// `faisca.ssl.caFile`.
+pub const SSL_CA_FILE: KeySpec = KeySpec {
+    name: "faisca.ssl.caFile",
+    default: "",
+    kind: ValueKind::Rule {
+        expected: "the path of a PEM CA bundle",
+        valid: any_text,
+    },
+    doc: "PEM CA certificates trusted to sign the servers this process connects to, and the clients' certificates when faisca.ssl.clientAuth=required. Unset: the system's roots. `--tls-ca`.",
+};
+/// `faisca.ssl.clientAuth`.
+pub const SSL_CLIENT_AUTH: KeySpec = KeySpec {
+    name: "faisca.ssl.clientAuth",
+    default: "none",
+    kind: ValueKind::Choice(&["none", "required"]),
+    doc: "`required`: servers accept only clients presenting a certificate signed by faisca.ssl.caFile (mutual TLS). `none`: any client may connect.",
+};
+/// `faisca.ssl.serverName`.
+pub const SSL_SERVER_NAME: KeySpec = KeySpec {
+    name: "faisca.ssl.serverName",
+    default: "",
+    kind: ValueKind::Rule {
+        expected: "a DNS name such as faisca.example.com",
+        valid: any_text,
+    },
+    doc: "The name verified in every server's certificate, instead of the host of its address (executor pods are reached by IP).",
+};
+/// `faisca.ssl.reloadInterval`.
+pub const SSL_RELOAD_INTERVAL: KeySpec = KeySpec {
+    name: "faisca.ssl.reloadInterval",
+    default: "10s",
+    kind: ValueKind::Duration,
+    doc: "How often, at most, the certificate, key and CA files are read again when a connection starts: a changed file (a Kubernetes Secret swapping its symlink) is used from then on, without a restart.",
+};
+/// `faisca.ssl.handshakeTimeout`.
+pub const SSL_HANDSHAKE_TIMEOUT: KeySpec = KeySpec {
+    name: "faisca.ssl.handshakeTimeout",
+    default: "10s",
+    kind: ValueKind::Duration,
+    doc: "A TLS handshake (server or client side) that takes longer fails, and a server closes the connection.",
+};
+/// `faisca.ssl.maxHandshakes`.
+pub const SSL_MAX_HANDSHAKES: KeySpec = KeySpec {
+    name: "faisca.ssl.maxHandshakes",
+    default: "256",
+    kind: ValueKind::Count,
+    doc: "TLS handshakes a server runs at once; further connections wait to be accepted.",
+};
+
+/// What `faisca.ssl.*` asks of a process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// `faisca.ssl.enabled`, when set.
+    pub enabled: Option<bool>,
+    /// The certificate chain and its key (both or neither).
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// CAs trusted for peers; `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Clients must present a certificate signed by `ca_file`.
+    pub client_auth_required: bool,
+    /// The name verified in servers' certificates instead of their address's host.
+    pub server_name: Option<String>,
+    /// How often the files are read again, at most.
+    pub reload_interval: Duration,
+    /// The longest a handshake may take.
+    pub handshake_timeout: Duration,
+    /// Handshakes a server runs at once.
+    pub max_handshakes: usize,
+}
+
+impl TlsSettings {
+    /// Whether this process serves TLS (it has a certificate).
+    pub fn serves_tls(&self) -> bool {
+        self.identity.is_some()
+    }
+
+    /// Whether this process connects to Faísca peers over TLS, given whether the address it was
+    /// told says so (`faisca+tls://`, `https://`).
+    pub fn connects_with_tls(&self, address_says_tls: bool) -> bool {
+        self.enabled.unwrap_or_else(|| {
+            address_says_tls || self.identity.is_some() || self.ca_file.is_some()
+        })
+    }
+}
+
+fn optional_path(config: &FaiscaConfig, key: &KeySpec) -> Option<PathBuf> {
+    match config.raw(key).trim() {
+        "" => None,
+        path => Some(PathBuf::from(path)),
+    }
+}
+
+impl FaiscaConfig {
+    /// `faisca.ssl.*`; an error when a certificate comes without its key (or the reverse), or
+    /// client certificates are required without a CA to verify them.
+    pub fn tls_settings(&self) -> Result<TlsSettings> {
+        let cert = optional_path(self, &SSL_CERT_FILE);
+        let key = optional_path(self, &SSL_KEY_FILE);
+        let identity = match (cert, key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(Error::user(
+                    "faisca.ssl.certFile (--tls-cert) is set without faisca.ssl.keyFile (--tls-key): expected both, the certificate and its private key",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(Error::user(
+                    "faisca.ssl.keyFile (--tls-key) is set without faisca.ssl.certFile (--tls-cert): expected both, the certificate and its private key",
+                ));
+            }
+        };
+        let ca_file = optional_path(self, &SSL_CA_FILE);
+        let client_auth_required = self.raw(&SSL_CLIENT_AUTH).eq_ignore_ascii_case("required");
+        if client_auth_required && ca_file.is_none() {
+            return Err(Error::user(
+                "faisca.ssl.clientAuth=required needs faisca.ssl.caFile (--tls-ca): expected the CA that signs the clients' certificates",
+            ));
+        }
+        Ok(TlsSettings {
+            enabled: match self.raw(&SSL_ENABLED) {
+                "" => None,
+                raw => Some(raw.eq_ignore_ascii_case("true")),
+            },
+            identity,
+            ca_file,
+            client_auth_required,
+            server_name: match self.raw(&SSL_SERVER_NAME).trim() {
+                "" => None,
+                name => Some(name.to_string()),
+            },
+            reload_interval: self.duration(&SSL_RELOAD_INTERVAL),
+            handshake_timeout: self
+                .duration(&SSL_HANDSHAKE_TIMEOUT)
+                .max(Duration::from_millis(10)),
+            max_handshakes: self.count(&SSL_MAX_HANDSHAKES).clamp(1, 1 << 16) as usize,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::FaiscaConfig;
+
+    #[test]
+    fn tls_is_off_by_default_and_on_with_a_certificate_or_a_ca() {
+        let plain = FaiscaConfig::default().tls_settings().unwrap();
+        assert!(!plain.serves_tls());
+        assert!(!plain.connects_with_tls(false));
+        assert!(plain.connects_with_tls(true));
+        let server = FaiscaConfig::from_pairs([
+            ("faisca.ssl.certFile", "/c.pem"),
+            ("faisca.ssl.keyFile", "/k.pem"),
+        ])
+        .unwrap()
+        .tls_settings()
+        .unwrap();
+        assert!(server.serves_tls() && server.connects_with_tls(false));
+        let client = FaiscaConfig::from_pairs([("faisca.ssl.caFile", "/ca.pem")])
+            .unwrap()
+            .tls_settings()
+            .unwrap();
+        assert!(!client.serves_tls() && client.connects_with_tls(false));
+        let off = FaiscaConfig::from_pairs([
+            ("faisca.ssl.caFile", "/ca.pem"),
+            ("faisca.ssl.enabled", "false"),
+        ])
+        .unwrap()
+        .tls_settings()
+        .unwrap();
+        assert!(!off.connects_with_tls(true));
+    }
+
+    #[test]
+    fn incomplete_tls_settings_say_what_is_missing() {
+        for (pairs, missing) in [
+            (
+                vec![("faisca.ssl.certFile", "/c.pem")],
+                "faisca.ssl.keyFile",
+            ),
+            (
+                vec![("faisca.ssl.keyFile", "/k.pem")],
+                "faisca.ssl.certFile",
+            ),
+            (
+                vec![("faisca.ssl.clientAuth", "required")],
+                "faisca.ssl.caFile",
+            ),
+        ] {
+            let error = FaiscaConfig::from_pairs(pairs)
+                .unwrap()
+                .tls_settings()
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(missing), "{error}");
+        }
+        let error = FaiscaConfig::from_pairs([("faisca.ssl.clientAuth", "optional")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("faisca.ssl.clientAuth"), "{error}");
+    }
+}
