@@ -13,7 +13,7 @@
 //!   query, and the latency of a one-record micro-batch.
 //! * [`kernels`]: fused pipelines against DataFusion's operators, on in-memory batches.
 //! * [`ui`]: what the web UI, metrics, event log and a REST poller cost, and the driver's memory
-//!   over many jobs.
+//!   over many jobs; [`tls`]: TPC-H and a shuffle-bound join over TLS against plain.
 //! * [`tpch`]: TPC-H data generated in-process and the 22 queries (also used by `faisca demo`).
 //!
 //! Each module owns its command's arguments. Benchmarks are commands, not library code: like the
@@ -28,6 +28,7 @@ pub mod recovery;
 pub mod scale;
 pub mod scan;
 pub mod streaming;
+pub mod tls;
 pub mod tpch;
 pub mod ui;
 pub mod write;
@@ -74,6 +75,9 @@ pub enum BenchKind {
     /// What watching costs: TPC-H with the web UI, metrics, event log and a REST poller on
     /// against all off (paired CPU and wall time), and the driver's memory over many jobs.
     Ui(ui::UiBenchArgs),
+    /// What TLS costs: TPC-H with every port on TLS against plain (paired CPU and wall time),
+    /// and a shuffle-bound join's time over TLS against plain.
+    Tls(tls::TlsBenchArgs),
     /// Fused pipelines against DataFusion's filter → projection → partial aggregate chain, on
     /// in-memory TPC-H lineitem batches (Q1 and Q6 shapes), one thread.
     Kernels(kernels::KernelsBenchArgs),
@@ -93,6 +97,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         BenchKind::Kernels(a) => kernels::kernels(a).await,
         BenchKind::Streaming(a) => streaming::streaming(a).await,
         BenchKind::Ui(a) => ui::ui(a).await,
+        BenchKind::Tls(a) => tls::tls(a).await,
     }
 }
 
