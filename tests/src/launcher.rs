@@ -182,7 +182,8 @@ async fn asking_for_fewer_executors_decommissions_one_and_does_not_replace_it() 
     let work = tempfile::tempdir().unwrap();
     let config = faisca::FaiscaConfig::from_pairs([("faisca.executor.instances", "2")]).unwrap();
     let options =
-        ProcessLauncherOptions::from_config(faisca_bin(), work.path().to_path_buf(), &config);
+        ProcessLauncherOptions::from_config(faisca_bin(), work.path().to_path_buf(), &config)
+            .unwrap();
     let driver = faisca::driver::DriverServer::start(faisca::driver::DriverOptions {
         bind: "127.0.0.1:0".parse().unwrap(),
         advertise_host: None,

@@ -28,9 +28,12 @@
 //! * [`correctness`]: one case per class of query that once gave a wrong answer distributed.
 //! * [`difftest`]: random tables and queries, distributed against single-process DataFusion.
 //! * [`layering`]: crates depend only on what `docs/architecture.md`'s crate table allows.
+//! * [`tls`]: TLS on every port, mutual TLS, certificate rotation; [`auth`]: the cluster secret
+//!   and user tokens.
 //! * [`hostile`]: decoders of outside bytes fed a corpus, mutations and random input, for a
 //!   bounded time: none panics.
 
+mod auth;
 mod cli;
 mod common;
 mod correctness;

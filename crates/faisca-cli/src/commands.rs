@@ -252,7 +252,7 @@ pub async fn driver(mut args: DriverArgs) -> Result<()> {
     } else if config.executor_instances() > 0 || config.dynamic_allocation().enabled {
         let program = std::env::current_exe()
             .context("cannot find this program's executable to launch executors with")?;
-        let options = ProcessLauncherOptions::from_config(program, args.work_dir, &config);
+        let options = ProcessLauncherOptions::from_config(program, args.work_dir, &config)?;
         Some(Box::new(ProcessLauncher::new(options)?))
     } else {
         None

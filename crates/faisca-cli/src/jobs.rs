@@ -688,6 +688,7 @@ pub fn job_json(job: &JobInfo) -> serde_json::Value {
     json!({
         "job_id": job.job_id,
         "session_id": job.session_id,
+        "user": job.user,
         "name": job.name,
         "sql": job.sql,
         "state": job.state.name(),

@@ -9,14 +9,17 @@
 //! * [`redact`]: [`Redaction`], the one rule for which option and configuration values are
 //!   secrets, and how they are masked in messages, logs and statement text.
 //! * [`tls`]: rustls server and client configurations built from `faisca.ssl.*`, reloaded when
-//!   their certificate files change.
+//!   their certificate files change ([`reload`]).
+//! * [`auth`]: who a call's credential belongs to (the cluster secret, user tokens).
 //!
-//! Nothing here does I/O but [`tls`] reading its certificate files.
+//! Nothing here does I/O but reading certificate, secret and token files.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod ids;
 pub mod redact;
+pub mod reload;
 pub mod tls;
 
 pub use config::FaiscaConfig;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arrow_flight::{FlightData, SchemaAsIpc, Ticket};
 use datafusion::arrow::ipc::writer::IpcWriteOptions;
 use faisca_common::JobId;
+use faisca_common::auth::Principal;
 use faisca_engine::shuffle::FlightClients;
 use faisca_proto::rpc::{BoxedStream, DoGetHandler};
 use faisca_proto::{ShuffleTicket, status_from_error, ticket};
@@ -162,7 +163,11 @@ pub async fn collect_result(
 
 #[tonic::async_trait]
 impl DoGetHandler for DriverFlightService {
-    async fn do_get(&self, ticket: Ticket) -> Result<BoxedStream<FlightData>, Status> {
+    async fn do_get(
+        &self,
+        ticket: Ticket,
+        caller: Principal,
+    ) -> Result<BoxedStream<FlightData>, Status> {
         let kind =
             faisca_proto::decode_ticket(&ticket.ticket).map_err(|e| status_from_error(&e))?;
         let ticket::Kind::Result(result) = kind else {
@@ -171,6 +176,23 @@ impl DoGetHandler for DriverFlightService {
             ));
         };
         let job = JobId(result.job_id);
+        // A user reads only their own jobs' results (checked before the guard exists: dropping
+        // it releases the job).
+        if let Principal::User(user) = &caller {
+            let id = job.clone();
+            let info = self
+                .handle
+                .ask(|reply| Message::GetJob { id, reply })
+                .await
+                .and_then(|r| r)
+                .map_err(|e| status_from_error(&e))?;
+            if info.user != *user {
+                return Err(Status::permission_denied(format!(
+                    "job {} is another user's: user '{user}' reads only its own jobs' results",
+                    info.job_id
+                )));
+            }
+        }
         // The stream is returned at once and waits for the job inside, so that a client can open
         // it as soon as the job starts: dropping it at any point releases (or cancels) the job.
         let guard = JobDoneGuard {

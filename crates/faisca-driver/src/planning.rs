@@ -480,6 +480,7 @@ pub fn build_job(
     }
     Ok(PlannedJob {
         session: session_id.clone(),
+        user: session.owner.clone(),
         stages,
         schema,
         task_config: Arc::new(faisca_proto::config_entries(&session.config)),

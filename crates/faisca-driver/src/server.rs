@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
+use faisca_common::auth::Authenticator;
 use faisca_common::tls::ServerTls;
 use faisca_common::{FaiscaConfig, Result};
 use faisca_engine::shuffle::FlightClients;
@@ -62,6 +63,31 @@ pub struct DriverServer {
     bus: Option<faisca_ui::EventBus>,
 }
 
+/// With authentication on and TLS off, credentials cross every connection in clear: allowed only
+/// when the driver listens on, and is reached at, loopback addresses.
+fn refuse_credentials_in_clear(options: &DriverOptions) -> Result<()> {
+    let advertised_loopback = options.advertise_host.as_deref().is_none_or(|host| {
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    if options.bind.ip().is_loopback() && advertised_loopback {
+        return Ok(());
+    }
+    Err(faisca_common::Error::user(format!(
+        "authentication is on (a cluster secret is set) but TLS is off, and the driver would listen on {}{}: the secret and the users' tokens would cross the network in clear. Serve TLS (--tls-cert and --tls-key), or bind and advertise a loopback address",
+        options.bind,
+        options
+            .advertise_host
+            .as_deref()
+            .map(|h| format!(" (advertised as {h})"))
+            .unwrap_or_default()
+    )))
+}
+
 impl DriverServer {
     /// Bind and start serving.
     pub async fn start(options: DriverOptions) -> Result<Self> {
@@ -74,6 +100,10 @@ impl DriverServer {
         )
         .await?;
         let tls = rpc::server_tls(&options.config, "driver")?;
+        let auth = Authenticator::new(&options.config.auth_settings()?)?;
+        if auth.is_some() && tls.is_none() {
+            refuse_credentials_in_clear(&options)?;
+        }
         let transport = rpc::ClientTransport::from_config(&options.config, false)?;
         let (listener, address) =
             rpc::bind(options.bind, options.advertise_host.as_deref(), "driver").await?;
@@ -142,7 +172,7 @@ impl DriverServer {
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-        let guard = rpc::PeerGuard::new(tls.as_deref());
+        let guard = rpc::PeerGuard::new(tls.as_deref(), auth);
         let incoming = rpc::incoming(listener, tls);
         let server = tokio::spawn(async move {
             let result = rpc::server()

@@ -3,6 +3,7 @@
 use std::pin::Pin;
 
 use datafusion::datasource::file_format::options::ParquetReadOptions;
+use faisca_common::auth::Principal;
 use faisca_common::ids::SessionId;
 use faisca_common::{Error, ExecutorId, JobId, PROTOCOL_VERSION, Result};
 use faisca_engine::codec::{batches_to_ipc, schema_to_ipc};
@@ -84,9 +85,13 @@ impl DriverServiceImpl {
         DriverServiceImpl { handle, clients }
     }
 
-    async fn start_query(&self, request: StartStreamingQueryRequest) -> Result<StreamingQueryInfo> {
+    async fn start_query(
+        &self,
+        request: StartStreamingQueryRequest,
+        caller: &Principal,
+    ) -> Result<StreamingQueryInfo> {
         let session_id = SessionId(request.session_id.clone());
-        let (session, _) = self.session(&request.session_id).await?;
+        let (session, _) = self.session(&request.session_id, caller).await?;
         let plan = decode_logical_plan(
             &request.logical_plan,
             &session.ctx.task_ctx(),
@@ -106,16 +111,69 @@ impl DriverServiceImpl {
             .await?
     }
 
-    async fn session(&self, id: &str) -> Result<(crate::session::Session, usize)> {
-        let id = SessionId(id.to_string());
-        self.handle
-            .ask(|reply| Message::GetSession { id, reply })
-            .await?
+    /// The session `id` and the cluster's cores, when `caller` may use it (its owner, or the
+    /// cluster).
+    async fn session(
+        &self,
+        id: &str,
+        caller: &Principal,
+    ) -> Result<(crate::session::Session, usize)> {
+        let session_id = SessionId(id.to_string());
+        let (session, cores) = self
+            .handle
+            .ask(|reply| Message::GetSession {
+                id: session_id,
+                reply,
+            })
+            .await??;
+        if !caller.may_access(session.owner.as_deref()) {
+            return Err(Error::user(format!(
+                "session {id} belongs to another user: {} may use only the sessions it opened",
+                describe(caller)
+            )));
+        }
+        Ok((session, cores))
     }
 
-    async fn execute(&self, request: ExecuteSqlRequest) -> Result<ExecuteSqlResponse> {
+    /// Job `id`, when `caller` may see it (its owner's, or the cluster).
+    async fn visible_job(&self, id: JobId, caller: &Principal) -> Result<JobInfo> {
+        let job = self
+            .handle
+            .ask(|reply| Message::GetJob { id, reply })
+            .await??;
+        if !caller.may_access(owner(&job.user)) {
+            return Err(Error::user(format!(
+                "job {} is another user's: {} sees and kills only its own jobs",
+                job.job_id,
+                describe(caller)
+            )));
+        }
+        Ok(job)
+    }
+
+    /// Streaming query `id`, when `caller` may see it.
+    async fn visible_query(&self, id: String, caller: &Principal) -> Result<StreamingQueryInfo> {
+        let query = self
+            .handle
+            .ask(|reply| Message::GetQuery { id, reply })
+            .await??;
+        if !caller.may_access(owner(&query.user)) {
+            return Err(Error::user(format!(
+                "streaming query {} is another user's: {} sees and stops only its own queries",
+                query.id,
+                describe(caller)
+            )));
+        }
+        Ok(query)
+    }
+
+    async fn execute(
+        &self,
+        request: ExecuteSqlRequest,
+        caller: &Principal,
+    ) -> Result<ExecuteSqlResponse> {
         let session_id = SessionId(request.session_id.clone());
-        let (session, cores) = self.session(&request.session_id).await?;
+        let (session, cores) = self.session(&request.session_id, caller).await?;
         let mode = execute_mode(request.mode)?;
         let planned = plan_sql(&session, &session_id, &request.sql, mode, cores).await?;
         let planned = scrub_explain(planned, || {
@@ -131,9 +189,13 @@ impl DriverServiceImpl {
         .await
     }
 
-    async fn run_plan(&self, request: ExecutePlanRequest) -> Result<ExecuteSqlResponse> {
+    async fn run_plan(
+        &self,
+        request: ExecutePlanRequest,
+        caller: &Principal,
+    ) -> Result<ExecuteSqlResponse> {
         let session_id = SessionId(request.session_id.clone());
-        let (session, cores) = self.session(&request.session_id).await?;
+        let (session, cores) = self.session(&request.session_id, caller).await?;
         let mode = execute_mode(request.mode)?;
         let plan = decode_logical_plan(
             &request.logical_plan,
@@ -244,8 +306,12 @@ impl DriverServiceImpl {
         })
     }
 
-    async fn resolve(&self, request: ResolveSourceRequest) -> Result<ResolveSourceResponse> {
-        let (session, cores) = self.session(&request.session_id).await?;
+    async fn resolve(
+        &self,
+        request: ResolveSourceRequest,
+        caller: &Principal,
+    ) -> Result<ResolveSourceResponse> {
+        let (session, cores) = self.session(&request.session_id, caller).await?;
         let plan = if request.streaming {
             crate::sources::stream_source(&session, &request, cores).await?
         } else if !request.table.is_empty() {
@@ -262,8 +328,12 @@ impl DriverServiceImpl {
         })
     }
 
-    async fn view(&self, request: CreateViewRequest) -> Result<CreateViewResponse> {
-        let (session, _) = self.session(&request.session_id).await?;
+    async fn view(
+        &self,
+        request: CreateViewRequest,
+        caller: &Principal,
+    ) -> Result<CreateViewResponse> {
+        let (session, _) = self.session(&request.session_id, caller).await?;
         let plan = decode_logical_plan(
             &request.logical_plan,
             &session.ctx.task_ctx(),
@@ -289,6 +359,19 @@ fn to_status(e: Error) -> Status {
     status_from_error(&e)
 }
 
+/// A job's or query's owner as the protocol carries it (empty: none).
+fn owner(user: &str) -> Option<&str> {
+    (!user.is_empty()).then_some(user)
+}
+
+/// The caller, for messages.
+fn describe(caller: &Principal) -> String {
+    match caller {
+        Principal::Cluster => "the cluster".to_string(),
+        Principal::User(user) => format!("user '{user}'"),
+    }
+}
+
 type MessageStream = Pin<Box<dyn Stream<Item = Result<DriverMessage, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -297,10 +380,15 @@ impl DriverService for DriverServiceImpl {
         &self,
         request: Request<CreateSessionRequest>,
     ) -> Result<Response<CreateSessionResponse>, Status> {
+        let owner = rpc::principal(&request).user().map(str::to_string);
         let config = config_from_entries(&request.get_ref().config).map_err(to_status)?;
         let id = self
             .handle
-            .ask(|reply| Message::CreateSession { config, reply })
+            .ask(|reply| Message::CreateSession {
+                config,
+                owner,
+                reply,
+            })
             .await
             .and_then(|r| r)
             .map_err(to_status)?;
@@ -311,9 +399,11 @@ impl DriverService for DriverServiceImpl {
         &self,
         request: Request<CloseSessionRequest>,
     ) -> Result<Response<CloseSessionResponse>, Status> {
-        self.handle.send(Message::CloseSession {
-            id: SessionId(request.into_inner().session_id),
-        });
+        let caller = rpc::principal(&request);
+        let id = request.into_inner().session_id;
+        self.session(&id, &caller).await.map_err(to_status)?;
+        self.handle
+            .send(Message::CloseSession { id: SessionId(id) });
         Ok(Response::new(CloseSessionResponse {}))
     }
 
@@ -321,7 +411,8 @@ impl DriverService for DriverServiceImpl {
         &self,
         request: Request<ExecuteSqlRequest>,
     ) -> Result<Response<ExecuteSqlResponse>, Status> {
-        self.execute(request.into_inner())
+        let caller = rpc::principal(&request);
+        self.execute(request.into_inner(), &caller)
             .await
             .map(Response::new)
             .map_err(to_status)
@@ -331,7 +422,8 @@ impl DriverService for DriverServiceImpl {
         &self,
         request: Request<ResolveSourceRequest>,
     ) -> Result<Response<ResolveSourceResponse>, Status> {
-        self.resolve(request.into_inner())
+        let caller = rpc::principal(&request);
+        self.resolve(request.into_inner(), &caller)
             .await
             .map(Response::new)
             .map_err(to_status)
@@ -341,7 +433,8 @@ impl DriverService for DriverServiceImpl {
         &self,
         request: Request<ExecutePlanRequest>,
     ) -> Result<Response<ExecuteSqlResponse>, Status> {
-        self.run_plan(request.into_inner())
+        let caller = rpc::principal(&request);
+        self.run_plan(request.into_inner(), &caller)
             .await
             .map(Response::new)
             .map_err(to_status)
@@ -351,7 +444,8 @@ impl DriverService for DriverServiceImpl {
         &self,
         request: Request<CreateViewRequest>,
     ) -> Result<Response<CreateViewResponse>, Status> {
-        self.view(request.into_inner())
+        let caller = rpc::principal(&request);
+        self.view(request.into_inner(), &caller)
             .await
             .map(Response::new)
             .map_err(to_status)
@@ -361,8 +455,12 @@ impl DriverService for DriverServiceImpl {
         &self,
         request: Request<RegisterTableRequest>,
     ) -> Result<Response<RegisterTableResponse>, Status> {
+        let caller = rpc::principal(&request);
         let request = request.into_inner();
-        let (session, _) = self.session(&request.session_id).await.map_err(to_status)?;
+        let (session, _) = self
+            .session(&request.session_id, &caller)
+            .await
+            .map_err(to_status)?;
         session
             .ctx
             .register_parquet(
@@ -398,22 +496,23 @@ impl DriverService for DriverServiceImpl {
 
     async fn list_jobs(
         &self,
-        _request: Request<ListJobsRequest>,
+        request: Request<ListJobsRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
-        let jobs = self
+        let caller = rpc::principal(&request);
+        let mut jobs = self
             .handle
             .ask(|reply| Message::ListJobs { reply })
             .await
             .map_err(to_status)?;
+        jobs.retain(|job| caller.may_access(owner(&job.user)));
         Ok(Response::new(ListJobsResponse { jobs }))
     }
 
     async fn get_job(&self, request: Request<GetJobRequest>) -> Result<Response<JobInfo>, Status> {
+        let caller = rpc::principal(&request);
         let id = JobId(request.into_inner().job_id);
-        self.handle
-            .ask(|reply| Message::GetJob { id, reply })
+        self.visible_job(id, &caller)
             .await
-            .and_then(|r| r)
             .map(Response::new)
             .map_err(to_status)
     }
@@ -422,7 +521,11 @@ impl DriverService for DriverServiceImpl {
         &self,
         request: Request<KillJobRequest>,
     ) -> Result<Response<JobInfo>, Status> {
+        let caller = rpc::principal(&request);
         let id = JobId(request.into_inner().job_id);
+        self.visible_job(id.clone(), &caller)
+            .await
+            .map_err(to_status)?;
         self.handle
             .ask(|reply| Message::KillJob { id, reply })
             .await
@@ -435,7 +538,8 @@ impl DriverService for DriverServiceImpl {
         &self,
         request: Request<StartStreamingQueryRequest>,
     ) -> Result<Response<StreamingQueryInfo>, Status> {
-        self.start_query(request.into_inner())
+        let caller = rpc::principal(&request);
+        self.start_query(request.into_inner(), &caller)
             .await
             .map(Response::new)
             .map_err(to_status)
@@ -445,12 +549,14 @@ impl DriverService for DriverServiceImpl {
         &self,
         request: Request<ListStreamingQueriesRequest>,
     ) -> Result<Response<ListStreamingQueriesResponse>, Status> {
+        let caller = rpc::principal(&request);
         let active_only = request.into_inner().active_only;
-        let queries = self
+        let mut queries = self
             .handle
             .ask(|reply| Message::ListQueries { active_only, reply })
             .await
             .map_err(to_status)?;
+        queries.retain(|query| caller.may_access(owner(&query.user)));
         Ok(Response::new(ListStreamingQueriesResponse { queries }))
     }
 
@@ -458,11 +564,10 @@ impl DriverService for DriverServiceImpl {
         &self,
         request: Request<GetStreamingQueryRequest>,
     ) -> Result<Response<StreamingQueryInfo>, Status> {
+        let caller = rpc::principal(&request);
         let id = request.into_inner().id;
-        self.handle
-            .ask(|reply| Message::GetQuery { id, reply })
+        self.visible_query(id, &caller)
             .await
-            .and_then(|r| r)
             .map(Response::new)
             .map_err(to_status)
     }
@@ -471,7 +576,11 @@ impl DriverService for DriverServiceImpl {
         &self,
         request: Request<StopStreamingQueryRequest>,
     ) -> Result<Response<StreamingQueryInfo>, Status> {
+        let caller = rpc::principal(&request);
         let id = request.into_inner().id;
+        self.visible_query(id.clone(), &caller)
+            .await
+            .map_err(to_status)?;
         self.handle
             .ask(|reply| Message::StopQuery { id, reply })
             .await
@@ -505,6 +614,11 @@ impl DriverService for DriverServiceImpl {
         &self,
         request: Request<Streaming<ExecutorMessage>>,
     ) -> Result<Response<Self::ExecutorConnectStream>, Status> {
+        if let Principal::User(user) = rpc::principal(&request) {
+            return Err(Status::permission_denied(format!(
+                "user '{user}' may not register as an executor: executors present the cluster secret (FAISCA_AUTH_SECRET or faisca.authenticate.secret.file)"
+            )));
+        }
         let mut incoming = request.into_inner();
         let first = incoming.next().await.ok_or_else(|| {
             Status::invalid_argument("executor stream closed before registering")

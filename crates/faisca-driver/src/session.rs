@@ -23,6 +23,9 @@ pub struct Session {
     pub sources: Arc<SourceRegistry>,
     /// The object stores of the session's runtime.
     pub stores: Arc<StoreRegistry>,
+    /// The user who opened it (`None`: the cluster, or authentication off): its jobs and
+    /// streaming queries are theirs.
+    pub owner: Option<String>,
 }
 
 impl Session {
@@ -56,6 +59,7 @@ impl Session {
             config,
             sources: Arc::new(SourceRegistry::default()),
             stores,
+            owner: None,
         })
     }
 

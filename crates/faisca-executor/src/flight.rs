@@ -90,7 +90,12 @@ impl ExecutorFlightService {
 
 #[tonic::async_trait]
 impl DoGetHandler for ExecutorFlightService {
-    async fn do_get(&self, ticket: Ticket) -> Result<BoxedStream<FlightData>, Status> {
+    async fn do_get(
+        &self,
+        ticket: Ticket,
+        // Users never get here: the executor's guard admits the cluster alone.
+        _caller: faisca_common::auth::Principal,
+    ) -> Result<BoxedStream<FlightData>, Status> {
         let kind =
             faisca_proto::decode_ticket(&ticket.ticket).map_err(|e| status_from_error(&e))?;
         let t = match kind {

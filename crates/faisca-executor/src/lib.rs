@@ -34,6 +34,7 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::{SessionStateBuilder, TaskContext};
+use faisca_common::auth::Authenticator;
 use faisca_common::tls::{ALPN_HTTP1, ServerTls};
 use faisca_common::{Error, ExecutorId, FaiscaConfig, Result};
 use faisca_engine::shuffle::FlightClients;
@@ -212,7 +213,11 @@ impl Executor {
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
         let (server_stop_tx, server_stop_rx) = oneshot::channel::<()>();
-        let guard = rpc::PeerGuard::new(tls.as_deref());
+        let guard = rpc::PeerGuard::new(
+            tls.as_deref(),
+            Authenticator::new(&options.config.auth_settings()?)?,
+        )
+        .cluster_only("shuffle data and task logs");
         let incoming = rpc::incoming(listener, tls);
         let server = tokio::spawn(async move {
             let result = rpc::server()

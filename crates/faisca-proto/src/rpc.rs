@@ -15,6 +15,7 @@ use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo,
     HandshakeRequest, HandshakeResponse, PollInfo, PutResult, SchemaResult,
 };
+use faisca_common::auth::{Authenticator, Principal};
 use faisca_common::tls::{ALPN_H2, ClientTls, ServerTls, client, server};
 use faisca_common::{Error, FaiscaConfig, Result};
 use futures::stream::BoxStream;
@@ -23,6 +24,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Connected;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tonic::{Request, Response, Status, Streaming};
@@ -104,26 +107,63 @@ impl Connected for ServerIo {
     }
 }
 
-/// Checks every call a server receives before its service sees it: with
-/// `faisca.ssl.clientAuth=required`, a client that presented no certificate is refused with
-/// `UNAUTHENTICATED` saying what is missing. Add it with
-/// `server().layer(tonic::service::InterceptorLayer::new(guard))`.
+/// Checks every call a server receives before its service sees it, and says who is calling:
+///
+/// * with `faisca.ssl.clientAuth=required`, a client that presented no certificate is refused;
+/// * with authentication on, the call's `authorization: Bearer …` credential must be the
+///   cluster secret or a user token; the [`Principal`] it names goes into the request's
+///   extensions for the service (without authentication every caller is
+///   [`Principal::Cluster`], as before it existed);
+/// * on a server for the cluster alone (an executor's Flight port), only the cluster secret.
+///
+/// Refusals are `UNAUTHENTICATED` (or `PERMISSION_DENIED`) saying what is missing, never what
+/// was expected. Add it with `server().layer(tonic::service::InterceptorLayer::new(guard))`.
 #[derive(Debug, Clone)]
 pub struct PeerGuard {
     client_certificate_required: bool,
+    auth: Option<Arc<Authenticator>>,
+    cluster_only: Option<&'static str>,
 }
 
 impl PeerGuard {
-    /// The guard of a server with `tls`.
-    pub fn new(tls: Option<&ServerTls>) -> Self {
+    /// The guard of a server with `tls` and `auth`.
+    pub fn new(tls: Option<&ServerTls>, auth: Option<Arc<Authenticator>>) -> Self {
         PeerGuard {
             client_certificate_required: tls.is_some_and(ServerTls::client_certificates_required),
+            auth,
+            cluster_only: None,
         }
+    }
+
+    /// Refuse users: only holders of the cluster secret may call; `what` says what the server
+    /// holds, for the refusal.
+    pub fn cluster_only(mut self, what: &'static str) -> Self {
+        self.cluster_only = Some(what);
+        self
     }
 }
 
+/// The bearer credential of a call's `authorization` metadata.
+fn bearer<T>(request: &Request<T>) -> Option<&str> {
+    let value = request.metadata().get("authorization")?.to_str().ok()?;
+    let (scheme, credential) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(credential.trim())
+}
+
+/// Who made the call: what [`PeerGuard`] put into its extensions ([`Principal::Cluster`] when
+/// no guard ran, as in a test calling a service directly).
+pub fn principal<T>(request: &Request<T>) -> Principal {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .unwrap_or(Principal::Cluster)
+}
+
 impl tonic::service::Interceptor for PeerGuard {
-    fn call(&mut self, request: Request<()>) -> std::result::Result<Request<()>, Status> {
+    fn call(&mut self, mut request: Request<()>) -> std::result::Result<Request<()>, Status> {
         if self.client_certificate_required
             && !request
                 .extensions()
@@ -134,9 +174,64 @@ impl tonic::service::Interceptor for PeerGuard {
                 "this server requires a client certificate (faisca.ssl.clientAuth=required): connect with --tls-cert and --tls-key (faisca.ssl.certFile, faisca.ssl.keyFile) signed by a CA it trusts",
             ));
         }
+        let principal = match &self.auth {
+            None => Principal::Cluster,
+            Some(auth) => auth
+                .authenticate(bearer(&request))
+                .map_err(|failure| Status::unauthenticated(failure.to_string()))?,
+        };
+        if let (Some(what), Principal::User(user)) = (self.cluster_only, &principal) {
+            return Err(Status::permission_denied(format!(
+                "user '{user}' may not call this server: it serves {what} to the driver and executors alone (holders of the cluster secret)"
+            )));
+        }
+        request.extensions_mut().insert(principal);
         Ok(request)
     }
 }
+
+/// Adds the caller's credential (`authorization: Bearer …`) to every call of a channel.
+#[derive(Clone)]
+pub struct AttachCredential(Option<MetadataValue<Ascii>>);
+
+impl std::fmt::Debug for AttachCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "AttachCredential(*********(redacted))"
+        } else {
+            "AttachCredential(none)"
+        })
+    }
+}
+
+impl AttachCredential {
+    fn new(credential: Option<&str>) -> Result<Self> {
+        let Some(credential) = credential else {
+            return Ok(AttachCredential(None));
+        };
+        let mut value: MetadataValue<Ascii> = format!("Bearer {credential}").parse().map_err(|_| {
+            Error::user(
+                "the cluster secret or user token holds characters an HTTP header cannot carry: expected printable ASCII",
+            )
+        })?;
+        value.set_sensitive(true);
+        Ok(AttachCredential(Some(value)))
+    }
+}
+
+impl tonic::service::Interceptor for AttachCredential {
+    fn call(&mut self, mut request: Request<()>) -> std::result::Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel to a Faísca server that carries the caller's credential on every call.
+pub type RpcChannel = InterceptedService<Channel, AttachCredential>;
 
 impl AsyncRead for ServerIo {
     fn poll_read(
@@ -299,6 +394,7 @@ fn endpoint(url: String, connect_timeout: Duration) -> Result<Endpoint> {
 pub struct ClientTransport {
     connect_timeout: Duration,
     tls: Option<Arc<ClientTls>>,
+    credential: AttachCredential,
 }
 
 impl ClientTransport {
@@ -307,12 +403,15 @@ impl ClientTransport {
         ClientTransport {
             connect_timeout,
             tls: None,
+            credential: AttachCredential(None),
         }
     }
 
-    /// What `config` asks for (`faisca.rpc.connectTimeout`, `faisca.ssl.*`), given whether the
-    /// address the process was told says TLS (`faisca+tls://`, `https://`).
+    /// What `config` asks for (`faisca.rpc.connectTimeout`, `faisca.ssl.*`, the credential of
+    /// `faisca.authenticate.*`), given whether the address the process was told says TLS
+    /// (`faisca+tls://`, `https://`).
     pub fn from_config(config: &FaiscaConfig, address_says_tls: bool) -> Result<Self> {
+        let credential = AttachCredential::new(config.auth_settings()?.client_credential())?;
         let settings = config.tls_settings()?;
         let tls = if settings.connects_with_tls(address_says_tls) {
             Some(ClientTls::new(&settings, "TLS client", ALPN_H2)?)
@@ -322,6 +421,7 @@ impl ClientTransport {
         Ok(ClientTransport {
             connect_timeout: config.connect_timeout(),
             tls,
+            credential,
         })
     }
 
@@ -331,17 +431,18 @@ impl ClientTransport {
     }
 
     /// A channel to `address` that connects when first used (and again after a failure).
-    pub fn lazy_channel(&self, address: &str) -> Result<Channel> {
+    pub fn lazy_channel(&self, address: &str) -> Result<RpcChannel> {
         let endpoint = endpoint(crate::endpoint_url(address)?, self.connect_timeout)?;
-        Ok(match &self.tls {
+        let channel = match &self.tls {
             Some(tls) => endpoint.connect_with_connector_lazy(TlsConnector(tls.clone())),
             None => endpoint.connect_lazy(),
-        })
+        };
+        Ok(InterceptedService::new(channel, self.credential.clone()))
     }
 
     /// A channel to `address`, connected now. The error describes the whole cause (refused,
     /// timed out, the TLS handshake's reason) and hints at a TLS mismatch.
-    pub async fn connect(&self, address: &str) -> Result<Channel> {
+    pub async fn connect(&self, address: &str) -> Result<RpcChannel> {
         let endpoint = endpoint(crate::endpoint_url(address)?, self.connect_timeout)?;
         let connected = match &self.tls {
             Some(tls) => {
@@ -351,7 +452,8 @@ impl ClientTransport {
             }
             None => endpoint.connect().await,
         };
-        connected.map_err(|e| Error::external(self.describe(&e)))
+        let channel = connected.map_err(|e| Error::external(self.describe(&e)))?;
+        Ok(InterceptedService::new(channel, self.credential.clone()))
     }
 
     /// A transport error with its causes, and what to check when TLS is a likely cause.
@@ -428,10 +530,11 @@ impl tower_service::Service<Uri> for TlsConnector {
 /// What a Faísca process serves over Arrow Flight: `DoGet` only.
 #[tonic::async_trait]
 pub trait DoGetHandler: Send + Sync + 'static {
-    /// Stream the data a ticket names.
+    /// Stream the data a ticket names to `caller` (as [`PeerGuard`] authenticated it).
     async fn do_get(
         &self,
         ticket: arrow_flight::Ticket,
+        caller: Principal,
     ) -> std::result::Result<BoxedStream<FlightData>, tonic::Status>;
 }
 
@@ -452,7 +555,11 @@ impl<H: DoGetHandler> FlightService for FlightDoGetService<H> {
         &self,
         request: Request<arrow_flight::Ticket>,
     ) -> std::result::Result<Response<Self::DoGetStream>, Status> {
-        self.0.do_get(request.into_inner()).await.map(Response::new)
+        let caller = principal(&request);
+        self.0
+            .do_get(request.into_inner(), caller)
+            .await
+            .map(Response::new)
     }
     async fn handshake(
         &self,

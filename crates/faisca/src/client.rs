@@ -10,7 +10,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use faisca_common::{Error, FaiscaConfig, Result};
 use faisca_engine::codec::{batches_from_ipc, schema_from_ipc};
 use faisca_proto::driver_service_client::DriverServiceClient;
-use faisca_proto::rpc::ClientTransport;
+use faisca_proto::rpc::{ClientTransport, RpcChannel};
 use faisca_proto::{
     CreateViewRequest, ExecuteMode, ExecutePlanRequest, ExecuteSqlRequest, ExecuteSqlResponse,
     GetJobRequest, KillJobRequest, ListJobsRequest, ResolveSourceRequest, ResultTicket,
@@ -19,7 +19,6 @@ use faisca_proto::{
 use futures::{Stream, StreamExt, TryStreamExt};
 
 use crate::jobs::{ExecutorStatus, JobInfo};
-use tonic::transport::Channel;
 
 /// A stream of result batches.
 pub type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>;
@@ -28,8 +27,8 @@ pub type BatchStream = Pin<Box<dyn Stream<Item = Result<RecordBatch>> + Send>>;
 #[derive(Clone, Debug)]
 pub struct DriverClient {
     address: String,
-    control: DriverServiceClient<Channel>,
-    flight: FlightServiceClient<Channel>,
+    control: DriverServiceClient<RpcChannel>,
+    flight: FlightServiceClient<RpcChannel>,
 }
 
 /// The outcome of one statement.
@@ -84,7 +83,7 @@ impl DriverClient {
     }
 
     /// The control client.
-    pub(crate) fn control(&self) -> DriverServiceClient<Channel> {
+    pub(crate) fn control(&self) -> DriverServiceClient<RpcChannel> {
         self.control.clone()
     }
 

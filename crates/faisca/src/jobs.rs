@@ -77,6 +77,8 @@ pub struct JobInfo {
     /// The job's counters by name, summed over each task's successful attempt, e.g.
     /// `kafka.nullKeyRecordsSkipped` (records a topic read as a table skipped for a null key).
     pub metrics: BTreeMap<String, u64>,
+    /// The user whose session submitted it (empty: the cluster, or authentication off).
+    pub user: String,
 }
 
 /// One stage of a job.
@@ -155,6 +157,7 @@ impl TryFrom<proto::JobInfo> for JobInfo {
             stages: info.stages.into_iter().map(StageInfo::from).collect(),
             failures: info.failures.into_iter().map(TaskFailure::from).collect(),
             metrics: info.metrics.into_iter().collect(),
+            user: info.user,
         })
     }
 }

@@ -68,8 +68,16 @@ impl SessionBuilder {
             None => (self.master.clone(), None),
         };
         let client = DriverClient::connect(&address, &config).await?;
+        // How this client connects and authenticates is its own: credentials and TLS files are
+        // not session settings, and must not travel on to the driver's tasks.
+        let config_entries = faisca_proto::config_entries(&config)
+            .into_iter()
+            .filter(|e| {
+                !e.key.starts_with("faisca.authenticate.") && !e.key.starts_with("faisca.ssl.")
+            })
+            .collect();
         let request = CreateSessionRequest {
-            config: faisca_proto::config_entries(&config),
+            config: config_entries,
             client_name: self.name.clone(),
         };
         let id = client

@@ -14,7 +14,7 @@ pub mod cluster;
 pub mod security;
 pub mod ui;
 pub use cluster::DynamicAllocation;
-pub use security::TlsSettings;
+pub use security::{AuthSettings, TlsSettings};
 pub use ui::{TaskLogLimits, UiSettings};
 
 /// How a value of a key is parsed.
@@ -536,6 +536,10 @@ pub const KEYS: &[KeySpec] = &[
     security::SSL_RELOAD_INTERVAL,
     security::SSL_HANDSHAKE_TIMEOUT,
     security::SSL_MAX_HANDSHAKES,
+    security::AUTH_SECRET,
+    security::AUTH_SECRET_FILE,
+    security::AUTH_TOKENS_FILE,
+    security::AUTH_TOKEN,
 ];
 
 /// Parsed configuration. Build with [`FaiscaConfig::from_pairs`] or start from

@@ -1,5 +1,7 @@
 //! Keys of TLS (`faisca.ssl.*`): the certificate a process presents, the CAs it trusts, whether
-//! clients must present certificates, and how often the files are checked for a new version.
+//! clients must present certificates, and how often the files are checked for a new version; and
+//! of authentication (`faisca.authenticate.*`): the cluster secret, the user tokens, the token a
+//! client sends.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -94,6 +96,98 @@ pub const SSL_MAX_HANDSHAKES: KeySpec = KeySpec {
     doc: "TLS handshakes a server runs at once; further connections wait to be accepted.",
 };
 
+/// `faisca.authenticate.secret`.
+pub const AUTH_SECRET: KeySpec = KeySpec {
+    name: "faisca.authenticate.secret",
+    default: "",
+    kind: ValueKind::Rule {
+        expected: "the cluster secret",
+        valid: any_text,
+    },
+    doc: "The cluster secret: set, authentication is on (executors must present it to register and to fetch shuffle data; clients holding it see everything). Prefer faisca.authenticate.secret.file or FAISCA_AUTH_SECRET: a value here is in the process's arguments.",
+};
+/// `faisca.authenticate.secret.file`.
+pub const AUTH_SECRET_FILE: KeySpec = KeySpec {
+    name: "faisca.authenticate.secret.file",
+    default: "",
+    kind: ValueKind::Rule {
+        expected: "the path of a file holding the cluster secret",
+        valid: any_text,
+    },
+    doc: "A file holding the cluster secret (the form Kubernetes mounts a Secret in; surrounding whitespace is ignored).",
+};
+/// `faisca.authenticate.tokensFile`.
+pub const AUTH_TOKENS_FILE: KeySpec = KeySpec {
+    name: "faisca.authenticate.tokensFile",
+    default: "",
+    kind: ValueKind::Rule {
+        expected: "the path of a file of 'token,user' lines",
+        valid: any_text,
+    },
+    doc: "User tokens the driver accepts: one 'token,user' line each ('#' starts a comment). Read again when it changes (faisca.ssl.reloadInterval). A user sees and kills only their own jobs and streaming queries.",
+};
+/// `faisca.authenticate.token`.
+pub const AUTH_TOKEN: KeySpec = KeySpec {
+    name: "faisca.authenticate.token",
+    default: "",
+    kind: ValueKind::Rule {
+        expected: "a user token",
+        valid: any_text,
+    },
+    doc: "The user token a client sends when it has no cluster secret (else FAISCA_TOKEN).",
+};
+
+/// Where authentication settings come from besides configuration keys.
+pub const AUTH_SECRET_ENV: &str = "FAISCA_AUTH_SECRET";
+/// The environment variable of a client's user token.
+pub const AUTH_TOKEN_ENV: &str = "FAISCA_TOKEN";
+
+/// What `faisca.authenticate.*` (and `FAISCA_AUTH_SECRET`, `FAISCA_TOKEN`) ask of a process.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    /// The cluster secret; set, authentication is on.
+    pub secret: Option<String>,
+    /// The user tokens file (servers).
+    pub tokens_file: Option<PathBuf>,
+    /// The user token a client sends when it has no secret.
+    pub token: Option<String>,
+    /// How often, at most, the tokens file is read again.
+    pub reload_interval: Duration,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field(
+                "secret",
+                &self.secret.as_ref().map(|_| crate::redact::REDACTED),
+            )
+            .field("tokens_file", &self.tokens_file)
+            .field(
+                "token",
+                &self.token.as_ref().map(|_| crate::redact::REDACTED),
+            )
+            .finish()
+    }
+}
+
+impl AuthSettings {
+    /// Whether authentication is on (a cluster secret is configured).
+    pub fn enabled(&self) -> bool {
+        self.secret.is_some()
+    }
+
+    /// What a client sends: the cluster secret when it has one, else its user token.
+    pub fn client_credential(&self) -> Option<&str> {
+        self.secret.as_deref().or(self.token.as_deref())
+    }
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
+}
+
 /// What `faisca.ssl.*` asks of a process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSettings {
@@ -185,9 +279,91 @@ impl FaiscaConfig {
     }
 }
 
+impl FaiscaConfig {
+    /// `faisca.authenticate.*`: the cluster secret from `faisca.authenticate.secret`, else the
+    /// file `faisca.authenticate.secret.file` names, else `FAISCA_AUTH_SECRET`; the client's
+    /// token from `faisca.authenticate.token`, else `FAISCA_TOKEN`. An error names a secret
+    /// file that cannot be read or is empty.
+    pub fn auth_settings(&self) -> Result<AuthSettings> {
+        let secret = match (
+            non_empty(self.raw(&AUTH_SECRET)),
+            optional_path(self, &AUTH_SECRET_FILE),
+        ) {
+            (Some(secret), _) => Some(secret),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    Error::user(format!(
+                        "cannot read faisca.authenticate.secret.file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                Some(non_empty(&text).ok_or_else(|| {
+                    Error::user(format!(
+                        "faisca.authenticate.secret.file {} is empty: expected the cluster secret",
+                        path.display()
+                    ))
+                })?)
+            }
+            (None, None) => std::env::var(AUTH_SECRET_ENV)
+                .ok()
+                .and_then(|s| non_empty(&s)),
+        };
+        let token = non_empty(self.raw(&AUTH_TOKEN)).or_else(|| {
+            std::env::var(AUTH_TOKEN_ENV)
+                .ok()
+                .and_then(|s| non_empty(&s))
+        });
+        Ok(AuthSettings {
+            secret,
+            tokens_file: optional_path(self, &AUTH_TOKENS_FILE),
+            token,
+            reload_interval: self.duration(&SSL_RELOAD_INTERVAL),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::FaiscaConfig;
+
+    #[test]
+    fn the_cluster_secret_comes_from_the_key_or_its_file() {
+        let dir = std::env::temp_dir().join(format!("faisca-secret-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("secret");
+        std::fs::write(&file, "from-file\n").unwrap();
+        let by_file =
+            FaiscaConfig::from_pairs([("faisca.authenticate.secret.file", file.to_str().unwrap())])
+                .unwrap()
+                .auth_settings()
+                .unwrap();
+        assert_eq!(by_file.secret.as_deref(), Some("from-file"));
+        assert_eq!(by_file.client_credential(), Some("from-file"));
+        assert!(!format!("{by_file:?}").contains("from-file"));
+        let by_key = FaiscaConfig::from_pairs([
+            ("faisca.authenticate.secret", "from-key"),
+            ("faisca.authenticate.secret.file", file.to_str().unwrap()),
+            ("faisca.authenticate.token", "t"),
+        ])
+        .unwrap()
+        .auth_settings()
+        .unwrap();
+        assert_eq!(by_key.client_credential(), Some("from-key"));
+        std::fs::write(&file, "  \n").unwrap();
+        let error =
+            FaiscaConfig::from_pairs([("faisca.authenticate.secret.file", file.to_str().unwrap())])
+                .unwrap()
+                .auth_settings()
+                .unwrap_err()
+                .to_string();
+        assert!(error.contains("is empty"), "{error}");
+        let token = FaiscaConfig::from_pairs([("faisca.authenticate.token", "t-1")])
+            .unwrap()
+            .auth_settings()
+            .unwrap();
+        assert_eq!(token.client_credential(), Some("t-1"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn tls_is_off_by_default_and_on_with_a_certificate_or_a_ca() {

@@ -144,6 +144,8 @@ pub enum Message {
     CreateSession {
         /// Its configuration.
         config: FaiscaConfig,
+        /// The user opening it (`None`: the cluster, or authentication off).
+        owner: Option<String>,
         /// The new session's id.
         reply: oneshot::Sender<Result<SessionId>>,
     },
@@ -477,8 +479,13 @@ impl DriverState {
                 }
             }
             Message::TaskStatus { executor, status } => self.task_status(executor, status),
-            Message::CreateSession { config, reply } => {
-                let result = Session::new(config).map(|session| {
+            Message::CreateSession {
+                config,
+                owner,
+                reply,
+            } => {
+                let result = Session::new(config).map(|mut session| {
+                    session.owner = owner;
                     let id = SessionId::random();
                     self.sessions.insert(id.clone(), session);
                     id

@@ -105,6 +105,7 @@ impl DriverState {
             has_pending_batch: false,
             pending_batch_id: 0,
             pending_table: String::new(),
+            user: query.session.owner.clone().unwrap_or_default(),
         };
         info!(query = %info.id, run = %info.run_id, name = %info.name, "starting streaming query");
         // The query's jobs belong to a session of its own (sharing the client session's catalog,

@@ -82,6 +82,7 @@ fn session(state: &mut DriverState) -> SessionId {
     let (reply, mut answer) = oneshot::channel();
     state.receive(Message::CreateSession {
         config: FaiscaConfig::default(),
+        owner: None,
         reply,
     });
     answer.try_recv().unwrap().unwrap()
@@ -98,6 +99,7 @@ fn submit_preferring(
     preferred: Vec<Option<ExecutorId>>,
 ) -> JobId {
     let planned = PlannedJob {
+        user: None,
         session: session.clone(),
         stages: vec![crate::scheduler::PlannedStage {
             id: 0,

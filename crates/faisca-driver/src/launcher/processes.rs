@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use faisca_common::config::AuthSettings;
 use faisca_common::{Error, ExecutorId, FaiscaConfig, Result};
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -57,13 +58,17 @@ pub struct ProcessLauncherOptions {
     pub max_failures: u32,
     /// Time between SIGTERM and SIGKILL when the driver stops (`faisca.executor.stopTimeout`).
     pub stop_timeout: Duration,
+    /// What the executors authenticate with: the cluster secret reaches them in their
+    /// environment (`FAISCA_AUTH_SECRET`), never on a command line.
+    pub auth: AuthSettings,
 }
 
 impl ProcessLauncherOptions {
-    /// The options a driver configuration asks for.
-    pub fn from_config(program: PathBuf, work_dir: PathBuf, config: &FaiscaConfig) -> Self {
+    /// The options a driver configuration asks for; an error when its cluster secret file
+    /// cannot be read.
+    pub fn from_config(program: PathBuf, work_dir: PathBuf, config: &FaiscaConfig) -> Result<Self> {
         let conf = super::executor_conf(config);
-        ProcessLauncherOptions {
+        Ok(ProcessLauncherOptions {
             program,
             cores: config.executor_cores(),
             memory_bytes: config.executor_memory(),
@@ -71,7 +76,8 @@ impl ProcessLauncherOptions {
             conf,
             max_failures: config.executor_max_failures(),
             stop_timeout: config.executor_stop_timeout(),
-        }
+            auth: config.auth_settings()?,
+        })
     }
 }
 
@@ -283,6 +289,11 @@ impl Supervisor {
             .arg("--exit-on-stdin-eof");
         for (key, value) in &o.conf {
             command.arg("--conf").arg(format!("{key}={value}"));
+        }
+        // The executor's credential is the cluster secret, not a user's token.
+        command.env_remove(faisca_common::config::security::AUTH_TOKEN_ENV);
+        if let Some(secret) = &o.auth.secret {
+            command.env(faisca_common::config::security::AUTH_SECRET_ENV, secret);
         }
         command
             .stdin(Stdio::piped())

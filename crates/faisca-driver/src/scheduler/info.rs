@@ -71,6 +71,7 @@ impl JobState {
             stages,
             failures: self.failures.iter().cloned().collect(),
             metrics: self.metrics().into_iter().collect(),
+            user: self.planned.user.clone().unwrap_or_default(),
         }
     }
 }

@@ -74,6 +74,8 @@ pub struct PlannedStage {
 pub struct PlannedJob {
     /// The session that submitted it.
     pub session: SessionId,
+    /// The user whose session it is (`None`: the cluster, or authentication off).
+    pub user: Option<String>,
     /// Stages, inputs first; the last one produces the result.
     pub stages: Vec<PlannedStage>,
     /// Schema of the result rows.

@@ -4,6 +4,7 @@ use datafusion::arrow::datatypes::Schema;
 /// A job of stages `(tasks, inputs)`.
 fn job_of(stages: &[(u32, &[u32])], max_attempts: u32, stage_max_attempts: u32) -> JobState {
     let planned = PlannedJob {
+        user: None,
         session: SessionId("s".into()),
         stages: stages
             .iter()

@@ -12,13 +12,13 @@ pub mod memory;
 pub mod reader;
 pub mod writer;
 
+use faisca_proto::rpc::RpcChannel;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arrow_flight::flight_service_client::FlightServiceClient;
 use faisca_common::{Error, Result};
-use tonic::transport::Channel;
 
 /// The files of one task attempt's shuffle output.
 #[derive(Debug, Clone)]
@@ -138,7 +138,7 @@ pub fn is_loopback(address: &str) -> bool {
 /// A pool of Flight clients, one lazily connected channel per address.
 #[derive(Debug)]
 pub struct FlightClients {
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<String, RpcChannel>>,
     max_message_size: usize,
     transport: faisca_proto::rpc::ClientTransport,
 }
@@ -159,7 +159,7 @@ impl FlightClients {
     }
 
     /// A client for `address` (`host:port`), sharing one HTTP/2 connection per address.
-    pub fn client(&self, address: &str) -> Result<FlightServiceClient<Channel>> {
+    pub fn client(&self, address: &str) -> Result<FlightServiceClient<RpcChannel>> {
         let channel = {
             let mut channels = self
                 .channels

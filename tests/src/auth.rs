@@ -1,0 +1,270 @@
+//! Authentication with `faisca` processes: a driver with a cluster secret and a tokens file; an
+//! executor with the secret registers and runs tasks; one without it, or with a wrong one, is
+//! refused, exits with the reason, and the driver keeps serving; a client without a token is
+//! refused; a user's token cannot fetch shuffle data from an executor; users see and kill only
+//! their own jobs; credentials never cross a non-loopback address in clear.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use arrow_flight::flight_service_client::FlightServiceClient;
+use faisca_proto::{ShuffleTicket, encode_ticket, ticket};
+
+use crate::cli::{Processes, start_driver_logging_to, wait_until};
+use crate::common::faisca_bin;
+
+const SECRET: &str = "cluster-secret-7c1f";
+const ALICE: &str = "token-alice-41d2";
+const BOB: &str = "token-bob-93ab";
+
+/// The files of an authenticated cluster: the secret and the tokens.
+fn write_credentials(dir: &Path) -> (String, String) {
+    let secret = dir.join("secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let tokens = dir.join("tokens.csv");
+    std::fs::write(&tokens, format!("# token,user\n{ALICE},alice\n{BOB},bob\n")).unwrap();
+    (
+        format!("faisca.authenticate.secret.file={}", secret.display()),
+        format!("faisca.authenticate.tokensFile={}", tokens.display()),
+    )
+}
+
+/// A `faisca` command with no credential in its environment but `env`.
+fn faisca(env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(faisca_bin());
+    command
+        .env_remove("FAISCA_AUTH_SECRET")
+        .env_remove("FAISCA_TOKEN")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null());
+    command
+}
+
+/// An executor of `driver` run to its end (it is expected to be refused).
+fn refused_executor(driver: &str, work: &Path, env: &[(&str, &str)]) -> Output {
+    faisca(env)
+        .args(["executor", "--driver", driver, "--cores", "1", "--work-dir"])
+        .arg(work)
+        .args(["--conf", "faisca.executor.registrationTimeout=20s"])
+        .output()
+        .unwrap()
+}
+
+fn sql(driver: &str, text: &str, env: &[(&str, &str)]) -> Output {
+    faisca(env)
+        .args(["sql", "--master", driver, "--format", "csv", "-e", text])
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executors_need_the_cluster_secret_and_clients_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret_conf, tokens_conf) = write_credentials(dir.path());
+    let log = dir.path().join("driver.log");
+    let (driver, address) = start_driver_logging_to(
+        faisca(&[]),
+        &["--conf", &secret_conf, "--conf", &tokens_conf],
+        &log,
+    );
+    let mut processes = Processes(vec![driver]);
+    let work = dir.path().join("work");
+
+    // Executors without the secret, or with another one, are refused and exit saying why.
+    let anonymous = refused_executor(&address, &work, &[]);
+    assert!(!anonymous.status.success());
+    assert!(
+        stderr(&anonymous).contains("requires authentication"),
+        "{}",
+        stderr(&anonymous)
+    );
+    let wrong = refused_executor(&address, &work, &[("FAISCA_AUTH_SECRET", "not-the-secret")]);
+    assert!(!wrong.status.success());
+    let text = stderr(&wrong);
+    assert!(text.contains("not accepted"), "{text}");
+    assert!(!text.contains(SECRET), "{text}");
+    // A user's token does not make an executor.
+    let user = refused_executor(&address, &work, &[("FAISCA_TOKEN", ALICE)]);
+    assert!(!user.status.success());
+    assert!(
+        stderr(&user).contains("may not register"),
+        "{}",
+        stderr(&user)
+    );
+
+    // The driver kept serving: an executor with the secret registers and runs a user's job.
+    let mut executor = faisca(&[("FAISCA_AUTH_SECRET", SECRET)]);
+    executor
+        .args([
+            "executor",
+            "--driver",
+            &address,
+            "--cores",
+            "2",
+            "--work-dir",
+        ])
+        .arg(&work)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    processes.0.push(executor.spawn().unwrap());
+    let query = "SELECT x % 5 AS k, count(*) AS n FROM generate_series(1, 5000) AS t(x) GROUP BY x % 5 ORDER BY k";
+    let mut ran = sql(&address, query, &[("FAISCA_TOKEN", ALICE)]);
+    wait_until(|| {
+        ran = sql(&address, query, &[("FAISCA_TOKEN", ALICE)]);
+        ran.status.success()
+    });
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let out = String::from_utf8_lossy(&ran.stdout).into_owned();
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with(",1000")).count(),
+        5,
+        "{out}"
+    );
+
+    // A client without a token, or with an unknown one, is refused.
+    let nobody = sql(&address, "SELECT 1", &[]);
+    assert!(!nobody.status.success());
+    assert!(
+        stderr(&nobody).contains("FAISCA_TOKEN"),
+        "{}",
+        stderr(&nobody)
+    );
+    let stranger = sql(&address, "SELECT 1", &[("FAISCA_TOKEN", "token-mallory")]);
+    assert!(!stranger.status.success());
+    assert!(
+        stderr(&stranger).contains("not accepted"),
+        "{}",
+        stderr(&stranger)
+    );
+
+    // A peer that is not an executor cannot fetch shuffle data from one: with a user's token
+    // it is denied, with nothing it is unauthenticated.
+    let executors = faisca(&[("FAISCA_AUTH_SECRET", SECRET)])
+        .args(["status", "--master", &address, "--executors", "--json"])
+        .output()
+        .unwrap();
+    assert!(executors.status.success(), "{}", stderr(&executors));
+    let first: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&executors.stdout)
+            .lines()
+            .next()
+            .expect("an executor"),
+    )
+    .unwrap();
+    let flight_address = first["address"].as_str().unwrap().to_string();
+    let ticket = arrow_flight::Ticket::new(encode_ticket(ticket::Kind::Shuffle(ShuffleTicket {
+        job_id: "any".into(),
+        ..Default::default()
+    })));
+    // (Executors know the cluster secret alone: a user's token is not accepted there.)
+    for (token, says) in [(Some(ALICE), "not accepted"), (None, "no credential")] {
+        let mut pairs = vec![];
+        if let Some(token) = token {
+            pairs.push(("faisca.authenticate.token", token));
+        }
+        let config = faisca_common::FaiscaConfig::from_pairs(pairs).unwrap();
+        // This process has no secret in its environment (the test command sets none).
+        assert!(std::env::var("FAISCA_AUTH_SECRET").is_err());
+        let transport = faisca_proto::rpc::ClientTransport::from_config(&config, false).unwrap();
+        let channel = transport.lazy_channel(&flight_address).unwrap();
+        let Err(status) = FlightServiceClient::new(channel)
+            .do_get(ticket.clone())
+            .await
+        else {
+            panic!("a peer without the cluster secret fetched shuffle data");
+        };
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+        assert!(status.message().contains(says), "{status:?}");
+    }
+
+    // Jobs belong to their user: Bob neither sees nor kills Alice's running job; Alice and the
+    // cluster secret see it.
+    let gate = dir.path().join("open");
+    let rule = format!("1:{}", gate.display());
+    let alice = faisca::Session::builder()
+        .master(address.as_str())
+        .config("faisca.authenticate.token", ALICE)
+        .config("faisca.test.taskGate", rule.as_str())
+        .build()
+        .await
+        .unwrap();
+    let running = alice
+        .execute_sql(
+            "SELECT x % 3 AS k, count(*) AS n FROM generate_series(1, 3000) AS t(x) GROUP BY x % 3",
+        )
+        .await
+        .unwrap();
+    let job = running.job_id.clone().expect("a job");
+    let status = |env: &[(&str, &str)], args: &[&str]| {
+        faisca(env)
+            .args(["status", "--master", &address, "--json"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let bobs = status(&[("FAISCA_TOKEN", BOB)], &[]);
+    assert!(bobs.status.success(), "{}", stderr(&bobs));
+    assert!(!String::from_utf8_lossy(&bobs.stdout).contains(&job));
+    let peek = status(&[("FAISCA_TOKEN", BOB)], &[&job]);
+    assert!(!peek.status.success());
+    assert!(
+        stderr(&peek).contains("another user's"),
+        "{}",
+        stderr(&peek)
+    );
+    let kill = faisca(&[("FAISCA_TOKEN", BOB)])
+        .args(["kill", "--master", &address, &job])
+        .output()
+        .unwrap();
+    assert!(!kill.status.success());
+    assert!(
+        stderr(&kill).contains("another user's"),
+        "{}",
+        stderr(&kill)
+    );
+    for env in [("FAISCA_TOKEN", ALICE), ("FAISCA_AUTH_SECRET", SECRET)] {
+        let seen = status(&[env], &[]);
+        assert!(seen.status.success(), "{}", stderr(&seen));
+        let text = String::from_utf8_lossy(&seen.stdout).into_owned();
+        assert!(text.contains(&job), "{text}");
+        assert!(text.contains("\"user\":\"alice\""), "{text}");
+    }
+    std::fs::write(&gate, b"").unwrap();
+    let rows = faisca::client::collect(running.batches).await.unwrap();
+    assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
+
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    for credential in [SECRET, ALICE, BOB] {
+        assert!(
+            !log_text.contains(credential),
+            "the driver logged a credential"
+        );
+    }
+}
+
+#[test]
+fn credentials_never_cross_the_network_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let (secret_conf, _) = write_credentials(dir.path());
+    let out = faisca(&[])
+        .args(["driver", "--bind", "0.0.0.0:0", "--conf", &secret_conf])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = stderr(&out);
+    assert!(
+        text.contains("in clear") && text.contains("--tls-cert"),
+        "{text}"
+    );
+    // On loopback it starts (and is stopped here).
+    let (driver, _) = start_driver_logging_to(
+        faisca(&[]),
+        &["--conf", &secret_conf],
+        &dir.path().join("driver.log"),
+    );
+    drop(Processes(vec![driver]));
+}
