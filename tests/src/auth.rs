@@ -66,9 +66,24 @@ async fn executors_need_the_cluster_secret_and_clients_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let (secret_conf, tokens_conf) = write_credentials(dir.path());
     let log = dir.path().join("driver.log");
+    let metrics_port = crate::ui::free_port_pair();
+    let scrape_token = dir.path().join("scrape-token");
+    std::fs::write(&scrape_token, "scrape-token-5e6f\n").unwrap();
+    let metrics_conf = format!("faisca.metrics.tokenFile={}", scrape_token.display());
     let (driver, address) = start_driver_logging_to(
         faisca(&[]),
-        &["--conf", &secret_conf, "--conf", &tokens_conf],
+        &[
+            "--conf",
+            &secret_conf,
+            "--conf",
+            &tokens_conf,
+            "--conf",
+            "faisca.ui.port=0",
+            "--conf",
+            &metrics_conf,
+            "--metrics-port",
+            &metrics_port.to_string(),
+        ],
         &log,
     );
     let mut processes = Processes(vec![driver]);
@@ -237,6 +252,57 @@ async fn executors_need_the_cluster_secret_and_clients_a_token() {
     let rows = faisca::client::collect(running.batches).await.unwrap();
     assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
 
+    // The web UI asks for a token: pages go to the login form, the REST API answers 401; a
+    // bearer token or the form's cookie opens both.
+    let ui = ui_port(&log);
+    let api = "/api/v1/applications";
+    assert_eq!(http(ui, "GET", api, &[], "").await.0, 401);
+    let (status, head) = http(ui, "GET", "/jobs/", &[], "").await;
+    assert_eq!(status, 303);
+    assert!(
+        head.to_ascii_lowercase().contains("location: /login"),
+        "{head}"
+    );
+    let (status, page) = http(ui, "GET", "/login", &[], "").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("name=\"token\""), "{page}");
+    let bearer = format!("Bearer {ALICE}");
+    assert_eq!(
+        http(ui, "GET", api, &[("authorization", &bearer)], "")
+            .await
+            .0,
+        200
+    );
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let (status, _) = http(ui, "POST", "/login", &form, "token=wrong").await;
+    assert_eq!(status, 401);
+    let (status, head) = http(ui, "POST", "/login", &form, &format!("token={ALICE}")).await;
+    assert_eq!(status, 303);
+    let cookie = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie:")
+                .then(|| l[11..].trim().to_string())
+        })
+        .expect("a cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_string();
+    assert_eq!(
+        http(ui, "GET", "/jobs/", &[("cookie", &pair)], "").await.0,
+        200
+    );
+    // The metrics port takes the scrape token (or a credential), nothing else.
+    let metrics = metrics_port;
+    assert_eq!(http(metrics, "GET", "/metrics", &[], "").await.0, 401);
+    let scrape = "Bearer scrape-token-5e6f";
+    let (status, text) = http(metrics, "GET", "/metrics", &[("authorization", scrape)], "").await;
+    assert_eq!(status, 200);
+    assert!(text.contains("faisca_jobs"), "{text}");
+
     let log_text = std::fs::read_to_string(&log).unwrap();
     for credential in [SECRET, ALICE, BOB] {
         assert!(
@@ -244,6 +310,54 @@ async fn executors_need_the_cluster_secret_and_clients_a_token() {
             "the driver logged a credential"
         );
     }
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`: the status, and the head and body as text.
+async fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// The UI port a driver printed in its log.
+fn ui_port(log: &Path) -> u16 {
+    let mut port = None;
+    assert!(wait_until(|| {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        port = text
+            .split("web UI at http://127.0.0.1:")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|p| p.parse().ok());
+        port.is_some()
+    }));
+    port.unwrap()
 }
 
 #[test]

@@ -134,6 +134,14 @@ impl DriverServer {
                     "web UI",
                     faisca_common::tls::ALPN_HTTP1,
                 )?,
+                access: faisca_ui::Access {
+                    auth: auth.clone(),
+                    metrics_token: options
+                        .config
+                        .metrics_token()?
+                        .map(|t| faisca_ui::Access::digest(&t)),
+                    https: false,
+                },
             };
             Some(UiServer::start(ui_options).await?)
         } else {

@@ -134,6 +134,15 @@ impl Executor {
             "executor metrics",
             ALPN_HTTP1,
         )?;
+        let auth = Authenticator::new(&options.config.auth_settings()?)?;
+        let metrics_access = faisca_ui::Access {
+            auth: auth.clone(),
+            metrics_token: options
+                .config
+                .metrics_token()?
+                .map(|t| faisca_ui::Access::digest(&t)),
+            https: false,
+        };
         let transport = rpc::ClientTransport::from_config(
             &options.config,
             faisca_proto::address_says_tls(&options.driver),
@@ -188,7 +197,15 @@ impl Executor {
                     shuffle_memory: shuffle_memory.clone(),
                 };
                 let (sink, render, actor) = metrics::start(gauges);
-                match faisca_ui::MetricsServer::start(bind, "executor", render, http_tls).await {
+                match faisca_ui::MetricsServer::start(
+                    bind,
+                    "executor",
+                    render,
+                    http_tls,
+                    metrics_access,
+                )
+                .await
+                {
                     Ok(server) => (sink, Some((server, actor))),
                     Err(e) => {
                         actor.abort();
@@ -213,11 +230,8 @@ impl Executor {
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
         let (server_stop_tx, server_stop_rx) = oneshot::channel::<()>();
-        let guard = rpc::PeerGuard::new(
-            tls.as_deref(),
-            Authenticator::new(&options.config.auth_settings()?)?,
-        )
-        .cluster_only("shuffle data and task logs");
+        let guard =
+            rpc::PeerGuard::new(tls.as_deref(), auth).cluster_only("shuffle data and task logs");
         let incoming = rpc::incoming(listener, tls);
         let server = tokio::spawn(async move {
             let result = rpc::server()

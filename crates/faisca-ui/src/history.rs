@@ -74,6 +74,7 @@ impl HistoryServer {
         settings: &UiSettings,
         refresh: Duration,
         tls: Option<Arc<faisca_common::tls::ServerTls>>,
+        access: crate::access::Access,
     ) -> Result<Self> {
         // The directory must be readable now: a wrong URL is an error at start, not an empty list.
         store.list_with_delimiter(Some(&dir)).await.map_err(|e| {
@@ -110,7 +111,8 @@ impl HistoryServer {
             .boxed()
         });
         let https = tls.is_some();
-        let server = tokio::spawn(serve(listener, ask, tls));
+        let access = crate::access::Access { https, ..access };
+        let server = tokio::spawn(serve(listener, ask, tls, access));
         Ok(HistoryServer {
             address,
             https,

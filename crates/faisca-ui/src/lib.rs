@@ -19,6 +19,7 @@
 //! driver's UI does not grow without end. [`format`] and [`summary`] are helpers of the pages
 //! and the API.
 
+pub mod access;
 pub mod dag;
 pub mod eventlog;
 pub mod events;
@@ -32,6 +33,7 @@ pub mod store;
 pub mod summary;
 pub mod tasklog;
 
+pub use access::Access;
 pub use eventlog::EventLogWriter;
 pub use events::Event;
 pub use history::HistoryServer;

@@ -18,6 +18,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use faisca_common::config::UiSettings;
 use faisca_common::tls::ServerTls;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::access::{self, Access, Verdict};
 use faisca_common::{Error, Result};
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode};
@@ -229,6 +233,8 @@ pub struct UiOptions {
     pub task_logs: Option<TaskLogFetcher>,
     /// TLS of the UI and metrics ports (HTTPS), when the driver has a certificate.
     pub tls: Option<Arc<ServerTls>>,
+    /// Who may read them (authentication, the metrics token).
+    pub access: Access,
 }
 
 /// A running UI (and/or metrics-only port). It stops when dropped.
@@ -279,7 +285,16 @@ impl UiServer {
                     }
                     .boxed()
                 });
-                Some(MetricsServer::start(bind, "driver", render, options.tls.clone()).await?)
+                Some(
+                    MetricsServer::start(
+                        bind,
+                        "driver",
+                        render,
+                        options.tls.clone(),
+                        options.access.clone(),
+                    )
+                    .await?,
+                )
             }
             None => None,
         };
@@ -301,7 +316,11 @@ impl UiServer {
         });
         let https = options.tls.is_some();
         let tls = options.tls.clone();
-        let server = listener.map(|listener| tokio::spawn(serve(listener, ask, tls)));
+        let access = Access {
+            https,
+            ..options.access.clone()
+        };
+        let server = listener.map(|listener| tokio::spawn(serve(listener, ask, tls, access)));
         Ok(UiServer {
             address,
             events: events_tx,
@@ -379,6 +398,7 @@ impl MetricsServer {
         what: &str,
         render: RenderMetrics,
         tls: Option<Arc<ServerTls>>,
+        access: Access,
     ) -> Result<Self> {
         let listener = TcpListener::bind(bind).await.map_err(|e| {
             Error::user(format!(
@@ -403,7 +423,8 @@ impl MetricsServer {
             .boxed()
         });
         let https = tls.is_some();
-        let server = tokio::spawn(serve_routes(listener, ask, false, tls));
+        let access = Access { https, ..access };
+        let server = tokio::spawn(serve_routes(listener, ask, false, tls, access));
         Ok(MetricsServer {
             address,
             server,
@@ -494,12 +515,23 @@ pub(crate) type Ask = Arc<dyn Fn(String, String) -> BoxFuture<'static, Answer> +
 /// Serve HTTP (HTTPS with `tls`) on `listener`, answering every `GET` (or `HEAD`) through
 /// `ask`, and the embedded assets itself, until the task is aborted (which drops every open
 /// connection with it).
-pub(crate) async fn serve(listener: TcpListener, ask: Ask, tls: Option<Arc<ServerTls>>) {
-    serve_routes(listener, ask, true, tls).await
+pub(crate) async fn serve(
+    listener: TcpListener,
+    ask: Ask,
+    tls: Option<Arc<ServerTls>>,
+    access: Access,
+) {
+    serve_routes(listener, ask, true, tls, access).await
 }
 
 /// [`serve`], with the embedded assets only when `assets`.
-async fn serve_routes(listener: TcpListener, ask: Ask, assets: bool, tls: Option<Arc<ServerTls>>) {
+async fn serve_routes(
+    listener: TcpListener,
+    ask: Ask,
+    assets: bool,
+    tls: Option<Arc<ServerTls>>,
+    access: Access,
+) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -507,9 +539,10 @@ async fn serve_routes(listener: TcpListener, ask: Ask, assets: bool, tls: Option
                 let Ok((stream, peer)) = accepted else { continue };
                 let ask = ask.clone();
                 let tls = tls.clone();
+                let access = access.clone();
                 connections.spawn(async move {
                     match tls {
-                        None => serve_connection(stream, ask, assets).await,
+                        None => serve_connection(stream, ask, assets, access).await,
                         Some(tls) if !starts_tls(&stream, tls.handshake_timeout()).await => {
                             refuse_plaintext(stream).await;
                         }
@@ -518,7 +551,7 @@ async fn serve_routes(listener: TcpListener, ask: Ask, assets: bool, tls: Option
                                 && stream.get_ref().1.peer_certificates().is_none_or(|c| c.is_empty()) => {
                                 refuse(stream, "403 Forbidden", "This server requires a client certificate (faisca.ssl.clientAuth=required).\n").await;
                             }
-                            Ok(stream) => serve_connection(stream, ask, assets).await,
+                            Ok(stream) => serve_connection(stream, ask, assets, access).await,
                             Err(e) => tracing::debug!(%peer, "TLS handshake refused: {e}"),
                         },
                     }
@@ -556,20 +589,96 @@ async fn refuse<IO: tokio::io::AsyncWrite + Unpin>(mut stream: IO, status: &str,
 }
 
 /// Answer the requests of one connection.
-async fn serve_connection<IO>(io: IO, ask: Ask, assets: bool)
+async fn serve_connection<IO>(io: IO, ask: Ask, assets: bool, access: Access)
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |request| {
         let ask = ask.clone();
-        async move { Ok::<_, Infallible>(handle(request, &ask, assets).await) }
+        let access = access.clone();
+        async move { Ok::<_, Infallible>(handle(request, &ask, assets, &access).await) }
     });
     let _ = hyper::server::conn::http1::Builder::new()
         .serve_connection(hyper_util::rt::TokioIo::new(io), service)
         .await;
 }
 
-async fn handle<B>(request: Request<B>, ask: &Ask, assets: bool) -> Response<Full<Bytes>> {
+/// The largest login form read.
+const LOGIN_FORM_LIMIT: usize = 8 << 10;
+
+/// `/login` (the form, and its submission) and the check of every other request's credential.
+/// `None`: answer the request as usual.
+async fn guard(
+    request: Request<Incoming>,
+    access: &Access,
+) -> std::result::Result<Request<Incoming>, Response<Full<Bytes>>> {
+    let path = request.uri().path();
+    let head = request.method() == Method::HEAD;
+    if path == "/login" {
+        let html = "text/html; charset=utf-8";
+        return Err(match *request.method() {
+            Method::GET | Method::HEAD => {
+                respond(head, Answer::new(200, html, access::login_page(false)), &[])
+            }
+            Method::POST => {
+                let body = http_body_util::Limited::new(request.into_body(), LOGIN_FORM_LIMIT)
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                match access::form_token(&body)
+                    .filter(|t| access.verdict("/", Some(t)) == Verdict::Allowed)
+                {
+                    Some(token) => {
+                        let cookie = access.cookie(&token);
+                        let answer = Answer {
+                            location: Some("/".to_string()),
+                            ..Answer::text(303, String::new())
+                        };
+                        respond(false, answer, &[("set-cookie", cookie.as_str())])
+                    }
+                    None => respond(false, Answer::new(401, html, access::login_page(true)), &[]),
+                }
+            }
+            _ => respond(
+                head,
+                Answer::text(405, "only GET and POST are answered at /login".to_string()),
+                &[("allow", "GET, HEAD, POST")],
+            ),
+        });
+    }
+    match access.verdict(path, access::credential(request.headers()).as_deref()) {
+        Verdict::Allowed => Ok(request),
+        Verdict::Login => Err(respond(
+            head,
+            Answer {
+                location: Some("/login".to_string()),
+                ..Answer::text(303, String::new())
+            },
+            &[],
+        )),
+        Verdict::Refused(why) => Err(respond(
+            head,
+            Answer::text(401, why.to_string()),
+            &[("www-authenticate", "Bearer")],
+        )),
+    }
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    ask: &Ask,
+    assets: bool,
+    access: &Access,
+) -> Response<Full<Bytes>> {
+    let request = if access.is_open() {
+        request
+    } else {
+        match guard(request, access).await {
+            Ok(request) => request,
+            Err(response) => return response,
+        }
+    };
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let head = request.method() == Method::HEAD;

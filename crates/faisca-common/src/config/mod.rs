@@ -540,6 +540,7 @@ pub const KEYS: &[KeySpec] = &[
     security::AUTH_SECRET_FILE,
     security::AUTH_TOKENS_FILE,
     security::AUTH_TOKEN,
+    security::METRICS_TOKEN_FILE,
 ];
 
 /// Parsed configuration. Build with [`FaiscaConfig::from_pairs`] or start from

@@ -137,6 +137,17 @@ pub const AUTH_TOKEN: KeySpec = KeySpec {
     doc: "The user token a client sends when it has no cluster secret (else FAISCA_TOKEN).",
 };
 
+/// `faisca.metrics.tokenFile`.
+pub const METRICS_TOKEN_FILE: KeySpec = KeySpec {
+    name: "faisca.metrics.tokenFile",
+    default: "",
+    kind: ValueKind::Rule {
+        expected: "the path of a file holding the metrics bearer token",
+        valid: any_text,
+    },
+    doc: "A file holding the bearer token `/metrics` accepts (a Prometheus scrape config's `authorization.credentials_file`): set, metrics ports and the UI's /metrics ask for it (or another credential when authentication is on). Executors the driver launches get the path.",
+};
+
 /// Where authentication settings come from besides configuration keys.
 pub const AUTH_SECRET_ENV: &str = "FAISCA_AUTH_SECRET";
 /// The environment variable of a client's user token.
@@ -280,6 +291,26 @@ impl FaiscaConfig {
 }
 
 impl FaiscaConfig {
+    /// The token of `faisca.metrics.tokenFile`, when set; an error names a file that cannot be
+    /// read or is empty.
+    pub fn metrics_token(&self) -> Result<Option<String>> {
+        let Some(path) = optional_path(self, &METRICS_TOKEN_FILE) else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Error::user(format!(
+                "cannot read faisca.metrics.tokenFile {}: {e}",
+                path.display()
+            ))
+        })?;
+        non_empty(&text).map(Some).ok_or_else(|| {
+            Error::user(format!(
+                "faisca.metrics.tokenFile {} is empty: expected the metrics bearer token",
+                path.display()
+            ))
+        })
+    }
+
     /// `faisca.authenticate.*`: the cluster secret from `faisca.authenticate.secret`, else the
     /// file `faisca.authenticate.secret.file` names, else `FAISCA_AUTH_SECRET`; the client's
     /// token from `faisca.authenticate.token`, else `FAISCA_TOKEN`. An error names a secret

@@ -29,7 +29,11 @@ pub fn executor_conf(config: &FaiscaConfig) -> Vec<(String, String)> {
     let redaction = config.redaction();
     config
         .pairs()
-        .filter(|(k, _)| !k.starts_with("faisca.store.") && !redaction.is_secret(k))
+        .filter(|(k, _)| {
+            // A path, not a secret, though its key says "token": executors' metrics ports need it.
+            *k == "faisca.metrics.tokenfile"
+                || (!k.starts_with("faisca.store.") && !redaction.is_secret(k))
+        })
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
