@@ -1,6 +1,7 @@
-//! `faisca bench tls`: what TLS costs. TPC-H on `local[N]` with every port on TLS (the
-//! session's channel, the executors' registration, shuffle fetches between executors, results)
-//! against the same cluster in plain TCP — alternating, same run, paired by iteration — in
+//! `faisca bench tls`: what TLS and authentication cost. TPC-H on `local[N]` with every port on
+//! TLS (the session's channel, the executors' registration, shuffle fetches between executors,
+//! results) and a cluster secret checked on every call, against the same cluster in plain TCP
+//! without authentication — alternating, same run, paired by iteration — in
 //! process CPU time and wall time; and a shuffle-bound join (lineitem ⋈ orders on the order key,
 //! both sides hash-partitioned across the executors) timed the same way, as the shuffle's
 //! throughput over TLS against plain. The certificates are the caller's (`scripts/bench.sh`
@@ -101,6 +102,15 @@ async fn pass(
         ] {
             conf.push(format!("{key}={}", path.display()));
         }
+        // Authentication on too: every call carries and checks the cluster secret.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        conf.push(format!(
+            "faisca.authenticate.secret=bench-{}-{nanos}",
+            std::process::id()
+        ));
     }
     let master = format!("local[{}]", args.executors);
     let session = crate::session(&master, "faisca bench tls", &conf).await?;
@@ -143,7 +153,7 @@ pub async fn tls(args: TlsBenchArgs) -> Result<()> {
     let (dir, _) = data::prepare(args.data.clone(), args.sf).await?;
     let wanted = crate::cluster::wanted_queries(&args.queries)?;
     eprintln!(
-        "TPC-H SF{} on local[{}], every port on TLS against plain, {} paired runs",
+        "TPC-H SF{} on local[{}], every port on TLS with authentication against plain, {} paired runs",
         args.sf, args.executors, args.iterations
     );
     // Warm-up: the page cache and the allocator, once each way.
