@@ -210,6 +210,37 @@ async fn a_plan_over_the_message_limit_is_a_clear_error() {
     session.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_wider_than_its_limit_is_refused() {
+    let session = Session::builder()
+        .master("local[1]")
+        .config("faisca.stage.maxTasks", "8")
+        .config("faisca.shuffle.partitions", "16")
+        .build()
+        .await
+        .unwrap();
+    let query = "SELECT x % 5, count(*) FROM generate_series(1, 100) AS t(x) GROUP BY x % 5";
+    let e = session
+        .sql(query)
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("faisca.stage.maxTasks (8)") && text.contains("16"),
+        "{text}"
+    );
+    session
+        .execute_sql("SET faisca.shuffle.partitions = 4")
+        .await
+        .unwrap();
+    let rows = session.sql(query).await.unwrap().collect().await.unwrap();
+    assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 5);
+    session.stop().await;
+}
+
 #[test]
 fn cli_errors_exit_non_zero_with_the_reason_on_stderr() {
     let (code, stdout, stderr) = faisca_sql(&["--master", "local[1]", "-e", "SELEC 1"]);

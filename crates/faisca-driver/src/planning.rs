@@ -445,8 +445,16 @@ pub fn build_job(
     let schema = physical.schema();
     let graph = stage_graph(session, physical)?;
     let limit = session.config.max_message_size();
+    let max_tasks = session.config.stage_max_tasks();
     let mut stages = Vec::with_capacity(graph.stages.len());
     for stage in &graph.stages {
+        let widest = stage.tasks().max(stage.output.partitions());
+        if widest > max_tasks {
+            return Err(Error::user(format!(
+                "stage {} would have {widest} tasks or output partitions, more than faisca.stage.maxTasks ({max_tasks}): lower faisca.shuffle.partitions (or the plan's repartitioning), or raise the limit",
+                stage.id
+            )));
+        }
         let hash = match &stage.output {
             StageOutput::Repartition(p) => Some(p),
             _ => None,

@@ -257,6 +257,14 @@ pub mod keys {
         doc: "Times a stage may fail because shuffle input it reads was lost (its map tasks are re-run each time) before the job fails (Spark's spark.stage.maxConsecutiveAttempts).",
     };
 
+    /// `faisca.stage.maxTasks`.
+    pub const STAGE_MAX_TASKS: KeySpec = KeySpec {
+        name: "faisca.stage.maxTasks",
+        default: "100000",
+        kind: ValueKind::Count,
+        doc: "The most tasks, or shuffle output partitions, one stage may have: a plan asking for more (a huge faisca.shuffle.partitions, a repartition a client sent) is refused before the driver keeps state for each.",
+    };
+
     /// `faisca.driver.retainedJobs`.
     pub const DRIVER_RETAINED_JOBS: KeySpec = KeySpec {
         name: "faisca.driver.retainedJobs",
@@ -465,6 +473,7 @@ pub const KEYS: &[KeySpec] = &[
     keys::LOCAL_EXECUTOR_MEMORY,
     keys::TASK_MAX_ATTEMPTS,
     keys::STAGE_MAX_ATTEMPTS,
+    keys::STAGE_MAX_TASKS,
     keys::DRIVER_RETAINED_JOBS,
     keys::DRIVER_RETAINED_TASK_FAILURES,
     keys::CLIENT_PROGRESS_INTERVAL,
@@ -810,6 +819,11 @@ impl FaiscaConfig {
     pub fn stage_max_attempts(&self) -> u32 {
         self.count(&keys::STAGE_MAX_ATTEMPTS)
             .clamp(1, u32::MAX as u64) as u32
+    }
+    /// `faisca.stage.maxTasks` (at least 1).
+    pub fn stage_max_tasks(&self) -> usize {
+        self.count(&keys::STAGE_MAX_TASKS)
+            .clamp(1, usize::MAX as u64) as usize
     }
     /// `faisca.driver.retainedJobs`.
     pub fn retained_jobs(&self) -> usize {
