@@ -254,7 +254,7 @@ async fn executors_need_the_cluster_secret_and_clients_a_token() {
 
     // The web UI asks for a token: pages go to the login form, the REST API answers 401; a
     // bearer token or the form's cookie opens both.
-    let ui = ui_port(&log);
+    let ui = crate::tls::ui_port(&log, "http");
     let api = "/api/v1/applications";
     assert_eq!(http(ui, "GET", api, &[], "").await.0, 401);
     let (status, head) = http(ui, "GET", "/jobs/", &[], "").await;
@@ -343,21 +343,6 @@ async fn http(
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, text)
-}
-
-/// The UI port a driver printed in its log.
-fn ui_port(log: &Path) -> u16 {
-    let mut port = None;
-    assert!(wait_until(|| {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        port = text
-            .split("web UI at http://127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|p| p.parse().ok());
-        port.is_some()
-    }));
-    port.unwrap()
 }
 
 #[test]

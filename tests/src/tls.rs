@@ -167,13 +167,14 @@ async fn https_get(
     Ok((status, body.to_string()))
 }
 
-/// The UI port a driver printed (`web UI at https://127.0.0.1:PORT`), read from its log.
-fn ui_port(log: &Path) -> u16 {
+/// The UI port a driver printed (`web UI at SCHEME://127.0.0.1:PORT`), read from its log.
+pub(crate) fn ui_port(log: &Path, scheme: &str) -> u16 {
     let mut port = None;
+    let marker = format!("web UI at {scheme}://127.0.0.1:");
     assert!(wait_until(|| {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         port = text
-            .split("web UI at https://127.0.0.1:")
+            .split(marker.as_str())
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|p| p.parse().ok());
@@ -239,7 +240,7 @@ async fn a_tls_cluster_answers_tpch_refuses_wrong_clients_and_takes_a_new_certif
         assert_eq!(rows, tpch_expected(sql).await, "TPC-H Q{q} over TLS");
     }
     // The UI is HTTPS.
-    let ui = ui_port(&log);
+    let ui = ui_port(&log, "https");
     let (status, body) = https_get(ui, "/api/v1/applications", &ca_file, None)
         .await
         .unwrap();
@@ -377,7 +378,7 @@ async fn mutual_tls_refuses_clients_without_a_certificate() {
     );
 
     // The UI asks for a certificate too.
-    let ui = ui_port(&log);
+    let ui = ui_port(&log, "https");
     let (status, body) = https_get(ui, "/api/v1/applications", &ca_file, None)
         .await
         .unwrap();

@@ -62,11 +62,10 @@ pub async fn run(mut args: HistoryArgs) -> Result<()> {
             "history server",
             faisca_common::tls::ALPN_HTTP1,
         )?,
-        faisca_ui::Access {
-            auth: faisca_common::auth::Authenticator::new(&config.auth_settings()?)?,
-            metrics_token: None,
-            https: false,
-        },
+        faisca_ui::Access::from_config(
+            &config,
+            faisca_common::auth::Authenticator::new(&config.auth_settings()?)?,
+        )?,
     )
     .await?;
     eprintln!(

@@ -217,16 +217,7 @@ impl ServerTls {
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.config.current());
-        match tokio::time::timeout(self.handshake_timeout, acceptor.accept(io)).await {
-            Ok(result) => result,
-            Err(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "the TLS handshake took longer than faisca.ssl.handshakeTimeout ({:?})",
-                    self.handshake_timeout
-                ),
-            )),
-        }
+        within(self.handshake_timeout, "", acceptor.accept(io)).await
     }
 }
 
@@ -310,17 +301,28 @@ impl ClientTls {
             .server_name(host)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
         let connector = tokio_rustls::TlsConnector::from(self.config.current());
-        match tokio::time::timeout(self.handshake_timeout, connector.connect(name, io)).await {
-            Ok(result) => result,
-            Err(_) => Err(std::io::Error::new(
+        let peer = format!(" with {host}");
+        within(self.handshake_timeout, &peer, connector.connect(name, io)).await
+    }
+}
+
+/// A handshake, failed when it takes longer than `limit`; `peer` names the other end in the
+/// error (`" with host"`, or empty).
+async fn within<T>(
+    limit: Duration,
+    peer: &str,
+    handshake: impl Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    tokio::time::timeout(limit, handshake)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!(
-                    "the TLS handshake with {host} took longer than faisca.ssl.handshakeTimeout ({:?})",
-                    self.handshake_timeout
+                    "the TLS handshake{peer} took longer than faisca.ssl.handshakeTimeout ({limit:?})"
                 ),
-            )),
-        }
-    }
+            ))
+        })
 }
 
 #[cfg(test)]

@@ -134,14 +134,7 @@ impl DriverServer {
                     "web UI",
                     faisca_common::tls::ALPN_HTTP1,
                 )?,
-                access: faisca_ui::Access {
-                    auth: auth.clone(),
-                    metrics_token: options
-                        .config
-                        .metrics_token()?
-                        .map(|t| faisca_ui::Access::digest(&t)),
-                    https: false,
-                },
+                access: faisca_ui::Access::from_config(&options.config, auth.clone())?,
             };
             Some(UiServer::start(ui_options).await?)
         } else {

@@ -135,14 +135,7 @@ impl Executor {
             ALPN_HTTP1,
         )?;
         let auth = Authenticator::new(&options.config.auth_settings()?)?;
-        let metrics_access = faisca_ui::Access {
-            auth: auth.clone(),
-            metrics_token: options
-                .config
-                .metrics_token()?
-                .map(|t| faisca_ui::Access::digest(&t)),
-            https: false,
-        };
+        let metrics_access = faisca_ui::Access::from_config(&options.config, auth.clone())?;
         let transport = rpc::ClientTransport::from_config(
             &options.config,
             faisca_proto::address_says_tls(&options.driver),

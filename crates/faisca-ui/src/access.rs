@@ -46,9 +46,17 @@ fn sha256(text: &str) -> [u8; 32] {
 }
 
 impl Access {
-    /// The metrics token as its digest, for [`Access::metrics_token`].
-    pub fn digest(token: &str) -> [u8; 32] {
-        sha256(token)
+    /// The access of a process: its authenticator (`None`: authentication off) and the token of
+    /// `faisca.metrics.tokenFile`; `https` is set by the server that uses it.
+    pub fn from_config(
+        config: &faisca_common::FaiscaConfig,
+        auth: Option<Arc<Authenticator>>,
+    ) -> faisca_common::Result<Self> {
+        Ok(Access {
+            auth,
+            metrics_token: config.metrics_token()?.map(|t| sha256(&t)),
+            https: false,
+        })
     }
 
     /// Whether anything is checked at all.
@@ -195,7 +203,7 @@ mod tests {
     fn a_metrics_token_guards_metrics_alone_without_authentication() {
         let access = Access {
             auth: None,
-            metrics_token: Some(Access::digest("scrape")),
+            metrics_token: Some(sha256("scrape")),
             https: true,
         };
         assert_eq!(access.verdict("/metrics", Some("scrape")), Verdict::Allowed);
