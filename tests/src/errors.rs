@@ -387,3 +387,66 @@ async fn an_executor_speaking_another_protocol_version_is_refused() {
     );
     assert!(message.contains("old-one"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locations_outside_the_allowed_ones_are_refused_naming_the_rule() {
+    let tpch = crate::common::tpch_dir();
+    let out = tempfile::tempdir().unwrap();
+    let allowed = format!("file://{}/,kafka://127.0.0.1:9", tpch.display());
+    let session = Session::builder()
+        .master("local[1]")
+        .config("faisca.sql.allowedLocations", allowed.as_str())
+        .build()
+        .await
+        .unwrap();
+    let inside = format!(
+        "CREATE EXTERNAL TABLE nation STORED AS PARQUET LOCATION '{}/nation/'",
+        tpch.display()
+    );
+    session.execute_sql(&inside).await.unwrap();
+    let outside = out.path().join("t.csv");
+    std::fs::write(&outside, "a\n1\n").unwrap();
+    // A session cannot lift the driver's rule.
+    session
+        .execute_sql("SET faisca.sql.allowedLocations = ''")
+        .await
+        .unwrap();
+    let cases = [
+        (
+            format!(
+                "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true')",
+                outside.display()
+            ),
+            "faisca.sql.allowedLocations",
+        ),
+        (
+            "CREATE EXTERNAL TABLE m STORED AS CSV LOCATION 'http://169.254.169.254/latest/meta-data/'"
+                .to_string(),
+            "metadata",
+        ),
+        (
+            format!(
+                "COPY (SELECT 1 AS a) TO '{}/copy.csv' STORED AS CSV",
+                out.path().display()
+            ),
+            "write destination",
+        ),
+        (
+            "CREATE EXTERNAL TABLE k STORED AS KAFKA LOCATION 'topic' OPTIONS ('kafka.bootstrap.servers' 'evil.example:9092', 'subscribe' 'topic')"
+                .to_string(),
+            "kafka://evil.example:9092",
+        ),
+    ];
+    for (sql, says) in cases {
+        let error = match session.execute_sql(&sql).await {
+            Ok(result) => faisca::client::collect(result.batches)
+                .await
+                .expect_err(&sql),
+            Err(e) => e,
+        }
+        .to_string();
+        assert!(error.contains(says), "{sql}: {error}");
+    }
+    assert!(!out.path().join("copy.csv").exists());
+    session.stop().await;
+}

@@ -11,6 +11,7 @@
 //! * [`tls`]: rustls server and client configurations built from `faisca.ssl.*`, reloaded when
 //!   their certificate files change ([`reload`]).
 //! * [`auth`]: who a call's credential belongs to (the cluster secret, user tokens).
+//! * [`locations`]: where sessions may read and write (`faisca.sql.allowedLocations`).
 //!
 //! Nothing here does I/O but reading certificate, secret and token files.
 
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod locations;
 pub mod redact;
 pub mod reload;
 pub mod tls;

@@ -4,10 +4,13 @@
 use std::sync::Arc;
 
 use crate::logical_codec::{DriverLogicalCodec, SourceRegistry};
+use datafusion::catalog::{TableProvider, TableProviderFactory};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::CreateExternalTable;
 use datafusion::prelude::SessionContext;
+use faisca_common::locations::AllowedLocations;
 use faisca_common::{FaiscaConfig, Result};
 use faisca_connectors::stores::StoreRegistry;
 use faisca_engine::session_config::datafusion_config;
@@ -23,6 +26,8 @@ pub struct Session {
     pub sources: Arc<SourceRegistry>,
     /// The object stores of the session's runtime.
     pub stores: Arc<StoreRegistry>,
+    /// Where it may read and write (the driver's `faisca.sql.allowedLocations`).
+    pub allowed: AllowedLocations,
     /// The user who opened it (`None`: the cluster, or authentication off): its jobs and
     /// streaming queries are theirs.
     pub owner: Option<String>,
@@ -30,7 +35,7 @@ pub struct Session {
 
 impl Session {
     /// A new session with `config`.
-    pub fn new(config: FaiscaConfig) -> Result<Self> {
+    pub fn new(config: FaiscaConfig, allowed: AllowedLocations) -> Result<Self> {
         let stores = Arc::new(StoreRegistry::new(&config));
         // No listing cache: a data lake changes between queries (our own writes among others),
         // and Spark lists a path each time it is read. DataFusion's default cache never expires.
@@ -54,12 +59,20 @@ impl Session {
             faisca_engine::kafka::KAFKA_FORMAT.to_string(),
             Arc::new(faisca_engine::kafka::KafkaTableFactory),
         );
+        // Every table factory checks the location (and a Kafka table its brokers) first.
+        for factory in state.table_factories_mut().values_mut() {
+            *factory = Arc::new(AllowedTables {
+                inner: factory.clone(),
+                allowed: allowed.clone(),
+            });
+        }
         Ok(Session {
             ctx: SessionContext::new_with_state(state),
             config,
             sources: Arc::new(SourceRegistry::default()),
             stores,
             owner: None,
+            allowed,
         })
     }
 
@@ -68,5 +81,41 @@ impl Session {
         DriverLogicalCodec {
             sources: self.sources.clone(),
         }
+    }
+}
+
+/// A table factory that refuses a location, or Kafka brokers, outside the driver's
+/// `faisca.sql.allowedLocations` before its inner factory sees the table.
+#[derive(Debug)]
+struct AllowedTables {
+    inner: Arc<dyn TableProviderFactory>,
+    allowed: AllowedLocations,
+}
+
+#[async_trait::async_trait]
+impl TableProviderFactory for AllowedTables {
+    async fn create(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        command: &CreateExternalTable,
+    ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
+        let brokers = command
+            .options
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("kafka.bootstrap.servers"))
+            .map(|(_, v)| v.as_str());
+        let checked = if command
+            .file_type
+            .eq_ignore_ascii_case(faisca_engine::kafka::KAFKA_FORMAT)
+        {
+            brokers.map_or(Ok(()), |b| self.allowed.check_brokers(b))
+        } else {
+            command
+                .locations
+                .iter()
+                .try_for_each(|location| self.allowed.check(location, "table location"))
+        };
+        checked.map_err(|e| datafusion::error::DataFusionError::Plan(e.to_string()))?;
+        self.inner.create(state, command).await
     }
 }

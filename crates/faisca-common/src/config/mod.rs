@@ -550,6 +550,7 @@ pub const KEYS: &[KeySpec] = &[
     security::AUTH_TOKENS_FILE,
     security::AUTH_TOKEN,
     security::METRICS_TOKEN_FILE,
+    security::SQL_ALLOWED_LOCATIONS,
 ];
 
 /// Parsed configuration. Build with [`FaiscaConfig::from_pairs`] or start from

@@ -148,6 +148,17 @@ pub const METRICS_TOKEN_FILE: KeySpec = KeySpec {
     doc: "A file holding the bearer token `/metrics` accepts (a Prometheus scrape config's `authorization.credentials_file`): set, metrics ports and the UI's /metrics ask for it (or another credential when authentication is on). Executors the driver launches get the path.",
 };
 
+/// `faisca.sql.allowedLocations`.
+pub const SQL_ALLOWED_LOCATIONS: KeySpec = KeySpec {
+    name: "faisca.sql.allowedLocations",
+    default: "",
+    kind: ValueKind::Rule {
+        expected: "comma-separated URL prefixes such as s3://lake/,file:///data/,kafka://broker:9092",
+        valid: any_text,
+    },
+    doc: "The driver's rule for where sessions read and write: table locations, write and COPY destinations, streaming checkpoints, Kafka brokers (kafka://host:port). Empty: everywhere. Link-local and cloud metadata addresses are refused unless a prefix names them. Read from the driver's configuration, not a session's.",
+};
+
 /// Where authentication settings come from besides configuration keys.
 pub const AUTH_SECRET_ENV: &str = "FAISCA_AUTH_SECRET";
 /// The environment variable of a client's user token.
@@ -291,6 +302,11 @@ impl FaiscaConfig {
 }
 
 impl FaiscaConfig {
+    /// `faisca.sql.allowedLocations`.
+    pub fn allowed_locations(&self) -> crate::locations::AllowedLocations {
+        crate::locations::AllowedLocations::parse(self.raw(&SQL_ALLOWED_LOCATIONS))
+    }
+
     /// The token of `faisca.metrics.tokenFile`, when set; an error names a file that cannot be
     /// read or is empty.
     pub fn metrics_token(&self) -> Result<Option<String>> {

@@ -310,6 +310,8 @@ pub struct DriverSettings {
     pub dynamic_allocation: faisca_common::config::DynamicAllocation,
     /// The web UI's URL, when the driver serves one (shown by `faisca status`).
     pub ui_url: Option<String>,
+    /// Where sessions may read and write (`faisca.sql.allowedLocations` of the driver).
+    pub allowed_locations: faisca_common::locations::AllowedLocations,
 }
 
 impl DriverSettings {
@@ -323,6 +325,7 @@ impl DriverSettings {
             executor_cores: config.executor_cores(),
             dynamic_allocation: config.dynamic_allocation(),
             ui_url: None,
+            allowed_locations: config.allowed_locations(),
         }
     }
 }
@@ -484,7 +487,8 @@ impl DriverState {
                 owner,
                 reply,
             } => {
-                let result = Session::new(config).map(|mut session| {
+                let allowed = self.settings.allowed_locations.clone();
+                let result = Session::new(config, allowed).map(|mut session| {
                     session.owner = owner;
                     let id = SessionId::random();
                     self.sessions.insert(id.clone(), session);

@@ -101,6 +101,7 @@ pub async fn prepare(
                     "the {format} sink needs a 'path' option: the directory to write to"
                 ))
             })?;
+            session.allowed.check(path, "streaming sink path")?;
             let destination = faisca_engine::sink::Destination::resolve(path, state.runtime_env())?;
             let log = FileSinkLog::new(path, destination.store.clone(), &destination.root);
             let options = request
@@ -146,7 +147,10 @@ pub async fn prepare(
         }
     };
     let checkpoint_url = match option(request, "checkpointLocation") {
-        Some(url) => url.to_string(),
+        Some(url) => {
+            session.allowed.check(url, "checkpointLocation")?;
+            url.to_string()
+        }
         None if matches!(sink, Sink::Memory { .. } | Sink::Client { .. }) => {
             // As Spark: a memory, console or foreachBatch sink without a checkpoint gets a
             // temporary one.

@@ -286,8 +286,16 @@ pub async fn plan_write(
     input: LogicalPlan,
 ) -> Result<PlannedWrite> {
     if kafka::is_kafka(&request.format) {
+        if let Some((_, brokers)) = request
+            .options
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("kafka.bootstrap.servers"))
+        {
+            session.allowed.check_brokers(brokers)?;
+        }
         return kafka::plan_kafka_write(session, request, input);
     }
+    session.allowed.check(&request.url, "write destination")?;
     let format = WriteFormat::parse(&request.format)?;
     let single_file = request.copy && copies_to_one_file(&request.url, &mut request.options)?;
     let (option_mode, max_records_per_file, dynamic_overwrite) =

@@ -1,0 +1,173 @@
+//! Where a session may read and write: `faisca.sql.allowedLocations`.
+//!
+//! The rule is a list of URL prefixes (`s3://lake/`, `file:///data/`, `https://files.example/`,
+//! `kafka://broker:9092`). Empty (the default) allows every location, as before the rule
+//! existed — except link-local and cloud metadata addresses (169.254.0.0/16, `fd00:ec2::254`,
+//! `metadata.google.internal`), which are refused unless a prefix names them explicitly. The
+//! driver checks table locations (SQL and DataFrame readers), write and `COPY` destinations,
+//! streaming checkpoints and Kafka brokers (`kafka://host:port` for each of
+//! `kafka.bootstrap.servers`) where they enter. Local paths are matched as `file://` URLs of
+//! their absolute path. A refusal names the location and the rule.
+
+use std::net::IpAddr;
+
+use crate::{Error, Result};
+
+/// `faisca.sql.allowedLocations`, parsed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedLocations {
+    prefixes: Vec<String>,
+}
+
+/// A location in the form the rule compares: a lower-case scheme and host, the rest as given;
+/// local paths as `file://` URLs.
+fn normalize(location: &str) -> String {
+    let location = location.trim();
+    match location.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            format!(
+                "{}://{}{}",
+                scheme.to_ascii_lowercase(),
+                authority.to_ascii_lowercase(),
+                path
+            )
+        }
+        None => {
+            let path = std::path::absolute(location)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| location.to_string());
+            format!("file://{path}")
+        }
+    }
+}
+
+/// The host of a normalized location (without port or brackets).
+fn host(normalized: &str) -> &str {
+    let rest = normalized.split_once("://").map_or("", |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or(v6);
+    }
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
+
+/// Whether `host` is a link-local or cloud metadata address.
+pub fn is_metadata_host(host: &str) -> bool {
+    if host.eq_ignore_ascii_case("metadata.google.internal")
+        || host.eq_ignore_ascii_case("metadata")
+    {
+        return true;
+    }
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.is_link_local(),
+        Ok(IpAddr::V6(v6)) => {
+            v6 == "fd00:ec2::254"
+                .parse::<std::net::Ipv6Addr>()
+                .expect("valid")
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+        Err(_) => false,
+    }
+}
+
+fn covers(prefix: &str, location: &str) -> bool {
+    location == prefix
+        || (location.starts_with(prefix)
+            && (prefix.ends_with('/') || location[prefix.len()..].starts_with('/')))
+}
+
+impl AllowedLocations {
+    /// The rule of `text` (comma-separated prefixes; empty: everything).
+    pub fn parse(text: &str) -> Self {
+        AllowedLocations {
+            prefixes: text
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(normalize)
+                .collect(),
+        }
+    }
+
+    /// Refuse `location` (named `what` in the error) unless the rule allows it.
+    pub fn check(&self, location: &str, what: &str) -> Result<()> {
+        let normalized = normalize(location);
+        let listed = self.prefixes.iter().any(|p| covers(p, &normalized));
+        if is_metadata_host(host(&normalized)) && !listed {
+            return Err(Error::user(format!(
+                "{what} '{location}' is a link-local or cloud metadata address, refused unless faisca.sql.allowedLocations names it explicitly"
+            )));
+        }
+        if self.prefixes.is_empty() || listed {
+            return Ok(());
+        }
+        Err(Error::user(format!(
+            "{what} '{location}' is outside faisca.sql.allowedLocations ({}): expected a location under one of them",
+            self.prefixes.join(", ")
+        )))
+    }
+
+    /// Refuse any broker of `bootstrap_servers` (`host:port,…`) the rule does not allow, each
+    /// as `kafka://host:port`.
+    pub fn check_brokers(&self, bootstrap_servers: &str) -> Result<()> {
+        for broker in bootstrap_servers.split(',').map(str::trim) {
+            if broker.is_empty() {
+                continue;
+            }
+            let broker = broker.split_once("://").map_or(broker, |(_, b)| b);
+            self.check(&format!("kafka://{broker}"), "Kafka broker")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_allow_what_is_under_them() {
+        let rule = AllowedLocations::parse("s3://Lake/data/, file:///srv/in, kafka://broker:9092");
+        rule.check("s3://lake/data/t/", "table").unwrap();
+        rule.check("file:///srv/in/x.parquet", "table").unwrap();
+        rule.check("/srv/in", "table").unwrap();
+        rule.check_brokers("broker:9092").unwrap();
+        for outside in [
+            "s3://lake/other/",
+            "file:///srv/inside",
+            "/etc/passwd",
+            "s3://lake2/data/",
+        ] {
+            let error = rule.check(outside, "table").unwrap_err().to_string();
+            assert!(error.contains("faisca.sql.allowedLocations"), "{error}");
+            assert!(error.contains(outside), "{error}");
+        }
+        let error = rule
+            .check_brokers("broker:9092, evil:9092")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("kafka://evil:9092"), "{error}");
+    }
+
+    #[test]
+    fn metadata_addresses_need_an_explicit_prefix() {
+        let everything = AllowedLocations::default();
+        everything.check("s3://anything/", "table").unwrap();
+        for metadata in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[fd00:ec2::254]/latest/",
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "http://user@169.254.170.2:80/x",
+        ] {
+            let error = everything.check(metadata, "table").unwrap_err().to_string();
+            assert!(error.contains("metadata"), "{error}");
+        }
+        everything.check_brokers("169.254.1.1:9092").unwrap_err();
+        let listed = AllowedLocations::parse("http://169.254.169.254/latest/");
+        listed
+            .check("http://169.254.169.254/latest/meta-data/", "table")
+            .unwrap();
+    }
+}
