@@ -140,6 +140,19 @@ async fn executors_need_the_cluster_secret_and_clients_a_token() {
         "{out}"
     );
 
+    // With authentication on, the driver's local files are off for clients.
+    let local = format!(
+        "CREATE EXTERNAL TABLE nation STORED AS PARQUET LOCATION '{}/nation/'",
+        crate::common::tpch_dir().display()
+    );
+    let refused = sql(&address, &local, &[("FAISCA_TOKEN", ALICE)]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("faisca.sql.allowLocalFiles"),
+        "{}",
+        stderr(&refused)
+    );
+
     // A client without a token, or with an unknown one, is refused.
     let nobody = sql(&address, "SELECT 1", &[]);
     assert!(!nobody.status.success());

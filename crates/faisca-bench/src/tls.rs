@@ -111,6 +111,8 @@ async fn pass(
             "faisca.authenticate.secret=bench-{}-{nanos}",
             std::process::id()
         ));
+        // The TPC-H files are local: allowed explicitly, as authentication turns them off.
+        conf.push("faisca.sql.allowLocalFiles=true".to_string());
     }
     let master = format!("local[{}]", args.executors);
     let session = crate::session(&master, "faisca bench tls", &conf).await?;

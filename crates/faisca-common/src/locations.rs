@@ -17,6 +17,8 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllowedLocations {
     prefixes: Vec<String>,
+    /// Local files are refused unless a prefix names them (`faisca.sql.allowLocalFiles`).
+    no_local_files: bool,
 }
 
 /// A location in the form the rule compares: a lower-case scheme and host, the rest as given;
@@ -82,6 +84,7 @@ impl AllowedLocations {
     /// The rule of `text` (comma-separated prefixes; empty: everything).
     pub fn parse(text: &str) -> Self {
         AllowedLocations {
+            no_local_files: false,
             prefixes: text
                 .split(',')
                 .map(str::trim)
@@ -91,6 +94,12 @@ impl AllowedLocations {
         }
     }
 
+    /// The same rule, with local files allowed or not (unless a prefix names them).
+    pub fn with_local_files(mut self, allowed: bool) -> Self {
+        self.no_local_files = !allowed;
+        self
+    }
+
     /// Refuse `location` (named `what` in the error) unless the rule allows it.
     pub fn check(&self, location: &str, what: &str) -> Result<()> {
         let normalized = normalize(location);
@@ -98,6 +107,11 @@ impl AllowedLocations {
         if is_metadata_host(host(&normalized)) && !listed {
             return Err(Error::user(format!(
                 "{what} '{location}' is a link-local or cloud metadata address, refused unless faisca.sql.allowedLocations names it explicitly"
+            )));
+        }
+        if self.no_local_files && normalized.starts_with("file://") && !listed {
+            return Err(Error::user(format!(
+                "{what} '{location}' is a local file of the driver's machine, off for clients while authentication is on: set faisca.sql.allowLocalFiles=true on the driver, or name it in faisca.sql.allowedLocations"
             )));
         }
         if self.prefixes.is_empty() || listed {
@@ -165,6 +179,17 @@ mod tests {
             assert!(error.contains("metadata"), "{error}");
         }
         everything.check_brokers("169.254.1.1:9092").unwrap_err();
+        let no_files = AllowedLocations::default().with_local_files(false);
+        let error = no_files
+            .check("/data/t.parquet", "table")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("faisca.sql.allowLocalFiles"), "{error}");
+        no_files.check("s3://lake/t/", "table").unwrap();
+        AllowedLocations::parse("file:///data/")
+            .with_local_files(false)
+            .check("/data/t.parquet", "table")
+            .unwrap();
         let listed = AllowedLocations::parse("http://169.254.169.254/latest/");
         listed
             .check("http://169.254.169.254/latest/meta-data/", "table")

@@ -160,6 +160,7 @@ impl DriverServer {
             ));
         }
         let mut settings = DriverSettings::from_config(&options.config);
+        settings.allowed_locations = options.config.allowed_locations(auth.is_some());
         settings.ui_url = ui.as_ref().and_then(UiServer::url);
         let (handle, actor) = spawn_actor(settings, launcher, bus.clone());
         let control =

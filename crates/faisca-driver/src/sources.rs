@@ -237,6 +237,13 @@ pub async fn stream_source(
     let redaction = faisca_engine::session_config::redaction(state.config());
     let source = match format.as_str() {
         "kafka" => {
+            if let Some(brokers) = request
+                .options
+                .iter()
+                .find(|o| o.key.trim().eq_ignore_ascii_case("kafka.bootstrap.servers"))
+            {
+                session.allowed.check_brokers(&brokers.value)?;
+            }
             let options = SourceOptions::normalize(
                 request
                     .options
@@ -258,9 +265,14 @@ pub async fn stream_source(
                 .map(|o| (o.key.as_str(), o.value.as_str())),
             u32::try_from(cores.max(1)).unwrap_or(u32::MAX),
         )?),
-        "parquet" | "csv" | "json" => StreamSource::Files(Arc::new(
-            file_stream_source(session, request, &format).await?,
-        )),
+        "parquet" | "csv" | "json" => {
+            session
+                .allowed
+                .check(&request.location, "streaming source location")?;
+            StreamSource::Files(Arc::new(
+                file_stream_source(session, request, &format).await?,
+            ))
+        }
         _ => {
             return Err(Error::user(format!(
                 "unknown streaming source format '{}': expected one of {}",

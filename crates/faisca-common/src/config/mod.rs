@@ -551,6 +551,7 @@ pub const KEYS: &[KeySpec] = &[
     security::AUTH_TOKEN,
     security::METRICS_TOKEN_FILE,
     security::SQL_ALLOWED_LOCATIONS,
+    security::SQL_ALLOW_LOCAL_FILES,
 ];
 
 /// Parsed configuration. Build with [`FaiscaConfig::from_pairs`] or start from

@@ -159,6 +159,17 @@ pub const SQL_ALLOWED_LOCATIONS: KeySpec = KeySpec {
     doc: "The driver's rule for where sessions read and write: table locations, write and COPY destinations, streaming checkpoints, Kafka brokers (kafka://host:port). Empty: everywhere. Link-local and cloud metadata addresses are refused unless a prefix names them. Read from the driver's configuration, not a session's.",
 };
 
+/// `faisca.sql.allowLocalFiles`.
+pub const SQL_ALLOW_LOCAL_FILES: KeySpec = KeySpec {
+    name: "faisca.sql.allowLocalFiles",
+    default: "",
+    kind: ValueKind::Rule {
+        expected: "true or false",
+        valid: optional_bool,
+    },
+    doc: "Whether sessions may read and write the driver's local files (file:// and plain paths). Unset: yes, unless authentication is on. A prefix of faisca.sql.allowedLocations naming them allows them either way.",
+};
+
 /// Where authentication settings come from besides configuration keys.
 pub const AUTH_SECRET_ENV: &str = "FAISCA_AUTH_SECRET";
 /// The environment variable of a client's user token.
@@ -302,9 +313,15 @@ impl FaiscaConfig {
 }
 
 impl FaiscaConfig {
-    /// `faisca.sql.allowedLocations`.
-    pub fn allowed_locations(&self) -> crate::locations::AllowedLocations {
+    /// `faisca.sql.allowedLocations`, with local files as `faisca.sql.allowLocalFiles` says
+    /// (unset: allowed unless `authentication_on`).
+    pub fn allowed_locations(&self, authentication_on: bool) -> crate::locations::AllowedLocations {
+        let local_files = match self.raw(&SQL_ALLOW_LOCAL_FILES) {
+            "" => !authentication_on,
+            raw => raw.eq_ignore_ascii_case("true"),
+        };
         crate::locations::AllowedLocations::parse(self.raw(&SQL_ALLOWED_LOCATIONS))
+            .with_local_files(local_files)
     }
 
     /// The token of `faisca.metrics.tokenFile`, when set; an error names a file that cannot be

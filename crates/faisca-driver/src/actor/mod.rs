@@ -325,7 +325,7 @@ impl DriverSettings {
             executor_cores: config.executor_cores(),
             dynamic_allocation: config.dynamic_allocation(),
             ui_url: None,
-            allowed_locations: config.allowed_locations(),
+            allowed_locations: config.allowed_locations(false),
         }
     }
 }
