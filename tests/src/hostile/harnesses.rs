@@ -806,3 +806,58 @@ fn commit_seeds_publish() {
 fn commits() {
     fuzz(&COMMITS);
 }
+
+/// Inputs of the credential and location checks: the first byte picks the decoder, the rest is
+/// its text (lines: a rule, then a location).
+fn credential_seeds() -> Vec<Vec<u8>> {
+    let tagged = |tag: u8, text: &str| [vec![tag], text.as_bytes().to_vec()].concat();
+    vec![
+        tagged(0, "token=abc%20d%2B&next=1"),
+        tagged(1, "Bearer token-1"),
+        tagged(2, "a=b; faisca_token=t-2"),
+        tagged(3, "s3://lake/,file:///data/\ns3://lake/t/"),
+        tagged(3, "\nhttp://[fd00:ec2::254]:80/latest"),
+        tagged(4, "kafka://broker:9092\nbroker:9092, other:1"),
+    ]
+}
+
+/// What a client sends before it is authenticated — the login form, a bearer header, a cookie —
+/// and the location rule and locations the driver checks: none panics.
+const CREDENTIALS: Harness = Harness {
+    name: "credentials",
+    test: "hostile::harnesses::credentials",
+    seeds: credential_seeds,
+    run: |input| {
+        let Some((tag, body)) = input.split_first() else {
+            return;
+        };
+        let text = String::from_utf8_lossy(body);
+        match tag % 5 {
+            0 => {
+                let _ = faisca_ui::access::form_token(body);
+            }
+            tag @ (1 | 2) => {
+                let name = if tag == 1 { "authorization" } else { "cookie" };
+                if let Ok(value) = http::HeaderValue::from_bytes(body) {
+                    let mut headers = http::HeaderMap::new();
+                    headers.insert(name, value);
+                    let _ = faisca_ui::access::credential(&headers);
+                }
+            }
+            tag => {
+                let (rule, location) = text.split_once('\n').unwrap_or((&text, ""));
+                let rule = faisca_common::locations::AllowedLocations::parse(rule);
+                if tag == 3 {
+                    let _ = rule.check(location, "location");
+                } else {
+                    let _ = rule.check_brokers(location);
+                }
+            }
+        }
+    },
+};
+
+#[test]
+fn credentials() {
+    fuzz(&CREDENTIALS);
+}
