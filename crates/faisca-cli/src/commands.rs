@@ -240,7 +240,12 @@ pub async fn driver(mut args: DriverArgs) -> Result<()> {
             .advertise_address
             .clone()
             .unwrap_or_else(|| bind.ip().to_string());
-        let driver_url = format!("http://{host}:{}", bind.port());
+        let scheme = if config.tls_settings()?.serves_tls() {
+            "faisca+tls"
+        } else {
+            "http"
+        };
+        let driver_url = format!("{scheme}://{host}:{}", bind.port());
         let yaml = faisca_kubernetes::dry_run(master, &config, &driver_url)?;
         print!("{yaml}");
         return Ok(());

@@ -209,6 +209,10 @@ fn ours(settings: &KubernetesSettings, executor: &ExecutorPod<'_>) -> Value {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    // Executors of a TLS driver serve their metrics over HTTPS too (the same certificate files).
+    if executor.driver_url.starts_with("faisca+tls://") {
+        annotations.insert("prometheus.io/scheme".to_string(), "https".to_string());
+    }
     annotations.extend(settings.annotations.clone());
     metadata["annotations"] = json!(annotations);
     if let Some(owner) = executor.owner {

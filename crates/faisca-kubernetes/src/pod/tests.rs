@@ -58,6 +58,16 @@ fn names_labels_env_resources_and_probe_without_a_template() {
         "true"
     );
     assert_eq!(pod["metadata"]["annotations"]["prometheus.io/port"], "7080");
+    assert!(pod["metadata"]["annotations"]["prometheus.io/scheme"].is_null());
+    let tls = ExecutorPod {
+        driver_url: "faisca+tls://10.0.0.5:7077",
+        ..executor(4)
+    };
+    let tls_pod = as_json(&executor_pod(&s, None, &tls));
+    assert_eq!(
+        tls_pod["metadata"]["annotations"]["prometheus.io/scheme"],
+        "https"
+    );
     assert!(pod["metadata"].get("ownerReferences").is_none());
     let spec = &pod["spec"];
     assert_eq!(spec["restartPolicy"], "Never");
