@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use arrow_flight::flight_service_client::FlightServiceClient;
 use faisca_proto::{ShuffleTicket, encode_ticket, ticket};
 
-use crate::cli::{Processes, start_driver_logging_to, wait_until};
+use crate::cli::{Processes, start_driver_logging_to};
 use crate::common::faisca_bin;
 
 const SECRET: &str = "cluster-secret-7c1f";
@@ -127,18 +127,9 @@ async fn executors_need_the_cluster_secret_and_clients_a_token() {
         .stderr(Stdio::null());
     processes.0.push(executor.spawn().unwrap());
     let query = "SELECT x % 5 AS k, count(*) AS n FROM generate_series(1, 5000) AS t(x) GROUP BY x % 5 ORDER BY k";
-    let mut ran = sql(&address, query, &[("FAISCA_TOKEN", ALICE)]);
-    wait_until(|| {
-        ran = sql(&address, query, &[("FAISCA_TOKEN", ALICE)]);
-        ran.status.success()
-    });
+    let ran = crate::tls::until_it_succeeds(|| sql(&address, query, &[("FAISCA_TOKEN", ALICE)]));
     assert!(ran.status.success(), "{}", stderr(&ran));
-    let out = String::from_utf8_lossy(&ran.stdout).into_owned();
-    assert_eq!(
-        out.lines().filter(|l| l.ends_with(",1000")).count(),
-        5,
-        "{out}"
-    );
+    assert_eq!(crate::tls::rows_ending(&ran, ",1000"), 5, "{ran:?}");
 
     // With authentication on, the driver's local files are off for clients.
     let local = format!(

@@ -106,6 +106,50 @@ impl MountedSecret {
     }
 }
 
+/// Two CAs made for one test, written to `dir` as `ca.pem` and `other-ca.pem`.
+struct Pki {
+    ca: Authority,
+    other_ca: Authority,
+    ca_file: PathBuf,
+    other_ca_file: PathBuf,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Self {
+        let ca = Authority::new("faisca test CA");
+        let other_ca = Authority::new("another CA");
+        let ca_file = ca.write(dir, "ca.pem");
+        let other_ca_file = other_ca.write(dir, "other-ca.pem");
+        Pki {
+            ca,
+            other_ca,
+            ca_file,
+            other_ca_file,
+        }
+    }
+}
+
+/// `run` until it succeeds (a minute at most: executors may still be registering); its last
+/// output.
+pub(crate) fn until_it_succeeds(mut run: impl FnMut() -> Output) -> Output {
+    let mut last = run();
+    wait_until(|| {
+        if !last.status.success() {
+            last = run();
+        }
+        last.status.success()
+    });
+    last
+}
+
+/// CSV rows of `output` ending in `,suffix`.
+pub(crate) fn rows_ending(output: &Output, suffix: &str) -> usize {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| l.ends_with(suffix))
+        .count()
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -188,10 +232,12 @@ const TPCH_QUERIES: [usize; 4] = [1, 3, 5, 18];
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_cluster_answers_tpch_refuses_wrong_clients_and_takes_a_new_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Authority::new("faisca test CA");
-    let other_ca = Authority::new("another CA");
-    let ca_file = ca.write(dir.path(), "ca.pem");
-    let other_ca_file = other_ca.write(dir.path(), "other-ca.pem");
+    let Pki {
+        ca,
+        other_ca,
+        ca_file,
+        other_ca_file,
+    } = Pki::new(dir.path());
     let (node_cert, node_key) = write_pair(dir.path(), "node", ca.issue("executor"));
     let secret = MountedSecret::new(dir.path().join("driver-tls"), ca.issue("driver"));
     let log = dir.path().join("driver.log");
@@ -295,10 +341,12 @@ async fn a_tls_cluster_answers_tpch_refuses_wrong_clients_and_takes_a_new_certif
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_refuses_clients_without_a_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = Authority::new("faisca test CA");
-    let other_ca = Authority::new("another CA");
-    let ca_file = ca.write(dir.path(), "ca.pem");
-    let other_ca_file = other_ca.write(dir.path(), "other-ca.pem");
+    let Pki {
+        ca,
+        other_ca,
+        ca_file,
+        other_ca_file,
+    } = Pki::new(dir.path());
     let (node_cert, node_key) = write_pair(dir.path(), "node", ca.issue("node"));
     let (client_cert, client_key) = write_pair(dir.path(), "client", ca.issue("client"));
     let (stranger_cert, stranger_key) =
@@ -363,19 +411,9 @@ async fn mutual_tls_refuses_clients_without_a_certificate() {
         path(&client_key),
     ];
     let sql = "SELECT x % 7 AS k, count(*) AS n FROM generate_series(1, 7000) AS t(x) GROUP BY x % 7 ORDER BY k";
-    let mut ran = faisca_sql(&address, sql, &client_args);
-    // The executors may still be registering: the query waits for none, so retry briefly.
-    wait_until(|| {
-        ran = faisca_sql(&address, sql, &client_args);
-        ran.status.success()
-    });
+    let ran = until_it_succeeds(|| faisca_sql(&address, sql, &client_args));
     assert!(ran.status.success(), "{}", stderr(&ran));
-    let out = String::from_utf8_lossy(&ran.stdout).into_owned();
-    assert_eq!(
-        out.lines().filter(|l| l.ends_with(",1000")).count(),
-        7,
-        "{out}"
-    );
+    assert_eq!(rows_ending(&ran, ",1000"), 7, "{ran:?}");
 
     // The UI asks for a certificate too.
     let ui = ui_port(&log, "https");
