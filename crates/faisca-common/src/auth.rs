@@ -45,6 +45,16 @@ impl Principal {
             Principal::User(user) => owner == Some(user.as_str()),
         }
     }
+
+    /// [`Principal::may_access`] as a user error naming `what` (`job 1234`) when it may not.
+    pub fn check_access(&self, owner: Option<&str>, what: &str) -> Result<()> {
+        match self {
+            Principal::User(user) if !self.may_access(owner) => Err(Error::user(format!(
+                "{what} is another user's: user '{user}' sees and acts on only its own"
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Why a call was refused. The message says what is missing, never what was expected.
@@ -69,16 +79,37 @@ impl std::fmt::Display for AuthFailure {
     }
 }
 
-type Digest = [u8; 32];
+/// A secret kept as its SHA-256 digest, compared in constant time: the cluster secret, a
+/// metrics token.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SecretDigest([u8; 32]);
 
-fn sha256(text: &str) -> Digest {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest(&SHA256, text.as_bytes()).as_ref());
-    out
+impl std::fmt::Debug for SecretDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretDigest(*********(redacted))")
+    }
+}
+
+impl SecretDigest {
+    /// The digest of `secret`.
+    pub fn of(secret: &str) -> Self {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest(&SHA256, secret.as_bytes()).as_ref());
+        SecretDigest(out)
+    }
+
+    /// Whether `presented` is the secret (compared in constant time).
+    pub fn matches(&self, presented: &str) -> bool {
+        self.matches_digest(&SecretDigest::of(presented))
+    }
+
+    fn matches_digest(&self, presented: &SecretDigest) -> bool {
+        bool::from(self.0.ct_eq(&presented.0))
+    }
 }
 
 /// Users by the digest of their token.
-type Tokens = HashMap<Digest, String>;
+type Tokens = HashMap<SecretDigest, String>;
 
 fn parse_tokens(bytes: &[u8], file: &SourceFile) -> Result<Tokens> {
     let text = std::str::from_utf8(bytes).map_err(|_| {
@@ -111,7 +142,10 @@ fn parse_tokens(bytes: &[u8], file: &SourceFile) -> Result<Tokens> {
                 number + 1
             )));
         }
-        if tokens.insert(sha256(token), user.to_string()).is_some() {
+        if tokens
+            .insert(SecretDigest::of(token), user.to_string())
+            .is_some()
+        {
             return Err(Error::user(format!(
                 "{} ({}) line {}: this token is already on an earlier line",
                 file.path.display(),
@@ -125,7 +159,7 @@ fn parse_tokens(bytes: &[u8], file: &SourceFile) -> Result<Tokens> {
 
 /// Decides who a credential belongs to.
 pub struct Authenticator {
-    secret: Digest,
+    secret: SecretDigest,
     tokens: Option<Reloading<Tokens>>,
 }
 
@@ -162,7 +196,7 @@ impl Authenticator {
             None => None,
         };
         Ok(Some(Arc::new(Authenticator {
-            secret: sha256(secret),
+            secret: SecretDigest::of(secret),
             tokens,
         })))
     }
@@ -175,8 +209,8 @@ impl Authenticator {
         let Some(credential) = credential.filter(|c| !c.is_empty()) else {
             return Err(AuthFailure::Missing);
         };
-        let presented = sha256(credential);
-        if bool::from(presented.ct_eq(&self.secret)) {
+        let presented = SecretDigest::of(credential);
+        if self.secret.matches_digest(&presented) {
             return Ok(Principal::Cluster);
         }
         match &self.tokens {

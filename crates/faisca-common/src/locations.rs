@@ -55,6 +55,10 @@ fn host(normalized: &str) -> &str {
     authority.rsplit_once(':').map_or(authority, |(h, _)| h)
 }
 
+/// AWS's instance metadata service over IPv6, `fd00:ec2::254`.
+const AWS_METADATA_V6: std::net::Ipv6Addr =
+    std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+
 /// Whether `host` is a link-local or cloud metadata address.
 pub fn is_metadata_host(host: &str) -> bool {
     if host.eq_ignore_ascii_case("metadata.google.internal")
@@ -64,12 +68,7 @@ pub fn is_metadata_host(host: &str) -> bool {
     }
     match host.parse::<IpAddr>() {
         Ok(IpAddr::V4(v4)) => v4.is_link_local(),
-        Ok(IpAddr::V6(v6)) => {
-            v6 == "fd00:ec2::254"
-                .parse::<std::net::Ipv6Addr>()
-                .expect("valid")
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-        }
+        Ok(IpAddr::V6(v6)) => v6 == AWS_METADATA_V6 || v6.is_unicast_link_local(),
         Err(_) => false,
     }
 }

@@ -145,10 +145,11 @@ impl ServerTls {
         let mut files = vec![cert_file(cert), key_file(key)];
         let verify_clients = settings.client_auth_required;
         if verify_clients {
-            let ca = settings
-                .ca_file
-                .as_ref()
-                .expect("checked by tls_settings: clientAuth=required has a CA");
+            let ca = settings.ca_file.as_ref().ok_or_else(|| {
+                Error::user(
+                    "faisca.ssl.clientAuth=required needs faisca.ssl.caFile (--tls-ca): expected the CA that signs the clients' certificates",
+                )
+            })?;
             files.push(ca_file(ca));
         }
         let sources = files.clone();
@@ -209,6 +210,18 @@ impl ServerTls {
     /// Handshakes run at once, at most (`faisca.ssl.maxHandshakes`).
     pub fn max_handshakes(&self) -> usize {
         self.max_handshakes
+    }
+
+    /// Whether the client's first byte on `stream` starts a TLS handshake (a ClientHello's
+    /// record type); anything else, or nothing within `faisca.ssl.handshakeTimeout`, is not TLS.
+    /// A server then tells a plaintext client what it got wrong instead of failing a handshake.
+    pub async fn starts_tls(&self, stream: &tokio::net::TcpStream) -> bool {
+        const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+        let mut first = [0u8; 1];
+        matches!(
+            tokio::time::timeout(self.handshake_timeout, stream.peek(&mut first)).await,
+            Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD
+        )
     }
 
     /// Run the server side of a handshake on `io`, within `faisca.ssl.handshakeTimeout`.

@@ -178,7 +178,7 @@ impl DoGetHandler for DriverFlightService {
         let job = JobId(result.job_id);
         // A user reads only their own jobs' results (checked before the guard exists: dropping
         // it releases the job).
-        if let Principal::User(user) = &caller {
+        if let Principal::User(_) = &caller {
             let id = job.clone();
             let info = self
                 .handle
@@ -186,12 +186,10 @@ impl DoGetHandler for DriverFlightService {
                 .await
                 .and_then(|r| r)
                 .map_err(|e| status_from_error(&e))?;
-            if info.user != *user {
-                return Err(Status::permission_denied(format!(
-                    "job {} is another user's: user '{user}' reads only its own jobs' results",
-                    info.job_id
-                )));
-            }
+            let owner = (!info.user.is_empty()).then_some(info.user.as_str());
+            caller
+                .check_access(owner, &format!("job {}", info.job_id))
+                .map_err(|e| Status::permission_denied(e.to_string()))?;
         }
         // The stream is returned at once and waits for the job inside, so that a client can open
         // it as soon as the job starts: dropping it at any point releases (or cancels) the job.

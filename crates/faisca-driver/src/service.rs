@@ -126,12 +126,7 @@ impl DriverServiceImpl {
                 reply,
             })
             .await??;
-        if !caller.may_access(session.owner.as_deref()) {
-            return Err(Error::user(format!(
-                "session {id} belongs to another user: {} may use only the sessions it opened",
-                describe(caller)
-            )));
-        }
+        caller.check_access(session.owner.as_deref(), &format!("session {id}"))?;
         Ok((session, cores))
     }
 
@@ -141,13 +136,7 @@ impl DriverServiceImpl {
             .handle
             .ask(|reply| Message::GetJob { id, reply })
             .await??;
-        if !caller.may_access(owner(&job.user)) {
-            return Err(Error::user(format!(
-                "job {} is another user's: {} sees and kills only its own jobs",
-                job.job_id,
-                describe(caller)
-            )));
-        }
+        caller.check_access(owner(&job.user), &format!("job {}", job.job_id))?;
         Ok(job)
     }
 
@@ -157,13 +146,7 @@ impl DriverServiceImpl {
             .handle
             .ask(|reply| Message::GetQuery { id, reply })
             .await??;
-        if !caller.may_access(owner(&query.user)) {
-            return Err(Error::user(format!(
-                "streaming query {} is another user's: {} sees and stops only its own queries",
-                query.id,
-                describe(caller)
-            )));
-        }
+        caller.check_access(owner(&query.user), &format!("streaming query {}", query.id))?;
         Ok(query)
     }
 
@@ -362,14 +345,6 @@ fn to_status(e: Error) -> Status {
 /// A job's or query's owner as the protocol carries it (empty: none).
 fn owner(user: &str) -> Option<&str> {
     (!user.is_empty()).then_some(user)
-}
-
-/// The caller, for messages.
-fn describe(caller: &Principal) -> String {
-    match caller {
-        Principal::Cluster => "the cluster".to_string(),
-        Principal::User(user) => format!("user '{user}'"),
-    }
 }
 
 type MessageStream = Pin<Box<dyn Stream<Item = Result<DriverMessage, Status>> + Send>>;

@@ -315,7 +315,7 @@ pub fn incoming(
             async move {
                 let tcp = tcp?;
                 let peer = tcp.peer_addr().ok();
-                if !starts_tls(&tcp, tls.handshake_timeout()).await {
+                if !tls.starts_tls(&tcp).await {
                     let limit = tls.handshake_timeout();
                     let _ = tokio::time::timeout(limit, refuse_plaintext(tcp)).await;
                     tracing::debug!(?peer, "a plaintext client was told this port serves TLS");
@@ -334,21 +334,8 @@ pub fn incoming(
         .boxed()
 }
 
-/// The first byte of a TLS record carrying a handshake (a ClientHello).
-const TLS_HANDSHAKE_RECORD: u8 = 0x16;
-
 /// What a plaintext gRPC client of a TLS port is told.
 const PLAINTEXT_REFUSED: &str = "this server serves TLS only: connect with faisca+tls://host:port (or https://), with --tls-ca naming the CA that signed its certificate";
-
-/// Whether the client's first byte starts a TLS handshake (anything else, or nothing within
-/// `limit`, is not TLS).
-async fn starts_tls(tcp: &TcpStream, limit: Duration) -> bool {
-    let mut first = [0u8; 1];
-    matches!(
-        tokio::time::timeout(limit, tcp.peek(&mut first)).await,
-        Ok(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD
-    )
-}
 
 /// Answer every gRPC call of a plaintext connection to a TLS port with `UNAVAILABLE` saying
 /// so, instead of a bare protocol error; nothing else is served on it.

@@ -10,9 +10,7 @@
 
 use std::sync::Arc;
 
-use faisca_common::auth::Authenticator;
-use ring::digest::{SHA256, digest};
-use subtle::ConstantTimeEq;
+use faisca_common::auth::{Authenticator, SecretDigest};
 
 /// The cookie the login form sets.
 pub const COOKIE: &str = "faisca_token";
@@ -22,8 +20,8 @@ pub const COOKIE: &str = "faisca_token";
 pub struct Access {
     /// The driver's (or history server's) authenticator, when authentication is on.
     pub auth: Option<Arc<Authenticator>>,
-    /// SHA-256 of the metrics bearer token (`faisca.metrics.tokenFile`), when set.
-    pub metrics_token: Option<[u8; 32]>,
+    /// The metrics bearer token (`faisca.metrics.tokenFile`), when set.
+    pub metrics_token: Option<SecretDigest>,
     /// Whether the server is HTTPS (the cookie is then `Secure`).
     pub https: bool,
 }
@@ -39,12 +37,6 @@ pub enum Verdict {
     Refused(&'static str),
 }
 
-fn sha256(text: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest(&SHA256, text.as_bytes()).as_ref());
-    out
-}
-
 impl Access {
     /// The access of a process: its authenticator (`None`: authentication off) and the token of
     /// `faisca.metrics.tokenFile`; `https` is set by the server that uses it.
@@ -54,7 +46,7 @@ impl Access {
     ) -> faisca_common::Result<Self> {
         Ok(Access {
             auth,
-            metrics_token: config.metrics_token()?.map(|t| sha256(&t)),
+            metrics_token: config.metrics_token()?.map(|t| SecretDigest::of(&t)),
             https: false,
         })
     }
@@ -72,7 +64,7 @@ impl Access {
         let metrics = path == "/metrics" || path.starts_with("/metrics/");
         if metrics
             && let (Some(expected), Some(given)) = (&self.metrics_token, credential)
-            && bool::from(sha256(given).ct_eq(expected))
+            && expected.matches(given)
         {
             return Verdict::Allowed;
         }
@@ -203,7 +195,7 @@ mod tests {
     fn a_metrics_token_guards_metrics_alone_without_authentication() {
         let access = Access {
             auth: None,
-            metrics_token: Some(sha256("scrape")),
+            metrics_token: Some(SecretDigest::of("scrape")),
             https: true,
         };
         assert_eq!(access.verdict("/metrics", Some("scrape")), Verdict::Allowed);

@@ -543,7 +543,7 @@ async fn serve_routes(
                 connections.spawn(async move {
                     match tls {
                         None => serve_connection(stream, ask, assets, access).await,
-                        Some(tls) if !starts_tls(&stream, tls.handshake_timeout()).await => {
+                        Some(tls) if !tls.starts_tls(&stream).await => {
                             refuse_plaintext(stream).await;
                         }
                         Some(tls) => match tls.accept(stream).await {
@@ -560,15 +560,6 @@ async fn serve_routes(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
-}
-
-/// Whether the client's first byte starts a TLS handshake (a record of type 22).
-async fn starts_tls(stream: &tokio::net::TcpStream, limit: std::time::Duration) -> bool {
-    let mut first = [0u8; 1];
-    matches!(
-        tokio::time::timeout(limit, stream.peek(&mut first)).await,
-        Ok(Ok(1)) if first[0] == 0x16
-    )
 }
 
 /// Tell a plain-HTTP client of an HTTPS port to use `https://`, and close.
