@@ -42,6 +42,21 @@ fn start_history(dir: &std::path::Path) -> (Child, String) {
     (child, url)
 }
 
+/// Whether an event log segment under `dir` (one directory per run) holds a job's end.
+fn written_job_end(dir: &std::path::Path) -> bool {
+    let runs = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    runs.flat_map(|run| {
+        std::fs::read_dir(run.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+    })
+    .filter(|f| f.file_name().to_string_lossy().starts_with("events_"))
+    .any(|f| {
+        std::fs::read_to_string(f.path()).is_ok_and(|text| text.contains("\"event\":\"jobEnd\""))
+    })
+}
+
 /// The history server's application list once it lists `count` runs (a minute at most).
 async fn applications(url: &str, count: usize) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -194,7 +209,11 @@ async fn a_killed_drivers_run_is_served_as_incomplete_up_to_its_last_segment() {
         .await
         .unwrap();
     assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 3);
-    // The job's end closed a segment: SIGKILL now loses nothing of it.
+    // The job's end closes a segment; once it is on disk, SIGKILL loses nothing of the job.
+    assert!(
+        crate::cli::wait_until(|| written_job_end(logs.path())),
+        "no event log segment ever held the job's end"
+    );
     processes.0[0].kill().unwrap();
     processes.0[0].wait().unwrap();
 
