@@ -70,6 +70,8 @@ async fn executors_need_the_cluster_secret_and_clients_a_token() {
     let scrape_token = dir.path().join("scrape-token");
     std::fs::write(&scrape_token, "scrape-token-5e6f\n").unwrap();
     let metrics_conf = format!("faisca.metrics.tokenFile={}", scrape_token.display());
+    let events = dir.path().join("events");
+    let event_log_conf = format!("faisca.eventLog.dir=file://{}", events.display());
     let (driver, address) = start_driver_logging_to(
         faisca(&[]),
         &[
@@ -81,6 +83,10 @@ async fn executors_need_the_cluster_secret_and_clients_a_token() {
             "faisca.ui.port=0",
             "--conf",
             &metrics_conf,
+            "--conf",
+            "faisca.eventLog.enabled=true",
+            "--conf",
+            &event_log_conf,
             "--metrics-port",
             &metrics_port.to_string(),
         ],
@@ -245,12 +251,14 @@ async fn executors_need_the_cluster_secret_and_clients_a_token() {
         "{}",
         stderr(&kill)
     );
+    let mut seen_by_status = String::new();
     for env in [("FAISCA_TOKEN", ALICE), ("FAISCA_AUTH_SECRET", SECRET)] {
         let seen = status(&[env], &[]);
         assert!(seen.status.success(), "{}", stderr(&seen));
         let text = String::from_utf8_lossy(&seen.stdout).into_owned();
         assert!(text.contains(&job), "{text}");
         assert!(text.contains("\"user\":\"alice\""), "{text}");
+        seen_by_status.push_str(&text);
     }
     std::fs::write(&gate, b"").unwrap();
     let rows = faisca::client::collect(running.batches).await.unwrap();
@@ -307,13 +315,87 @@ async fn executors_need_the_cluster_secret_and_clients_a_token() {
     assert_eq!(status, 200);
     assert!(text.contains("faisca_jobs"), "{text}");
 
-    let log_text = std::fs::read_to_string(&log).unwrap();
-    for credential in [SECRET, ALICE, BOB] {
-        assert!(
-            !log_text.contains(credential),
-            "the driver logged a credential"
-        );
+    // Redaction: no credential anywhere a user or operator looks — the driver's log, `status
+    // --json`, an EXPLAIN, the UI's pages and REST answers (the environment included), the
+    // event log.
+    let explain = sql(&address, "EXPLAIN SELECT 1", &[("FAISCA_TOKEN", ALICE)]);
+    assert!(explain.status.success(), "{}", stderr(&explain));
+    let mut seen = vec![
+        ("the driver's log", std::fs::read_to_string(&log).unwrap()),
+        ("status --json", seen_by_status),
+        (
+            "EXPLAIN",
+            String::from_utf8_lossy(&explain.stdout).into_owned(),
+        ),
+    ];
+    let apps = http(ui, "GET", api, &[("authorization", &bearer)], "")
+        .await
+        .1;
+    let apps: serde_json::Value = serde_json::from_str(&apps).unwrap();
+    let app = apps[0]["id"].as_str().unwrap().to_string();
+    for path in [
+        "/jobs/".to_string(),
+        "/environment/".to_string(),
+        format!("{api}/{app}/environment"),
+        format!("{api}/{app}/jobs"),
+        format!("{api}/{app}/stages"),
+    ] {
+        let (status, body) = http(ui, "GET", &path, &[("authorization", &bearer)], "").await;
+        assert_eq!(status, 200, "{path}");
+        seen.push(("the UI", body));
     }
+    // Each user's UI shows their own jobs; the cluster secret shows everyone's.
+    let mut jobs_seen = Vec::new();
+    for token in [ALICE, BOB, SECRET] {
+        let bearer = format!("Bearer {token}");
+        let path = format!("{api}/{app}/jobs");
+        let (status, body) = http(ui, "GET", &path, &[("authorization", &bearer)], "").await;
+        assert_eq!(status, 200, "{body}");
+        let jobs: serde_json::Value = serde_json::from_str(&body).unwrap();
+        jobs_seen.push(jobs.as_array().unwrap().len());
+    }
+    let [alices, bobs, all] = jobs_seen[..] else {
+        unreachable!()
+    };
+    assert!(alices >= 1 && bobs == 0 && all >= alices, "{jobs_seen:?}");
+    let bobs_page = http(
+        ui,
+        "GET",
+        "/jobs/",
+        &[("authorization", &format!("Bearer {BOB}"))],
+        "",
+    )
+    .await
+    .1;
+    assert!(!bobs_page.contains("generate_series"), "{bobs_page}");
+    let mut event_files = 0;
+    for entry in walk(&events) {
+        event_files += 1;
+        seen.push((
+            "the event log",
+            String::from_utf8_lossy(&std::fs::read(entry).unwrap()).into_owned(),
+        ));
+    }
+    assert!(event_files > 0, "no event log under {}", events.display());
+    for (place, text) in &seen {
+        for credential in [SECRET, ALICE, BOB, "scrape-token-5e6f"] {
+            assert!(!text.contains(credential), "{place} shows a credential");
+        }
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// One HTTP/1.1 request to 127.0.0.1:`port`: the status, and the head and body as text.

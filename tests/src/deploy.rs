@@ -311,7 +311,7 @@ fn check_promises(what: &str, objects: &[serde_json::Value], prefix: &str, guara
         );
         for volume in pod["volumes"].as_array().unwrap() {
             assert!(
-                volume["emptyDir"]["sizeLimit"].is_string(),
+                volume["emptyDir"]["sizeLimit"].is_string() || volume["secret"].is_object(),
                 "{at}: {volume}"
             );
         }
@@ -348,13 +348,98 @@ fn check_promises(what: &str, objects: &[serde_json::Value], prefix: &str, guara
     }
 }
 
+/// The args of a pod template's first container.
+fn container_args(template: &serde_json::Value) -> Vec<String> {
+    template["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// With TLS and authentication Secrets named (`secured`), every process serves TLS with the
+/// mounted certificate, executors reach the driver as `faisca+tls://`, metrics are scraped over
+/// HTTPS with the metrics token, the cluster secret is a mounted file on both sides and the user
+/// tokens on the driver only; every Secret is mounted read-only. Without them, none of it.
+fn check_security(what: &str, objects: &[serde_json::Value], prefix: &str, secured: bool) {
+    for component in ["driver", "executor"] {
+        let deployment = format!("{prefix}-{component}");
+        let template = &object(objects, "Deployment", &deployment)["spec"]["template"];
+        let at = format!("{what} {deployment}");
+        let args = container_args(template).join(" ");
+        let scheme = &template["metadata"]["annotations"]["prometheus.io/scheme"];
+        if !secured {
+            assert!(!args.contains("--tls-cert"), "{at}: {args}");
+            assert!(scheme.is_null(), "{at}");
+            continue;
+        }
+        for expected in [
+            "--tls-cert /etc/faisca/tls/tls.crt",
+            "--tls-key /etc/faisca/tls/tls.key",
+            "--tls-ca /etc/faisca/tls/ca.crt",
+            "faisca.ssl.serverName=",
+            "faisca.authenticate.secret.file=/etc/faisca/auth/secret",
+            "faisca.metrics.tokenFile=/etc/faisca/metrics/token",
+        ] {
+            assert!(args.contains(expected), "{at}: {expected} in {args}");
+        }
+        assert_eq!(
+            args.contains("faisca.authenticate.tokensFile=/etc/faisca/tokens/tokens"),
+            component == "driver",
+            "{at}: {args}"
+        );
+        if component == "executor" {
+            assert!(
+                args.contains(&format!("--driver faisca+tls://{prefix}-driver:")),
+                "{at}: {args}"
+            );
+        }
+        assert_eq!(scheme, "https", "{at}");
+        let pod = &template["spec"];
+        let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+        for volume in pod["volumes"].as_array().unwrap() {
+            if volume["secret"].is_object() {
+                let mount = mounts
+                    .iter()
+                    .find(|m| m["name"] == volume["name"])
+                    .unwrap_or_else(|| panic!("{at}: {volume} is not mounted"));
+                assert_eq!(mount["readOnly"], true, "{at}: {mount}");
+            }
+        }
+        let scrape = object(
+            objects,
+            "ConfigMap",
+            &format!("{prefix}-prometheus-scrape"),
+        )["data"]["scrape-config.yaml"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for expected in [
+            "scheme: https",
+            "credentials_file: /etc/prometheus/faisca/token",
+            "ca_file: /etc/prometheus/faisca/ca.crt",
+        ] {
+            assert!(scrape.contains(expected), "{at}: {expected} in {scrape}");
+        }
+        for path in ["/etc/faisca/tls", "/etc/faisca/auth", "/etc/faisca/metrics"] {
+            assert!(
+                mounts.iter().any(|m| m["mountPath"] == path),
+                "{at}: {path}"
+            );
+        }
+    }
+}
+
 #[test]
 fn every_kubernetes_overlay_renders_validates_and_keeps_its_promises() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    for overlay in ["dev", "prod"] {
+    for overlay in ["dev", "prod", "secure"] {
         let yaml = render(&root.join("deploy/k8s/overlays").join(overlay));
         validate_strictly(overlay, &yaml);
-        check_promises(overlay, &objects_of(&yaml), "faisca", overlay == "prod");
+        let objects = objects_of(&yaml);
+        check_promises(overlay, &objects, "faisca", overlay != "dev");
+        check_security(overlay, &objects, "faisca", overlay == "secure");
     }
 }
 
@@ -402,7 +487,18 @@ fn the_helm_chart_lints_renders_validates_and_keeps_its_promises() {
         args.extend(values.iter().flat_map(|v| ["-f", *v]));
         let yaml = run_helm(&args, &chart);
         validate_strictly(what, &yaml);
-        check_promises(what, &objects_of(&yaml), "demo-faisca", values.is_some());
+        let objects = objects_of(&yaml);
+        check_promises(what, &objects, "demo-faisca", values.is_some());
+        check_security(what, &objects, "demo-faisca", values.is_some());
+        if values.is_some() {
+            // security.tls.clientAuth: mutual TLS on both sides.
+            for component in ["driver", "executor"] {
+                let deployment = format!("demo-faisca-{component}");
+                let template = &object(&objects, "Deployment", &deployment)["spec"]["template"];
+                let args = container_args(template).join(" ");
+                assert!(args.contains("faisca.ssl.clientAuth=required"), "{args}");
+            }
+        }
     }
     // The values schema refuses what the chart cannot render.
     let bad = tempfile::NamedTempFile::new().unwrap();

@@ -436,6 +436,22 @@ async fn locations_outside_the_allowed_ones_are_refused_naming_the_rule() {
                 .to_string(),
             "kafka://evil.example:9092",
         ),
+        (
+            // A secret file is a local file the driver and executors read.
+            "CREATE EXTERNAL TABLE k2 STORED AS KAFKA LOCATION 'topic' OPTIONS ('kafka.bootstrap.servers' '127.0.0.1:9', 'kafka.sasl.password.file' '/etc/hostname')"
+                .to_string(),
+            "Kafka secret file 'kafka.sasl.password.file' '/etc/hostname' is outside",
+        ),
+        (
+            r#"SELECT from_avro(CAST(NULL AS BYTEA), '{"type":"record","name":"r","fields":[{"name":"id","type":"long"}]}', map('schemaRegistryAddress', 'http://registry.outside:8081'))"#
+                .to_string(),
+            "schemaRegistryAddress 'http://registry.outside:8081' is outside",
+        ),
+        (
+            "SELECT to_avro(1, '\"long\"', map('schemaRegistryAddress', 'http://169.254.169.254', 'subject', 's'))"
+                .to_string(),
+            "metadata",
+        ),
     ];
     for (sql, says) in cases {
         let error = match session.execute_sql(&sql).await {

@@ -274,6 +274,15 @@ async fn reads_exact_ranges_with_sparks_schema() {
         rows(&session, "SELECT CAST(value AS VARCHAR), key IS NULL, cardinality(headers), headers[1]['key'], CAST(headers[1]['value'] AS VARCHAR), headers[2]['value'] IS NULL FROM tagged").await,
         ["without|true|NULL|NULL|NULL|true", "with|true|2|trace|abc|true"]
     );
+    // A record with more headers than faisca.kafka.maxHeadersPerRecord fails the task, named.
+    rows(&session, "SET faisca.kafka.maxHeadersPerRecord = 1").await;
+    let e = error(&session, "SELECT * FROM tagged").await;
+    assert!(
+        e.contains("Kafka record tagged-0 at offset 0 has 2 headers")
+            && e.contains("faisca.kafka.maxHeadersPerRecord (1)"),
+        "{e}"
+    );
+    rows(&session, "SET faisca.kafka.maxHeadersPerRecord = 1000").await;
 
     // JSON values to columns, in SQL and with the DataFrame API.
     broker.create_topic("people", 2).await;

@@ -85,6 +85,47 @@ impl Broker {
             .prefix("faisca-kafka-")
             .tempdir()
             .unwrap();
+        let child = Self::launch(kind, port, dir.path(), &[]);
+        Broker {
+            child,
+            servers: format!("127.0.0.1:{port}"),
+            kind,
+            _dir: dir,
+        }
+    }
+
+    /// Stop this Tansu broker and start it again on the same port and storage with
+    /// `--authentication`: every client must then log in with SASL (SCRAM users made with
+    /// [`Self::create_scram_user`] before).
+    pub fn restart_requiring_login(&mut self) {
+        assert_eq!(self.kind, Kind::Tansu, "only Tansu checks SASL credentials");
+        faisca_bench::local_kafka::kill_group(&mut self.child);
+        let port: u16 = self.servers.rsplit(':').next().unwrap().parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            assert!(Instant::now() < deadline, "Tansu did not stop");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.child = Self::launch(self.kind, port, self._dir.path(), &["--authentication"]);
+    }
+
+    /// A SCRAM user (`mechanism`: `scram256` or `scram512`) in this Tansu broker's storage, made
+    /// with Tansu's own client (AlterUserScramCredentials).
+    pub fn create_scram_user(&self, name: &str, password: &str, mechanism: &str) {
+        let output = Command::new(tansu_program().expect("tansu is installed"))
+            .args(["user", "create", "--broker"])
+            .arg(format!("tcp://{}", self.servers))
+            .args(["--mechanism", mechanism, name, password])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "tansu user create {name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn launch(kind: Kind, port: u16, dir: &std::path::Path, extra: &[&str]) -> Child {
         let mut command = match kind {
             Kind::Noida => {
                 let mut c = Command::new(noida_program());
@@ -96,7 +137,7 @@ impl Broker {
                     &port.to_string(),
                 ])
                 .arg("--data-dir")
-                .arg(dir.path());
+                .arg(dir);
                 c
             }
             Kind::Tansu => {
@@ -111,11 +152,12 @@ impl Broker {
                 ])
                 // Tansu opens a sqlite:// file relative to its working directory.
                 .args(["--storage-engine", "sqlite://tansu.db"])
-                .current_dir(dir.path());
+                .args(extra)
+                .current_dir(dir);
                 c
             }
         };
-        let log = dir.path().join("broker.log");
+        let log = dir.join("broker.log");
         let child = faisca_bench::local_kafka::in_own_group(&mut command)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -130,12 +172,7 @@ impl Broker {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Broker {
-            child,
-            servers: format!("127.0.0.1:{port}"),
-            kind,
-            _dir: dir,
-        }
+        child
     }
 
     fn config(&self) -> ClientConfig {

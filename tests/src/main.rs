@@ -12,6 +12,8 @@
 //!   faults, on local files and on S3.
 //! * [`kafka`]: the Kafka source on real brokers (noida-db, Tansu) and librdkafka's mock cluster;
 //!   Avro values framed for a schema registry ([`schema_registry`]: a minimal one, as none runs here).
+//! * [`kafka_security`]: SASL/SCRAM logins to a Tansu broker that checks them (Spark's JAAS
+//!   option, passwords from files, refusals naming the user), on the source and the sink.
 //! * [`kafka_sink`]: Kafka writes (`format("kafka")`, `COPY … STORED AS KAFKA`, `INSERT INTO`),
 //!   Kafka → Kafka incremental runs, topics read as tables.
 //! * [`secrets`]: credentials never reach checkpoints, logs, `faisca status`, `EXPLAIN` or errors.
@@ -48,6 +50,7 @@ mod health;
 mod hostile;
 mod kafka;
 mod kafka_brokers;
+mod kafka_security;
 mod kafka_sink;
 mod kubernetes;
 mod launcher;

@@ -106,6 +106,44 @@ async fn the_rate_source_counts_from_zero_without_gaps_into_a_memory_table() {
     assert!(session.streams().active().await.unwrap().is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_memory_sink_past_its_row_limit_fails_the_query_naming_the_limit() {
+    let session = session(&[("faisca.streaming.memorySink.maxRows", "60")]).await;
+    let query = session
+        .read_stream()
+        .format("rate")
+        .option("rowsPerSecond", "100")
+        .load()
+        .await
+        .unwrap()
+        .write_stream()
+        .format("memory")
+        .query_name("bounded_rows")
+        .trigger(Trigger::ProcessingTime(Duration::from_millis(200)))
+        .start()
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let error = loop {
+        if let Some(e) = query.exception().await.unwrap() {
+            break e;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the query kept running"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        error.contains("memory sink 'bounded_rows'")
+            && error.contains("faisca.streaming.memorySink.maxRows (60)"),
+        "{error}"
+    );
+    // What it held before stays readable, within the limit.
+    let held = rows(&session, "SELECT count(*) FROM bounded_rows").await;
+    assert!(held[0].parse::<u64>().unwrap() <= 60, "{held:?}");
+}
+
 /// The start of the 10 s windows the events fall in: a multiple of 10 s.
 const BASE_MS: i64 = 1_700_000_000_000;
 

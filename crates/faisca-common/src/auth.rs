@@ -111,6 +111,16 @@ impl SecretDigest {
 /// Users by the digest of their token.
 type Tokens = HashMap<SecretDigest, String>;
 
+/// How many users the text of a tokens file (`path`, for messages) names, or the error of its
+/// first bad line: what the driver checks when it (re)reads `faisca.authenticate.tokensFile`.
+pub fn check_tokens_file(path: &std::path::Path, bytes: &[u8]) -> Result<usize> {
+    let file = SourceFile {
+        path: path.to_path_buf(),
+        key: "faisca.authenticate.tokensFile",
+    };
+    parse_tokens(bytes, &file).map(|tokens| tokens.len())
+}
+
 fn parse_tokens(bytes: &[u8], file: &SourceFile) -> Result<Tokens> {
     let text = std::str::from_utf8(bytes).map_err(|_| {
         Error::user(format!(

@@ -5,8 +5,9 @@
 //! existed — except link-local and cloud metadata addresses (169.254.0.0/16, `fd00:ec2::254`,
 //! `metadata.google.internal`), which are refused unless a prefix names them explicitly. The
 //! driver checks table locations (SQL and DataFrame readers), write and `COPY` destinations,
-//! streaming checkpoints and Kafka brokers (`kafka://host:port` for each of
-//! `kafka.bootstrap.servers`) where they enter. Local paths are matched as `file://` URLs of
+//! streaming checkpoints, Kafka brokers (`kafka://host:port` for each of
+//! `kafka.bootstrap.servers`) and Kafka secret files (`kafka.sasl.password.file`, …) where they
+//! enter. Local paths are matched as `file://` URLs of
 //! their absolute path. A refusal names the location and the rule.
 
 use std::net::IpAddr;
@@ -93,6 +94,12 @@ impl AllowedLocations {
         }
     }
 
+    /// The prefixes, as `faisca.sql.allowedLocations` takes them (what the driver puts in task
+    /// configurations).
+    pub fn to_config_value(&self) -> String {
+        self.prefixes.join(",")
+    }
+
     /// The same rule, with local files allowed or not (unless a prefix names them).
     pub fn with_local_files(mut self, allowed: bool) -> Self {
         self.no_local_files = !allowed;
@@ -122,6 +129,77 @@ impl AllowedLocations {
         )))
     }
 
+    /// Refuse a service endpoint (`what`: the setting naming it, such as an S3 endpoint) whose
+    /// host is a link-local or cloud metadata address, unless a prefix names it: endpoints are
+    /// not locations under the prefixes, but must not point a store at the metadata service.
+    pub fn check_endpoint(&self, url: &str, what: &str) -> Result<()> {
+        let normalized = normalize(url);
+        if is_metadata_host(host(&normalized))
+            && !self.prefixes.iter().any(|p| covers(p, &normalized))
+        {
+            return Err(Error::user(format!(
+                "{what} '{url}' is a link-local or cloud metadata address, refused unless faisca.sql.allowedLocations names it explicitly"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuse `location` (named `what`) when one of `addresses` — what its host resolved to
+    /// when a connection is about to be made — is link-local or a cloud metadata address, unless
+    /// a prefix names the location explicitly. A DNS name that points at the metadata service
+    /// is refused like the address itself.
+    pub fn check_resolved(&self, location: &str, what: &str, addresses: &[IpAddr]) -> Result<()> {
+        let normalized = normalize(location);
+        if self.prefixes.iter().any(|p| covers(p, &normalized)) {
+            return Ok(());
+        }
+        match addresses.iter().find(|a| is_metadata_host(&a.to_string())) {
+            Some(address) => Err(Error::user(format!(
+                "{what} '{location}' resolves to {address}, a link-local or cloud metadata address, refused unless faisca.sql.allowedLocations names it explicitly"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Resolve `host_port` (`host:port`, blocking) and [`Self::check_resolved`] the addresses; a
+    /// name that does not resolve passes (the connection itself then fails, naming it).
+    pub fn resolve_and_check(&self, host_port: &str, location: &str, what: &str) -> Result<()> {
+        use std::net::ToSocketAddrs;
+        let addresses: Vec<IpAddr> = match host_port.to_socket_addrs() {
+            Ok(found) => found.map(|a| a.ip()).collect(),
+            Err(_) => return Ok(()),
+        };
+        self.check_resolved(location, what, &addresses)
+    }
+
+    /// [`Self::check`] `url`, then, for an `http(s)://` URL, [`Self::resolve_and_check`] its
+    /// host (blocking: a DNS lookup): the form the driver checks HTTP tables and a schema
+    /// registry in before anything connects.
+    pub fn check_url(&self, url: &str, what: &str) -> Result<()> {
+        self.check(url, what)?;
+        let normalized = normalize(url);
+        let port = if normalized.starts_with("http://") {
+            80
+        } else if normalized.starts_with("https://") {
+            443
+        } else {
+            return Ok(());
+        };
+        let rest = normalized.split_once("://").map_or("", |(_, r)| r);
+        let authority = rest.split('/').next().unwrap_or("");
+        let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let has_port = match authority.rfind(']') {
+            Some(end) => authority[end..].contains(':'),
+            None => authority.contains(':'),
+        };
+        let host_port = if has_port {
+            authority.to_string()
+        } else {
+            format!("{authority}:{port}")
+        };
+        self.resolve_and_check(&host_port, url, what)
+    }
+
     /// Refuse any broker of `bootstrap_servers` (`host:port,…`) the rule does not allow, each
     /// as `kafka://host:port`.
     pub fn check_brokers(&self, bootstrap_servers: &str) -> Result<()> {
@@ -131,6 +209,25 @@ impl AllowedLocations {
             }
             let broker = broker.split_once("://").map_or(broker, |(_, b)| b);
             self.check(&format!("kafka://{broker}"), "Kafka broker")?;
+        }
+        Ok(())
+    }
+
+    /// Refuse a Kafka source's or write's options (any case, with or without DataFusion's
+    /// `format.` prefix) whose brokers (`kafka.bootstrap.servers`) or secret files
+    /// (`kafka.….file`, read by the driver and executors) the rule does not allow.
+    pub fn check_kafka_options<'a>(
+        &self,
+        options: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<()> {
+        for (key, value) in options {
+            let key = key.trim().to_ascii_lowercase();
+            let key = key.strip_prefix("format.").unwrap_or(&key);
+            if key == "kafka.bootstrap.servers" {
+                self.check_brokers(value)?;
+            } else if key.starts_with("kafka.") && key.ends_with(".file") {
+                self.check(value, &format!("Kafka secret file '{key}'"))?;
+            }
         }
         Ok(())
     }
@@ -162,6 +259,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("kafka://evil:9092"), "{error}");
+        let error = rule
+            .check_kafka_options([
+                ("FORMAT.Kafka.Bootstrap.Servers", "broker:9092"),
+                ("kafka.sasl.password.file", "/etc/shadow"),
+            ])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("kafka.sasl.password.file") && error.contains("/etc/shadow"),
+            "{error}"
+        );
+        rule.check_kafka_options([
+            ("kafka.bootstrap.servers", "broker:9092"),
+            ("kafka.sasl.password.file", "/srv/in/password"),
+        ])
+        .unwrap();
     }
 
     #[test]
@@ -189,6 +302,47 @@ mod tests {
             .with_local_files(false)
             .check("/data/t.parquet", "table")
             .unwrap();
+        let v4: IpAddr = "169.254.169.254".parse().unwrap();
+        let error = everything
+            .check_resolved("kafka://innocent:9092", "Kafka broker", &[v4])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("innocent") && error.contains("169.254.169.254"),
+            "{error}"
+        );
+        everything
+            .check_resolved(
+                "kafka://b:9092",
+                "Kafka broker",
+                &["10.0.0.1".parse().unwrap()],
+            )
+            .unwrap();
+        AllowedLocations::parse("kafka://innocent:9092")
+            .check_resolved("kafka://innocent:9092", "Kafka broker", &[v4])
+            .unwrap();
+        everything
+            .resolve_and_check("169.254.169.254:80", "http://x/", "table")
+            .unwrap_err();
+        everything
+            .resolve_and_check("127.0.0.1:80", "http://x/", "table")
+            .unwrap();
+        everything.check_url("http://localhost/x", "table").unwrap();
+        everything.check_url("s3://bucket/x", "table").unwrap();
+        everything
+            .check_url("http://169.254.169.254:8080/x", "table")
+            .unwrap_err();
+        everything
+            .check_endpoint("http://169.254.169.254:9000", "S3 endpoint")
+            .unwrap_err();
+        AllowedLocations::parse("s3://lake/")
+            .check_endpoint("http://minio:9000", "S3 endpoint")
+            .unwrap();
+        let round_trip = AllowedLocations::parse("s3://Lake/a/, kafka://b:1");
+        assert_eq!(
+            AllowedLocations::parse(&round_trip.to_config_value()),
+            round_trip
+        );
         let listed = AllowedLocations::parse("http://169.254.169.254/latest/");
         listed
             .check("http://169.254.169.254/latest/meta-data/", "table")

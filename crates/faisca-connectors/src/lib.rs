@@ -10,6 +10,8 @@
 //! * [`stores`]: object stores by URL (`file`, `s3`, `gs`, `az`, `http(s)`, `memory`), configured
 //!   from each process's environment and the session's `faisca.store.*` keys.
 //! * [`hidden`]: the store wrapper that makes listings skip `_`/`.` names, as Spark's do.
+//! * [`guarded_http`]: the client of `http(s)://` stores, which refuses requests whose host
+//!   resolves to a metadata address the allowed locations do not name.
 //!
 //! * [`file_stream`]: which files a streaming file source reads in a batch (new ones, oldest
 //!   first, `maxFilesPerTrigger`, `latestFirst`, `maxFileAge`), as Spark's.
@@ -21,6 +23,7 @@
 //!   query's run with its checkpoint records, task splits, and the range reader executors run.
 
 pub mod file_stream;
+pub mod guarded_http;
 pub mod hidden;
 pub mod kafka;
 pub mod log_dir;

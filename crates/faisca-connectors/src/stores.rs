@@ -17,6 +17,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::object_store::ObjectStoreRegistry;
+use faisca_common::locations::AllowedLocations;
 use faisca_common::{Error, FaiscaConfig, Result};
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
@@ -59,15 +60,28 @@ fn memory_store() -> Arc<dyn ObjectStore> {
 pub struct StoreRegistry {
     options: RwLock<StoreOptions>,
     stores: RwLock<HashMap<String, Arc<dyn ObjectStore>>>,
+    /// What `http(s)://` stores may connect to (`faisca.sql.allowedLocations`).
+    allowed: AllowedLocations,
 }
 
 impl StoreRegistry {
     /// A registry whose stores take `config`'s `faisca.store.*` options.
+    /// `http(s)://` stores check each request's resolved addresses against `config`'s
+    /// `faisca.sql.allowedLocations` (on executors: the driver's rule, which the driver puts in
+    /// every task's configuration).
     pub fn new(config: &FaiscaConfig) -> Self {
         StoreRegistry {
             options: RwLock::new(store_options(config)),
             stores: RwLock::new(HashMap::new()),
+            allowed: config.allowed_locations(false),
         }
+    }
+
+    /// This registry checking `http(s)://` requests against `allowed` (the driver's rule, which
+    /// a session's `SET` cannot change).
+    pub fn with_allowed(mut self, allowed: AllowedLocations) -> Self {
+        self.allowed = allowed;
+        self
     }
 
     /// Take `config`'s `faisca.store.*` options from now on (after a `SET`): stores built with
@@ -114,6 +128,10 @@ impl StoreRegistry {
                 }
                 for (option, value) in self.options("s3", bucket) {
                     let key = option.parse().map_err(|e| bad_option("s3", &option, e))?;
+                    if matches!(key, object_store::aws::AmazonS3ConfigKey::Endpoint) {
+                        let what = format!("faisca.store.s3.{bucket}.{option}");
+                        self.allowed.check_endpoint(&value, &what)?;
+                    }
                     b = b.with_config(key, value);
                 }
                 let endpoint = b
@@ -142,6 +160,9 @@ impl StoreRegistry {
             }
             "http" | "https" => HttpBuilder::new()
                 .with_url(Self::key(url))
+                .with_http_connector(crate::guarded_http::GuardedConnector::new(
+                    self.allowed.clone(),
+                ))
                 .build()
                 .map(|s| Arc::new(s) as Arc<dyn ObjectStore>),
             other => {

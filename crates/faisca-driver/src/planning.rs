@@ -307,12 +307,44 @@ pub async fn micro_batch_physical_plan(
     }
 }
 
+/// The configuration a job's tasks run with: the session's, with the driver's
+/// `faisca.sql.allowedLocations` in place of whatever the session set (executors check their
+/// `http(s)` store requests against it).
+fn task_config(session: &Session) -> Vec<faisca_proto::ConfigEntry> {
+    let rule = faisca_common::config::security::SQL_ALLOWED_LOCATIONS.name;
+    let mut entries = faisca_proto::config_entries(&session.config);
+    entries.retain(|e| e.key != rule);
+    entries.push(faisca_proto::ConfigEntry {
+        key: rule.to_string(),
+        value: session.allowed.to_config_value(),
+    });
+    entries
+}
+
+/// Refuse the plan when a schema registry its `from_avro`/`to_avro` calls contact is outside the
+/// driver's `faisca.sql.allowedLocations`, or resolves to a metadata address.
+async fn check_registries(session: &Session, plan: &LogicalPlan) -> Result<()> {
+    let addresses = faisca_engine::functions::schema_registry::registry_addresses(plan)?;
+    if addresses.is_empty() {
+        return Ok(());
+    }
+    let allowed = session.allowed.clone();
+    tokio::task::spawn_blocking(move || {
+        addresses
+            .iter()
+            .try_for_each(|address| allowed.check_url(address, "schemaRegistryAddress"))
+    })
+    .await
+    .map_err(|e| Error::internal(format!("the registry address check: {e}")))?
+}
+
 async fn split_physical_plan(
     session: &Session,
     plan: &LogicalPlan,
     total_cores: usize,
     micro_batch: Option<MicroBatchPlanning>,
 ) -> Result<(Arc<dyn ExecutionPlan>, Vec<Arc<KafkaRun>>)> {
+    check_registries(session, plan).await?;
     let mut state = session.ctx.state();
     state.config_mut().options_mut().execution.target_partitions = match &micro_batch {
         Some(batch) => batch.partitions,
@@ -350,6 +382,7 @@ async fn split_physical_plan(
             state.runtime_env(),
             kafka,
             session.config.kafka_request_timeout(),
+            &session.allowed,
         )
         .await?;
         let max_records = session.config.kafka_max_records_per_task();
@@ -491,7 +524,7 @@ pub fn build_job(
         user: session.owner.clone(),
         stages,
         schema,
-        task_config: Arc::new(faisca_proto::config_entries(&session.config)),
+        task_config: Arc::new(task_config(session)),
         max_attempts: session.config.task_max_attempts(),
         stage_max_attempts: session.config.stage_max_attempts(),
         name: String::new(),

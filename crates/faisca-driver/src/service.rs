@@ -568,7 +568,12 @@ impl DriverService for DriverServiceImpl {
         &self,
         request: Request<AckStreamingBatchRequest>,
     ) -> Result<Response<AckStreamingBatchResponse>, Status> {
+        let caller = rpc::principal(&request);
         let request = request.into_inner();
+        // Only the query's owner (its client) may say a batch was handled.
+        self.visible_query(request.run_id.clone(), &caller)
+            .await
+            .map_err(to_status)?;
         let error = (!request.error.is_empty()).then_some(request.error);
         self.handle
             .ask(|reply| Message::AckQueryBatch {

@@ -36,7 +36,7 @@ pub struct Session {
 impl Session {
     /// A new session with `config`.
     pub fn new(config: FaiscaConfig, allowed: AllowedLocations) -> Result<Self> {
-        let stores = Arc::new(StoreRegistry::new(&config));
+        let stores = Arc::new(StoreRegistry::new(&config).with_allowed(allowed.clone()));
         // No listing cache: a data lake changes between queries (our own writes among others),
         // and Spark lists a path each time it is read. DataFusion's default cache never expires.
         let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
@@ -99,21 +99,26 @@ impl TableProviderFactory for AllowedTables {
         state: &dyn datafusion::catalog::Session,
         command: &CreateExternalTable,
     ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
-        let brokers = command
-            .options
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("kafka.bootstrap.servers"))
-            .map(|(_, v)| v.as_str());
         let checked = if command
             .file_type
             .eq_ignore_ascii_case(faisca_engine::kafka::KAFKA_FORMAT)
         {
-            brokers.map_or(Ok(()), |b| self.allowed.check_brokers(b))
+            self.allowed.check_kafka_options(
+                command
+                    .options
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
         } else {
-            command
-                .locations
-                .iter()
-                .try_for_each(|location| self.allowed.check(location, "table location"))
+            // A DNS lookup of http(s) hosts: off the async workers.
+            let (allowed, locations) = (self.allowed.clone(), command.locations.clone());
+            tokio::task::spawn_blocking(move || {
+                locations
+                    .iter()
+                    .try_for_each(|location| allowed.check_url(location, "table location"))
+            })
+            .await
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?
         };
         checked.map_err(|e| datafusion::error::DataFusionError::Plan(e.to_string()))?;
         self.inner.create(state, command).await

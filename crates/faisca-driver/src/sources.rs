@@ -237,13 +237,12 @@ pub async fn stream_source(
     let redaction = faisca_engine::session_config::redaction(state.config());
     let source = match format.as_str() {
         "kafka" => {
-            if let Some(brokers) = request
-                .options
-                .iter()
-                .find(|o| o.key.trim().eq_ignore_ascii_case("kafka.bootstrap.servers"))
-            {
-                session.allowed.check_brokers(&brokers.value)?;
-            }
+            session.allowed.check_kafka_options(
+                request
+                    .options
+                    .iter()
+                    .map(|o| (o.key.as_str(), o.value.as_str())),
+            )?;
             let options = SourceOptions::normalize(
                 request
                     .options

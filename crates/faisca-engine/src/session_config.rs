@@ -38,12 +38,14 @@ pub const FORCED_DATAFUSION_OPTIONS: &[(&str, &str)] = &[
 ];
 
 /// Build the DataFusion configuration of a session (or a task) from a Faísca configuration. It
-/// carries the session's [`faisca_common::Redaction`] as an extension ([`redaction`]).
+/// carries the session's [`faisca_common::Redaction`] ([`redaction`]) and the configuration
+/// itself ([`faisca_config`]) as extensions.
 pub fn datafusion_config(config: &FaiscaConfig) -> Result<SessionConfig> {
     let mut df = SessionConfig::new()
         .with_information_schema(true)
         .with_batch_size(config.batch_size())
-        .with_extension(std::sync::Arc::new(config.redaction()));
+        .with_extension(std::sync::Arc::new(config.redaction()))
+        .with_extension(std::sync::Arc::new(config.clone()));
     for (key, value) in config.other_pairs() {
         df.options_mut()
             .set(key, value)
@@ -64,6 +66,14 @@ pub fn redaction(config: &SessionConfig) -> faisca_common::Redaction {
         .get_extension::<faisca_common::Redaction>()
         .map(|r| r.as_ref().clone())
         .unwrap_or_default()
+}
+
+/// The Faísca configuration `config` was built from (the defaults where it was not built by
+/// [`datafusion_config`]): what operators read their `faisca.*` limits from in a task.
+pub fn faisca_config(config: &SessionConfig) -> std::sync::Arc<FaiscaConfig> {
+    config
+        .get_extension::<FaiscaConfig>()
+        .unwrap_or_else(|| std::sync::Arc::new(FaiscaConfig::default()))
 }
 
 /// The `faisca.store.*` pairs of a configuration.

@@ -88,6 +88,18 @@ impl Access {
         }
     }
 
+    /// Whose view an allowed request with `credential` gets: a user token sees that user's jobs
+    /// and streaming queries only; the cluster secret (and anyone, with authentication off)
+    /// everything.
+    pub fn viewer(&self, credential: Option<&str>) -> Option<String> {
+        let auth = self.auth.as_ref()?;
+        match auth.authenticate(credential) {
+            Ok(faisca_common::auth::Principal::User(user)) => Some(user),
+            // The cluster, or a metrics scrape (which reads only counters).
+            _ => None,
+        }
+    }
+
     /// The `Set-Cookie` value that keeps `token` for the browser's later requests.
     pub fn cookie(&self, token: &str) -> String {
         format!(

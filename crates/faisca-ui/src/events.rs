@@ -89,6 +89,10 @@ pub struct JobStart {
     pub description: String,
     /// The session that submitted it.
     pub session: String,
+    /// The user it belongs to (empty: the cluster, or authentication off); only they, and the
+    /// cluster secret, see it in the UI.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
     /// When it was submitted.
     pub time: u64,
     /// Its stages, in the job's stage order (inputs before the stages that read them).
@@ -253,6 +257,9 @@ pub enum QueryEvent {
         name: String,
         /// Its sink.
         sink: String,
+        /// The user it belongs to (empty: the cluster, or authentication off).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        user: String,
         /// When.
         time: u64,
     },
@@ -292,6 +299,7 @@ mod tests {
                 name: "n".into(),
                 description: "SELECT 1".into(),
                 session: "s".into(),
+                user: String::new(),
                 time: 5,
                 stages: vec![StagePlan {
                     stage: 0,

@@ -29,7 +29,7 @@ use crate::events::Event;
 use crate::format::{html, spark_time};
 use futures::FutureExt;
 
-use crate::server::{Answer, Ask, answer, bind, serve};
+use crate::server::{Answer, Ask, Viewer, answer, bind, serve, viewed};
 use crate::store::{AppStore, StoreLimits};
 
 /// What the loader found in one run's directory.
@@ -44,6 +44,7 @@ enum Message {
     Request {
         path: String,
         query: String,
+        viewer: Viewer,
         reply: oneshot::Sender<Answer>,
     },
 }
@@ -100,9 +101,14 @@ impl HistoryServer {
             refresh,
             sender.clone(),
         ));
-        let ask: Ask = Arc::new(move |path, query| {
+        let ask: Ask = Arc::new(move |path, query, viewer| {
             let (reply, answer) = oneshot::channel();
-            let _ = sender.send(Message::Request { path, query, reply });
+            let _ = sender.send(Message::Request {
+                path,
+                query,
+                viewer,
+                reply,
+            });
             async move {
                 answer
                     .await
@@ -150,8 +156,13 @@ async fn run_actor(mut receiver: mpsc::UnboundedReceiver<Message>, limits: Store
                 }
                 run.complete = loaded.complete;
             }
-            Message::Request { path, query, reply } => {
-                let _ = reply.send(respond(&runs, &path, &query));
+            Message::Request {
+                path,
+                query,
+                viewer,
+                reply,
+            } => {
+                let _ = reply.send(respond(&runs, &path, &query, &viewer));
             }
         }
     }
@@ -165,7 +176,9 @@ fn listed(runs: &BTreeMap<String, Run>) -> Vec<(&String, &Run)> {
     listed
 }
 
-fn respond(runs: &BTreeMap<String, Run>, path: &str, query: &str) -> Answer {
+/// The answer to a request for `path` as `viewer` may see the runs (a user: their own jobs and
+/// streaming queries in each).
+fn respond(runs: &BTreeMap<String, Run>, path: &str, query: &str, viewer: &Viewer) -> Answer {
     if path == "/" || path == "/history/" || path == "/history" {
         return Answer::html(200, runs_page(runs));
     }
@@ -179,7 +192,7 @@ fn respond(runs: &BTreeMap<String, Run>, path: &str, query: &str) -> Answer {
     if let Some(rest) = path.strip_prefix("/api/v1/applications/") {
         let id = rest.split('/').next().unwrap_or_default();
         return match find(runs, id) {
-            Some(run) => answer(&run.store, path, query, "", true),
+            Some(run) => answer(viewed(&run.store, viewer, &mut None), path, query, "", true),
             None => unknown(runs, id),
         };
     }
@@ -188,7 +201,9 @@ fn respond(runs: &BTreeMap<String, Run>, path: &str, query: &str) -> Answer {
         return match find(runs, id) {
             Some(run) if page != "/metrics" => {
                 // A complete run's pages do not poll: it ended, and the header says so.
-                answer(&run.store, page, query, &format!("/history/{id}"), true)
+                let mut copy = None;
+                let store = viewed(&run.store, viewer, &mut copy);
+                answer(store, page, query, &format!("/history/{id}"), true)
             }
             Some(_) => Answer::text(404, "a run read back has no /metrics".to_string()),
             None => unknown(runs, id),

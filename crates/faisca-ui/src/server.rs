@@ -47,8 +47,25 @@ enum StoreMessage {
     Request {
         path: String,
         query: String,
+        viewer: Viewer,
         reply: oneshot::Sender<Reply>,
     },
+}
+
+/// Whose view a request gets: `None` everything (authentication off, or the cluster secret),
+/// `Some(user)` that user's jobs and streaming queries only ([`AppStore::visible_to`]).
+pub(crate) type Viewer = Option<String>;
+
+/// The store as `viewer` may see it.
+pub(crate) fn viewed<'a>(
+    store: &'a AppStore,
+    viewer: &Viewer,
+    copy: &'a mut Option<AppStore>,
+) -> &'a AppStore {
+    match viewer {
+        None => store,
+        Some(user) => copy.insert(store.visible_to(user)),
+    }
 }
 
 /// An HTTP answer: status, content type, body.
@@ -267,16 +284,21 @@ impl UiServer {
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel::<Event>();
         let (requests_tx, requests_rx) = mpsc::unbounded_channel::<StoreMessage>();
-        let ask_store = move |path: String, query: String| {
+        let ask_store = move |path: String, query: String, viewer: Viewer| {
             let (reply, answer) = oneshot::channel();
-            let _ = requests_tx.send(StoreMessage::Request { path, query, reply });
+            let _ = requests_tx.send(StoreMessage::Request {
+                path,
+                query,
+                viewer,
+                reply,
+            });
             answer
         };
         let metrics = match options.metrics_bind {
             Some(bind) => {
                 let ask_store = ask_store.clone();
                 let render: RenderMetrics = Arc::new(move || {
-                    let reply = ask_store("/metrics".to_string(), String::new());
+                    let reply = ask_store("/metrics".to_string(), String::new(), None);
                     async move {
                         match reply.await {
                             Ok(Reply::Done(answer)) => Some(answer.body),
@@ -303,8 +325,8 @@ impl UiServer {
         let store = tokio::spawn(run_store(AppStore::new(limits), events_rx, requests_rx));
         let fetcher = options.task_logs.clone();
         let timeout = settings.task_log_timeout;
-        let ask: Ask = Arc::new(move |path, query| {
-            let reply = ask_store(path, query);
+        let ask: Ask = Arc::new(move |path, query, viewer| {
+            let reply = ask_store(path, query, viewer);
             let fetcher = fetcher.clone();
             async move {
                 match reply.await {
@@ -406,7 +428,7 @@ impl MetricsServer {
             ))
         })?;
         let address = listener.local_addr()?;
-        let ask: Ask = Arc::new(move |path, _query| {
+        let ask: Ask = Arc::new(move |path, _query, _viewer| {
             let render = render.clone();
             async move {
                 if path != "/metrics" {
@@ -497,11 +519,18 @@ async fn run_store(
                 None => break,
             },
             request = requests.recv() => match request {
-                Some(StoreMessage::Request { path, query, reply }) => {
+                Some(StoreMessage::Request {
+                    path,
+                    query,
+                    viewer,
+                    reply,
+                }) => {
                     while let Ok(event) = events.try_recv() {
                         store.apply(&event);
                     }
-                    let _ = reply.send(self::reply(&store, &path, &query));
+                    let mut copy = None;
+                    let seen = viewed(&store, &viewer, &mut copy);
+                    let _ = reply.send(self::reply(seen, &path, &query));
                 }
                 None => break,
             },
@@ -510,7 +539,8 @@ async fn run_store(
 }
 
 /// How a server gets the answer to `(path, query)`.
-pub(crate) type Ask = Arc<dyn Fn(String, String) -> BoxFuture<'static, Answer> + Send + Sync>;
+pub(crate) type Ask =
+    Arc<dyn Fn(String, String, Viewer) -> BoxFuture<'static, Answer> + Send + Sync>;
 
 /// Serve HTTP (HTTPS with `tls`) on `listener`, answering every `GET` (or `HEAD`) through
 /// `ask`, and the embedded assets itself, until the task is aborted (which drops every open
@@ -670,6 +700,7 @@ async fn handle(
             Err(response) => return response,
         }
     };
+    let viewer = access.viewer(access::credential(request.headers()).as_deref());
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or("").to_string();
     let head = request.method() == Method::HEAD;
@@ -698,7 +729,7 @@ async fn handle(
         }
         _ => {}
     }
-    let answer = ask(path, query).await;
+    let answer = ask(path, query, viewer).await;
     respond(head, answer, &[])
 }
 

@@ -818,11 +818,18 @@ fn credential_seeds() -> Vec<Vec<u8>> {
         tagged(3, "s3://lake/,file:///data/\ns3://lake/t/"),
         tagged(3, "\nhttp://[fd00:ec2::254]:80/latest"),
         tagged(4, "kafka://broker:9092\nbroker:9092, other:1"),
+        tagged(5, "# users\ntoken-a,alice\n\ntoken-b , bob,extra\n"),
+        tagged(
+            6,
+            "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"a\" password=\"p\\\"q\";",
+        ),
+        tagged(7, "kafka://b:1\nkafka.sasl.password.file\n/etc/x"),
     ]
 }
 
 /// What a client sends before it is authenticated — the login form, a bearer header, a cookie —
-/// and the location rule and locations the driver checks: none panics.
+/// the location rule and locations the driver checks, a tokens file, and the Kafka security
+/// options a user writes (`kafka.sasl.jaas.config`): none panics.
 const CREDENTIALS: Harness = Harness {
     name: "credentials",
     test: "hostile::harnesses::credentials",
@@ -832,7 +839,7 @@ const CREDENTIALS: Harness = Harness {
             return;
         };
         let text = String::from_utf8_lossy(body);
-        match tag % 5 {
+        match tag % 8 {
             0 => {
                 let _ = faisca_ui::access::form_token(body);
             }
@@ -844,13 +851,36 @@ const CREDENTIALS: Harness = Harness {
                     let _ = faisca_ui::access::credential(&headers);
                 }
             }
+            5 => {
+                let _ = faisca_common::auth::check_tokens_file(std::path::Path::new("t"), body);
+            }
+            6 => {
+                for mechanism in ["SCRAM-SHA-512", "PLAIN"] {
+                    let params = std::collections::BTreeMap::from([
+                        ("sasl.mechanism".to_string(), mechanism.to_string()),
+                        ("sasl.jaas.config".to_string(), text.to_string()),
+                    ]);
+                    let _ = faisca_connectors::kafka::security::librdkafka_params(&params);
+                }
+            }
             tag => {
-                let (rule, location) = text.split_once('\n').unwrap_or((&text, ""));
-                let rule = faisca_common::locations::AllowedLocations::parse(rule);
-                if tag == 3 {
-                    let _ = rule.check(location, "location");
-                } else {
-                    let _ = rule.check_brokers(location);
+                let mut lines = text.splitn(3, '\n');
+                let rule = faisca_common::locations::AllowedLocations::parse(
+                    lines.next().unwrap_or_default(),
+                );
+                let location = lines.next().unwrap_or_default();
+                match tag {
+                    3 => {
+                        let _ = rule.check(location, "location");
+                    }
+                    4 => {
+                        let _ = rule.check_brokers(location);
+                    }
+                    _ => {
+                        let value = lines.next().unwrap_or_default();
+                        let _ = rule.check_kafka_options([(location, value)]);
+                        let _ = rule.check_resolved(location, "location", &[]);
+                    }
                 }
             }
         }

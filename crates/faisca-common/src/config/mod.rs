@@ -362,6 +362,14 @@ pub mod keys {
         doc: "Most offsets one Kafka task reads when the source sets no maxRecordsPerPartition; larger ranges are split.",
     };
 
+    /// `faisca.kafka.maxHeadersPerRecord`.
+    pub const KAFKA_MAX_HEADERS_PER_RECORD: KeySpec = KeySpec {
+        name: "faisca.kafka.maxHeadersPerRecord",
+        default: "1000",
+        kind: ValueKind::Count,
+        doc: "The most headers a Kafka record read with includeHeaders may carry: a record with more fails its task, naming its topic, partition and offset (a producer, not the reader, decides how many a record has).",
+    };
+
     /// `faisca.streaming.statePartitions`.
     pub const STREAMING_STATE_PARTITIONS: KeySpec = KeySpec {
         name: "faisca.streaming.statePartitions",
@@ -400,6 +408,14 @@ pub mod keys {
         default: "100",
         kind: ValueKind::Count,
         doc: "Progress reports a streaming query keeps for recent_progress() (Spark's spark.sql.streaming.numRecentProgressUpdates).",
+    };
+
+    /// `faisca.streaming.memorySink.maxRows`.
+    pub const STREAMING_MEMORY_SINK_MAX_ROWS: KeySpec = KeySpec {
+        name: "faisca.streaming.memorySink.maxRows",
+        default: "10000000",
+        kind: ValueKind::Count,
+        doc: "The most rows a streaming query's memory sink holds on the driver (all of them in append mode, the last result in complete mode): a batch that would take it past this fails the query, naming the sink, instead of filling the driver's memory. The memory sink is for tests and small results; use a file or Kafka sink for more.",
     };
 
     /// `faisca.test.streaming.stopAfter`.
@@ -485,11 +501,13 @@ pub const KEYS: &[KeySpec] = &[
     keys::TEST_STOP_BEFORE_SOURCE_COMMIT,
     keys::KAFKA_REQUEST_TIMEOUT,
     keys::KAFKA_MAX_RECORDS_PER_TASK,
+    keys::KAFKA_MAX_HEADERS_PER_RECORD,
     keys::STREAMING_STATE_PARTITIONS,
     keys::STREAMING_STATE_SNAPSHOT_INTERVAL,
     keys::STREAMING_MIN_BATCHES_TO_RETAIN,
     keys::STREAMING_POLL_INTERVAL,
     keys::STREAMING_RECENT_PROGRESS,
+    keys::STREAMING_MEMORY_SINK_MAX_ROWS,
     keys::TEST_STREAMING_STOP_AFTER,
     keys::CODEGEN_ENABLED,
     keys::PLANNER_CHECK_ENCODING,
@@ -688,6 +706,10 @@ impl FaiscaConfig {
     pub fn kafka_max_records_per_task(&self) -> u64 {
         self.count(&keys::KAFKA_MAX_RECORDS_PER_TASK).max(1)
     }
+    /// `faisca.kafka.maxHeadersPerRecord`.
+    pub fn kafka_max_headers_per_record(&self) -> usize {
+        usize::try_from(self.count(&keys::KAFKA_MAX_HEADERS_PER_RECORD)).unwrap_or(usize::MAX)
+    }
     /// State partitions of a new streaming query: `faisca.shuffle.partitions` when above 0,
     /// else `faisca.streaming.statePartitions` (at least 1).
     pub fn streaming_state_partitions(&self) -> u32 {
@@ -712,6 +734,10 @@ impl FaiscaConfig {
     /// `faisca.streaming.recentProgress` (at least 1).
     pub fn streaming_recent_progress(&self) -> usize {
         self.count(&keys::STREAMING_RECENT_PROGRESS).max(1) as usize
+    }
+    /// `faisca.streaming.memorySink.maxRows`.
+    pub fn streaming_memory_sink_max_rows(&self) -> u64 {
+        self.count(&keys::STREAMING_MEMORY_SINK_MAX_ROWS)
     }
     /// `faisca.test.streaming.stopAfter`: `None`, or `offsets`, `sink` or `commit`.
     pub fn test_streaming_stop_after(&self) -> Option<&str> {

@@ -8,24 +8,24 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use faisca_common::locations::AllowedLocations;
 use faisca_common::{Error, Result};
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext};
 
 use super::options::{KafkaOptions, ReadOptions, Subscription};
 use super::resolve::{OffsetSource, PartitionBounds};
+use super::security::{self, LoginWatch};
 use super::{OffsetRange, TopicPartition};
 
 /// The consumer configuration every reader and lookup uses: the user's `kafka.*` properties, and
 /// what exact ranges need (no automatic commits or resets, partition-end events, no topic
 /// creation by reading).
-pub fn consumer_config(read: &ReadOptions) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    for (k, v) in &read.kafka_params {
-        config.set(k, v);
-    }
+/// Security options are translated and secret files read here ([`security::client_config`]).
+pub fn consumer_config(read: &ReadOptions) -> Result<ClientConfig> {
+    let mut config = security::client_config(&read.kafka_params)?;
     if !read.kafka_params.contains_key("group.id") {
         // librdkafka wants one for a consumer; with assign() no group is ever joined.
         config.set("group.id", "faisca-reader");
@@ -36,7 +36,7 @@ pub fn consumer_config(read: &ReadOptions) -> ClientConfig {
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "error")
         .set("allow.auto.create.topics", "false");
-    config
+    Ok(config)
 }
 
 /// Whether an error says the user's setup is wrong (retrying cannot help).
@@ -54,9 +54,27 @@ fn is_users_fault(e: &KafkaError) -> bool {
     )
 }
 
+/// librdkafka's callbacks for the planning client: a refused login is kept (the failed call
+/// then names it), other client errors are logged.
+#[derive(Debug, Default)]
+pub struct PlanningContext {
+    login: LoginWatch,
+}
+
+impl ClientContext for PlanningContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !self.login.observe(&error, reason) {
+            tracing::warn!("librdkafka: {error}: {reason}");
+        }
+    }
+}
+
+impl ConsumerContext for PlanningContext {}
+
 /// A connection to the brokers of one source, for planning.
 pub struct Broker {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<PlanningContext>,
+    params: BTreeMap<String, String>,
     servers: String,
     timeout: Duration,
     retries: u32,
@@ -72,21 +90,47 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
-    /// A client for `options`' brokers; `timeout` bounds each request.
-    pub fn connect(options: &KafkaOptions, timeout: Duration) -> Result<Broker> {
-        let consumer: BaseConsumer = consumer_config(&options.read).create().map_err(|e| {
-            Error::user(format!(
-                "cannot create a Kafka client for '{}': {e}",
-                options.bootstrap_servers()
-            ))
-        })?;
-        Ok(Broker {
+    /// A client for `options`' brokers; `timeout` bounds each request. The brokers — those
+    /// named and every one the cluster's metadata advertises — are checked against the driver's
+    /// `allowed` rule, resolved addresses included, before any offset is asked for.
+    pub fn connect(
+        options: &KafkaOptions,
+        timeout: Duration,
+        allowed: &AllowedLocations,
+    ) -> Result<Broker> {
+        for server in options.bootstrap_servers().split(',').map(str::trim) {
+            if !server.is_empty() {
+                let server = server.split_once("://").map_or(server, |(_, s)| s);
+                allowed.resolve_and_check(server, &format!("kafka://{server}"), "Kafka broker")?;
+            }
+        }
+        let consumer: BaseConsumer<PlanningContext> = consumer_config(&options.read)?
+            .create_with_context(PlanningContext::default())
+            .map_err(|e| {
+                Error::user(format!(
+                    "cannot create a Kafka client for '{}': {e}",
+                    options.bootstrap_servers()
+                ))
+            })?;
+        let broker = Broker {
             consumer,
+            params: options.read.kafka_params.clone(),
             servers: options.bootstrap_servers().to_string(),
             timeout,
             retries: options.fetch_retries,
             interval: options.fetch_retry_interval,
-        })
+        };
+        broker.check_advertised(allowed)?;
+        Ok(broker)
+    }
+
+    /// Refuse the cluster when a broker its metadata advertises (where reads and writes will
+    /// connect) is outside `allowed`, or resolves to a metadata address.
+    fn check_advertised(&self, allowed: &AllowedLocations) -> Result<()> {
+        let metadata = self.retrying("fetching the cluster's brokers", || {
+            self.consumer.fetch_metadata(None, self.timeout)
+        })?;
+        check_brokers_in(&metadata, &self.servers, allowed)
     }
 
     fn retrying<T>(&self, what: &str, call: impl Fn() -> Result<T, KafkaError>) -> Result<T> {
@@ -94,7 +138,20 @@ impl Broker {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match call() {
+            let result = call();
+            if result.is_err() {
+                drain_events(&self.consumer);
+            }
+            if result.is_err()
+                && let Some(refused) = self
+                    .consumer
+                    .context()
+                    .login
+                    .refused_error(&self.servers, &self.params)
+            {
+                return Err(refused);
+            }
+            match result {
                 Ok(v) => return Ok(v),
                 Err(e) if is_users_fault(&e) => {
                     return Err(Error::user(format!(
@@ -134,7 +191,24 @@ impl Broker {
             .collect())
     }
 
+    /// The error for `topic`, absent from the topic list: not authorized (brokers leave such
+    /// topics out of the list; asked by name they say so), or missing.
     fn missing_topic(&self, topic: &str, topics: &BTreeMap<String, Vec<i32>>) -> Error {
+        let named = self.consumer.fetch_metadata(Some(topic), self.timeout);
+        let refused = named.ok().is_some_and(|metadata| {
+            metadata.topics().iter().any(|t| {
+                t.name() == topic
+                    && t.error()
+                        == Some(rdkafka::types::RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
+            })
+        });
+        if refused {
+            return Error::user(format!(
+                "Kafka topic '{topic}' at '{}' may not be read by {} (TOPIC_AUTHORIZATION_FAILED): ask for read access to the topic (a Kafka ACL), or log in as a user who has it",
+                self.servers,
+                security::principal(&self.params)
+            ));
+        }
         let mut known: Vec<&str> = topics.keys().map(String::as_str).take(20).collect();
         if known.is_empty() {
             known.push("none");
@@ -241,6 +315,100 @@ impl OffsetSource for Broker {
     }
 }
 
+/// How long a failed planning call waits for librdkafka to queue the error event that says
+/// why (a refused login arrives as an event, shortly after the call's own error).
+const ERROR_EVENT_WAIT: Duration = Duration::from_millis(300);
+
+/// Hand the client's pending error events to its watch: a consumer returns a refused login
+/// from `poll`, not from the call that failed because of it.
+fn drain_events(consumer: &BaseConsumer<PlanningContext>) {
+    let mut wait = ERROR_EVENT_WAIT;
+    // Bounded: a planning client reads no records, so only errors are queued.
+    for _ in 0..64 {
+        match consumer.poll(wait) {
+            Some(Err(error)) => {
+                consumer.context().login.observe(&error, &error.to_string());
+            }
+            Some(Ok(_)) => {}
+            None => break,
+        }
+        wait = Duration::ZERO;
+    }
+}
+
+/// Refuse the brokers `metadata` advertises (reached through `servers`) that `allowed` does
+/// not allow, as `kafka://host:port` and by their resolved addresses.
+fn check_brokers_in(
+    metadata: &rdkafka::metadata::Metadata,
+    servers: &str,
+    allowed: &AllowedLocations,
+) -> Result<()> {
+    for broker in metadata.brokers() {
+        let address = if broker.host().contains(':') {
+            format!("[{}]:{}", broker.host(), broker.port())
+        } else {
+            format!("{}:{}", broker.host(), broker.port())
+        };
+        let what = format!("Kafka broker {} (advertised by '{servers}')", broker.id());
+        allowed
+            .check_brokers(&address)
+            .map_err(|e| Error::user(format!("{what}: {e}")))?;
+        allowed.resolve_and_check(&address, &format!("kafka://{address}"), &what)?;
+    }
+    Ok(())
+}
+
+/// Before a Kafka write runs (blocking: run it off the async runtime): refuse a cluster whose
+/// named or advertised brokers `allowed` does not allow, or that refuses the write's login.
+/// A cluster that cannot be reached within `timeout` is left to the write's tasks, which fail
+/// naming it.
+pub fn check_write_cluster(
+    params: &BTreeMap<String, String>,
+    timeout: Duration,
+    allowed: &AllowedLocations,
+) -> Result<()> {
+    let servers = params.get("bootstrap.servers").cloned().unwrap_or_default();
+    for server in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let server = server.split_once("://").map_or(server, |(_, s)| s);
+        allowed.resolve_and_check(server, &format!("kafka://{server}"), "Kafka broker")?;
+    }
+    // The connection's settings only (a consumer ignores, and warns about, producer ones).
+    let connection: BTreeMap<String, String> = params
+        .iter()
+        .filter(|(k, _)| {
+            [
+                "bootstrap.",
+                "security.",
+                "sasl.",
+                "ssl.",
+                "broker.address.",
+                "client.",
+                "socket.",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p))
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut config = security::client_config(&connection)?;
+    config
+        .set("group.id", "faisca-write-check")
+        .set("allow.auto.create.topics", "false");
+    let consumer: BaseConsumer<PlanningContext> = config
+        .create_with_context(PlanningContext::default())
+        .map_err(|e| Error::user(format!("cannot create a Kafka client for '{servers}': {e}")))?;
+    match consumer.fetch_metadata(None, timeout) {
+        Ok(metadata) => check_brokers_in(&metadata, &servers, allowed),
+        Err(_) => {
+            drain_events(&consumer);
+            match consumer.context().login.refused_error(&servers, params) {
+                Some(refused) => Err(refused),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
 /// After a successful run, commit its end offsets to the consumer group `kafka.group.id` (for lag
 /// monitoring; the checkpoint stays the source of truth). Nothing without a group.
 pub fn commit_to_group(
@@ -259,7 +427,7 @@ pub fn commit_to_group(
         .get("bootstrap.servers")
         .cloned()
         .unwrap_or_default();
-    let mut config = consumer_config(read);
+    let mut config = consumer_config(read)?;
     config.set("socket.timeout.ms", timeout.as_millis().max(10).to_string());
     let consumer: BaseConsumer = config
         .create()

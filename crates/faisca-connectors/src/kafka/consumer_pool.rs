@@ -224,7 +224,8 @@ mod tests {
         // Creating a consumer connects to nothing yet.
         Arc::new(
             consumer_config(read)
-                .create_with_context(ReaderContext)
+                .unwrap()
+                .create_with_context(ReaderContext::default())
                 .unwrap(),
         )
     }

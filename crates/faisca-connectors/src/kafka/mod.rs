@@ -20,6 +20,8 @@
 //!   micro-batch's ranges.
 //! * [`trigger`]: how much a streaming micro-batch reads (`maxOffsetsPerTrigger` split by
 //!   backlog, `minOffsetsPerTrigger` and `maxTriggerDelay`), as Spark's source decides it.
+//! * [`security`]: Spark's security options (`kafka.sasl.jaas.config`, Java key stores)
+//!   translated to librdkafka's, secrets read from files, refused logins recognised.
 //! * [`sink`]: the Kafka sink: a write's options (durable producer defaults) and the producer a
 //!   task sends its rows with, every delivery confirmed before the task succeeds.
 
@@ -31,6 +33,7 @@ pub mod reader;
 pub mod resolve;
 pub mod run;
 pub mod schema;
+pub mod security;
 pub mod sink;
 pub mod splits;
 pub mod stream;

@@ -659,15 +659,13 @@ fn source_key(location: &str, options: &SourceOptions, redaction: &Redaction) ->
     key
 }
 
-/// librdkafka checks every property when a configuration is built (no connection is made).
+/// librdkafka checks every property when a configuration is built (no connection is made), after
+/// Spark's security options are translated (and secret files read).
 pub(crate) fn check_kafka_params(
     params: &BTreeMap<String, String>,
     redaction: &Redaction,
 ) -> Result<()> {
-    let mut config = rdkafka::ClientConfig::new();
-    for (k, v) in params {
-        config.set(k, v);
-    }
+    let config = super::security::client_config(params)?;
     config.create_native_config().map_err(|e| match e {
         rdkafka::error::KafkaError::ClientConfig(_, description, key, value) => {
             let name = format!("kafka.{key}");

@@ -23,7 +23,7 @@ use faisca_common::{Error, Result};
 use futures::{FutureExt, StreamExt};
 use rdkafka::ClientContext;
 use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message, Timestamp};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
@@ -31,9 +31,14 @@ use super::broker::consumer_config;
 use super::consumer_pool::{self, PooledConsumer, Position, Taken};
 use super::options::ReadOptions;
 use super::schema::{header_fields, headers_type, kafka_schema};
+use super::security::LoginWatch;
 use super::{KnownEnds, OffsetRange, TopicPartition};
 
 /// Spark's `timestampType` for a record without a timestamp, and its `timestamp` (ms).
+/// `faisca.kafka.maxHeadersPerRecord`'s default, for readers built without a configuration.
+pub const DEFAULT_MAX_HEADERS: usize = 1000;
+/// How often a reader waiting for records looks whether librdkafka reported a refused login.
+const LOGIN_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 const NO_TIMESTAMP_TYPE: i32 = -1;
 const NO_TIMESTAMP_MS: i64 = -1;
 
@@ -137,10 +142,13 @@ fn lost(range: &OffsetRange, from: i64, to: i64, why: &str) -> Error {
 }
 
 /// librdkafka's callbacks for range readers: a partition's end is how ranges finish, not an
-/// error worth a log line; other client errors are logged as warnings (the reader itself reports
-/// what stops a task).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ReaderContext;
+/// error worth a log line; a refused login is kept (the reader stops with it rather than wait
+/// for records that cannot come); other client errors are logged as warnings (the reader itself
+/// reports what stops a task).
+#[derive(Debug, Default)]
+pub struct ReaderContext {
+    login: LoginWatch,
+}
 
 impl ClientContext for ReaderContext {
     fn error(&self, error: KafkaError, reason: &str) {
@@ -148,6 +156,8 @@ impl ClientContext for ReaderContext {
             || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
         {
             tracing::trace!("librdkafka: {error}: {reason}");
+        } else if self.login.observe(&error, reason) {
+            tracing::debug!("librdkafka: {error}: {reason}");
         } else {
             tracing::warn!("librdkafka: {error}: {reason}");
         }
@@ -195,6 +205,9 @@ pub struct RangeReader {
     continued: usize,
     /// Where partitions ended when the ranges were planned.
     known_ends: Arc<KnownEnds>,
+    /// The most headers a record read with its headers may carry
+    /// (`faisca.kafka.maxHeadersPerRecord`).
+    max_headers: usize,
 }
 
 impl Drop for RangeReader {
@@ -264,6 +277,7 @@ impl RangeReader {
             last_error: None,
             continued: 0,
             known_ends: Arc::default(),
+            max_headers: DEFAULT_MAX_HEADERS,
         })
     }
 
@@ -275,6 +289,12 @@ impl RangeReader {
     /// empty fetches (noida-db) answers at once, again and again.
     pub fn with_known_ends(mut self, known_ends: Arc<KnownEnds>) -> RangeReader {
         self.known_ends = known_ends;
+        self
+    }
+
+    /// This reader, failing on a record with more than `max` headers when it reads headers.
+    pub fn with_max_headers(mut self, max: usize) -> RangeReader {
+        self.max_headers = max;
         self
     }
 
@@ -314,8 +334,10 @@ impl RangeReader {
             Some(Taken::Positioned(consumer)) => (consumer, true),
             Some(Taken::ToAssign(consumer)) => (consumer, false),
             None => {
-                let consumer = consumer_config(&self.read)
-                    .create_with_context::<_, StreamConsumer<ReaderContext>>(ReaderContext)
+                let consumer = consumer_config(&self.read)?
+                    .create_with_context::<_, StreamConsumer<ReaderContext>>(
+                        ReaderContext::default(),
+                    )
                     .map_err(|e| {
                         Error::user(format!(
                             "cannot create a Kafka client for '{}': {e}",
@@ -443,9 +465,8 @@ impl RangeReader {
                             deadline = tokio::time::Instant::now() + self.read.poll_timeout;
                             progressed = false;
                         }
-                        tokio::time::timeout_at(deadline, stream.next())
-                            .await
-                            .map_err(|_| self.timed_out())?
+                        self.wait_for_event(&consumer, &mut stream, deadline)
+                            .await?
                     }
                 };
                 let Some(event) = event else {
@@ -454,6 +475,7 @@ impl RangeReader {
                 progressed |= matches!(event, Ok(_) | Err(KafkaError::PartitionEOF(_)));
                 match event {
                     Ok(message) => {
+                        self.check_headers(&message)?;
                         if self.take(&message, &mut builders) {
                             rows += 1;
                         }
@@ -568,6 +590,24 @@ impl RangeReader {
 
     /// Append `message` to the batch if it is the current range's next record; true if it was.
     /// Records of earlier ranges (still in flight) and before the cursor are skipped.
+    /// Refuse a record carrying more headers than the reader takes, when it reads headers.
+    fn check_headers(&self, message: &BorrowedMessage<'_>) -> Result<()> {
+        if !self.read.include_headers {
+            return Ok(());
+        }
+        let count = message.headers().map_or(0, |h| h.count());
+        if count <= self.max_headers {
+            return Ok(());
+        }
+        Err(Error::user(format!(
+            "Kafka record {}-{} at offset {} has {count} headers, more than faisca.kafka.maxHeadersPerRecord ({}): raise the limit, or read the topic without 'includeHeaders'",
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            self.max_headers
+        )))
+    }
+
     fn take(&mut self, message: &BorrowedMessage<'_>, builders: &mut [ColumnBuilder]) -> bool {
         let Some(cursor) = self.current.as_mut() else {
             return false;
@@ -654,19 +694,23 @@ impl RangeReader {
             Some(RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange) => {
                 self.offset_out_of_range().await
             }
-            Some(
-                RDKafkaErrorCode::TopicAuthorizationFailed
-                | RDKafkaErrorCode::SaslAuthenticationFailed
-                | RDKafkaErrorCode::Authentication,
-            ) => {
+            Some(RDKafkaErrorCode::SaslAuthenticationFailed | RDKafkaErrorCode::Authentication) => {
+                Err(super::security::login_refused(
+                    servers(&self.read),
+                    &self.read.kafka_params,
+                    &e.to_string(),
+                ))
+            }
+            Some(RDKafkaErrorCode::TopicAuthorizationFailed) => {
                 let what = self
                     .current
                     .as_ref()
                     .map(|c| format!("Kafka partition {}-{}", c.range.topic, c.range.partition))
                     .unwrap_or_else(|| "Kafka".to_string());
                 Err(Error::user(format!(
-                    "{what} at '{}': {e}",
-                    servers(&self.read)
+                    "{what} at '{}' may not be read by {} (TOPIC_AUTHORIZATION_FAILED: {e}): ask for read access to the topic (a Kafka ACL), or log in as a user who has it",
+                    servers(&self.read),
+                    super::security::principal(&self.read.kafka_params)
                 )))
             }
             _ => {
@@ -675,6 +719,34 @@ impl RangeReader {
                 }
                 self.last_error = Some(e.to_string());
                 Ok(())
+            }
+        }
+    }
+
+    /// The consumer's next event, waiting until `deadline`; a refused login ends the wait
+    /// (librdkafka reports it to the context, and no record would come).
+    async fn wait_for_event<'c>(
+        &self,
+        consumer: &'c PooledConsumer,
+        stream: &mut rdkafka::consumer::MessageStream<'c, ReaderContext>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<KafkaResult<BorrowedMessage<'c>>>> {
+        loop {
+            let tick = (tokio::time::Instant::now() + LOGIN_CHECK_INTERVAL).min(deadline);
+            match tokio::time::timeout_at(tick, stream.next()).await {
+                Ok(event) => return Ok(event),
+                Err(_) => {
+                    if let Some(refused) = consumer
+                        .context()
+                        .login
+                        .refused_error(servers(&self.read), &self.read.kafka_params)
+                    {
+                        return Err(refused);
+                    }
+                    if tick >= deadline {
+                        return Err(self.timed_out());
+                    }
+                }
             }
         }
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::execution::runtime_env::RuntimeEnv;
+use faisca_common::locations::AllowedLocations;
 use faisca_common::{Error, Result};
 use tracing::{debug, info};
 
@@ -106,6 +107,7 @@ pub async fn plan_runs(
     runtime: &RuntimeEnv,
     sources: Vec<Arc<KafkaOptions>>,
     request_timeout: Duration,
+    allowed: &AllowedLocations,
 ) -> Result<Vec<Arc<KafkaRun>>> {
     let mut by_checkpoint: HashMap<String, String> = HashMap::new();
     let mut runs = Vec::with_capacity(sources.len());
@@ -118,7 +120,9 @@ pub async fn plan_runs(
                 "two Kafka sources of this query use the checkpointLocation '{location}': give each source its own"
             )));
         }
-        runs.push(Arc::new(plan_run(runtime, options, request_timeout).await?));
+        runs.push(Arc::new(
+            plan_run(runtime, options, request_timeout, allowed.clone()).await?,
+        ));
     }
     Ok(runs)
 }
@@ -142,6 +146,7 @@ async fn plan_run(
     runtime: &RuntimeEnv,
     options: Arc<KafkaOptions>,
     request_timeout: Duration,
+    allowed: AllowedLocations,
 ) -> Result<KafkaRun> {
     let checkpoint = match &options.checkpoint_location {
         Some(url) => Some(checkpoint_at(url, runtime)?),
@@ -173,7 +178,7 @@ async fn plan_run(
     };
     let planning = options.clone();
     let ranges = tokio::task::spawn_blocking(move || {
-        let broker = Broker::connect(&planning, request_timeout)?;
+        let broker = Broker::connect(&planning, request_timeout, &allowed)?;
         plan_ranges(&planning, &broker, previous.as_deref())
     })
     .await

@@ -22,7 +22,6 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{DataType, Schema};
 use faisca_common::{Error, Redaction, Result};
-use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
@@ -31,6 +30,7 @@ use rdkafka::types::RDKafkaRespErr;
 
 use super::options::{SourceOptions, check_kafka_params};
 use super::schema::headers_type;
+use super::security::{self, LoginWatch};
 
 /// Producer properties the sink sets unless the user sets them (or an alias): durable ones, so
 /// that a task never loses or reorders a partition's records, and Java's partitioner, so that a
@@ -248,12 +248,20 @@ struct Refusal {
 }
 
 /// Counts confirmed deliveries and keeps the first refusal; called from the producer's polls.
+/// A refused login (reported to the error callback) is kept too.
 #[derive(Default)]
 pub struct DeliveryTracker {
     state: Mutex<(u64, Option<Refusal>)>,
+    login: LoginWatch,
 }
 
-impl ClientContext for DeliveryTracker {}
+impl ClientContext for DeliveryTracker {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !self.login.observe(&error, reason) {
+            tracing::warn!("librdkafka: {error}: {reason}");
+        }
+    }
+}
 
 impl ProducerContext for DeliveryTracker {
     type DeliveryOpaque = ();
@@ -334,6 +342,8 @@ pub struct TaskProducer {
     checked_topics: HashSet<String>,
     max_message_bytes: String,
     sent: u64,
+    /// The producer properties as given (for naming the principal).
+    params: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for TaskProducer {
@@ -352,18 +362,15 @@ const QUEUE_FULL_WAIT: Duration = Duration::from_millis(1);
 impl TaskProducer {
     /// A producer for `options` (no connection is made yet).
     pub fn new(options: &SinkOptions) -> Result<TaskProducer> {
-        let mut config = ClientConfig::new();
-        for (k, v) in &options.producer {
-            config.set(k, v);
-        }
-        let producer: ThreadedProducer<DeliveryTracker> = config
-            .create_with_context(DeliveryTracker::default())
-            .map_err(|e| {
-                Error::user(format!(
-                    "cannot create a Kafka producer for '{}': {e}",
-                    options.bootstrap_servers()
-                ))
-            })?;
+        let producer: ThreadedProducer<DeliveryTracker> =
+            security::client_config(&options.producer)?
+                .create_with_context(DeliveryTracker::default())
+                .map_err(|e| {
+                    Error::user(format!(
+                        "cannot create a Kafka producer for '{}': {e}",
+                        options.bootstrap_servers()
+                    ))
+                })?;
         Ok(TaskProducer {
             producer: Arc::new(producer),
             topic: options.topic.clone(),
@@ -376,6 +383,7 @@ impl TaskProducer {
                 .cloned()
                 .unwrap_or_else(|| "1000000 by default".to_string()),
             sent: 0,
+            params: options.producer.clone(),
         })
     }
 
@@ -395,6 +403,9 @@ impl TaskProducer {
         .await
         .map_err(|e| Error::internal(format!("the Kafka topic check stopped: {e}")))?
         .map_err(|e| {
+            if let Some(refused) = self.login_refused() {
+                return refused;
+            }
             Error::external(format!(
                 "cannot reach the Kafka brokers '{}' to write topic '{topic}' within the delivery timeout ({} ms): {e}",
                 self.servers,
@@ -415,8 +426,9 @@ impl TaskProducer {
             }
             Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) => {
                 return Err(Error::user(format!(
-                    "Kafka topic '{topic}' on '{}' may not be written by this client (topic authorization failed)",
-                    self.servers
+                    "Kafka topic '{topic}' on '{}' may not be written by {} (TOPIC_AUTHORIZATION_FAILED): ask for write access to the topic (a Kafka ACL), or log in as a user who has it",
+                    self.servers,
+                    security::principal(&self.params)
                 )));
             }
             Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION) => {
@@ -432,8 +444,19 @@ impl TaskProducer {
         Ok(())
     }
 
+    /// The error of a login the brokers refused, if they did.
+    fn login_refused(&self) -> Option<Error> {
+        self.producer
+            .context()
+            .login
+            .refused_error(&self.servers, &self.params)
+    }
+
     /// Fail with the first refused record, if any.
     fn check_refusals(&self) -> Result<()> {
+        if let Some(refused) = self.login_refused() {
+            return Err(refused);
+        }
         match self.producer.context().refusal() {
             Some(r) => Err(refusal_error(
                 &self.servers,

@@ -127,6 +127,7 @@ impl DriverState {
             run_id: info.run_id.clone(),
             name: info.name.clone(),
             sink: info.sink.clone(),
+            user: info.user.clone(),
             time: faisca_ui::events::now_ms(),
         });
         self.queries.active.insert(

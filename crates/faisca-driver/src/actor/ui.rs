@@ -34,6 +34,7 @@ impl DriverState {
                 name: job.planned.name.clone(),
                 description,
                 session: job.planned.session.0.clone(),
+                user: job.planned.user.clone().unwrap_or_default(),
                 time: now_ms(),
                 stages: job
                     .planned

@@ -265,6 +265,7 @@ impl Runner {
                     s.source.clone(),
                     last.as_ref().and_then(|l| l.get(i).cloned()),
                     files,
+                    query.session.allowed.clone(),
                 )
             })
             .collect();
@@ -657,6 +658,19 @@ impl Runner {
                 let schema = physical.schema();
                 let (rows, job_metrics) = self.collect_batch(physical, entry, &label).await?;
                 let output: u64 = rows.iter().map(|b| b.num_rows() as u64).sum();
+                let held: u64 = if self.query.mode == OutputMode::Complete {
+                    0
+                } else {
+                    self.memory_rows.iter().map(|b| b.num_rows() as u64).sum()
+                };
+                let limit = self.query.session.config.streaming_memory_sink_max_rows();
+                if held.saturating_add(output) > limit {
+                    return Err(Error::user(format!(
+                        "the memory sink '{name}' would hold {} rows after batch {}, more than faisca.streaming.memorySink.maxRows ({limit}): write the query to a file or Kafka sink, or raise the limit",
+                        held.saturating_add(output),
+                        entry.batch_id
+                    )));
+                }
                 if self.query.mode == OutputMode::Complete {
                     self.memory_rows = rows;
                 } else {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::datasource::TableProvider;
+use faisca_common::locations::AllowedLocations;
 use faisca_common::{Error, Result};
 use faisca_connectors::kafka::broker::Broker;
 use faisca_connectors::kafka::splits::pack_ranges;
@@ -121,6 +122,8 @@ pub struct SourceCursor {
     /// For `AvailableNow`: the end of what was available when the query started.
     pub cap: Option<SourceOffsets>,
     broker: Option<Arc<Broker>>,
+    /// The driver's rule for the brokers the source connects to.
+    allowed: AllowedLocations,
     /// When a rate source with no batch yet was first looked at: its start.
     rate_started_ms: Option<i64>,
     /// A file source's files read so far, and where they are recorded.
@@ -279,12 +282,14 @@ impl SourceCursor {
         source: StreamSource,
         last: Option<SourceOffsets>,
         files: Option<FileCursor>,
+        allowed: AllowedLocations,
     ) -> Self {
         SourceCursor {
             source,
             last,
             cap: None,
             broker: None,
+            allowed,
             rate_started_ms: None,
             files,
         }
@@ -307,9 +312,11 @@ impl SourceCursor {
             return Ok(broker.clone());
         }
         let source = options.source.clone();
-        let broker = tokio::task::spawn_blocking(move || Broker::connect(&source, timeout))
-            .await
-            .map_err(|e| Error::internal(format!("Kafka connection task: {e}")))??;
+        let allowed = self.allowed.clone();
+        let broker =
+            tokio::task::spawn_blocking(move || Broker::connect(&source, timeout, &allowed))
+                .await
+                .map_err(|e| Error::internal(format!("Kafka connection task: {e}")))??;
         let broker = Arc::new(broker);
         self.broker = Some(broker.clone());
         Ok(broker)

@@ -286,13 +286,32 @@ pub async fn plan_write(
     input: LogicalPlan,
 ) -> Result<PlannedWrite> {
     if kafka::is_kafka(&request.format) {
-        if let Some((_, brokers)) = request
+        session.allowed.check_kafka_options(
+            request
+                .options
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )?;
+        // The cluster's advertised brokers, and the login, before any task starts.
+        let params: std::collections::BTreeMap<String, String> = request
             .options
             .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("kafka.bootstrap.servers"))
-        {
-            session.allowed.check_brokers(brokers)?;
-        }
+            .filter_map(|(k, v)| {
+                let key = k.trim().to_ascii_lowercase();
+                let key = key.strip_prefix("format.").unwrap_or(&key);
+                key.strip_prefix("kafka.")
+                    .map(|param| (param.to_string(), v.clone()))
+            })
+            .collect();
+        let (allowed, timeout) = (
+            session.allowed.clone(),
+            session.config.kafka_request_timeout(),
+        );
+        tokio::task::spawn_blocking(move || {
+            faisca_connectors::kafka::broker::check_write_cluster(&params, timeout, &allowed)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("the Kafka cluster check: {e}")))??;
         return kafka::plan_kafka_write(session, request, input);
     }
     session.allowed.check(&request.url, "write destination")?;

@@ -27,6 +27,44 @@ pub const HEADER_LEN: usize = 5;
 /// The timeout of each registry request unless the `schemaRegistryTimeout` option says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The functions whose third argument (a constant map of options) may name a registry.
+const REGISTRY_FUNCTIONS: &[&str] = &["from_avro", "to_avro"];
+
+/// Every `schemaRegistryAddress` that `from_avro` and `to_avro` calls in `plan` (subqueries
+/// included) will contact, for the driver to check against its allowed locations before the job
+/// runs. The options argument is folded to its constant value first (`map(…)` of literals); one
+/// that is not constant is refused by the functions themselves.
+pub fn registry_addresses(plan: &datafusion::logical_expr::LogicalPlan) -> DfResult<Vec<String>> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Expr;
+    use datafusion::logical_expr::simplify::SimplifyContext;
+    use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+
+    let simplifier = ExprSimplifier::new(SimplifyContext::builder().build());
+    let mut addresses = Vec::new();
+    plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(call) = e
+                    && REGISTRY_FUNCTIONS.contains(&call.func.name())
+                    && let Some(options) = call.args.get(2)
+                    && let Ok(Expr::Literal(value, _)) = simplifier.simplify(options.clone())
+                {
+                    let pairs = super::option_pairs(call.func.name(), "map(…)", Some(&value))?;
+                    addresses.extend(
+                        pairs
+                            .into_iter()
+                            .filter(|(k, _)| k.trim().eq_ignore_ascii_case("schemaRegistryAddress"))
+                            .map(|(_, v)| v.trim().to_string()),
+                    );
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    })?;
+    Ok(addresses)
+}
+
 /// The `schemaRegistryAddress` option of `function`: an http(s) URL, without a trailing slash.
 pub fn parse_address(function: &str, value: &str) -> DfResult<String> {
     let url = value.trim_end_matches('/');

@@ -589,4 +589,19 @@ mod tests {
         let e = error("SELECT to_avro(1, '\"long\"', map('mode', 'x'))").await;
         assert!(e.contains("no option 'mode'"), "{e}");
     }
+
+    #[tokio::test]
+    async fn the_driver_finds_every_registry_a_plan_contacts() {
+        let plan = context()
+            .sql(
+                r#"SELECT to_avro(1, '"long"', map('schemaRegistryAddress', 'http://one:8081', 'subject', 's')) AS a
+                 WHERE EXISTS (SELECT from_avro(CAST(NULL AS BYTEA), '{"type":"record","name":"r","fields":[{"name":"id","type":"long"}]}', map('SchemaRegistryAddress', 'http://two:8081')))"#,
+            )
+            .await
+            .unwrap()
+            .into_unoptimized_plan();
+        let mut found = super::super::schema_registry::registry_addresses(&plan).unwrap();
+        found.sort();
+        assert_eq!(found, ["http://one:8081", "http://two:8081"]);
+    }
 }

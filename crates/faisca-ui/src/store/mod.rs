@@ -249,6 +249,8 @@ pub struct QueryView {
     pub name: String,
     /// Its sink.
     pub sink: String,
+    /// The user it belongs to (empty: the cluster, or authentication off).
+    pub user: String,
     /// When it started.
     pub start_time: u64,
     /// When it ended, and why it failed (empty: stopped cleanly).
@@ -261,7 +263,7 @@ pub struct QueryView {
 const RECENT_PROGRESS: usize = 100;
 
 /// See the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct AppStore {
     limits: StoreLimits,
     /// The application, once it started.
@@ -289,6 +291,49 @@ pub struct AppStore {
 }
 
 impl AppStore {
+    /// What `user` may see: their jobs (and those jobs' stages and tasks) and streaming queries;
+    /// the application, its executors and counters as they are. The UI answers a user's request
+    /// from this copy.
+    pub fn visible_to(&self, user: &str) -> AppStore {
+        let jobs: BTreeMap<u64, JobView> = self
+            .jobs
+            .iter()
+            .filter(|(_, job)| job.start.user == user)
+            .map(|(n, job)| (*n, job.clone()))
+            .collect();
+        AppStore {
+            stages: self
+                .stages
+                .iter()
+                .filter(|(_, stage)| jobs.contains_key(&stage.job))
+                .map(|(id, stage)| (*id, stage.clone()))
+                .collect(),
+            queries: self
+                .queries
+                .iter()
+                .filter(|(_, query)| query.user == user)
+                .map(|(id, query)| (id.clone(), query.clone()))
+                .collect(),
+            finished_jobs: self
+                .finished_jobs
+                .iter()
+                .filter(|n| jobs.contains_key(n))
+                .copied()
+                .collect(),
+            finished_stages: VecDeque::new(),
+            ended_queries: VecDeque::new(),
+            jobs,
+            limits: self.limits,
+            app: self.app.clone(),
+            app_end: self.app_end,
+            next_stage_id: self.next_stage_id,
+            next_task_id: self.next_task_id,
+            executors: self.executors.clone(),
+            departed: self.departed.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+
     /// An empty store keeping what `limits` allow.
     pub fn new(limits: StoreLimits) -> Self {
         AppStore {
@@ -548,6 +593,7 @@ impl AppStore {
                 run_id,
                 name,
                 sink,
+                user,
                 time,
             } => {
                 self.queries.insert(
@@ -557,6 +603,7 @@ impl AppStore {
                         run_id: run_id.clone(),
                         name: name.clone(),
                         sink: sink.clone(),
+                        user: user.clone(),
                         start_time: *time,
                         ended: None,
                         recent_progress: VecDeque::new(),

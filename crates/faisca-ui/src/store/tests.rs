@@ -24,6 +24,7 @@ fn job_start(job: u64) -> Event {
         name: String::new(),
         description: "SELECT …".into(),
         session: "s".into(),
+        user: String::new(),
         time: 1000 + job,
         stages: vec![plan(0, 2, vec![]), plan(1, 1, vec![0])],
     })
@@ -196,4 +197,33 @@ fn events_for_forgotten_or_unknown_jobs_are_ignored() {
     }));
     assert!(store.jobs.is_empty());
     assert_eq!(store.counters.tasks_succeeded, 1);
+}
+
+#[test]
+fn a_user_sees_their_own_jobs_stages_and_queries_only() {
+    let mut store = AppStore::new(StoreLimits::default());
+    for (job, user) in [(0, "alice"), (1, "bob"), (2, "")] {
+        let Event::JobStart(mut start) = job_start(job) else {
+            unreachable!()
+        };
+        start.user = user.to_string();
+        store.apply(&Event::JobStart(start));
+    }
+    for (run, user) in [("r1", "alice"), ("r2", "bob")] {
+        store.apply(&Event::Query(crate::events::QueryEvent::Started {
+            id: format!("q-{run}"),
+            run_id: run.to_string(),
+            name: String::new(),
+            sink: "memory".into(),
+            user: user.to_string(),
+            time: 1,
+        }));
+    }
+    let alice = store.visible_to("alice");
+    assert_eq!(alice.jobs.keys().copied().collect::<Vec<_>>(), [0]);
+    assert!(alice.stages.values().all(|s| s.job == 0));
+    assert!(!alice.stages.is_empty());
+    assert_eq!(alice.queries.keys().collect::<Vec<_>>(), ["r1"]);
+    assert!(store.visible_to("carol").jobs.is_empty());
+    assert_eq!(store.jobs.len(), 3);
 }
