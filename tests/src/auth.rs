@@ -331,7 +331,7 @@ async fn executors_need_the_cluster_secret_and_clients_a_token() {
     let apps = http(ui, "GET", api, &[("authorization", &bearer)], "")
         .await
         .1;
-    let apps: serde_json::Value = serde_json::from_str(&apps).unwrap();
+    let apps: serde_json::Value = serde_json::from_str(body_of(&apps)).unwrap();
     let app = apps[0]["id"].as_str().unwrap().to_string();
     for path in [
         "/jobs/".to_string(),
@@ -351,7 +351,7 @@ async fn executors_need_the_cluster_secret_and_clients_a_token() {
         let path = format!("{api}/{app}/jobs");
         let (status, body) = http(ui, "GET", &path, &[("authorization", &bearer)], "").await;
         assert_eq!(status, 200, "{body}");
-        let jobs: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let jobs: serde_json::Value = serde_json::from_str(body_of(&body)).unwrap();
         jobs_seen.push(jobs.as_array().unwrap().len());
     }
     let [alices, bobs, all] = jobs_seen[..] else {
@@ -382,6 +382,13 @@ async fn executors_need_the_cluster_secret_and_clients_a_token() {
             assert!(!text.contains(credential), "{place} shows a credential");
         }
     }
+}
+
+/// The body of what [`http`] answered (its head and body).
+fn body_of(answer: &str) -> &str {
+    answer
+        .split_once("\r\n\r\n")
+        .map_or(answer, |(_, body)| body)
 }
 
 /// Every file under `dir`.
