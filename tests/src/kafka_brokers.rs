@@ -30,6 +30,8 @@ pub struct Broker {
     pub servers: String,
     /// Which one.
     pub kind: Kind,
+    /// The port it tells clients to use (its own, unless something forwards to it).
+    advertised: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -69,7 +71,7 @@ pub fn tansu_program() -> Option<PathBuf> {
     program("FAISCA_TANSU", cache_dir().join("tansu/bin/tansu"))
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -81,23 +83,29 @@ impl Broker {
     /// Start a broker of `kind` and wait until it accepts connections.
     pub fn start(kind: Kind) -> Broker {
         let port = free_port();
+        let advertised = port;
         let dir = tempfile::Builder::new()
             .prefix("faisca-kafka-")
             .tempdir()
             .unwrap();
-        let child = Self::launch(kind, port, dir.path(), &[]);
+        let child = Self::launch(kind, port, advertised, dir.path(), &[]);
         Broker {
             child,
             servers: format!("127.0.0.1:{port}"),
             kind,
+            advertised,
             _dir: dir,
         }
     }
 
     /// Stop this Tansu broker and start it again on the same port and storage with
     /// `--authentication`: every client must then log in with SASL (SCRAM users made with
-    /// [`Self::create_scram_user`] before).
-    pub fn restart_requiring_login(&mut self) {
+    /// [`Self::create_scram_user`] before). With `behind`, it then tells clients to connect to
+    /// 127.0.0.1:`behind` (where the test forwards to it) instead of its own port.
+    pub fn restart_requiring_login(&mut self, behind: Option<u16>) {
+        if let Some(port) = behind {
+            self.advertised = port;
+        }
         assert_eq!(self.kind, Kind::Tansu, "only Tansu checks SASL credentials");
         faisca_bench::local_kafka::kill_group(&mut self.child);
         let port: u16 = self.servers.rsplit(':').next().unwrap().parse().unwrap();
@@ -106,7 +114,13 @@ impl Broker {
             assert!(Instant::now() < deadline, "Tansu did not stop");
             std::thread::sleep(Duration::from_millis(100));
         }
-        self.child = Self::launch(self.kind, port, self._dir.path(), &["--authentication"]);
+        self.child = Self::launch(
+            self.kind,
+            port,
+            self.advertised,
+            self._dir.path(),
+            &["--authentication"],
+        );
     }
 
     /// A SCRAM user (`mechanism`: `scram256` or `scram512`) in this Tansu broker's storage, made
@@ -125,7 +139,13 @@ impl Broker {
         );
     }
 
-    fn launch(kind: Kind, port: u16, dir: &std::path::Path, extra: &[&str]) -> Child {
+    fn launch(
+        kind: Kind,
+        port: u16,
+        advertised: u16,
+        dir: &std::path::Path,
+        extra: &[&str],
+    ) -> Child {
         let mut command = match kind {
             Kind::Noida => {
                 let mut c = Command::new(noida_program());
@@ -143,12 +163,13 @@ impl Broker {
             Kind::Tansu => {
                 let mut c = Command::new(tansu_program().expect("tansu is installed"));
                 let url = format!("tcp://127.0.0.1:{port}");
+                let advertised = format!("tcp://127.0.0.1:{advertised}");
                 c.args([
                     "broker",
                     "--listener-url",
                     &url,
                     "--advertised-listener-url",
-                    &url,
+                    &advertised,
                 ])
                 // Tansu opens a sqlite:// file relative to its working directory.
                 .args(["--storage-engine", "sqlite://tansu.db"])

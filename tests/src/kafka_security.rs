@@ -2,17 +2,18 @@
 //! credentials (its users live in its SQLite storage). Spark's `kafka.sasl.jaas.config`, the
 //! password from a file, a wrong password and no login, on the source and the sink.
 //!
-//! TLS to Kafka is not tested here against a broker: neither noida-db 0.2.3 nor Tansu 0.6.0 serves
-//! TLS (Tansu parses `--cert`/`--key` but never wraps its listener). The `kafka.ssl.*`
-//! translation is tested against librdkafka's configuration checks (unit tests of
-//! `faisca_connectors::kafka::security`).
+//! Neither noida-db 0.2.3 nor Tansu 0.6.0 serves TLS (Tansu parses `--cert`/`--key` but never
+//! wraps its listener), so for Kafka over TLS the test puts a TLS endpoint of its own (rustls,
+//! with a CA made in the test) in front of Tansu, which advertises that endpoint: librdkafka
+//! then speaks TLS — and SCRAM inside it — to every broker address it uses, verifying the
+//! certificate against the PEM trust store given with Spark's option names.
 
 use std::time::{Duration, Instant};
 
 use faisca::Session;
 
 use crate::common::normalized_rows;
-use crate::kafka_brokers::{Broker, Kind, tansu_program};
+use crate::kafka_brokers::{Broker, Kind, free_port, tansu_program};
 
 const PASSWORD: &str = "s3cret-of-alice";
 
@@ -23,8 +24,8 @@ fn jaas(user: &str, password: &str) -> String {
 }
 
 /// A Tansu broker holding topic `orders` (5 records) and the SCRAM-SHA-512 user alice, now
-/// requiring a login.
-async fn secured_broker() -> Broker {
+/// requiring a login (and, `behind` a forwarding port, advertising that port).
+async fn secured_broker(behind: Option<u16>) -> Broker {
     assert!(
         tansu_program().is_some(),
         "tansu is not installed: run scripts/test.sh, which installs it (or set FAISCA_TANSU)"
@@ -33,7 +34,7 @@ async fn secured_broker() -> Broker {
     broker.create_topic("orders", 1).await;
     broker.produce_values("orders", 0, "o", 5).await;
     broker.create_scram_user("alice", PASSWORD, "scram512");
-    broker.restart_requiring_login();
+    broker.restart_requiring_login(behind);
     broker
 }
 
@@ -61,7 +62,7 @@ async fn count(session: &Session, table: &str) -> Result<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scram_logins_read_and_write_and_refusals_name_the_principal() {
-    let broker = secured_broker().await;
+    let broker = secured_broker(None).await;
     let s = &broker.servers;
     let session = Session::builder()
         .master("local[2]")
@@ -236,4 +237,137 @@ async fn brokers_advertised_outside_the_allowed_locations_are_refused() {
     both.sql(&table).await.unwrap();
     assert_eq!(count(&both, "events").await.unwrap(), "2");
     both.stop().await;
+}
+
+/// A TLS endpoint on 127.0.0.1:`port` requiring a client certificate signed by `ca` (mutual
+/// TLS) and forwarding each connection, decrypted, to `target`, until the returned task is
+/// aborted (dropping every connection with it).
+async fn tls_endpoint(
+    port: u16,
+    target: String,
+    (cert, key): (&std::path::Path, &std::path::Path),
+    ca: &std::path::Path,
+) -> tokio::task::JoinHandle<()> {
+    let mut config = faisca_common::FaiscaConfig::default();
+    config
+        .set("faisca.ssl.caFile", &ca.display().to_string())
+        .unwrap();
+    config.set("faisca.ssl.clientAuth", "required").unwrap();
+    config
+        .set("faisca.ssl.certFile", &cert.display().to_string())
+        .unwrap();
+    config
+        .set("faisca.ssl.keyFile", &key.display().to_string())
+        .unwrap();
+    let tls =
+        faisca_common::tls::ServerTls::new(&config.tls_settings().unwrap(), "kafka", b"kafka")
+            .unwrap()
+            .expect("a certificate");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (tls, target) = (tls.clone(), target.clone());
+            connections.spawn(async move {
+                let Ok(mut client) = tls.accept(stream).await else {
+                    return;
+                };
+                // Faísca's server TLS lets a client without a certificate finish the handshake
+                // (its gRPC servers then refuse it with a clear status): this endpoint closes.
+                if client
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .is_none_or(|c| c.is_empty())
+                {
+                    return;
+                }
+                let Ok(mut broker) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
+            });
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scram_over_mutual_tls_with_sparks_pem_trust_and_key_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let authority = crate::tls::Authority::new("kafka-test-ca");
+    let ca = authority.write(dir.path(), "ca.pem");
+    let (cert, key) = crate::tls::write_pair(dir.path(), "broker", authority.issue("broker"));
+    // The client's certificate and key in one PEM file: Java's PEM key store.
+    let (client_cert, client_key) = authority.issue("alice-client");
+    let keystore = dir.path().join("client.pem");
+    std::fs::write(&keystore, format!("{client_cert}{client_key}")).unwrap();
+    let other_ca = crate::tls::Authority::new("another-ca").write(dir.path(), "other.pem");
+    let port = free_port();
+    let broker = secured_broker(Some(port)).await;
+    let endpoint = tls_endpoint(port, broker.servers.clone(), (&cert, &key), &ca).await;
+    let session = Session::builder()
+        .master("local[2]")
+        .config("faisca.kafka.requestTimeout", "5s")
+        .build()
+        .await
+        .unwrap();
+    let jaas_ok = jaas("alice", PASSWORD);
+    let key_store = format!(
+        ", 'kafka.ssl.keystore.type' 'PEM', 'kafka.ssl.keystore.location' '{}'",
+        keystore.display()
+    );
+    let table = |name: &str, trust: &std::path::Path, key_store: &str| {
+        format!(
+            "CREATE EXTERNAL TABLE {name} STORED AS KAFKA LOCATION 'orders' OPTIONS ('kafka.bootstrap.servers' '127.0.0.1:{port}', 'kafka.security.protocol' 'SASL_SSL', 'kafka.sasl.mechanism' 'SCRAM-SHA-512', 'kafka.sasl.jaas.config' '{jaas_ok}', 'kafka.ssl.truststore.location' '{}', 'kafka.ssl.truststore.type' 'PEM', 'fetchOffset.numRetries' '0'{key_store})",
+            trust.display()
+        )
+    };
+    session
+        .sql(&table("over_tls", &ca, &key_store))
+        .await
+        .unwrap();
+    assert_eq!(count(&session, "over_tls").await.unwrap(), "5");
+    // Without a client certificate, the endpoint closes the connection.
+    session.sql(&table("anonymous_tls", &ca, "")).await.unwrap();
+    let error = count(&session, "anonymous_tls").await.unwrap_err();
+    assert!(error.contains(&format!("127.0.0.1:{port}")), "{error}");
+    // A trust store of another CA: the handshake fails, and the error says why.
+    session
+        .sql(&table("untrusted", &other_ca, &key_store))
+        .await
+        .unwrap();
+    let error = count(&session, "untrusted").await.unwrap_err();
+    assert!(
+        error.contains(&format!("127.0.0.1:{port}")) && error.contains("certificate verify failed"),
+        "{error}"
+    );
+    // The sink speaks TLS the same way.
+    let written = session
+        .sql("SELECT CAST('tls' AS BYTEA) AS value")
+        .await
+        .unwrap()
+        .write()
+        .format("kafka")
+        .option("kafka.bootstrap.servers", &format!("127.0.0.1:{port}"))
+        .option("kafka.security.protocol", "SASL_SSL")
+        .option("kafka.sasl.mechanism", "SCRAM-SHA-512")
+        .option("kafka.sasl.jaas.config", &jaas_ok)
+        .option("kafka.ssl.ca.location", &ca.display().to_string())
+        .option(
+            "kafka.ssl.certificate.location",
+            &keystore.display().to_string(),
+        )
+        .option("kafka.ssl.key.location", &keystore.display().to_string())
+        .option("topic", "orders")
+        .save()
+        .await
+        .unwrap();
+    assert_eq!(written, 1);
+    assert_eq!(count(&session, "over_tls").await.unwrap(), "6");
+    endpoint.abort();
 }

@@ -13,7 +13,9 @@
 //! * [`kafka`]: the Kafka source on real brokers (noida-db, Tansu) and librdkafka's mock cluster;
 //!   Avro values framed for a schema registry ([`schema_registry`]: a minimal one, as none runs here).
 //! * [`kafka_security`]: SASL/SCRAM logins to a Tansu broker that checks them (Spark's JAAS
-//!   option, passwords from files, refusals naming the user), on the source and the sink.
+//!   option, passwords from files, refusals naming the user), on the source and the sink, also
+//!   inside mutual TLS to an endpoint of the test's in front of Tansu; advertised brokers
+//!   outside the allowed locations.
 //! * [`kafka_sink`]: Kafka writes (`format("kafka")`, `COPY … STORED AS KAFKA`, `INSERT INTO`),
 //!   Kafka → Kafka incremental runs, topics read as tables.
 //! * [`secrets`]: credentials never reach checkpoints, logs, `faisca status`, `EXPLAIN` or errors.

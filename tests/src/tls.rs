@@ -20,13 +20,13 @@ use crate::cli::{Processes, start_executor_with, wait_until};
 use crate::common::{faisca_bin, normalized_rows, tpch_expected, tpch_session};
 
 /// A certificate authority made for one test.
-struct Authority {
+pub(crate) struct Authority {
     issuer: Issuer<'static, KeyPair>,
     pem: String,
 }
 
 impl Authority {
-    fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -39,7 +39,7 @@ impl Authority {
     }
 
     /// A certificate for 127.0.0.1 and localhost (server and client use), and its key, as PEM.
-    fn issue(&self, name: &str) -> (String, String) {
+    pub(crate) fn issue(&self, name: &str) -> (String, String) {
         let key = KeyPair::generate().unwrap();
         let mut params =
             CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
@@ -52,7 +52,7 @@ impl Authority {
         (cert.pem(), key.serialize_pem())
     }
 
-    fn write(&self, dir: &Path, name: &str) -> PathBuf {
+    pub(crate) fn write(&self, dir: &Path, name: &str) -> PathBuf {
         let path = dir.join(name);
         std::fs::write(&path, &self.pem).unwrap();
         path
@@ -60,7 +60,11 @@ impl Authority {
 }
 
 /// A certificate and key in `dir/<name>.pem` and `dir/<name>.key`.
-fn write_pair(dir: &Path, name: &str, (cert, key): (String, String)) -> (PathBuf, PathBuf) {
+pub(crate) fn write_pair(
+    dir: &Path,
+    name: &str,
+    (cert, key): (String, String),
+) -> (PathBuf, PathBuf) {
     let cert_path = dir.join(format!("{name}.pem"));
     let key_path = dir.join(format!("{name}.key"));
     std::fs::write(&cert_path, cert).unwrap();

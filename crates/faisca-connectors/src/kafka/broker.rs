@@ -160,8 +160,15 @@ impl Broker {
                     )));
                 }
                 Err(e) if attempt >= attempts => {
+                    let said = self
+                        .consumer
+                        .context()
+                        .login
+                        .last_error()
+                        .map(|reason| format!(" (librdkafka: {reason})"))
+                        .unwrap_or_default();
                     return Err(Error::external(format!(
-                        "Kafka brokers at '{}' did not answer: {what} failed {attempt} time(s), each within {} ms: {e}",
+                        "Kafka brokers at '{}' did not answer: {what} failed {attempt} time(s), each within {} ms: {e}{said}",
                         self.servers,
                         self.timeout.as_millis()
                     )));
@@ -319,18 +326,15 @@ impl OffsetSource for Broker {
 /// why (a refused login arrives as an event, shortly after the call's own error).
 const ERROR_EVENT_WAIT: Duration = Duration::from_millis(300);
 
-/// Hand the client's pending error events to its watch: a consumer returns a refused login
-/// from `poll`, not from the call that failed because of it.
+/// Hand the client's pending error events to its context (and so its watch): a consumer's
+/// refused login is an event its `poll` dispatches, not the error of the call that failed
+/// because of it.
 fn drain_events(consumer: &BaseConsumer<PlanningContext>) {
     let mut wait = ERROR_EVENT_WAIT;
     // Bounded: a planning client reads no records, so only errors are queued.
     for _ in 0..64 {
-        match consumer.poll(wait) {
-            Some(Err(error)) => {
-                consumer.context().login.observe(&error, &error.to_string());
-            }
-            Some(Ok(_)) => {}
-            None => break,
+        if consumer.poll(wait).is_none() {
+            break;
         }
         wait = Duration::ZERO;
     }

@@ -361,21 +361,33 @@ pub fn is_login_refusal(error: &KafkaError) -> bool {
     )
 }
 
-/// The first login refusal librdkafka reported to a client's error callback.
+/// The first login refusal librdkafka reported for a client, and its last error of any kind
+/// (a TLS handshake that failed says why only there).
 #[derive(Debug, Default)]
 pub struct LoginWatch {
     refusal: Mutex<Option<String>>,
+    last: Mutex<Option<String>>,
 }
 
 impl LoginWatch {
-    /// Keep `error` if it is the first login refusal; whether it was one.
+    /// Keep `error` (`reason`: librdkafka's words) as the last error, and as the refusal if it is
+    /// the first login refusal; whether it was one.
     pub fn observe(&self, error: &KafkaError, reason: &str) -> bool {
+        // "All brokers are down" sums up errors already seen: keep the one that says why.
+        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
+            *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
+        }
         if !is_login_refusal(error) {
             return false;
         }
         let mut refusal = self.refusal.lock().unwrap_or_else(|e| e.into_inner());
         refusal.get_or_insert_with(|| reason.to_string());
         true
+    }
+
+    /// The last error librdkafka reported for the client.
+    pub fn last_error(&self) -> Option<String> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The refusal, if the brokers refused the login.
@@ -591,6 +603,7 @@ mod tests {
         let watch = LoginWatch::default();
         assert!(!watch.observe(&KafkaError::Canceled, "x"));
         assert!(watch.refused_error("b:1", &p).is_none());
+        assert_eq!(watch.last_error().as_deref(), Some("x"));
         let refused = KafkaError::MetadataFetch(RDKafkaErrorCode::Authentication);
         assert!(watch.observe(&refused, "SASL authentication error: bad credentials"));
         let error = watch.refused_error("b:1", &p).unwrap();
