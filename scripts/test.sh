@@ -96,7 +96,10 @@ export FAISCA_CHROMEDRIVER="$(command -v chromedriver)"
 export FAISCA_CHROMIUM="$(command -v chromium)"
 
 # The CLI tests run the `faisca` binary as separate driver, executor and client processes.
-cargo build --locked -p faisca-cli
+# Built with every target (tests included), so that it shares the tests' feature set: a plain
+# `cargo build -p faisca-cli` resolves features without the dev-dependencies and compiles the
+# whole dependency graph (DataFusion, arrow, librdkafka) a second time on a fresh clone.
+cargo build --locked --workspace --all-targets
 cargo test --locked --workspace
 
 # On a real Kubernetes cluster, only when asked (FAISCA_KUBE_E2E=1; see the script): no API
