@@ -121,14 +121,44 @@ static CLIENT: LazyLock<Result<(Runtime, reqwest::Client), String>> = LazyLock::
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the schema registry client's thread: {e}"))?;
-    let client = reqwest::Client::builder().build().map_err(|e| {
-        format!(
-            "cannot build the schema registry's HTTP client: {}",
-            chain(&e)
-        )
-    })?;
+    let client = reqwest::Client::builder()
+        .dns_resolver(Arc::new(NoMetadataAddresses))
+        .build()
+        .map_err(|e| {
+            format!(
+                "cannot build the schema registry's HTTP client: {}",
+                chain(&e)
+            )
+        })?;
     Ok((runtime, client))
 });
+
+/// The registry client's DNS resolver: a name that resolves to a link-local or cloud metadata
+/// address is refused where the connection is made (on every executor), whatever the driver's
+/// rule: what the client connects to is what this answered, so the check cannot be raced by a
+/// second lookup. (Addresses written as IP literals are not resolved: the driver checks those.)
+struct NoMetadataAddresses;
+
+impl reqwest::dns::Resolve for NoMetadataAddresses {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let found: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some(address) = found
+                .iter()
+                .find(|a| faisca_common::locations::is_metadata_host(&a.ip().to_string()))
+            {
+                return Err(format!(
+                    "the schema registry host '{host}' resolves to {}, a link-local or cloud metadata address: refused",
+                    address.ip()
+                )
+                .into());
+            }
+            Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
 
 /// The schema id of a framed value, or `None` when the value is not in the wire format.
 pub fn schema_id(value: &[u8]) -> Option<u32> {
@@ -398,6 +428,27 @@ pub fn parse_schema_response(body: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn the_registry_client_refuses_names_of_metadata_addresses() {
+        use reqwest::dns::Resolve;
+        use std::str::FromStr;
+        let name = |n: &str| reqwest::dns::Name::from_str(n).unwrap();
+        let local: Vec<_> = NoMetadataAddresses
+            .resolve(name("localhost"))
+            .await
+            .unwrap()
+            .collect();
+        assert!(!local.is_empty());
+        let error = match NoMetadataAddresses.resolve(name("169.254.169.254")).await {
+            Ok(_) => panic!("a metadata address was resolved"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            error.contains("169.254.169.254") && error.contains("metadata"),
+            "{error}"
+        );
+    }
+
     use super::*;
 
     /// A registry on 127.0.0.1 that answers every request for schema 7 after `delay`, and 404
