@@ -53,6 +53,26 @@ async fn create_table(session: &Session, name: &str, servers: &str, login: &[(&s
     session.sql(&sql).await.unwrap();
 }
 
+/// Write `sql`'s rows to topic `orders`, logging in as SCRAM-SHA-512 with `options`.
+async fn write_orders(
+    session: &Session,
+    sql: &str,
+    options: &[(&str, &str)],
+) -> faisca::Result<u64> {
+    let mut writer = session
+        .sql(sql)
+        .await
+        .unwrap()
+        .write()
+        .format("kafka")
+        .option("kafka.sasl.mechanism", "SCRAM-SHA-512")
+        .option("topic", "orders");
+    for (key, value) in options {
+        writer = writer.option(key, value);
+    }
+    writer.save().await
+}
+
 async fn count(session: &Session, table: &str) -> Result<String, String> {
     let df = session
         .sql(&format!("SELECT count(*) FROM {table}"))
@@ -158,40 +178,35 @@ async fn scram_logins_read_and_write_and_refusals_name_the_principal() {
     assert!(error.contains(s.as_str()), "{error}");
 
     // The sink logs in the same way: records written as alice are read back.
-    let written = session
-        .sql("SELECT CAST(concat('w', CAST(i AS VARCHAR)) AS BYTEA) AS value FROM (VALUES (1), (2), (3)) AS t(i)")
-        .await
-        .unwrap()
-        .write()
-        .format("kafka")
-        .option("kafka.bootstrap.servers", s)
-        .option("kafka.security.protocol", "SASL_PLAINTEXT")
-        .option("kafka.sasl.mechanism", "SCRAM-SHA-512")
-        .option("kafka.sasl.jaas.config", &jaas_ok)
-        .option("topic", "orders")
-        .save()
-        .await
-        .unwrap();
+    let three = "SELECT CAST(concat('w', CAST(i AS VARCHAR)) AS BYTEA) AS value FROM (VALUES (1), (2), (3)) AS t(i)";
+    let written = write_orders(
+        &session,
+        three,
+        &[
+            ("kafka.bootstrap.servers", s),
+            ("kafka.security.protocol", "SASL_PLAINTEXT"),
+            ("kafka.sasl.jaas.config", &jaas_ok),
+        ],
+    )
+    .await
+    .unwrap();
     assert_eq!(written, 3);
     assert_eq!(count(&session, "by_jaas").await.unwrap(), "8");
 
     // A write with a wrong password fails naming the user; nothing is written.
-    let error = session
-        .sql("SELECT CAST('x' AS BYTEA) AS value")
-        .await
-        .unwrap()
-        .write()
-        .format("kafka")
-        .option("kafka.bootstrap.servers", s)
-        .option("kafka.security.protocol", "SASL_PLAINTEXT")
-        .option("kafka.sasl.mechanism", "SCRAM-SHA-512")
-        .option("kafka.sasl.jaas.config", &jaas_bad)
-        .option("kafka.message.timeout.ms", "10000")
-        .option("topic", "orders")
-        .save()
-        .await
-        .unwrap_err()
-        .to_string();
+    let error = write_orders(
+        &session,
+        "SELECT CAST('x' AS BYTEA) AS value",
+        &[
+            ("kafka.bootstrap.servers", s),
+            ("kafka.security.protocol", "SASL_PLAINTEXT"),
+            ("kafka.sasl.jaas.config", &jaas_bad),
+            ("kafka.message.timeout.ms", "10000"),
+        ],
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(error.contains("user 'alice'"), "{error}");
     assert!(!error.contains("not-her-password"), "{error}");
     assert_eq!(count(&session, "by_jaas").await.unwrap(), "8");
@@ -353,26 +368,22 @@ async fn scram_over_mutual_tls_with_sparks_pem_trust_and_key_stores() {
         "{error}"
     );
     // The sink speaks TLS the same way.
-    let written = session
-        .sql("SELECT CAST('tls' AS BYTEA) AS value")
-        .await
-        .unwrap()
-        .write()
-        .format("kafka")
-        .option("kafka.bootstrap.servers", &format!("127.0.0.1:{port}"))
-        .option("kafka.security.protocol", "SASL_SSL")
-        .option("kafka.sasl.mechanism", "SCRAM-SHA-512")
-        .option("kafka.sasl.jaas.config", &jaas_ok)
-        .option("kafka.ssl.ca.location", &ca.display().to_string())
-        .option(
-            "kafka.ssl.certificate.location",
-            &keystore.display().to_string(),
-        )
-        .option("kafka.ssl.key.location", &keystore.display().to_string())
-        .option("topic", "orders")
-        .save()
-        .await
-        .unwrap();
+    let servers = format!("127.0.0.1:{port}");
+    let keystore = keystore.display().to_string();
+    let written = write_orders(
+        &session,
+        "SELECT CAST('tls' AS BYTEA) AS value",
+        &[
+            ("kafka.bootstrap.servers", &servers),
+            ("kafka.security.protocol", "SASL_SSL"),
+            ("kafka.sasl.jaas.config", &jaas_ok),
+            ("kafka.ssl.ca.location", &ca.display().to_string()),
+            ("kafka.ssl.certificate.location", &keystore),
+            ("kafka.ssl.key.location", &keystore),
+        ],
+    )
+    .await
+    .unwrap();
     assert_eq!(written, 1);
     assert_eq!(count(&session, "over_tls").await.unwrap(), "6");
     endpoint.abort();

@@ -56,6 +56,16 @@ fn host(normalized: &str) -> &str {
     authority.rsplit_once(':').map_or(authority, |(h, _)| h)
 }
 
+/// The `host:port` of each broker of `bootstrap_servers` (`host:port,…`, an optional
+/// `scheme://` dropped).
+fn brokers(bootstrap_servers: &str) -> impl Iterator<Item = &str> {
+    bootstrap_servers
+        .split(',')
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+        .map(|b| b.split_once("://").map_or(b, |(_, rest)| rest))
+}
+
 /// AWS's instance metadata service over IPv6, `fd00:ec2::254`.
 const AWS_METADATA_V6: std::net::Ipv6Addr =
     std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
@@ -203,12 +213,17 @@ impl AllowedLocations {
     /// Refuse any broker of `bootstrap_servers` (`host:port,…`) the rule does not allow, each
     /// as `kafka://host:port`.
     pub fn check_brokers(&self, bootstrap_servers: &str) -> Result<()> {
-        for broker in bootstrap_servers.split(',').map(str::trim) {
-            if broker.is_empty() {
-                continue;
-            }
-            let broker = broker.split_once("://").map_or(broker, |(_, b)| b);
+        for broker in brokers(bootstrap_servers) {
             self.check(&format!("kafka://{broker}"), "Kafka broker")?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::resolve_and_check`] each broker of `bootstrap_servers` (blocking: DNS lookups),
+    /// before a Kafka client connects to them.
+    pub fn resolve_and_check_brokers(&self, bootstrap_servers: &str) -> Result<()> {
+        for broker in brokers(bootstrap_servers) {
+            self.resolve_and_check(broker, &format!("kafka://{broker}"), "Kafka broker")?;
         }
         Ok(())
     }

@@ -8,7 +8,9 @@
 //! changes in between (rebinding) is not covered. Cloud stores (S3, GCS, Azure) keep their
 //! default client: their credential providers legitimately call the instance metadata service.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use faisca_common::locations::AllowedLocations;
@@ -37,6 +39,7 @@ impl HttpConnector for GuardedConnector {
         Ok(HttpClient::new(Guarded {
             inner,
             allowed: self.allowed.clone(),
+            clean_hosts: Mutex::default(),
         }))
     }
 }
@@ -58,6 +61,16 @@ impl std::error::Error for Refused {}
 struct Guarded {
     inner: HttpClient,
     allowed: AllowedLocations,
+    /// Hosts (and ports) that resolved to no metadata address: not looked up again (a store's
+    /// reads of one file are many requests to one host; the second lookup of each request is
+    /// reqwest's own, so this widens no gap).
+    clean_hosts: Mutex<HashSet<(String, u16)>>,
+}
+
+impl Guarded {
+    fn clean(&self) -> std::sync::MutexGuard<'_, HashSet<(String, u16)>> {
+        self.clean_hosts.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 #[async_trait]
@@ -78,14 +91,25 @@ impl HttpService for Guarded {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
-        // A name that does not resolve passes: the request itself then fails, naming it.
-        let addresses: Vec<IpAddr> = match tokio::net::lookup_host((bare.as_str(), port)).await {
-            Ok(found) => found.map(|a| a.ip()).collect(),
-            Err(_) => Vec::new(),
-        };
-        self.allowed
-            .check_resolved(&location, "HTTP store request", &addresses)
-            .map_err(|e| HttpError::new(HttpErrorKind::Unknown, Refused(e.to_string())))?;
+        let key = (bare, port);
+        if !self.clean().contains(&key) {
+            // A name that does not resolve passes: the request itself then fails, naming it.
+            let addresses: Vec<IpAddr> = match tokio::net::lookup_host((key.0.as_str(), port)).await
+            {
+                Ok(found) => found.map(|a| a.ip()).collect(),
+                Err(_) => Vec::new(),
+            };
+            self.allowed
+                .check_resolved(&location, "HTTP store request", &addresses)
+                .map_err(|e| HttpError::new(HttpErrorKind::Unknown, Refused(e.to_string())))?;
+            if !addresses.is_empty()
+                && !addresses
+                    .iter()
+                    .any(|a| faisca_common::locations::is_metadata_host(&a.to_string()))
+            {
+                self.clean().insert(key);
+            }
+        }
         self.inner.execute(req).await
     }
 }

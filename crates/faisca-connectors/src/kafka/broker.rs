@@ -75,6 +75,8 @@ impl ConsumerContext for PlanningContext {}
 pub struct Broker {
     consumer: BaseConsumer<PlanningContext>,
     params: BTreeMap<String, String>,
+    /// The topic list of the metadata fetched when connecting, until first asked for.
+    fresh_topics: std::sync::Mutex<Option<BTreeMap<String, Vec<i32>>>>,
     servers: String,
     timeout: Duration,
     retries: u32,
@@ -98,12 +100,7 @@ impl Broker {
         timeout: Duration,
         allowed: &AllowedLocations,
     ) -> Result<Broker> {
-        for server in options.bootstrap_servers().split(',').map(str::trim) {
-            if !server.is_empty() {
-                let server = server.split_once("://").map_or(server, |(_, s)| s);
-                allowed.resolve_and_check(server, &format!("kafka://{server}"), "Kafka broker")?;
-            }
-        }
+        allowed.resolve_and_check_brokers(options.bootstrap_servers())?;
         let consumer: BaseConsumer<PlanningContext> = consumer_config(&options.read)?
             .create_with_context(PlanningContext::default())
             .map_err(|e| {
@@ -115,6 +112,7 @@ impl Broker {
         let broker = Broker {
             consumer,
             params: options.read.kafka_params.clone(),
+            fresh_topics: std::sync::Mutex::default(),
             servers: options.bootstrap_servers().to_string(),
             timeout,
             retries: options.fetch_retries,
@@ -126,11 +124,14 @@ impl Broker {
 
     /// Refuse the cluster when a broker its metadata advertises (where reads and writes will
     /// connect) is outside `allowed`, or resolves to a metadata address.
+    /// The topics of that same answer are kept for the first [`Self::topics`] call.
     fn check_advertised(&self, allowed: &AllowedLocations) -> Result<()> {
         let metadata = self.retrying("fetching the cluster's brokers", || {
             self.consumer.fetch_metadata(None, self.timeout)
         })?;
-        check_brokers_in(&metadata, &self.servers, allowed)
+        check_brokers_in(&metadata, &self.servers, allowed)?;
+        *self.fresh_topics.lock().unwrap_or_else(|e| e.into_inner()) = Some(topics_in(&metadata));
+        Ok(())
     }
 
     fn retrying<T>(&self, what: &str, call: impl Fn() -> Result<T, KafkaError>) -> Result<T> {
@@ -182,20 +183,20 @@ impl Broker {
     }
 
     /// Every topic and its partition count (internal topics, `__…`, left out).
+    /// (The list fetched when the client connected, the first time: it is that recent.)
     fn topics(&self) -> Result<BTreeMap<String, Vec<i32>>> {
+        if let Some(topics) = self
+            .fresh_topics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            return Ok(topics);
+        }
         let metadata = self.retrying("fetching the topic list", || {
             self.consumer.fetch_metadata(None, self.timeout)
         })?;
-        Ok(metadata
-            .topics()
-            .iter()
-            .filter(|t| t.error().is_none() && !t.name().starts_with("__"))
-            .map(|t| {
-                let mut ps: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
-                ps.sort_unstable();
-                (t.name().to_string(), ps)
-            })
-            .collect())
+        Ok(topics_in(&metadata))
     }
 
     /// The error for `topic`, absent from the topic list: not authorized (brokers leave such
@@ -340,6 +341,20 @@ fn drain_events(consumer: &BaseConsumer<PlanningContext>) {
     }
 }
 
+/// Every topic of `metadata` and its partitions (internal topics, `__…`, left out).
+fn topics_in(metadata: &rdkafka::metadata::Metadata) -> BTreeMap<String, Vec<i32>> {
+    metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none() && !t.name().starts_with("__"))
+        .map(|t| {
+            let mut ps: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+            ps.sort_unstable();
+            (t.name().to_string(), ps)
+        })
+        .collect()
+}
+
 /// Refuse the brokers `metadata` advertises (reached through `servers`) that `allowed` does
 /// not allow, as `kafka://host:port` and by their resolved addresses.
 fn check_brokers_in(
@@ -372,10 +387,7 @@ pub fn check_write_cluster(
     allowed: &AllowedLocations,
 ) -> Result<()> {
     let servers = params.get("bootstrap.servers").cloned().unwrap_or_default();
-    for server in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let server = server.split_once("://").map_or(server, |(_, s)| s);
-        allowed.resolve_and_check(server, &format!("kafka://{server}"), "Kafka broker")?;
-    }
+    allowed.resolve_and_check_brokers(&servers)?;
     // The connection's settings only (a consumer ignores, and warns about, producer ones).
     let connection: BTreeMap<String, String> = params
         .iter()

@@ -119,7 +119,7 @@ pub fn is_kafka(format: &str) -> bool {
 }
 
 /// Plan a write of `input` to Kafka as `request` says.
-pub fn plan_kafka_write(
+pub async fn plan_kafka_write(
     session: &Session,
     request: WriteRequest,
     input: LogicalPlan,
@@ -158,6 +158,14 @@ pub fn plan_kafka_write(
     }
     let redaction = session.config.redaction();
     let sink = SinkOptions::parse(&SourceOptions::normalize(options)?, &redaction)?;
+    // The cluster's advertised brokers, and the login, before any task starts.
+    let (params, allowed) = (sink.producer.clone(), session.allowed.clone());
+    let timeout = session.config.kafka_request_timeout();
+    tokio::task::spawn_blocking(move || {
+        faisca_connectors::kafka::broker::check_write_cluster(&params, timeout, &allowed)
+    })
+    .await
+    .map_err(|e| Error::internal(format!("the Kafka cluster check: {e}")))??;
     let input = sink_projection(input, sink.topic.is_some())?;
     Ok(PlannedWrite::Job {
         input,

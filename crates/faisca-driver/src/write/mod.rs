@@ -292,27 +292,7 @@ pub async fn plan_write(
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         )?;
-        // The cluster's advertised brokers, and the login, before any task starts.
-        let params: std::collections::BTreeMap<String, String> = request
-            .options
-            .iter()
-            .filter_map(|(k, v)| {
-                let key = k.trim().to_ascii_lowercase();
-                let key = key.strip_prefix("format.").unwrap_or(&key);
-                key.strip_prefix("kafka.")
-                    .map(|param| (param.to_string(), v.clone()))
-            })
-            .collect();
-        let (allowed, timeout) = (
-            session.allowed.clone(),
-            session.config.kafka_request_timeout(),
-        );
-        tokio::task::spawn_blocking(move || {
-            faisca_connectors::kafka::broker::check_write_cluster(&params, timeout, &allowed)
-        })
-        .await
-        .map_err(|e| Error::internal(format!("the Kafka cluster check: {e}")))??;
-        return kafka::plan_kafka_write(session, request, input);
+        return kafka::plan_kafka_write(session, request, input).await;
     }
     session.allowed.check(&request.url, "write destination")?;
     let format = WriteFormat::parse(&request.format)?;
