@@ -238,10 +238,11 @@ async fn brokers_advertised_outside_the_allowed_locations_are_refused() {
         .await
         .unwrap();
     only_bootstrap.sql(&table).await.unwrap();
+    // Refused by the driver's check of the metadata, or where its planning client connects,
+    // whichever comes first.
     let error = count(&only_bootstrap, "events").await.unwrap_err();
     assert!(
-        error.contains(&format!("advertised by '{bootstrap}'"))
-            && error.contains(&format!("kafka://127.0.0.1:{port}"))
+        error.contains(&format!("kafka://127.0.0.1:{port}"))
             && error.contains("faisca.sql.allowedLocations"),
         "{error}"
     );
@@ -258,6 +259,114 @@ async fn brokers_advertised_outside_the_allowed_locations_are_refused() {
     both.sql(&table).await.unwrap();
     assert_eq!(count(&both, "events").await.unwrap(), "2");
     both.stop().await;
+}
+
+/// Executors' clients are held to the rule where librdkafka connects, not only where the
+/// driver planned: a range reader and a producer made with a rule naming only the bootstrap
+/// broker (reached as localhost) are refused the broker the metadata advertises (127.0.0.1), and
+/// say so instead of waiting for records or deliveries; with both named they read and write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executor_clients_are_refused_advertised_brokers_where_they_connect() {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::BinaryArray;
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+    use faisca_common::locations::AllowedLocations;
+    use faisca_connectors::kafka::OffsetRange;
+    use faisca_connectors::kafka::options::ReadOptions;
+    use faisca_connectors::kafka::reader::RangeReader;
+    use faisca_connectors::kafka::sink::{SinkColumns, SinkOptions, TaskProducer};
+
+    assert!(
+        tansu_program().is_some(),
+        "tansu is not installed: run scripts/test.sh, which installs it (or set FAISCA_TANSU)"
+    );
+    let broker = Broker::start(Kind::Tansu);
+    broker.create_topic("events", 1).await;
+    broker.produce_values("events", 0, "e", 2).await;
+    let port = broker.servers.rsplit(':').next().unwrap();
+    let bootstrap = format!("localhost:{port}");
+    let params = |extra: &[(&str, &str)]| {
+        [
+            ("bootstrap.servers", bootstrap.as_str()),
+            ("broker.address.family", "v4"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    };
+    let read = ReadOptions {
+        kafka_params: params(&[]),
+        include_headers: false,
+        fail_on_data_loss: true,
+        poll_timeout: Duration::from_secs(20),
+        read_ahead: 0,
+    };
+    let range = OffsetRange {
+        topic: "events".into(),
+        partition: 0,
+        start: 0,
+        end: 2,
+    };
+    let only_bootstrap = AllowedLocations::parse(&format!("kafka://{bootstrap}"));
+    let both = AllowedLocations::parse(&format!("kafka://{bootstrap},kafka://127.0.0.1:{port}"));
+    let refused_at = format!("'kafka://127.0.0.1:{port}' is outside faisca.sql.allowedLocations");
+
+    let started = Instant::now();
+    let mut reader = RangeReader::new(&read, vec![range.clone()], None, 100)
+        .unwrap()
+        .with_allowed(only_bootstrap.clone());
+    let error = reader.next_batch().await.unwrap_err().to_string();
+    assert!(
+        error.contains(&refused_at) && error.contains("not connecting"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "waited for the poll timeout"
+    );
+    let mut reader = RangeReader::new(&read, vec![range], None, 100)
+        .unwrap()
+        .with_allowed(both.clone());
+    let batch = reader.next_batch().await.unwrap().expect("records");
+    assert_eq!(batch.num_rows(), 2);
+
+    let sink = SinkOptions {
+        topic: Some("events".into()),
+        producer: params(&[("message.timeout.ms", "20000")]),
+    };
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "value",
+        DataType::Binary,
+        false,
+    )]));
+    let rows = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(BinaryArray::from(vec![&b"x"[..], &b"y"[..]]))],
+    )
+    .unwrap();
+    let columns = SinkColumns::of(&schema).unwrap();
+    let started = Instant::now();
+    let mut producer = TaskProducer::new(&sink, &only_bootstrap).unwrap();
+    let sent = producer.send_batch(&rows, &columns).await;
+    let error = match sent {
+        Err(e) => e,
+        Ok(()) => producer.finish().await.unwrap_err(),
+    }
+    .to_string();
+    assert!(
+        error.contains(&refused_at) && error.contains("not connecting"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "waited for the delivery timeout"
+    );
+    let mut producer = TaskProducer::new(&sink, &both).unwrap();
+    producer.send_batch(&rows, &columns).await.unwrap();
+    assert_eq!(producer.finish().await.unwrap(), 2);
 }
 
 /// A TLS endpoint on 127.0.0.1:`port` requiring a client certificate signed by `ca` (mutual

@@ -171,6 +171,26 @@ impl AllowedLocations {
         }
     }
 
+    /// Refuse `addresses` — what the DNS name `host` resolved to, about to be connected to, with
+    /// no location at hand (an HTTP client's resolver) — when one is link-local or a cloud
+    /// metadata address, unless a prefix names `host` (`what` names the connection).
+    pub fn check_host_addresses(&self, host: &str, what: &str, addresses: &[IpAddr]) -> Result<()> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        if self
+            .prefixes
+            .iter()
+            .any(|p| self::host(p).eq_ignore_ascii_case(bare))
+        {
+            return Ok(());
+        }
+        match addresses.iter().find(|a| is_metadata_host(&a.to_string())) {
+            Some(address) => Err(Error::user(format!(
+                "{what} to '{host}': it resolves to {address}, a link-local or cloud metadata address, refused unless faisca.sql.allowedLocations names the host explicitly"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Resolve `host_port` (`host:port`, blocking) and [`Self::check_resolved`] the addresses; a
     /// name that does not resolve passes (the connection itself then fails, naming it).
     pub fn resolve_and_check(&self, host_port: &str, location: &str, what: &str) -> Result<()> {
@@ -335,6 +355,21 @@ mod tests {
             .unwrap();
         AllowedLocations::parse("kafka://innocent:9092")
             .check_resolved("kafka://innocent:9092", "Kafka broker", &[v4])
+            .unwrap();
+        let error = everything
+            .check_host_addresses("files.example", "HTTP store request", &[v4])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("'files.example'") && error.contains("169.254.169.254"),
+            "{error}"
+        );
+        AllowedLocations::parse("https://FILES.example/data/")
+            .check_host_addresses("files.example", "HTTP store request", &[v4])
+            .unwrap();
+        let public: IpAddr = "2001:db8::1".parse().unwrap();
+        everything
+            .check_host_addresses("files.example", "HTTP store request", &[public])
             .unwrap();
         everything
             .resolve_and_check("169.254.169.254:80", "http://x/", "table")

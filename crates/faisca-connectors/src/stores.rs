@@ -158,8 +158,12 @@ impl StoreRegistry {
                 }
                 b.build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
             }
+            // object_store refuses plain HTTP unless told: a table at an `http://` URL asks for it.
             "http" | "https" => HttpBuilder::new()
                 .with_url(Self::key(url))
+                .with_client_options(
+                    object_store::ClientOptions::new().with_allow_http(url.scheme() == "http"),
+                )
                 .with_http_connector(crate::guarded_http::GuardedConnector::new(
                     self.allowed.clone(),
                 ))

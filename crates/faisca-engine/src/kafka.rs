@@ -391,11 +391,11 @@ impl ExecutionPlan for KafkaScanExec {
             ))
         })?;
         let batch_size = context.session_config().batch_size();
-        let max_headers = crate::session_config::faisca_config(context.session_config())
-            .kafka_max_headers_per_record();
+        let config = crate::session_config::faisca_config(context.session_config());
         let reader = RangeReader::new(&self.read, ranges, self.projection.as_deref(), batch_size)?
             .with_known_ends(self.known_ends.clone())
-            .with_max_headers(max_headers);
+            .with_max_headers(config.kafka_max_headers_per_record())
+            .with_allowed(config.allowed_locations(false));
         let schema = reader.schema();
         // Records with a null key, counted where the task has metrics and the key is read.
         let metrics = TaskMetrics::of(&context);

@@ -144,7 +144,10 @@ async fn execute_stage(
         let stream = stage
             .plan
             .execute(launch.partition as usize, task_context.clone())?;
-        return faisca_engine::sink::kafka::send_task(stream, sink)
+        // The driver's rule, which it puts in every task's configuration.
+        let allowed = faisca_engine::session_config::faisca_config(task_context.session_config())
+            .allowed_locations(false);
+        return faisca_engine::sink::kafka::send_task(stream, sink, &allowed)
             .await
             .map(TaskOutput::Records);
     }

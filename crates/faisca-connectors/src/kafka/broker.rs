@@ -15,9 +15,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::{ClientConfig, ClientContext};
 
+use super::client::{self, ClientWatch, guarded_by_watch};
 use super::options::{KafkaOptions, ReadOptions, Subscription};
 use super::resolve::{OffsetSource, PartitionBounds};
-use super::security::{self, LoginWatch};
+use super::security;
 use super::{OffsetRange, TopicPartition};
 
 /// The consumer configuration every reader and lookup uses: the user's `kafka.*` properties, and
@@ -54,22 +55,33 @@ fn is_users_fault(e: &KafkaError) -> bool {
     )
 }
 
-/// librdkafka's callbacks for the planning client: a refused login is kept (the failed call
-/// then names it), other client errors are logged.
+/// librdkafka's callbacks for the planning client: a refused login or broker is kept (the
+/// failed call then names it), other client errors are logged.
 #[derive(Debug, Default)]
 pub struct PlanningContext {
-    login: LoginWatch,
+    watch: ClientWatch,
+}
+
+impl PlanningContext {
+    /// A context holding the client's connections to `allowed`.
+    pub fn new(allowed: &AllowedLocations) -> Self {
+        PlanningContext {
+            watch: ClientWatch::new(allowed.clone()),
+        }
+    }
 }
 
 impl ClientContext for PlanningContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !self.login.observe(&error, reason) {
+        if !self.watch.observe(&error, reason) {
             tracing::warn!("librdkafka: {error}: {reason}");
         }
     }
 }
 
 impl ConsumerContext for PlanningContext {}
+
+guarded_by_watch!(PlanningContext);
 
 /// A connection to the brokers of one source, for planning.
 pub struct Broker {
@@ -101,14 +113,16 @@ impl Broker {
         allowed: &AllowedLocations,
     ) -> Result<Broker> {
         allowed.resolve_and_check_brokers(options.bootstrap_servers())?;
-        let consumer: BaseConsumer<PlanningContext> = consumer_config(&options.read)?
-            .create_with_context(PlanningContext::default())
-            .map_err(|e| {
-                Error::user(format!(
-                    "cannot create a Kafka client for '{}': {e}",
-                    options.bootstrap_servers()
-                ))
-            })?;
+        let consumer: BaseConsumer<PlanningContext> = client::create(
+            &consumer_config(&options.read)?,
+            PlanningContext::new(allowed),
+        )
+        .map_err(|e| {
+            Error::user(format!(
+                "cannot create a Kafka client for '{}': {e}",
+                options.bootstrap_servers()
+            ))
+        })?;
         let broker = Broker {
             consumer,
             params: options.read.kafka_params.clone(),
@@ -147,7 +161,7 @@ impl Broker {
                 && let Some(refused) = self
                     .consumer
                     .context()
-                    .login
+                    .watch
                     .refused_error(&self.servers, &self.params)
             {
                 return Err(refused);
@@ -164,7 +178,7 @@ impl Broker {
                     let said = self
                         .consumer
                         .context()
-                        .login
+                        .watch
                         .last_error()
                         .map(|reason| format!(" (librdkafka: {reason})"))
                         .unwrap_or_default();
@@ -410,14 +424,15 @@ pub fn check_write_cluster(
     config
         .set("group.id", "faisca-write-check")
         .set("allow.auto.create.topics", "false");
-    let consumer: BaseConsumer<PlanningContext> = config
-        .create_with_context(PlanningContext::default())
-        .map_err(|e| Error::user(format!("cannot create a Kafka client for '{servers}': {e}")))?;
+    let consumer: BaseConsumer<PlanningContext> =
+        client::create(&config, PlanningContext::new(allowed)).map_err(|e| {
+            Error::user(format!("cannot create a Kafka client for '{servers}': {e}"))
+        })?;
     match consumer.fetch_metadata(None, timeout) {
         Ok(metadata) => check_brokers_in(&metadata, &servers, allowed),
         Err(_) => {
             drain_events(&consumer);
-            match consumer.context().login.refused_error(&servers, params) {
+            match consumer.context().watch.refused_error(&servers, params) {
                 Some(refused) => Err(refused),
                 None => Ok(()),
             }
@@ -431,6 +446,7 @@ pub fn commit_to_group(
     read: &ReadOptions,
     ranges: &[OffsetRange],
     timeout: Duration,
+    allowed: &AllowedLocations,
 ) -> Result<()> {
     let Some(group) = read.kafka_params.get("group.id") else {
         return Ok(());
@@ -445,15 +461,23 @@ pub fn commit_to_group(
         .unwrap_or_default();
     let mut config = consumer_config(read)?;
     config.set("socket.timeout.ms", timeout.as_millis().max(10).to_string());
-    let consumer: BaseConsumer = config
-        .create()
-        .map_err(|e| Error::user(format!("cannot create a Kafka client for '{servers}': {e}")))?;
+    let consumer: BaseConsumer<PlanningContext> =
+        client::create(&config, PlanningContext::new(allowed)).map_err(|e| {
+            Error::user(format!("cannot create a Kafka client for '{servers}': {e}"))
+        })?;
     let mut tpl = TopicPartitionList::with_capacity(ranges.len());
     for r in ranges {
         tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.end))
             .map_err(|e| Error::internal(format!("{r}: {e}")))?;
     }
     consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
+        if let Some(refused) = consumer
+            .context()
+            .watch
+            .refused_error(&servers, &read.kafka_params)
+        {
+            return refused;
+        }
         Error::external(format!(
             "committing offsets to Kafka consumer group '{group}' at '{servers}': {e}"
         ))

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 
+use faisca_common::locations::AllowedLocations;
+
 use super::options::ReadOptions;
 use super::reader::ReaderContext;
 
@@ -77,13 +79,18 @@ struct Pool {
 
 static POOL: LazyLock<Mutex<Pool>> = LazyLock::new(Default::default);
 
-/// What identifies consumers that can stand in for each other: their settings.
-fn key(read: &ReadOptions) -> String {
+/// What identifies consumers that can stand in for each other: their settings, and where they
+/// may connect.
+fn key(read: &ReadOptions, allowed: &AllowedLocations) -> String {
     let mut params: Vec<(&String, &String)> = read.kafka_params.iter().collect();
     params.sort();
     params
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
+        .chain(std::iter::once(format!(
+            "allowed={}",
+            allowed.to_config_value()
+        )))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -124,9 +131,9 @@ impl Pool {
     }
 }
 
-/// An idle consumer with `read`'s settings for reading `want`'s partition from `want.next`, if
-/// one is kept (see the module's overview for which one).
-pub fn take(read: &ReadOptions, want: &Position) -> Option<Taken> {
+/// An idle consumer with `read`'s settings, held to `allowed`, for reading `want`'s partition
+/// from `want.next`, if one is kept (see the module's overview for which one).
+pub fn take(read: &ReadOptions, allowed: &AllowedLocations, want: &Position) -> Option<Taken> {
     let mut pool = POOL.lock().ok()?;
     let expired = pool.expire(Instant::now());
     if !expired.is_empty() {
@@ -134,7 +141,7 @@ pub fn take(read: &ReadOptions, want: &Position) -> Option<Taken> {
         drop(expired);
         pool = POOL.lock().ok()?;
     }
-    let consumers = pool.idle.get_mut(&key(read))?;
+    let consumers = pool.idle.get_mut(&key(read, allowed))?;
     let exact = consumers.iter().position(|c| c.at.as_ref() == Some(want));
     if let Some(index) = exact {
         return Some(Taken::Positioned(consumers.swap_remove(index).consumer));
@@ -148,9 +155,14 @@ pub fn take(read: &ReadOptions, want: &Position) -> Option<Taken> {
 }
 
 /// Keeps `consumer` (which read without error, and which nothing else will use: its reader is
-/// done with it) for a later reader with `read`'s settings: positioned at `at`, or unassigned
-/// when `at` is `None`.
-pub fn give_back(read: &ReadOptions, consumer: PooledConsumer, at: Option<Position>) {
+/// done with it) for a later reader with `read`'s settings held to `allowed`: positioned at
+/// `at`, or unassigned when `at` is `None`.
+pub fn give_back(
+    read: &ReadOptions,
+    allowed: &AllowedLocations,
+    consumer: PooledConsumer,
+    at: Option<Position>,
+) {
     // Nothing it fetched may reach a reader of another range.
     if at.is_none() && consumer.unassign().is_err() {
         return;
@@ -162,7 +174,7 @@ pub fn give_back(read: &ReadOptions, consumer: PooledConsumer, at: Option<Positi
     // Closed once the pool is unlocked.
     let mut closing = pool.expire(now);
     if let Some(at) = &at
-        && let Some(consumers) = pool.idle.get_mut(&key(read))
+        && let Some(consumers) = pool.idle.get_mut(&key(read, allowed))
     {
         // One consumer positioned in a partition at a time: an older one is behind this one.
         let (behind, keep) = std::mem::take(consumers)
@@ -172,7 +184,7 @@ pub fn give_back(read: &ReadOptions, consumer: PooledConsumer, at: Option<Positi
         closing.extend::<Vec<Idle>>(behind);
     }
     closing.extend(pool.make_room());
-    pool.idle.entry(key(read)).or_default().push(Idle {
+    pool.idle.entry(key(read, allowed)).or_default().push(Idle {
         since: now,
         consumer,
         at,
@@ -223,9 +235,7 @@ mod tests {
     fn consumer(read: &ReadOptions) -> PooledConsumer {
         // Creating a consumer connects to nothing yet.
         Arc::new(
-            consumer_config(read)
-                .unwrap()
-                .create_with_context(ReaderContext::default())
+            super::super::client::create(&consumer_config(read).unwrap(), ReaderContext::default())
                 .unwrap(),
         )
     }
@@ -241,31 +251,34 @@ mod tests {
     #[tokio::test]
     async fn consumers_serve_readers_of_the_same_settings_positioned_ones_only_where_they_stand() {
         let a = read("127.0.0.1:1");
+        let all = AllowedLocations::default();
         let unassigned = consumer(&a);
         let unassigned_ptr = Arc::as_ptr(&unassigned);
-        give_back(&a, unassigned, None);
-        assert!(take(&read("127.0.0.1:2"), &at(0, 0)).is_none());
-        assert_eq!(pointer(take(&a, &at(0, 0))), (false, unassigned_ptr));
-        assert!(take(&a, &at(0, 0)).is_none());
+        give_back(&a, &all, unassigned, None);
+        assert!(take(&read("127.0.0.1:2"), &all, &at(0, 0)).is_none());
+        let narrower = AllowedLocations::parse("kafka://127.0.0.1:1");
+        assert!(take(&a, &narrower, &at(0, 0)).is_none(), "another rule");
+        assert_eq!(pointer(take(&a, &all, &at(0, 0))), (false, unassigned_ptr));
+        assert!(take(&a, &all, &at(0, 0)).is_none());
 
         // Positioned at partition 3, offset 10: taken as such only there.
         let positioned = consumer(&a);
         let positioned_ptr = Arc::as_ptr(&positioned);
-        give_back(&a, positioned, Some(at(3, 10)));
-        assert!(take(&a, &at(4, 10)).is_none(), "another partition");
-        assert_eq!(pointer(take(&a, &at(3, 10))), (true, positioned_ptr));
+        give_back(&a, &all, positioned, Some(at(3, 10)));
+        assert!(take(&a, &all, &at(4, 10)).is_none(), "another partition");
+        assert_eq!(pointer(take(&a, &all, &at(3, 10))), (true, positioned_ptr));
 
         // Elsewhere in its partition: assigned again rather than made anew.
-        give_back(&a, consumer(&a), Some(at(3, 10)));
-        assert!(!pointer(take(&a, &at(3, 12))).0);
+        give_back(&a, &all, consumer(&a), Some(at(3, 10)));
+        assert!(!pointer(take(&a, &all, &at(3, 12))).0);
 
         // A newer position in a partition replaces the older one.
-        give_back(&a, consumer(&a), Some(at(5, 10)));
+        give_back(&a, &all, consumer(&a), Some(at(5, 10)));
         let newer = consumer(&a);
         let newer_ptr = Arc::as_ptr(&newer);
-        give_back(&a, newer, Some(at(5, 20)));
+        give_back(&a, &all, newer, Some(at(5, 20)));
         assert_eq!(idle(), 1);
-        assert_eq!(pointer(take(&a, &at(5, 20))), (true, newer_ptr));
+        assert_eq!(pointer(take(&a, &all, &at(5, 20))), (true, newer_ptr));
         assert_eq!(idle(), 0);
     }
 }

@@ -20,6 +20,10 @@
 //!   micro-batch's ranges.
 //! * [`trigger`]: how much a streaming micro-batch reads (`maxOffsetsPerTrigger` split by
 //!   backlog, `minOffsetsPerTrigger` and `maxTriggerDelay`), as Spark's source decides it.
+//! * [`client`]: every Kafka client is made there: each connection librdkafka makes, to a
+//!   bootstrap broker or to one the metadata advertised later, is checked against the allowed
+//!   locations on the address it connects to; refused logins and brokers are kept for the
+//!   client's owner to fail with.
 //! * [`security`]: Spark's security options (`kafka.sasl.jaas.config`, Java key stores)
 //!   translated to librdkafka's, secrets read from files, refused logins recognised.
 //! * [`sink`]: the Kafka sink: a write's options (durable producer defaults) and the producer a
@@ -27,6 +31,7 @@
 
 pub mod broker;
 pub mod checkpoint;
+pub mod client;
 pub mod consumer_pool;
 pub mod options;
 pub mod reader;

@@ -28,17 +28,19 @@ use rdkafka::message::{BorrowedMessage, Headers, Message, Timestamp};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use super::broker::consumer_config;
+use super::client::{self, ClientWatch, guarded_by_watch};
 use super::consumer_pool::{self, PooledConsumer, Position, Taken};
 use super::options::ReadOptions;
 use super::schema::{header_fields, headers_type, kafka_schema};
-use super::security::LoginWatch;
 use super::{KnownEnds, OffsetRange, TopicPartition};
+use faisca_common::locations::AllowedLocations;
 
 /// Spark's `timestampType` for a record without a timestamp, and its `timestamp` (ms).
 /// `faisca.kafka.maxHeadersPerRecord`'s default, for readers built without a configuration.
 pub const DEFAULT_MAX_HEADERS: usize = 1000;
-/// How often a reader waiting for records looks whether librdkafka reported a refused login.
-const LOGIN_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+/// How often a reader waiting for records looks whether its client was refused a login or a
+/// broker.
+const REFUSAL_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 const NO_TIMESTAMP_TYPE: i32 = -1;
 const NO_TIMESTAMP_MS: i64 = -1;
 
@@ -142,13 +144,24 @@ fn lost(range: &OffsetRange, from: i64, to: i64, why: &str) -> Error {
 }
 
 /// librdkafka's callbacks for range readers: a partition's end is how ranges finish, not an
-/// error worth a log line; a refused login is kept (the reader stops with it rather than wait
-/// for records that cannot come); other client errors are logged as warnings (the reader itself
-/// reports what stops a task).
+/// error worth a log line; a refused login or broker is kept (the reader stops with it rather
+/// than wait for records that cannot come); other client errors are logged as warnings (the
+/// reader itself reports what stops a task).
 #[derive(Debug, Default)]
 pub struct ReaderContext {
-    login: LoginWatch,
+    watch: ClientWatch,
 }
+
+impl ReaderContext {
+    /// A context holding the client's connections to `allowed`.
+    pub fn new(allowed: &AllowedLocations) -> Self {
+        ReaderContext {
+            watch: ClientWatch::new(allowed.clone()),
+        }
+    }
+}
+
+guarded_by_watch!(ReaderContext);
 
 impl ClientContext for ReaderContext {
     fn error(&self, error: KafkaError, reason: &str) {
@@ -156,7 +169,7 @@ impl ClientContext for ReaderContext {
             || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF)
         {
             tracing::trace!("librdkafka: {error}: {reason}");
-        } else if self.login.observe(&error, reason) {
+        } else if self.watch.observe(&error, reason) {
             tracing::debug!("librdkafka: {error}: {reason}");
         } else {
             tracing::warn!("librdkafka: {error}: {reason}");
@@ -208,6 +221,8 @@ pub struct RangeReader {
     /// The most headers a record read with its headers may carry
     /// (`faisca.kafka.maxHeadersPerRecord`).
     max_headers: usize,
+    /// Where its consumers may connect (the driver's `faisca.sql.allowedLocations`).
+    allowed: AllowedLocations,
 }
 
 impl Drop for RangeReader {
@@ -221,7 +236,7 @@ impl Drop for RangeReader {
                     partition: ahead.range.partition,
                     next: ahead.range.start,
                 });
-                consumer_pool::give_back(&self.read, ahead.consumer, at);
+                consumer_pool::give_back(&self.read, &self.allowed, ahead.consumer, at);
             }
         }
     }
@@ -278,6 +293,7 @@ impl RangeReader {
             continued: 0,
             known_ends: Arc::default(),
             max_headers: DEFAULT_MAX_HEADERS,
+            allowed: AllowedLocations::default(),
         })
     }
 
@@ -289,6 +305,13 @@ impl RangeReader {
     /// empty fetches (noida-db) answers at once, again and again.
     pub fn with_known_ends(mut self, known_ends: Arc<KnownEnds>) -> RangeReader {
         self.known_ends = known_ends;
+        self
+    }
+
+    /// This reader, its consumers held to `allowed` wherever librdkafka connects (without it:
+    /// every broker but link-local and cloud metadata addresses).
+    pub fn with_allowed(mut self, allowed: AllowedLocations) -> RangeReader {
+        self.allowed = allowed;
         self
     }
 
@@ -319,7 +342,7 @@ impl RangeReader {
             && self.last_error.is_none()
             && Arc::strong_count(&consumer) == 1
         {
-            consumer_pool::give_back(&self.read, consumer, at);
+            consumer_pool::give_back(&self.read, &self.allowed, consumer, at);
         }
     }
 
@@ -330,13 +353,14 @@ impl RangeReader {
             partition: range.partition,
             next: range.start,
         };
-        Ok(match consumer_pool::take(&self.read, &want) {
-            Some(Taken::Positioned(consumer)) => (consumer, true),
-            Some(Taken::ToAssign(consumer)) => (consumer, false),
-            None => {
-                let consumer = consumer_config(&self.read)?
-                    .create_with_context::<_, StreamConsumer<ReaderContext>>(
-                        ReaderContext::default(),
+        Ok(
+            match consumer_pool::take(&self.read, &self.allowed, &want) {
+                Some(Taken::Positioned(consumer)) => (consumer, true),
+                Some(Taken::ToAssign(consumer)) => (consumer, false),
+                None => {
+                    let consumer: StreamConsumer<ReaderContext> = client::create(
+                        &consumer_config(&self.read)?,
+                        ReaderContext::new(&self.allowed),
                     )
                     .map_err(|e| {
                         Error::user(format!(
@@ -344,9 +368,10 @@ impl RangeReader {
                             servers(&self.read)
                         ))
                     })?;
-                (Arc::new(consumer), false)
-            }
-        })
+                    (Arc::new(consumer), false)
+                }
+            },
+        )
     }
 
     fn consumer(&self) -> Result<&PooledConsumer> {
@@ -732,13 +757,13 @@ impl RangeReader {
         deadline: tokio::time::Instant,
     ) -> Result<Option<KafkaResult<BorrowedMessage<'c>>>> {
         loop {
-            let tick = (tokio::time::Instant::now() + LOGIN_CHECK_INTERVAL).min(deadline);
+            let tick = (tokio::time::Instant::now() + REFUSAL_CHECK_INTERVAL).min(deadline);
             match tokio::time::timeout_at(tick, stream.next()).await {
                 Ok(event) => return Ok(event),
                 Err(_) => {
                     if let Some(refused) = consumer
                         .context()
-                        .login
+                        .watch
                         .refused_error(servers(&self.read), &self.read.kafka_params)
                     {
                         return Err(refused);

@@ -35,6 +35,8 @@ pub struct KafkaRun {
     pub ranges: Vec<OffsetRange>,
     /// Bound of each request to the brokers.
     pub request_timeout: Duration,
+    /// Where its clients may connect (the driver's `faisca.sql.allowedLocations`).
+    pub allowed: AllowedLocations,
 }
 
 impl KafkaRun {
@@ -83,7 +85,8 @@ impl KafkaRun {
             let read = self.options.read.clone();
             let ranges = self.ranges.clone();
             let timeout = self.request_timeout;
-            tokio::task::spawn_blocking(move || commit_to_group(&read, &ranges, timeout))
+            let allowed = self.allowed.clone();
+            tokio::task::spawn_blocking(move || commit_to_group(&read, &ranges, timeout, &allowed))
                 .await
                 .map_err(|e| Error::internal(format!("group commit task: {e}")))??;
         }
@@ -172,13 +175,15 @@ async fn plan_run(
                 fresh: false,
                 ranges: entry.ranges,
                 request_timeout,
+                allowed,
             });
         }
         NextRun::Fresh { batch_id, previous } => (batch_id, previous),
     };
     let planning = options.clone();
+    let planning_allowed = allowed.clone();
     let ranges = tokio::task::spawn_blocking(move || {
-        let broker = Broker::connect(&planning, request_timeout, &allowed)?;
+        let broker = Broker::connect(&planning, request_timeout, &planning_allowed)?;
         plan_ranges(&planning, &broker, previous.as_deref())
     })
     .await
@@ -190,5 +195,6 @@ async fn plan_run(
         fresh: true,
         ranges,
         request_timeout,
+        allowed,
     })
 }

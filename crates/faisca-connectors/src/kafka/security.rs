@@ -15,12 +15,10 @@
 //! the driver checks its path against `faisca.sql.allowedLocations` first
 //! (`AllowedLocations::check_kafka_options`).
 //!
-//! librdkafka reports a refused login as an event — to the error callback of a producer, as a
-//! poll result of a consumer — not as the failed call's error: [`LoginWatch`] keeps it so that
-//! the call's error can name the principal, and a retry that cannot help is not made.
+//! A refused login is recognised here ([`is_login_refusal`]) and named ([`login_refused`]);
+//! each client's [`super::client::ClientWatch`] keeps the first one librdkafka reports.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 use faisca_common::{Error, Result};
 use rdkafka::ClientConfig;
@@ -361,50 +359,6 @@ pub fn is_login_refusal(error: &KafkaError) -> bool {
     )
 }
 
-/// The first login refusal librdkafka reported for a client, and its last error of any kind
-/// (a TLS handshake that failed says why only there).
-#[derive(Debug, Default)]
-pub struct LoginWatch {
-    refusal: Mutex<Option<String>>,
-    last: Mutex<Option<String>>,
-}
-
-impl LoginWatch {
-    /// Keep `error` (`reason`: librdkafka's words) as the last error, and as the refusal if it is
-    /// the first login refusal; whether it was one.
-    pub fn observe(&self, error: &KafkaError, reason: &str) -> bool {
-        // "All brokers are down" sums up errors already seen: keep the one that says why.
-        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
-            *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
-        }
-        if !is_login_refusal(error) {
-            return false;
-        }
-        let mut refusal = self.refusal.lock().unwrap_or_else(|e| e.into_inner());
-        refusal.get_or_insert_with(|| reason.to_string());
-        true
-    }
-
-    /// The last error librdkafka reported for the client.
-    pub fn last_error(&self) -> Option<String> {
-        self.last.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// The refusal, if the brokers refused the login.
-    pub fn refusal(&self) -> Option<String> {
-        self.refusal
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// The error of a refused login at `servers` for `params`' principal.
-    pub fn refused_error(&self, servers: &str, params: &BTreeMap<String, String>) -> Option<Error> {
-        self.refusal()
-            .map(|reason| login_refused(servers, params, &reason))
-    }
-}
-
 /// The error of a login `servers` refused (`reason`: librdkafka's words) for `params`'
 /// principal: the user's to fix, so not retried.
 pub fn login_refused(servers: &str, params: &BTreeMap<String, String>, reason: &str) -> Error {
@@ -600,19 +554,5 @@ mod tests {
             ("sasl.password", "hunter2"),
         ]);
         assert_eq!(principal(&p), "user 'alice' (SASL SCRAM-SHA-512)");
-        let watch = LoginWatch::default();
-        assert!(!watch.observe(&KafkaError::Canceled, "x"));
-        assert!(watch.refused_error("b:1", &p).is_none());
-        assert_eq!(watch.last_error().as_deref(), Some("x"));
-        let refused = KafkaError::MetadataFetch(RDKafkaErrorCode::Authentication);
-        assert!(watch.observe(&refused, "SASL authentication error: bad credentials"));
-        let error = watch.refused_error("b:1", &p).unwrap();
-        assert!(!error.is_retryable());
-        let text = error.to_string();
-        assert!(
-            text.contains("user 'alice'") && text.contains("bad credentials"),
-            "{text}"
-        );
-        assert!(!text.contains("hunter2"), "{text}");
     }
 }

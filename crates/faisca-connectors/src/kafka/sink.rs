@@ -21,6 +21,7 @@ use datafusion::arrow::array::{
     Array, AsArray, BinaryArray, Int32Array, ListArray, RecordBatch, StringArray, StructArray,
 };
 use datafusion::arrow::datatypes::{DataType, Schema};
+use faisca_common::locations::AllowedLocations;
 use faisca_common::{Error, Redaction, Result};
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -28,9 +29,10 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaRespErr;
 
+use super::client::{self, ClientWatch, guarded_by_watch};
 use super::options::{SourceOptions, check_kafka_params};
 use super::schema::headers_type;
-use super::security::{self, LoginWatch};
+use super::security;
 
 /// Producer properties the sink sets unless the user sets them (or an alias): durable ones, so
 /// that a task never loses or reorders a partition's records, and Java's partitioner, so that a
@@ -248,16 +250,28 @@ struct Refusal {
 }
 
 /// Counts confirmed deliveries and keeps the first refusal; called from the producer's polls.
-/// A refused login (reported to the error callback) is kept too.
+/// A refused login (reported to the error callback) or broker is kept too.
 #[derive(Default)]
 pub struct DeliveryTracker {
     state: Mutex<(u64, Option<Refusal>)>,
-    login: LoginWatch,
+    watch: ClientWatch,
 }
+
+impl DeliveryTracker {
+    /// A tracker holding the producer's connections to `allowed`.
+    pub fn new(allowed: &AllowedLocations) -> Self {
+        DeliveryTracker {
+            state: Mutex::default(),
+            watch: ClientWatch::new(allowed.clone()),
+        }
+    }
+}
+
+guarded_by_watch!(DeliveryTracker);
 
 impl ClientContext for DeliveryTracker {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !self.login.observe(&error, reason) {
+        if !self.watch.observe(&error, reason) {
             tracing::warn!("librdkafka: {error}: {reason}");
         }
     }
@@ -360,17 +374,19 @@ impl std::fmt::Debug for TaskProducer {
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(1);
 
 impl TaskProducer {
-    /// A producer for `options` (no connection is made yet).
-    pub fn new(options: &SinkOptions) -> Result<TaskProducer> {
-        let producer: ThreadedProducer<DeliveryTracker> =
-            security::client_config(&options.producer)?
-                .create_with_context(DeliveryTracker::default())
-                .map_err(|e| {
-                    Error::user(format!(
-                        "cannot create a Kafka producer for '{}': {e}",
-                        options.bootstrap_servers()
-                    ))
-                })?;
+    /// A producer for `options` (no connection is made yet), connecting only where `allowed`
+    /// allows (see [`client`]).
+    pub fn new(options: &SinkOptions, allowed: &AllowedLocations) -> Result<TaskProducer> {
+        let producer: ThreadedProducer<DeliveryTracker> = client::create(
+            &security::client_config(&options.producer)?,
+            DeliveryTracker::new(allowed),
+        )
+        .map_err(|e| {
+            Error::user(format!(
+                "cannot create a Kafka producer for '{}': {e}",
+                options.bootstrap_servers()
+            ))
+        })?;
         Ok(TaskProducer {
             producer: Arc::new(producer),
             topic: options.topic.clone(),
@@ -403,7 +419,7 @@ impl TaskProducer {
         .await
         .map_err(|e| Error::internal(format!("the Kafka topic check stopped: {e}")))?
         .map_err(|e| {
-            if let Some(refused) = self.login_refused() {
+            if let Some(refused) = self.refused() {
                 return refused;
             }
             Error::external(format!(
@@ -444,17 +460,18 @@ impl TaskProducer {
         Ok(())
     }
 
-    /// The error of a login the brokers refused, if they did.
-    fn login_refused(&self) -> Option<Error> {
+    /// The error of a login the brokers refused, or of a broker the producer may not connect
+    /// to, if there is one.
+    fn refused(&self) -> Option<Error> {
         self.producer
             .context()
-            .login
+            .watch
             .refused_error(&self.servers, &self.params)
     }
 
     /// Fail with the first refused record, if any.
     fn check_refusals(&self) -> Result<()> {
-        if let Some(refused) = self.login_refused() {
+        if let Some(refused) = self.refused() {
             return Err(refused);
         }
         match self.producer.context().refusal() {

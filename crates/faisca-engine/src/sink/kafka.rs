@@ -3,6 +3,7 @@
 //! driver has nothing to publish afterwards (records are visible to consumers once sent), so a
 //! Kafka write is at-least-once: a retried task sends its records again.
 
+use faisca_common::locations::AllowedLocations;
 use faisca_common::{Error, Result};
 use faisca_connectors::kafka::sink::{SinkColumns, SinkOptions, TaskProducer};
 use futures::StreamExt;
@@ -36,14 +37,16 @@ pub fn from_proto(sink: &faisca_proto::KafkaSink) -> SinkOptions {
     }
 }
 
-/// Send every row of `stream` as a record; returns how many the brokers confirmed.
+/// Send every row of `stream` as a record, connecting only to brokers `allowed` allows (the
+/// driver's `faisca.sql.allowedLocations`); returns how many the brokers confirmed.
 pub async fn send_task(
     mut stream: SendableRecordBatchStream,
     sink: &faisca_proto::KafkaSink,
+    allowed: &AllowedLocations,
 ) -> Result<u64> {
     let options = from_proto(sink);
     let columns = SinkColumns::of(stream.schema().as_ref())?;
-    let mut producer = TaskProducer::new(&options)?;
+    let mut producer = TaskProducer::new(&options, allowed)?;
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(Error::from)?;
         producer.send_batch(&batch, &columns).await?;
