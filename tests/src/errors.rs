@@ -276,6 +276,93 @@ fn cli_errors_exit_non_zero_with_the_reason_on_stderr() {
     );
 }
 
+/// `faisca.plan.maxDepth` on the driver: a SQL statement whose text may nest deeper is refused
+/// before it is parsed, a plan that does nest deeper (`WITH` tables reading each other, a
+/// DataFrame's chain of filters) once planned or decoded; a session's `SET` cannot lift it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_deeper_than_the_drivers_limit_are_refused() {
+    use faisca::functions::{col, lit};
+    let session = Session::builder()
+        .master("local[1]")
+        .config("faisca.plan.maxDepth", "200")
+        .build()
+        .await
+        .unwrap();
+    let chain = |n: usize| format!("SELECT {} AS x", vec!["1"; n].join(" + "));
+    let rows = session
+        .sql(&chain(100))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(crate::common::normalized_rows(&rows), vec!["100"]);
+    let error = session.sql(&chain(300)).await.unwrap_err().to_string();
+    assert!(
+        error.contains("SQL statement 1 may nest") && error.contains("faisca.plan.maxDepth (200)"),
+        "{error}"
+    );
+    session
+        .sql("SET faisca.plan.maxDepth = '1000000'")
+        .await
+        .unwrap();
+    let error = session.sql(&chain(300)).await.unwrap_err().to_string();
+    assert!(error.contains("faisca.plan.maxDepth (200)"), "{error}");
+    // Each WITH table is short; reading each other, they nest.
+    let ctes: Vec<String> = (1..120)
+        .map(|i| format!("a{i} AS (SELECT x + 1 AS x FROM a{})", i - 1))
+        .collect();
+    let sql = format!(
+        "WITH a0 AS (SELECT 1 AS x), {} SELECT x FROM a119",
+        ctes.join(", ")
+    );
+    let error = session.sql(&sql).await.unwrap_err().to_string();
+    assert!(
+        error.contains("the statement's plan nests") && error.contains("faisca.plan.maxDepth"),
+        "{error}"
+    );
+    session.stop().await;
+
+    // A DataFrame's plan is checked where the driver decodes it. (Protobuf refuses plans
+    // nested past 100 messages, about 50 operations, before that: a lower limit shows it.)
+    let session = Session::builder()
+        .master("local[1]")
+        .config("faisca.plan.maxDepth", "20")
+        .build()
+        .await
+        .unwrap();
+    let mut df = session.sql("SELECT 1 AS x").await.unwrap();
+    for _ in 0..30 {
+        df = df.filter(col("x").gt(lit(0))).unwrap();
+    }
+    let error = df.count().await.unwrap_err().to_string();
+    assert!(
+        error.contains("the DataFrame plan nests") && error.contains("faisca.plan.maxDepth (20)"),
+        "{error}"
+    );
+    session.stop().await;
+}
+
+/// With the default limit, a statement as deep as it allows runs in the `faisca` binary, whose
+/// threads have the stack such plans need (tokio's default 2 MiB ended the process at about
+/// 2000 chained operators); one past the limit is refused with the setting's name.
+#[test]
+fn the_default_depth_limit_fits_the_binarys_stacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = |n: usize| format!("SELECT {} AS x", vec!["1"; n].join(" + "));
+    let within = dir.path().join("within.sql");
+    std::fs::write(&within, chain(2400)).unwrap();
+    let (code, stdout, stderr) =
+        faisca_sql(&["--master", "local[1]", "-f", within.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("2400"), "{stdout}");
+    let over = dir.path().join("over.sql");
+    std::fs::write(&over, chain(4000)).unwrap();
+    let (code, _, stderr) = faisca_sql(&["--master", "local[1]", "-f", over.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("faisca.plan.maxDepth (3000)"), "{stderr}");
+}
+
 #[test]
 fn sql_waits_for_an_executor_then_gives_up_clearly() {
     let (driver, address) = start_driver();

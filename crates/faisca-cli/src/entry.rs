@@ -2,6 +2,12 @@
 
 use crate::{Cli, Interrupted, run};
 
+/// Stack of each async worker and blocking thread: DataFusion plans, clones and drops deep
+/// plans by recursion, and a plan within `faisca.plan.maxDepth` nests that deep
+/// (a 2 MiB stack, tokio's default, ends the process at about 2000 chained operators in a debug
+/// build). Address space only: pages are used as the recursion reaches them.
+pub const WORKER_STACK_BYTES: usize = 64 << 20;
+
 /// The whole `faisca` command: parse the command line, run it, exit with its status. A program
 /// with its own functions registers them (`faisca::udf`) and then calls this, so that its binary
 /// runs as driver, executor and client with the same functions.
@@ -10,6 +16,7 @@ pub fn main() {
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(WORKER_STACK_BYTES)
         .build()
     {
         Ok(r) => r,

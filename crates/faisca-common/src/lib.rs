@@ -17,6 +17,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod depth;
 pub mod error;
 pub mod ids;
 pub mod locations;

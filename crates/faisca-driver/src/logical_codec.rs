@@ -111,14 +111,18 @@ pub fn encode_logical_plan(plan: &LogicalPlan, codec: &DriverLogicalCodec) -> Re
     Ok(datafusion_proto::bytes::logical_plan_to_bytes_with_extension_codec(plan, codec)?.to_vec())
 }
 
-/// Decode a client's logical plan; functions are looked up in `ctx`.
+/// Decode a client's logical plan; functions are looked up in `ctx`. A plan deeper than
+/// `max_depth` (`faisca.plan.maxDepth`) is refused.
 pub fn decode_logical_plan(
     bytes: &[u8],
     ctx: &TaskContext,
     codec: &DriverLogicalCodec,
+    max_depth: usize,
 ) -> Result<LogicalPlan> {
-    faisca_common::decode_guarded("DataFrame plan", Error::user, || {
+    let plan = faisca_common::decode_guarded("DataFrame plan", Error::user, || {
         datafusion_proto::bytes::logical_plan_from_bytes_with_extension_codec(bytes, ctx, codec)
             .map_err(|e| Error::from(e).context("decoding a DataFrame plan"))
-    })
+    })?;
+    faisca_common::depth::check_plan(&plan, "the DataFrame plan", max_depth)?;
+    Ok(plan)
 }

@@ -75,12 +75,21 @@ pub async fn plan_sql(
 ) -> Result<Planned> {
     let state = session.ctx.state();
     let dialect = state.config().options().sql_parser.dialect;
+    // Before anything parses it: a statement's tree is as deep as its operator chains.
+    if let Some(tokenizing) = datafusion::sql::sqlparser::dialect::dialect_from_str(dialect) {
+        faisca_common::depth::check_sql(sql, tokenizing.as_ref(), session.max_plan_depth)?;
+    }
     let statement = state.sql_to_statement(sql, &dialect)?;
+    let check = |plan: &LogicalPlan| {
+        faisca_common::depth::check_plan(plan, "the statement's plan", session.max_plan_depth)
+    };
     if let Some((request, source)) = crate::write::kafka::copy_to_kafka(&statement)? {
         let input = state.statement_to_plan(source).await?;
+        check(&input)?;
         return plan_write(session, session_id, request, input, total_cores).await;
     }
     let plan = state.statement_to_plan(statement).await?;
+    check(&plan)?;
     plan_statement(session, session_id, plan, mode, total_cores).await
 }
 

@@ -96,6 +96,7 @@ impl DriverServiceImpl {
             &request.logical_plan,
             &session.ctx.task_ctx(),
             &session.codec(),
+            session.max_plan_depth,
         )?;
         let query = crate::streaming::start::prepare(
             &session,
@@ -184,6 +185,7 @@ impl DriverServiceImpl {
             &request.logical_plan,
             &session.ctx.task_ctx(),
             &session.codec(),
+            session.max_plan_depth,
         )?;
         // A DataFrame's text is its plan, whose literals may hold secrets (`MAP(…)` options).
         let secrets = session.config.redaction().secret_values_in_plan(&plan);
@@ -321,6 +323,7 @@ impl DriverServiceImpl {
             &request.logical_plan,
             &session.ctx.task_ctx(),
             &session.codec(),
+            session.max_plan_depth,
         )?;
         crate::sources::register_view(&session, &request.name, plan, request.replace)?;
         Ok(CreateViewResponse {})

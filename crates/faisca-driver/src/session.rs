@@ -31,6 +31,9 @@ pub struct Session {
     /// The user who opened it (`None`: the cluster, or authentication off): its jobs and
     /// streaming queries are theirs.
     pub owner: Option<String>,
+    /// How deep its plans may nest (the driver's `faisca.plan.maxDepth`, which a session's
+    /// `SET` cannot change).
+    pub max_plan_depth: usize,
 }
 
 impl Session {
@@ -73,6 +76,7 @@ impl Session {
             stores,
             owner: None,
             allowed,
+            max_plan_depth: FaiscaConfig::default().plan_max_depth(),
         })
     }
 

@@ -202,7 +202,7 @@ const DATAFRAME_PLAN: Harness = Harness {
             sources: sources.clone(),
         };
         let task = ctx.task_ctx();
-        let _ = faisca::driver::logical_codec::decode_logical_plan(input, &task, &codec);
+        let _ = faisca::driver::logical_codec::decode_logical_plan(input, &task, &codec, 3000);
     },
 };
 

@@ -570,6 +570,7 @@ pub const KEYS: &[KeySpec] = &[
     security::METRICS_TOKEN_FILE,
     security::SQL_ALLOWED_LOCATIONS,
     security::SQL_ALLOW_LOCAL_FILES,
+    security::PLAN_MAX_DEPTH,
 ];
 
 /// Parsed configuration. Build with [`FaiscaConfig::from_pairs`] or start from

@@ -170,6 +170,14 @@ pub const SQL_ALLOW_LOCAL_FILES: KeySpec = KeySpec {
     doc: "Whether sessions may read and write the driver's local files (file:// and plain paths). Unset: yes, unless authentication is on. A prefix of faisca.sql.allowedLocations naming them allows them either way.",
 };
 
+/// `faisca.plan.maxDepth`.
+pub const PLAN_MAX_DEPTH: KeySpec = KeySpec {
+    name: "faisca.plan.maxDepth",
+    default: "3000",
+    kind: ValueKind::Count,
+    doc: "How deep a plan may nest (plan nodes and expressions along one path), checked on a SQL statement's text before it is parsed (an upper bound from its operators, keywords and brackets) and on every plan: DataFusion walks plans by recursion, and its work grows faster than their depth. Read from the driver's configuration, not a session's.",
+};
+
 /// Where authentication settings come from besides configuration keys.
 pub const AUTH_SECRET_ENV: &str = "FAISCA_AUTH_SECRET";
 /// The environment variable of a client's user token.
@@ -322,6 +330,13 @@ impl FaiscaConfig {
         };
         crate::locations::AllowedLocations::parse(self.raw(&SQL_ALLOWED_LOCATIONS))
             .with_local_files(local_files)
+    }
+
+    /// `faisca.plan.maxDepth` (at least 1).
+    pub fn plan_max_depth(&self) -> usize {
+        usize::try_from(self.count(&PLAN_MAX_DEPTH))
+            .unwrap_or(usize::MAX)
+            .max(1)
     }
 
     /// The token of `faisca.metrics.tokenFile`, when set; an error names a file that cannot be

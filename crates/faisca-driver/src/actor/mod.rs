@@ -312,6 +312,8 @@ pub struct DriverSettings {
     pub ui_url: Option<String>,
     /// Where sessions may read and write (`faisca.sql.allowedLocations` of the driver).
     pub allowed_locations: faisca_common::locations::AllowedLocations,
+    /// How deep a session's plans may nest (`faisca.plan.maxDepth` of the driver).
+    pub max_plan_depth: usize,
 }
 
 impl DriverSettings {
@@ -326,6 +328,7 @@ impl DriverSettings {
             dynamic_allocation: config.dynamic_allocation(),
             ui_url: None,
             allowed_locations: config.allowed_locations(false),
+            max_plan_depth: config.plan_max_depth(),
         }
     }
 }
@@ -488,8 +491,10 @@ impl DriverState {
                 reply,
             } => {
                 let allowed = self.settings.allowed_locations.clone();
+                let max_plan_depth = self.settings.max_plan_depth;
                 let result = Session::new(config, allowed).map(|mut session| {
                     session.owner = owner;
+                    session.max_plan_depth = max_plan_depth;
                     let id = SessionId::random();
                     self.sessions.insert(id.clone(), session);
                     id
