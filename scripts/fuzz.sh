@@ -8,7 +8,7 @@
 #   scripts/fuzz.sh                 every harness
 #   scripts/fuzz.sh stage_plans     one (its test's name: flight_tickets, rpc_messages,
 #                                   dataframe_plans, stage_plans, config_values, record_values,
-#                                   checkpoints, commits, credentials)
+#                                   checkpoints, commits, credentials, sql_text)
 set -eu
 cd "$(dirname "$0")/.."
 export FAISCA_FUZZ_SECONDS="${FAISCA_FUZZ_SECONDS:-300}"

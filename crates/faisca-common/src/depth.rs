@@ -70,11 +70,14 @@ fn is_leaf(token: &Token) -> bool {
     ) || matches!(token, Token::Word(w) if w.keyword == Keyword::NoKeyword)
 }
 
-/// The statements' largest depth bound (see the module's overview), with the statement (from
-/// 1) where it is reached; `None` when the text does not tokenize as `dialect` does.
-fn sql_depth_bound(sql: &str, dialect: &dyn Dialect) -> Option<(usize, usize)> {
+/// The statements' largest depth bound (see the module's overview) and the statement where it
+/// is reached, counted from 1; `None` when the text does not tokenize as `dialect` does. Stops
+/// at the first bound past `stop_above`. Linear in the tokens.
+fn sql_depth_bound(sql: &str, dialect: &dyn Dialect, stop_above: usize) -> Option<(usize, usize)> {
     let tokens = Tokenizer::new(dialect, sql).tokenize().ok()?;
     let mut groups = vec![Group::default()];
+    // The items and chains of every open group, summed.
+    let mut total = 0usize;
     let (mut statement, mut worst) = (1, (0, 1));
     for token in &tokens {
         if is_leaf(token) {
@@ -85,39 +88,48 @@ fn sql_depth_bound(sql: &str, dialect: &dyn Dialect) -> Option<(usize, usize)> {
             Token::SemiColon => {
                 statement += 1;
                 groups = vec![Group::default()];
+                total = 0;
                 continue;
             }
             Token::LParen | Token::LBracket | Token::LBrace => {
-                groups[top].item += 1;
+                grow(&mut groups[top], &mut total);
                 groups.push(Group::default());
             }
             Token::RParen | Token::RBracket | Token::RBrace => {
                 if groups.len() > 1 && !groups[top].case {
-                    groups.pop();
+                    let closed = groups.pop().unwrap_or_default();
+                    total -= closed.item + closed.chain;
                 }
             }
-            Token::Comma if groups[top].from_list => groups[top].item += 1,
-            Token::Comma => groups[top].item = 0,
+            Token::Comma if groups[top].from_list => grow(&mut groups[top], &mut total),
+            Token::Comma => {
+                total -= groups[top].item;
+                groups[top].item = 0;
+            }
             Token::Word(w) => match w.keyword {
                 Keyword::CASE => {
-                    groups[top].item += 1;
+                    grow(&mut groups[top], &mut total);
                     groups.push(Group {
                         case: true,
                         ..Group::default()
                     });
                 }
                 Keyword::END if groups[top].case => {
-                    groups.pop();
+                    let closed = groups.pop().unwrap_or_default();
+                    total -= closed.item + closed.chain;
                 }
                 // A CASE's conditions and results are its children, side by side.
                 Keyword::WHEN | Keyword::THEN | Keyword::ELSE if groups[top].case => {
-                    groups[top].item = 1;
+                    total -= groups[top].item;
+                    groups[top].item = 0;
+                    grow(&mut groups[top], &mut total);
                 }
                 Keyword::UNION | Keyword::INTERSECT | Keyword::EXCEPT | Keyword::JOIN => {
                     groups[top].chain += 1;
+                    total += 1;
                 }
                 Keyword::FROM => {
-                    groups[top].item += 1;
+                    grow(&mut groups[top], &mut total);
                     groups[top].from_list = true;
                 }
                 Keyword::SELECT
@@ -131,19 +143,28 @@ fn sql_depth_bound(sql: &str, dialect: &dyn Dialect) -> Option<(usize, usize)> {
                 | Keyword::VALUES
                 | Keyword::ON
                 | Keyword::USING => {
-                    groups[top].item += 1;
+                    grow(&mut groups[top], &mut total);
                     groups[top].from_list = false;
                 }
-                _ => groups[top].item += 1,
+                _ => grow(&mut groups[top], &mut total),
             },
-            _ => groups[top].item += 1,
+            _ => grow(&mut groups[top], &mut total),
         }
-        let bound = groups.len() + groups.iter().map(|g| g.item + g.chain).sum::<usize>();
+        let bound = groups.len() + total;
         if bound > worst.0 {
             worst = (bound, statement);
+            if bound > stop_above {
+                break;
+            }
         }
     }
     Some(worst)
+}
+
+/// One more token that can add a level to `group`'s current item.
+fn grow(group: &mut Group, total: &mut usize) {
+    group.item += 1;
+    *total += 1;
 }
 
 fn too_deep(what: &str, depth: usize, max: usize, fix: &str) -> Error {
@@ -156,7 +177,7 @@ fn too_deep(what: &str, depth: usize, max: usize, fix: &str) -> Error {
 /// bound passes `max`. Text that does not tokenize passes: the parser then refuses it, saying
 /// where.
 pub fn check_sql(sql: &str, dialect: &dyn Dialect, max: usize) -> Result<()> {
-    match sql_depth_bound(sql, dialect) {
+    match sql_depth_bound(sql, dialect, max) {
         Some((bound, statement)) if bound > max => Err(too_deep(
             &format!("SQL statement {statement} may nest"),
             bound,
@@ -239,7 +260,9 @@ mod tests {
     use super::*;
 
     fn bound(sql: &str) -> usize {
-        sql_depth_bound(sql, &GenericDialect {}).unwrap().0
+        sql_depth_bound(sql, &GenericDialect {}, usize::MAX)
+            .unwrap()
+            .0
     }
 
     #[test]
@@ -270,7 +293,11 @@ mod tests {
         assert!(bound(&format!("SELECT CASE {} END", branches.join(" "))) < 20);
         // Statements are bounded one by one; text that does not tokenize is left to the parser.
         assert_eq!(bound("SELECT 1 + 1; SELECT 1"), 3);
-        assert!(sql_depth_bound("SELECT 'unterminated", &GenericDialect {}).is_none());
+        assert!(sql_depth_bound("SELECT 'unterminated", &GenericDialect {}, 10).is_none());
+        // Deep brackets cost one pass: the count stops at the first bound past the limit.
+        let brackets = format!("SELECT {}1{}", "(".repeat(200_000), ")".repeat(200_000));
+        let (bound, _) = sql_depth_bound(&brackets, &GenericDialect {}, 100).unwrap();
+        assert!((101..110).contains(&bound), "{bound}");
     }
 
     #[test]

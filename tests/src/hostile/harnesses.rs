@@ -386,6 +386,7 @@ const CONFIG_VALUES: Harness = Harness {
             c.ui_settings(),
             c.ui_enabled(true),
         );
+        let _ = (c.plan_max_depth(), c.allowed_locations(true));
     },
 };
 
@@ -880,6 +881,11 @@ const CREDENTIALS: Harness = Harness {
                         let value = lines.next().unwrap_or_default();
                         let _ = rule.check_kafka_options([(location, value)]);
                         let _ = rule.check_resolved(location, "location", &[]);
+                        let _ = rule.check_host_addresses(location, "connection", &[]);
+                        // A broker's node name, as librdkafka passes it to the connect check.
+                        let watch = faisca_connectors::kafka::client::ClientWatch::new(rule);
+                        let _ = watch.admit(location, None);
+                        let _ = watch.admit(location, "127.0.0.1:9092".parse().ok());
                     }
                 }
             }
@@ -890,4 +896,40 @@ const CREDENTIALS: Harness = Harness {
 #[test]
 fn credentials() {
     fuzz(&CREDENTIALS);
+}
+
+fn sql_text_seeds() -> Vec<Vec<u8>> {
+    [
+        "SELECT 1 + 2 * (3 - x) AS y FROM t WHERE a IN (1, 2, 3)",
+        "WITH a AS (SELECT 1 AS x) SELECT CASE WHEN x > 0 THEN 1 ELSE 2 END FROM a, a b",
+        "SELECT a, b FROM t UNION ALL SELECT a, b FROM t JOIN u ON t.k = u.k; SELECT 1",
+        "SELECT [1, [2, (3)]], {'k': 1} ; SELECT ))) ((( END CASE END",
+        "SELECT 'unterminated",
+        "SELECT $1 || E'\\n' || U&'\\0041' || X'ff' || $$dollar$$",
+    ]
+    .iter()
+    .map(|s| s.as_bytes().to_vec())
+    .collect()
+}
+
+/// SQL text as the driver bounds its depth before DataFusion parses it
+/// (`faisca.plan.maxDepth`), in the dialects a session may choose: never panics.
+const SQL_TEXT: Harness = Harness {
+    name: "sql_text",
+    test: "hostile::harnesses::sql_text",
+    seeds: sql_text_seeds,
+    run: |input| {
+        use datafusion::sql::sqlparser::dialect::dialect_from_str;
+        let text = String::from_utf8_lossy(input);
+        for name in ["generic", "postgresql", "mysql", "hive", "ansi", "duckdb"] {
+            if let Some(dialect) = dialect_from_str(name) {
+                let _ = faisca_common::depth::check_sql(&text, dialect.as_ref(), 64);
+            }
+        }
+    },
+};
+
+#[test]
+fn sql_text() {
+    fuzz(&SQL_TEXT);
 }
