@@ -212,8 +212,9 @@ async fn scram_logins_read_and_write_and_refusals_name_the_principal() {
     assert_eq!(count(&session, "by_jaas").await.unwrap(), "8");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn brokers_advertised_outside_the_allowed_locations_are_refused() {
+/// A plain Tansu broker holding topic `events` (2 records), and its port: reached as
+/// `localhost`, it advertises itself as `127.0.0.1`.
+async fn events_broker() -> (Broker, String) {
     assert!(
         tansu_program().is_some(),
         "tansu is not installed: run scripts/test.sh, which installs it (or set FAISCA_TANSU)"
@@ -221,7 +222,13 @@ async fn brokers_advertised_outside_the_allowed_locations_are_refused() {
     let broker = Broker::start(Kind::Tansu);
     broker.create_topic("events", 1).await;
     broker.produce_values("events", 0, "e", 2).await;
-    let port = broker.servers.rsplit(':').next().unwrap();
+    let port = broker.servers.rsplit(':').next().unwrap().to_string();
+    (broker, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn brokers_advertised_outside_the_allowed_locations_are_refused() {
+    let (_broker, port) = events_broker().await;
     // Reached as localhost, the broker advertises itself as 127.0.0.1: reads would connect
     // there, so the rule must allow that address too.
     let bootstrap = format!("localhost:{port}");
@@ -278,14 +285,7 @@ async fn executor_clients_are_refused_advertised_brokers_where_they_connect() {
     use faisca_connectors::kafka::reader::RangeReader;
     use faisca_connectors::kafka::sink::{SinkColumns, SinkOptions, TaskProducer};
 
-    assert!(
-        tansu_program().is_some(),
-        "tansu is not installed: run scripts/test.sh, which installs it (or set FAISCA_TANSU)"
-    );
-    let broker = Broker::start(Kind::Tansu);
-    broker.create_topic("events", 1).await;
-    broker.produce_values("events", 0, "e", 2).await;
-    let port = broker.servers.rsplit(':').next().unwrap();
+    let (_broker, port) = events_broker().await;
     let bootstrap = format!("localhost:{port}");
     let params = |extra: &[(&str, &str)]| {
         [
