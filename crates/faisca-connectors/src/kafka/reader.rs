@@ -19,6 +19,7 @@ use datafusion::arrow::array::{
     RecordBatchOptions, StringBuilder, StructBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use faisca_common::locations::AllowedLocations;
 use faisca_common::{Error, Result};
 use futures::{FutureExt, StreamExt};
 use rdkafka::ClientContext;
@@ -33,7 +34,6 @@ use super::consumer_pool::{self, PooledConsumer, Position, Taken};
 use super::options::ReadOptions;
 use super::schema::{header_fields, headers_type, kafka_schema};
 use super::{KnownEnds, OffsetRange, TopicPartition};
-use faisca_common::locations::AllowedLocations;
 
 /// Spark's `timestampType` for a record without a timestamp, and its `timestamp` (ms).
 /// `faisca.kafka.maxHeadersPerRecord`'s default, for readers built without a configuration.
@@ -748,8 +748,10 @@ impl RangeReader {
         }
     }
 
-    /// The consumer's next event, waiting until `deadline`; a refused login ends the wait
-    /// (librdkafka reports it to the context, and no record would come).
+    /// The consumer's next event, waiting until `deadline`; a refused login or broker ends the
+    /// wait (librdkafka reports them to the context, and no record would come). Looked at before
+    /// each wait and every [`REFUSAL_CHECK_INTERVAL`] of it, so that a stream of other errors
+    /// cannot hide one.
     async fn wait_for_event<'c>(
         &self,
         consumer: &'c PooledConsumer,
@@ -757,21 +759,18 @@ impl RangeReader {
         deadline: tokio::time::Instant,
     ) -> Result<Option<KafkaResult<BorrowedMessage<'c>>>> {
         loop {
+            if let Some(refused) = consumer
+                .context()
+                .watch
+                .refused_error(servers(&self.read), &self.read.kafka_params)
+            {
+                return Err(refused);
+            }
             let tick = (tokio::time::Instant::now() + REFUSAL_CHECK_INTERVAL).min(deadline);
             match tokio::time::timeout_at(tick, stream.next()).await {
                 Ok(event) => return Ok(event),
-                Err(_) => {
-                    if let Some(refused) = consumer
-                        .context()
-                        .watch
-                        .refused_error(servers(&self.read), &self.read.kafka_params)
-                    {
-                        return Err(refused);
-                    }
-                    if tick >= deadline {
-                        return Err(self.timed_out());
-                    }
-                }
+                Err(_) if tick >= deadline => return Err(self.timed_out()),
+                Err(_) => {}
             }
         }
     }
