@@ -1,5 +1,6 @@
 //! Data sources: what Faísca knows about reading files and Kafka, below the engine (it depends
-//! on `faisca-common` only; the engine's scan nodes and the driver's planning call into it).
+//! on `faisca-common`, and on `faisca-rdkafka-guard` for the connect check of its Kafka
+//! clients; the engine's scan nodes and the driver's planning call into it).
 //!
 //! * [`splits`]: pure, size-based planning of file scan tasks, as Spark does it: large files are
 //!   cut at row-group boundaries into pieces of at most `maxSplitBytes`, small files are packed
@@ -10,8 +11,9 @@
 //! * [`stores`]: object stores by URL (`file`, `s3`, `gs`, `az`, `http(s)`, `memory`), configured
 //!   from each process's environment and the session's `faisca.store.*` keys.
 //! * [`hidden`]: the store wrapper that makes listings skip `_`/`.` names, as Spark's do.
-//! * [`guarded_http`]: the client of `http(s)://` stores, which refuses requests whose host
-//!   resolves to a metadata address the allowed locations do not name.
+//! * [`guarded_http`]: the client of `http(s)://` stores, whose DNS resolver refuses a host that
+//!   resolves to a metadata address the allowed locations do not name (it connects to exactly
+//!   what it checked).
 //!
 //! * [`file_stream`]: which files a streaming file source reads in a batch (new ones, oldest
 //!   first, `maxFilesPerTrigger`, `latestFirst`, `maxFileAge`), as Spark's.
