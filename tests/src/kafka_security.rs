@@ -235,15 +235,15 @@ async fn brokers_advertised_outside_the_allowed_locations_are_refused() {
     let table = format!(
         "CREATE EXTERNAL TABLE events STORED AS KAFKA LOCATION 'events' OPTIONS ('kafka.bootstrap.servers' '{bootstrap}', 'kafka.broker.address.family' 'v4')"
     );
-    let only_bootstrap = Session::builder()
-        .master("local[1]")
-        .config(
-            "faisca.sql.allowedLocations",
-            format!("kafka://{bootstrap}"),
-        )
-        .build()
-        .await
-        .unwrap();
+    let allowing = |rule: String| async move {
+        Session::builder()
+            .master("local[1]")
+            .config("faisca.sql.allowedLocations", rule)
+            .build()
+            .await
+            .unwrap()
+    };
+    let only_bootstrap = allowing(format!("kafka://{bootstrap}")).await;
     only_bootstrap.sql(&table).await.unwrap();
     // Refused by the driver's check of the metadata, or where its planning client connects,
     // whichever comes first.
@@ -254,15 +254,7 @@ async fn brokers_advertised_outside_the_allowed_locations_are_refused() {
         "{error}"
     );
     only_bootstrap.stop().await;
-    let both = Session::builder()
-        .master("local[1]")
-        .config(
-            "faisca.sql.allowedLocations",
-            format!("kafka://{bootstrap},kafka://127.0.0.1:{port}"),
-        )
-        .build()
-        .await
-        .unwrap();
+    let both = allowing(format!("kafka://{bootstrap},kafka://127.0.0.1:{port}")).await;
     both.sql(&table).await.unwrap();
     assert_eq!(count(&both, "events").await.unwrap(), "2");
     both.stop().await;

@@ -57,7 +57,7 @@ fn is_users_fault(e: &KafkaError) -> bool {
 
 /// librdkafka's callbacks for the planning client: a refused login or broker is kept (the
 /// failed call then names it), other client errors are logged.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PlanningContext {
     watch: ClientWatch,
 }

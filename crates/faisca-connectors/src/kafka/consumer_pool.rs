@@ -235,8 +235,11 @@ mod tests {
     fn consumer(read: &ReadOptions) -> PooledConsumer {
         // Creating a consumer connects to nothing yet.
         Arc::new(
-            super::super::client::create(&consumer_config(read).unwrap(), ReaderContext::default())
-                .unwrap(),
+            super::super::client::create(
+                &consumer_config(read).unwrap(),
+                ReaderContext::new(&AllowedLocations::default()),
+            )
+            .unwrap(),
         )
     }
 

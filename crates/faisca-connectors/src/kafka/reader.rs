@@ -147,7 +147,7 @@ fn lost(range: &OffsetRange, from: i64, to: i64, why: &str) -> Error {
 /// error worth a log line; a refused login or broker is kept (the reader stops with it rather
 /// than wait for records that cannot come); other client errors are logged as warnings (the
 /// reader itself reports what stops a task).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ReaderContext {
     watch: ClientWatch,
 }

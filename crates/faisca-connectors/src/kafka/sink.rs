@@ -251,7 +251,6 @@ struct Refusal {
 
 /// Counts confirmed deliveries and keeps the first refusal; called from the producer's polls.
 /// A refused login (reported to the error callback) or broker is kept too.
-#[derive(Default)]
 pub struct DeliveryTracker {
     state: Mutex<(u64, Option<Refusal>)>,
     watch: ClientWatch,
